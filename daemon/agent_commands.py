@@ -1,0 +1,88 @@
+"""Agent commands: the ``#name argument`` lines at the top of an agent's reply (SPEC section 5).
+
+:func:`parse_reply` splits a reply into its commands, the errors found in them and the body
+that remains. It reads only the top of the reply: blank lines and lines starting with ``#``,
+up to the first line of ordinary text. What each command does is in
+:mod:`postdesk.daemon.steps.commands`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from postdesk.daemon.templating import one_line
+
+NO_ARGUMENT = ("note", "spam", "ham")
+ONE_ARGUMENT = ("status", "priority", "assign", "category", "merge", "cc", "reply")
+KNOWN = (*NO_ARGUMENT, *ONE_ARGUMENT)
+USAGE = {
+    "status": "#status new|open|pending|solved|closed",
+    "priority": "#priority low|normal|high|urgent",
+    "assign": "#assign me|nobody|<agent email or name>",
+    "category": "#category <name>",
+    "merge": "#merge <ticket number>",
+    "cc": "#cc <email>",
+    "reply": "#reply <canned reply name>",
+}
+_LINE = re.compile(r"^#([A-Za-z]+)(?:\s+(.*))?$")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command line: its name (lower case), its argument and the line as written."""
+
+    name: str
+    argument: str
+    line: str
+
+
+@dataclass
+class Reply:
+    """An agent's reply taken apart."""
+
+    commands: list[Command] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    body: str = ""
+
+    def has(self, name: str) -> bool:
+        """True when the reply carries command ``name``."""
+        return any(command.name == name for command in self.commands)
+
+
+def parse_reply(text: str) -> Reply:
+    """Split ``text`` into the command lines at its top and the body after them."""
+    reply = Reply()
+    lines = text.replace("\r\n", "\n").split("\n")
+    index = 0
+    while index < len(lines):
+        line = lines[index].strip()
+        if line and not line.startswith("#"):
+            break
+        index += 1
+        if not line:
+            continue
+        command, error = parse_line(line)
+        if command is not None:
+            reply.commands.append(command)
+        if error:
+            reply.errors.append(error)
+    reply.body = "\n".join(lines[index:]).strip("\n")
+    return reply
+
+
+def parse_line(line: str) -> tuple[Command | None, str]:
+    """One command line as a Command, or None and what is wrong with it."""
+    shown = one_line(line, 100)
+    match = _LINE.match(line)
+    if match is None:
+        return None, f"{shown!r}: not a command (commands look like '#status solved')"
+    name, argument = match.group(1).lower(), " ".join((match.group(2) or "").split())
+    if name not in KNOWN:
+        return None, f"{shown!r}: unknown command #{name} (known: {', '.join(KNOWN)})"
+    if name in ONE_ARGUMENT and (not argument or " " in argument):
+        return None, f"{shown!r}: expected one value, as in '{USAGE[name]}'"
+    if name in ("spam", "ham") and argument:
+        return None, f"{shown!r}: #{name} takes no value"
+    return Command(name, argument, line), ""
+

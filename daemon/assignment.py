@@ -1,0 +1,60 @@
+"""Who handles a ticket: its group (from its category) and its assignee (by hand or in turn).
+
+``[routing] categories`` maps a category to a group; agents belong to groups. Groups listed in
+``[routing] round_robin`` assign each new ticket to the next of their agents, in the order
+the agents are configured; the position is a shared counter row, so several daemons agree.
+"""
+
+from __future__ import annotations
+
+from postdesk.daemon.config import Agent, Settings
+from postdesk.daemon.db import insert_ignore
+from postdesk.models.schema import Counter, Ticket
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+SYSTEM_ACTOR = "postdesk"  # the actor named in events of automatic assignment
+
+
+def group_agents(settings: Settings, group: str | None) -> list[Agent]:
+    """The agents of ``group``, in configuration order (none for no group)."""
+    return [a for a in settings.agents if group and group in a.groups]
+
+
+def recipients(settings: Settings, ticket: Ticket) -> list[Agent]:
+    """Whom to tell about ``ticket``: its assignee, else its group, else every agent."""
+    assignee = settings.agent(ticket.assignee)
+    if assignee is not None:
+        return [assignee]
+    return group_agents(settings, ticket.group_name) or list(settings.agents)
+
+
+def group_of(settings: Settings, category: str) -> str | None:
+    """The group ``category`` maps to, if any."""
+    group: str | None = settings.routing.categories.get(category)
+    return group
+
+
+def assign_in_turn(session: Session, settings: Settings, ticket: Ticket) -> Agent | None:
+    """Give an unassigned ticket of a group that takes turns to that group's next agent."""
+    group = ticket.group_name
+    if ticket.assignee or not group or group not in settings.routing.round_robin:
+        return None
+    agents = group_agents(settings, group)
+    if not agents:
+        return None
+    chosen = agents[(next_turn(session, f"rr:{group}") - 1) % len(agents)]
+    ticket.assignee = chosen.email.lower()
+    return chosen
+
+
+def next_turn(session: Session, name: str) -> int:
+    """Bump the counter ``name`` under a row lock and return its new value (1 the first time)."""
+    insert_ignore(session, Counter.__table__, {"name": name, "value": 0}, ["name"])
+    bump = (
+        update(Counter)
+        .where(Counter.name == name)
+        .values(value=Counter.value + 1)
+        .returning(Counter.value)
+    )
+    return int(session.execute(bump).scalar_one())

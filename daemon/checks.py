@@ -1,0 +1,73 @@
+"""``postdesk check``: validate the configuration and reach every endpoint it names."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import aiosmtplib
+from postdesk.daemon.config import Settings
+from postdesk.daemon.db import make_engine, ping
+
+TIMEOUT_SECONDS = 10.0
+
+
+@dataclass
+class CheckResults:
+    """One printable line per check, and whether all passed."""
+
+    lines: list[str] = field(default_factory=list)
+    ok: bool = True
+
+    def record(self, name: str, error: str | None, detail: str = "") -> None:
+        """Add the outcome of one check."""
+        if error is None:
+            self.lines.append(f"ok    {name}{': ' + detail if detail else ''}")
+        else:
+            self.ok = False
+            self.lines.append(f"FAIL  {name}: {error}")
+
+
+def run_all(settings: Settings) -> CheckResults:
+    """Run every check and collect the results."""
+    results = CheckResults()
+    results.record("config", None, settings.source)
+    results.record("database", _database_error(settings), _safe_url(settings.database_url))
+    if settings.outbound.relay:
+        results.record("relay", asyncio.run(_relay_error(settings)), settings.outbound.relay)
+    else:
+        results.record(
+            "outbound", None, f"no relay: mail is written to {settings.data_dir / 'outbox-sent'}"
+        )
+    return results
+
+
+def _database_error(settings: Settings) -> str | None:
+    try:
+        ping(make_engine(settings.database_url))
+    except Exception as error:
+        return " ".join(str(getattr(error, "orig", None) or error).split())[:300]
+    return None
+
+
+async def _relay_error(settings: Settings) -> str | None:
+    parts = urlsplit(settings.outbound.relay)
+    client = aiosmtplib.SMTP(
+        hostname=parts.hostname or "127.0.0.1",
+        port=parts.port or (465 if parts.scheme == "smtps" else 25),
+        use_tls=parts.scheme == "smtps",
+        timeout=TIMEOUT_SECONDS,
+    )
+    try:
+        await client.connect()
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError) as error:
+        return str(error) or type(error).__name__
+    return None
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,134 @@
+"""SMTP intake: accept mail for the helpdesk, spool it durably, and only then answer 250.
+
+This module only queues (like Mailman's LMTP runner): it never parses or touches the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from postdesk.daemon.config import Settings
+from postdesk.daemon.spool import Envelope as SpoolEnvelope
+from postdesk.daemon.spool import Spool
+
+log = logging.getLogger("postdesk.intake")
+
+OK_QUEUED = "250 2.0.0 Ok: queued as {spool_id}"
+OK_RECIPIENT = "250 2.1.5 Ok"
+UNKNOWN_RECIPIENT = "550 5.1.1 No such mailbox here: {address}"
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
+TOO_BIG = "552 5.3.4 Message too big for this system"
+TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, please try again later"
+SPOOL_FULL = "452 4.3.1 Insufficient system storage, please try again later"
+BUSY = "451 4.3.2 Too busy, please try again later"
+SHUTTING_DOWN = "421 4.3.2 Service shutting down, please try again later"
+
+
+class IntakeHandler:
+    """aiosmtpd handler: checks recipients and size, spools DATA, never lets an error become 5xx."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        spool: Spool,
+        on_spooled: Callable[[], None],
+        database_ok: Callable[[], bool],
+    ) -> None:
+        self.settings = settings
+        self.spool = spool
+        self.on_spooled = on_spooled
+        self.database_ok = database_ok
+        self.closing = False
+        self.accepted = 0
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        """Refuse new mail while shutting down, out of disk, or while the database is down."""
+        if self.closing:
+            return SHUTTING_DOWN
+        if not self.database_ok():
+            return TEMPORARY_FAILURE
+        if self.spool.free_bytes() < 1.5 * self.settings.smtp.max_message_bytes:
+            return SPOOL_FULL
+        if self.spool.pending() >= self.settings.smtp.spool_high_water:
+            return BUSY
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 Ok"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        """Accept only helpdesk addresses, at RCPT time, up to the recipient cap."""
+        if self.closing:
+            return SHUTTING_DOWN
+        if address.lower() not in self.settings.helpdesk.addresses:
+            return UNKNOWN_RECIPIENT.format(address=_printable(address))
+        if len(envelope.rcpt_tos) >= self.settings.smtp.max_recipients:
+            return TOO_MANY_RECIPIENTS
+        envelope.rcpt_tos.append(address)
+        return OK_RECIPIENT
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        """Write the message to the spool (fsync) and answer 250 only once it is safe."""
+        if self.closing:
+            return SHUTTING_DOWN
+        raw = envelope.original_content or b""
+        meta = SpoolEnvelope(
+            mail_from=envelope.mail_from or "",
+            rcpt_tos=tuple(envelope.rcpt_tos),
+            channel="smtp",
+            received_at=time.time(),
+            peer=str(session.peer[0]) if session.peer else "",
+        )
+        spool_id = await asyncio.to_thread(self.spool.write, raw, meta)
+        self.accepted += 1
+        self.on_spooled()
+        log.info("accepted %s (%d bytes) from %s", spool_id, len(raw), meta.peer)
+        return OK_QUEUED.format(spool_id=spool_id)
+
+    async def handle_exception(self, error: Exception) -> str:
+        """Any failure while handling a command is temporary to the client: 451, never 500."""
+        log.error("intake failed, answering 451: %r", error, exc_info=error)
+        return TEMPORARY_FAILURE
+
+
+class IntakeSMTP(SMTP):
+    """aiosmtpd's server with our line-length policy and enhanced codes on its size replies."""
+
+    def __init__(self, handler: IntakeHandler, settings: Settings, **kwargs: Any) -> None:
+        # Real mail (HTML from some clients) has long lines; accept them rather than bounce.
+        self.line_length_limit = settings.smtp.max_line_length
+        super().__init__(
+            handler,
+            data_size_limit=settings.smtp.max_message_bytes,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            timeout=settings.smtp.idle_timeout,
+            hostname=settings.helpdesk.domain,
+            ident="postdesk ESMTP",
+            **kwargs,
+        )
+
+    async def push(self, status: str | bytes) -> None:
+        """Send a reply, rewriting aiosmtpd's own size errors to ``552 5.3.4``."""
+        if isinstance(status, str) and status.startswith("552 Error"):
+            status = TOO_BIG
+        await super().push(status)
+
+
+async def start_smtp(handler: IntakeHandler, settings: Settings) -> asyncio.Server:
+    """Listen for SMTP on the configured address; returns the running server."""
+    host, port = settings.smtp.host_port
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: IntakeSMTP(handler, settings), host=host, port=port)
+
+
+def _printable(address: str) -> str:
+    return "".join(c for c in address if c.isprintable())[:320]

@@ -1,0 +1,197 @@
+"""The durable outbox: outgoing mail is written in the same transaction as the change causing it.
+
+:func:`enqueue` renders, signs and composes one mail and adds an ``OutboxItem`` plus the
+ticket's outgoing ``Message`` to the caller's session. It never commits; the sender
+(:mod:`postdesk.daemon.sender`) delivers committed rows later. Automatic mail is refused
+here, before anything is written, when the recipient is bouncing or over the rate limits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from postdesk.daemon.compose import compose, envelope_address
+from postdesk.daemon.config import Settings
+from postdesk.daemon.services import Services
+from postdesk.daemon.templating import Rendered
+from postdesk.models.schema import Contact, Message, OutboxItem, Ticket
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+log = logging.getLogger("postdesk.outbox")
+
+CHANNEL = "outbox"
+
+
+def enqueue(
+    session: Session,
+    services: Services,
+    *,
+    ticket: Ticket,
+    kind: str,
+    to: Sequence[str],
+    template: str,
+    context: Mapping[str, object],
+    in_reply_to: str | None,
+    references: Sequence[str],
+    auto: bool,
+    cc: Sequence[str] = (),
+    agent: str | None = None,
+    from_name: str | None = None,
+    attachments: Sequence[tuple[str, str, bytes]] = (),
+    internal_copy: bool = False,
+) -> OutboxItem | None:
+    """Queue one mail about ``ticket`` in the caller's session (no commit) and record it.
+
+    Helpdesk addresses are dropped from the recipients. Returns None, writing nothing, when no
+    valid recipient is left, or when ``auto`` is set and the first recipient is bouncing or
+    over ``outbound.auto_per_recipient_10min`` / ``auto_per_recipient_day``.
+    """
+    settings = services.settings
+    now = services.clock()
+    recipients = _recipients(settings, kind, ticket, to, cc)
+    if recipients is None:
+        return None
+    to_list, cc_list, envelope = recipients
+    refusal = _auto_refusal(session, settings, envelope[0], now) if auto else None
+    if refusal is not None:
+        log.warning(
+            "%s to %s for ticket %s not sent: %s", kind, envelope[0], ticket.number, refusal
+        )
+        return None
+    rendered = services.templates.render(template, context)
+    message_id = services.tokens.mint(ticket.number, agent)
+    try:
+        raw = compose(
+            services,
+            to=to_list,
+            cc=cc_list,
+            subject=rendered.subject,
+            rendered=rendered,
+            message_id=message_id,
+            in_reply_to=in_reply_to,
+            references=references,
+            auto=auto,
+            from_name=from_name,
+            attachments=attachments,
+        )
+    except ValueError as exc:
+        log.error("%s %s for ticket %s not sent: %s", message_id, kind, ticket.number, exc)
+        return None
+    outgoing = _Outgoing(kind, envelope, message_id, auto, raw, rendered, internal_copy)
+    item = _record(session, settings, ticket, outgoing, now)
+    log.info("%s %s to %s for ticket %s queued", message_id, kind, envelope[0], ticket.number)
+    return item
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    """One composed mail, before it becomes rows."""
+
+    kind: str
+    envelope: list[str]
+    message_id: str
+    auto: bool
+    raw: bytes
+    rendered: Rendered
+    internal: bool
+
+
+def _record(
+    session: Session, settings: Settings, ticket: Ticket, out: _Outgoing, now: datetime
+) -> OutboxItem:
+    """Add the OutboxItem and the ticket's outgoing Message to the session."""
+    if ticket.id is None:
+        session.flush()
+    item = OutboxItem(
+        ticket_id=ticket.id,
+        kind=out.kind,
+        recipient=out.envelope[0],
+        recipients=json.dumps(out.envelope),
+        envelope_from=settings.helpdesk.address,
+        message_id=out.message_id,
+        auto=out.auto,
+        raw=out.raw,
+        status="pending",
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    message = Message(
+        ticket_id=ticket.id,
+        message_id=out.message_id,
+        dedupe_key=None,
+        direction="out",
+        author=settings.helpdesk.address,
+        internal=out.internal,
+        auto=out.auto,
+        subject=out.rendered.subject,
+        text=out.rendered.text,
+        new_text=out.rendered.text,
+        channel=CHANNEL,
+        raw=out.raw,
+        created_at=now,
+    )
+    session.add_all([item, message])
+    return item
+
+
+def _recipients(
+    settings: Settings, kind: str, ticket: Ticket, to: Sequence[str], cc: Sequence[str]
+) -> tuple[list[str], list[str], list[str]] | None:
+    """The ``to`` and ``cc`` entries kept and the envelope (to first), or None if no ``to`` is left.
+
+    Invalid addresses, helpdesk addresses and repeats are dropped.
+    """
+    kept_to: list[str] = []
+    kept_cc: list[str] = []
+    envelope: list[str] = []
+    for position, value in enumerate([*to, *cc]):
+        try:
+            address = envelope_address(value)
+        except ValueError:
+            log.warning(
+                "%s for ticket %s: dropped invalid recipient %r", kind, ticket.number, value
+            )
+            continue
+        if address in settings.helpdesk.addresses or address in envelope:
+            continue
+        envelope.append(address)
+        (kept_to if position < len(to) else kept_cc).append(value)
+    if not kept_to:
+        log.warning("%s for ticket %s not sent: no recipient left", kind, ticket.number)
+        return None
+    return kept_to, kept_cc, envelope
+
+
+def _auto_refusal(
+    session: Session, settings: Settings, recipient: str, now: datetime
+) -> str | None:
+    """Why automatic mail to ``recipient`` must not be sent now, or None when it may."""
+    bouncing = session.scalar(
+        select(Contact.bouncing).where(func.lower(Contact.email) == recipient).limit(1)
+    )
+    if bouncing:
+        return "the address is bouncing"
+    outbound = settings.outbound
+    windows = (
+        (timedelta(minutes=10), outbound.auto_per_recipient_10min, "10 minutes"),
+        (timedelta(days=1), outbound.auto_per_recipient_day, "day"),
+    )
+    for window, limit, label in windows:
+        count = session.scalar(
+            select(func.count())
+            .select_from(OutboxItem)
+            .where(
+                OutboxItem.recipient == recipient,
+                OutboxItem.auto.is_(True),
+                OutboxItem.created_at > now - window,
+            )
+        )
+        if (count or 0) >= limit:
+            return f"rate limit of {limit} automatic mails per {label} reached"
+    return None

@@ -1,0 +1,80 @@
+"""What pipeline steps share: the per-message context and the outcomes a step may raise.
+
+One message is processed in one database transaction. Each step is a function
+``step(ctx) -> None``; their order is ``postdesk.daemon.steps.PIPELINE``; a step ends processing early by raising a
+``Disposition``. The worker (``postdesk.daemon.worker``) is the single place that catches them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from postdesk.daemon.config import Agent
+from postdesk.daemon.mailparse import ParsedMessage
+from postdesk.daemon.services import Services
+from postdesk.daemon.spool import Envelope
+from postdesk.models.schema import Message, Ticket
+from sqlalchemy.orm import Session
+
+
+class Disposition(Exception):
+    """A step decided this message's fate; ``reason`` is logged and, if held, shown to operators."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Duplicate(Disposition):
+    """The message is already stored: nothing more to do."""
+
+
+class Discard(Disposition):
+    """The message is deliberately dropped (our own mail coming back); logged, not stored."""
+
+
+class Hold(Disposition):
+    """The message can never be processed as it is: quarantine it at once with the reason."""
+
+
+@dataclass
+class MessageContext:
+    """Everything one message's steps know and decide, from raw bytes to stored ticket."""
+
+    services: Services
+    session: Session
+    spool_id: str
+    envelope: Envelope
+    raw: bytes
+    parsed: ParsedMessage = field(init=False)
+    dedupe_key: str = ""
+    sender: str = ""
+    auto_reason: str | None = None  # why this mail is automatic (RFC 3834), if it is
+    ticket: Ticket | None = None
+    created: bool = False
+    reopened: bool = False
+    follows: int | None = None  # number of the closed ticket a new ticket continues
+    possible_duplicate: bool = False
+    message: Message | None = None
+    notes: list[str] = field(default_factory=list)
+    agent: Agent | None = None  # From is an agent AND the mail is authenticated
+    unverified_agent: bool = False  # From is an agent but the mail is not authenticated
+    auth_detail: str = ""  # how the agent was authenticated, or why not
+    rating: int | None = None  # CSAT rating this reply records (the ticket stays solved)
+    reply_text: str = ""  # what an agent's reply says to the customer (no commands, no quote)
+    solved: bool = False  # this message made the ticket solved (a CSAT request follows)
+    agent_errors: list[str] = field(default_factory=list)  # told back to the agent
+
+    @property
+    def is_auto(self) -> bool:
+        """True for mail a machine sent (auto-replies, bounces, lists): it gets no auto-reply."""
+        return self.auto_reason is not None
+
+    @property
+    def keeps_status(self) -> bool:
+        """True when storing this message must not reopen the ticket: a rating, or an agent."""
+        return self.rating is not None or self.agent is not None
+
+
+Step = Callable[[MessageContext], None]

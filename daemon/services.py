@@ -1,0 +1,22 @@
+"""The long-lived helpers every pipeline step may need, built once at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from postdesk.daemon.config import Settings
+from postdesk.daemon.templating import Templates
+from postdesk.daemon.tokens import Tokens
+from postdesk.models.schema import utcnow
+
+
+@dataclass(frozen=True)
+class Services:
+    """Settings plus the objects derived from them; passed to steps instead of globals."""
+
+    settings: Settings
+    tokens: Tokens
+    templates: Templates
+    clock: Callable[[], datetime] = field(default=utcnow)

@@ -1,0 +1,35 @@
+"""The pipeline's steps, and the order every inbound message passes through them.
+
+Each step is a module with one function ``run(ctx: MessageContext) -> None``.
+"""
+
+from postdesk.daemon.pipeline import Step
+from postdesk.daemon.steps import (
+    authenticate,
+    commands,
+    dedupe,
+    notify,
+    parse,
+    rating,
+    relay,
+    respond,
+    route,
+    screen,
+    store,
+    thread,
+)
+
+PIPELINE: tuple[Step, ...] = (
+    parse.run,  # raw bytes -> ParsedMessage, within hard limits
+    screen.run,  # loops, bounces, automatic mail
+    authenticate.run,  # is mail from an agent's address really from that agent?
+    dedupe.run,  # the same message twice is stored once
+    thread.run,  # which ticket: headers, then tag + participant, reopen window
+    rating.run,  # a CSAT answer is recorded and does not reopen the ticket
+    store.run,  # ticket, contact, participants, message, attachments, events
+    route.run,  # a new ticket's group, and its agent when the group takes turns
+    commands.run,  # an authenticated agent's #commands
+    respond.run,  # acknowledgement through the outbox
+    notify.run,  # agents hear of new tickets and replies; alerts on forged agent mail
+    relay.run,  # an agent's reply to the customers, CSAT request, command errors to the agent
+)

@@ -1,0 +1,86 @@
+"""Step: decide whether mail from an agent's address really comes from that agent (SPEC 5).
+
+Believed are: a helpdesk HMAC token addressed to that agent in In-Reply-To/References, or the
+topmost Authentication-Results header from a trusted authserv-id with DKIM or SPF pass aligned to
+the From domain (or DMARC pass for it). That header is only read when the mail came through a
+border we trust: over SMTP from a peer in ``auth.trusted_relays``, from an IMAP mailbox (the
+provider's MTA wrote it), or from ``postdesk ingest``. Anything else from an agent's address is
+handled as customer mail, and the agents are alerted (by the notify step).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+from postdesk.daemon import authresults
+from postdesk.daemon.config import Agent
+from postdesk.daemon.pipeline import MessageContext
+
+log = logging.getLogger("postdesk.auth")
+
+TRUSTED_CHANNELS = ("imap:", "ingest")
+
+
+def run(ctx: MessageContext) -> None:
+    """Set ``ctx.agent`` for authenticated agent mail, ``ctx.unverified_agent`` otherwise."""
+    agent = ctx.services.settings.agent(ctx.sender)
+    if agent is None:
+        return
+    token = by_token(ctx, agent)
+    verified, detail = (True, token) if token else by_auth_results(ctx)
+    ctx.auth_detail = detail
+    if verified:
+        ctx.agent = agent
+        return
+    ctx.unverified_agent = True
+    ctx.notes.append(f"unverified mail from agent address {agent.email}: {detail}")
+    log.warning(
+        "%s from agent address %s not believed: %s", ctx.parsed.message_id, agent.email, detail
+    )
+
+
+def by_token(ctx: MessageContext, agent: Agent) -> str:
+    """What proves the mail when In-Reply-To/References hold our token for this agent, else ""."""
+    tokens = ctx.services.tokens
+    wanted = tokens.agent_key(agent.email)
+    for message_id in [*ctx.parsed.in_reply_to, *ctx.parsed.references]:
+        token = tokens.verify(message_id)
+        if token is not None and token.agent_key == wanted:
+            return f"token for ticket #{token.ticket_number}"
+    return ""
+
+
+def by_auth_results(ctx: MessageContext) -> tuple[bool, str]:
+    """Whether a believable Authentication-Results header vouches for the sender, and why."""
+    auth = ctx.services.settings.auth
+    headers = ctx.parsed.header_all("authentication-results")
+    if not headers:
+        return False, "no Authentication-Results and no token addressed to this agent"
+    if not border_is_trusted(ctx):
+        peer = ctx.envelope.peer or "unknown"
+        return False, f"Authentication-Results not believed from SMTP peer {peer}"
+    results = authresults.first_trusted(headers, auth.trusted_authserv_ids)
+    if results is None:
+        return False, "no Authentication-Results from a trusted authserv-id"
+    method = authresults.vouches_for(results, ctx.sender.rpartition("@")[2])
+    if method is None:
+        return False, f"{results.authserv_id}: no DKIM, SPF or DMARC pass aligned with From"
+    return True, f"{method} pass from {results.authserv_id}"
+
+
+def border_is_trusted(ctx: MessageContext) -> bool:
+    """True when whoever handed us this mail wrote (or checked) its Authentication-Results."""
+    envelope = ctx.envelope
+    if envelope.channel.startswith(TRUSTED_CHANNELS):
+        return True
+    if envelope.channel != "smtp":
+        return False
+    try:
+        peer = ipaddress.ip_address(envelope.peer)
+    except ValueError:
+        return False
+    if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
+        peer = peer.ipv4_mapped
+    relays = ctx.services.settings.auth.trusted_relays
+    return any(peer in ipaddress.ip_network(relay, strict=False) for relay in relays)

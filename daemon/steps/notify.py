@@ -1,0 +1,76 @@
+"""Step: tell the agents about a new ticket or a customer's reply, and alert them to forgeries.
+
+One mail per agent, so the token in each Message-ID is bound to the ticket and to that agent:
+replying to it authenticates the agent (see ``steps.authenticate``). Who is told: the assignee,
+else the agents of the ticket's group, else every agent. Mail from an agent's address that is
+not authenticated goes to every agent as an alert instead. Copies are stored as internal
+messages of the ticket.
+"""
+
+from __future__ import annotations
+
+from postdesk.daemon import assignment
+from postdesk.daemon.config import Agent
+from postdesk.daemon.mailcontext import attachment_list, helpdesk_info, ticket_info, trimmed
+from postdesk.daemon.outbox import enqueue
+from postdesk.daemon.pipeline import MessageContext
+from postdesk.daemon.templating import AGENT_ALERT, AGENT_NOTIFICATION
+
+
+def run(ctx: MessageContext) -> None:
+    """Queue the notifications, or the alert, this message calls for."""
+    ticket = ctx.ticket
+    if ticket is None or ctx.agent is not None or ctx.rating is not None:
+        return
+    settings = ctx.services.settings
+    if ctx.unverified_agent:
+        for agent in settings.agents:
+            _send(ctx, agent, AGENT_ALERT, {"reason": ctx.auth_detail}, attach_budget=0)
+        return
+    if ctx.is_auto or ticket.spam:
+        return
+    event = "new" if ctx.created else "reopened" if ctx.reopened else "reply"
+    for agent in assignment.recipients(settings, ticket):
+        budget = settings.outbound.notify_attach_max_bytes
+        _send(ctx, agent, AGENT_NOTIFICATION, {"event": event}, attach_budget=budget)
+
+
+def _send(
+    ctx: MessageContext,
+    agent: Agent,
+    template: str,
+    extra: dict[str, object],
+    attach_budget: int,
+) -> None:
+    """Queue one mail about this message to ``agent``: its text, its files up to the budget."""
+    assert ctx.ticket is not None
+    settings = ctx.services.settings
+    parsed = ctx.parsed
+    described, attached = attachment_list(parsed.attachments, attach_budget)
+    context: dict[str, object] = {
+        "helpdesk": helpdesk_info(settings),
+        "agent": {"name": agent.name or agent.email, "email": agent.email},
+        "ticket": ticket_info(settings, ctx.ticket),
+        "author": {"email": ctx.sender, "name": parsed.from_name},
+        "subject": parsed.subject,
+        "text": trimmed(parsed.new_text),
+        "attachments": described,
+        "notes": list(ctx.notes),
+        "plugin_facts": {},  # filled by the plugin issue: contact, orders, ...
+        **extra,
+    }
+    enqueue(
+        ctx.session,
+        ctx.services,
+        ticket=ctx.ticket,
+        kind=template.rpartition("/")[2],
+        to=[agent.email],
+        template=template,
+        context=context,
+        in_reply_to=parsed.message_id,
+        references=[*parsed.references, parsed.message_id],
+        auto=True,
+        agent=agent.email,
+        attachments=attached,
+        internal_copy=True,
+    )

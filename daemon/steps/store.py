@@ -1,0 +1,153 @@
+"""Step: write the ticket, contact, participants, message, attachments and events."""
+
+from __future__ import annotations
+
+import json
+
+from postdesk.daemon.attachstore import store_blob
+from postdesk.daemon.db import insert_ignore
+from postdesk.daemon.pipeline import MessageContext
+from postdesk.models.schema import (
+    Attachment,
+    Contact,
+    Counter,
+    Event,
+    Message,
+    Participant,
+    Ticket,
+)
+from sqlalchemy import select, update
+
+TICKET_COUNTER = "ticket_number"
+
+
+def run(ctx: MessageContext) -> None:
+    """Store the message in its ticket, opening or reopening the ticket as threading decided."""
+    now = ctx.services.clock()
+    parsed = ctx.parsed
+    insert_ignore(
+        ctx.session,
+        Contact.__table__,
+        {"email": ctx.sender, "name": parsed.from_name, "created_at": now},
+        ["email"],
+    )
+    if ctx.ticket is None:
+        open_ticket(ctx)
+    elif ctx.keeps_status:
+        pass  # a CSAT rating, or an agent's reply: the status changes only by command
+    elif ctx.ticket.status in ("solved", "closed") and not ctx.is_auto:
+        ctx.ticket.status = "open"
+        ctx.ticket.solved_at = None
+        ctx.reopened = True
+        log_event(ctx, "reopened", {"by": ctx.sender})
+    elif ctx.ticket.status == "pending" and not ctx.is_auto:
+        ctx.ticket.status = "open"
+    ctx.ticket.updated_at = now
+    ctx.message = add_message(ctx)
+    log_event(ctx, "received", {"message_id": parsed.message_id, "notes": ctx.notes})
+
+
+def open_ticket(ctx: MessageContext) -> None:
+    """Create a ticket for this message with the next number, the sender as requester."""
+    ticket = Ticket(
+        number=next_ticket_number(ctx),
+        subject=ctx.parsed.subject or "(no subject)",
+        requester=ctx.sender,
+        status="new",
+        follows=ctx.follows,
+        created_at=ctx.services.clock(),
+    )
+    ctx.session.add(ticket)
+    ctx.session.flush()
+    add_participant(ctx, ticket, ctx.sender, "requester")
+    ctx.ticket, ctx.created = ticket, True
+    add_collaborators(ctx, ticket)
+    log_event(ctx, "created", {"requester": ctx.sender, "auto": ctx.auto_reason})
+
+
+def next_ticket_number(ctx: MessageContext) -> int:
+    """Hand out the next ticket number under a row lock, so concurrent daemons never collide."""
+    session = ctx.session
+    insert_ignore(session, Counter.__table__, {"name": TICKET_COUNTER, "value": 0}, ["name"])
+    bump = (
+        update(Counter)
+        .where(Counter.name == TICKET_COUNTER)
+        .values(value=Counter.value + 1)
+        .returning(Counter.value)
+    )
+    return int(session.execute(bump).scalar_one())
+
+
+def add_participant(ctx: MessageContext, ticket: Ticket, email: str, role: str) -> None:
+    """Make ``email`` a participant of ``ticket`` unless it is one already."""
+    insert_ignore(
+        ctx.session,
+        Participant.__table__,
+        {"ticket_id": ticket.id, "email": email.lower(), "role": role},
+        ["ticket_id", "email"],
+    )
+
+
+def add_collaborators(ctx: MessageContext, ticket: Ticket) -> None:
+    """The Cc of a new ticket become collaborators, except helpdesk and agent addresses."""
+    settings = ctx.services.settings
+    for address in ctx.parsed.cc:
+        if address not in settings.helpdesk.addresses and settings.agent(address) is None:
+            add_participant(ctx, ticket, address, "cc")
+
+
+def add_message(ctx: MessageContext) -> Message:
+    """Store the inbound message with its raw bytes and its attachments."""
+    parsed = ctx.parsed
+    assert ctx.ticket is not None
+    message = Message(
+        ticket_id=ctx.ticket.id,
+        message_id=parsed.message_id,
+        dedupe_key=ctx.dedupe_key,
+        direction="in",
+        author=ctx.sender,
+        auto=ctx.is_auto,
+        subject=parsed.subject,
+        text=parsed.text,
+        new_text=parsed.new_text,
+        channel=ctx.envelope.channel,
+        possible_duplicate=ctx.possible_duplicate,
+        defects="\n".join(parsed.defects),
+        raw=ctx.raw,
+        created_at=ctx.services.clock(),
+    )
+    ctx.session.add(message)
+    ctx.session.flush()
+    data_dir = ctx.services.settings.data_dir
+    for item in parsed.attachments:
+        ctx.session.add(
+            Attachment(
+                message_pk=message.id,
+                filename=item.filename,
+                content_type=item.content_type,
+                size=len(item.data),
+                sha256=store_blob(data_dir, item.data),
+                inline=item.inline,
+                content_id=item.content_id,
+            )
+        )
+    return message
+
+
+def log_event(ctx: MessageContext, kind: str, detail: dict[str, object], actor: str = "") -> None:
+    """Append an entry to the ticket's event log."""
+    assert ctx.ticket is not None
+    ctx.session.add(
+        Event(
+            ticket_id=ctx.ticket.id,
+            at=ctx.services.clock(),
+            actor=actor or ctx.sender,
+            kind=kind,
+            detail=json.dumps(detail, default=str),
+        )
+    )
+
+
+def ticket_by_number(ctx: MessageContext, number: int) -> Ticket | None:
+    """The ticket with this number, if it exists."""
+    return ctx.session.execute(select(Ticket).where(Ticket.number == number)).scalar_one_or_none()

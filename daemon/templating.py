@@ -1,0 +1,87 @@
+"""Mail templates: Jinja2 files named ``<audience>/<event>.<part>.j2``.
+
+The parts are ``subject``, ``txt`` and an optional ``html``. Templates in the configured
+``helpdesk.templates_dir`` override the built-in ones of the same name. Only ``.html.j2``
+files are autoescaped; every variable must exist (StrictUndefined).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import postdesk.daemon
+from postdesk.daemon.config import Settings
+
+BUILTIN_DIR = Path(postdesk.daemon.__file__).resolve().parent.parent / "templates"
+
+CUSTOMER_ACKNOWLEDGEMENT = "customer/acknowledgement"
+CUSTOMER_AGENT_REPLY = "customer/agent_reply"
+CUSTOMER_CSAT_REQUEST = "customer/csat_request"
+AGENT_NOTIFICATION = "agent/notification"
+AGENT_COMMAND_ERROR = "agent/command_error"
+AGENT_ALERT = "agent/alert"
+CANNED_FOLDER = "canned"  # canned/<name>.txt.j2: text an agent inserts with "#reply <name>"
+
+SUBJECT, TEXT, HTML = "subject", "txt", "html"
+_NAME = re.compile(r"^[a-z0-9_-]+/[a-z0-9_-]+$")
+_CLEAN = {"Cc": " ", "Zl": " ", "Zp": " ", "Cf": ""}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One rendered mail: a single-line subject, the plain text and, if there is one, HTML."""
+
+    subject: str
+    text: str
+    html: str | None
+
+
+def one_line(value: object, limit: int = 200) -> str:
+    """``value`` as one line: control characters (CR, LF, NUL...) and line or paragraph
+    separators become spaces, invisible format characters (bidi overrides) go, runs of
+    whitespace collapse, and the result is cut to ``limit`` characters (ellipsis when cut)."""
+    cleaned = "".join(_CLEAN.get(unicodedata.category(ch), ch) for ch in str(value))
+    text = " ".join(cleaned.split())
+    return text if len(text) <= limit else text[: max(limit - 1, 0)].rstrip() + "…"
+
+
+def _autoescape(name: str | None) -> bool:
+    return name is not None and name.endswith(".html.j2")
+
+
+class Templates:
+    """Renders the named mail templates; override folder first, then the built-in one."""
+
+    def __init__(self, settings: Settings) -> None:
+        """Build the Jinja2 environment for ``settings.helpdesk.templates_dir`` plus built-ins."""
+        search = [Path(settings.helpdesk.templates_dir)] if settings.helpdesk.templates_dir else []
+        search.append(BUILTIN_DIR)
+        self.environment = jinja2.Environment(
+            loader=jinja2.FileSystemLoader([str(p) for p in search]),
+            undefined=jinja2.StrictUndefined,
+            autoescape=_autoescape,
+            keep_trailing_newline=True,
+        )
+        self.environment.filters["oneline"] = one_line
+
+    def render(self, name: str, context: Mapping[str, object]) -> Rendered:
+        """Render the subject, text and (when present) HTML parts of template ``name``."""
+        if not _NAME.match(name):
+            raise ValueError(f"template names look like 'audience/event', got {name!r}")
+        subject = self._part(name, SUBJECT, context)
+        text = self._part(name, TEXT, context)
+        try:
+            html: str | None = self._part(name, HTML, context)
+        except jinja2.TemplateNotFound as exc:
+            if exc.name != f"{name}.{HTML}.j2":
+                raise
+            html = None
+        return Rendered(subject=one_line(subject, limit=998), text=text, html=html)
+
+    def _part(self, name: str, part: str, context: Mapping[str, object]) -> str:
+        return self.environment.get_template(f"{name}.{part}.j2").render(context)

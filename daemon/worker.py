@@ -1,0 +1,205 @@
+"""The worker: the one crash boundary per message, and the one place outcomes are handled.
+
+It claims a spooled message, runs the pipeline in one transaction, then removes the spool file.
+A database outage defers the message without counting it against the message; any other error
+counts, and after ``processing.max_attempts`` the message goes to quarantine with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from postdesk.daemon import quarantine
+from postdesk.daemon.db import ping, transaction
+from postdesk.daemon.pipeline import Discard, Duplicate, Hold, MessageContext
+from postdesk.daemon.services import Services
+from postdesk.daemon.spool import Spool, SpoolEntry
+from postdesk.daemon.steps import PIPELINE
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger("postdesk.worker")
+
+DATABASE_DOWN = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+MAX_BACKOFF_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one message: stored, duplicate, discarded, held, retry or deferred."""
+
+    spool_id: str
+    disposition: str
+    message_id: str = ""
+    ticket: int | None = None
+    created: bool = False
+    detail: str = ""
+
+
+class DatabaseHealth:
+    """Whether the database answered last time; intake answers 451 while it does not."""
+
+    def __init__(self) -> None:
+        self.ok = True
+        self.failures = 0
+
+    def failed(self, error: BaseException) -> None:
+        """Record a failed database call."""
+        if self.ok:
+            log.error("database unavailable, deferring work: %s", _one_line(error))
+        self.ok = False
+        self.failures += 1
+
+    def recovered(self) -> None:
+        """Record that the database answers again."""
+        if not self.ok:
+            log.warning("database available again after %d failed attempt(s)", self.failures)
+        self.ok, self.failures = True, 0
+
+    def backoff(self) -> float:
+        """Seconds to wait before trying the database again."""
+        return float(min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** min(self.failures, 8)))
+
+
+class Worker:
+    """Drains the spool through the pipeline."""
+
+    def __init__(
+        self,
+        services: Services,
+        factory: sessionmaker[Session],
+        spool: Spool,
+        health: DatabaseHealth,
+    ) -> None:
+        self.services = services
+        self.factory = factory
+        self.spool = spool
+        self.health = health
+
+    def process_next(self) -> Outcome | None:
+        """Process the oldest spooled message; None when the spool is empty."""
+        entry = self.spool.claim()
+        return None if entry is None else self.process(entry)
+
+    def drain(self) -> list[Outcome]:
+        """Process until the spool is empty or the database is down (for ingest and replay)."""
+        outcomes: list[Outcome] = []
+        while (outcome := self.process_next()) is not None:
+            outcomes.append(outcome)
+            if outcome.disposition == "deferred":
+                break
+        return outcomes
+
+    async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
+        """Process messages until ``stop`` is set; sleep until ``wake`` when the spool is empty."""
+        while not stop.is_set():
+            if not self.health.ok and not await asyncio.to_thread(self._database_answers):
+                await _wait(stop, self.health.backoff())
+                continue
+            outcome = await asyncio.to_thread(self.process_next)
+            if outcome is None:
+                wake.clear()
+                await _wait(wake, 1.0)
+
+    def process(self, entry: SpoolEntry) -> Outcome:
+        """Run one claimed message through the pipeline and settle its spool file."""
+        started = time.monotonic()
+        ctx: MessageContext | None = None
+        try:
+            with transaction(self.factory) as session:
+                ctx = MessageContext(
+                    self.services, session, entry.spool_id, entry.envelope, entry.raw
+                )
+                for step in PIPELINE:
+                    step(ctx)
+        except (Duplicate, Discard) as outcome:
+            self.spool.done(entry)
+            kind = "duplicate" if isinstance(outcome, Duplicate) else "discarded"
+            result = Outcome(entry.spool_id, kind, _message_id(ctx), detail=outcome.reason)
+        except Hold as held:
+            result = self._hold(entry, held.reason, ctx)
+        except DATABASE_DOWN as error:
+            self.health.failed(error)
+            self.spool.retry(entry, count_attempt=False)
+            result = Outcome(entry.spool_id, "deferred", _message_id(ctx), detail=_one_line(error))
+        except Exception as error:
+            result = self._failed(entry, error, ctx)
+        else:
+            assert ctx is not None and ctx.ticket is not None
+            self.health.recovered()
+            self.spool.done(entry)
+            result = Outcome(
+                entry.spool_id, "stored", ctx.parsed.message_id, ctx.ticket.number, ctx.created
+            )
+        _log_outcome(result, started)
+        return result
+
+    def _failed(self, entry: SpoolEntry, error: Exception, ctx: MessageContext | None) -> Outcome:
+        attempts = entry.attempts + 1
+        log.error(
+            "%s failed (attempt %d)", _message_id(ctx) or entry.spool_id, attempts, exc_info=error
+        )
+        if attempts >= self.services.settings.processing.max_attempts:
+            reason = f"failed {attempts} times, last: {type(error).__name__}: {_one_line(error)}"
+            return self._hold(entry, reason, ctx)
+        self.spool.retry(entry, count_attempt=True)
+        return Outcome(entry.spool_id, "retry", _message_id(ctx), detail=_one_line(error))
+
+    def _hold(self, entry: SpoolEntry, reason: str, ctx: MessageContext | None) -> Outcome:
+        try:
+            with transaction(self.factory) as session:
+                quarantine.hold(session, entry, reason)
+        except DATABASE_DOWN as error:
+            self.health.failed(error)
+            self.spool.retry(entry, count_attempt=False)
+            return Outcome(entry.spool_id, "deferred", _message_id(ctx), detail=_one_line(error))
+        self.spool.done(entry)
+        return Outcome(entry.spool_id, "held", _message_id(ctx), detail=reason)
+
+    def _database_answers(self) -> bool:
+        try:
+            ping(self.factory.kw["bind"])
+        except DATABASE_DOWN as error:
+            self.health.failed(error)
+            return False
+        self.health.recovered()
+        return True
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout=seconds)
+
+
+def _message_id(ctx: MessageContext | None) -> str:
+    parsed = getattr(ctx, "parsed", None) if ctx is not None else None
+    return parsed.message_id if parsed is not None else ""
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())[:300]
+
+
+def _log_outcome(outcome: Outcome, started: float) -> None:
+    elapsed_ms = (time.monotonic() - started) * 1000
+    where = (
+        f" ticket #{outcome.ticket}{' (new)' if outcome.created else ''}" if outcome.ticket else ""
+    )
+    detail = f": {outcome.detail}" if outcome.detail else ""
+    level = (
+        logging.WARNING if outcome.disposition in ("held", "retry", "deferred") else logging.INFO
+    )
+    log.log(
+        level,
+        "%s %s%s%s [%s, %.0f ms]",
+        outcome.message_id or "<no message-id>",
+        outcome.disposition,
+        where,
+        detail,
+        outcome.spool_id,
+        elapsed_ms,
+    )

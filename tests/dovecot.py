@@ -1,0 +1,332 @@
+"""A private Dovecot on loopback for IMAP tests, a client to fill it, and a relay that cuts.
+
+Dovecot runs from a world-readable temporary folder (its mail processes run as the ``dovecot``
+user, which cannot enter pytest's private tmp folders). Mail goes in with IMAP APPEND, as a mail
+client would put it there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import imaplib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import HELPDESK, free_port, wait_until
+
+DOVECOT = Path("/usr/sbin/dovecot")
+PASSWORD = "imap-test-password"
+
+_CONFIG = """\
+base_dir = {root}/run
+state_dir = {root}/state
+log_path = {root}/dovecot.log
+instance_name = postdesk-test-{port}
+protocols = imap
+listen = 127.0.0.1
+ssl = {ssl}
+{ssl_files}
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_internal_user = dovecot
+default_internal_group = dovecot
+default_login_user = dovenull
+first_valid_uid = 1
+mail_location = maildir:{root}/mail/%u
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {root}/users
+}}
+userdb {{
+  driver = static
+  args = uid=dovecot gid=dovecot home={root}/mail/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {tls_port}
+    ssl = yes
+  }}
+}}
+"""
+
+
+def require_dovecot() -> None:
+    """Skip the test when Dovecot is not installed; fail instead when CI is set."""
+    if DOVECOT.exists():
+        return
+    reason = f"{DOVECOT} is missing: apt-get install dovecot-imapd to run the IMAP tests"
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set: the IMAP tests must run)")
+    pytest.skip(reason)
+
+
+class Dovecot:
+    """One private Dovecot: plain IMAP (with STARTTLS) on ``port``, implicit TLS on ``tls_port``."""
+
+    user = HELPDESK
+    password = PASSWORD
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="postdesk-dovecot-"))
+        self.port = free_port()
+        self.tls_port = free_port()
+        self.config = self.root / "dovecot.conf"
+        self._write_files()
+
+    def _write_files(self) -> None:
+        self.root.chmod(0o755)
+        cert, key = self.root / "cert.pem", self.root / "key.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"]
+            + ["-days", "1", "-keyout", str(key), "-out", str(cert)],
+            check=True,
+            capture_output=True,
+        )
+        ssl_files = f"ssl_cert = <{cert}\nssl_key = <{key}"
+        self.config.write_text(
+            _CONFIG.format(
+                root=self.root, port=self.port, tls_port=self.tls_port, ssl="yes", ssl_files=ssl_files
+            )
+        )
+        (self.root / "users").write_text(f"{self.user}:{{PLAIN}}{self.password}\n")
+        (self.root / "mail").mkdir()
+        shutil.chown(self.root / "mail", "dovecot", "dovecot")
+
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections."""
+        subprocess.run([str(DOVECOT), "-c", str(self.config)], check=True, capture_output=True)
+        wait_until(self._accepting, timeout=20, what=f"dovecot on port {self.port}")
+
+    def stop(self) -> None:
+        """Stop the server and wait until its port is closed."""
+        pid_file = self.root / "run" / "master.pid"
+        if not pid_file.exists():
+            return
+        pid = int(pid_file.read_text())
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        wait_until(lambda: not _alive(pid), timeout=20, what="dovecot to stop")
+        wait_until(lambda: not self._accepting(), timeout=20, what="dovecot port to close")
+
+    def cleanup(self) -> None:
+        """Stop the server and remove its folder."""
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _accepting(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def log(self) -> str:
+        """What Dovecot logged."""
+        path = self.root / "dovecot.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def toml(self, name: str = "main", **keys: object) -> str:
+        """An ``[[imap]]`` table for this server; ``keys`` override or add settings."""
+        values: dict[str, object] = {
+            "name": name,
+            "host": "127.0.0.1",
+            "port": self.port,
+            "security": "none",
+            "username": self.user,
+            "password": self.password,
+            "poll_seconds": 2,
+            **keys,
+        }
+        lines = [f"{key} = {_toml_value(value)}" for key, value in values.items()]
+        return "\n[[imap]]\n" + "\n".join(lines) + "\n"
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[imaplib.IMAP4]:
+        """A logged-in stdlib IMAP client."""
+        connection = imaplib.IMAP4("127.0.0.1", self.port, timeout=30)
+        try:
+            connection.login(self.user, self.password)
+            yield connection
+        finally:
+            with contextlib.suppress(imaplib.IMAP4.error, OSError):
+                connection.logout()
+
+    def append(self, raw: bytes, folder: str = "INBOX", flags: str = "") -> int:
+        """APPEND one message; returns its UID."""
+        return self.append_many([raw], folder, flags)[0]
+
+    def append_many(self, messages: list[bytes], folder: str = "INBOX", flags: str = "") -> list[int]:
+        """APPEND messages over one connection (creating the folder if needed); returns UIDs."""
+        uids = []
+        with self.client() as connection:
+            if folder.upper() != "INBOX":
+                connection.create(_quote(folder))
+            for raw in messages:
+                status, data = connection.append(
+                    _quote(folder), f"({flags})" if flags else None, None, raw
+                )
+                assert status == "OK", data
+                match = re.search(rb"APPENDUID \d+ (\d+)", data[0] or b"")
+                assert match, data
+                uids.append(int(match.group(1)))
+        return uids
+
+    def mark_seen(self, uid: int, folder: str = "INBOX") -> None:
+        """Mark one message \\Seen, as a person reading it would."""
+        with self.client() as connection:
+            connection.select(_quote(folder))
+            status, data = connection.uid("STORE", str(uid), "+FLAGS", "(\\Seen)")
+            assert status == "OK", data
+
+    def flags(self, folder: str = "INBOX") -> dict[int, set[str]]:
+        """Every message's UID with its flags."""
+        with self.client() as connection:
+            status, data = connection.select(_quote(folder), readonly=True)
+            if status != "OK":
+                return {}
+            status, data = connection.uid("FETCH", "1:*", "(FLAGS)")
+            result: dict[int, set[str]] = {}
+            for line in data:
+                if isinstance(line, bytes) and (m := re.search(rb"UID (\d+) FLAGS \(([^)]*)\)", line)):
+                    result[int(m.group(1))] = set(m.group(2).decode().split())
+                elif isinstance(line, bytes) and (m := re.search(rb"FLAGS \(([^)]*)\) UID (\d+)", line)):
+                    result[int(m.group(2))] = set(m.group(1).decode().split())
+            return result
+
+    def count(self, folder: str = "INBOX") -> int:
+        """How many messages ``folder`` holds (0 when it does not exist)."""
+        return len(self.flags(folder))
+
+    def uidvalidity(self, folder: str = "INBOX") -> int:
+        """The folder's UIDVALIDITY."""
+        with self.client() as connection:
+            status, data = connection.status(_quote(folder), "(UIDVALIDITY)")
+            assert status == "OK", data
+            match = re.search(rb"UIDVALIDITY (\d+)", data[0] or b"")
+            assert match, data
+            return int(match.group(1))
+
+    def recreate_folder(self, folder: str) -> None:
+        """Delete ``folder`` and create it again empty, which gives it a new UIDVALIDITY."""
+        before = self.uidvalidity(folder)
+        with self.client() as connection:
+            assert connection.delete(_quote(folder))[0] == "OK"
+            time.sleep(1.1)  # Dovecot derives UIDVALIDITY from the clock
+            assert connection.create(_quote(folder))[0] == "OK"
+        assert self.uidvalidity(folder) != before
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _quote(folder: str) -> str:
+    return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class CuttingRelay:
+    """A TCP relay on loopback in front of ``upstream`` that can cut connections on demand.
+
+    ``cut_after(n)`` arms a one-shot cut: the connection carrying the server's n-th byte after
+    arming is closed at once, in the middle of whatever the server was sending.
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = free_port()
+        self.cuts = 0
+        self._budget: int | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.Server | None = None
+
+    def start(self) -> None:
+        """Start relaying."""
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(10)
+
+    def stop(self) -> None:
+        """Close everything and stop the relay's thread."""
+        asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def cut_after(self, server_bytes: int) -> None:
+        """Cut the connection that carries the next ``server_bytes``-th byte from the server."""
+        self._budget = server_bytes
+
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+
+    async def _close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, up_writer))
+        await asyncio.gather(
+            self._pipe(reader, up_writer, None), self._pipe(up_reader, writer, up_writer)
+        )
+        self._writers.difference_update((writer, up_writer))
+
+    async def _pipe(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        upstream: asyncio.StreamWriter | None,
+    ) -> None:
+        try:
+            while data := await reader.read(65536):
+                if upstream is not None and self._budget is not None:
+                    if len(data) >= self._budget:
+                        writer.write(data[: self._budget])
+                        self._budget = None
+                        self.cuts += 1
+                        writer.transport.abort()
+                        upstream.transport.abort()
+                        return
+                    self._budget -= len(data)
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.transport.abort()

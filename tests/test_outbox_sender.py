@@ -1,0 +1,384 @@
+"""The outbox and its sender, against a real aiosmtpd relay on loopback (R-29, R-32, R-40, R-60)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import email
+import email.policy
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from postdesk.daemon.config import HelpdeskSettings, OutboundSettings, Settings
+from postdesk.daemon.db import make_engine, session_factory, transaction, upgrade_schema
+from postdesk.daemon.outbox import enqueue
+from postdesk.daemon.sender import OutboxSender
+from postdesk.daemon.services import Services
+from postdesk.daemon.templating import CUSTOMER_ACKNOWLEDGEMENT, Templates
+from postdesk.daemon.tokens import Token, Tokens
+from postdesk.models.schema import Contact, Message, OutboxItem, Ticket
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.support import SmtpSink, free_port
+
+HELPDESK = "support@example.com"
+CUSTOMER = "carol@example.org"
+CRLF_SUBJECT = b"Subject: =?utf-8?q?hi=0D=0ABcc:_victim@x.com?=\r\n\r\n"
+
+
+@dataclass(frozen=True)
+class Env:
+    """A migrated database plus the services and settings a test sends with."""
+
+    url: str
+    engine: Engine
+    factory: sessionmaker[Session]
+    services: Services
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in use."""
+        return self.services.settings
+
+    def outbound(self, **changes: Any) -> Env:
+        """The same environment with some ``[outbound]`` settings changed."""
+        outbound = dataclasses.replace(self.settings.outbound, **changes)
+        settings = dataclasses.replace(self.settings, outbound=outbound)
+        return dataclasses.replace(
+            self, services=dataclasses.replace(self.services, settings=settings)
+        )
+
+    def relay_to(self, port: int) -> Env:
+        """The same environment relaying to 127.0.0.1:``port``."""
+        return self.outbound(relay=f"smtp://127.0.0.1:{port}")
+
+
+@pytest.fixture
+def env(tmp_path: Path, database_url: str) -> Iterator[Env]:
+    """A fresh database (SQLite, and PostgreSQL when reachable) with tiny retry delays."""
+    settings = Settings(
+        helpdesk=HelpdeskSettings(
+            name="Example Support",
+            address=HELPDESK,
+            tag="Example",
+            database=database_url,
+            data_dir=str(tmp_path / "data"),
+        ),
+        outbound=OutboundSettings(retry_base_seconds=0.01, max_attempts=3),
+    )
+    engine = make_engine(database_url)
+    upgrade_schema(engine)
+    services = Services(settings, Tokens(b"outbox-test-secret", "example.com"), Templates(settings))
+    yield Env(database_url, engine, session_factory(engine), services)
+    engine.dispose()
+
+
+def queue(
+    env: Env,
+    *,
+    number: int = 1,
+    to: str = CUSTOMER,
+    subject: str = "Printer on fire",
+    auto: bool = True,
+    agent: str | None = None,
+    internal_copy: bool = False,
+) -> OutboxItem | None:
+    """Enqueue an acknowledgement for ticket ``number`` (created if missing) and commit."""
+    with transaction(env.factory) as session:
+        ticket = session.scalars(select(Ticket).where(Ticket.number == number)).first()
+        if ticket is None:
+            ticket = Ticket(number=number, subject=subject, requester=to)
+            session.add(ticket)
+        tag = f"[Example #{number}]"
+        return enqueue(
+            session,
+            env.services,
+            ticket=ticket,
+            kind="acknowledgement",
+            to=[to],
+            template=CUSTOMER_ACKNOWLEDGEMENT,
+            context={
+                "helpdesk": {"name": "Example Support", "address": HELPDESK},
+                "ticket": {"number": number, "subject": subject, "tag": tag},
+                "customer_name": "Carol",
+            },
+            in_reply_to=f"<in-{number}@example.org>",
+            references=[f"<in-{number}@example.org>"],
+            auto=auto,
+            agent=agent,
+            internal_copy=internal_copy,
+        )
+
+
+def outbox(env: Env) -> list[OutboxItem]:
+    """Every outbox row, oldest first."""
+    with env.factory() as session:
+        return list(session.scalars(select(OutboxItem).order_by(OutboxItem.id)))
+
+
+def drain(env: Env) -> int:
+    """One burst of a fresh sender."""
+    handled: int = asyncio.run(OutboxSender(env.settings, env.factory).drain_once())
+    return handled
+
+
+def wait_until_due() -> None:
+    """Sleep past the tiny retry delay the tests configure."""
+    time.sleep(0.05)
+
+
+def test_relay_delivery_headers_and_rows(env: Env, sink: SmtpSink) -> None:
+    env = env.relay_to(sink.port)
+    item = queue(env)
+    assert item is not None
+    assert drain(env) == 1
+    [(envelope, msg)] = sink.received
+    assert envelope.mail_from == HELPDESK and envelope.rcpt_tos == [CUSTOMER]
+    assert msg["Auto-Submitted"] == "auto-replied"
+    assert msg["X-Loop"] == HELPDESK
+    assert msg["In-Reply-To"] == "<in-1@example.org>"
+    assert msg["Subject"] == "[Example #1] Re: Printer on fire"
+    assert env.services.tokens.verify(msg["Message-ID"]) == Token(1, None)
+    [row] = outbox(env)
+    assert (row.status, row.attempts, row.message_id) == ("sent", 1, item.message_id)
+    assert row.sent_at is not None and row.claimed_until is None
+    assert json.loads(row.recipients) == [CUSTOMER] and row.envelope_from == HELPDESK
+    assert drain(env) == 0
+
+
+def test_outgoing_message_is_recorded_on_the_ticket(env: Env) -> None:
+    item = queue(env, internal_copy=True)
+    assert item is not None
+    with env.factory() as session:
+        message = session.scalars(select(Message)).one()
+        ticket = session.scalars(select(Ticket)).one()
+    assert message.ticket_id == ticket.id == item.ticket_id
+    assert (message.direction, message.channel, message.author) == ("out", "outbox", HELPDESK)
+    assert message.auto and message.internal and message.dedupe_key is None
+    assert message.message_id == item.message_id and message.raw == item.raw
+    assert "[Example #1]" in message.text and message.text == message.new_text
+
+
+def test_agent_reply_is_not_marked_automatic(env: Env, sink: SmtpSink) -> None:
+    env = env.relay_to(sink.port)
+    assert queue(env, auto=False, agent="Alice@Example.com") is not None
+    drain(env)
+    [(_envelope, msg)] = sink.received
+    assert "Auto-Submitted" not in msg
+    token = env.services.tokens.verify(msg["Message-ID"])
+    assert token == Token(1, env.services.tokens.agent_key("alice@example.com"))
+
+
+def test_4xx_is_retried_later_and_delivered(env: Env, sink: SmtpSink) -> None:
+    env = env.relay_to(sink.port)
+    queue(env)
+    sink.reply = "451 4.3.0 try later"
+    assert drain(env) == 1
+    [row] = outbox(env)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert "451" in row.last_error and not sink.received
+    sink.reply = None
+    wait_until_due()
+    assert drain(env) == 1
+    [row] = outbox(env)
+    assert (row.status, row.attempts) == ("sent", 2)
+    assert len(sink.received) == 1
+
+
+def test_5xx_fails_and_is_not_retried(env: Env, sink: SmtpSink) -> None:
+    env = env.relay_to(sink.port)
+    queue(env)
+    sink.reply = "554 5.7.1 rejected"
+    assert drain(env) == 1
+    [row] = outbox(env)
+    assert (row.status, row.attempts) == ("failed", 1)
+    assert "554" in row.last_error
+    sink.reply = None
+    wait_until_due()
+    assert drain(env) == 0
+    assert not sink.received
+
+
+def test_relay_down_is_retried_then_delivered(env: Env, sink: SmtpSink) -> None:
+    down = env.relay_to(free_port())  # nothing listens there
+    queue(down)
+    assert drain(down) == 1
+    [row] = outbox(down)
+    assert (row.status, row.attempts) == ("pending", 1) and row.last_error
+    wait_until_due()
+    back = env.relay_to(sink.port)  # the relay answers again
+    assert drain(back) == 1
+    assert outbox(env)[0].status == "sent" and len(sink.received) == 1
+
+
+def test_gives_up_after_max_attempts(env: Env) -> None:
+    env = env.relay_to(free_port()).outbound(max_attempts=2)
+    queue(env)
+    drain(env)
+    wait_until_due()
+    drain(env)
+    [row] = outbox(env)
+    assert (row.status, row.attempts) == ("failed", 2)
+    wait_until_due()
+    assert drain(env) == 0
+
+
+def test_backoff_grows_exponentially(env: Env) -> None:
+    env = env.relay_to(free_port()).outbound(retry_base_seconds=100.0)
+    queue(env)
+    drain(env)
+    [row] = outbox(env)
+    delay = (row.next_attempt_at - row.created_at).total_seconds()
+    assert 100 <= delay <= 115
+
+
+def test_maildir_resend_after_crash_writes_one_file(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    item = queue(env)
+    assert item is not None
+
+    class Crash(Exception):
+        """The daemon dies after delivering, before recording it."""
+
+    crashing = OutboxSender(env.settings, env.factory, lease_seconds=0.05)
+
+    def crash(*_args: object) -> None:
+        raise Crash
+
+    monkeypatch.setattr(crashing, "_finish", crash)
+    with pytest.raises(Crash):
+        asyncio.run(crashing.drain_once())
+    maildir = env.settings.data_dir / "outbox-sent"
+    assert [p.name for p in (maildir / "new").iterdir()] == [f"{item.id:010d}.postdesk.eml"]
+    assert outbox(env)[0].status == "pending"
+    time.sleep(0.1)  # the crashed daemon's lease runs out
+    assert drain(env) == 1
+    files = list((maildir / "new").iterdir())
+    assert len(files) == 1 and files[0].read_bytes() == item.raw
+    assert not list((maildir / "tmp").iterdir()) and (maildir / "cur").is_dir()
+    assert outbox(env)[0].status == "sent"
+    assert drain(env) == 0
+
+
+def test_crlf_subject_attack_is_sent_without_bcc(env: Env, sink: SmtpSink) -> None:
+    env = env.relay_to(sink.port)
+    inbound = email.message_from_bytes(CRLF_SUBJECT, policy=email.policy.default)
+    hostile = str(inbound["Subject"])
+    assert "\n" in hostile
+    assert queue(env, subject=hostile) is not None
+    assert drain(env) == 1
+    [(envelope, msg)] = sink.received
+    assert envelope.rcpt_tos == [CUSTOMER]
+    assert "Bcc" not in msg
+    assert msg["Subject"] == "[Example #1] Re: hi Bcc: victim@x.com"
+    assert b"\nBcc" not in outbox(env)[0].raw
+
+
+def test_envelope_with_crlf_fails_without_reaching_the_relay(env: Env, sink: SmtpSink) -> None:
+    env = env.relay_to(sink.port)
+    with transaction(env.factory) as session:
+        session.add(
+            OutboxItem(
+                kind="test",
+                recipient="victim@x.com",
+                recipients=json.dumps(["victim@x.com\r\nRCPT TO:<evil@x.com>"]),
+                envelope_from=HELPDESK,
+                message_id="<t@example.com>",
+                raw=b"Subject: t\r\n\r\nt\r\n",
+            )
+        )
+    assert drain(env) == 1
+    assert outbox(env)[0].status == "failed"
+    assert not sink.received
+
+
+def test_rate_limit_cuts_off_at_the_configured_count(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = env.outbound(auto_per_recipient_10min=3)
+    assert all(queue(env, number=n) is not None for n in (1, 2, 3))
+    with caplog.at_level(logging.INFO, logger="postdesk.outbox"):
+        assert queue(env, number=4) is None
+    assert "rate limit of 3" in caplog.text and CUSTOMER in caplog.text
+    with env.factory() as session:
+        assert session.scalar(select(func.count()).select_from(OutboxItem)) == 3
+        assert session.scalar(select(func.count()).select_from(Message)) == 3
+    assert queue(env, number=4, auto=False) is not None  # a person's reply is never limited
+    assert queue(env, number=5, to="dave@example.org") is not None
+
+
+def test_daily_limit(env: Env) -> None:
+    env = env.outbound(auto_per_recipient_10min=10, auto_per_recipient_day=2)
+    assert queue(env, number=1) is not None and queue(env, number=2) is not None
+    assert queue(env, number=3) is None
+
+
+def test_no_automatic_mail_to_bouncing_contact_or_helpdesk(env: Env) -> None:
+    with transaction(env.factory) as session:
+        session.add(Contact(email="bounce@example.org", bouncing=True))
+    assert queue(env, to="Bounce@Example.org") is None
+    assert queue(env, to=HELPDESK, number=2) is None
+    assert queue(env, to=f"Support <{HELPDESK.upper()}>", number=3, auto=False) is None
+    assert outbox(env) == []
+
+
+def test_lease_stops_a_second_sender_claiming_the_same_row(env: Env) -> None:
+    queue(env)
+    first = OutboxSender(env.settings, env.factory)
+    second = OutboxSender(env.settings, env.factory)
+    due = outbox(env)[0].created_at
+    claimed = first._claim(due)
+    assert claimed is not None
+    assert second._claim(due) is None
+
+
+def test_two_senders_draining_concurrently_send_each_mail_once(env: Env, sink: SmtpSink) -> None:
+    env = env.relay_to(sink.port)
+    for number in range(1, 13):
+        queue(env, number=number, to=f"c{number}@example.org")
+    other_engine = make_engine(env.url)  # a second daemon has its own connections
+
+    async def both() -> list[int]:
+        senders = [
+            OutboxSender(env.settings, env.factory),
+            OutboxSender(env.settings, session_factory(other_engine)),
+        ]
+        return list(await asyncio.gather(*(s.drain_once() for s in senders)))
+
+    try:
+        counts = asyncio.run(both())
+    finally:
+        other_engine.dispose()
+    assert sum(counts) == 12, counts
+    ids = [msg["Message-ID"] for _envelope, msg in sink.received]
+    assert len(ids) == len(set(ids)) == 12
+    assert {row.status for row in outbox(env)} == {"sent"}
+
+
+def test_run_wakes_on_demand_and_stops(env: Env, sink: SmtpSink) -> None:
+    env = env.relay_to(sink.port)
+
+    async def scenario() -> float:
+        stop = asyncio.Event()
+        sender = OutboxSender(env.settings, env.factory)
+        task = asyncio.create_task(sender.run(stop))
+        await asyncio.sleep(0.1)
+        await asyncio.to_thread(queue, env)
+        woken = time.monotonic()
+        sender.wake()
+        while not sink.received:
+            await asyncio.sleep(0.01)
+        elapsed = time.monotonic() - woken
+        stop.set()
+        await asyncio.wait_for(task, timeout=2)
+        return elapsed
+
+    assert asyncio.run(asyncio.wait_for(scenario(), timeout=10)) < 0.9
