@@ -16,6 +16,7 @@ from postdesk.daemon.templating import one_line
 NO_ARGUMENT = ("note", "spam", "ham")
 ONE_ARGUMENT = ("status", "priority", "assign", "category", "merge", "cc", "reply")
 KNOWN = (*NO_ARGUMENT, *ONE_ARGUMENT)
+FREE_TEXT = ("cc",)  # may hold spaces: "#cc Frank <frank@example.org>"
 USAGE = {
     "status": "#status new|open|pending|solved|closed",
     "priority": "#priority low|normal|high|urgent",
@@ -80,9 +81,8 @@ def parse_line(line: str) -> tuple[Command | None, str]:
     name, argument = match.group(1).lower(), " ".join((match.group(2) or "").split())
     if name not in KNOWN:
         return None, f"{shown!r}: unknown command #{name} (known: {', '.join(KNOWN)})"
-    if name in ONE_ARGUMENT and (not argument or " " in argument):
+    if name in ONE_ARGUMENT and (not argument or (" " in argument and name not in FREE_TEXT)):
         return None, f"{shown!r}: expected one value, as in '{USAGE[name]}'"
     if name in ("spam", "ham") and argument:
         return None, f"{shown!r}: #{name} takes no value"
     return Command(name, argument, line), ""
-

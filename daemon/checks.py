@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import aiosmtplib
 from postdesk.daemon.config import Settings
 from postdesk.daemon.db import make_engine, ping
+from postdesk.daemon.intake_imap import check_mailboxes
 
 TIMEOUT_SECONDS = 10.0
 
@@ -40,6 +41,8 @@ def run_all(settings: Settings) -> CheckResults:
         results.record(
             "outbound", None, f"no relay: mail is written to {settings.data_dir / 'outbox-sent'}"
         )
+    for name, error, detail in check_mailboxes(settings):
+        results.record(name, error, detail)
     return results
 
 

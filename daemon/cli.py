@@ -12,13 +12,14 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from postdesk.daemon import checks, ingest, quarantine, views
 from postdesk.daemon.config import ConfigError, Settings, load_settings
 from postdesk.daemon.db import transaction
 from postdesk.daemon.runtime import Runtime, open_runtime
 from postdesk.daemon.serve import AlreadyRunning, serve
-from postdesk.daemon.worker import DatabaseHealth, Worker
+from postdesk.daemon.worker import DatabaseHealth, Outcome, Worker
 from sqlalchemy import exc as sa_exc
 
 EXIT_RUNTIME = 1
@@ -190,7 +191,7 @@ def cmd_quarantine(settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "replay":
         return _replay(runtime, args)
     with runtime.factory() as session:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "id": q.id,
                 "reason": q.reason,
@@ -232,7 +233,7 @@ def cmd_check(settings: Settings, _args: argparse.Namespace) -> int:
     return 0 if results.ok else EXIT_RUNTIME
 
 
-def _drain(runtime: Runtime) -> list:  # type: ignore[type-arg]
+def _drain(runtime: Runtime) -> list[Outcome]:
     worker = Worker(runtime.services, runtime.factory, runtime.spool, DatabaseHealth())
     return worker.drain()
 

@@ -116,11 +116,9 @@ class IntakeSMTP(SMTP):
             **kwargs,
         )
 
-    async def push(self, status: str | bytes) -> None:
+    async def push(self, status: str) -> None:  # type: ignore[override]
         """Send a reply, rewriting aiosmtpd's own size errors to ``552 5.3.4``."""
-        if isinstance(status, str) and status.startswith("552 Error"):
-            status = TOO_BIG
-        await super().push(status)
+        await super().push(TOO_BIG if status.startswith("552 Error") else status)
 
 
 async def start_smtp(handler: IntakeHandler, settings: Settings) -> asyncio.Server:

@@ -11,10 +11,12 @@ import contextlib
 import fcntl
 import logging
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from postdesk.daemon.config import Settings
+from postdesk.daemon.intake_imap import imap_pollers
 from postdesk.daemon.intake_smtp import IntakeHandler, start_smtp
 from postdesk.daemon.runtime import Runtime, open_runtime
 from postdesk.daemon.sender import OutboxSender
@@ -48,11 +50,13 @@ async def _run(runtime: Runtime) -> None:
     handler = IntakeHandler(settings, runtime.spool, wake.set, lambda: health.ok)
     worker = Worker(runtime.services, runtime.factory, runtime.spool, health)
     sender = OutboxSender(settings, runtime.factory)
+    pollers = imap_pollers(settings, runtime.factory, runtime.spool, wake.set)
     server = await start_smtp(handler, settings)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, shutdown.set)
     tasks = [asyncio.create_task(worker.run(stop, wake)), asyncio.create_task(sender.run(stop))]
+    tasks += [asyncio.create_task(poller.run(stop)) for poller in pollers]
     if requeued:
         wake.set()
     log.info(
@@ -86,7 +90,7 @@ def _outbox_pending(runtime: Runtime) -> int:
 
 
 @contextlib.contextmanager
-def _data_dir_lock(data_dir: Path) -> contextlib.Generator[IO[str], None, None]:
+def _data_dir_lock(data_dir: Path) -> Iterator[IO[str]]:
     with (data_dir / "serve.lock").open("w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

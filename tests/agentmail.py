@@ -15,11 +15,11 @@ from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from postdesk.daemon.db import make_engine, session_factory
 from postdesk.daemon.tokens import Tokens
 from postdesk.models.schema import Event, Ticket
+from sqlalchemy import select
+
 from tests.support import HELPDESK, Daemon, SmtpSink, wait_until, write_config
 
 ALICE, BOB, DAVE = "alice@example.com", "bob@example.com", "dave@example.net"
@@ -75,6 +75,12 @@ def start_daemon(
     return daemon
 
 
+def stop(daemon: Daemon) -> None:
+    """Stop the daemon and close the test's own database connections to it."""
+    daemon.stop()
+    daemon._factory.kw["bind"].dispose()  # tests.support never disposes this engine
+
+
 def tokens() -> Tokens:
     """The daemon's token checker (same secret)."""
     return Tokens(SECRET, "example.com")
@@ -119,7 +125,7 @@ def plain_text(message: EmailMessage) -> str:
     """The text/plain body of ``message``."""
     part = message.get_body(preferencelist=("plain",))
     assert part is not None
-    return str(part.get_content()).replace("\r\n", "\n")  # type: ignore[attr-defined]
+    return str(part.get_content()).replace("\r\n", "\n")
 
 
 def notifications(sink: SmtpSink, agent: str, number: int) -> list[EmailMessage]:
@@ -129,7 +135,12 @@ def notifications(sink: SmtpSink, agent: str, number: int) -> list[EmailMessage]
 
 def wait_mails(sink: SmtpSink, address: str, count: int, what: str) -> list[EmailMessage]:
     """Wait until ``address`` has received ``count`` mails; return them."""
-    return wait_until(lambda: len(sink.to(address)) >= count and sink.to(address), what=what)
+
+    def arrived() -> list[EmailMessage]:
+        mails = sink.to(address)
+        return mails if len(mails) >= count else []
+
+    return wait_until(arrived, what=what)
 
 
 def events(daemon: Daemon, number: int) -> list[tuple[str, str, dict[str, Any]]]:

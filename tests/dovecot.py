@@ -94,15 +94,21 @@ class Dovecot:
         self.root.chmod(0o755)
         cert, key = self.root / "cert.pem", self.root / "key.pem"
         subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"]
-            + ["-days", "1", "-keyout", str(key), "-out", str(cert)],
+            [
+                *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes"),
+                *("-subj", "/CN=localhost", "-days", "1", "-keyout", str(key), "-out", str(cert)),
+            ],
             check=True,
             capture_output=True,
         )
         ssl_files = f"ssl_cert = <{cert}\nssl_key = <{key}"
         self.config.write_text(
             _CONFIG.format(
-                root=self.root, port=self.port, tls_port=self.tls_port, ssl="yes", ssl_files=ssl_files
+                root=self.root,
+                port=self.port,
+                tls_port=self.tls_port,
+                ssl="yes",
+                ssl_files=ssl_files,
             )
         )
         (self.root / "users").write_text(f"{self.user}:{{PLAIN}}{self.password}\n")
@@ -111,24 +117,40 @@ class Dovecot:
 
     def start(self) -> None:
         """Start the server and wait until it accepts connections."""
-        subprocess.run([str(DOVECOT), "-c", str(self.config)], check=True, capture_output=True)
+        # Dovecot daemonizes; its children keep the output open, so send it to a file.
+        with (self.root / "start.log").open("ab") as output:
+            subprocess.run(
+                [str(DOVECOT), "-c", str(self.config)],
+                check=True,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+            )
         wait_until(self._accepting, timeout=20, what=f"dovecot on port {self.port}")
 
     def stop(self) -> None:
-        """Stop the server and wait until its port is closed."""
-        pid_file = self.root / "run" / "master.pid"
-        if not pid_file.exists():
+        """Stop the server gracefully (clients get BYE) and wait until its port is closed."""
+        pid = self._master_pid()
+        if pid is None:
             return
-        pid = int(pid_file.read_text())
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         wait_until(lambda: not _alive(pid), timeout=20, what="dovecot to stop")
         wait_until(lambda: not self._accepting(), timeout=20, what="dovecot port to close")
 
     def cleanup(self) -> None:
-        """Stop the server and remove its folder."""
-        self.stop()
+        """Kill the server and its processes at once, and remove its folder."""
+        pid = self._master_pid()
+        if pid is not None:
+            for process in [pid, *_children(pid)]:  # the master first, so it respawns none
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process, signal.SIGKILL)
+            wait_until(lambda: not _alive(pid), timeout=20, what="dovecot to die")
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def _master_pid(self) -> int | None:
+        pid_file = self.root / "run" / "master.pid"
+        return int(pid_file.read_text()) if pid_file.exists() else None
 
     def _accepting(self) -> bool:
         try:
@@ -172,7 +194,9 @@ class Dovecot:
         """APPEND one message; returns its UID."""
         return self.append_many([raw], folder, flags)[0]
 
-    def append_many(self, messages: list[bytes], folder: str = "INBOX", flags: str = "") -> list[int]:
+    def append_many(
+        self, messages: list[bytes], folder: str = "INBOX", flags: str = ""
+    ) -> list[int]:
         """APPEND messages over one connection (creating the folder if needed); returns UIDs."""
         uids = []
         with self.client() as connection:
@@ -204,9 +228,13 @@ class Dovecot:
             status, data = connection.uid("FETCH", "1:*", "(FLAGS)")
             result: dict[int, set[str]] = {}
             for line in data:
-                if isinstance(line, bytes) and (m := re.search(rb"UID (\d+) FLAGS \(([^)]*)\)", line)):
+                if isinstance(line, bytes) and (
+                    m := re.search(rb"UID (\d+) FLAGS \(([^)]*)\)", line)
+                ):
                     result[int(m.group(1))] = set(m.group(2).decode().split())
-                elif isinstance(line, bytes) and (m := re.search(rb"FLAGS \(([^)]*)\) UID (\d+)", line)):
+                elif isinstance(line, bytes) and (
+                    m := re.search(rb"FLAGS \(([^)]*)\) UID (\d+)", line)
+                ):
                     result[int(m.group(2))] = set(m.group(1).decode().split())
             return result
 
@@ -234,11 +262,23 @@ class Dovecot:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its parent to reap it does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
         return False
-    return True
+    return state != "Z"
+
+
+def _children(parent: int) -> list[int]:
+    """The processes whose parent is ``parent``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[1]) == parent:
+                found.append(int(stat.parent.name))
+    return found
 
 
 def _quote(folder: str) -> str:

@@ -22,8 +22,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from postdesk.daemon.config import Settings, load_settings
 from postdesk.daemon.db import make_engine, session_factory
 from postdesk.daemon.views import list_tickets, load_ticket, ticket_dict
-from postdesk.models.schema import Message, OutboxItem, QuarantineItem
-from sqlalchemy import select
+from postdesk.models.schema import Message, OutboxItem, QuarantineItem, Ticket
+from sqlalchemy import select, update
 
 HELPDESK = "support@example.com"
 CUSTOMER = "carol@example.org"
@@ -151,7 +151,8 @@ class Daemon:
         self.log_path = workdir / f"daemon-{self.port}.log"
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
-        self._factory = session_factory(make_engine(self.settings.database_url))
+        self._engine = make_engine(self.settings.database_url)
+        self._factory = session_factory(self._engine)
 
     def start(self) -> None:
         """Start the daemon and wait until it accepts SMTP connections."""
@@ -185,17 +186,26 @@ class Daemon:
             return False
 
     def stop(self, timeout: float = 30) -> int:
-        """SIGTERM and wait; returns the exit status."""
+        """SIGTERM and wait; returns the exit status. Also closes the test's own connections."""
+        self._engine.dispose()
         if self.process is None or self.process.poll() is not None:
             return self.process.returncode if self.process else 0
         self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=timeout)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            raise AssertionError(
+                f"daemon did not stop within {timeout}s:\n{self.log()[-3000:]}"
+            ) from None
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""
         assert self.process is not None
         self.process.kill()
         self.process.wait(timeout=10)
+        self._engine.dispose()
 
     def log(self) -> str:
         """Everything the daemon logged so far."""
@@ -229,6 +239,11 @@ class Daemon:
             ticket = load_ticket(session, number)
             assert ticket is not None, f"no ticket {number}"
             return ticket_dict(ticket, self.settings.helpdesk.tag)
+
+    def update_ticket(self, number: int, **values: Any) -> None:
+        """Change a ticket directly in the database (to set up a test's starting state)."""
+        with self._factory() as session, session.begin():
+            session.execute(update(Ticket).where(Ticket.number == number).values(**values))
 
     def inbound_message_ids(self) -> list[str]:
         """Message-IDs of every stored inbound message (duplicates included)."""

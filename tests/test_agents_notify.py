@@ -13,6 +13,7 @@ from tests.agentmail import (
     plain_text,
     reply_to,
     start_daemon,
+    stop,
     tokens,
     wait_mails,
 )
@@ -81,7 +82,7 @@ def test_new_ticket_notifies_every_agent_with_its_own_token(
         copies = [m for m in ticket["messages"] if m["direction"] == "out" and m["internal"]]
         assert len(copies) == 3 and all(m["auto"] for m in copies)
     finally:
-        daemon.stop()
+        stop(daemon)
 
 
 def test_replies_go_to_the_assignee_else_the_group_else_everyone(
@@ -92,7 +93,7 @@ def test_replies_go_to_the_assignee_else_the_group_else_everyone(
         send(daemon.port, make_mail(subject="first", message_id="<one@example.org>"))
         send(daemon.port, make_mail(subject="second", message_id="<two@example.org>"))
         for agent in AGENTS:
-            wait_until(lambda a=agent: len(sink.to(a)) == 2, what=f"two notifications to {agent}")
+            wait_mails(sink, agent, 2, f"two notifications to {agent}")
         to_alice_1 = notifications(sink, ALICE, 1)[0]
         to_alice_2 = notifications(sink, ALICE, 2)[0]
         send(daemon.port, reply_to(to_alice_1, "#assign bob", ALICE), sender=ALICE)
@@ -110,4 +111,4 @@ def test_replies_go_to_the_assignee_else_the_group_else_everyone(
         assert len(notifications(sink, ALICE, 1)) == 1 and len(notifications(sink, DAVE, 1)) == 1
         assert len(notifications(sink, ALICE, 2)) == 1 and len(notifications(sink, BOB, 2)) == 1
     finally:
-        daemon.stop()
+        stop(daemon)

@@ -15,6 +15,7 @@ from tests.agentmail import (
     plain_text,
     reply_to,
     start_daemon,
+    stop,
     tokens,
     wait_mails,
 )
@@ -28,7 +29,7 @@ def agents_daemon(tmp_path: Path, database_url: str, sink: SmtpSink) -> Iterator
     """The daemon with agents, on SQLite and PostgreSQL."""
     daemon = start_daemon(tmp_path, database_url, sink)
     yield daemon
-    daemon.stop()
+    stop(daemon)
 
 
 def test_agent_reply_is_relayed_with_headers_text_and_files(
@@ -78,7 +79,7 @@ def test_agent_reply_is_relayed_with_headers_text_and_files(
     assert len(daemon.tickets()) == 1
 
 
-def test_note_is_internal_and_never_reaches_the_customer(
+def test_notes_and_agent_auto_replies_never_reach_the_customer(
     tmp_path: Path, sqlite_url: str, sink: SmtpSink
 ) -> None:
     daemon = start_daemon(tmp_path, sqlite_url, sink)
@@ -92,17 +93,20 @@ def test_note_is_internal_and_never_reaches_the_customer(
         )
         to_bob = wait_mails(sink, BOB, 1, "notification to Bob")[0]
         send(daemon.port, reply_to(to_bob, "#note the VIP\nSECRET two", BOB), sender=BOB)
+        away = reply_to(note, "I am out of office.", ALICE, {"Auto-Submitted": "auto-replied"})
+        send(daemon.port, away, sender=ALICE)
         send(daemon.port, reply_to(note, "We are on it.", ALICE), sender=ALICE)
         relayed = wait_mails(sink, CUSTOMER, 2, "the public reply")
         wait_mails(sink, DAN, 1, "the public reply to the collaborator")
         assert len(relayed) == 2 and len(sink.to(DAN)) == 1
         assert all("SECRET" not in m.as_string() for m in [*relayed, *sink.to(DAN)])
+        assert all("out of office" not in m.as_string() for m in relayed), "auto-replies stay"
         stored = daemon.ticket(1)["messages"]
         notes = [m for m in stored if "SECRET: customer" in m["text"]]
         assert len(notes) == 1 and notes[0]["internal"] is True
         assert sum("SECRET two" in m["text"] for m in stored) == 1
     finally:
-        daemon.stop()
+        stop(daemon)
 
 
 def test_cc_collaborators_new_ticket_only_and_by_command(
@@ -129,7 +133,7 @@ def test_cc_collaborators_new_ticket_only_and_by_command(
         wait_until(lambda: len(daemon.tickets()) == 2, what="Eve's tag opens a ticket of her own")
         assert "eve@example.org" not in daemon.ticket(1)["participants"], "R-54: Cc on a reply"
 
-        note = notifications(sink, ALICE, 1)[0]
+        note = wait_until(lambda: notifications(sink, ALICE, 1), what="notification")[0]
         send(
             daemon.port,
             reply_to(note, "#cc Frank <frank@example.org>\n#cc bob@example.com\nHi all", ALICE),
@@ -144,4 +148,4 @@ def test_cc_collaborators_new_ticket_only_and_by_command(
         )
         assert "agent addresses cannot be collaborators" in plain_text(error[0])
     finally:
-        daemon.stop()
+        stop(daemon)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from postdesk.daemon.authresults import aligned, first_trusted, parse, vouches_for
 
 TRUSTED = ["mx.example.com"]
@@ -11,7 +10,7 @@ TRUSTED = ["mx.example.com"]
 
 def test_parses_methods_properties_comments_and_quotes() -> None:
     header = (
-        'mx.example.com 1; dkim=pass (good signature; 2048-bit key) header.d=Example.COM '
+        "mx.example.com 1; dkim=pass (good signature; 2048-bit key) header.d=Example.COM "
         'header.i=@example.com header.b="ab cd"; spf=fail smtp.mailfrom=bounce@example.com; '
         'dmarc=pass (p=reject) header.from=example.com; arc=none reason="a; b"'
     )

@@ -145,13 +145,16 @@ def test_database_outage_answers_451_then_recovers_without_losing_mail(
     proxy = TcpProxy(("127.0.0.1", 5432))
     proxy.start()
     proxied = postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
-    daemon = Daemon(write_config(tmp_path, proxied, relay=f"smtp://127.0.0.1:{sink.port}"), tmp_path)
+    daemon = Daemon(
+        write_config(tmp_path, proxied, relay=f"smtp://127.0.0.1:{sink.port}"), tmp_path
+    )
     daemon.start()
     try:
         proxy.pause()  # the database disappears: open connections are cut, new ones refused
         assert send(daemon.port, make_mail(message_id="<during@example.org>"))[0] == 250
         wait_until(lambda: "database unavailable" in daemon.log(), what="worker notices")
         with smtplib.SMTP("127.0.0.1", daemon.port, timeout=30) as client:
+            client.ehlo("client.example.org")
             code, reply = client.mail(CUSTOMER)
         assert (code, reply[:5]) == (451, b"4.3.0")
         assert daemon.spool_files() != [], "the accepted message waits in the spool"
@@ -169,18 +172,18 @@ def test_database_outage_answers_451_then_recovers_without_losing_mail(
 
 
 def test_sigterm_refuses_new_mail_and_exits_cleanly(daemon: Daemon) -> None:
-    client = smtplib.SMTP("127.0.0.1", daemon.port, timeout=30)
-    client.ehlo("client.example.org")
     send(daemon.port, make_mail())
     wait_until(lambda: daemon.tickets(), what="ticket")
-    assert daemon.process is not None
-    daemon.process.terminate()
-    wait_until(lambda: "stopping" in daemon.log(), what="shutdown begins")
-    try:
-        code, reply = client.mail(CUSTOMER)
-        assert code == 421 and reply.startswith(b"4.3.2")
-    except smtplib.SMTPServerDisconnected:
-        pass  # the daemon was already gone: also no acceptance
+    with smtplib.SMTP("127.0.0.1", daemon.port, timeout=30) as client:
+        client.ehlo("client.example.org")
+        assert daemon.process is not None
+        daemon.process.terminate()
+        wait_until(lambda: "stopping" in daemon.log(), what="shutdown begins")
+        try:
+            code, reply = client.mail(CUSTOMER)
+            assert code == 421 and reply.startswith(b"4.3.2")
+        except smtplib.SMTPServerDisconnected:
+            pass  # the daemon was already gone: also no acceptance
     assert daemon.process.wait(timeout=30) == 0
     assert "postdesk stopped: accepted 1 message(s)" in daemon.log()
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from postdesk.daemon.db import make_engine, session_factory, transaction
-from postdesk.models.schema import Ticket
-from sqlalchemy import update
 
 from tests.support import CUSTOMER, HELPDESK, Daemon, SmtpSink, make_mail, send, wait_until
 
@@ -154,12 +151,8 @@ def test_our_own_mail_coming_back_is_dropped(daemon: Daemon, sink: SmtpSink) -> 
 
 
 def _set_solved(daemon: Daemon, number: int, days_ago: float) -> None:
-    factory = session_factory(make_engine(daemon.settings.database_url))
     moment = datetime.now(UTC) - timedelta(days=days_ago)
-    with transaction(factory) as session:
-        session.execute(
-            update(Ticket).where(Ticket.number == number).values(status="solved", solved_at=moment)
-        )
+    daemon.update_ticket(number, status="solved", solved_at=moment)
 
 
 def test_reply_to_solved_ticket_reopens_within_window_else_new_linked_ticket(

@@ -16,8 +16,8 @@ from postdesk.daemon.templating import one_line
 
 def run(ctx: MessageContext) -> None:
     """Apply an authenticated agent's commands and prepare the text to relay."""
-    if ctx.agent is None or ctx.ticket is None or ctx.message is None:
-        return
+    if ctx.agent is None or ctx.is_auto or ctx.ticket is None or ctx.message is None:
+        return  # an agent's auto-reply (out of office) neither commands nor answers
     reply = parse_reply(ctx.parsed.new_text)
     ctx.agent_errors.extend(reply.errors)
     canned: list[str] = []

@@ -25,7 +25,7 @@ BASE64_RATIO = 0.7  # share of the size limit left for attachments once base64-e
 
 def run(ctx: MessageContext) -> None:
     """Queue the relayed reply, the rating request and the error report this reply calls for."""
-    if ctx.agent is None or ctx.ticket is None or ctx.message is None:
+    if ctx.agent is None or ctx.is_auto or ctx.ticket is None or ctx.message is None:
         return
     files = [a for a in ctx.parsed.attachments if not a.inline]
     relayed = not ctx.message.internal and not ctx.created and bool(ctx.reply_text or files)

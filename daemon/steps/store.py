@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from postdesk.daemon.attachstore import store_blob
 from postdesk.daemon.db import insert_ignore
@@ -42,6 +43,7 @@ def run(ctx: MessageContext) -> None:
         log_event(ctx, "reopened", {"by": ctx.sender})
     elif ctx.ticket.status == "pending" and not ctx.is_auto:
         ctx.ticket.status = "open"
+    assert ctx.ticket is not None
     ctx.ticket.updated_at = now
     ctx.message = add_message(ctx)
     log_event(ctx, "received", {"message_id": parsed.message_id, "notes": ctx.notes})
@@ -134,7 +136,9 @@ def add_message(ctx: MessageContext) -> Message:
     return message
 
 
-def log_event(ctx: MessageContext, kind: str, detail: dict[str, object], actor: str = "") -> None:
+def log_event(
+    ctx: MessageContext, kind: str, detail: Mapping[str, object], actor: str = ""
+) -> None:
     """Append an entry to the ticket's event log."""
     assert ctx.ticket is not None
     ctx.session.add(

@@ -1,0 +1,311 @@
+"""IMAP intake: one poller per ``[[imap]]`` mailbox feeding the spool, as SMTP intake does.
+
+Per mailbox, in its own task and crash boundary: take the mailbox's lease, connect, SELECT, then
+take every message whose UID is above the saved watermark (never "UNSEEN": mail a person already
+read is still taken in), batch by batch: sizes and flags first, bodies of those within the size
+limit, each body into the spool (the point of commitment), then MOVE or flag them on the server,
+then save the watermark. A crash anywhere in between only means a message is fetched and spooled
+again, and the worker's dedupe step stores it once. Then IDLE (or sleep) and repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+
+from postdesk.daemon.config import ConfigError, ImapMailbox, Settings, secret_value
+from postdesk.daemon.imap_client import ImapConnection, ImapError, MessageInfo
+from postdesk.daemon.imap_state import LeaseLost, MailboxState, Watermark, owner_id
+from postdesk.daemon.spool import Envelope, Spool
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger("postdesk.imap")
+
+FLAG_SPOOLED = "$PostdeskSpooled"  # flag mode: the message is in our spool
+FLAG_TOO_LARGE = "$PostdeskTooLarge"  # over smtp.max_message_bytes: left on the server
+BACKOFF_FIRST_SECONDS = 1.0
+BACKOFF_MAX_SECONDS = 60.0
+ALERT_AFTER_FAILURES = 5
+IDLE_MAX_SECONDS = 25 * 60.0
+LEASE_SECONDS = 30.0
+LEASE_RENEW_SECONDS = 10.0
+MAX_BATCH = 500
+BODY_ROUND_MESSAGES = 50
+BODY_ROUND_BYTES = 32 * 1024 * 1024
+EXPECTED_ERRORS = (ImapError, LeaseLost, ConfigError, SQLAlchemyError, OSError)
+
+
+def imap_pollers(
+    settings: Settings,
+    factory: sessionmaker[Session],
+    spool: Spool,
+    on_spooled: Callable[[], None],
+) -> list[MailboxPoller]:
+    """One poller per configured mailbox; raises ConfigError when a password is missing."""
+    for mailbox in settings.imap:
+        secret_value(mailbox.password, mailbox.password_env, f"imap.{mailbox.name}.password")
+    owner = owner_id()
+    return [MailboxPoller(m, settings, factory, spool, on_spooled, owner) for m in settings.imap]
+
+
+class MailboxPoller:
+    """Takes new mail from one mailbox into the spool, for as long as it holds the lease."""
+
+    def __init__(
+        self,
+        mailbox: ImapMailbox,
+        settings: Settings,
+        factory: sessionmaker[Session],
+        spool: Spool,
+        on_spooled: Callable[[], None],
+        owner: str,
+    ) -> None:
+        self.mailbox = mailbox
+        self.max_bytes = settings.smtp.max_message_bytes
+        self.recipient = settings.helpdesk.address
+        self.spool = spool
+        self.on_spooled = on_spooled
+        self.state = MailboxState(factory, mailbox.name, owner)
+        self.failures = 0
+        self.spooled = 0
+        self.standing_by = False
+        self.keywords_allowed = True
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until ``stop`` is set. Every error is logged here and retried after a backoff."""
+        while not stop.is_set():
+            try:
+                await self._lease_then_poll(stop)
+            except Exception as error:
+                self.failures += 1
+                delay = backoff_seconds(self.failures)
+                expected = isinstance(error, EXPECTED_ERRORS)
+                alert = "ALERT " if self.failures == ALERT_AFTER_FAILURES else ""
+                log.log(
+                    logging.ERROR if alert or not expected else logging.WARNING,
+                    "%smailbox %s: %s: %s; retrying in %.1f s (failure %d)",
+                    alert,
+                    self.mailbox.name,
+                    type(error).__name__,
+                    " ".join(str(error).split())[:300],
+                    delay,
+                    self.failures,
+                    exc_info=None if expected else error,
+                )
+                await _sleep(stop, delay)
+        log.info(
+            "mailbox %s: stopped after spooling %d message(s)", self.mailbox.name, self.spooled
+        )
+
+    async def _lease_then_poll(self, stop: asyncio.Event) -> None:
+        if not await asyncio.to_thread(self.state.acquire, LEASE_SECONDS):
+            if not self.standing_by:
+                log.info("mailbox %s: polled by another daemon; standing by", self.mailbox.name)
+            self.standing_by = True
+            await _sleep(stop, LEASE_RENEW_SECONDS)
+            return
+        if self.standing_by:
+            log.warning("mailbox %s: lease taken over from another daemon", self.mailbox.name)
+        self.standing_by = False
+        tasks = [
+            asyncio.create_task(self._poll()),
+            asyncio.create_task(self._keep_lease()),
+            asyncio.create_task(stop.wait()),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.to_thread(self._release)
+        for task in done:
+            task.result()  # raises what ended the poll or the lease
+
+    async def _keep_lease(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_RENEW_SECONDS)
+            if not await asyncio.to_thread(self.state.acquire, LEASE_SECONDS):
+                raise LeaseLost(f"mailbox {self.mailbox.name}: another daemon took the lease")
+
+    def _release(self) -> None:
+        try:
+            self.state.release()
+        except SQLAlchemyError as error:
+            log.warning("mailbox %s: could not release the lease: %s", self.mailbox.name, error)
+
+    async def _poll(self) -> None:
+        connection = await ImapConnection.open(self.mailbox)
+        try:
+            mark = await self._select(connection)
+            if self.mailbox.after == "move":
+                await connection.create(self.mailbox.move_to)
+            while True:
+                mark = await self._sync(connection, mark)
+                self.failures = 0
+                await self._wait_for_mail(connection)
+        finally:
+            await connection.close()
+
+    async def _select(self, connection: ImapConnection) -> Watermark:
+        """SELECT the folder; start over from UID 0 when its UIDVALIDITY is not the saved one."""
+        folder = await connection.select(self.mailbox.folder)
+        self.keywords_allowed = folder.keywords_allowed
+        if not folder.keywords_allowed:
+            log.warning("mailbox %s: the server allows no keyword flags", self.mailbox.name)
+        saved = await asyncio.to_thread(self.state.load)
+        log.info(
+            "mailbox %s: %s selected, %d message(s), reading from UID %d",
+            self.mailbox.name,
+            self.mailbox.folder,
+            folder.exists,
+            saved.last_uid if saved.uidvalidity == folder.uidvalidity else 0,
+        )
+        if saved.uidvalidity == folder.uidvalidity:
+            return saved
+        if saved.uidvalidity:
+            log.warning(
+                "mailbox %s: UIDVALIDITY of %s changed from %d to %d: reading it again from the "
+                "start; messages already taken in are recognised and stored once",
+                *(self.mailbox.name, self.mailbox.folder, saved.uidvalidity, folder.uidvalidity),
+            )
+        mark = Watermark(folder.uidvalidity, 0)
+        await asyncio.to_thread(self.state.save, mark)
+        return mark
+
+    async def _sync(self, connection: ImapConnection, mark: Watermark) -> Watermark:
+        """Take everything above the watermark, until a search finds nothing new."""
+        batch = max(1, min(self.mailbox.batch_size, MAX_BATCH))
+        while uids := await connection.uids_after(mark.last_uid):
+            for start in range(0, len(uids), batch):
+                mark = await self._take_batch(connection, mark, uids[start : start + batch])
+        return mark
+
+    async def _take_batch(
+        self, connection: ImapConnection, mark: Watermark, uids: list[int]
+    ) -> Watermark:
+        infos = await connection.fetch_info(uids)
+        done = {FLAG_SPOOLED, FLAG_TOO_LARGE}
+        taken_before = [i.uid for i in infos if FLAG_SPOOLED in i.flags]
+        fresh = [i for i in infos if not i.flags & done]
+        too_large = [i for i in fresh if i.size > self.max_bytes]
+        spooled = await self._spool_bodies(
+            connection, [i for i in fresh if i.size <= self.max_bytes]
+        )
+        for info in too_large:
+            log.warning(
+                "ALERT mailbox %s: UID %d is %d bytes, over smtp.max_message_bytes (%d): "
+                "left on the server and flagged %s",
+                *(self.mailbox.name, info.uid, info.size, self.max_bytes, FLAG_TOO_LARGE),
+            )
+        await self._flag(connection, [i.uid for i in too_large], FLAG_TOO_LARGE)
+        if self.mailbox.after == "move" and (spooled or taken_before):
+            await connection.move(sorted(spooled + taken_before), self.mailbox.move_to)
+        elif self.mailbox.after == "flag":
+            await self._flag(connection, spooled, FLAG_SPOOLED)
+        mark = Watermark(mark.uidvalidity, uids[-1])
+        await asyncio.to_thread(self.state.save, mark)
+        if spooled:
+            log.info(
+                "mailbox %s: spooled %d message(s), up to UID %d",
+                self.mailbox.name,
+                len(spooled),
+                uids[-1],
+            )
+        return mark
+
+    async def _spool_bodies(
+        self, connection: ImapConnection, wanted: list[MessageInfo]
+    ) -> list[int]:
+        """Fetch bodies a bounded round at a time and spool each; returns the spooled UIDs."""
+        spooled: list[int] = []
+        for group in _rounds(wanted):
+            bodies = await connection.fetch_bodies([info.uid for info in group])
+            for info in group:
+                raw = bodies.get(info.uid)
+                if raw is None:
+                    log.warning(
+                        "mailbox %s: UID %d vanished before its body was fetched",
+                        self.mailbox.name,
+                        info.uid,
+                    )
+                    continue
+                await asyncio.to_thread(self.spool.write, raw, self._envelope(info.uid))
+                self.on_spooled()
+                spooled.append(info.uid)
+        self.spooled += len(spooled)
+        return spooled
+
+    def _envelope(self, uid: int) -> Envelope:
+        mailbox = self.mailbox
+        return Envelope(
+            mail_from="",
+            rcpt_tos=(self.recipient,),
+            channel=f"imap:{mailbox.name}",
+            received_at=time.time(),
+            peer=f"{mailbox.host}:{mailbox.port} {mailbox.folder} UID {uid}",
+        )
+
+    async def _flag(self, connection: ImapConnection, uids: list[int], flag: str) -> None:
+        if uids and self.keywords_allowed:
+            await connection.add_flag(uids, flag)
+
+    async def _wait_for_mail(self, connection: ImapConnection) -> None:
+        """IDLE when offered, re-IDLEing at least every 25 min; else sleep ``poll_seconds``."""
+        seconds = max(1.0, min(float(self.mailbox.poll_seconds), IDLE_MAX_SECONDS))
+        if self.mailbox.idle and connection.has("IDLE"):
+            await connection.idle(seconds)
+        else:
+            await asyncio.sleep(seconds)
+
+
+def backoff_seconds(failures: int) -> float:
+    """Exponential backoff with jitter: about 1, 2, 4 ... s, capped at BACKOFF_MAX_SECONDS."""
+    ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2.0 ** min(failures - 1, 30))
+    return ceiling * random.uniform(0.5, 1.0)
+
+
+def _rounds(infos: list[MessageInfo]) -> Iterator[list[MessageInfo]]:
+    """Split into FETCH rounds bounded by message count and total size."""
+    group: list[MessageInfo] = []
+    size = 0
+    for info in infos:
+        if group and (len(group) >= BODY_ROUND_MESSAGES or size + info.size > BODY_ROUND_BYTES):
+            yield group
+            group, size = [], 0
+        group.append(info)
+        size += info.size
+    if group:
+        yield group
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+def check_mailboxes(settings: Settings) -> list[tuple[str, str | None, str]]:
+    """Log in to every mailbox and count its folder: (check name, error or None, detail)."""
+    return [asyncio.run(_check(mailbox)) for mailbox in settings.imap]
+
+
+async def _check(mailbox: ImapMailbox) -> tuple[str, str | None, str]:
+    where = f"{mailbox.username}@{mailbox.host}:{mailbox.port} ({mailbox.security})"
+    try:
+        connection = await ImapConnection.open(mailbox)
+        try:
+            counts = await connection.status(mailbox.folder)
+        finally:
+            await connection.close()
+    except (ImapError, ConfigError) as error:
+        return f"imap {mailbox.name}", f"{where}: {error}", ""
+    detail = (
+        f"{where} folder {mailbox.folder}: {counts.get('MESSAGES', 0)} message(s), "
+        f"{counts.get('UNSEEN', 0)} unseen, next UID {counts.get('UIDNEXT', 0)}"
+    )
+    return f"imap {mailbox.name}", None, detail

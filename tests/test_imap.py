@@ -1,0 +1,471 @@
+"""IMAP intake against a real Dovecot on loopback, mostly through the real daemon subprocess.
+
+Product decision for R-16: the same mail arriving by SMTP and by IMAP is stored once; the first
+channel to deliver it is the one recorded on the message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from postdesk.daemon import imap_client, intake_imap
+from postdesk.daemon.config import ImapMailbox, Settings
+from postdesk.daemon.db import make_engine, session_factory, upgrade_schema
+from postdesk.daemon.imap_client import ImapConnection, ImapError, MessageInfo, uid_set
+from postdesk.daemon.imap_state import LeaseLost, MailboxState, Watermark
+from postdesk.daemon.intake_imap import (
+    FLAG_SPOOLED,
+    FLAG_TOO_LARGE,
+    MailboxPoller,
+    backoff_seconds,
+    check_mailboxes,
+)
+from postdesk.daemon.spool import Spool
+
+from tests.conftest import fresh_postgres_database
+from tests.dovecot import CuttingRelay, Dovecot, require_dovecot
+from tests.support import Daemon, make_mail, send, wait_until, write_config
+
+pytestmark = pytest.mark.imap
+
+
+@pytest.fixture
+def dovecot() -> Iterator[Dovecot]:
+    """A private Dovecot for one test."""
+    require_dovecot()
+    server = Dovecot()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+def start_daemon(
+    workdir: Path, database_url: str, imap_toml: str, max_bytes: int | None = None
+) -> Daemon:
+    """Start ``postdesk serve`` with one ``[[imap]]`` mailbox; outgoing mail goes to a Maildir."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = write_config(workdir, database_url, extra=imap_toml)
+    if max_bytes is not None:
+        config.write_text(
+            config.read_text().replace(
+                "max_message_bytes = 1000000", f"max_message_bytes = {max_bytes}"
+            )
+        )
+    daemon = Daemon(config, workdir)
+    daemon.start()
+    return daemon
+
+
+@pytest.fixture
+def run_daemon(tmp_path: Path, sqlite_url: str) -> Iterator[list[Daemon]]:
+    """A list that tests append started daemons to; every one is stopped at the end."""
+    started: list[Daemon] = []
+    yield started
+    for daemon in started:
+        daemon.stop()
+
+
+def subjects(n: int, prefix: str = "m") -> list[bytes]:
+    """``n`` distinct small customer mails."""
+    return [make_mail(subject=f"{prefix} {i}", body=f"Message {prefix} {i}\n") for i in range(n)]
+
+
+def wait_inbound(daemon: Daemon, count: int, timeout: float = 60) -> list[str]:
+    """Wait until ``count`` inbound messages are stored; fail when more appear."""
+
+    def stored() -> list[str]:
+        ids = daemon.inbound_message_ids()
+        return ids if len(ids) >= count else []
+
+    ids = wait_until(stored, timeout=timeout, what=f"{count} inbound messages; {daemon.log_path}")
+    assert len(ids) == count, f"expected {count}, got {len(ids)}"
+    return ids
+
+
+def settled(daemon: Daemon, count: int, wait: float = 2.0) -> list[str]:
+    """After ``count`` messages are stored, wait a little more and check no duplicate follows."""
+    wait_inbound(daemon, count)
+    time.sleep(wait)
+    ids = daemon.inbound_message_ids()
+    assert len(ids) == count == len(set(ids)), f"{len(ids)} stored, {len(set(ids))} distinct"
+    assert not daemon.spool_files() or wait_until(
+        lambda: not daemon.spool_files(), what="empty spool"
+    )
+    return ids
+
+
+def test_backlog_is_taken_in_once_and_flagged(
+    tmp_path: Path, database_url: str, dovecot: Dovecot, run_daemon: list[Daemon]
+) -> None:
+    uids = dovecot.append_many(subjects(50))
+    daemon = start_daemon(tmp_path, database_url, dovecot.toml())
+    run_daemon.append(daemon)
+    settled(daemon, 50)
+
+    def all_flagged() -> dict[int, set[str]]:
+        flags = dovecot.flags()
+        return flags if all(FLAG_SPOOLED in names for names in flags.values()) else {}
+
+    flags = wait_until(all_flagged, what="every message to be flagged")
+    assert sorted(flags) == uids
+    assert not any("\\Seen" in v for v in flags.values()), "\\Seen is a person's, never ours"
+    assert len(daemon.tickets()) == 50
+
+
+def test_mail_already_read_by_a_person_is_still_taken_in(
+    tmp_path: Path, sqlite_url: str, dovecot: Dovecot, run_daemon: list[Daemon]
+) -> None:
+    first, _second = dovecot.append_many(subjects(2))
+    dovecot.mark_seen(first)
+    dovecot.append(make_mail(subject="read on arrival"), flags="\\Seen")
+    run_daemon.append(daemon := start_daemon(tmp_path, sqlite_url, dovecot.toml()))
+    settled(daemon, 3)
+
+
+def test_new_mail_arrives_within_seconds_during_idle(
+    tmp_path: Path, sqlite_url: str, dovecot: Dovecot, run_daemon: list[Daemon]
+) -> None:
+    run_daemon.append(daemon := start_daemon(tmp_path, sqlite_url, dovecot.toml(poll_seconds=600)))
+    wait_until(lambda: "selected" in daemon.log(), what="the poller to select INBOX")
+    time.sleep(0.5)
+    for i in range(3):
+        started = time.monotonic()
+        dovecot.append(make_mail(subject=f"idle {i}"))
+        wait_inbound(daemon, i + 1, timeout=10)
+        assert time.monotonic() - started < 5
+
+
+def test_restart_resumes_from_the_watermark(
+    tmp_path: Path, sqlite_url: str, dovecot: Dovecot, run_daemon: list[Daemon]
+) -> None:
+    dovecot.append_many(subjects(5))
+    daemon = start_daemon(tmp_path, sqlite_url, dovecot.toml())
+    settled(daemon, 5)
+    assert daemon.stop() == 0
+    with dovecot.client() as client:  # a server that lost our keywords: only the watermark is left
+        client.select("INBOX")
+        client.uid("STORE", "1:*", "-FLAGS.SILENT", f"({FLAG_SPOOLED})")
+    first_run = daemon.log()
+    daemon.start()
+    run_daemon.append(daemon)
+    dovecot.append(make_mail(subject="after restart"))
+    settled(daemon, 6)
+    second_run = daemon.log()[len(first_run) :]
+    assert "reading from UID 5" in second_run
+    assert re.findall(r"spooled (\d+) message", second_run) == ["1"]
+
+
+def test_dovecot_restart_while_the_daemon_runs(
+    tmp_path: Path, sqlite_url: str, dovecot: Dovecot, run_daemon: list[Daemon]
+) -> None:
+    dovecot.append(make_mail(subject="before"))
+    run_daemon.append(daemon := start_daemon(tmp_path, sqlite_url, dovecot.toml(poll_seconds=600)))
+    wait_inbound(daemon, 1)
+    dovecot.stop()
+    wait_until(lambda: "retrying in" in daemon.log(), what="the poller to notice")
+    time.sleep(2)
+    dovecot.start()
+    dovecot.append(make_mail(subject="after"))
+    settled(daemon, 2)
+
+
+def test_connection_cut_in_the_middle_of_a_fetch(
+    tmp_path: Path, sqlite_url: str, dovecot: Dovecot, run_daemon: list[Daemon]
+) -> None:
+    big_body = "All work and no play makes Jack a dull boy.\n" * 2000  # ~90 kB each
+    dovecot.append_many([make_mail(subject=f"big {i}", body=big_body) for i in range(20)])
+    relay = CuttingRelay(dovecot.port)
+    relay.start()
+    try:
+        relay.cut_after(600_000)  # inside the first round of bodies
+        toml = dovecot.toml(port=relay.port, batch_size=20)
+        run_daemon.append(daemon := start_daemon(tmp_path, sqlite_url, toml))
+        settled(daemon, 20)
+        assert relay.cuts == 1
+        assert "connection lost" in daemon.log()
+    finally:
+        relay.stop()
+
+
+def test_uidvalidity_change_rescans_without_duplicates_or_misses(
+    tmp_path: Path, sqlite_url: str, dovecot: Dovecot, run_daemon: list[Daemon]
+) -> None:
+    old = subjects(5, "old")
+    dovecot.append_many(old, folder="Helpdesk")
+    run_daemon.append(
+        daemon := start_daemon(
+            tmp_path, sqlite_url, dovecot.toml(folder="Helpdesk", poll_seconds=1)
+        )
+    )
+    settled(daemon, 5, wait=0)
+    dovecot.recreate_folder("Helpdesk")
+    dovecot.append_many(
+        old + subjects(3, "new"), folder="Helpdesk"
+    )  # new UIDs 1..8 overlap old 1..5
+    settled(daemon, 8)
+    assert "UIDVALIDITY of Helpdesk changed" in daemon.log()
+
+
+def nested_mime(depth: int) -> bytes:
+    """A message nested ``depth`` multiparts deep, which the parser refuses every time."""
+    head = b"From: carol@example.org\r\nTo: support@example.com\r\nSubject: poison\r\nMessage-ID: <poison@example.org>\r\nMIME-Version: 1.0\r\n"
+    opening = b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+        for i in range(depth)
+    )
+    closing = b"".join(b"\r\n--b%d--\r\n" % i for i in reversed(range(depth)))
+    return head + opening + b"Content-Type: text/plain\r\n\r\npoison\r\n" + closing
+
+
+def test_poison_message_is_quarantined_and_the_rest_flows(
+    tmp_path: Path, sqlite_url: str, dovecot: Dovecot, run_daemon: list[Daemon]
+) -> None:
+    dovecot.append(make_mail(subject="before poison"))
+    dovecot.append(nested_mime(1000))
+    dovecot.append_many(subjects(3, "after"))
+    run_daemon.append(daemon := start_daemon(tmp_path, sqlite_url, dovecot.toml()))
+    settled(daemon, 4)
+    held = wait_until(daemon.quarantined, what="quarantine")
+    assert [item.channel for item in held] == ["imap:main"]
+    assert FLAG_SPOOLED in dovecot.flags()[2]
+
+
+def test_move_mode_creates_the_folder_and_moves(
+    tmp_path: Path, sqlite_url: str, dovecot: Dovecot, run_daemon: list[Daemon]
+) -> None:
+    dovecot.append_many(subjects(4))
+    dovecot.mark_seen(1)
+    run_daemon.append(
+        daemon := start_daemon(tmp_path, sqlite_url, dovecot.toml(after="move", move_to="Done"))
+    )
+    settled(daemon, 4)
+    wait_until(lambda: dovecot.count("INBOX") == 0, what="INBOX to empty")
+    assert dovecot.count("Done") == 4
+
+
+def test_oversize_message_is_left_flagged_and_skipped(
+    tmp_path: Path, sqlite_url: str, dovecot: Dovecot, run_daemon: list[Daemon]
+) -> None:
+    dovecot.append(make_mail(subject="small 1"))
+    big = dovecot.append(
+        make_mail(subject="huge", body="x" * 76 + "\n" * 1 + ("y" * 76 + "\n") * 20_000)
+    )
+    dovecot.append(make_mail(subject="small 2"))
+    toml = dovecot.toml(idle=False, poll_seconds=1)
+    run_daemon.append(daemon := start_daemon(tmp_path, sqlite_url, toml, max_bytes=1_000_000))
+    settled(daemon, 2, wait=3)  # three more polls: no re-fetch loop
+    flags = dovecot.flags()
+    assert FLAG_TOO_LARGE in flags[big] and FLAG_SPOOLED not in flags[big]
+    assert daemon.log().count("over smtp.max_message_bytes") == 1
+    assert "huge" not in {t["subject"] for t in daemon.tickets()}
+
+
+def test_same_mail_by_smtp_and_imap_is_stored_once(
+    tmp_path: Path, sqlite_url: str, dovecot: Dovecot, run_daemon: list[Daemon]
+) -> None:
+    raw = make_mail(subject="both ways")
+    run_daemon.append(daemon := start_daemon(tmp_path, sqlite_url, dovecot.toml()))
+    assert send(daemon.port, raw)[0] == 250
+    wait_inbound(daemon, 1)
+    dovecot.append(raw)
+    wait_until(lambda: "duplicate" in daemon.log(), what="the IMAP copy to be recognised")
+    settled(daemon, 1)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_two_thousand_messages(
+    tmp_path: Path, sqlite_url: str, dovecot: Dovecot, run_daemon: list[Daemon]
+) -> None:
+    dovecot.append_many(subjects(2000))
+    started = time.monotonic()
+    run_daemon.append(daemon := start_daemon(tmp_path, sqlite_url, dovecot.toml()))
+    settled(daemon, 2000, wait=1)
+    assert time.monotonic() - started < 240
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(300)
+def test_second_daemon_takes_over_the_mailbox_of_a_killed_one(
+    tmp_path: Path, postgres_server: str, dovecot: Dovecot, run_daemon: list[Daemon]
+) -> None:
+    database = contextlib.contextmanager(fresh_postgres_database)(postgres_server)
+    with database as url:
+        run_daemon.append(first := start_daemon(tmp_path / "a", url, dovecot.toml()))
+        wait_until(lambda: "selected" in first.log(), what="the first daemon to take the lease")
+        run_daemon.append(second := start_daemon(tmp_path / "b", url, dovecot.toml()))
+        wait_until(lambda: "standing by" in second.log(), what="the second daemon to stand by")
+        dovecot.append_many(subjects(10, "one"))
+        settled(first, 10)
+        first.kill()
+        dovecot.append_many(subjects(10, "two"))
+        settled(second, 20, wait=3)
+        assert "taken over" in second.log()
+        assert "selected" not in second.log().split("taken over")[0]
+        for daemon in run_daemon:
+            daemon.stop()  # before the database is dropped
+
+
+def test_check_reports_the_folder_and_its_counts(
+    tmp_path: Path, sqlite_url: str, dovecot: Dovecot
+) -> None:
+    dovecot.append_many(subjects(3))
+    dovecot.mark_seen(1)
+    config = write_config(tmp_path, sqlite_url, extra=dovecot.toml())
+    result = Daemon(config, tmp_path).cli("check")
+    assert "ok    imap main: support@example.com@127.0.0.1" in result.stdout
+    assert "folder INBOX: 3 message(s), 2 unseen" in result.stdout
+    wrong = write_config(tmp_path, sqlite_url, extra=dovecot.toml(password="wrong"))
+    result = Daemon(wrong, tmp_path).cli("check", check=False)
+    assert result.returncode == 1
+    assert "FAIL  imap main" in result.stdout and "LOGIN" in result.stdout
+
+
+def mailbox(dovecot: Dovecot, **keys: object) -> ImapMailbox:
+    """An ImapMailbox for in-process tests."""
+    values: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": dovecot.port,
+        "security": "none",
+        "username": dovecot.user,
+        "password": dovecot.password,
+        **keys,
+    }
+    return ImapMailbox(**values)
+
+
+@pytest.mark.parametrize(
+    ("security", "verify", "problem"),
+    [
+        ("tls", False, None),
+        ("starttls", False, None),
+        ("tls", True, "CERTIFICATE_VERIFY_FAILED"),
+        ("starttls", True, "CERTIFICATE_VERIFY_FAILED"),
+    ],
+)
+def test_tls_and_starttls(
+    dovecot: Dovecot, security: str, verify: bool, problem: str | None
+) -> None:
+    port = dovecot.tls_port if security == "tls" else dovecot.port
+    box = mailbox(dovecot, port=port, security=security, verify_tls=verify)
+    [(_name, error, detail)] = check_mailboxes(Settings(imap=(box,)))
+    if problem is None:
+        assert error is None and "0 message(s)" in detail
+    else:
+        assert error is not None and problem in error
+
+
+def test_password_from_environment(dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POSTDESK_TEST_IMAP_PASSWORD", dovecot.password)
+    box = mailbox(dovecot, password="", password_env="POSTDESK_TEST_IMAP_PASSWORD")
+    [(_name, error, _detail)] = check_mailboxes(Settings(imap=(box,)))
+    assert error is None
+
+
+def test_move_without_the_move_capability(
+    dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uids = dovecot.append_many(subjects(3))
+
+    async def scenario() -> None:
+        connection = await ImapConnection.open(mailbox(dovecot))
+        try:
+            monkeypatch.setattr(connection, "has", lambda capability: capability != "MOVE")
+            await connection.select("INBOX")
+            await connection.create("Archive")
+            await connection.move(uids[:2], "Archive")
+        finally:
+            await connection.close()
+
+    asyncio.run(scenario())
+    assert list(dovecot.flags("INBOX")) == [uids[2]]
+    assert dovecot.count("Archive") == 2
+
+
+def test_a_server_that_never_answers_times_out_and_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(imap_client, "CONNECT_TIMEOUT_SECONDS", 0.3)
+    monkeypatch.setattr(intake_imap, "BACKOFF_FIRST_SECONDS", 0.05)
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    upgrade_schema(engine)
+
+    async def scenario() -> MailboxPoller:
+        connections: list[asyncio.StreamWriter] = []
+
+        async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            connections.append(writer)  # accept, then say nothing at all
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        box = ImapMailbox(host="127.0.0.1", port=port, security="none", username="u", password="p")
+        poller = MailboxPoller(
+            box, Settings(), session_factory(engine), Spool(tmp_path / "spool"), lambda: None, "me"
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(poller.run(stop))
+        await asyncio.sleep(2.0)
+        stopped = time.monotonic()
+        stop.set()
+        await asyncio.wait_for(task, 2)
+        assert time.monotonic() - stopped < 1
+        server.close()
+        for writer in connections:
+            writer.close()
+        return poller
+
+    poller = asyncio.run(scenario())
+    assert poller.failures >= 3
+    assert MailboxState(session_factory(engine), "main", "other").acquire(30), "lease released"
+
+
+def test_lease_is_exclusive_until_it_expires(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    upgrade_schema(engine)
+    first = MailboxState(session_factory(engine), "main", "first")
+    second = MailboxState(session_factory(engine), "main", "second")
+    assert first.acquire(0.3)
+    assert first.acquire(0.3), "renewing one's own lease"
+    assert not second.acquire(30)
+    time.sleep(0.4)
+    assert second.acquire(30)
+    with pytest.raises(LeaseLost):
+        first.save(Watermark(7, 3))
+    second.save(Watermark(7, 3))
+    assert first.load() == Watermark(7, 3)
+    second.release()
+    assert first.acquire(30)
+
+
+def test_helpers() -> None:
+    assert uid_set([7, 1, 2, 3, 5]) == "1:3,5,7"
+    assert all(0.5 <= backoff_seconds(1) <= 1.0 for _ in range(20))
+    assert all(30 <= backoff_seconds(50) <= 60 for _ in range(20))
+    infos = [MessageInfo(uid, 20 * 1024 * 1024, frozenset()) for uid in range(3)]
+    assert [len(group) for group in intake_imap._rounds(infos)] == [1, 1, 1]
+    small = [MessageInfo(uid, 10, frozenset()) for uid in range(120)]
+    assert [len(group) for group in intake_imap._rounds(small)] == [50, 50, 20]
+    records = imap_client._fetch_records(
+        [
+            b"1 FETCH (UID 4 BODY[] {3}",
+            bytearray(b"abc"),
+            b")",
+            b"2 FETCH (FLAGS (\\Seen))",
+            b"3 FETCH (BODY[] {2}",
+            bytearray(b"xy"),
+            b" UID 9)",
+            b"Fetch completed",
+        ]
+    )
+    assert records[0] == (b"1 FETCH (UID 4 BODY[] {3} )", b"abc")
+    assert records[2][1] == b"xy" and b"UID 9" in records[2][0]
+    with pytest.raises(ImapError):
+        imap_client._expect_ok(type("R", (), {"result": "NO", "lines": [b"nope"]})(), "X")
