@@ -20,7 +20,7 @@ import inspect
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.message import EmailMessage, Message
+from email.message import Message
 from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
 
@@ -36,6 +36,7 @@ _MESSAGE_ID = re.compile(r"<[^<>\s\x00-\x1f\x7f]{1,996}>")
 _BARE_ID = re.compile(r"[^<>\s\"(),;:\\]{1,996}@[^<>\s\"(),;:\\]{1,996}")
 _SUBJECT_DROP = re.compile(r"[\r\n\x00\u2028\u2029]")
 _SPACES = re.compile(r"\s+")
+_RECIPIENTS = ("to", "cc", "reply-to")
 _MAX_SUBJECT = 998
 _MAX_REFERENCES = 100
 _MAX_STDLIB_DEFECTS = 20
@@ -126,11 +127,12 @@ def _parse(raw: bytes, limits: ParseLimits) -> ParsedMessage:
     prescan = mimelimits.check(_strip_mbox_from(raw), limits)
     defects = list(prescan.defects)
     message = _PARSER.parsebytes(prescan.raw)
-    assert isinstance(message, EmailMessage)
     hint = _charset_hint(message)
     headers = _headers(message, limits, hint, defects)
     from_addr, from_name = _sender(message, limits, hint, defects)
     message_id, generated = _message_id(headers, raw, defects)
+    to, cc, reply_to = (_recipients(message, name, limits, hint, defects) for name in _RECIPIENTS)
+    date = _date(headers, defects)
     body = collect_body(message, defects)
     content_type = _info(message).ctype
     defects.extend(_stdlib_defects(message))
@@ -139,11 +141,11 @@ def _parse(raw: bytes, limits: ParseLimits) -> ParsedMessage:
         message_id_generated=generated,
         from_addr=from_addr,
         from_name=from_name,
-        to=_recipients(message, "to", limits, hint, defects),
-        cc=_recipients(message, "cc", limits, hint, defects),
-        reply_to=_recipients(message, "reply-to", limits, hint, defects),
+        to=to,
+        cc=cc,
+        reply_to=reply_to,
         subject=_subject(headers),
-        date=_date(headers, defects),
+        date=date,
         in_reply_to=_ids(headers.get("in-reply-to", ())),
         references=_ids(headers.get("references", ()))[-_MAX_REFERENCES:],
         text=body.text,
@@ -151,7 +153,7 @@ def _parse(raw: bytes, limits: ParseLimits) -> ParsedMessage:
         html=body.html,
         attachments=tuple(body.attachments),
         headers=headers,
-        defects=tuple(defects),
+        defects=tuple(_printable(note) for note in defects),
         content_type=content_type,
         report_type=_report_type(message, content_type),
     )
@@ -276,6 +278,12 @@ def _date(headers: dict[str, tuple[str, ...]], defects: list[str]) -> datetime |
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
+def _printable(note: str) -> str:
+    """A defect note without control characters or lone surrogates, at most 300 chars."""
+    note = _no_surrogates(note)[:300]
+    return "".join(ch if ch >= " " else " " for ch in note) if not note.isprintable() else note
+
+
 def _report_type(message: Message, content_type: str) -> str | None:
     """The report-type of a multipart/report ("delivery-status", ...), else None."""
     if content_type != "multipart/report":
@@ -303,6 +311,7 @@ def _stdlib_defects(message: Message) -> list[str]:
 # Encoded text may (wrongly, but commonly) contain spaces: "=?us-ascii?Q?A B?=".
 _ENCODED_WORD = re.compile(r"=\?([^?\s]{1,75})\?([bBqQ])\?([^?\r\n]*?)\?=")
 _LINEBREAKS = re.compile(r"[\r\n]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _CHARSET_ALIASES = {
     "gb2312": "gb18030",
     "gbk": "gb18030",
@@ -338,7 +347,7 @@ def _decode_8bit(data: bytes, hints: tuple[str, ...], defects: list[str], name: 
     candidates = [codec for codec in (_codec(hint) for hint in hints) if codec]
     for codec in ["utf-8", *sorted(candidates, key=_single_byte)]:
         try:
-            return data.decode(codec)
+            return _no_surrogates(data.decode(codec))
         except Exception:  # UnicodeDecodeError, and odd codecs raising other errors
             continue
     return decode_bytes(data, None, defects, f"8-bit header {name}")
@@ -424,11 +433,16 @@ def decode_bytes(data: bytes, charset: str | None, defects: list[str], where: st
         except Exception:  # UnicodeDecodeError, and odd codecs raising other errors
             continue
         if name != codec and codec is not None:
-            defects.append(f"{where}: not valid {label[:40]}, decoded as UTF-8")
-        return text
+            defects.append(f"{where}: not valid {label[:40]!r}, decoded as UTF-8")
+        return _no_surrogates(text)
     if codec is not None or label:
         defects.append(f"{where}: decoded as cp1252 with replacement characters")
     return data.decode("cp1252", "replace")
+
+
+def _no_surrogates(text: str) -> str:
+    """Replace lone surrogates (UTF-7 can produce them; databases refuse them) with U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
 
 
 @functools.lru_cache(maxsize=256)

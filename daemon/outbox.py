@@ -173,7 +173,7 @@ def _auto_refusal(
 ) -> str | None:
     """Why automatic mail to ``recipient`` must not be sent now, or None when it may."""
     bouncing = session.scalar(
-        select(Contact.bouncing).where(func.lower(Contact.email) == recipient).limit(1)
+        select(Contact.bouncing).where(Contact.email == recipient.lower())
     )
     if bouncing:
         return "the address is bouncing"

@@ -89,9 +89,12 @@ class Spool:
             return _read_entry(self.work / name)
 
     def done(self, entry: SpoolEntry) -> None:
-        """Forget a message whose outcome is committed to the database."""
+        """Forget a message whose outcome is committed to the database.
+
+        No directory fsync: if a crash undoes the unlink, the message is processed again and
+        the dedupe step recognises it.
+        """
         entry.path.unlink(missing_ok=True)
-        _fsync_dir(self.work)
 
     def retry(self, entry: SpoolEntry, count_attempt: bool) -> None:
         """Put a message back in the queue, counting the attempt when the message was at fault."""

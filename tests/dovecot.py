@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,7 @@ default_internal_user = dovecot
 default_internal_group = dovecot
 default_login_user = dovenull
 first_valid_uid = 1
+mail_fsync = never
 mail_location = maildir:{root}/mail/%u
 passdb {{
   driver = passwd-file
@@ -195,13 +197,25 @@ class Dovecot:
         return self.append_many([raw], folder, flags)[0]
 
     def append_many(
-        self, messages: list[bytes], folder: str = "INBOX", flags: str = ""
+        self, messages: list[bytes], folder: str = "INBOX", flags: str = "", connections: int = 1
     ) -> list[int]:
-        """APPEND messages over one connection (creating the folder if needed); returns UIDs."""
+        """APPEND messages (creating the folder if needed); returns their UIDs in order.
+
+        With several ``connections`` the messages go in concurrently, in chunks, so their UIDs
+        ascend per chunk rather than overall.
+        """
+        if folder.upper() != "INBOX":
+            with self.client() as connection:
+                connection.create(_quote(folder))
+        size = -(-len(messages) // connections) or 1
+        chunks = [messages[i : i + size] for i in range(0, len(messages), size)]
+        with ThreadPoolExecutor(max_workers=connections) as pool:
+            results = pool.map(lambda chunk: self._append_chunk(chunk, folder, flags), chunks)
+            return [uid for chunk_uids in results for uid in chunk_uids]
+
+    def _append_chunk(self, messages: list[bytes], folder: str, flags: str) -> list[int]:
         uids = []
         with self.client() as connection:
-            if folder.upper() != "INBOX":
-                connection.create(_quote(folder))
             for raw in messages:
                 status, data = connection.append(
                     _quote(folder), f"({flags})" if flags else None, None, raw

@@ -285,7 +285,7 @@ def test_same_mail_by_smtp_and_imap_is_stored_once(
 def test_two_thousand_messages(
     tmp_path: Path, sqlite_url: str, dovecot: Dovecot, run_daemon: list[Daemon]
 ) -> None:
-    dovecot.append_many(subjects(2000))
+    dovecot.append_many(subjects(2000), connections=4)
     started = time.monotonic()
     run_daemon.append(daemon := start_daemon(tmp_path, sqlite_url, dovecot.toml()))
     settled(daemon, 2000, wait=1)

@@ -251,6 +251,11 @@ def test_eight_bit_header_uses_declared_body_charset() -> None:
     assert parse_message(raw).subject == "转发\uff1a整体"
 
 
+def test_utf7_lone_surrogates_are_replaced() -> None:
+    raw = mail("From: a@example.com\nContent-Type: text/plain; charset=utf-7", "a+2D0-b\n")
+    assert parse_message(raw).text == "a\ufffdb\n"
+
+
 def test_encoded_words_unknown_charset_and_split_utf8() -> None:
     raw = mail(
         "From: a@example.com\nSubject: =?x-bogus?q?caf=C3=A9?= =?utf-8?b?4oK=?= =?utf-8?b?rA==?="

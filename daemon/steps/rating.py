@@ -21,7 +21,7 @@ def run(ctx: MessageContext) -> None:
     ticket = ctx.ticket
     if ticket is None or ticket.status not in ("solved", "closed") or ctx.is_auto:
         return
-    if ctx.agent is not None or ticket.merged_into is not None:
+    if ctx.agent is not None or ticket.merged_into is not None or ticket.spam:
         return
     score = rating_of(ctx.parsed.new_text)
     if score is None or not _is_customer(ctx):

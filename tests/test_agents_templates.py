@@ -1,0 +1,74 @@
+"""The agent workflow's templates: all render, HTML parts escape, and a site can override them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from postdesk.daemon.config import HelpdeskSettings, Settings
+from postdesk.daemon.templating import (
+    AGENT_ALERT,
+    AGENT_COMMAND_ERROR,
+    AGENT_NOTIFICATION,
+    CUSTOMER_AGENT_REPLY,
+    CUSTOMER_CSAT_REQUEST,
+    Templates,
+)
+
+HOSTILE = "<script>alert(1)</script>"
+CONTEXT: dict[str, object] = {
+    "helpdesk": {"name": "Example Support", "address": "support@example.com"},
+    "agent": {"name": "Alice", "email": "alice@example.com"},
+    "ticket": {
+        "number": 7,
+        "tag": "[Example #7]",
+        "subject": f"Printer {HOSTILE}",
+        "status": "open",
+        "priority": "high",
+        "category": "billing",
+        "group": "L1",
+        "assignee": "",
+        "requester": "carol@example.org",
+    },
+    "author": {"email": "carol@example.org", "name": f"Carol {HOSTILE}"},
+    "subject": f"Printer {HOSTILE}",
+    "text": f"Hello {HOSTILE}",
+    "attachments": [
+        {"filename": "a.txt", "content_type": "text/plain", "size": 3, "attached": True}
+    ],
+    "notes": [],
+    "plugin_facts": {"contact": "ACME Corp, gold tier"},
+    "event": "new",
+    "reason": "no Authentication-Results and no token addressed to this agent",
+    "errors": ["'#frobnicate': unknown command #frobnicate"],
+    "relayed": True,
+}
+NAMES = [
+    AGENT_NOTIFICATION,
+    AGENT_ALERT,
+    AGENT_COMMAND_ERROR,
+    CUSTOMER_AGENT_REPLY,
+    CUSTOMER_CSAT_REQUEST,
+]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_template_renders_text_and_escaped_html(name: str) -> None:
+    rendered = Templates(Settings()).render(name, CONTEXT)
+    assert "[Example #7]" in rendered.subject and "\n" not in rendered.subject
+    assert "[Example #7]" in rendered.text
+    assert rendered.html is not None and HOSTILE not in rendered.html
+
+
+def test_notification_shows_what_plugins_contributed() -> None:
+    rendered = Templates(Settings()).render(AGENT_NOTIFICATION, CONTEXT)
+    assert "Contact: ACME Corp, gold tier" in rendered.text
+
+
+def test_a_site_template_overrides_the_built_in_one(tmp_path: Path) -> None:
+    (tmp_path / "customer").mkdir()
+    (tmp_path / "customer" / "csat_request.subject.j2").write_text("Rate {{ ticket.tag }}\n")
+    settings = Settings(helpdesk=HelpdeskSettings(templates_dir=str(tmp_path)))
+    rendered = Templates(settings).render(CUSTOMER_CSAT_REQUEST, CONTEXT)
+    assert rendered.subject == "Rate [Example #7]"
+    assert "1 (poor) to 5 (excellent)" in rendered.text, "parts not overridden stay built in"
