@@ -66,7 +66,9 @@ class ImapConnection:
     @classmethod
     async def open(cls, mailbox: ImapMailbox) -> ImapConnection:
         """Connect (TLS, STARTTLS or plain, as configured) and log in."""
-        password = secret_value(mailbox.password, mailbox.password_env, "imap.password")
+        password = secret_value(
+            mailbox.password, mailbox.password_env, f"imap.{mailbox.name}.password"
+        )
         connection = cls(mailbox)
         try:
             await connection._connect(password)
@@ -248,6 +250,9 @@ class ImapConnection:
             raise ImapError(f"{self._where()}: {what}: {why}")
         try:
             return task.result()
+        except aioimaplib.CommandTimeout as error:  # aioimaplib's own timer, reset by any data
+            why = f"no answer within {COMMAND_TIMEOUT_SECONDS:g} s"
+            raise ImapError(f"{self._where()}: {what}: {why}") from error
         except (aioimaplib.AioImapException, OSError, ValueError, TimeoutError) as error:
             detail = str(error) or type(error).__name__
             raise ImapError(f"{self._where()}: {what}: {detail}") from error

@@ -74,27 +74,27 @@ class Attachment:
 
 @dataclass(frozen=True)
 class ParsedMessage:
-    """Everything the pipeline needs from one message; see the module docstring."""
+    """Everything the pipeline needs from one message."""
 
-    message_id: str
+    message_id: str  # "<...>" as in the header; else "<sha256(raw)[:32]@generated.postdesk>"
     message_id_generated: bool
-    from_addr: str | None
-    from_name: str
-    to: tuple[str, ...]
+    from_addr: str | None  # lower-cased addr-spec; None when absent/ambiguous/unparseable
+    from_name: str  # display name (may be "")
+    to: tuple[str, ...]  # lower-cased addr-specs
     cc: tuple[str, ...]
     reply_to: tuple[str, ...]
-    subject: str
-    date: datetime | None
-    in_reply_to: tuple[str, ...]
-    references: tuple[str, ...]
-    text: str
-    new_text: str
-    html: str | None
+    subject: str  # decoded, CR/LF/NUL/U+2028/U+2029 removed, whitespace collapsed, <= 998 chars
+    date: datetime | None  # timezone-aware or None
+    in_reply_to: tuple[str, ...]  # message ids "<...>"
+    references: tuple[str, ...]  # message ids "<...>" in order, the last 100
+    text: str  # first text/plain part, else the HTML converted to text, else ""
+    new_text: str  # replytext.extract_new_text(text)
+    html: str | None  # the HTML body if there was one (raw, NOT sanitised; never rendered by us)
     attachments: tuple[Attachment, ...]
-    headers: dict[str, tuple[str, ...]]
-    defects: tuple[str, ...]
-    content_type: str
-    report_type: str | None
+    headers: dict[str, tuple[str, ...]]  # lower-case name -> decoded values (<= max_header_bytes)
+    defects: tuple[str, ...]  # human-readable notes: fallbacks, truncations, stdlib defects
+    content_type: str  # top-level content type, e.g. "multipart/report"
+    report_type: str | None  # for multipart/report: "delivery-status", ...
 
     def header(self, name: str) -> str | None:
         """First value of a header (case-insensitive) or None."""
@@ -302,7 +302,10 @@ def _stdlib_defects(message: Message) -> list[str]:
             seen.setdefault(f"{note} ({detail[:120]})" if detail else note, None)
     notes = list(seen)
     if len(notes) > _MAX_STDLIB_DEFECTS:
-        notes = [*notes[:_MAX_STDLIB_DEFECTS], f"... and {len(notes) - 20} more stdlib defects"]
+        notes = [
+            *notes[:_MAX_STDLIB_DEFECTS],
+            f"... and {len(notes) - _MAX_STDLIB_DEFECTS} more stdlib defects",
+        ]
     return notes
 
 

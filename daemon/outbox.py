@@ -171,10 +171,14 @@ def _recipients(
 def _auto_refusal(
     session: Session, settings: Settings, recipient: str, now: datetime
 ) -> str | None:
-    """Why automatic mail to ``recipient`` must not be sent now, or None when it may."""
-    bouncing = session.scalar(
-        select(Contact.bouncing).where(Contact.email == recipient.lower())
-    )
+    """Why automatic mail to ``recipient`` must not be sent now, or None when it may.
+
+    Agents are exempt: the caps protect outside addresses from loops and floods, and an agent
+    must never silently stop hearing about tickets on a busy day.
+    """
+    if settings.agent(recipient) is not None:
+        return None
+    bouncing = session.scalar(select(Contact.bouncing).where(Contact.email == recipient.lower()))
     if bouncing:
         return "the address is bouncing"
     outbound = settings.outbound

@@ -265,6 +265,13 @@ class Dovecot:
             assert match, data
             return int(match.group(1))
 
+    def expunge(self, uid: int, folder: str = "INBOX") -> None:
+        """Delete one message for good, as another mail client would."""
+        with self.client() as connection:
+            connection.select(_quote(folder))
+            assert connection.uid("STORE", str(uid), "+FLAGS.SILENT", "(\\Deleted)")[0] == "OK"
+            assert connection.uid("EXPUNGE", str(uid))[0] == "OK"
+
     def recreate_folder(self, folder: str) -> None:
         """Delete ``folder`` and create it again empty, which gives it a new UIDVALIDITY."""
         before = self.uidvalidity(folder)
@@ -308,10 +315,11 @@ def _toml_value(value: object) -> str:
 
 
 class CuttingRelay:
-    """A TCP relay on loopback in front of ``upstream`` that can cut connections on demand.
+    """A TCP relay on loopback in front of ``upstream`` that can cut or stall a connection.
 
     ``cut_after(n)`` arms a one-shot cut: the connection carrying the server's n-th byte after
-    arming is closed at once, in the middle of whatever the server was sending.
+    arming is closed at once, in the middle of whatever the server was sending. ``stall_after(n)``
+    instead keeps that connection open but forwards nothing more from the server: a hung server.
     """
 
     def __init__(self, upstream_port: int) -> None:
@@ -319,6 +327,7 @@ class CuttingRelay:
         self.port = free_port()
         self.cuts = 0
         self._budget: int | None = None
+        self._stall = False
         self._writers: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -338,7 +347,11 @@ class CuttingRelay:
 
     def cut_after(self, server_bytes: int) -> None:
         """Cut the connection that carries the next ``server_bytes``-th byte from the server."""
-        self._budget = server_bytes
+        self._budget, self._stall = server_bytes, False
+
+    def stall_after(self, server_bytes: int) -> None:
+        """Stop forwarding the server's bytes after the next ``server_bytes`` of them."""
+        self._budget, self._stall = server_bytes, True
 
     async def _listen(self) -> None:
         self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
@@ -374,6 +387,9 @@ class CuttingRelay:
                         writer.write(data[: self._budget])
                         self._budget = None
                         self.cuts += 1
+                        if self._stall:
+                            while await reader.read(65536):
+                                pass  # swallow the rest until the client gives up
                         writer.transport.abort()
                         upstream.transport.abort()
                         return

@@ -37,6 +37,7 @@ class TcpProxy:
         self.pause()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+        self.loop.close()
 
     async def _listen(self) -> None:
         self.server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)

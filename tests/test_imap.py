@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,11 +26,11 @@ from postdesk.daemon.intake_imap import (
     backoff_seconds,
     check_mailboxes,
 )
-from postdesk.daemon.spool import Spool
+from postdesk.daemon.spool import Spool, SpoolEntry
 
 from tests.conftest import fresh_postgres_database
 from tests.dovecot import CuttingRelay, Dovecot, require_dovecot
-from tests.support import Daemon, make_mail, send, wait_until, write_config
+from tests.support import Daemon, free_port, make_mail, send, wait_until, write_config
 
 pytestmark = pytest.mark.imap
 
@@ -280,6 +280,38 @@ def test_same_mail_by_smtp_and_imap_is_stored_once(
     settled(daemon, 1)
 
 
+def test_a_failing_mailbox_does_not_stop_the_others(
+    tmp_path: Path, sqlite_url: str, dovecot: Dovecot, run_daemon: list[Daemon]
+) -> None:
+    broken = dovecot.toml(name="broken", port=free_port())
+    run_daemon.append(daemon := start_daemon(tmp_path, sqlite_url, broken + dovecot.toml()))
+    dovecot.append_many(subjects(3))
+    settled(daemon, 3)
+    assert "mailbox broken: ImapError" in daemon.log()
+
+
+def test_drop_before_move_is_settled_by_the_next_session(
+    tmp_path: Path, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(intake_imap, "BACKOFF_FIRST_SECONDS", 0.05)
+    uids = dovecot.append_many(subjects(3))
+    move = ImapConnection.move
+    calls: list[list[int]] = []
+
+    async def drop_first_move(self: ImapConnection, wanted: list[int], folder: str) -> None:
+        calls.append(wanted)
+        if len(calls) == 1:
+            raise ImapError("connection dropped after the spool, before MOVE")
+        await move(self, wanted, folder)
+
+    monkeypatch.setattr(ImapConnection, "move", drop_first_move)
+    poller, spool = in_process_poller(tmp_path, mailbox(dovecot, after="move", move_to="Done"))
+    poll_until(poller, lambda: poller.state.load().last_uid == uids[-1])  # saved after the MOVE
+    assert calls == [uids, uids]
+    assert spool.pending() == 6, "spooled again; the worker's dedupe stores each once"
+    assert dovecot.count("INBOX") == 0 and dovecot.count("Done") == 3
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_two_thousand_messages(
@@ -425,6 +457,86 @@ def test_a_server_that_never_answers_times_out_and_is_retried(
     poller = asyncio.run(scenario())
     assert poller.failures >= 3
     assert MailboxState(session_factory(engine), "main", "other").acquire(30), "lease released"
+
+
+def in_process_poller(tmp_path: Path, box: ImapMailbox) -> tuple[MailboxPoller, Spool]:
+    """A poller run inside the test, on SQLite, with a spool nobody drains."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    upgrade_schema(engine)
+    spool = Spool(tmp_path / "spool")
+    return MailboxPoller(box, Settings(), session_factory(engine), spool, lambda: None, "me"), spool
+
+
+def poll_until(poller: MailboxPoller, done: Callable[[], bool], timeout: float = 30) -> None:
+    """Run ``poller`` until ``done()``, then stop it."""
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(poller.run(stop))
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert time.monotonic() < deadline, "timed out"
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(scenario())
+
+
+def spooled(spool: Spool) -> list[SpoolEntry]:
+    """Everything in the spool, oldest first."""
+    entries = []
+    while (entry := spool.claim()) is not None:
+        entries.append(entry)
+    return entries
+
+
+def test_a_server_that_stalls_mid_fetch_is_timed_out_and_retried(
+    tmp_path: Path,
+    dovecot: Dovecot,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(imap_client, "COMMAND_TIMEOUT_SECONDS", 1.0)
+    monkeypatch.setattr(intake_imap, "BACKOFF_FIRST_SECONDS", 0.05)
+    body = "Stalled servers are the worst kind of servers.\n" * 2000
+    dovecot.append_many([make_mail(subject=f"big {i}", body=body) for i in range(10)])
+    relay = CuttingRelay(dovecot.port)
+    relay.start()
+    try:
+        relay.stall_after(300_000)  # inside the first round of bodies
+        poller, spool = in_process_poller(tmp_path, mailbox(dovecot, port=relay.port))
+        poll_until(poller, lambda: spool.pending() >= 10)
+    finally:
+        relay.stop()
+    assert relay.cuts == 1 and spool.pending() == 10
+    assert "UID FETCH: no answer within 1 s" in caplog.text
+
+
+def test_concurrent_expunge_takes_the_right_messages(
+    tmp_path: Path,
+    dovecot: Dovecot,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    uids = dovecot.append_many(subjects(5))
+    fetch_info = ImapConnection.fetch_info
+
+    async def fetch_info_then_expunge(self: ImapConnection, wanted: list[int]) -> list[MessageInfo]:
+        infos = await fetch_info(self, wanted)
+        await asyncio.to_thread(dovecot.expunge, uids[1])  # another client, mid-batch
+        return list(infos)
+
+    monkeypatch.setattr(ImapConnection, "fetch_info", fetch_info_then_expunge)
+    poller, spool = in_process_poller(tmp_path, mailbox(dovecot))
+    poll_until(poller, lambda: poller.spooled >= 4)
+    entries = spooled(spool)
+    by_uid = {int(e.envelope.peer.rpartition(" ")[2]): e.raw for e in entries}
+    assert sorted(by_uid) == [uids[0], *uids[2:]]
+    for uid, raw in by_uid.items():
+        assert f"Subject: m {uids.index(uid)}\r\n".encode() in raw
+    assert f"UID {uids[1]} vanished" in caplog.text
+    assert poller.state.load() == Watermark(dovecot.uidvalidity(), uids[-1])
 
 
 def test_lease_is_exclusive_until_it_expires(tmp_path: Path) -> None:
