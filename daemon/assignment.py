@@ -8,9 +8,8 @@ the agents are configured; the position is a shared counter row, so several daem
 from __future__ import annotations
 
 from postdesk.daemon.config import Agent, Settings
-from postdesk.daemon.db import insert_ignore
-from postdesk.models.schema import Counter, Ticket
-from sqlalchemy import update
+from postdesk.daemon.db import next_counter_value
+from postdesk.models.schema import Ticket
 from sqlalchemy.orm import Session
 
 SYSTEM_ACTOR = "postdesk"  # the actor named in events of automatic assignment
@@ -43,18 +42,6 @@ def assign_in_turn(session: Session, settings: Settings, ticket: Ticket) -> Agen
     agents = group_agents(settings, group)
     if not agents:
         return None
-    chosen = agents[(next_turn(session, f"rr:{group}") - 1) % len(agents)]
+    chosen = agents[(next_counter_value(session, f"rr:{group}") - 1) % len(agents)]
     ticket.assignee = chosen.email.lower()
     return chosen
-
-
-def next_turn(session: Session, name: str) -> int:
-    """Bump the counter ``name`` under a row lock and return its new value (1 the first time)."""
-    insert_ignore(session, Counter.__table__, {"name": name, "value": 0}, ["name"])
-    bump = (
-        update(Counter)
-        .where(Counter.name == name)
-        .values(value=Counter.value + 1)
-        .returning(Counter.value)
-    )
-    return int(session.execute(bump).scalar_one())

@@ -9,7 +9,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -98,3 +98,21 @@ def insert_ignore(session: Session, table: Any, values: dict[str, Any], keys: li
         session.execute(
             sqlite_insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
         )
+
+
+def next_counter_value(session: Session, name: str) -> int:
+    """Bump the counter ``name`` under a row lock and return its new value (1 the first time).
+
+    The row lock (PostgreSQL) or write lock (SQLite) is held until commit, so concurrent
+    daemons never receive the same value; a rolled-back transaction leaves a gap at most.
+    """
+    from postdesk.models.schema import Counter
+
+    insert_ignore(session, Counter.__table__, {"name": name, "value": 0}, ["name"])
+    bump = (
+        update(Counter)
+        .where(Counter.name == name)
+        .values(value=Counter.value + 1)
+        .returning(Counter.value)
+    )
+    return int(session.execute(bump).scalar_one())

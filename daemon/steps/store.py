@@ -6,18 +6,17 @@ import json
 from collections.abc import Mapping
 
 from postdesk.daemon.attachstore import store_blob
-from postdesk.daemon.db import insert_ignore
+from postdesk.daemon.db import insert_ignore, next_counter_value
 from postdesk.daemon.pipeline import MessageContext
 from postdesk.models.schema import (
     Attachment,
     Contact,
-    Counter,
     Event,
     Message,
     Participant,
     Ticket,
 )
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 TICKET_COUNTER = "ticket_number"
 
@@ -52,7 +51,7 @@ def run(ctx: MessageContext) -> None:
 def open_ticket(ctx: MessageContext) -> None:
     """Create a ticket for this message with the next number, the sender as requester."""
     ticket = Ticket(
-        number=next_ticket_number(ctx),
+        number=next_counter_value(ctx.session, TICKET_COUNTER),
         subject=ctx.parsed.subject or "(no subject)",
         requester=ctx.sender,
         status="new",
@@ -65,19 +64,6 @@ def open_ticket(ctx: MessageContext) -> None:
     ctx.ticket, ctx.created = ticket, True
     add_collaborators(ctx, ticket)
     log_event(ctx, "created", {"requester": ctx.sender, "auto": ctx.auto_reason})
-
-
-def next_ticket_number(ctx: MessageContext) -> int:
-    """Hand out the next ticket number under a row lock, so concurrent daemons never collide."""
-    session = ctx.session
-    insert_ignore(session, Counter.__table__, {"name": TICKET_COUNTER, "value": 0}, ["name"])
-    bump = (
-        update(Counter)
-        .where(Counter.name == TICKET_COUNTER)
-        .values(value=Counter.value + 1)
-        .returning(Counter.value)
-    )
-    return int(session.execute(bump).scalar_one())
 
 
 def add_participant(ctx: MessageContext, ticket: Ticket, email: str, role: str) -> None:
