@@ -295,3 +295,18 @@ def test_every_corpus_mail_becomes_a_ticket_or_a_quarantine_record(
         assert stored >= len(files) * 3 // 4, summary
     finally:
         offline.stop()
+
+
+@pytest.mark.parametrize(
+    "command", ["serve", "init", "ingest", "tickets", "ticket", "quarantine", "check"]
+)
+def test_every_command_explains_itself_with_an_example(tmp_path: Path, command: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "postdesk.daemon.cli", command, "--help"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert result.returncode == 0
+    assert f"example: postdesk {command}" in result.stdout
