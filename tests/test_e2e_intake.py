@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import smtplib
 import socket
@@ -203,3 +204,65 @@ def test_client_disconnect_mid_data_leaves_nothing(daemon: Daemon) -> None:
     ticket = wait_until(lambda: daemon.tickets(), what="the whole message")[0]
     assert ticket["subject"] == "whole" and len(daemon.tickets()) == 1
     wait_until(lambda: daemon.spool_files() == [], what="no stale spool files")
+
+
+def test_too_many_recipients_and_bogus_commands_are_refused(daemon: Daemon) -> None:
+    with smtplib.SMTP("127.0.0.1", daemon.port, timeout=30) as client:
+        client.ehlo("client.example.org")
+        client.mail(CUSTOMER)
+        cap = daemon.settings.smtp.max_recipients
+        codes = [client.rcpt(HELPDESK)[0] for _ in range(cap + 2)]
+        assert codes[:cap] == [250] * cap
+        code, reply = client.rcpt(HELPDESK)
+        assert (code, reply[:5]) == (452, b"4.5.3")
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as raw:
+        reader = raw.makefile("rb")
+        reader.readline()
+        replies = []
+        raw.sendall(b"BOGUS\r\n" * 6)
+        with contextlib.suppress(ConnectionResetError):
+            while line := reader.readline():
+                replies.append(line)
+        # The server hangs up on a client that keeps talking nonsense.
+        assert replies[-1].startswith(b"502 5.5.1"), replies
+
+
+def test_intake_refuses_when_free_disk_is_below_the_margin(tmp_path: Path, sqlite_url: str) -> None:
+    config = write_config(tmp_path, sqlite_url)
+    limit = "max_message_bytes = 1000000\n"
+    assert limit in config.read_text()
+    # A limit of 1 PB: no disk has 1.5 times that free, so intake must refuse up front.
+    config.write_text(config.read_text().replace(limit, f"max_message_bytes = {10**15}\n"))
+    daemon = Daemon(config, tmp_path)
+    daemon.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", daemon.port, timeout=30) as client:
+            client.ehlo("client.example.org")
+            code, reply = client.mail(CUSTOMER)
+        assert (code, reply[:5]) == (452, b"4.3.1")
+    finally:
+        daemon.stop()
+
+
+def test_hop_count_loop_is_held_without_reply(daemon: Daemon, sink: SmtpSink) -> None:
+    raw = make_mail(message_id="<loop@example.org>")
+    looped = (
+        b"".join(
+            f"Received: from hop{n}.example.net by hop{n + 1}.example.net; Mon, 1 Jan 2024 00:00:00 +0000\r\n".encode()
+            for n in range(60)
+        )
+        + raw
+    )
+    assert send(daemon.port, looped)[0] == 250
+    wait_until(lambda: daemon.quarantined(), what="loop held")
+    assert "mail loop: 60 Received headers" in daemon.quarantined()[0].reason
+    assert daemon.tickets() == [] and sink.received == []
+
+
+def test_missing_message_id_is_generated_and_still_deduplicated(daemon: Daemon) -> None:
+    raw = b"From: carol@example.org\r\nTo: support@example.com\r\nSubject: no id\r\n\r\nhello\r\n"
+    assert send(daemon.port, raw)[0] == 250
+    assert send(daemon.port, raw)[0] == 250
+    wait_until(lambda: "duplicate" in daemon.log(), what="second delivery recognised")
+    (message_id,) = daemon.inbound_message_ids()
+    assert message_id.endswith("@generated.postdesk>")
