@@ -91,7 +91,8 @@ class ImapConnection:
         if mailbox.security == "starttls":
             assert context is not None
             await self._starttls(context)
-        response = await self._call("LOGIN", self._imap.login(mailbox.username, password))
+        login = self._imap.login(aioimaplib.quoted(mailbox.username), password)
+        response = await self._call("LOGIN", login)
         _expect_ok(response, f"LOGIN as {mailbox.username}")
 
     async def _starttls(self, context: ssl.SSLContext) -> None:
@@ -199,21 +200,19 @@ class ImapConnection:
             expunge = self._imap.expunge()
         _expect_ok(await self._call("EXPUNGE", expunge), "EXPUNGE")
 
-    async def idle(self, seconds: float) -> bool:
-        """IDLE up to ``seconds``; True when the server reported a change meanwhile."""
+    async def idle(self, seconds: float) -> None:
+        """IDLE until the server reports a change, or for ``seconds`` at most."""
         queue = self._imap.protocol.idle_queue
         while not queue.empty():
             queue.get_nowait()  # reports from before the last sync are stale
         idle = await self._call("IDLE", self._imap.idle_start(timeout=seconds + 60))
         try:
-            pushed = await self._call("IDLE wait", queue.get(), seconds)
+            await self._call("IDLE wait", queue.get(), seconds)
         except ImapError:
             if self._lost.is_set():
-                raise
-            pushed = None
+                raise  # else nothing happened within ``seconds``
         self._imap.idle_done()
         _expect_ok(await self._call("IDLE DONE", idle), "IDLE")
-        return bool(pushed) and pushed != aioimaplib.STOP_WAIT_SERVER_PUSH
 
     async def close(self) -> None:
         """Log out politely when the connection still works, then drop it."""
@@ -228,7 +227,7 @@ class ImapConnection:
                 await asyncio.wait_for(imap.logout(), LOGOUT_TIMEOUT_SECONDS)
         if protocol.transport is not None:
             protocol.transport.abort()
-        if not imap._client_task.done():
+        if not imap._client_task.done():  # still connecting: aioimaplib offers no other handle
             imap._client_task.cancel()
 
     async def _call(

@@ -159,23 +159,20 @@ class MailboxPoller:
         if not folder.keywords_allowed:
             log.warning("mailbox %s: the server allows no keyword flags", self.mailbox.name)
         saved = await asyncio.to_thread(self.state.load)
+        same = saved.uidvalidity == folder.uidvalidity
+        mark = saved if same else Watermark(folder.uidvalidity, 0)
         log.info(
             "mailbox %s: %s selected, %d message(s), reading from UID %d",
-            self.mailbox.name,
-            self.mailbox.folder,
-            folder.exists,
-            saved.last_uid if saved.uidvalidity == folder.uidvalidity else 0,
+            *(self.mailbox.name, self.mailbox.folder, folder.exists, mark.last_uid),
         )
-        if saved.uidvalidity == folder.uidvalidity:
-            return saved
-        if saved.uidvalidity:
+        if saved.uidvalidity and not same:
             log.warning(
                 "mailbox %s: UIDVALIDITY of %s changed from %d to %d: reading it again from the "
                 "start; messages already taken in are recognised and stored once",
                 *(self.mailbox.name, self.mailbox.folder, saved.uidvalidity, folder.uidvalidity),
             )
-        mark = Watermark(folder.uidvalidity, 0)
-        await asyncio.to_thread(self.state.save, mark)
+        if not same:
+            await asyncio.to_thread(self.state.save, mark)
         return mark
 
     async def _sync(self, connection: ImapConnection, mark: Watermark) -> Watermark:

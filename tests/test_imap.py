@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from postdesk.daemon import imap_client, intake_imap
@@ -361,17 +363,16 @@ def test_check_reports_the_folder_and_its_counts(
     assert "FAIL  imap main" in result.stdout and "LOGIN" in result.stdout
 
 
-def mailbox(dovecot: Dovecot, **keys: object) -> ImapMailbox:
-    """An ImapMailbox for in-process tests."""
-    values: dict[str, object] = {
-        "host": "127.0.0.1",
-        "port": dovecot.port,
-        "security": "none",
-        "username": dovecot.user,
-        "password": dovecot.password,
-        **keys,
-    }
-    return ImapMailbox(**values)
+def mailbox(dovecot: Dovecot, **keys: Any) -> ImapMailbox:
+    """An ImapMailbox for in-process tests; ``keys`` override its settings."""
+    box = ImapMailbox(
+        host="127.0.0.1",
+        port=dovecot.port,
+        security="none",
+        username=dovecot.user,
+        password=dovecot.password,
+    )
+    return dataclasses.replace(box, **keys)
 
 
 @pytest.mark.parametrize(
