@@ -104,7 +104,7 @@ def wait_for_port(port: int) -> None:
 
 
 class RssSampler(threading.Thread):
-    """Samples a process's resident set size every 0.2 s."""
+    """Samples the resident set size of a process and its children (the worker) every 0.2 s."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)

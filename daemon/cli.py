@@ -20,6 +20,7 @@ from postdesk.daemon.db import transaction
 from postdesk.daemon.runtime import Runtime, open_runtime
 from postdesk.daemon.serve import AlreadyRunning, serve
 from postdesk.daemon.worker import DatabaseHealth, Outcome, Worker
+from postdesk.daemon.workerproc import LOG_FORMAT
 from sqlalchemy import exc as sa_exc
 
 EXIT_RUNTIME = 1
@@ -40,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else logging.INFO
         if args.command == "serve"
         else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=LOG_FORMAT,
     )
     try:
         settings = load_settings(args.config)

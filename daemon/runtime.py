@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
 from postdesk.daemon.config import Settings
 from postdesk.daemon.db import make_engine, session_factory, transaction, upgrade_schema
 from postdesk.daemon.services import Services
 from postdesk.daemon.spool import Spool
 from postdesk.daemon.templating import Templates
 from postdesk.daemon.tokens import Tokens, load_secret
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
 
 @dataclass(frozen=True)
@@ -23,19 +24,27 @@ class Runtime:
     factory: sessionmaker[Session]
     services: Services
     spool: Spool
+    secret: bytes
 
 
 def open_runtime(settings: Settings) -> Runtime:
-    """Create the data dir, upgrade the schema and build the services; raises on a dead database."""
+    """Create the data dir, upgrade the schema and load the HMAC secret; raises when the
+    database cannot be reached."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
     upgrade_schema(engine)
-    factory = session_factory(engine)
-    with transaction(factory) as session:
+    with transaction(session_factory(engine)) as session:
         secret = load_secret(session, settings)
+    return build_runtime(settings, secret, engine)
+
+
+def build_runtime(settings: Settings, secret: bytes, engine: Engine | None = None) -> Runtime:
+    """The runtime for a schema and secret already prepared; touches no database."""
+    engine = engine or make_engine(settings.database_url)
     services = Services(
         settings=settings,
         tokens=Tokens(secret, settings.helpdesk.domain),
         templates=Templates(settings),
     )
-    return Runtime(settings, engine, factory, services, Spool(settings.data_dir / "spool"))
+    spool = Spool(settings.data_dir / "spool")
+    return Runtime(settings, engine, session_factory(engine), services, spool, secret)

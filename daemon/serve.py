@@ -20,7 +20,7 @@ from postdesk.daemon.intake_imap import imap_pollers
 from postdesk.daemon.intake_smtp import IntakeHandler, start_smtp
 from postdesk.daemon.runtime import Runtime, open_runtime
 from postdesk.daemon.sender import OutboxSender
-from postdesk.daemon.worker import DatabaseHealth, Worker
+from postdesk.daemon.workerproc import WorkerProcess
 from postdesk.models.schema import OutboxItem
 from sqlalchemy import func, select
 
@@ -45,20 +45,21 @@ def serve(settings: Settings) -> int:
 async def _run(runtime: Runtime) -> None:
     settings = runtime.settings
     requeued = runtime.spool.recover()
-    stop, wake, shutdown = asyncio.Event(), asyncio.Event(), asyncio.Event()
-    health = DatabaseHealth()
-    handler = IntakeHandler(settings, runtime.spool, wake.set, lambda: health.ok)
-    worker = Worker(runtime.services, runtime.factory, runtime.spool, health)
+    stop, shutdown = asyncio.Event(), asyncio.Event()
+    worker = WorkerProcess(settings, runtime.secret, logging.getLogger().level)
+    wake, database_ok = worker.channel.wake.set, worker.channel.database_ok
+    handler = IntakeHandler(settings, runtime.spool, wake, lambda: bool(database_ok.value))
     sender = OutboxSender(settings, runtime.factory)
-    pollers = imap_pollers(settings, runtime.factory, runtime.spool, wake.set)
+    pollers = imap_pollers(settings, runtime.factory, runtime.spool, wake)
+    worker.start()
     server = await start_smtp(handler, settings)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, shutdown.set)
-    tasks = [asyncio.create_task(worker.run(stop, wake)), asyncio.create_task(sender.run(stop))]
+    tasks = [asyncio.create_task(worker.supervise()), asyncio.create_task(sender.run(stop))]
     tasks += [asyncio.create_task(poller.run(stop)) for poller in pollers]
     if requeued:
-        wake.set()
+        wake()
     log.info(
         "postdesk serving SMTP on %s, database %s, data dir %s (config: %s)",
         settings.smtp.listen,
@@ -70,7 +71,7 @@ async def _run(runtime: Runtime) -> None:
     log.info("stopping: refusing new mail, finishing work in hand")
     handler.closing = True
     stop.set()
-    wake.set()
+    await worker.stop(SHUTDOWN_TIMEOUT_SECONDS)
     _done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_TIMEOUT_SECONDS)
     for task in pending:
         task.cancel()

@@ -7,11 +7,11 @@ counts, and after ``processing.max_attempts`` the message goes to quarantine wit
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
+import multiprocessing
 import time
 from dataclasses import dataclass
+from multiprocessing.sharedctypes import Synchronized
 
 from postdesk.daemon import quarantine
 from postdesk.daemon.db import ping, transaction
@@ -41,11 +41,24 @@ class Outcome:
 
 
 class DatabaseHealth:
-    """Whether the database answered last time; intake answers 451 while it does not."""
+    """Whether the database answered last time; intake answers 451 while it does not.
 
-    def __init__(self) -> None:
-        self.ok = True
+    The flag lives in shared memory so that intake (in the parent process) sees what the
+    worker process learns.
+    """
+
+    def __init__(self, flag: Synchronized[int] | None = None) -> None:
+        self._flag = flag if flag is not None else multiprocessing.Value("b", 1)
         self.failures = 0
+
+    @property
+    def ok(self) -> bool:
+        """True while the database answers."""
+        return bool(self._flag.value)
+
+    @ok.setter
+    def ok(self, value: bool) -> None:
+        self._flag.value = int(value)
 
     def failed(self, error: BaseException) -> None:
         """Record a failed database call."""
@@ -93,17 +106,6 @@ class Worker:
             if outcome.disposition == "deferred":
                 break
         return outcomes
-
-    async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
-        """Process messages until ``stop`` is set; sleep until ``wake`` when the spool is empty."""
-        while not stop.is_set():
-            if not self.health.ok and not await asyncio.to_thread(self._database_answers):
-                await _wait(stop, self.health.backoff())
-                continue
-            outcome = await asyncio.to_thread(self.process_next)
-            if outcome is None:
-                wake.clear()
-                await _wait(wake, 1.0)
 
     def process(self, entry: SpoolEntry) -> Outcome:
         """Run one claimed message through the pipeline and settle its spool file."""
@@ -160,7 +162,8 @@ class Worker:
         self.spool.done(entry)
         return Outcome(entry.spool_id, "held", _message_id(ctx), detail=reason)
 
-    def _database_answers(self) -> bool:
+    def database_answers(self) -> bool:
+        """Ping the database, recording whether it answered."""
         try:
             ping(self.factory.kw["bind"])
         except DATABASE_DOWN as error:
@@ -168,11 +171,6 @@ class Worker:
             return False
         self.health.recovered()
         return True
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout=seconds)
 
 
 def _message_id(ctx: MessageContext | None) -> str:
