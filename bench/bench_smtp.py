@@ -113,14 +113,18 @@ class RssSampler(threading.Thread):
     def run(self) -> None:
         while self.running:
             try:
-                status = Path(f"/proc/{self.pid}/status").read_text()
+                children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+                kb = sum(_rss_kb(pid) for pid in [str(self.pid), *children])
             except FileNotFoundError:
                 return
-            kb = next(
-                int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")
-            )
             self.samples.append(kb / 1024)
             time.sleep(0.2)
+
+
+def _rss_kb(pid: str) -> int:
+    """Resident set size of one process, in KiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
 
 
 def pct(values: list[float], q: float) -> float:
