@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 
 import jinja2
+
 from postdesk.daemon import assignment, merge
 from postdesk.daemon.agent_commands import Command
 from postdesk.daemon.compose import envelope_address

@@ -7,10 +7,11 @@ the agents are configured; the position is a shared counter row, so several daem
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
+
 from postdesk.daemon.config import Agent, Settings
 from postdesk.daemon.db import next_counter_value
 from postdesk.models.schema import Ticket
-from sqlalchemy.orm import Session
 
 SYSTEM_ACTOR = "postdesk"  # the actor named in events of automatic assignment
 

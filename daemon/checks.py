@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import aiosmtplib
+
 from postdesk.daemon.config import Settings
 from postdesk.daemon.db import make_engine, ping
 from postdesk.daemon.intake_imap import check_mailboxes

@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
+
 from postdesk.daemon import checks, ingest, quarantine, views
 from postdesk.daemon.config import ConfigError, Settings, load_settings
 from postdesk.daemon.db import transaction
@@ -21,7 +23,6 @@ from postdesk.daemon.runtime import Runtime, open_runtime
 from postdesk.daemon.serve import AlreadyRunning, serve
 from postdesk.daemon.worker import DatabaseHealth, Outcome, Worker
 from postdesk.daemon.workerproc import LOG_FORMAT
-from sqlalchemy import exc as sa_exc
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2

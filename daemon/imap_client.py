@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aioimaplib
+
 from postdesk.daemon.config import ImapMailbox, secret_value
 
 log = logging.getLogger("postdesk.imap")

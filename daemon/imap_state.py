@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 
-from postdesk.daemon.db import insert_ignore, transaction
-from postdesk.models.schema import ImapState, utcnow
 from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
+
+from postdesk.daemon.db import insert_ignore, transaction
+from postdesk.models.schema import ImapState, utcnow
 
 
 class LeaseLost(Exception):

@@ -17,12 +17,13 @@ import random
 import time
 from collections.abc import Callable, Iterator
 
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
 from postdesk.daemon.config import ConfigError, ImapMailbox, Settings, secret_value
 from postdesk.daemon.imap_client import ImapConnection, ImapError, MessageInfo
 from postdesk.daemon.imap_state import LeaseLost, MailboxState, Watermark, owner_id
 from postdesk.daemon.spool import Envelope, Spool
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger("postdesk.imap")
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
+
 from postdesk.daemon.config import Settings
 from postdesk.daemon.spool import Envelope as SpoolEnvelope
 from postdesk.daemon.spool import Spool

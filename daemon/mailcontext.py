@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from postdesk.daemon.config import Settings
 from postdesk.daemon.mailparse import Attachment
 from postdesk.daemon.tags import format_tag
 from postdesk.models.schema import Message, Ticket
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 MAX_TEXT_CHARS = 50_000
 

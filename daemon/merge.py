@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from postdesk.daemon.db import insert_ignore
-from postdesk.models.schema import Event, Message, Participant, Ticket
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
+
+from postdesk.daemon.db import insert_ignore
+from postdesk.models.schema import Event, Message, Participant, Ticket
 
 
 def merge(

@@ -14,13 +14,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
 from postdesk.daemon.compose import compose, envelope_address
 from postdesk.daemon.config import Settings
 from postdesk.daemon.services import Services
 from postdesk.daemon.templating import Rendered
 from postdesk.models.schema import Contact, Message, OutboxItem, Ticket
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 log = logging.getLogger("postdesk.outbox")
 

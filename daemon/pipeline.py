@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sqlalchemy.orm import Session
+
 from postdesk.daemon.config import Agent
 from postdesk.daemon.mailparse import ParsedMessage
 from postdesk.daemon.services import Services
 from postdesk.daemon.spool import Envelope
 from postdesk.models.schema import Message, Ticket
-from sqlalchemy.orm import Session
 
 
 class Disposition(Exception):

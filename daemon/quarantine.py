@@ -6,11 +6,12 @@ import json
 import time
 from dataclasses import asdict
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from postdesk.daemon.db import insert_ignore
 from postdesk.daemon.spool import Envelope, Spool, SpoolEntry
 from postdesk.models.schema import QuarantineItem, utcnow
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 
 def hold(session: Session, entry: SpoolEntry, reason: str) -> None:

@@ -22,11 +22,12 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 import aiosmtplib
+from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
 from postdesk.daemon.config import Settings, secret_value
 from postdesk.daemon.db import transaction
 from postdesk.models.schema import OutboxItem, utcnow
-from sqlalchemy import CursorResult, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger("postdesk.outbox")
 

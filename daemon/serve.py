@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from sqlalchemy import func, select
+
 from postdesk.daemon.config import Settings
 from postdesk.daemon.intake_imap import imap_pollers
 from postdesk.daemon.intake_smtp import IntakeHandler, start_smtp
@@ -22,7 +24,6 @@ from postdesk.daemon.runtime import Runtime, open_runtime
 from postdesk.daemon.sender import OutboxSender
 from postdesk.daemon.workerproc import WorkerProcess
 from postdesk.models.schema import OutboxItem
-from sqlalchemy import func, select
 
 log = logging.getLogger("postdesk.serve")
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+
 import postdesk.daemon
 from postdesk.daemon.config import Settings
 

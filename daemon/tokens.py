@@ -16,11 +16,12 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from postdesk.daemon.config import ConfigError, Settings, secret_value
-from postdesk.models.schema import KeyValue
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+
+from postdesk.daemon.config import ConfigError, Settings, secret_value
+from postdesk.models.schema import KeyValue
 
 log = logging.getLogger("postdesk.tokens")
 

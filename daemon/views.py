@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from postdesk.daemon.tags import format_tag
-from postdesk.models.schema import Message, Ticket
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
+
+from postdesk.daemon.tags import format_tag
+from postdesk.models.schema import Message, Ticket
 
 
 def ticket_dict(ticket: Ticket, tag: str, with_messages: bool = True) -> dict[str, Any]:

@@ -13,14 +13,15 @@ import time
 from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
 
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session, sessionmaker
+
 from postdesk.daemon import quarantine
 from postdesk.daemon.db import ping, transaction
 from postdesk.daemon.pipeline import Discard, Duplicate, Hold, MessageContext
 from postdesk.daemon.services import Services
 from postdesk.daemon.spool import Spool, SpoolEntry
 from postdesk.daemon.steps import PIPELINE
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger("postdesk.worker")
 

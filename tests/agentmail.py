@@ -15,11 +15,11 @@ from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from postdesk.daemon.db import make_engine, session_factory
 from postdesk.daemon.tokens import Tokens
 from postdesk.models.schema import Event, Ticket
-from sqlalchemy import select
-
 from tests.support import HELPDESK, Daemon, SmtpSink, wait_until, write_config
 
 ALICE, BOB, DAVE = "alice@example.com", "bob@example.com", "dave@example.net"

@@ -19,11 +19,12 @@ from typing import Any, TypeVar
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import select, update
+
 from postdesk.daemon.config import Settings, load_settings
 from postdesk.daemon.db import make_engine, session_factory
 from postdesk.daemon.views import list_tickets, load_ticket, ticket_dict
 from postdesk.models.schema import Message, OutboxItem, QuarantineItem, Ticket
-from sqlalchemy import select, update
 
 HELPDESK = "support@example.com"
 CUSTOMER = "carol@example.org"

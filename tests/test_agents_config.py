@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from postdesk.daemon.config import ConfigError, Settings, load_settings
 
 AGENT = '[[agents]]\nemail = "alice@example.com"\nname = "Alice"\ngroups = ["L1"]\n'

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from postdesk.daemon.agent_commands import parse_line, parse_reply
 from postdesk.daemon.steps.rating import rating_of
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from postdesk.daemon.authresults import aligned, first_trusted, parse, vouches_for
 
 TRUSTED = ["mx.example.com"]

@@ -11,6 +11,7 @@ from typing import Any
 
 import jinja2
 import pytest
+
 from postdesk.daemon.compose import MAX_REFERENCES, SUBJECT_LIMIT, clean_msgid, compose
 from postdesk.daemon.config import HelpdeskSettings, Settings
 from postdesk.daemon.services import Services

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from postdesk.daemon.config import ConfigError, load_settings
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from postdesk.daemon.mailparse import MessageRejected, ParsedMessage, parse_message
 
 CORPUS = Path(

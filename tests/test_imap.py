@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from postdesk.daemon import imap_client, intake_imap
 from postdesk.daemon.config import ImapMailbox, Settings
 from postdesk.daemon.db import make_engine, session_factory, upgrade_schema
@@ -29,7 +30,6 @@ from postdesk.daemon.intake_imap import (
     check_mailboxes,
 )
 from postdesk.daemon.spool import Spool, SpoolEntry
-
 from tests.conftest import fresh_postgres_database
 from tests.dovecot import CuttingRelay, Dovecot, require_dovecot
 from tests.support import Daemon, free_port, make_mail, send, wait_until, write_config

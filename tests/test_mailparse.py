@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from postdesk.daemon import mimelimits
 from postdesk.daemon.filenames import safe_filename
 from postdesk.daemon.htmltext import html_to_text

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
 from postdesk.daemon.config import HelpdeskSettings, OutboundSettings, Settings
 from postdesk.daemon.db import make_engine, session_factory, transaction, upgrade_schema
 from postdesk.daemon.outbox import enqueue
@@ -23,9 +26,6 @@ from postdesk.daemon.services import Services
 from postdesk.daemon.templating import CUSTOMER_ACKNOWLEDGEMENT, Templates
 from postdesk.daemon.tokens import Token, Tokens
 from postdesk.models.schema import Contact, Message, OutboxItem, Ticket
-from sqlalchemy import Engine, func, select
-from sqlalchemy.orm import Session, sessionmaker
-
 from tests.support import SmtpSink, free_port
 
 HELPDESK = "support@example.com"

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from postdesk.daemon.mailparse import parse_message
 from postdesk.daemon.replytext import extract_new_text
 

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from postdesk.daemon.spool import Envelope, Spool
 
 ENVELOPE = Envelope("carol@example.org", ("support@example.com",), "smtp", 1.0)

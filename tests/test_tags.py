@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from postdesk.daemon.tags import find_ticket_numbers, format_tag, tagged_subject
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
 from postdesk.daemon.config import ConfigError, HelpdeskSettings, Settings
 from postdesk.daemon.db import make_engine, session_factory, transaction, upgrade_schema
 from postdesk.daemon.tokens import SECRET_KEY, Token, Tokens, load_secret
 from postdesk.models.schema import KeyValue
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
 
 SECRET = b"s3cret-for-tests"
 

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import exc as sa_exc
+
 from postdesk.daemon import worker as worker_module
 from postdesk.daemon.config import load_settings
 from postdesk.daemon.pipeline import MessageContext
@@ -16,8 +18,6 @@ from postdesk.daemon.spool import Envelope
 from postdesk.daemon.steps import PIPELINE
 from postdesk.daemon.worker import DatabaseHealth, Worker
 from postdesk.models.schema import QuarantineItem
-from sqlalchemy import exc as sa_exc
-
 from tests.support import make_mail
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 
+from sqlalchemy import select
+
 from postdesk.daemon.pipeline import Duplicate, MessageContext
 from postdesk.models.schema import Message, Ticket
-from sqlalchemy import select
 
 
 def run(ctx: MessageContext) -> None:

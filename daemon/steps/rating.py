@@ -7,10 +7,11 @@ the store step leaves the status alone. Anything else reopens the ticket as usua
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from postdesk.daemon.pipeline import MessageContext
 from postdesk.daemon.steps.store import log_event
 from postdesk.models.schema import Participant
-from sqlalchemy import select
 
 WORDS = {"1": 1, "2": 2, "3": 3, "4": 4, "5": 5, "good": 5, "bad": 1}
 CUSTOMER_ROLES = ("requester", "cc")

@@ -8,6 +8,8 @@ what was wrong with the agent's commands goes back to the agent.
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from postdesk.daemon.mailcontext import customer_thread, helpdesk_info, ticket_info
 from postdesk.daemon.outbox import enqueue
 from postdesk.daemon.pipeline import MessageContext
@@ -17,7 +19,6 @@ from postdesk.daemon.templating import (
     CUSTOMER_CSAT_REQUEST,
 )
 from postdesk.models.schema import Participant
-from sqlalchemy import select
 
 CUSTOMER_ROLES = ("requester", "cc")
 BASE64_RATIO = 0.7  # share of the size limit left for attachments once base64-encoded

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from sqlalchemy import select
+
 from postdesk.daemon.attachstore import store_blob
 from postdesk.daemon.db import insert_ignore, next_counter_value
 from postdesk.daemon.pipeline import MessageContext
@@ -16,7 +18,6 @@ from postdesk.models.schema import (
     Participant,
     Ticket,
 )
-from sqlalchemy import select
 
 TICKET_COUNTER = "ticket_number"
 

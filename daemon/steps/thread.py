@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import select
+
 from postdesk.daemon.pipeline import Hold, MessageContext
 from postdesk.daemon.tags import find_ticket_numbers
 from postdesk.models.schema import Message, Participant, Ticket
-from sqlalchemy import select
 
 MAX_MERGE_HOPS = 10
 
