@@ -11,13 +11,6 @@ def format_tag(tag: str, number: int) -> str:
     return f"[{tag} #{number}]"
 
 
-def tagged_subject(tag: str, number: int, subject: str) -> str:
-    """``subject`` with the ticket's tag in front, unless it already carries it."""
-    if number in find_ticket_numbers(tag, subject):
-        return subject
-    return f"{format_tag(tag, number)} {subject}".rstrip()
-
-
 def find_ticket_numbers(tag: str, subject: str) -> list[int]:
     """Ticket numbers named by tags in ``subject``: any case, any spacing, anywhere."""
     return [int(number) for number in _pattern(tag).findall(subject)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from postdesk.daemon.tags import find_ticket_numbers, format_tag, tagged_subject
+from postdesk.daemon.tags import find_ticket_numbers, format_tag
 
 
 def test_format() -> None:
@@ -27,8 +27,3 @@ def test_found_case_insensitively_with_any_spacing(subject: str) -> None:
 @pytest.mark.parametrize("subject", ["[Other #42]", "Example #42", "[Example 42]", "[Example #]"])
 def test_not_found(subject: str) -> None:
     assert find_ticket_numbers("Example", subject) == []
-
-
-def test_tagged_subject_is_not_tagged_twice() -> None:
-    assert tagged_subject("Example", 7, "Re: [Example #7] x") == "Re: [Example #7] x"
-    assert tagged_subject("Example", 7, "Printer") == "[Example #7] Printer"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from sqlalchemy import select
-
 from postdesk.daemon.attachstore import store_blob
 from postdesk.daemon.db import insert_ignore, next_counter_value
 from postdesk.daemon.pipeline import MessageContext
@@ -137,8 +135,3 @@ def log_event(
             detail=json.dumps(detail, default=str),
         )
     )
-
-
-def ticket_by_number(ctx: MessageContext, number: int) -> Ticket | None:
-    """The ticket with this number, if it exists."""
-    return ctx.session.execute(select(Ticket).where(Ticket.number == number)).scalar_one_or_none()
