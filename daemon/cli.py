@@ -36,14 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``postdesk`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG
-        if args.debug
-        else logging.INFO
-        if args.command == "serve"
-        else logging.WARNING,
-        format=LOG_FORMAT,
-    )
+    configure_logging(args.debug, args.command)
     try:
         settings = load_settings(args.config)
         return int(args.handler(settings, args))
@@ -59,6 +52,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(args, error, EXIT_RUNTIME, "")
     except Exception as error:
         return _fail(args, error, EXIT_RUNTIME, "unexpected error (run with --debug for details): ")
+
+
+def configure_logging(debug: bool, command: str) -> None:
+    """INFO for the daemon (one line per message), WARNING for one-shot commands, all with --debug.
+
+    aiosmtpd's per-command protocol log (``mail.log``) is shown only with --debug.
+    """
+    level = logging.DEBUG if debug else logging.INFO if command == "serve" else logging.WARNING
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    if not debug:
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 def _fail(args: argparse.Namespace, error: BaseException, status: int, prefix: str) -> int:

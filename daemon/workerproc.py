@@ -27,6 +27,7 @@ from postdesk.daemon.worker import DatabaseHealth, Worker
 log = logging.getLogger("postdesk.worker")
 
 RESTART_DELAY_SECONDS = 1.0
+WORKER_NICENESS = 10
 PR_SET_PDEATHSIG = 1
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -101,6 +102,8 @@ def run_worker(
     """
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    # Answering SMTP clients is what cannot wait; processing may lag behind under load.
+    os.nice(WORKER_NICENESS)
     logging.basicConfig(level=log_level, format=LOG_FORMAT)
     runtime = build_runtime(settings, secret)
     health = DatabaseHealth(channel.database_ok)
