@@ -5,9 +5,9 @@ Automatic mail never gets an answer (RFC 3834); the outbox applies the per-recip
 
 from __future__ import annotations
 
+from postdesk.daemon.mailcontext import helpdesk_info, ticket_info
 from postdesk.daemon.outbox import enqueue
 from postdesk.daemon.pipeline import MessageContext
-from postdesk.daemon.tags import format_tag
 from postdesk.daemon.templating import CUSTOMER_ACKNOWLEDGEMENT
 
 
@@ -15,25 +15,15 @@ def run(ctx: MessageContext) -> None:
     """Queue the acknowledgement of a new ticket opened by a person."""
     if not ctx.created or ctx.is_auto or ctx.ticket is None:
         return
-    ticket = ctx.ticket
-    helpdesk = ctx.services.settings.helpdesk
-    parsed = ctx.parsed
+    settings, parsed = ctx.services.settings, ctx.parsed
     enqueue(
         ctx.session,
         ctx.services,
-        ticket=ticket,
+        ticket=ctx.ticket,
         kind="acknowledgement",
         to=[ctx.sender],
         template=CUSTOMER_ACKNOWLEDGEMENT,
-        context={
-            "helpdesk": {"name": helpdesk.name, "address": helpdesk.address},
-            "ticket": {
-                "number": ticket.number,
-                "subject": ticket.subject,
-                "tag": format_tag(helpdesk.tag, ticket.number),
-            },
-            "customer_name": parsed.from_name,
-        },
+        context={"helpdesk": helpdesk_info(settings), "ticket": ticket_info(settings, ctx.ticket)},
         in_reply_to=parsed.message_id,
         references=[*parsed.references, parsed.message_id],
         auto=True,
