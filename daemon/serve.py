@@ -48,7 +48,7 @@ async def _run(runtime: Runtime) -> None:
     requeued = runtime.spool.recover()
     stop, shutdown = asyncio.Event(), asyncio.Event()
     worker = WorkerProcess(settings, runtime.secret, logging.getLogger().level)
-    wake, database_ok = worker.channel.wake.set, worker.channel.database_ok
+    wake, database_ok = worker.channel.wake, worker.channel.database_ok
     handler = IntakeHandler(settings, runtime.spool, wake, lambda: bool(database_ok.value))
     sender = OutboxSender(settings, runtime.factory)
     pollers = imap_pollers(settings, runtime.factory, runtime.spool, wake)

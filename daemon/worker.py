@@ -11,7 +11,7 @@ import logging
 import multiprocessing
 import time
 from dataclasses import dataclass
-from multiprocessing.sharedctypes import Synchronized
+from typing import Protocol
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
@@ -41,6 +41,12 @@ class Outcome:
     detail: str = ""
 
 
+class Flag(Protocol):
+    """A small integer shared between processes (a lock-free ``multiprocessing.Value``)."""
+
+    value: int
+
+
 class DatabaseHealth:
     """Whether the database answered last time; intake answers 451 while it does not.
 
@@ -48,8 +54,8 @@ class DatabaseHealth:
     worker process learns.
     """
 
-    def __init__(self, flag: Synchronized[int] | None = None) -> None:
-        self._flag = flag if flag is not None else multiprocessing.Value("b", 1)
+    def __init__(self, flag: Flag | None = None) -> None:
+        self._flag: Flag = flag if flag is not None else multiprocessing.Value("b", 1, lock=False)
         self.failures = 0
 
     @property

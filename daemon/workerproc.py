@@ -1,8 +1,8 @@
 """The worker in its own process, so parsing and storing never slow the SMTP event loop.
 
-``serve`` starts one ``WorkerProcess``. It shares three things with intake: a stop event, a
-wake event (set after each spool write) and the database-health flag that intake reads to
-answer 451 while the database is down. The process dies with its parent, and the parent
+``serve`` starts one ``WorkerProcess``. It shares a ``WorkerChannel`` with intake: a stopping
+flag, the database-health flag that intake reads to answer 451 while the database is down, and
+a wake-up pipe written after each spool write. The process dies with its parent, and the parent
 restarts it if it dies on its own.
 """
 
@@ -16,13 +16,12 @@ import multiprocessing
 import os
 import signal
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext, SpawnProcess
-from multiprocessing.sharedctypes import Synchronized
-from multiprocessing.synchronize import Event
 
 from postdesk.daemon.config import Settings
 from postdesk.daemon.runtime import build_runtime
-from postdesk.daemon.worker import DatabaseHealth, Worker
+from postdesk.daemon.worker import DatabaseHealth, Flag, Worker
 
 log = logging.getLogger("postdesk.worker")
 
@@ -34,16 +33,37 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 @dataclass(frozen=True)
 class WorkerChannel:
-    """What intake and the worker process share."""
+    """What intake and the worker process share.
 
-    stop: Event
-    wake: Event
-    database_ok: Synchronized[int]
+    Nothing here can block on the other side: a worker killed at any instant must never hang
+    intake. So the flags are lock-free shared bytes and wake-ups go through a non-blocking
+    pipe (``multiprocessing.Event.set`` waits for every sleeper to acknowledge, and a killed
+    sleeper never does).
+    """
+
+    stopping: Flag
+    database_ok: Flag
+    wake_reader: Connection
+    wake_writer: Connection
 
     @classmethod
     def create(cls, context: SpawnContext) -> WorkerChannel:
-        """New shared events and flag, usable from both processes."""
-        return cls(context.Event(), context.Event(), context.Value("b", 1))
+        """New shared flags and wake-up pipe, usable from both processes."""
+        reader, writer = context.Pipe(duplex=False)
+        os.set_blocking(writer.fileno(), False)
+        stopping = context.Value("b", 0, lock=False)
+        database_ok = context.Value("b", 1, lock=False)
+        return cls(stopping, database_ok, reader, writer)
+
+    def wake(self) -> None:
+        """Nudge the worker; never blocks (a full pipe already holds a nudge)."""
+        with contextlib.suppress(BlockingIOError, BrokenPipeError):
+            os.write(self.wake_writer.fileno(), b"!")
+
+    def sleep(self, timeout: float) -> None:
+        """In the worker: wait until nudged or ``timeout`` passes, consuming the nudges."""
+        if self.wake_reader.poll(timeout):
+            os.read(self.wake_reader.fileno(), 65536)
 
 
 class WorkerProcess:
@@ -68,21 +88,19 @@ class WorkerProcess:
         self.process.start()
 
     async def supervise(self) -> None:
-        """Restart the worker whenever it dies before ``stop`` is set."""
-        while not self.channel.stop.is_set():
+        """Restart the worker whenever it dies before stopping began."""
+        while not self.channel.stopping.value:
             await asyncio.sleep(RESTART_DELAY_SECONDS)
-            if (
-                self.process is not None
-                and not self.process.is_alive()
-                and not self.channel.stop.is_set()
-            ):
+            died = self.process is not None and not self.process.is_alive()
+            if died and not self.channel.stopping.value:
+                assert self.process is not None
                 log.error("worker process exited with %s; restarting it", self.process.exitcode)
                 self.start()
 
     async def stop(self, timeout: float) -> None:
         """Ask the worker to finish the message in hand and exit; terminate it after ``timeout``."""
-        self.channel.stop.set()
-        self.channel.wake.set()
+        self.channel.stopping.value = 1
+        self.channel.wake()
         if self.process is None:
             return
         await asyncio.to_thread(self.process.join, timeout)
@@ -108,13 +126,11 @@ def run_worker(
     runtime = build_runtime(settings, secret)
     health = DatabaseHealth(channel.database_ok)
     worker = Worker(runtime.services, runtime.factory, runtime.spool, health)
-    while not channel.stop.is_set() and os.getppid() == parent:
+    while not channel.stopping.value and os.getppid() == parent:
         if not health.ok and not worker.database_answers():
-            channel.stop.wait(health.backoff())
-            continue
-        channel.wake.clear()
-        if worker.process_next() is None:
-            channel.wake.wait(1.0)
+            channel.sleep(health.backoff())
+        elif worker.process_next() is None:
+            channel.sleep(1.0)
     runtime.engine.dispose()
 
 

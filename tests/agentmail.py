@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import smtplib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -59,26 +60,24 @@ GENEROUS_LIMITS = {
 }
 
 
-def start_daemon(
+@contextmanager
+def daemon_with_agents(
     tmp_path: Path,
     database_url: str,
     sink: SmtpSink,
     routing: str = ROUTING_TOML,
     env: dict[str, str] | None = None,
-) -> Daemon:
-    """Start the daemon with the three agents, relaying to ``sink``."""
+) -> Iterator[Daemon]:
+    """The running daemon with the three agents, relaying to ``sink``; stopped afterwards."""
     config = write_config(
         tmp_path, database_url, relay=f"smtp://127.0.0.1:{sink.port}", extra=AGENTS_TOML + routing
     )
     daemon = Daemon(config, tmp_path, env={**GENEROUS_LIMITS, **(env or {})})
     daemon.start()
-    return daemon
-
-
-def stop(daemon: Daemon) -> None:
-    """Stop the daemon and close the test's own database connections to it."""
-    daemon.stop()
-    daemon._factory.kw["bind"].dispose()  # tests.support never disposes this engine
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
 
 
 def tokens() -> Tokens:

@@ -16,13 +16,12 @@ from tests.agentmail import (
     BOB,
     MX,
     OUTSIDE,
+    daemon_with_agents,
     events,
     notifications,
     plain_text,
     reply_to,
     send_via,
-    start_daemon,
-    stop,
     wait_mails,
 )
 from tests.support import CUSTOMER, Daemon, SmtpSink, make_mail, send, wait_until
@@ -71,8 +70,7 @@ def _assert_untouched(daemon: Daemon, sink: SmtpSink) -> None:
 def test_forged_agent_mail_runs_nothing_relays_nothing_and_alerts(
     tmp_path: Path, sqlite_url: str, sink: SmtpSink
 ) -> None:
-    daemon = start_daemon(tmp_path, sqlite_url, sink)
-    try:
+    with daemon_with_agents(tmp_path, sqlite_url, sink) as daemon:
         send(daemon.port, make_mail())
         to_alice = wait_until(lambda: notifications(sink, ALICE, 1), what="notification")[0]
         to_bob = wait_until(lambda: notifications(sink, BOB, 1), what="notification")[0]
@@ -117,8 +115,6 @@ def test_forged_agent_mail_runs_nothing_relays_nothing_and_alerts(
         stored = [m for t in daemon.tickets() for m in t["messages"] if m["author"] == ALICE]
         assert len(stored) == len(cases), "forged mail is kept, as customer mail"
         assert all(e["actor"] != ALICE for e in _commands_logged(daemon))
-    finally:
-        stop(daemon)
 
 
 def _commands_logged(daemon: Daemon) -> list[dict[str, str]]:
@@ -134,8 +130,7 @@ def _commands_logged(daemon: Daemon) -> list[dict[str, str]]:
 def test_trusted_authentication_results_and_ingest_run_commands(
     tmp_path: Path, sqlite_url: str, sink: SmtpSink
 ) -> None:
-    daemon = start_daemon(tmp_path, sqlite_url, sink)
-    try:
+    with daemon_with_agents(tmp_path, sqlite_url, sink) as daemon:
         send(daemon.port, make_mail())
         wait_until(lambda: notifications(sink, ALICE, 1), what="notification")
         legit = make_mail(
@@ -166,15 +161,12 @@ def test_trusted_authentication_results_and_ingest_run_commands(
         daemon.cli("ingest", str(eml), check=False)
         wait_until(lambda: daemon.ticket(1)["assignee"] == ALICE, what="#assign from ingest")
         assert all(_alerts(sink, agent) == [] for agent in AGENTS)
-    finally:
-        stop(daemon)
 
 
 def test_commands_in_customer_mail_are_only_text(
     tmp_path: Path, sqlite_url: str, sink: SmtpSink
 ) -> None:
-    daemon = start_daemon(tmp_path, sqlite_url, sink)
-    try:
+    with daemon_with_agents(tmp_path, sqlite_url, sink) as daemon:
         trusted = "mx.example.com; dkim=pass header.d=example.org"
         send(daemon.port, make_mail())
         reply = make_mail(
@@ -187,5 +179,3 @@ def test_commands_in_customer_mail_are_only_text(
         ticket = daemon.ticket(1)
         assert (ticket["status"], ticket["assignee"]) == ("new", None)
         assert "#status solved" in plain_text(notifications(sink, BOB, 1)[1])
-    finally:
-        stop(daemon)

@@ -8,12 +8,11 @@ from tests.agentmail import (
     ALICE,
     BOB,
     DAVE,
+    daemon_with_agents,
     events,
     notifications,
     plain_text,
     reply_to,
-    start_daemon,
-    stop,
     wait_mails,
 )
 from tests.support import CUSTOMER, SmtpSink, make_mail, send, wait_until
@@ -24,8 +23,7 @@ ERIN = "erin@example.org"
 def test_each_command_changes_the_ticket_and_names_the_agent(
     tmp_path: Path, sqlite_url: str, sink: SmtpSink
 ) -> None:
-    daemon = start_daemon(tmp_path, sqlite_url, sink)
-    try:
+    with daemon_with_agents(tmp_path, sqlite_url, sink) as daemon:
         send(daemon.port, make_mail())
         send(daemon.port, make_mail(subject="cheap pills", sender=ERIN), sender=ERIN)
         first = wait_until(lambda: notifications(sink, ALICE, 1), what="notification #1")[0]
@@ -64,15 +62,12 @@ def test_each_command_changes_the_ticket_and_names_the_agent(
         assert len(sink.to(ERIN)) == 1, "the spammer only ever got the acknowledgement"
         by_dave = [kind for actor, kind, _ in events(daemon, 2) if actor == DAVE]
         assert [kind for kind in by_dave if kind != "received"] == ["spam", "ham"]
-    finally:
-        stop(daemon)
 
 
 def test_wrong_commands_are_told_to_the_agent_and_the_rest_still_runs(
     tmp_path: Path, sqlite_url: str, sink: SmtpSink
 ) -> None:
-    daemon = start_daemon(tmp_path, sqlite_url, sink)
-    try:
+    with daemon_with_agents(tmp_path, sqlite_url, sink) as daemon:
         send(daemon.port, make_mail())
         note = wait_until(lambda: notifications(sink, ALICE, 1), what="notification")[0]
         body = (
@@ -99,8 +94,6 @@ def test_wrong_commands_are_told_to_the_agent_and_the_rest_still_runs(
         relayed = wait_mails(sink, CUSTOMER, 2, "the rest is relayed")[1]
         assert "Hello Carol, still here." in plain_text(relayed)
         assert daemon.ticket(1)["priority"] == "high" and daemon.ticket(1)["status"] == "open"
-    finally:
-        stop(daemon)
 
 
 def test_round_robin_assigns_tickets_entering_a_group_in_turn(
@@ -110,8 +103,7 @@ def test_round_robin_assigns_tickets_entering_a_group_in_turn(
         '[routing]\ndefault_group = "L1"\nround_robin = ["L1", "L2"]\n'
         'categories = { outage = "L2" }\n'
     )
-    daemon = start_daemon(tmp_path, database_url, sink, routing=routing)
-    try:
+    with daemon_with_agents(tmp_path, database_url, sink, routing=routing) as daemon:
         for number in range(3):
             send(daemon.port, make_mail(subject=f"problem {number}"))
         wait_until(lambda: len(daemon.tickets()) == 3, what="three tickets")
@@ -131,5 +123,3 @@ def test_round_robin_assigns_tickets_entering_a_group_in_turn(
             "category",
             "assigned",
         ]
-    finally:
-        stop(daemon)

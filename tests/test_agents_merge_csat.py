@@ -8,12 +8,11 @@ from pathlib import Path
 from tests.agentmail import (
     ALICE,
     BOB,
+    daemon_with_agents,
     events,
     notifications,
     plain_text,
     reply_to,
-    start_daemon,
-    stop,
     wait_mails,
 )
 from tests.support import CUSTOMER, SmtpSink, make_mail, send, wait_until
@@ -24,8 +23,7 @@ ERIN = "erin@example.org"
 def test_merge_moves_everything_and_mail_to_the_old_tag_lands_in_the_target(
     tmp_path: Path, database_url: str, sink: SmtpSink
 ) -> None:
-    daemon = start_daemon(tmp_path, database_url, sink)
-    try:
+    with daemon_with_agents(tmp_path, database_url, sink) as daemon:
         send(daemon.port, make_mail(subject="printer broken", message_id="<old@example.org>"))
         send(daemon.port, make_mail(subject="printer still broken", sender=ERIN), sender=ERIN)
         note = wait_until(lambda: notifications(sink, ALICE, 1), what="notification #1")[0]
@@ -51,15 +49,12 @@ def test_merge_moves_everything_and_mail_to_the_old_tag_lands_in_the_target(
             what="both later mails in #2",
         )
         assert len(daemon.tickets()) == 2 and daemon.ticket(1)["messages"] == []
-    finally:
-        stop(daemon)
 
 
 def test_csat_rating_is_recorded_and_a_real_reply_reopens(
     tmp_path: Path, sqlite_url: str, sink: SmtpSink
 ) -> None:
-    daemon = start_daemon(tmp_path, sqlite_url, sink)
-    try:
+    with daemon_with_agents(tmp_path, sqlite_url, sink) as daemon:
         send(daemon.port, make_mail())
         note = wait_until(lambda: notifications(sink, ALICE, 1), what="notification")[0]
         send(daemon.port, reply_to(note, "#status solved\nAll fixed.", ALICE), sender=ALICE)
@@ -84,5 +79,3 @@ def test_csat_rating_is_recorded_and_a_real_reply_reopens(
         wait_until(lambda: len(sink.received) == before + 3, what="three reopen notifications")
         reopened = notifications(sink, BOB, 1)[1:]
         assert [m["Subject"][:22] for m in reopened] == ["[Example #1] Reopened:"]
-    finally:
-        stop(daemon)

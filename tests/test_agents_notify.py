@@ -9,11 +9,10 @@ from tests.agentmail import (
     ALICE,
     BOB,
     DAVE,
+    daemon_with_agents,
     notifications,
     plain_text,
     reply_to,
-    start_daemon,
-    stop,
     tokens,
     wait_mails,
 )
@@ -49,10 +48,9 @@ def _customer_mail_with_files() -> bytes:
 def test_new_ticket_notifies_every_agent_with_its_own_token(
     tmp_path: Path, sqlite_url: str, sink: SmtpSink
 ) -> None:
-    daemon = start_daemon(
+    with daemon_with_agents(
         tmp_path, sqlite_url, sink, env={"POSTDESK_OUTBOUND_NOTIFY_ATTACH_MAX_BYTES": "2000"}
-    )
-    try:
+    ) as daemon:
         send(daemon.port, _customer_mail_with_files())
         checker = tokens()
         for agent in AGENTS:
@@ -81,15 +79,12 @@ def test_new_ticket_notifies_every_agent_with_its_own_token(
         assert ticket["participants"] == [CUSTOMER, "dan@example.org"], "Cc minus helpdesk/agents"
         copies = [m for m in ticket["messages"] if m["direction"] == "out" and m["internal"]]
         assert len(copies) == 3 and all(m["auto"] for m in copies)
-    finally:
-        stop(daemon)
 
 
 def test_replies_go_to_the_assignee_else_the_group_else_everyone(
     tmp_path: Path, sqlite_url: str, sink: SmtpSink
 ) -> None:
-    daemon = start_daemon(tmp_path, sqlite_url, sink)
-    try:
+    with daemon_with_agents(tmp_path, sqlite_url, sink) as daemon:
         send(daemon.port, make_mail(subject="first", message_id="<one@example.org>"))
         send(daemon.port, make_mail(subject="second", message_id="<two@example.org>"))
         for agent in AGENTS:
@@ -110,5 +105,3 @@ def test_replies_go_to_the_assignee_else_the_group_else_everyone(
         assert "more on two" in plain_text(to_dave[0])
         assert len(notifications(sink, ALICE, 1)) == 1 and len(notifications(sink, DAVE, 1)) == 1
         assert len(notifications(sink, ALICE, 2)) == 1 and len(notifications(sink, BOB, 2)) == 1
-    finally:
-        stop(daemon)

@@ -11,11 +11,10 @@ from tests.agentmail import (
     ALICE,
     BOB,
     DAVE,
+    daemon_with_agents,
     notifications,
     plain_text,
     reply_to,
-    start_daemon,
-    stop,
     tokens,
     wait_mails,
 )
@@ -27,9 +26,8 @@ DAN = "dan@example.org"
 @pytest.fixture
 def agents_daemon(tmp_path: Path, database_url: str, sink: SmtpSink) -> Iterator[Daemon]:
     """The daemon with agents, on SQLite and PostgreSQL."""
-    daemon = start_daemon(tmp_path, database_url, sink)
-    yield daemon
-    stop(daemon)
+    with daemon_with_agents(tmp_path, database_url, sink) as daemon:
+        yield daemon
 
 
 def test_agent_reply_is_relayed_with_headers_text_and_files(
@@ -82,8 +80,7 @@ def test_agent_reply_is_relayed_with_headers_text_and_files(
 def test_notes_and_agent_auto_replies_never_reach_the_customer(
     tmp_path: Path, sqlite_url: str, sink: SmtpSink
 ) -> None:
-    daemon = start_daemon(tmp_path, sqlite_url, sink)
-    try:
+    with daemon_with_agents(tmp_path, sqlite_url, sink) as daemon:
         send(daemon.port, make_mail(headers={"Cc": DAN}))
         note = wait_mails(sink, ALICE, 1, "notification")[0]
         send(
@@ -105,15 +102,12 @@ def test_notes_and_agent_auto_replies_never_reach_the_customer(
         notes = [m for m in stored if "SECRET: customer" in m["text"]]
         assert len(notes) == 1 and notes[0]["internal"] is True
         assert sum("SECRET two" in m["text"] for m in stored) == 1
-    finally:
-        stop(daemon)
 
 
 def test_cc_collaborators_new_ticket_only_and_by_command(
     tmp_path: Path, sqlite_url: str, sink: SmtpSink
 ) -> None:
-    daemon = start_daemon(tmp_path, sqlite_url, sink)
-    try:
+    with daemon_with_agents(tmp_path, sqlite_url, sink) as daemon:
         send(daemon.port, make_mail(headers={"Cc": DAN}))
         wait_until(lambda: daemon.tickets(), what="ticket 1")
         dan_reply = make_mail(
@@ -147,5 +141,3 @@ def test_cc_collaborators_new_ticket_only_and_by_command(
             lambda: [m for m in sink.to(ALICE) if "not run" in m["Subject"]], what="error"
         )
         assert "agent addresses cannot be collaborators" in plain_text(error[0])
-    finally:
-        stop(daemon)
