@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.proxy import TcpProxy
+from tests.relay import TcpRelay
 from tests.support import (
     CUSTOMER,
     HELPDESK,
@@ -145,7 +145,7 @@ def test_kill_9_after_the_last_250_loses_and_duplicates_nothing(
 def test_database_outage_answers_451_then_recovers_without_losing_mail(
     tmp_path: Path, postgres_url: str, sink: SmtpSink
 ) -> None:
-    proxy = TcpProxy(("127.0.0.1", 5432))
+    proxy = TcpRelay(5432)
     proxy.start()
     proxied = postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
     daemon = Daemon(

@@ -31,7 +31,8 @@ from postdesk.daemon.intake_imap import (
 )
 from postdesk.daemon.spool import Spool, SpoolEntry
 from tests.conftest import fresh_postgres_database
-from tests.dovecot import CuttingRelay, Dovecot, require_dovecot
+from tests.dovecot import Dovecot, require_dovecot
+from tests.relay import TcpRelay
 from tests.support import Daemon, free_port, make_mail, send, wait_until, write_config
 
 pytestmark = pytest.mark.imap
@@ -184,7 +185,7 @@ def test_connection_cut_in_the_middle_of_a_fetch(
 ) -> None:
     big_body = "All work and no play makes Jack a dull boy.\n" * 2000  # ~90 kB each
     dovecot.append_many([make_mail(subject=f"big {i}", body=big_body) for i in range(20)])
-    relay = CuttingRelay(dovecot.port)
+    relay = TcpRelay(dovecot.port)
     relay.start()
     try:
         relay.cut_after(600_000)  # inside the first round of bodies
@@ -502,7 +503,7 @@ def test_a_server_that_stalls_mid_fetch_is_timed_out_and_retried(
     monkeypatch.setattr(intake_imap, "BACKOFF_FIRST_SECONDS", 0.05)
     body = "Stalled servers are the worst kind of servers.\n" * 2000
     dovecot.append_many([make_mail(subject=f"big {i}", body=body) for i in range(10)])
-    relay = CuttingRelay(dovecot.port)
+    relay = TcpRelay(dovecot.port)
     relay.start()
     try:
         relay.stall_after(300_000)  # inside the first round of bodies
