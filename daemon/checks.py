@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 import aiosmtplib
 
 from postdesk.daemon.config import Settings
-from postdesk.daemon.db import make_engine, ping
-from postdesk.daemon.intake_imap import check_mailboxes
+from postdesk.daemon.intake.imap import check_mailboxes
+from postdesk.daemon.store.db import make_engine, ping
 
 TIMEOUT_SECONDS = 10.0
 

@@ -10,17 +10,20 @@ import argparse
 import json
 import logging
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
 
-from postdesk.daemon import checks, ingest, quarantine, views
+from postdesk.daemon import checks
 from postdesk.daemon.config import ConfigError, Settings, load_settings
-from postdesk.daemon.db import transaction
+from postdesk.daemon.intake import files
 from postdesk.daemon.runtime import Runtime, open_runtime
 from postdesk.daemon.serve import AlreadyRunning, serve
+from postdesk.daemon.store import quarantine, views
+from postdesk.daemon.store.db import transaction
 from postdesk.daemon.worker import DatabaseHealth, Outcome, Worker
 from postdesk.daemon.workerproc import LOG_FORMAT
 
@@ -40,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         return int(args.handler(settings, args))
-    except (ConfigError, UsageError, ingest.IngestError) as error:
+    except (ConfigError, UsageError, files.IngestError) as error:
         return _fail(args, error, EXIT_USAGE, "")
     except AlreadyRunning as error:
         return _fail(args, error, EXIT_RUNTIME, "")
@@ -148,9 +151,9 @@ def cmd_init(settings: Settings, _args: argparse.Namespace) -> int:
 def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
     """Spool the given mail and process it now."""
     runtime = open_runtime(settings)
-    count = ingest.spool_paths(runtime.spool, args.paths, settings.helpdesk.address)
+    count = files.spool_paths(runtime.spool, args.paths, settings.helpdesk.address)
     outcomes = _drain(runtime)
-    print(ingest.summary(outcomes))
+    print(ingest_summary(outcomes))
     return 0 if len(outcomes) >= count else EXIT_RUNTIME
 
 
@@ -227,7 +230,7 @@ def _replay(runtime: Runtime, args: argparse.Namespace) -> int:
         for item in items:
             quarantine.replay(session, runtime.spool, item)
     outcomes = _drain(runtime)
-    print(f"replayed {len(items)}; " + ingest.summary(outcomes))
+    print(f"replayed {len(items)}; " + ingest_summary(outcomes))
     return 0
 
 
@@ -244,5 +247,15 @@ def _drain(runtime: Runtime) -> list[Outcome]:
     return worker.drain()
 
 
+def ingest_summary(outcomes: list[Outcome]) -> str:
+    """One line: how many messages ended how."""
+    counts = Counter(o.disposition for o in outcomes)
+    created = sum(1 for o in outcomes if o.created)
+    parts = [f"{counts.pop('stored', 0)} stored ({created} new tickets)"]
+    parts += [f"{n} {kind}" for kind, n in sorted(counts.items())]
+    return f"ingested {len(outcomes)} message(s): " + ", ".join(parts)
+
+
 if __name__ == "__main__":
     sys.exit(main())
+

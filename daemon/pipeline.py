@@ -7,16 +7,18 @@ One message is processed in one database transaction. Each step is a function
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
 from postdesk.daemon.config import Agent
-from postdesk.daemon.mailparse import ParsedMessage
+from postdesk.daemon.intake.spool import Envelope
+from postdesk.daemon.mail.parse import ParsedMessage
 from postdesk.daemon.services import Services
-from postdesk.daemon.spool import Envelope
-from postdesk.models.schema import Message, Ticket
+from postdesk.daemon.store.db import insert_ignore
+from postdesk.models.schema import Event, Message, Participant, Ticket
 
 
 class Disposition(Exception):
@@ -79,3 +81,29 @@ class MessageContext:
 
 
 Step = Callable[[MessageContext], None]
+
+
+def add_participant(ctx: MessageContext, ticket: Ticket, email: str, role: str) -> None:
+    """Make ``email`` a participant of ``ticket`` unless it is one already."""
+    insert_ignore(
+        ctx.session,
+        Participant.__table__,
+        {"ticket_id": ticket.id, "email": email.lower(), "role": role},
+        ["ticket_id", "email"],
+    )
+
+
+def log_event(
+    ctx: MessageContext, kind: str, detail: Mapping[str, object], actor: str = ""
+) -> None:
+    """Append an entry to the ticket's event log."""
+    assert ctx.ticket is not None
+    ctx.session.add(
+        Event(
+            ticket_id=ctx.ticket.id,
+            at=ctx.services.clock(),
+            actor=actor or ctx.sender,
+            kind=kind,
+            detail=json.dumps(detail, default=str),
+        )
+    )

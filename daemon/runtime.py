@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from postdesk.daemon.agents.tokens import Tokens, load_secret
 from postdesk.daemon.config import Settings
-from postdesk.daemon.db import make_engine, session_factory, transaction, upgrade_schema
+from postdesk.daemon.intake.spool import Spool
+from postdesk.daemon.outbound.templating import Templates
 from postdesk.daemon.services import Services
-from postdesk.daemon.spool import Spool
-from postdesk.daemon.templating import Templates
-from postdesk.daemon.tokens import Tokens, load_secret
+from postdesk.daemon.store.db import make_engine, session_factory, transaction, upgrade_schema
 
 
 @dataclass(frozen=True)

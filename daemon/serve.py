@@ -18,10 +18,10 @@ from typing import IO
 from sqlalchemy import func, select
 
 from postdesk.daemon.config import Settings
-from postdesk.daemon.intake_imap import imap_pollers
-from postdesk.daemon.intake_smtp import IntakeHandler, start_smtp
+from postdesk.daemon.intake.imap import imap_pollers
+from postdesk.daemon.intake.smtp import IntakeHandler, start_smtp
+from postdesk.daemon.outbound.sender import OutboxSender
 from postdesk.daemon.runtime import Runtime, open_runtime
-from postdesk.daemon.sender import OutboxSender
 from postdesk.daemon.workerproc import WorkerProcess
 from postdesk.models.schema import OutboxItem
 

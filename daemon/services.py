@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from postdesk.daemon.agents.tokens import Tokens
 from postdesk.daemon.config import Settings
-from postdesk.daemon.templating import Templates
-from postdesk.daemon.tokens import Tokens
+from postdesk.daemon.outbound.templating import Templates
 from postdesk.models.schema import utcnow
 
 

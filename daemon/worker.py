@@ -16,12 +16,12 @@ from typing import Protocol
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
-from postdesk.daemon import quarantine
-from postdesk.daemon.db import ping, transaction
+from postdesk.daemon.intake.spool import Spool, SpoolEntry
 from postdesk.daemon.pipeline import Discard, Duplicate, Hold, MessageContext
 from postdesk.daemon.services import Services
-from postdesk.daemon.spool import Spool, SpoolEntry
 from postdesk.daemon.steps import PIPELINE
+from postdesk.daemon.store import quarantine
+from postdesk.daemon.store.db import ping, transaction
 
 log = logging.getLogger("postdesk.worker")
 

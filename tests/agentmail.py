@@ -18,8 +18,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from postdesk.daemon.db import make_engine, session_factory
-from postdesk.daemon.tokens import Tokens
+from postdesk.daemon.agents.tokens import Tokens
+from postdesk.daemon.store.db import make_engine, session_factory
 from postdesk.models.schema import Event, Ticket
 from tests.support import HELPDESK, Daemon, SmtpSink, wait_until, write_config
 

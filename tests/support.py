@@ -22,8 +22,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select, update
 
 from postdesk.daemon.config import Settings, load_settings
-from postdesk.daemon.db import make_engine, session_factory
-from postdesk.daemon.views import list_tickets, load_ticket, ticket_dict
+from postdesk.daemon.store.db import make_engine, session_factory
+from postdesk.daemon.store.views import list_tickets, load_ticket, ticket_dict
 from postdesk.models.schema import Message, OutboxItem, QuarantineItem, Ticket
 
 HELPDESK = "support@example.com"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from postdesk.daemon.agent_commands import parse_line, parse_reply
+from postdesk.daemon.agents.commands import parse_line, parse_reply
 from postdesk.daemon.steps.rating import rating_of
 
 

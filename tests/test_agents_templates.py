@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from postdesk.daemon.config import HelpdeskSettings, Settings
-from postdesk.daemon.templating import (
+from postdesk.daemon.outbound.templating import (
     AGENT_ALERT,
     AGENT_COMMAND_ERROR,
     AGENT_NOTIFICATION,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from postdesk.daemon.authresults import aligned, first_trusted, parse, vouches_for
+from postdesk.daemon.agents.authresults import aligned, first_trusted, parse, vouches_for
 
 TRUSTED = ["mx.example.com"]
 

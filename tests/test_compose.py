@@ -12,11 +12,16 @@ from typing import Any
 import jinja2
 import pytest
 
-from postdesk.daemon.compose import MAX_REFERENCES, SUBJECT_LIMIT, clean_msgid, compose
+from postdesk.daemon.agents.tokens import Token, Tokens
 from postdesk.daemon.config import HelpdeskSettings, Settings
+from postdesk.daemon.outbound.compose import MAX_REFERENCES, SUBJECT_LIMIT, clean_msgid, compose
+from postdesk.daemon.outbound.templating import (
+    CUSTOMER_ACKNOWLEDGEMENT,
+    Rendered,
+    Templates,
+    one_line,
+)
 from postdesk.daemon.services import Services
-from postdesk.daemon.templating import CUSTOMER_ACKNOWLEDGEMENT, Rendered, Templates, one_line
-from postdesk.daemon.tokens import Token, Tokens
 
 HELPDESK = "support@example.com"
 CRLF_SUBJECT = b"Subject: =?utf-8?q?hi=0D=0ABcc:_victim@x.com?=\r\n\r\n"

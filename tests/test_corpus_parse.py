@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from postdesk.daemon.mailparse import MessageRejected, ParsedMessage, parse_message
+from postdesk.daemon.mail.parse import MessageRejected, ParsedMessage, parse_message
 
 CORPUS = Path(
     os.environ.get(

@@ -17,19 +17,20 @@ from typing import Any
 
 import pytest
 
-from postdesk.daemon import imap_client, intake_imap
 from postdesk.daemon.config import ImapMailbox, Settings
-from postdesk.daemon.db import make_engine, session_factory, upgrade_schema
-from postdesk.daemon.imap_client import ImapConnection, ImapError, MessageInfo, uid_set
-from postdesk.daemon.imap_state import LeaseLost, MailboxState, Watermark
-from postdesk.daemon.intake_imap import (
+from postdesk.daemon.intake import imap as intake_imap
+from postdesk.daemon.intake import imap_client
+from postdesk.daemon.intake.imap import (
     FLAG_SPOOLED,
     FLAG_TOO_LARGE,
     MailboxPoller,
     backoff_seconds,
     check_mailboxes,
 )
-from postdesk.daemon.spool import Spool, SpoolEntry
+from postdesk.daemon.intake.imap_client import ImapConnection, ImapError, MessageInfo, uid_set
+from postdesk.daemon.intake.imap_state import LeaseLost, MailboxState, Watermark
+from postdesk.daemon.intake.spool import Spool, SpoolEntry
+from postdesk.daemon.store.db import make_engine, session_factory, upgrade_schema
 from tests.conftest import fresh_postgres_database
 from tests.dovecot import Dovecot, require_dovecot
 from tests.relay import TcpRelay

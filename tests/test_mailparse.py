@@ -1,4 +1,4 @@
-"""Tests for daemon/mailparse.py and its helpers (mimelimits, htmltext, filenames).
+"""Tests for daemon/mail/parse.py and its helpers (mimelimits, htmltext, filenames).
 
 Hand-written fixtures live in tests/fixtures/mail/; hostile inputs (RELIABILITY R-45..R-51) are
 generated here. Each hostile case must end with MessageRejected or a result carrying a defect,
@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from postdesk.daemon import mimelimits
-from postdesk.daemon.filenames import safe_filename
-from postdesk.daemon.htmltext import html_to_text
-from postdesk.daemon.mailparse import (
+from postdesk.daemon.mail import limits as mimelimits
+from postdesk.daemon.mail.filenames import safe_filename
+from postdesk.daemon.mail.htmltext import html_to_text
+from postdesk.daemon.mail.parse import (
     Attachment,
     MessageRejected,
     ParsedMessage,

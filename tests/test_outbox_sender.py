@@ -18,13 +18,13 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from postdesk.daemon.agents.tokens import Token, Tokens
 from postdesk.daemon.config import HelpdeskSettings, OutboundSettings, Settings
-from postdesk.daemon.db import make_engine, session_factory, transaction, upgrade_schema
-from postdesk.daemon.outbox import enqueue
-from postdesk.daemon.sender import OutboxSender
+from postdesk.daemon.outbound.outbox import enqueue
+from postdesk.daemon.outbound.sender import OutboxSender
+from postdesk.daemon.outbound.templating import CUSTOMER_ACKNOWLEDGEMENT, Templates
 from postdesk.daemon.services import Services
-from postdesk.daemon.templating import CUSTOMER_ACKNOWLEDGEMENT, Templates
-from postdesk.daemon.tokens import Token, Tokens
+from postdesk.daemon.store.db import make_engine, session_factory, transaction, upgrade_schema
 from postdesk.models.schema import Contact, Message, OutboxItem, Ticket
 from tests.support import SmtpSink, free_port
 

@@ -11,6 +11,18 @@ from pathlib import Path
 from tests.support import make_mail
 
 REPO = Path(__file__).resolve().parents[1]
+SHIPPED = {"daemon": "daemon", "models": "models", "plugins": "plugins", "templates": "templates"}
+SHIPPED_SUFFIXES = {".py", ".j2", ".mako", ".typed"}
+
+
+def source_files() -> set[str]:
+    """Every file of the installed folders as its path inside the wheel (postdesk/...)."""
+    found = set()
+    for folder, package in SHIPPED.items():
+        for path in (REPO / folder).rglob("*"):
+            if path.is_file() and path.suffix in SHIPPED_SUFFIXES and "__pycache__" not in path.parts:
+                found.add(f"postdesk/{package}/{path.relative_to(REPO / folder).as_posix()}")
+    return found
 
 
 def test_wheel_installs_postdesk_packages_only_and_runs(tmp_path: Path) -> None:
@@ -26,6 +38,8 @@ def test_wheel_installs_postdesk_packages_only_and_runs(tmp_path: Path) -> None:
     assert top_level == {"postdesk"}, "no generic top-level names like daemon or models"
     assert "postdesk/templates/customer/acknowledgement.txt.j2" in names
     assert any(n.startswith("postdesk/models/migrations/versions/0001") for n in names)
+    missing = source_files() - set(names)
+    assert not missing, f"not in the wheel (a package missing from pyproject's packages?): {missing}"
 
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)

@@ -1,4 +1,4 @@
-"""Tests for daemon/replytext.py: separating the new text of a reply from quoted history.
+"""Tests for daemon/mail/reply.py: separating the new text of a reply from quoted history.
 
 The hand-written samples run everywhere; the talon standard replies from the shared corpus run
 when the corpus is present (root from POSTDESK_CORPUS, default <repo>/../shared/corpus).
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from postdesk.daemon.mailparse import parse_message
-from postdesk.daemon.replytext import extract_new_text
+from postdesk.daemon.mail.parse import parse_message
+from postdesk.daemon.mail.reply import extract_new_text
 
 CORPUS = Path(
     os.environ.get(

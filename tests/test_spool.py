@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from postdesk.daemon.spool import Envelope, Spool
+from postdesk.daemon.intake.spool import Envelope, Spool
 
 ENVELOPE = Envelope("carol@example.org", ("support@example.com",), "smtp", 1.0)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from postdesk.daemon.tags import find_ticket_numbers, format_tag
+from postdesk.daemon.store.tags import find_ticket_numbers, format_tag
 
 
 def test_format() -> None:

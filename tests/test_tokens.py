@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from postdesk.daemon.agents.tokens import SECRET_KEY, Token, Tokens, load_secret
 from postdesk.daemon.config import ConfigError, HelpdeskSettings, Settings
-from postdesk.daemon.db import make_engine, session_factory, transaction, upgrade_schema
-from postdesk.daemon.tokens import SECRET_KEY, Token, Tokens, load_secret
+from postdesk.daemon.store.db import make_engine, session_factory, transaction, upgrade_schema
 from postdesk.models.schema import KeyValue
 
 SECRET = b"s3cret-for-tests"

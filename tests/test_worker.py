@@ -12,9 +12,9 @@ from sqlalchemy import exc as sa_exc
 
 from postdesk.daemon import worker as worker_module
 from postdesk.daemon.config import load_settings
+from postdesk.daemon.intake.spool import Envelope
 from postdesk.daemon.pipeline import MessageContext
 from postdesk.daemon.runtime import Runtime, open_runtime
-from postdesk.daemon.spool import Envelope
 from postdesk.daemon.steps import PIPELINE
 from postdesk.daemon.worker import DatabaseHealth, Worker
 from postdesk.models.schema import QuarantineItem

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 
-from postdesk.daemon import authresults
+from postdesk.daemon.agents import authresults
 from postdesk.daemon.config import Agent
 from postdesk.daemon.pipeline import MessageContext
 

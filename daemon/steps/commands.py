@@ -8,10 +8,10 @@ for the relay step, unless ``#note`` (or ``#spam``) makes the whole reply intern
 
 from __future__ import annotations
 
-from postdesk.daemon.agent_actions import ACTIONS
-from postdesk.daemon.agent_commands import parse_reply
+from postdesk.daemon.agents.actions import ACTIONS
+from postdesk.daemon.agents.commands import parse_reply
+from postdesk.daemon.outbound.templating import one_line
 from postdesk.daemon.pipeline import MessageContext
-from postdesk.daemon.templating import one_line
 
 
 def run(ctx: MessageContext) -> None:

@@ -9,12 +9,12 @@ messages of the ticket.
 
 from __future__ import annotations
 
-from postdesk.daemon import assignment
+from postdesk.daemon.agents import assignment
 from postdesk.daemon.config import Agent
-from postdesk.daemon.mailcontext import attachment_list, helpdesk_info, ticket_info, trimmed
-from postdesk.daemon.outbox import enqueue
+from postdesk.daemon.outbound.context import attachment_list, helpdesk_info, ticket_info, trimmed
+from postdesk.daemon.outbound.outbox import enqueue
+from postdesk.daemon.outbound.templating import AGENT_ALERT, AGENT_NOTIFICATION
 from postdesk.daemon.pipeline import MessageContext
-from postdesk.daemon.templating import AGENT_ALERT, AGENT_NOTIFICATION
 
 
 def run(ctx: MessageContext) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from postdesk.daemon.mailparse import MessageRejected, ParseLimits, parse_message
+from postdesk.daemon.mail.parse import MessageRejected, ParseLimits, parse_message
 from postdesk.daemon.pipeline import Hold, MessageContext
 
 

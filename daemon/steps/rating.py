@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from postdesk.daemon.pipeline import MessageContext
-from postdesk.daemon.steps.store import log_event
+from postdesk.daemon.pipeline import MessageContext, log_event
 from postdesk.models.schema import Participant
 
 WORDS = {"1": 1, "2": 2, "3": 3, "4": 4, "5": 5, "good": 5, "bad": 1}

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from postdesk.daemon.mailcontext import customer_thread, helpdesk_info, ticket_info
-from postdesk.daemon.outbox import enqueue
-from postdesk.daemon.pipeline import MessageContext
-from postdesk.daemon.templating import (
+from postdesk.daemon.outbound.context import customer_thread, helpdesk_info, ticket_info
+from postdesk.daemon.outbound.outbox import enqueue
+from postdesk.daemon.outbound.templating import (
     AGENT_COMMAND_ERROR,
     CUSTOMER_AGENT_REPLY,
     CUSTOMER_CSAT_REQUEST,
 )
+from postdesk.daemon.pipeline import MessageContext
 from postdesk.models.schema import Participant
 
 CUSTOMER_ROLES = ("requester", "cc")

@@ -5,10 +5,10 @@ Automatic mail never gets an answer (RFC 3834); the outbox applies the per-recip
 
 from __future__ import annotations
 
-from postdesk.daemon.mailcontext import helpdesk_info, ticket_info
-from postdesk.daemon.outbox import enqueue
+from postdesk.daemon.outbound.context import helpdesk_info, ticket_info
+from postdesk.daemon.outbound.outbox import enqueue
+from postdesk.daemon.outbound.templating import CUSTOMER_ACKNOWLEDGEMENT
 from postdesk.daemon.pipeline import MessageContext
-from postdesk.daemon.templating import CUSTOMER_ACKNOWLEDGEMENT
 
 
 def run(ctx: MessageContext) -> None:

@@ -7,9 +7,8 @@ their agents in turn (automatic mail is never assigned).
 
 from __future__ import annotations
 
-from postdesk.daemon import assignment
-from postdesk.daemon.pipeline import MessageContext
-from postdesk.daemon.steps.store import log_event
+from postdesk.daemon.agents import assignment
+from postdesk.daemon.pipeline import MessageContext, log_event
 
 
 def run(ctx: MessageContext) -> None:

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-
-from postdesk.daemon.attachstore import store_blob
-from postdesk.daemon.db import insert_ignore, next_counter_value
-from postdesk.daemon.pipeline import MessageContext
+from postdesk.daemon.pipeline import MessageContext, add_participant, log_event
+from postdesk.daemon.store.attachments import store_blob
+from postdesk.daemon.store.db import insert_ignore, next_counter_value
 from postdesk.models.schema import (
     Attachment,
     Contact,
-    Event,
     Message,
-    Participant,
     Ticket,
 )
 
@@ -65,16 +60,6 @@ def open_ticket(ctx: MessageContext) -> None:
     log_event(ctx, "created", {"requester": ctx.sender, "auto": ctx.auto_reason})
 
 
-def add_participant(ctx: MessageContext, ticket: Ticket, email: str, role: str) -> None:
-    """Make ``email`` a participant of ``ticket`` unless it is one already."""
-    insert_ignore(
-        ctx.session,
-        Participant.__table__,
-        {"ticket_id": ticket.id, "email": email.lower(), "role": role},
-        ["ticket_id", "email"],
-    )
-
-
 def add_collaborators(ctx: MessageContext, ticket: Ticket) -> None:
     """The Cc of a new ticket become collaborators, except helpdesk and agent addresses."""
     settings = ctx.services.settings
@@ -119,19 +104,3 @@ def add_message(ctx: MessageContext) -> Message:
             )
         )
     return message
-
-
-def log_event(
-    ctx: MessageContext, kind: str, detail: Mapping[str, object], actor: str = ""
-) -> None:
-    """Append an entry to the ticket's event log."""
-    assert ctx.ticket is not None
-    ctx.session.add(
-        Event(
-            ticket_id=ctx.ticket.id,
-            at=ctx.services.clock(),
-            actor=actor or ctx.sender,
-            kind=kind,
-            detail=json.dumps(detail, default=str),
-        )
-    )

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from postdesk.daemon.pipeline import Hold, MessageContext
-from postdesk.daemon.tags import find_ticket_numbers
+from postdesk.daemon.store.tags import find_ticket_numbers
 from postdesk.models.schema import Message, Participant, Ticket
 
 MAX_MERGE_HOPS = 10

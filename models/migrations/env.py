@@ -1,4 +1,4 @@
-"""Alembic environment: runs migrations on the connection ``postdesk.daemon.db`` hands in."""
+"""Alembic environment: runs migrations on the connection ``postdesk.daemon.store.db`` hands in."""
 
 from __future__ import annotations
 

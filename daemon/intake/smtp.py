@@ -14,8 +14,8 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from postdesk.daemon.config import Settings
-from postdesk.daemon.spool import Envelope as SpoolEnvelope
-from postdesk.daemon.spool import Spool
+from postdesk.daemon.intake.spool import Envelope as SpoolEnvelope
+from postdesk.daemon.intake.spool import Spool
 
 log = logging.getLogger("postdesk.intake")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from postdesk.daemon.config import Agent, Settings
-from postdesk.daemon.db import next_counter_value
+from postdesk.daemon.store.db import next_counter_value
 from postdesk.models.schema import Ticket
 
 SYSTEM_ACTOR = "postdesk"  # the actor named in events of automatic assignment

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from postdesk.daemon.templating import one_line
+from postdesk.daemon.outbound.templating import one_line
 
 NO_ARGUMENT = ("note", "spam", "ham")
 ONE_ARGUMENT = ("status", "priority", "assign", "category", "merge", "cc", "reply")

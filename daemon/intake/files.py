@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import mailbox
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from postdesk.daemon.spool import Envelope, Spool
-from postdesk.daemon.worker import Outcome
+from postdesk.daemon.intake.spool import Envelope, Spool
 
 
 class IngestError(Exception):
@@ -46,12 +44,3 @@ def spool_paths(spool: Spool, paths: list[Path], recipient: str) -> int:
             spool.write(raw, envelope)
             count += 1
     return count
-
-
-def summary(outcomes: list[Outcome]) -> str:
-    """One line: how many messages ended how."""
-    counts = Counter(o.disposition for o in outcomes)
-    created = sum(1 for o in outcomes if o.created)
-    parts = [f"{counts.pop('stored', 0)} stored ({created} new tickets)"]
-    parts += [f"{n} {kind}" for kind, n in sorted(counts.items())]
-    return f"ingested {len(outcomes)} message(s): " + ", ".join(parts)

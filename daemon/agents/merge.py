@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from postdesk.daemon.db import insert_ignore
+from postdesk.daemon.store.db import insert_ignore
 from postdesk.models.schema import Event, Message, Participant, Ticket
 
 

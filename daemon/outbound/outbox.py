@@ -2,7 +2,7 @@
 
 :func:`enqueue` renders, signs and composes one mail and adds an ``OutboxItem`` plus the
 ticket's outgoing ``Message`` to the caller's session. It never commits; the sender
-(:mod:`postdesk.daemon.sender`) delivers committed rows later. Automatic mail is refused
+(:mod:`postdesk.daemon.outbound.sender`) delivers committed rows later. Automatic mail is refused
 here, before anything is written, when the recipient is bouncing or over the rate limits.
 """
 
@@ -17,10 +17,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from postdesk.daemon.compose import compose, envelope_address
 from postdesk.daemon.config import Settings
+from postdesk.daemon.outbound.compose import compose, envelope_address
+from postdesk.daemon.outbound.templating import Rendered
 from postdesk.daemon.services import Services
-from postdesk.daemon.templating import Rendered
 from postdesk.models.schema import Contact, Message, OutboxItem, Ticket
 
 log = logging.getLogger("postdesk.outbox")

@@ -9,8 +9,8 @@ from dataclasses import asdict
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from postdesk.daemon.db import insert_ignore
-from postdesk.daemon.spool import Envelope, Spool, SpoolEntry
+from postdesk.daemon.intake.spool import Envelope, Spool, SpoolEntry
+from postdesk.daemon.store.db import insert_ignore
 from postdesk.models.schema import QuarantineItem, utcnow
 
 

@@ -18,7 +18,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from postdesk.daemon.db import insert_ignore, transaction
+from postdesk.daemon.store.db import insert_ignore, transaction
 from postdesk.models.schema import ImapState, utcnow
 
 

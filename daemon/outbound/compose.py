@@ -1,6 +1,6 @@
 """Build outgoing mail with the stdlib EmailMessage API only (never string concatenation).
 
-Every header value is cleaned by one sanitiser (:func:`postdesk.daemon.templating.one_line`)
+Every header value is cleaned by one sanitiser (:func:`postdesk.daemon.outbound.templating.one_line`)
 before it is set, so CR, LF, NUL and U+2028/U+2029 from inbound mail cannot inject headers
 (R-32, R-60). The serialised result is checked once more: exactly the headers we set, no bare
 CR or LF in the header section.
@@ -15,8 +15,8 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
+from postdesk.daemon.outbound.templating import Rendered, one_line
 from postdesk.daemon.services import Services
-from postdesk.daemon.templating import Rendered, one_line
 
 MAX_REFERENCES = 20
 SUBJECT_LIMIT = 250

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, create_engine, event, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "models" / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "models" / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from postdesk.daemon.tags import format_tag
+from postdesk.daemon.store.tags import format_tag
 from postdesk.models.schema import Message, Ticket
 
 

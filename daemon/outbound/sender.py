@@ -26,7 +26,7 @@ from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.daemon.config import Settings, secret_value
-from postdesk.daemon.db import transaction
+from postdesk.daemon.store.db import transaction
 from postdesk.models.schema import OutboxItem, utcnow
 
 log = logging.getLogger("postdesk.outbox")

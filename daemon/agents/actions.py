@@ -12,13 +12,12 @@ from collections.abc import Callable
 
 import jinja2
 
-from postdesk.daemon import assignment, merge
-from postdesk.daemon.agent_commands import Command
-from postdesk.daemon.compose import envelope_address
-from postdesk.daemon.mailcontext import helpdesk_info, ticket_info
-from postdesk.daemon.pipeline import MessageContext
-from postdesk.daemon.steps.store import add_participant, log_event
-from postdesk.daemon.templating import CANNED_FOLDER
+from postdesk.daemon.agents import assignment, merge
+from postdesk.daemon.agents.commands import Command
+from postdesk.daemon.outbound.compose import envelope_address
+from postdesk.daemon.outbound.context import helpdesk_info, ticket_info
+from postdesk.daemon.outbound.templating import CANNED_FOLDER
+from postdesk.daemon.pipeline import MessageContext, add_participant, log_event
 from postdesk.models.schema import PRIORITIES, STATUSES
 
 CANNED_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")

@@ -1,11 +1,11 @@
 """Parse raw mail into a ParsedMessage with the stdlib ``email`` package, within hard limits.
 
-Hostile mail must not stall or crash the worker (RELIABILITY §G): ``mimelimits.check`` enforces
+Hostile mail must not stall or crash the worker (RELIABILITY §G): ``limits.check`` enforces
 the structure limits on the raw bytes and cuts oversized headers *before* the stdlib parser
 runs; header values are then read raw and decoded (8-bit bytes, RFC 2047 words) instead of
 through the stdlib's slow structured-header classes, and addresses are parsed strictly
-(``mailheaders``); text parts are decoded with a charset fallback chain (``mailbody``,
-``mailcharset``). This module assembles the result. Every problem becomes a line in
+(``headers``); text parts are decoded with a charset fallback chain (``body``,
+``charset``). This module assembles the result. Every problem becomes a line in
 ``defects``, or, when nothing sensible can be produced, ``MessageRejected``.
 """
 
@@ -20,17 +20,17 @@ from email.message import Message
 from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
 
-from postdesk.daemon import mimelimits
-from postdesk.daemon.mailbody import collect_body, part_info
-from postdesk.daemon.mailcharset import no_surrogates
-from postdesk.daemon.mailheaders import (
+from postdesk.daemon.mail import limits as structure
+from postdesk.daemon.mail.body import collect_body, part_info
+from postdesk.daemon.mail.charset import no_surrogates
+from postdesk.daemon.mail.headers import (
     decode_header_value,
     header_text,
     one_line,
     parse_addresses,
     raw_values,
 )
-from postdesk.daemon.replytext import extract_new_text
+from postdesk.daemon.mail.reply import extract_new_text
 
 __all__ = ["Attachment", "MessageRejected", "ParseLimits", "ParsedMessage", "parse_message"]
 
@@ -115,7 +115,7 @@ def parse_message(raw: bytes, limits: ParseLimits = ParseLimits()) -> ParsedMess
         return _parse(bytes(raw), limits)
     except MessageRejected:
         raise
-    except mimelimits.LimitExceeded as exc:
+    except structure.LimitExceeded as exc:
         raise MessageRejected(exc.reason) from None
     except RecursionError:
         raise MessageRejected("message structure too deeply nested for the parser") from None
@@ -125,7 +125,7 @@ def parse_message(raw: bytes, limits: ParseLimits = ParseLimits()) -> ParsedMess
 
 def _parse(raw: bytes, limits: ParseLimits) -> ParsedMessage:
     """The parse proper; may raise anything (``parse_message`` translates)."""
-    prescan = mimelimits.check(_strip_mbox_from(raw), limits)
+    prescan = structure.check(_strip_mbox_from(raw), limits)
     defects = list(prescan.defects)
     message = _PARSER.parsebytes(prescan.raw)
     hint = _charset_hint(message)

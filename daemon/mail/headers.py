@@ -13,8 +13,8 @@ import inspect
 import re
 from email.message import Message
 
-from postdesk.daemon.mailcharset import decode_bytes, decode_header_bytes
-from postdesk.daemon.mimefields import strip_comments
+from postdesk.daemon.mail.charset import decode_bytes, decode_header_bytes
+from postdesk.daemon.mail.fields import strip_comments
 
 __all__ = [
     "decode_header_value",

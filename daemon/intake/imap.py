@@ -21,9 +21,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.daemon.config import ConfigError, ImapMailbox, Settings, secret_value
-from postdesk.daemon.imap_client import ImapConnection, ImapError, MessageInfo
-from postdesk.daemon.imap_state import LeaseLost, MailboxState, Watermark, owner_id
-from postdesk.daemon.spool import Envelope, Spool
+from postdesk.daemon.intake.imap_client import ImapConnection, ImapError, MessageInfo
+from postdesk.daemon.intake.imap_state import LeaseLost, MailboxState, Watermark, owner_id
+from postdesk.daemon.intake.spool import Envelope, Spool
 
 log = logging.getLogger("postdesk.imap")
 

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
-from postdesk.daemon.mimefields import LINEBREAK, STRUCTURAL_FIELDS, FieldEdits
+from postdesk.daemon.mail.fields import LINEBREAK, STRUCTURAL_FIELDS, FieldEdits
 
 __all__ = ["LimitExceeded", "Limits", "Prescan", "check"]
 

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from postdesk.daemon.config import Settings
-from postdesk.daemon.mailparse import Attachment
-from postdesk.daemon.tags import format_tag
+from postdesk.daemon.mail.parse import Attachment
+from postdesk.daemon.store.tags import format_tag
 from postdesk.models.schema import Message, Ticket
 
 MAX_TEXT_CHARS = 50_000

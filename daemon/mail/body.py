@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from email.message import Message
 from typing import Generic, TypeAlias, TypeVar
 
-from postdesk.daemon.filenames import safe_filename
-from postdesk.daemon.htmltext import html_to_text
-from postdesk.daemon.mailcharset import decode_bytes
-from postdesk.daemon.mailheaders import decode_header_value, decode_words, one_line, raw_values
+from postdesk.daemon.mail.charset import decode_bytes
+from postdesk.daemon.mail.filenames import safe_filename
+from postdesk.daemon.mail.headers import decode_header_value, decode_words, one_line, raw_values
+from postdesk.daemon.mail.htmltext import html_to_text
 
 __all__ = ["AttachmentMaker", "Body", "PartInfo", "collect_body", "part_info"]
 
