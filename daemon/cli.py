@@ -151,7 +151,7 @@ def cmd_init(settings: Settings, _args: argparse.Namespace) -> int:
 def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
     """Spool the given mail and process it now."""
     runtime = open_runtime(settings)
-    count = files.spool_paths(runtime.spool, args.paths, settings.helpdesk.address)
+    count = len(files.spool_paths(runtime.spool, args.paths, settings.helpdesk.address))
     outcomes = _drain(runtime)
     print(ingest_summary(outcomes))
     return 0 if len(outcomes) >= count else EXIT_RUNTIME
