@@ -1,21 +1,24 @@
-"""HTML mail bodies as readable plain text, with the stdlib ``html.parser``.
+"""HTML mail bodies as readable plain text.
 
-Scripts, styles and similar non-content elements are dropped; block elements, list items and
-``<br>`` become line breaks; a link becomes "text (url)" when its text is not the URL itself.
-
-``html.parser`` is quadratic on some malformed input (many ``<`` that never close), so every
-``<`` that does not open a complete, well-formed tag before the next ``<`` is escaped to
-``&lt;`` first (``_defang``, linear). The parser then never searches far for a tag's end.
+The document is parsed by Lexbor (through ``selectolax``), an HTML5-conformant parser: broken
+structure is repaired the way browsers repair it (an unclosed ``<head>`` ends where the body
+content starts, stray end tags are ignored), in linear time. The tree is then walked here,
+without recursion: scripts, styles and similar non-content elements are dropped; block elements,
+list items and ``<br>`` become line breaks; a link becomes "text (url)" when its text is not the
+URL itself.
 """
 
 from __future__ import annotations
 
 import re
-from html.parser import HTMLParser
+
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+from postdesk.daemon.mail.charset import no_surrogates
 
 __all__ = ["html_to_text"]
 
-_SKIP = frozenset({"script", "style", "head", "title", "template", "noscript", "xml", "svg"})
+_SKIP = frozenset({"head", "script", "style", "title", "template", "noscript", "xml", "svg"})
 _LINE_TAGS = frozenset(
     {"br", "div", "tr", "dt", "dd", "address", "section", "article", "header", "footer"}
     | {"nav", "aside", "main", "figure", "figcaption", "center", "form", "fieldset", "caption"}
@@ -24,10 +27,6 @@ _PARA_TAGS = frozenset(
     {"p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "table", "ul", "ol", "dl"}
     | {"hr"}
 )
-_VOID = frozenset({"br", "hr", "img", "meta", "link", "input", "wbr", "col", "area", "base"})
-_ATTR = r"""(?:\s+[^\s"'<>/=]+(?:\s*=\s*(?:"[^"<]*"|'[^'<]*'|[^\s"'<>=`]+))?)"""
-_TAG = re.compile(rf"</?[A-Za-z][A-Za-z0-9:_.-]*{_ATTR}*\s*/?>")
-_DECL = re.compile(r"<![A-Za-z][^<>]*>|<!\[[^<>\[\]]*\]>|<\?[^<>]*>")
 _SPACES = re.compile(r"[ \t\r\n\f\v\xa0\u200b]+")
 _TRAILING = re.compile(r"[ \t]+\n")
 _BLANKS = re.compile(r"\n{3,}")
@@ -35,65 +34,48 @@ _BLANKS = re.compile(r"\n{3,}")
 
 def html_to_text(html: str) -> str:
     """Convert an HTML document or fragment to plain text with "\\n" line breaks."""
-    parser = _TextParser()
-    try:
-        parser.feed(_defang(html))
-        parser.close()
-    except (AssertionError, ValueError, IndexError):  # old html.parser bugs on bogus input
-        pass
-    text = _TRAILING.sub("\n", "".join(parser.out))
+    tree = LexborHTMLParser(no_surrogates(html).replace("\x00", ""))
+    writer = _Writer()
+    root = tree.root
+    if root is not None:
+        writer.walk(root)
+    text = _TRAILING.sub("\n", "".join(writer.out))
     return _BLANKS.sub("\n\n", text).strip()
 
 
-def _defang(html: str) -> str:
-    """Escape every ``<`` that does not start a complete tag, comment or declaration."""
-    out: list[str] = []
-    pos = 0
-    last_comment_end = html.rfind("-->")
-    while True:
-        i = html.find("<", pos)
-        if i < 0:
-            out.append(html[pos:])
-            return "".join(out)
-        out.append(html[pos:i])
-        end = _token_end(html, i, last_comment_end)
-        if end < 0:
-            out.append("&lt;")
-            pos = i + 1
-        else:
-            out.append(html[i:end])
-            pos = end
-
-
-def _token_end(html: str, i: int, last_comment_end: int) -> int:
-    """End of the well-formed token starting at ``html[i] == "<"``, or -1."""
-    if html.startswith("<!--", i):
-        if i + 4 > last_comment_end:
-            return -1
-        return html.find("-->", i + 4) + 3
-    match = _TAG.match(html, i) or _DECL.match(html, i)
-    return match.end() if match else -1
-
-
-class _TextParser(HTMLParser):
-    """Collects text chunks; see the module docstring for the rules."""
+class _Writer:
+    """Collects text chunks while walking the tree; see the module docstring for the rules."""
 
     def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
         self.out: list[str] = []
-        self._skip: list[str] = []
         self._pre = 0
-        self._href: str | None = None
-        self._link_start = 0
+        self._links: list[tuple[str | None, int]] = []
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        """Open an element: skip, break lines or remember a link target."""
-        if tag in _SKIP:
-            if tag not in _VOID:
-                self._skip.append(tag)
-            return
-        if self._skip:
-            return
+    def walk(self, root: LexborNode) -> None:
+        """Visit every node under ``root`` in document order (an explicit stack, no recursion)."""
+        stack: list[tuple[LexborNode, bool]] = [(root, False)]
+        while stack:
+            node, leaving = stack.pop()
+            tag = node.tag or ""
+            if leaving:
+                self._end(tag)
+                continue
+            if tag == "-text":
+                self._text(node.text_content or "")
+                continue
+            if tag.startswith(("-", "_", "!")) or tag in _SKIP:
+                continue  # comments, doctype, and elements that are not content
+            self._start(node, tag)
+            stack.append((node, True))
+            children: list[LexborNode] = []
+            child = node.child
+            while child is not None:
+                children.append(child)
+                child = child.next
+            stack.extend((c, False) for c in reversed(children))
+
+    def _start(self, node: LexborNode, tag: str) -> None:
+        """Open an element: break lines or remember a link target."""
         if tag == "pre":
             self._pre += 1
         if tag == "li":
@@ -108,36 +90,22 @@ class _TextParser(HTMLParser):
         elif tag in ("td", "th") and self.out and not self.out[-1].endswith(("\n", " ")):
             self.out.append(" ")
         elif tag == "a":
-            self._href = dict(attrs).get("href")
-            self._link_start = len(self.out)
+            self._links.append((node.attributes.get("href"), len(self.out)))
 
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        """A self-closing tag such as ``<br/>``: no content follows."""
-        if tag in _SKIP:
-            return
-        self.handle_starttag(tag, attrs)
-        if tag not in _VOID:
-            self.handle_endtag(tag)
-
-    def handle_endtag(self, tag: str) -> None:
-        """Close an element: end a skipped section, a block or a link."""
-        if self._skip:
-            if tag in self._skip:
-                while self._skip and self._skip.pop() != tag:
-                    pass
-            return
+    def _end(self, tag: str) -> None:
+        """Close an element: end a block or a link."""
         if tag == "pre":
             self._pre = max(0, self._pre - 1)
         if tag in _PARA_TAGS:
             self._newline(2)
         elif tag in _LINE_TAGS or tag == "li":
             self._newline()
-        elif tag == "a":
-            self._close_link()
+        elif tag == "a" and self._links:
+            self._close_link(*self._links.pop())
 
-    def handle_data(self, data: str) -> None:
+    def _text(self, data: str) -> None:
         """Text content; whitespace collapses outside ``<pre>``."""
-        if self._skip or not data:
+        if not data:
             return
         if not self._pre:
             data = _SPACES.sub(" ", data)
@@ -156,15 +124,14 @@ class _TextParser(HTMLParser):
         if have < count:
             self.out.append("\n" * (count - have))
 
-    def _close_link(self) -> None:
+    def _close_link(self, href: str | None, start: int) -> None:
         """Append " (url)" after a link whose text differs from its target."""
-        href, self._href = self._href, None
         if not href:
             return
         href = href.strip()
         if not href or href.startswith(("#", "javascript:", "cid:")):
             return
-        text = "".join(self.out[self._link_start :]).strip()
+        text = "".join(self.out[start:]).strip()
         bare = href[7:] if href.lower().startswith("mailto:") else href
         if text and _same_target(text, bare):
             return
