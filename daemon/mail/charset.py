@@ -1,8 +1,19 @@
-"""MIME charset labels to Python codecs, and decoding bytes to text with a fallback chain.
+"""MIME charset labels to Python codecs, and decoding bytes to text.
 
 Mail declares charsets badly (unknown labels, wrong labels, Windows code pages under ISO names)
-or not at all, so decoding here never fails: the declared charset, else UTF-8, else cp1252 with
-replacement characters, each fallback noted as a defect. Lone surrogates become U+FFFD.
+or not at all, so decoding here never fails. One function decodes bodies and encoded words:
+
+* a declared charset that decodes the bytes is used as it is;
+* a declared charset that fails on a few bytes is still used, and only those bytes become
+  U+FFFD (one bad byte must not turn a whole header into mojibake);
+* a declared charset is *plainly wrong* when it fails on more than a third of the non-ASCII
+  characters, or when it is a single-byte charset and the bytes are valid UTF-8 with non-ASCII
+  characters (UTF-8 labelled as Latin-1); then, as when nothing or something unknown is
+  declared: UTF-8 if the bytes are valid UTF-8, else cp1252 when it reads plausibly (by
+  ``charset-normalizer``'s mess ratio), else the charset ``charset-normalizer`` detects (the
+  charsets the message declares elsewhere win a tie), else cp1252 with replacement characters.
+
+Every fallback is noted as a defect. Lone surrogates become U+FFFD.
 """
 
 from __future__ import annotations
@@ -10,6 +21,9 @@ from __future__ import annotations
 import codecs
 import functools
 import re
+
+from charset_normalizer import from_bytes
+from charset_normalizer.md import mess_ratio
 
 __all__ = ["decode_bytes", "decode_header_bytes", "no_surrogates"]
 
@@ -27,34 +41,96 @@ _CHARSET_ALIASES = {
     "x-sjis": "cp932",
     "unicode-1-1-utf-7": "utf-7",
 }
+_MAX_DETECT = 200_000  # bytes given to the detector
+_MAX_MESS = 0.5  # charset-normalizer's "mess ratio" above which cp1252 text reads as mojibake
+_TIE = 0.02  # charsets this close in "chaos" to the best one are as plausible
 _REFUSED_CODECS = frozenset(
     {"idna", "punycode", "raw_unicode_escape", "unicode_escape", "undefined", "mbcs", "oem"}
 )
 
 
-def decode_bytes(data: bytes, charset: str | None, defects: list[str], where: str) -> str:
-    """Decode with the declared charset, else UTF-8, else cp1252 with replacement."""
+def decode_bytes(
+    data: bytes, charset: str | None, defects: list[str], where: str, hints: tuple[str, ...] = ()
+) -> str:
+    """Decode with the declared charset, or detect one (see the module docstring)."""
     label = (charset or "").strip().strip("\"'").lower()
     codec = _codec(label) if label else None
     if label and codec is None:
         defects.append(f"{where}: unknown charset {label[:40]!r}")
-    for name in (codec, "utf-8"):
-        if name is None:
-            continue
-        try:
-            text = data.decode(name)
-        except Exception:  # UnicodeDecodeError, and odd codecs raising other errors
-            continue
-        if name != codec and codec is not None:
-            defects.append(f"{where}: not valid {label[:40]!r}, decoded as UTF-8")
+    if codec is not None:
+        text = _declared(data, codec, label, defects, where)
+        if text is not None:
+            return no_surrogates(text)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        if codec is not None:
+            defects.append(f"{where}: not {label[:40]!r} but UTF-8")
         return no_surrogates(text)
-    if codec is not None or label:
+    detected = _detect(data, hints)
+    if detected is not None:
+        if label:
+            defects.append(f"{where}: not {label[:40]!r}; detected {detected}")
+        return no_surrogates(data.decode(detected, "replace"))
+    if label:
         defects.append(f"{where}: decoded as cp1252 with replacement characters")
     return data.decode("cp1252", "replace")
 
 
+def _declared(data: bytes, codec: str, label: str, defects: list[str], where: str) -> str | None:
+    """The bytes in the declared codec, bad bytes replaced; None when it is plainly wrong."""
+    try:
+        text = data.decode(codec)
+    except Exception:  # UnicodeDecodeError, and odd codecs raising other errors
+        pass
+    else:
+        if not _single_byte(codec) or text.isascii() or not _valid_utf8(data):
+            return text
+        return None  # UTF-8 labelled as a single-byte charset
+    try:
+        text = data.decode(codec, "replace")
+    except Exception:  # a codec that cannot even replace
+        return None
+    bad = text.count("\ufffd")
+    non_ascii = len(text) - len(text.encode("ascii", "ignore"))
+    if bad * 3 > non_ascii:
+        return None
+    defects.append(f"{where}: {bad} invalid {label[:40]!r} sequence(s) replaced")
+    return text
+
+
+def _valid_utf8(data: bytes) -> bool:
+    """True when ``data`` decodes as UTF-8."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _detect(data: bytes, hints: tuple[str, ...]) -> str | None:
+    """cp1252 when it reads plausibly, else what charset-normalizer finds most plausible.
+
+    Among equally plausible detections, the charsets in ``hints`` win.
+    """
+    sample = data[:_MAX_DETECT]
+    if mess_ratio(sample.decode("cp1252", "replace"), _MAX_MESS) < _MAX_MESS:
+        return "cp1252"
+    results = list(from_bytes(sample))
+    if not results:
+        return None
+    best = results[0]
+    tied = {_codec(str(r.encoding)) for r in results if r.chaos <= best.chaos + _TIE}
+    for preferred in (_codec(hint) for hint in hints):
+        if preferred in tied:
+            return preferred
+    return _codec(str(best.encoding))
+
+
 def decode_header_bytes(data: bytes, hints: tuple[str, ...], defects: list[str], name: str) -> str:
-    """Decode raw 8-bit header bytes: UTF-8, then each charset in ``hints``, then cp1252.
+    """Decode raw 8-bit header bytes: UTF-8, then each charset in ``hints``, then detection.
 
     Multi-byte charsets are tried before single-byte ones, which accept anything.
     """
@@ -64,7 +140,7 @@ def decode_header_bytes(data: bytes, hints: tuple[str, ...], defects: list[str],
             return no_surrogates(data.decode(codec))
         except Exception:  # UnicodeDecodeError, and odd codecs raising other errors
             continue
-    return decode_bytes(data, None, defects, f"8-bit header {name}")
+    return decode_bytes(data, None, defects, f"8-bit header {name}", hints)
 
 
 @functools.lru_cache(maxsize=64)

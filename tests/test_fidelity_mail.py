@@ -1,0 +1,72 @@
+"""Mail that came out wrong on real-world mail (issue 9): charsets, senders, HTML structure."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from postdesk.daemon.mail.charset import decode_bytes
+from postdesk.daemon.mail.headers import decode_words
+from postdesk.daemon.mail.parse import parse_message
+
+RUSSIAN = "Здравствуйте! Мой принтер не работает, он не печатает документы уже третий день."
+
+
+def body_mail(charset: str | None, body: bytes) -> bytes:
+    """A single-part text/plain message with raw 8-bit ``body``."""
+    ctype = f"text/plain; charset={charset}" if charset else "text/plain"
+    return (
+        b"From: a@example.com\nSubject: x\nContent-Type: "
+        + ctype.encode()
+        + b"\nContent-Transfer-Encoding: 8bit\n\n"
+        + body
+    )
+
+
+# --- item 3: charsets --------------------------------------------------------------------------
+
+
+def test_one_bad_byte_in_an_encoded_word_replaces_only_that_byte() -> None:
+    data = bytearray("re:我知道你需要更多機會".encode("big5"))
+    data[9] = 0xFF  # the lead byte of one character
+    word = "=?big5?B?" + base64.b64encode(bytes(data)).decode() + "?="
+    defects: list[str] = []
+    text = decode_words(word, defects)
+    assert text.startswith("re:我知道") and text.endswith("需要更多機會"), text
+    assert text.count("\ufffd") == 1
+    assert any("invalid 'big5'" in d for d in defects)
+
+
+def test_one_bad_byte_in_a_body_keeps_the_declared_charset() -> None:
+    body = "Grüße aus Köln, schöne Größe. ".encode() * 3 + b"\xff end\n"
+    parsed = parse_message(body_mail("utf-8", body))
+    assert parsed.text.startswith("Grüße aus Köln") and parsed.text.endswith("\ufffd end\n")
+
+
+def test_latin1_labelled_utf8_and_utf8_labelled_latin1_are_read_right() -> None:
+    as_latin = parse_message(body_mail("iso-8859-1", "Crème brûlée für Sie\n".encode()))
+    assert as_latin.text == "Crème brûlée für Sie\n"
+    as_utf8 = parse_message(body_mail("utf-8", "Crème brûlée für Sie\n".encode("cp1252")))
+    assert as_utf8.text == "Crème brûlée für Sie\n"
+
+
+def test_undeclared_cyrillic_is_detected_not_read_as_cp1252() -> None:
+    parsed = parse_message(body_mail(None, RUSSIAN.encode("cp1251")))
+    assert parsed.text == RUSSIAN
+    wrong = parse_message(body_mail("us-ascii", RUSSIAN.encode("cp1251")))
+    assert wrong.text == RUSSIAN
+
+
+def test_undeclared_western_text_stays_cp1252() -> None:
+    assert decode_bytes("naïve € café\n".encode("cp1252"), None, [], "x") == "naïve € café\n"
+
+
+@pytest.mark.parametrize("charset", ["big5", "gb2312", "shift_jis", "koi8-r", "windows-1251"])
+def test_declared_charsets_that_decode_are_used_as_they_are(charset: str) -> None:
+    text = {"koi8-r": RUSSIAN, "windows-1251": RUSSIAN}.get(charset, "我知道你需要更多")
+    if charset == "shift_jis":
+        text = "お問い合わせありがとうございます"
+    defects: list[str] = []
+    assert decode_bytes(text.encode(charset), charset, defects, "x") == text
+    assert defects == []
