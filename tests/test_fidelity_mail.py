@@ -70,3 +70,33 @@ def test_declared_charsets_that_decode_are_used_as_they_are(charset: str) -> Non
     defects: list[str] = []
     assert decode_bytes(text.encode(charset), charset, defects, "x") == text
     assert defects == []
+
+
+# --- item 6: an "@" in an unquoted display name ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "expected", "name"),
+    [
+        ("Alert@Paxil <mastermind@example.com>", "mastermind@example.com", "Alert@Paxil"),
+        ("Mail@Home  Team <team@example.com>  ", "team@example.com", "Mail@Home Team"),
+        ('"Alert@Paxil" <mastermind@example.com>', "mastermind@example.com", "Alert@Paxil"),
+        ("alice@corp.com@evil.com", None, ""),
+        ("alice@corp.com <a@x.com> <b@y.com>", None, ""),
+        ("alice@corp.com <a@x.com> b@y.com", None, ""),
+        ("alice@corp.com, <a@x.com>", None, ""),
+        ("a@b <not-an-address>", None, ""),
+        ("a@b <a@example..com>", None, ""),
+    ],
+)
+def test_one_angle_address_after_a_name_with_an_at_sign(
+    header: str, expected: str | None, name: str
+) -> None:
+    parsed = parse_message(f"From: {header}\nSubject: x\n\nbody\n".encode())
+    assert (parsed.from_addr, parsed.from_name) == (expected, name)
+
+
+@pytest.mark.timeout(10)
+def test_many_at_signs_in_a_name_parse_quickly() -> None:
+    parsed = parse_message(b"From: " + b"@" * 15000 + b" x\nSubject: x\n\nbody\n")
+    assert parsed.from_addr is None

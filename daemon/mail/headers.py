@@ -120,6 +120,8 @@ _LOCAL = re.compile(rf'(?:{_ATOMS}|"(?:[^"\\\r\n]|\\.)*")')
 _DOMAIN = re.compile(rf"{_ATOMS}")
 _MAX_COMMENT_DEPTH = 32
 _PLAIN_ADDR = r"[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){0,10}"
+# An unquoted display name with an "@" before exactly one angle address, nothing after it.
+_ANGLE_NAME = re.compile(r'([^<>"\\,;:()\[\]]*)<\s*([^<>\s"\\(),;:]+)\s*>\s*')
 _SIMPLE_ADDRESS = re.compile(
     rf'(?:"([^"\\\r\n]*)"|([A-Za-z0-9 ._\'\-]*?))[ \t]*<({_PLAIN_ADDR})>|({_PLAIN_ADDR})'
 )
@@ -188,6 +190,9 @@ def _one_address(item: str) -> tuple[str, str] | None:
     if simple:  # fast path for the plain forms the stdlib would parse the same way
         display = simple.group(1) if simple.group(1) is not None else simple.group(2) or ""
         return _SPACES.sub(" ", display).strip(), (simple.group(3) or simple.group(4)).lower()
+    at_name = _ANGLE_NAME.fullmatch(item)
+    if at_name and "@" in at_name.group(1):  # "Alert@Paxil <x@example.com>": the name is a name
+        return _checked(at_name.group(1), at_name.group(2))
     if _GETADDRESSES_STRICT:
         result = email.utils.getaddresses([item], strict=True)  # type: ignore[call-arg,unused-ignore]
     else:
@@ -196,14 +201,19 @@ def _one_address(item: str) -> tuple[str, str] | None:
         return None
     display, addr = result[0]
     addr = addr.strip()
-    local, at, domain = addr.rpartition("@")
-    if not (at and _LOCAL.fullmatch(local) and _DOMAIN.fullmatch(domain)):
-        return None
-    if ".." in domain or domain.startswith(".") or domain == ".":
-        return None
     if "<" in item:
         if not re.search(r"<\s*" + re.escape(addr) + r"\s*>", item):
             return None
     elif _SPACES.sub("", strip_comments(item)) != addr:
         return None
-    return display, addr.removesuffix(".").lower()  # "a@example.com." is the same domain
+    return _checked(display, addr)
+
+
+def _checked(display: str, addr: str) -> tuple[str, str] | None:
+    """(display, addr) when ``addr`` is a well-formed addr-spec, lower-cased; else None."""
+    local, at, domain = addr.rpartition("@")
+    if not (at and _LOCAL.fullmatch(local) and _DOMAIN.fullmatch(domain)):
+        return None
+    if ".." in domain or domain.startswith(".") or domain == ".":
+        return None
+    return _SPACES.sub(" ", display).strip(), addr.removesuffix(".").lower()
