@@ -1,7 +1,9 @@
 """Step: make processing idempotent; the same message delivered twice is stored once.
 
-The key is a hash of the Message-ID and the body, so a copy that only gained trace headers on
-its way (SMTP versus IMAP) is the same message, while a different body under a reused
+The key is a hash of the sender's address (the From header, not the envelope, which differs
+between SMTP and IMAP), the Message-ID and the body, so a copy that only gained trace headers on
+its way is the same message, while two people's mail under one Message-ID and body (a reused
+template, a forged or sloppy Message-ID) is stored twice. A different body under a reused
 Message-ID is stored and flagged as a possible duplicate.
 """
 
@@ -17,9 +19,17 @@ from postdesk.models.schema import Message, Ticket
 
 def run(ctx: MessageContext) -> None:
     """Raise Duplicate when this message is stored already; flag reused Message-IDs."""
-    ctx.dedupe_key = dedupe_key(ctx.parsed.message_id, ctx.raw)
+    sender = ctx.sender  # the From address: the same whichever way the mail came
+    ctx.dedupe_key = dedupe_key(sender, ctx.parsed.message_id, ctx.raw)
+    legacy = dedupe_key(None, ctx.parsed.message_id, ctx.raw)
     known = ctx.session.execute(
-        select(Ticket.number).join(Message).where(Message.dedupe_key == ctx.dedupe_key)
+        select(Ticket.number)
+        .join(Message)
+        .where(
+            (Message.dedupe_key == ctx.dedupe_key)
+            | ((Message.dedupe_key == legacy) & (Message.author == sender))
+        )
+        .limit(1)
     ).scalar_one_or_none()
     if known is not None:
         raise Duplicate(f"already stored in ticket #{known}")
@@ -29,10 +39,15 @@ def run(ctx: MessageContext) -> None:
     ctx.possible_duplicate = reused is not None
 
 
-def dedupe_key(message_id: str, raw: bytes) -> str:
-    """sha256 of the Message-ID and the body with line endings and trailing space normalised."""
+def dedupe_key(sender: str | None, message_id: str, raw: bytes) -> str:
+    """sha256 of the sender, the Message-ID and the body (line endings, trailing space normalised).
+
+    ``sender=None`` gives the key of releases before the sender counted, still found for
+    messages stored by them (with the same author).
+    """
     body = _body(raw).replace(b"\r\n", b"\n").rstrip()
-    return hashlib.sha256(message_id.encode("utf-8", "replace") + b"\0" + body).hexdigest()
+    head = message_id if sender is None else f"{sender.lower()}\0{message_id}"
+    return hashlib.sha256(head.encode("utf-8", "replace") + b"\0" + body).hexdigest()
 
 
 def _body(raw: bytes) -> bytes:
