@@ -7,6 +7,7 @@ on stderr saying what to fix; a traceback only with ``--debug``.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import logging
 import sys
@@ -20,6 +21,7 @@ from sqlalchemy import exc as sa_exc
 from postdesk.daemon import checks
 from postdesk.daemon.config import ConfigError, Settings, load_settings
 from postdesk.daemon.intake import files
+from postdesk.daemon.mail.parse import sender_and_subject
 from postdesk.daemon.runtime import Runtime, open_runtime
 from postdesk.daemon.serve import AlreadyRunning, serve
 from postdesk.daemon.store import quarantine, views
@@ -76,6 +78,14 @@ def _fail(args: argparse.Namespace, error: BaseException, status: int, prefix: s
     return status
 
 
+def _version() -> str:
+    """The installed version of postdesk."""
+    try:
+        return importlib.metadata.version("postdesk")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with an example in each command's help."""
     parser = argparse.ArgumentParser(
@@ -85,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
     parser.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
+    parser.add_argument("--version", action="version", version=f"postdesk {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(
@@ -190,7 +201,7 @@ def cmd_ticket(settings: Settings, args: argparse.Namespace) -> int:
     for message in data["messages"]:
         flags = " ".join(f for f in ("internal", "auto") if message[f])
         print(f"\n--- {message['direction']} {message['author']} {message['created_at']} {flags}")
-        print(message["text"].rstrip())
+        print(views.shown_text(message))
     return 0
 
 
@@ -207,14 +218,18 @@ def cmd_quarantine(settings: Settings, args: argparse.Namespace) -> int:
                 "channel": q.channel,
                 "attempts": q.attempts,
                 "size": len(q.raw),
-                "created_at": q.created_at.isoformat(),
+                "created_at": views.iso(q.created_at),
+                **dict(zip(("from", "subject"), sender_and_subject(q.raw), strict=True)),
             }
             for q in quarantine.held(session)
         ]
     if args.json:
         print(json.dumps(rows, indent=2))
     for row in [] if args.json else rows:
-        print(f"{row['id']:>5}  {row['created_at'][:19]}  {row['channel']:<10} {row['reason']}")
+        print(
+            f"{row['id']:>5}  {row['created_at'][:19]}  {row['channel']:<10} "
+            f"{row['from'] or '-'}  {row['subject'] or '(no subject)'}\n       {row['reason']}"
+        )
     if not rows and not args.json:
         print("quarantine is empty")
     return 0

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+import email
+import email.policy
+import importlib.metadata
+import json
+import subprocess
+import sys
+import tomllib
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import update
 
+from postdesk.daemon.config import Agent, ImapMailbox, Settings
 from postdesk.daemon.steps.dedupe import dedupe_key
 from postdesk.models.schema import Message
 from tests.support import Daemon, make_mail, write_config
@@ -67,3 +78,106 @@ def test_messages_stored_with_the_old_key_still_dedupe(offline: Daemon, tmp_path
             .values(dedupe_key=dedupe_key(None, "<old@example.org>", raw))
         )
     assert "1 duplicate" in offline.cli("ingest", str(path)).stdout
+
+
+# --- item 10: the example config shows the real defaults ---------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "postdesk.example.toml"
+
+
+def _commented_table(text: str, header: str) -> dict[str, Any]:
+    """The keys of a commented-out ``# [[header]]`` block, read as TOML."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"# {header}"))
+    body = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("# ") or not line[2:3].isalpha():
+            break
+        body.append(line[2:])
+    return tomllib.loads("\n".join(body))
+
+
+def _as_config(value: Any) -> Any:
+    """A dataclass default as TOML would write it (tuples are lists)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+@pytest.mark.parametrize("section", ["[[imap]]", "[[agents]]", "tables"])
+def test_example_config_shows_every_key_with_its_real_default(section: str) -> None:
+    text = EXAMPLE.read_text()
+    if section == "tables":
+        data = tomllib.loads(text)
+        defaults: dict[str, Any] = {
+            f.name: getattr(Settings(), f.name)
+            for f in dataclasses.fields(Settings)
+            if f.name not in ("imap", "agents", "source")
+        }
+    else:
+        block = _commented_table(text, section)
+        default = ImapMailbox() if section == "[[imap]]" else Agent(email=block["email"])
+        data, defaults = {section: block}, {section: default}
+    assert set(data) == set(defaults)
+    for name, table in data.items():
+        expected = {
+            f.name: _as_config(getattr(defaults[name], f.name))
+            for f in dataclasses.fields(defaults[name])
+        }
+        assert table == expected, name
+
+
+# --- items 5 and 10: what `ticket`, `tickets` and `quarantine` show ----------------------------
+
+REPLY = "Thanks, that fixed it.\n\nOn Mon, 1 Jan 2024 at 10:00, Support <support@example.com> wrote:\n> Try turning it off.\n"
+
+
+def test_ticket_shows_new_text_and_utc_timestamps(offline: Daemon, tmp_path: Path) -> None:
+    path = write(tmp_path / "mails", "a.eml", make_mail(body=REPLY))
+    offline.cli("ingest", str(path))
+    data = json.loads(offline.cli("ticket", "1", "--json").stdout)
+    message = data["messages"][0]
+    assert message["new_text"] == "Thanks, that fixed it."
+    assert "Try turning it off" in message["text"]
+    stamps = [data["created_at"], data["updated_at"], message["created_at"]]
+    assert all(stamp.endswith("+00:00") for stamp in stamps), stamps
+    assert datetime.fromisoformat(data["updated_at"]) >= datetime.fromisoformat(data["created_at"])
+    listed = json.loads(offline.cli("tickets", "--json").stdout)[0]
+    assert listed["created_at"].endswith("+00:00")
+    shown = offline.cli("ticket", "1").stdout
+    assert "Thanks, that fixed it." in shown and "Try turning it off" not in shown
+    assert "see --json" in shown
+
+
+def test_quarantine_lists_from_and_subject(offline: Daemon, tmp_path: Path) -> None:
+    held = b"From: a@example.com\nFrom: b@example.com\nSubject: =?utf-8?q?Caf=C3=A9?=\n\nx\n"
+    offline.cli("ingest", str(write(tmp_path / "mails", "two-from.eml", held)))
+    rows = json.loads(offline.cli("quarantine", "--json").stdout)
+    assert [(r["from"], r["subject"]) for r in rows] == [("a@example.com", "Café")]
+    assert rows[0]["created_at"].endswith("+00:00")
+    listing = offline.cli("quarantine").stdout
+    assert "a@example.com" in listing and "Café" in listing and "sender" in listing
+
+
+def test_misdirected_reply_is_acknowledged_under_its_bare_subject(
+    offline: Daemon, tmp_path: Path
+) -> None:
+    mails = tmp_path / "mails"
+    first = write(mails, "a.eml", make_mail(subject="Printer on fire"))
+    stranger = make_mail(subject="Re: RE: [Example #1] Printer on fire", sender="dave@example.org")
+    offline.cli("ingest", str(first), str(write(mails, "b.eml", stranger)))
+    subjects = [
+        str(email.message_from_bytes(row.raw, policy=email.policy.default)["subject"])
+        for row in offline.outbox()
+    ]
+    assert subjects == ["[Example #1] Re: Printer on fire", "[Example #2] Re: Printer on fire"]
+
+
+def test_version_and_license() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "postdesk.daemon.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == f"postdesk {importlib.metadata.version('postdesk')}"
+    license_text = (Path(__file__).resolve().parents[1] / "LICENSE").read_text()
+    assert license_text.startswith("MIT License")

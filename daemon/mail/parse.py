@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import Message
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser, BytesParser
 from email.utils import parsedate_to_datetime
 
 from postdesk.daemon.mail import limits as structure
@@ -32,9 +32,18 @@ from postdesk.daemon.mail.headers import (
 )
 from postdesk.daemon.mail.reply import extract_new_text
 
-__all__ = ["Attachment", "MessageRejected", "ParseLimits", "ParsedMessage", "parse_message"]
+__all__ = [
+    "Attachment",
+    "MessageRejected",
+    "ParseLimits",
+    "ParsedMessage",
+    "parse_message",
+    "sender_and_subject",
+]
 
 _PARSER = BytesParser(policy=email.policy.default)
+_HEADER_PARSER = BytesHeaderParser(policy=email.policy.compat32)
+_MAX_LISTING_HEAD = 65_536
 _MESSAGE_ID = re.compile(r"<[^<>\s\x00-\x1f\x7f]{1,996}>")
 _BARE_ID = re.compile(r"[^<>\s\"(),;:\\]{1,996}@[^<>\s\"(),;:\\]{1,996}")
 _RECIPIENTS = ("to", "cc", "reply-to")
@@ -158,6 +167,20 @@ def _parse(raw: bytes, limits: ParseLimits) -> ParsedMessage:
         content_type=content_type,
         report_type=_report_type(message, content_type),
     )
+
+
+def sender_and_subject(raw: bytes) -> tuple[str, str]:
+    """The decoded From and Subject of a raw message, for listings (never raises)."""
+    try:
+        head = _HEADER_PARSER.parsebytes(_strip_mbox_from(raw[:_MAX_LISTING_HEAD]))
+        found = []
+        for name in ("from", "subject"):
+            values = raw_values(head, name)
+            text = decode_header_value(values[0], name, []) if values else ""
+            found.append(one_line(text)[:200])
+        return found[0], found[1]
+    except Exception:  # a listing line must not fail on hostile mail
+        return "", ""
 
 
 def _strip_mbox_from(raw: bytes) -> bytes:

@@ -9,6 +9,7 @@ from postdesk.daemon.outbound.context import helpdesk_info, ticket_info
 from postdesk.daemon.outbound.outbox import enqueue
 from postdesk.daemon.outbound.templating import CUSTOMER_ACKNOWLEDGEMENT
 from postdesk.daemon.pipeline import MessageContext
+from postdesk.daemon.store.tags import bare_subject
 
 
 def run(ctx: MessageContext) -> None:
@@ -16,6 +17,9 @@ def run(ctx: MessageContext) -> None:
     if not ctx.created or ctx.is_auto or ctx.ticket is None:
         return
     settings, parsed = ctx.services.settings, ctx.parsed
+    ticket = ticket_info(settings, ctx.ticket)
+    # a misdirected reply ("Re: [Support #1] ...") opened this ticket: answer its bare subject
+    ticket["subject"] = bare_subject(settings.helpdesk.tag, ctx.ticket.subject)
     enqueue(
         ctx.session,
         ctx.services,
@@ -23,7 +27,7 @@ def run(ctx: MessageContext) -> None:
         kind="acknowledgement",
         to=[ctx.sender],
         template=CUSTOMER_ACKNOWLEDGEMENT,
-        context={"helpdesk": helpdesk_info(settings), "ticket": ticket_info(settings, ctx.ticket)},
+        context={"helpdesk": helpdesk_info(settings), "ticket": ticket},
         in_reply_to=parsed.message_id,
         references=[*parsed.references, parsed.message_id],
         auto=True,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from postdesk.daemon.pipeline import MessageContext, add_participant, log_event
 from postdesk.daemon.store.attachments import store_blob
 from postdesk.daemon.store.db import insert_ignore, next_counter_value
@@ -26,7 +28,7 @@ def run(ctx: MessageContext) -> None:
         ["email"],
     )
     if ctx.ticket is None:
-        open_ticket(ctx)
+        open_ticket(ctx, now)
     elif ctx.keeps_status:
         pass  # a CSAT rating, or an agent's reply: the status changes only by command
     elif ctx.ticket.status in ("solved", "closed") and not ctx.is_auto:
@@ -42,15 +44,16 @@ def run(ctx: MessageContext) -> None:
     log_event(ctx, "received", {"message_id": parsed.message_id, "notes": ctx.notes})
 
 
-def open_ticket(ctx: MessageContext) -> None:
-    """Create a ticket for this message with the next number, the sender as requester."""
+def open_ticket(ctx: MessageContext, now: datetime) -> None:
+    """Create a ticket for this message at ``now``, the next number, the sender as requester."""
     ticket = Ticket(
         number=next_counter_value(ctx.session, TICKET_COUNTER),
         subject=ctx.parsed.subject or "(no subject)",
         requester=ctx.sender,
         status="new",
         follows=ctx.follows,
-        created_at=ctx.services.clock(),
+        created_at=now,
+        updated_at=now,
     )
     ctx.session.add(ticket)
     ctx.session.flush()

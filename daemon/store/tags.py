@@ -16,6 +16,24 @@ def find_ticket_numbers(tag: str, subject: str) -> list[int]:
     return [int(number) for number in _pattern(tag).findall(subject)]
 
 
+# "Re:", "RE[2]:", "Fwd:", "AW:", "SV:", "Antw:", "Odp:", "回复:" ... (ASCII or full-width colon)
+_PREFIX = re.compile(
+    r"^\s*(?:re|fwd?|aw|wg|sv|vs|antw|odp|tr|ref|réf|rif|r|enc|res|vb|atb|"
+    r"回复|回覆|答复|转发|転送|返信)\s*(?:\[\d+\]|\(\d+\))?\s*[:\uff1a]\s*",
+    re.IGNORECASE,
+)
+
+
+def bare_subject(tag: str, subject: str) -> str:
+    """``subject`` without our ticket tags and without stacked reply/forward prefixes."""
+    text = _pattern(tag).sub(" ", subject)
+    while True:
+        stripped = _PREFIX.sub("", text, count=1).strip()
+        if stripped == text.strip():
+            return " ".join(stripped.split())
+        text = stripped
+
+
 @lru_cache(maxsize=16)
 def _pattern(tag: str) -> re.Pattern[str]:
     words = r"\s+".join(re.escape(word) for word in tag.split())

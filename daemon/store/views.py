@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -26,8 +27,8 @@ def ticket_dict(ticket: Ticket, tag: str, with_messages: bool = True) -> dict[st
         "rating": ticket.rating,
         "merged_into": ticket.merged_into,
         "follows": ticket.follows,
-        "created_at": ticket.created_at.isoformat(),
-        "updated_at": ticket.updated_at.isoformat(),
+        "created_at": iso(ticket.created_at),
+        "updated_at": iso(ticket.updated_at),
         "participants": [p.email for p in ticket.participants],
     }
     if with_messages:
@@ -45,14 +46,30 @@ def message_dict(message: Message) -> dict[str, Any]:
         "auto": message.auto,
         "subject": message.subject,
         "text": message.text,
+        "new_text": message.new_text,
         "channel": message.channel,
         "possible_duplicate": message.possible_duplicate,
-        "created_at": message.created_at.isoformat(),
+        "created_at": iso(message.created_at),
         "attachments": [
             {"filename": a.filename, "content_type": a.content_type, "size": a.size}
             for a in message.attachments
         ],
     }
+
+
+def shown_text(message: dict[str, Any]) -> str:
+    """What ``postdesk ticket N`` prints of a message: its new text, and a note when more exists."""
+    new, whole = str(message["new_text"]).rstrip(), str(message["text"]).rstrip()
+    if not new or new == whole:
+        return whole
+    hidden = len(whole.splitlines()) - len(new.splitlines())
+    return f"{new}\n[{max(hidden, 1)} more line(s) of quoted text or signature: see --json]"
+
+
+def iso(moment: datetime) -> str:
+    """ISO 8601 in UTC with its offset ("+00:00"); SQLite hands back naive UTC datetimes."""
+    aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return aware.isoformat()
 
 
 def load_ticket(session: Session, number: int) -> Ticket | None:
