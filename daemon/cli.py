@@ -273,4 +273,3 @@ def ingest_summary(outcomes: list[Outcome]) -> str:
 
 if __name__ == "__main__":
     sys.exit(main())
-
