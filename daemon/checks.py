@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import aiosmtplib
 
-from postdesk.daemon.config import Settings
+from postdesk.daemon.config import ConfigError, Settings
 from postdesk.daemon.intake.imap import check_mailboxes
+from postdesk.daemon.preflight import ensure_data_dir, ensure_smtp_listen, serve_running
 from postdesk.daemon.store.db import make_engine, ping
 
 TIMEOUT_SECONDS = 10.0
@@ -21,6 +23,7 @@ class CheckResults:
 
     lines: list[str] = field(default_factory=list)
     ok: bool = True
+    config_ok: bool = True  # False when a configured value itself is wrong (exit 2)
 
     def record(self, name: str, error: str | None, detail: str = "") -> None:
         """Add the outcome of one check."""
@@ -35,6 +38,11 @@ def run_all(settings: Settings) -> CheckResults:
     """Run every check and collect the results."""
     results = CheckResults()
     results.record("config", None, settings.source)
+    _record_config(results, "data_dir", lambda: ensure_data_dir(settings), str(settings.data_dir))
+    if serve_running(settings):
+        results.record("smtp", None, f"{settings.smtp.listen} (postdesk serve is running)")
+    else:
+        _record_config(results, "smtp", lambda: ensure_smtp_listen(settings), settings.smtp.listen)
     results.record("database", _database_error(settings), _safe_url(settings.database_url))
     if settings.outbound.relay:
         results.record("relay", asyncio.run(_relay_error(settings)), settings.outbound.relay)
@@ -45,6 +53,19 @@ def run_all(settings: Settings) -> CheckResults:
     for name, error, detail in check_mailboxes(settings):
         results.record(name, error, detail)
     return results
+
+
+def _record_config(
+    results: CheckResults, name: str, check: Callable[[], None], detail: str
+) -> None:
+    """Record a check whose failure is a configuration error (its message names the key)."""
+    try:
+        check()
+    except ConfigError as error:
+        results.config_ok = False
+        results.record(name, str(error))
+    else:
+        results.record(name, None, detail)
 
 
 def _database_error(settings: Settings) -> str | None:

@@ -254,6 +254,8 @@ def cmd_check(settings: Settings, _args: argparse.Namespace) -> int:
     results = checks.run_all(settings)
     for line in results.lines:
         print(line)
+    if not results.config_ok:
+        return EXIT_USAGE
     return 0 if results.ok else EXIT_RUNTIME
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from sqlalchemy.engine import make_url
+
 ENV_PREFIX = "POSTDESK_"
 DEFAULT_CONFIG_FILE = "postdesk.toml"
 
@@ -182,6 +184,8 @@ def split_host_port(value: str, key: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not host:
         raise ConfigError(f"{key}: expected HOST:PORT, got {value!r}")
+    if not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{key}: port {port} is not between 1 and 65535")
     return host.strip("[]"), int(port)
 
 
@@ -292,6 +296,7 @@ def _join(where: str, key: str) -> str:
 def _validate(settings: Settings) -> None:
     """Cross-field checks the types alone cannot express."""
     settings.smtp.host_port  # noqa: B018 - raises ConfigError when malformed
+    _validate_database(settings.helpdesk.database)
     if "@" not in settings.helpdesk.address:
         raise ConfigError(f"helpdesk.address: not an email address: {settings.helpdesk.address!r}")
     if not settings.helpdesk.tag.strip() or any(c in settings.helpdesk.tag for c in "[]#"):
@@ -308,6 +313,28 @@ def _validate(settings: Settings) -> None:
         if getattr(settings.smtp, positive) <= 0:
             raise ConfigError(f"smtp.{positive}: must be greater than 0")
     _validate_agents(settings)
+
+
+DATABASE_FORMS = "sqlite:///PATH or postgresql+psycopg://USER[:PASSWORD]@HOST[:PORT]/NAME"
+
+
+def _validate_database(url: str) -> None:
+    """ConfigError naming helpdesk.database unless ``url`` is a form postdesk can open."""
+    if not url:
+        return
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme in ("postgres", "postgresql", "postgresql+psycopg2"):
+        problem = f"{scheme}:// needs a driver postdesk does not install"
+    elif scheme not in ("sqlite", "postgresql+psycopg"):
+        problem = f"{scheme!r} databases are not supported" if scheme else "not a database URL"
+    else:
+        try:
+            make_url(url)
+        except Exception:  # sqlalchemy.exc.ArgumentError, ValueError on a bad port
+            problem = "malformed URL"
+        else:
+            return
+    raise ConfigError(f"helpdesk.database: {problem}; use {DATABASE_FORMS}")
 
 
 def _validate_agents(settings: Settings) -> None:

@@ -11,6 +11,7 @@ from postdesk.daemon.agents.tokens import Tokens, load_secret
 from postdesk.daemon.config import Settings
 from postdesk.daemon.intake.spool import Spool
 from postdesk.daemon.outbound.templating import Templates
+from postdesk.daemon.preflight import ensure_data_dir
 from postdesk.daemon.services import Services
 from postdesk.daemon.store.db import make_engine, session_factory, transaction, upgrade_schema
 
@@ -30,7 +31,7 @@ class Runtime:
 def open_runtime(settings: Settings) -> Runtime:
     """Create the data dir, upgrade the schema and load the HMAC secret; raises when the
     database cannot be reached."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_data_dir(settings)
     engine = make_engine(settings.database_url)
     upgrade_schema(engine)
     with transaction(session_factory(engine)) as session:

@@ -21,6 +21,7 @@ from postdesk.daemon.config import Settings
 from postdesk.daemon.intake.imap import imap_pollers
 from postdesk.daemon.intake.smtp import IntakeHandler, start_smtp
 from postdesk.daemon.outbound.sender import OutboxSender
+from postdesk.daemon.preflight import SERVE_LOCK, ensure_data_dir, ensure_smtp_listen
 from postdesk.daemon.runtime import Runtime, open_runtime
 from postdesk.daemon.workerproc import WorkerProcess
 from postdesk.models.schema import OutboxItem
@@ -35,9 +36,13 @@ class AlreadyRunning(Exception):
 
 
 def serve(settings: Settings) -> int:
-    """Run the daemon in the foreground; returns the process exit status."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    """Run the daemon in the foreground; returns the process exit status.
+
+    The data dir and the SMTP address are checked before the database is touched.
+    """
+    ensure_data_dir(settings)
     with _data_dir_lock(settings.data_dir):
+        ensure_smtp_listen(settings)
         runtime = open_runtime(settings)
         asyncio.run(_run(runtime))
     return 0
@@ -93,7 +98,7 @@ def _outbox_pending(runtime: Runtime) -> int:
 
 @contextlib.contextmanager
 def _data_dir_lock(data_dir: Path) -> Iterator[IO[str]]:
-    with (data_dir / "serve.lock").open("w") as handle:
+    with (data_dir / SERVE_LOCK).open("w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -7,6 +7,7 @@ import email
 import email.policy
 import importlib.metadata
 import json
+import socket
 import subprocess
 import sys
 import tomllib
@@ -181,3 +182,66 @@ def test_version_and_license() -> None:
     assert result.stdout.strip() == f"postdesk {importlib.metadata.version('postdesk')}"
     license_text = (Path(__file__).resolve().parents[1] / "LICENSE").read_text()
     assert license_text.startswith("MIT License")
+
+
+# --- item 9: configuration errors name their key, from check and from serve, exit 2 -------------
+
+
+def _run(config: Path, command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "postdesk.daemon.cli", "--config", str(config), command],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "hint"),
+    [
+        (("database = ", 'database = "notaurl"\n#'), "helpdesk.database", "sqlite:///"),
+        (
+            ("database = ", 'database = "postgres://u@127.0.0.1/x"\n#'),
+            "helpdesk.database",
+            "psycopg",
+        ),
+        (
+            ("database = ", 'database = "mysql://u@127.0.0.1/x"\n#'),
+            "helpdesk.database",
+            "sqlite:///",
+        ),
+        (("listen = ", 'listen = "127.0.0.1:99999"\n#'), "smtp.listen", "65535"),
+        (("data_dir = ", 'data_dir = "{blocker}/data"\n#'), "helpdesk.data_dir", "cannot create"),
+    ],
+)
+@pytest.mark.parametrize("command", ["check", "serve"])
+def test_config_errors_name_their_key_and_exit_2(
+    tmp_path: Path, sqlite_url: str, command: str, change: tuple[str, str], key: str, hint: str
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    config = write_config(tmp_path, sqlite_url)
+    old, new = change
+    config.write_text(config.read_text().replace(old, new.format(blocker=blocker), 1))
+    result = _run(config, command, tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert key in output and hint in output and "Traceback" not in output, output
+    if command == "serve":
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("command", ["check", "serve"])
+def test_smtp_port_in_use_is_named_before_the_database_is_touched(
+    tmp_path: Path, command: str
+) -> None:
+    config = write_config(tmp_path, f"sqlite:///{tmp_path / 'db' / 'postdesk.db'}")
+    listen = tomllib.loads(config.read_text())["smtp"]["listen"]
+    host, port = listen.rsplit(":", 1)
+    with socket.create_server((host, int(port))):
+        result = _run(config, command, tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "smtp.listen" in output and "in use" in output, output
+    if command == "serve":
+        assert not (tmp_path / "db" / "postdesk.db").exists(), "migrated before failing"
