@@ -11,17 +11,17 @@ import importlib.metadata
 import json
 import logging
 import sys
-from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
 
-from postdesk.daemon import checks
+from postdesk.daemon import checks, ingest_report
 from postdesk.daemon.config import ConfigError, Settings, load_settings
 from postdesk.daemon.intake import files
 from postdesk.daemon.mail.parse import sender_and_subject
+from postdesk.daemon.preflight import serve_running
 from postdesk.daemon.runtime import Runtime, open_runtime
 from postdesk.daemon.serve import AlreadyRunning, serve
 from postdesk.daemon.store import quarantine, views
@@ -160,12 +160,12 @@ def cmd_init(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
-    """Spool the given mail and process it now."""
+    """Spool the given mail and process it now (or let the running ``serve`` do it)."""
     runtime = open_runtime(settings)
-    count = len(files.spool_paths(runtime.spool, args.paths, settings.helpdesk.address))
-    outcomes = _drain(runtime)
-    print(ingest_summary(outcomes))
-    return 0 if len(outcomes) >= count else EXIT_RUNTIME
+    ids = files.spool_paths(runtime.spool, args.paths, settings.helpdesk.address)
+    if serve_running(settings):
+        return ingest_report.handed_to_serve(runtime.spool, ids)
+    return ingest_report.report(ids, _drain(runtime), runtime.spool)
 
 
 def cmd_tickets(settings: Settings, args: argparse.Namespace) -> int:
@@ -245,7 +245,7 @@ def _replay(runtime: Runtime, args: argparse.Namespace) -> int:
         for item in items:
             quarantine.replay(session, runtime.spool, item)
     outcomes = _drain(runtime)
-    print(f"replayed {len(items)}; " + ingest_summary(outcomes))
+    print(f"replayed {len(items)}; " + ingest_report.summary(outcomes))
     return 0
 
 
@@ -262,15 +262,6 @@ def cmd_check(settings: Settings, _args: argparse.Namespace) -> int:
 def _drain(runtime: Runtime) -> list[Outcome]:
     worker = Worker(runtime.services, runtime.factory, runtime.spool, DatabaseHealth())
     return worker.drain()
-
-
-def ingest_summary(outcomes: list[Outcome]) -> str:
-    """One line: how many messages ended how."""
-    counts = Counter(o.disposition for o in outcomes)
-    created = sum(1 for o in outcomes if o.created)
-    parts = [f"{counts.pop('stored', 0)} stored ({created} new tickets)"]
-    parts += [f"{n} {kind}" for kind, n in sorted(counts.items())]
-    return f"ingested {len(outcomes)} message(s): " + ", ".join(parts)
 
 
 if __name__ == "__main__":

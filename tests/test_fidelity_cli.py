@@ -245,3 +245,25 @@ def test_smtp_port_in_use_is_named_before_the_database_is_touched(
     assert result.returncode == 2 and "smtp.listen" in output and "in use" in output, output
     if command == "serve":
         assert not (tmp_path / "db" / "postdesk.db").exists(), "migrated before failing"
+
+
+# --- item 8: ingest while serve runs -----------------------------------------------------------
+
+
+def test_ingest_while_serve_runs_accounts_for_every_message(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    daemon = Daemon(write_config(tmp_path, sqlite_url), tmp_path)
+    daemon.start()
+    try:
+        mails = tmp_path / "mails"
+        for n in range(30):
+            write(mails, f"{n:02}.eml", make_mail(subject=f"mail {n}", sender=f"u{n}@example.org"))
+        result = daemon.cli("ingest", str(mails), check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "spooled 30 message(s) for the running postdesk serve, which processed 30." in (
+            result.stdout
+        ), result.stdout
+        assert len(daemon.tickets()) == 30
+    finally:
+        assert daemon.stop() == 0

@@ -18,6 +18,7 @@ escaped as ``>From `` (any number of ``>``) lose one ``>``, which restores what 
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -25,7 +26,14 @@ from pathlib import Path
 
 from postdesk.daemon.intake.spool import Envelope, Spool
 
-__all__ = ["IngestError", "read_messages", "spool_paths", "strip_envelope_line"]
+__all__ = [
+    "IngestError",
+    "read_messages",
+    "spool_paths",
+    "strip_envelope_line",
+    "wait_until_processed",
+    "waiting",
+]
 
 # "From sender@example.org Mon Sep 17 00:00:00 2001" (asctime, maybe a zone): a year at the end.
 _ENVELOPE = re.compile(rb"From \S*[ \t]+.*\b\d{4}(?:[ \t]+[+-]?\w+)?[ \t]*\r?\n?")
@@ -123,6 +131,29 @@ def _message(lines: list[bytes]) -> bytes:
     if lines and not lines[-1].strip(b"\r\n"):
         lines = lines[:-1]
     return _ESCAPED_FROM.sub(rb"\1", b"".join(lines))
+
+
+def waiting(spool: Spool, ids: list[str]) -> list[str]:
+    """Those of ``ids`` still in the spool (waiting or being worked on)."""
+    names = [*os.listdir(spool.new), *os.listdir(spool.work)]
+    present = {name.split(".", 1)[0] for name in names}
+    return [spool_id for spool_id in ids if spool_id in present]
+
+
+def wait_until_processed(spool: Spool, ids: list[str], patience: float) -> list[str]:
+    """Wait while someone else (a running ``serve``) works through ``ids``; returns those left.
+
+    Gives up when nothing has moved for ``patience`` seconds.
+    """
+    left = waiting(spool, ids)
+    last_progress = time.monotonic()
+    while left and time.monotonic() - last_progress < patience:
+        time.sleep(0.2)
+        now_left = waiting(spool, left)
+        if len(now_left) < len(left):
+            last_progress = time.monotonic()
+        left = now_left
+    return left
 
 
 def spool_paths(spool: Spool, paths: list[Path], recipient: str) -> list[str]:
