@@ -7,6 +7,7 @@ import email
 import email.policy
 import importlib.metadata
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from sqlalchemy import update
 from postdesk.daemon.config import Agent, ImapMailbox, Settings
 from postdesk.daemon.steps.dedupe import dedupe_key
 from postdesk.models.schema import Message
-from tests.support import Daemon, make_mail, write_config
+from tests.support import Daemon, free_port, make_mail, write_config
 
 
 @pytest.fixture
@@ -267,3 +268,33 @@ def test_ingest_while_serve_runs_accounts_for_every_message(
         assert len(daemon.tickets()) == 30
     finally:
         assert daemon.stop() == 0
+
+
+# --- item 11: the README walkthrough works when followed literally ---------------------------
+
+
+@pytest.mark.slow
+def test_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Trying it", 1)[1]
+    script = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    port = free_port()  # the walkthrough's 2525 may be taken on a shared machine
+    script = script.replace("2525", str(port))
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "postdesk").symlink_to(Path(sys.executable).parent / "postdesk")
+    env = {**os.environ, "POSTDESK_SMTP_LISTEN": f"127.0.0.1:{port}"}
+    env.pop("POSTDESK_CONFIG", None)
+    result = subprocess.run(
+        ["bash", "-e", "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+        start_new_session=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[Support #1]" in result.stdout and "Printer on fire" in result.stdout
+    (ack,) = (tmp_path / "postdesk-data" / "outbox-sent" / "new").iterdir()
+    assert b"[Support #1]" in ack.read_bytes()
+    assert "postdesk stopped" in result.stderr  # `kill %1` stopped the daemon gracefully
