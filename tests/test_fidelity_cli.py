@@ -27,9 +27,9 @@ from tests.support import Daemon, free_port, make_mail, write_config
 
 
 @pytest.fixture
-def offline(tmp_path: Path, sqlite_url: str) -> Iterator[Daemon]:
-    """A configured data dir whose daemon is not running."""
-    daemon = Daemon(write_config(tmp_path, sqlite_url), tmp_path)
+def offline(tmp_path: Path, database_url: str) -> Iterator[Daemon]:
+    """A configured data dir whose daemon is not running (SQLite and PostgreSQL)."""
+    daemon = Daemon(write_config(tmp_path, database_url), tmp_path)
     yield daemon
     daemon.stop()
 
