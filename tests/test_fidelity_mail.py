@@ -100,3 +100,8 @@ def test_one_angle_address_after_a_name_with_an_at_sign(
 def test_many_at_signs_in_a_name_parse_quickly() -> None:
     parsed = parse_message(b"From: " + b"@" * 15000 + b" x\nSubject: x\n\nbody\n")
     assert parsed.from_addr is None
+
+
+def test_outlook_express_big5_label_is_big5() -> None:
+    text = "我知道你需要更多機會"
+    assert decode_bytes(text.encode("big5"), "chinesebig5", [], "x") == text

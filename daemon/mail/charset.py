@@ -40,6 +40,8 @@ _CHARSET_ALIASES = {
     "shift_jis": "cp932",
     "x-sjis": "cp932",
     "unicode-1-1-utf-7": "utf-7",
+    "chinesebig5": "big5",  # Outlook Express
+    "x-x-big5": "big5",
 }
 _MAX_DETECT = 200_000  # bytes given to the detector
 _MAX_MESS = 0.5  # charset-normalizer's "mess ratio" above which cp1252 text reads as mojibake
