@@ -20,6 +20,8 @@ from sqlalchemy import exc as sa_exc
 from postdesk.daemon import checks
 from postdesk.daemon.config import ConfigError, Settings, load_settings
 from postdesk.daemon.intake import files
+from postdesk.daemon.ops import commands as ops
+from postdesk.daemon.ops.errors import OpsError, OpsUsageError
 from postdesk.daemon.runtime import Runtime, open_runtime
 from postdesk.daemon.serve import AlreadyRunning, serve
 from postdesk.daemon.store import quarantine, views
@@ -43,9 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         return int(args.handler(settings, args))
-    except (ConfigError, UsageError, files.IngestError) as error:
+    except (ConfigError, UsageError, files.IngestError, OpsUsageError) as error:
         return _fail(args, error, EXIT_USAGE, "")
-    except AlreadyRunning as error:
+    except (AlreadyRunning, OpsError) as error:
         return _fail(args, error, EXIT_RUNTIME, "")
     except (sa_exc.OperationalError, sa_exc.InterfaceError) as error:
         return _fail(
@@ -127,6 +129,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("action", nargs="?", choices=["replay"])
     sub.add_argument("id", nargs="?", type=int, help="quarantine record to replay")
     sub.add_argument("--all", action="store_true", help="replay every held message")
+    sub = add(
+        "backup",
+        ops.cmd_backup,
+        "Back up the database, spool and attachments while the daemon runs; or --verify one.",
+        "postdesk backup /var/backups/postdesk/$(date +%F)   |   postdesk backup --verify DIR",
+    )
+    sub.add_argument("path", type=Path, metavar="DIR")
+    sub.add_argument("--verify", action="store_true", help="check the backup in DIR, change nothing")
+    sub = add(
+        "restore",
+        ops.cmd_restore,
+        "Rebuild the data dir and database from a backup (checksums verified first).",
+        "postdesk restore /var/backups/postdesk/2026-11-29",
+    )
+    sub.add_argument("path", type=Path, metavar="DIR")
+    sub.add_argument("--force", action="store_true", help="replace a non-empty data dir/database")
     add(
         "check",
         cmd_check,
