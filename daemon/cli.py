@@ -7,6 +7,7 @@ on stderr saying what to fix; a traceback only with ``--debug``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -18,10 +19,11 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 
 from postdesk.daemon import checks
-from postdesk.daemon.config import ConfigError, Settings, load_settings
+from postdesk.daemon.config import ConfigError, LogSettings, Settings, load_settings
 from postdesk.daemon.intake import files
 from postdesk.daemon.ops import commands as ops
 from postdesk.daemon.ops.errors import OpsError, OpsUsageError
+from postdesk.daemon.ops.logs import use_log_format
 from postdesk.daemon.runtime import Runtime, open_runtime
 from postdesk.daemon.serve import AlreadyRunning, serve
 from postdesk.daemon.store import quarantine, views
@@ -44,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.debug, args.command)
     try:
         settings = load_settings(args.config)
+        if args.log_format:
+            settings = dataclasses.replace(settings, log=LogSettings(format=args.log_format))
+        use_log_format(settings.log.format)
         return int(args.handler(settings, args))
     except (ConfigError, UsageError, files.IngestError, OpsUsageError) as error:
         return _fail(args, error, EXIT_USAGE, "")
@@ -87,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
     parser.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], help="log lines as text or JSON (log.format)"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(
@@ -136,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         "postdesk backup /var/backups/postdesk/$(date +%F)   |   postdesk backup --verify DIR",
     )
     sub.add_argument("path", type=Path, metavar="DIR")
-    sub.add_argument("--verify", action="store_true", help="check the backup in DIR, change nothing")
+    sub.add_argument("--verify", action="store_true", help="check DIR; change nothing")
     sub = add(
         "restore",
         ops.cmd_restore,
@@ -145,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("path", type=Path, metavar="DIR")
     sub.add_argument("--force", action="store_true", help="replace a non-empty data dir/database")
+    sub = add(
+        "status",
+        ops.cmd_status,
+        "Show spool, outbox, quarantine, database and worker facts (as /metrics has them).",
+        "postdesk status --json",
+    )
+    sub.add_argument("--json", action="store_true", help="print JSON")
     add(
         "check",
         cmd_check,

@@ -6,9 +6,12 @@ import argparse
 import json
 
 from postdesk.daemon.config import Settings
+from postdesk.daemon.intake.spool import Spool
 from postdesk.daemon.ops.backup import backup
 from postdesk.daemon.ops.manifest import Manifest, verify
 from postdesk.daemon.ops.restore import restore
+from postdesk.daemon.ops.status import gather_status, status_lines
+from postdesk.daemon.store.db import make_engine, session_factory
 
 
 def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
@@ -30,6 +33,22 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
         "start postdesk serve to process the restored spool"
     )
     return 0
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    """``postdesk status [--json]``: exit 1 when the database does not answer."""
+    engine = make_engine(settings.database_url)
+    try:
+        status = gather_status(
+            settings, session_factory(engine), Spool(settings.data_dir / "spool")
+        )
+    finally:
+        engine.dispose()
+    if args.json:
+        print_json(status)
+    else:
+        print("\n".join(status_lines(status)))
+    return 0 if status["database"] == "ok" else 1
 
 
 def _summary(manifest: Manifest) -> str:
