@@ -160,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
         "postdesk status --json",
     )
     sub.add_argument("--json", action="store_true", help="print JSON")
+    sub = add(
+        "forget",
+        ops.cmd_forget,
+        "Erase a person's messages, attachments and contact card; keep tickets as statistics.",
+        "postdesk forget carol@example.org --dry-run",
+    )
+    sub.add_argument("email")
+    sub.add_argument("--dry-run", action="store_true", help="list what would go; change nothing")
     add(
         "check",
         cmd_check,

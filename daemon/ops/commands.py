@@ -8,6 +8,7 @@ import json
 from postdesk.daemon.config import Settings
 from postdesk.daemon.intake.spool import Spool
 from postdesk.daemon.ops.backup import backup
+from postdesk.daemon.ops.forget import forget
 from postdesk.daemon.ops.manifest import Manifest, verify
 from postdesk.daemon.ops.restore import restore
 from postdesk.daemon.ops.status import gather_status, status_lines
@@ -62,3 +63,12 @@ def _summary(manifest: Manifest) -> str:
 def print_json(data: object) -> None:
     """Print ``data`` as indented JSON."""
     print(json.dumps(data, indent=2, sort_keys=True))
+
+
+def cmd_forget(settings: Settings, args: argparse.Namespace) -> int:
+    """``postdesk forget EMAIL [--dry-run]``."""
+    plan = forget(settings, args.email, args.dry_run)
+    print(("would erase " if args.dry_run else "erased ") + plan.email + ":")
+    for line in plan.lines():
+        print(f"  {line}")
+    return 0
