@@ -8,8 +8,9 @@ from urllib.parse import urlsplit
 
 import aiosmtplib
 
-from postdesk.daemon.config import Settings
+from postdesk.daemon.config import ConfigError, Settings
 from postdesk.daemon.intake.imap import check_mailboxes
+from postdesk.daemon.ops.tls import server_context
 from postdesk.daemon.store.db import make_engine, ping
 
 TIMEOUT_SECONDS = 10.0
@@ -44,7 +45,17 @@ def run_all(settings: Settings) -> CheckResults:
         )
     for name, error, detail in check_mailboxes(settings):
         results.record(name, error, detail)
+    if settings.smtp.tls_cert:
+        results.record("smtp tls", _tls_error(settings), settings.smtp.tls_cert)
     return results
+
+
+def _tls_error(settings: Settings) -> str | None:
+    try:
+        server_context(settings.smtp)
+    except ConfigError as error:
+        return str(error)
+    return None
 
 
 def _database_error(settings: Settings) -> str | None:

@@ -173,3 +173,24 @@ def test_restore_refuses_a_non_empty_data_dir_unless_forced(
     again = daemon.cli("backup", str(backup_dir), check=False)
     assert again.returncode == 2 and "must be absent or an empty folder" in again.stderr
     daemon.stop()
+
+
+@pytest.mark.postgres
+def test_postgres_backup_names_the_missing_or_old_client_tool(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    daemon = Daemon(write_config(tmp_path, postgres_url), tmp_path, env={"PATH": str(tools)})
+    daemon.cli("init")
+    missing = daemon.cli("backup", str(tmp_path / "b1"), check=False)
+    assert missing.returncode == 1
+    assert "pg_dump not found on PATH" in missing.stderr and "postgresql-client-" in missing.stderr
+    # An old pg_dump cannot read a newer server: refused before it runs, with what to install.
+    fake = tools / "pg_dump"
+    fake.write_text("#!/bin/sh\necho 'pg_dump (PostgreSQL) 9.6.24'\n")
+    fake.chmod(0o755)
+    old = daemon.cli("backup", str(tmp_path / "b2"), check=False)
+    assert old.returncode == 1 and "is version 9, older than the PostgreSQL" in old.stderr
+    assert not (tmp_path / "b2").exists(), "a failed backup leaves nothing behind"
+    daemon.stop()

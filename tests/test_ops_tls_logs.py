@@ -113,6 +113,13 @@ def test_bad_certificate_stops_start_up_naming_the_key(
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(f"postdesk serve: {named}:"), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    checked = subprocess.run(
+        [sys.executable, "-m", "postdesk.daemon.cli", "--config", str(config), "check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 1 and f"FAIL  smtp tls: {named}:" in checked.stdout
 
 
 def test_json_log_lines_carry_the_message_fields(tmp_path: Path, sqlite_url: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import shutil
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +41,16 @@ def backup(settings: Settings, dest: Path) -> Manifest:
     manifest written there last."""
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise OpsUsageError(f"{dest}: the backup destination must be absent or an empty folder")
+    created = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
+    try:
+        return _backup(settings, dest)
+    except BaseException:
+        _discard(dest, created)  # a half-made backup must not be mistaken for one
+        raise
+
+
+def _backup(settings: Settings, dest: Path) -> Manifest:
     manifest = Manifest(
         database=make_url(settings.database_url).get_backend_name(),
         schema_revision="",
@@ -56,6 +66,17 @@ def backup(settings: Settings, dest: Path) -> Manifest:
     manifest.counts["attachments"] = _copy_attachments(settings.data_dir, dest, manifest)
     manifest.write(dest)
     return manifest
+
+
+def _discard(dest: Path, created: bool) -> None:
+    if created:
+        shutil.rmtree(dest, ignore_errors=True)
+        return
+    for child in dest.iterdir():
+        if child.is_dir():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def _copy_spool(spool: Path, dest: Path, manifest: Manifest) -> int:
