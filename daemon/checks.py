@@ -11,6 +11,7 @@ import aiosmtplib
 
 from postdesk.daemon.config import ConfigError, Settings
 from postdesk.daemon.intake.imap import check_mailboxes
+from postdesk.daemon.ops.tls import server_context
 from postdesk.daemon.preflight import ensure_data_dir, ensure_smtp_listen, serve_running
 from postdesk.daemon.store.db import make_engine, ping
 
@@ -52,6 +53,8 @@ def run_all(settings: Settings) -> CheckResults:
         )
     for name, error, detail in check_mailboxes(settings):
         results.record(name, error, detail)
+    if settings.smtp.tls_cert:
+        results.record("smtp tls", _tls_error(settings), settings.smtp.tls_cert)
     return results
 
 
@@ -66,6 +69,12 @@ def _record_config(
         results.record(name, str(error))
     else:
         results.record(name, None, detail)
+def _tls_error(settings: Settings) -> str | None:
+    try:
+        server_context(settings.smtp)
+    except ConfigError as error:
+        return str(error)
+    return None
 
 
 def _database_error(settings: Settings) -> str | None:

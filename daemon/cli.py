@@ -7,6 +7,7 @@ on stderr saying what to fix; a traceback only with ``--debug``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.metadata
 import json
 import logging
@@ -18,9 +19,12 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 
 from postdesk.daemon import checks, ingest_report
-from postdesk.daemon.config import ConfigError, Settings, load_settings
+from postdesk.daemon.config import ConfigError, LogSettings, Settings, load_settings
 from postdesk.daemon.intake import files
 from postdesk.daemon.mail.parse import sender_and_subject
+from postdesk.daemon.ops import commands as ops
+from postdesk.daemon.ops.errors import OpsError, OpsUsageError
+from postdesk.daemon.ops.logs import use_log_format
 from postdesk.daemon.preflight import serve_running
 from postdesk.daemon.runtime import Runtime, open_runtime
 from postdesk.daemon.serve import AlreadyRunning, serve
@@ -44,10 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.debug, args.command)
     try:
         settings = load_settings(args.config)
+        if args.log_format:
+            settings = dataclasses.replace(settings, log=LogSettings(format=args.log_format))
+        use_log_format(settings.log.format)
         return int(args.handler(settings, args))
-    except (ConfigError, UsageError, files.IngestError) as error:
+    except (ConfigError, UsageError, files.IngestError, OpsUsageError) as error:
         return _fail(args, error, EXIT_USAGE, "")
-    except AlreadyRunning as error:
+    except (AlreadyRunning, OpsError) as error:
         return _fail(args, error, EXIT_RUNTIME, "")
     except (sa_exc.OperationalError, sa_exc.InterfaceError) as error:
         return _fail(
@@ -96,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
     parser.add_argument("--debug", action="store_true", help="verbose logs and tracebacks")
     parser.add_argument("--version", action="version", version=f"postdesk {_version()}")
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], help="log lines as text or JSON (log.format)"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(
@@ -138,6 +148,37 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("action", nargs="?", choices=["replay"])
     sub.add_argument("id", nargs="?", type=int, help="quarantine record to replay")
     sub.add_argument("--all", action="store_true", help="replay every held message")
+    sub = add(
+        "backup",
+        ops.cmd_backup,
+        "Back up the database, spool and attachments while the daemon runs; or --verify one.",
+        "postdesk backup /var/backups/postdesk/$(date +%F)   |   postdesk backup --verify DIR",
+    )
+    sub.add_argument("path", type=Path, metavar="DIR")
+    sub.add_argument("--verify", action="store_true", help="check DIR; change nothing")
+    sub = add(
+        "restore",
+        ops.cmd_restore,
+        "Rebuild the data dir and database from a backup (checksums verified first).",
+        "postdesk restore /var/backups/postdesk/2026-11-29",
+    )
+    sub.add_argument("path", type=Path, metavar="DIR")
+    sub.add_argument("--force", action="store_true", help="replace a non-empty data dir/database")
+    sub = add(
+        "status",
+        ops.cmd_status,
+        "Show spool, outbox, quarantine, database and worker facts (as /metrics has them).",
+        "postdesk status --json",
+    )
+    sub.add_argument("--json", action="store_true", help="print JSON")
+    sub = add(
+        "forget",
+        ops.cmd_forget,
+        "Erase a person's messages, attachments and contact card; keep tickets as statistics.",
+        "postdesk forget carol@example.org --dry-run",
+    )
+    sub.add_argument("email")
+    sub.add_argument("--dry-run", action="store_true", help="list what would go; change nothing")
     add(
         "check",
         cmd_check,

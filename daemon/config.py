@@ -62,6 +62,9 @@ class SmtpSettings:
     idle_timeout: int = 60
     max_line_length: int = 100_000
     spool_high_water: int = 50_000
+    tls_cert: str = ""  # PEM certificate chain; with tls_key, STARTTLS is offered
+    tls_key: str = ""
+    require_tls: bool = False  # refuse MAIL before STARTTLS (530 5.7.0)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -149,6 +152,20 @@ class ProcessingSettings:
 
 
 @dataclass(frozen=True)
+class HttpSettings:
+    """The optional health and metrics listener."""
+
+    listen: str = ""  # HOST:PORT for /healthz, /readyz and /metrics; empty = off
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """How the daemon writes its log."""
+
+    format: Literal["text", "json"] = "text"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the daemon is told, in one frozen object passed to whoever needs it."""
 
@@ -161,6 +178,8 @@ class Settings:
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     plugins: PluginSettings = field(default_factory=PluginSettings)
     processing: ProcessingSettings = field(default_factory=ProcessingSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    log: LogSettings = field(default_factory=LogSettings)
     source: str = "built-in defaults"
 
     @property
@@ -309,6 +328,12 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(
             f"outbound.relay: expected smtp://HOST:PORT or smtps://HOST:PORT, got {relay!r}"
         )
+    if settings.http.listen:
+        split_host_port(settings.http.listen, "http.listen")
+    if bool(settings.smtp.tls_cert) != bool(settings.smtp.tls_key):
+        raise ConfigError("smtp.tls_cert and smtp.tls_key: give both or neither")
+    if settings.smtp.require_tls and not settings.smtp.tls_cert:
+        raise ConfigError("smtp.require_tls: needs smtp.tls_cert and smtp.tls_key")
     for positive in ("max_message_bytes", "max_recipients", "idle_timeout"):
         if getattr(settings.smtp, positive) <= 0:
             raise ConfigError(f"smtp.{positive}: must be greater than 0")

@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import os
 import signal
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -20,6 +22,9 @@ from sqlalchemy import func, select
 from postdesk.daemon.config import Settings
 from postdesk.daemon.intake.imap import imap_pollers
 from postdesk.daemon.intake.smtp import IntakeHandler, start_smtp
+from postdesk.daemon.ops.http import start_ops_http
+from postdesk.daemon.ops.metrics import LiveSources
+from postdesk.daemon.ops.tls import server_context
 from postdesk.daemon.outbound.sender import OutboxSender
 from postdesk.daemon.preflight import SERVE_LOCK, ensure_data_dir, ensure_smtp_listen
 from postdesk.daemon.runtime import Runtime, open_runtime
@@ -40,15 +45,16 @@ def serve(settings: Settings) -> int:
 
     The data dir and the SMTP address are checked before the database is touched.
     """
+    tls = server_context(settings.smtp)  # a bad certificate stops start-up, naming the key
     ensure_data_dir(settings)
     with _data_dir_lock(settings.data_dir):
         ensure_smtp_listen(settings)
         runtime = open_runtime(settings)
-        asyncio.run(_run(runtime))
+        asyncio.run(_run(runtime, tls))
     return 0
 
 
-async def _run(runtime: Runtime) -> None:
+async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
     settings = runtime.settings
     requeued = runtime.spool.recover()
     stop, shutdown = asyncio.Event(), asyncio.Event()
@@ -58,7 +64,16 @@ async def _run(runtime: Runtime) -> None:
     sender = OutboxSender(settings, runtime.factory)
     pollers = imap_pollers(settings, runtime.factory, runtime.spool, wake)
     worker.start()
-    server = await start_smtp(handler, settings)
+    server = await start_smtp(handler, settings, tls)
+    live = LiveSources(
+        received=lambda: (
+            {"smtp": handler.accepted} | {f"imap:{p.mailbox.name}": p.spooled for p in pollers}
+        ),
+        imap_errors=lambda: {p.mailbox.name: p.errors for p in pollers},
+        worker_alive=lambda: worker.process is not None and worker.process.is_alive(),
+        serve_pid=os.getpid(),
+    )
+    http = await start_ops_http(settings, runtime.factory, runtime.spool, live)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, shutdown.set)
@@ -82,6 +97,8 @@ async def _run(runtime: Runtime) -> None:
     for task in pending:
         task.cancel()
     server.close()
+    if http is not None:
+        http.close()
     log.info(
         "postdesk stopped: accepted %d message(s), %d waiting in the spool, %d mail(s) in the outbox",
         handler.accepted,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -94,11 +95,13 @@ class Worker:
         factory: sessionmaker[Session],
         spool: Spool,
         health: DatabaseHealth,
+        observer: Callable[[str, float], None] | None = None,
     ) -> None:
         self.services = services
         self.factory = factory
         self.spool = spool
         self.health = health
+        self.observer = observer  # told each outcome and its seconds (the metrics)
 
     def process_next(self) -> Outcome | None:
         """Process the oldest spooled message; None when the spool is empty."""
@@ -145,6 +148,8 @@ class Worker:
                 entry.spool_id, "stored", ctx.parsed.message_id, ctx.ticket.number, ctx.created
             )
         _log_outcome(result, started)
+        if self.observer is not None:
+            self.observer(result.disposition, time.monotonic() - started)
         return result
 
     def _failed(self, entry: SpoolEntry, error: Exception, ctx: MessageContext | None) -> Outcome:
@@ -198,6 +203,13 @@ def _log_outcome(outcome: Outcome, started: float) -> None:
     level = (
         logging.WARNING if outcome.disposition in ("held", "retry", "deferred") else logging.INFO
     )
+    fields = {
+        "message_id": outcome.message_id,
+        "spool_id": outcome.spool_id,
+        "ticket": outcome.ticket,
+        "outcome": outcome.disposition,
+        "duration": round(elapsed_ms / 1000, 4),
+    }
     log.log(
         level,
         "%s %s%s%s [%s, %.0f ms]",
@@ -207,4 +219,5 @@ def _log_outcome(outcome: Outcome, started: float) -> None:
         detail,
         outcome.spool_id,
         elapsed_ms,
+        extra=fields,
     )

@@ -20,6 +20,8 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext, SpawnProcess
 
 from postdesk.daemon.config import Settings
+from postdesk.daemon.ops.counters import CountsRecorder
+from postdesk.daemon.ops.logs import use_log_format
 from postdesk.daemon.runtime import build_runtime
 from postdesk.daemon.worker import DatabaseHealth, Flag, Worker
 
@@ -123,9 +125,11 @@ def run_worker(
     # Answering SMTP clients is what cannot wait; processing may lag behind under load.
     os.nice(WORKER_NICENESS)
     logging.basicConfig(level=log_level, format=LOG_FORMAT)
+    use_log_format(settings.log.format)
     runtime = build_runtime(settings, secret)
     health = DatabaseHealth(channel.database_ok)
-    worker = Worker(runtime.services, runtime.factory, runtime.spool, health)
+    counts = CountsRecorder(settings.data_dir, parent)
+    worker = Worker(runtime.services, runtime.factory, runtime.spool, health, counts.observe)
     while not channel.stopping.value and os.getppid() == parent:
         if not health.ok and not worker.database_answers():
             channel.sleep(health.backoff())

@@ -73,6 +73,7 @@ class MailboxPoller:
         self.on_spooled = on_spooled
         self.state = MailboxState(factory, mailbox.name, owner)
         self.failures = 0
+        self.errors = 0  # every failed poll since start, for the metrics
         self.spooled = 0
         self.standing_by = False
         self.keywords_allowed = True
@@ -84,6 +85,7 @@ class MailboxPoller:
                 await self._lease_then_poll(stop)
             except Exception as error:
                 self.failures += 1
+                self.errors += 1
                 delay = backoff_seconds(self.failures)
                 expected = isinstance(error, EXPECTED_ERRORS)
                 alert = "ALERT " if self.failures == ALERT_AFTER_FAILURES else ""

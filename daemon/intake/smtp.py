@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +29,7 @@ TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, please try again later"
 SPOOL_FULL = "452 4.3.1 Insufficient system storage, please try again later"
 BUSY = "451 4.3.2 Too busy, please try again later"
 SHUTTING_DOWN = "421 4.3.2 Service shutting down, please try again later"
+TLS_REQUIRED = "530 5.7.0 Must issue a STARTTLS command first"
 
 
 class IntakeHandler:
@@ -91,7 +93,13 @@ class IntakeHandler:
         spool_id = await asyncio.to_thread(self.spool.write, raw, meta)
         self.accepted += 1
         self.on_spooled()
-        log.info("accepted %s (%d bytes) from %s", spool_id, len(raw), meta.peer)
+        log.info(
+            "accepted %s (%d bytes) from %s",
+            spool_id,
+            len(raw),
+            meta.peer,
+            extra={"spool_id": spool_id},
+        )
         return OK_QUEUED.format(spool_id=spool_id)
 
     async def handle_exception(self, error: Exception) -> str:
@@ -119,14 +127,22 @@ class IntakeSMTP(SMTP):
 
     async def push(self, status: str) -> None:  # type: ignore[override]
         """Send a reply, rewriting aiosmtpd's own size errors to ``552 5.3.4``."""
+        if status.startswith("530 Must issue a STARTTLS"):  # aiosmtpd's, without the code
+            status = TLS_REQUIRED
         await super().push(TOO_BIG if status.startswith("552 Error") else status)
 
 
-async def start_smtp(handler: IntakeHandler, settings: Settings) -> asyncio.Server:
-    """Listen for SMTP on the configured address; returns the running server."""
+async def start_smtp(
+    handler: IntakeHandler, settings: Settings, tls_context: ssl.SSLContext | None = None
+) -> asyncio.Server:
+    """Listen for SMTP on the configured address (offering STARTTLS with ``tls_context``);
+    returns the running server."""
     host, port = settings.smtp.host_port
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: IntakeSMTP(handler, settings), host=host, port=port)
+    tls = {"tls_context": tls_context, "require_starttls": settings.smtp.require_tls}
+    return await loop.create_server(
+        lambda: IntakeSMTP(handler, settings, **tls), host=host, port=port
+    )
 
 
 def _printable(address: str) -> str:
