@@ -20,6 +20,7 @@ from sqlalchemy import exc as sa_exc
 from postdesk.daemon import checks
 from postdesk.daemon.config import ConfigError, Settings, load_settings
 from postdesk.daemon.intake import files
+from postdesk.daemon.reports import commands as reports
 from postdesk.daemon.runtime import Runtime, open_runtime
 from postdesk.daemon.serve import AlreadyRunning, serve
 from postdesk.daemon.store import quarantine, views
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         return int(args.handler(settings, args))
-    except (ConfigError, UsageError, files.IngestError) as error:
+    except (ConfigError, UsageError, files.IngestError, reports.ReportUsageError) as error:
         return _fail(args, error, EXIT_USAGE, "")
     except AlreadyRunning as error:
         return _fail(args, error, EXIT_RUNTIME, "")
@@ -127,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("action", nargs="?", choices=["replay"])
     sub.add_argument("id", nargs="?", type=int, help="quarantine record to replay")
     sub.add_argument("--all", action="store_true", help="replay every held message")
+    sub = add(
+        "report",
+        cmd_report,
+        "Volume, speed, satisfaction, backlog and spam figures of a date range.",
+        "postdesk report --from 2026-01-01 --to 2026-03-31 --by month --html q1.html",
+    )
+    reports.add_arguments(sub)
     add(
         "check",
         cmd_check,
@@ -232,6 +240,11 @@ def _replay(runtime: Runtime, args: argparse.Namespace) -> int:
     outcomes = _drain(runtime)
     print(f"replayed {len(items)}; " + ingest_summary(outcomes))
     return 0
+
+
+def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    """Print or write the report of a date range."""
+    return reports.run(settings, open_runtime(settings).engine, args)
 
 
 def cmd_check(settings: Settings, _args: argparse.Namespace) -> int:

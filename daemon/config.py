@@ -12,6 +12,7 @@ import os
 import tomllib
 import types
 import typing
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -147,6 +148,14 @@ class ProcessingSettings:
 
 
 @dataclass(frozen=True)
+class ReportSettings:
+    """``postdesk report`` and the weekly report mail."""
+
+    timezone: str = "UTC"  # IANA zone in which days, weeks and months begin
+    weekly_to: tuple[str, ...] = ()  # recipients of the weekly report mail; empty: not sent
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the daemon is told, in one frozen object passed to whoever needs it."""
 
@@ -159,6 +168,7 @@ class Settings:
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     plugins: PluginSettings = field(default_factory=PluginSettings)
     processing: ProcessingSettings = field(default_factory=ProcessingSettings)
+    reports: ReportSettings = field(default_factory=ReportSettings)
     source: str = "built-in defaults"
 
     @property
@@ -308,6 +318,20 @@ def _validate(settings: Settings) -> None:
         if getattr(settings.smtp, positive) <= 0:
             raise ConfigError(f"smtp.{positive}: must be greater than 0")
     _validate_agents(settings)
+    _validate_reports(settings.reports)
+
+
+def _validate_reports(reports: ReportSettings) -> None:
+    """The report time zone must be known; the weekly recipients must be addresses."""
+    try:
+        zoneinfo.ZoneInfo(reports.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"reports.timezone: not a known time zone (e.g. Europe/Berlin): {reports.timezone!r}"
+        ) from None
+    for index, address in enumerate(reports.weekly_to):
+        if "@" not in address or any(c.isspace() for c in address.strip()):
+            raise ConfigError(f"reports.weekly_to[{index}]: not an email address: {address!r}")
 
 
 def _validate_agents(settings: Settings) -> None:

@@ -1,0 +1,125 @@
+"""Speed: first response time and resolution time in wall time (seconds: median, p90, mean).
+
+- First response: from a ticket's creation to the first public reply of an agent (an outgoing
+  message that is neither automatic nor internal), for tickets created in the window. The
+  agent is the author of the last inbound message before that reply: the agent's own mail it
+  was relayed from.
+- Resolution: from creation to ``solved_at`` (the last time it was solved or closed), for
+  tickets solved in the window and still solved or closed; the agent is the assignee.
+Spam and merged tickets are left out. Business-time figures need the SLA calendar (not here).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import CTE, false, func, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import aliased
+
+from postdesk.daemon.reports.periods import Window
+from postdesk.daemon.reports.sql import distribution, histogram, seconds_between
+from postdesk.daemon.reports.volume import DONE, not_spam
+from postdesk.models.schema import Message, Ticket
+
+DIMENSIONS = ("agent", "category")
+
+
+def compute(conn: Connection, window: Window) -> dict[str, Any]:
+    """The speed figures of ``window``."""
+    answered, unanswered = _first_responses(conn, window)
+    resolved = _resolutions(window)
+    return {
+        "first_response": {
+            **summarise(conn, answered),
+            "unanswered": unanswered,
+        },
+        "resolution": summarise(conn, resolved),
+    }
+
+
+def summarise(conn: Connection, rows: CTE) -> dict[str, Any]:
+    """Overall, per agent and per category figures of ``rows.c.seconds``, plus a histogram."""
+    found = distribution(conn, rows, "seconds", DIMENSIONS)
+    return {
+        "overall": {k: v for k, v in found["all"][0].items() if k != "key"},
+        "by_agent": found["agent"],
+        "by_category": found["category"],
+        "histogram": histogram(conn, rows, "seconds"),
+    }
+
+
+def _first_responses(conn: Connection, window: Window) -> tuple[CTE, int]:
+    """Answered tickets created in the window (agent, category, seconds), and how many are not."""
+    reply = aliased(Message)
+    replied_at = (
+        select(func.min(reply.created_at))
+        .where(
+            reply.ticket_id == Ticket.id,
+            reply.direction == "out",
+            reply.auto == false(),
+            reply.internal == false(),
+        )
+        .scalar_subquery()
+    )
+    base = (
+        select(
+            Ticket.id.label("ticket_id"),
+            Ticket.created_at.label("created_at"),
+            Ticket.category.label("category"),
+            replied_at.label("replied_at"),
+        )
+        .where(
+            Ticket.created_at >= window.start,
+            Ticket.created_at < window.end,
+            Ticket.merged_into.is_(None),
+            not_spam(),
+        )
+        .cte("first_base")
+    )
+    source = aliased(Message)
+    responder = (
+        select(source.author)
+        .where(
+            source.ticket_id == base.c.ticket_id,
+            source.direction == "in",
+            source.created_at <= base.c.replied_at,
+        )
+        .order_by(source.created_at.desc(), source.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    answered = (
+        select(
+            base.c.ticket_id,
+            responder.label("agent"),
+            base.c.category,
+            seconds_between(base.c.replied_at, base.c.created_at).label("seconds"),
+        )
+        .where(base.c.replied_at.is_not(None))
+        .cte("first_response")
+    )
+    unanswered = conn.execute(
+        select(func.count()).select_from(base).where(base.c.replied_at.is_(None))
+    ).scalar_one()
+    return answered, int(unanswered)
+
+
+def _resolutions(window: Window) -> CTE:
+    """Tickets solved in the window: assignee, category, seconds from creation to solve."""
+    return (
+        select(
+            Ticket.id.label("ticket_id"),
+            Ticket.assignee.label("agent"),
+            Ticket.category.label("category"),
+            seconds_between(Ticket.solved_at, Ticket.created_at).label("seconds"),
+        )
+        .where(
+            Ticket.solved_at >= window.start,
+            Ticket.solved_at < window.end,
+            Ticket.status.in_(DONE),
+            Ticket.merged_into.is_(None),
+            not_spam(),
+        )
+        .cte("resolution")
+    )
