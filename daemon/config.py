@@ -7,6 +7,7 @@ Every key is documented once, in ``docs/postdesk.example.toml``.
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 import ipaddress
 import os
 import tomllib
@@ -330,7 +331,8 @@ def _validate_reports(reports: ReportSettings) -> None:
             f"reports.timezone: not a known time zone (e.g. Europe/Berlin): {reports.timezone!r}"
         ) from None
     for index, address in enumerate(reports.weekly_to):
-        if "@" not in address or any(c.isspace() for c in address.strip()):
+        addr = email.utils.parseaddr(address)[1]
+        if "@" not in addr or any(c.isspace() for c in addr):
             raise ConfigError(f"reports.weekly_to[{index}]: not an email address: {address!r}")
 
 

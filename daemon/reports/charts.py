@@ -6,6 +6,7 @@ readers. Labels are escaped here; the result is safe markup for the template.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ from markupsafe import Markup, escape
 WIDTH, HEIGHT = 640, 260
 LEFT, RIGHT, TOP, BOTTOM = 44, 12, 28, 48
 TICKS = 4
+MAX_LABELS = 8
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class Series:
 def bar_chart(chart_id: str, title: str, labels: Sequence[str], series: Sequence[Series]) -> Markup:
     """A grouped vertical bar chart of ``series`` over ``labels``, as an ``<svg>`` element."""
     top_value = _nice_max(max((v for s in series for v in s.values), default=0.0))
+    if 0 < top_value < TICKS:
+        top_value = float(TICKS)  # whole numbers on every tick of a small count
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     parts = [
         f'<svg id="{escape(chart_id)}" class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" '
@@ -45,7 +49,7 @@ def bar_chart(chart_id: str, title: str, labels: Sequence[str], series: Sequence
         )
     slot = plot_w / max(len(labels), 1)
     bar_w = slot * 0.8 / max(len(series), 1)
-    every = max(1, round(len(labels) / 12))
+    every = max(1, math.ceil(len(labels) / MAX_LABELS))
     for index, label in enumerate(labels):
         x0 = LEFT + slot * index + slot * 0.1
         for number, item in enumerate(series):
@@ -65,7 +69,7 @@ def bar_chart(chart_id: str, title: str, labels: Sequence[str], series: Sequence
         f'<line class="axis" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{TOP + plot_h}" y2="{TOP + plot_h}"/>'
     )
     for number, item in enumerate(series):
-        x = LEFT + number * 130
+        x = LEFT + number * 150
         parts.append(f'<rect class="bar {escape(item.css)}" x="{x}" y="6" width="12" height="12"/>')
         parts.append(f'<text class="legend" x="{x + 16}" y="16">{escape(item.name)}</text>')
     if top_value == 0:

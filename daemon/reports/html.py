@@ -60,7 +60,7 @@ def charts(report: dict[str, Any]) -> dict[str, Any]:
     """Every chart of the page, by name."""
     volume, speed = report["volume"], report["speed"]
     periods = volume["periods"]
-    labels = [p["period"] for p in periods]
+    labels = [_short_label(p["period"]) for p in periods]
     first, resolution = speed["first_response"]["histogram"], speed["resolution"]["histogram"]
     sat, backlog = report["satisfaction"], report["backlog"]
     return {
@@ -96,3 +96,8 @@ def charts(report: dict[str, Any]) -> dict[str, Any]:
             [Series("open tickets", "s3", [b["count"] for b in backlog["by_age"]])],
         ),
     }
+
+
+def _short_label(period: str) -> str:
+    """``10-19`` for a day, ``W43`` for a week, ``2026-10`` for a month: room on a phone."""
+    return period[5:] if len(period) in (8, 10) else period

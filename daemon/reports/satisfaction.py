@@ -1,15 +1,15 @@
 """Satisfaction: the CSAT ratings given in the window, their spread, averages and response rate.
 
 A ticket counts once, with its current rating, when a rating was recorded for it in the window.
-The response rate is rated tickets / tickets sent a CSAT request in the window. Averages are
-per assignee and per category.
+The response rate is the share of the tickets sent a CSAT request in the window that have a
+rating now. Averages are per assignee and per category.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import CTE, ColumnElement, distinct, func, select
+from sqlalchemy import CTE, ColumnElement, func, select
 from sqlalchemy.engine import Connection
 
 from postdesk.daemon.reports.periods import Window
@@ -24,19 +24,21 @@ def compute(conn: Connection, window: Window) -> dict[str, Any]:
     spread = dict.fromkeys(SCORES, 0)
     for score, n in conn.execute(select(rated.c.rating, func.count()).group_by(rated.c.rating)):
         spread[int(score)] = int(n)
-    requested = conn.execute(
-        select(func.count(distinct(OutboxItem.ticket_id))).where(
-            OutboxItem.kind == "csat_request",
-            OutboxItem.created_at >= window.start,
-            OutboxItem.created_at < window.end,
-        )
-    ).scalar_one()
+    asked = select(OutboxItem.ticket_id).where(
+        OutboxItem.kind == "csat_request",
+        OutboxItem.created_at >= window.start,
+        OutboxItem.created_at < window.end,
+    )
+    requested, answered = conn.execute(
+        select(func.count(), func.count(Ticket.rating)).where(Ticket.id.in_(asked))
+    ).one()
     total = sum(spread.values())
     overall = conn.execute(select(func.avg(rated.c.rating))).scalar_one()
     return {
         "rated": total,
         "requested": int(requested),
-        "response_rate": round(total / requested, 3) if requested else None,
+        "answered": int(answered),
+        "response_rate": round(answered / requested, 3) if requested else None,
         "average": _round(overall),
         "distribution": [{"score": s, "count": spread[s]} for s in SCORES],
         "by_agent": _averages(conn, rated.c.agent, rated),

@@ -95,7 +95,8 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
                     ("score", "ratings"), [(d["score"], d["count"]) for d in sat["distribution"]]
                 ),
                 f"average: {number(sat['average'])}   rated: {sat['rated']}   "
-                f"requests sent: {sat['requested']}   response rate: {percent(sat['response_rate'])}",
+                f"requests sent: {sat['requested']}   answered: {sat['answered']}   "
+                f"response rate: {percent(sat['response_rate'])}",
             ],
         ),
         ("CSAT by agent (assignee)", _csat_table("agent", sat["by_agent"])),
