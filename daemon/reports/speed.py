@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
 from postdesk.daemon.reports.periods import Window
-from postdesk.daemon.reports.sql import distribution, histogram, seconds_between
+from postdesk.daemon.reports.sql import durations, materialized, seconds_between
 from postdesk.daemon.reports.volume import DONE, not_spam
 from postdesk.models.schema import Message, Ticket
 
@@ -27,30 +27,15 @@ DIMENSIONS = ("agent", "category")
 
 def compute(conn: Connection, window: Window) -> dict[str, Any]:
     """The speed figures of ``window``."""
-    answered, unanswered = _first_responses(conn, window)
-    resolved = _resolutions(window)
-    return {
-        "first_response": {
-            **summarise(conn, answered),
-            "unanswered": unanswered,
-        },
-        "resolution": summarise(conn, resolved),
-    }
+    first = durations(conn, _first_responses(window), DIMENSIONS)
+    first["unanswered"] = first.pop("missing")
+    resolution = durations(conn, _resolutions(window), DIMENSIONS)
+    del resolution["missing"]
+    return {"first_response": first, "resolution": resolution}
 
 
-def summarise(conn: Connection, rows: CTE) -> dict[str, Any]:
-    """Overall, per agent and per category figures of ``rows.c.seconds``, plus a histogram."""
-    found = distribution(conn, rows, "seconds", DIMENSIONS)
-    return {
-        "overall": {k: v for k, v in found["all"][0].items() if k != "key"},
-        "by_agent": found["agent"],
-        "by_category": found["category"],
-        "histogram": histogram(conn, rows, "seconds"),
-    }
-
-
-def _first_responses(conn: Connection, window: Window) -> tuple[CTE, int]:
-    """Answered tickets created in the window (agent, category, seconds), and how many are not."""
+def _first_responses(window: Window) -> CTE:
+    """Tickets created in the window: replying agent, category, seconds to the reply (or NULL)."""
     reply = aliased(Message)
     replied_at = (
         select(func.min(reply.created_at))
@@ -62,20 +47,19 @@ def _first_responses(conn: Connection, window: Window) -> tuple[CTE, int]:
         )
         .scalar_subquery()
     )
-    base = (
+    base = materialized(
         select(
             Ticket.id.label("ticket_id"),
             Ticket.created_at.label("created_at"),
             Ticket.category.label("category"),
             replied_at.label("replied_at"),
-        )
-        .where(
+        ).where(
             Ticket.created_at >= window.start,
             Ticket.created_at < window.end,
             Ticket.merged_into.is_(None),
             not_spam(),
-        )
-        .cte("first_base")
+        ),
+        "first_base",
     )
     source = aliased(Message)
     responder = (
@@ -89,37 +73,29 @@ def _first_responses(conn: Connection, window: Window) -> tuple[CTE, int]:
         .limit(1)
         .scalar_subquery()
     )
-    answered = (
+    return materialized(
         select(
-            base.c.ticket_id,
             responder.label("agent"),
             base.c.category,
             seconds_between(base.c.replied_at, base.c.created_at).label("seconds"),
-        )
-        .where(base.c.replied_at.is_not(None))
-        .cte("first_response")
+        ),
+        "first_response",
     )
-    unanswered = conn.execute(
-        select(func.count()).select_from(base).where(base.c.replied_at.is_(None))
-    ).scalar_one()
-    return answered, int(unanswered)
 
 
 def _resolutions(window: Window) -> CTE:
     """Tickets solved in the window: assignee, category, seconds from creation to solve."""
-    return (
+    return materialized(
         select(
-            Ticket.id.label("ticket_id"),
             Ticket.assignee.label("agent"),
             Ticket.category.label("category"),
             seconds_between(Ticket.solved_at, Ticket.created_at).label("seconds"),
-        )
-        .where(
+        ).where(
             Ticket.solved_at >= window.start,
             Ticket.solved_at < window.end,
             Ticket.status.in_(DONE),
             Ticket.merged_into.is_(None),
             not_spam(),
-        )
-        .cte("resolution")
+        ),
+        "resolution",
     )

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.expression import CTE, FromClause, FunctionElement
+from sqlalchemy.sql.selectable import HasCTE
 
 from postdesk.daemon.reports.periods import Period
 
@@ -103,76 +104,77 @@ def per_period(
     return counts
 
 
-def distribution(
-    conn: Connection, rows: CTE, value: str, dimensions: Sequence[str]
-) -> dict[str, list[dict[str, Any]]]:
-    """Count, mean, median and p90 (nearest rank) of ``rows.c[value]``, overall and per each
-    of ``dimensions`` (columns of ``rows``; NULL keys appear as ``""``).
+def materialized(query: HasCTE, name: str) -> CTE:
+    """``query`` as a CTE computed once however often the statement reads it."""
+    return query.cte(name).prefix_with("MATERIALIZED")
 
-    Returns ``{"all": [row], dimension: [row per key, sorted by key]}``.
+
+def durations(conn: Connection, rows: CTE, dimensions: Sequence[str]) -> dict[str, Any]:
+    """Figures of ``rows.c.seconds`` (NULL: no duration yet), in one statement.
+
+    Count, mean, median and p90 (nearest rank) overall and per each of ``dimensions`` (columns
+    of ``rows``; NULL keys appear as ``""``), the histogram over :data:`DURATION_BUCKETS`, and
+    how many rows have no duration. Returns ``{"overall": {...}, "by_<dim>": [...],
+    "histogram": [...], "missing": n}``.
     """
-    parts = [
-        select(literal("all").label("dim"), literal("").label("key"), rows.c[value].label("v"))
-    ]
+    seconds = rows.c.seconds
+    known = seconds.is_not(None)
+    parts = [select(literal("all").label("dim"), literal("").label("key"), seconds).where(known)]
     parts += [
-        select(
-            literal(dim).label("dim"),
-            func.coalesce(rows.c[dim], "").cast(String).label("key"),
-            rows.c[value].label("v"),
-        )
-        for dim in dimensions
+        select(literal(d), func.coalesce(rows.c[d], "").cast(String), seconds).where(known)
+        for d in dimensions
     ]
     keyed = union_all(*parts).subquery("keyed")
     partition = (keyed.c.dim, keyed.c.key)
     ranked = select(
         keyed.c.dim,
         keyed.c.key,
-        keyed.c.v,
-        func.row_number().over(partition_by=partition, order_by=keyed.c.v).label("rn"),
+        keyed.c.seconds.label("v"),
+        func.row_number().over(partition_by=partition, order_by=keyed.c.seconds).label("rn"),
         func.count().over(partition_by=partition).label("n"),
     ).subquery("ranked")
-    rank_median = (ranked.c.n + 1) // 2
-    rank_p90 = (ranked.c.n * 9 + 9) // 10
-    summary = select(
-        ranked.c.dim,
-        ranked.c.key,
-        func.max(ranked.c.n),
-        func.avg(ranked.c.v),
-        func.max(case((ranked.c.rn == rank_median, ranked.c.v))),
-        func.max(case((ranked.c.rn == rank_p90, ranked.c.v))),
-    ).group_by(ranked.c.dim, ranked.c.key)
-    found: dict[str, list[dict[str, Any]]] = {"all": [], **{d: [] for d in dimensions}}
-    for dim, key, n, mean, median, p90 in conn.execute(
-        summary.order_by(ranked.c.dim, ranked.c.key)
-    ):
-        found[dim].append(
-            {
-                "key": key,
-                "count": int(n),
-                "mean": _round(mean),
-                "median": _round(median),
-                "p90": _round(p90),
-            }
-        )
-    if not found["all"]:
-        found["all"].append({"key": "", "count": 0, "mean": None, "median": None, "p90": None})
-    return found
-
-
-def histogram(conn: Connection, rows: CTE, value: str) -> list[dict[str, Any]]:
-    """How many values of ``rows.c[value]`` fall in each of :data:`DURATION_BUCKETS`."""
+    none = literal(None, Float)
     bucket = case(
-        *[(rows.c[value] < bound, index) for index, (_, bound) in enumerate(DURATION_BUCKETS[:-1])],
-        else_=len(DURATION_BUCKETS) - 1,
-    ).label("bucket")
+        *[(seconds < bound, str(i)) for i, (_, bound) in enumerate(DURATION_BUCKETS[:-1])],
+        else_=str(len(DURATION_BUCKETS) - 1),
+    )
+    statement = union_all(
+        select(
+            ranked.c.dim,
+            ranked.c.key,
+            func.max(ranked.c.n),
+            func.avg(ranked.c.v),
+            func.max(case((ranked.c.rn == (ranked.c.n + 1) // 2, ranked.c.v))),
+            func.max(case((ranked.c.rn == (ranked.c.n * 9 + 9) // 10, ranked.c.v))),
+        ).group_by(ranked.c.dim, ranked.c.key),
+        select(literal("bucket"), bucket, func.count(), none, none, none)
+        .where(known)
+        .group_by(bucket),
+        select(literal("missing"), literal(""), func.count(), none, none, none).where(
+            seconds.is_(None)
+        ),
+    )
+    found: dict[str, Any] = {f"by_{d}": [] for d in dimensions}
+    found |= {"overall": _figures(0, None, None, None), "missing": 0}
     counts = [0] * len(DURATION_BUCKETS)
-    query = select(bucket, func.count()).where(rows.c[value].is_not(None)).group_by(bucket)
-    for index, n in conn.execute(query):
-        counts[int(index)] = int(n)
-    return [
+    for dim, key, n, mean, median, p90 in sorted(conn.execute(statement), key=lambda r: r[:2]):
+        if dim == "bucket":
+            counts[int(key)] = int(n)
+        elif dim == "missing":
+            found["missing"] = int(n)
+        elif dim == "all":
+            found["overall"] = _figures(n, mean, median, p90)
+        else:
+            found[f"by_{dim}"].append({"key": key, **_figures(n, mean, median, p90)})
+    found["histogram"] = [
         {"bucket": label, "count": n}
         for (label, _), n in zip(DURATION_BUCKETS, counts, strict=True)
     ]
+    return found
+
+
+def _figures(n: Any, mean: Any, median: Any, p90: Any) -> dict[str, Any]:
+    return {"count": int(n), "mean": _round(mean), "median": _round(median), "p90": _round(p90)}
 
 
 def grouped_counts(
