@@ -45,30 +45,35 @@ def build_report(engine: Engine, window: Window, title: str, now: datetime) -> d
 
 @contextmanager
 def snapshot(engine: Engine) -> Iterator[Connection]:
-    """A read-only connection seeing one consistent state of the database.
+    """A connection seeing one consistent state of the database, rolled back at the end.
 
+    The report writes only temporary tables of its own (:mod:`postdesk.daemon.reports.durations`).
     SQLite: a deferred transaction on a connection of its own, so the report never takes the
     write lock the daemon's engine takes at BEGIN (WAL readers do not block writers).
-    PostgreSQL: a REPEATABLE READ, READ ONLY transaction.
+    PostgreSQL: a REPEATABLE READ transaction.
     """
     if engine.dialect.name != "sqlite":
         with engine.connect() as conn:
-            conn = conn.execution_options(
-                isolation_level="REPEATABLE READ", postgresql_readonly=True
-            )
-            with conn.begin():
-                yield conn
+            yield from _rolled_back(conn.execution_options(isolation_level="REPEATABLE READ"))
         return
     reader = create_engine(engine.url, connect_args={"timeout": 30})
     event.listen(reader, "connect", _sqlite_deferred)
     event.listen(reader, "begin", lambda c: c.exec_driver_sql("BEGIN"))
     try:
-        with reader.connect() as conn, conn.begin():
-            yield conn
+        with reader.connect() as conn:
+            yield from _rolled_back(conn)
     finally:
         reader.dispose()
 
 
+def _rolled_back(conn: Connection) -> Iterator[Connection]:
+    transaction = conn.begin()
+    try:
+        yield conn
+    finally:
+        transaction.rollback()
+
+
 def _sqlite_deferred(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
-    dbapi_connection.execute("PRAGMA query_only=ON")
+    dbapi_connection.execute("PRAGMA temp_store=MEMORY")

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import CTE, false, func, select
+from sqlalchemy import false, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.expression import Selectable
 
+from postdesk.daemon.reports.durations import durations
 from postdesk.daemon.reports.periods import Window
-from postdesk.daemon.reports.sql import durations, materialized, seconds_between
+from postdesk.daemon.reports.sql import materialized, seconds_between
 from postdesk.daemon.reports.volume import DONE, not_spam
 from postdesk.models.schema import Message, Ticket
 
@@ -27,14 +29,14 @@ DIMENSIONS = ("agent", "category")
 
 def compute(conn: Connection, window: Window) -> dict[str, Any]:
     """The speed figures of ``window``."""
-    first = durations(conn, _first_responses(window), DIMENSIONS)
+    first = durations(conn, "first_response", _first_responses(window), DIMENSIONS)
     first["unanswered"] = first.pop("missing")
-    resolution = durations(conn, _resolutions(window), DIMENSIONS)
+    resolution = durations(conn, "resolution", _resolutions(window), DIMENSIONS)
     del resolution["missing"]
     return {"first_response": first, "resolution": resolution}
 
 
-def _first_responses(window: Window) -> CTE:
+def _first_responses(window: Window) -> Selectable:
     """Tickets created in the window: replying agent, category, seconds to the reply (or NULL)."""
     reply = aliased(Message)
     replied_at = (
@@ -73,29 +75,23 @@ def _first_responses(window: Window) -> CTE:
         .limit(1)
         .scalar_subquery()
     )
-    return materialized(
-        select(
-            responder.label("agent"),
-            base.c.category,
-            seconds_between(base.c.replied_at, base.c.created_at).label("seconds"),
-        ),
-        "first_response",
+    return select(
+        seconds_between(base.c.replied_at, base.c.created_at),
+        func.coalesce(responder, ""),
+        func.coalesce(base.c.category, ""),
     )
 
 
-def _resolutions(window: Window) -> CTE:
+def _resolutions(window: Window) -> Selectable:
     """Tickets solved in the window: assignee, category, seconds from creation to solve."""
-    return materialized(
-        select(
-            Ticket.assignee.label("agent"),
-            Ticket.category.label("category"),
-            seconds_between(Ticket.solved_at, Ticket.created_at).label("seconds"),
-        ).where(
-            Ticket.solved_at >= window.start,
-            Ticket.solved_at < window.end,
-            Ticket.status.in_(DONE),
-            Ticket.merged_into.is_(None),
-            not_spam(),
-        ),
-        "resolution",
+    return select(
+        seconds_between(Ticket.solved_at, Ticket.created_at),
+        func.coalesce(Ticket.assignee, ""),
+        func.coalesce(Ticket.category, ""),
+    ).where(
+        Ticket.solved_at >= window.start,
+        Ticket.solved_at < window.end,
+        Ticket.status.in_(DONE),
+        Ticket.merged_into.is_(None),
+        not_spam(),
     )

@@ -14,13 +14,9 @@ from sqlalchemy import (
     DateTime,
     Float,
     Integer,
-    String,
-    case,
     column,
     func,
-    literal,
     select,
-    union_all,
     values,
 )
 from sqlalchemy.engine import Connection
@@ -32,17 +28,6 @@ from sqlalchemy.sql.selectable import HasCTE
 from postdesk.daemon.reports.periods import Period
 
 Expression = ColumnElement[Any] | QueryableAttribute[Any]
-
-# Upper bounds (seconds, exclusive) of the duration histogram; the last bucket is open-ended.
-DURATION_BUCKETS: tuple[tuple[str, float], ...] = (
-    ("< 1h", 3600.0),
-    ("1-4h", 4 * 3600.0),
-    ("4-8h", 8 * 3600.0),
-    ("8-24h", 24 * 3600.0),
-    ("1-3d", 3 * 86400.0),
-    ("3-7d", 7 * 86400.0),
-    (">= 7d", float("inf")),
-)
 
 
 class seconds_between(FunctionElement[float]):
@@ -107,74 +92,6 @@ def per_period(
 def materialized(query: HasCTE, name: str) -> CTE:
     """``query`` as a CTE computed once however often the statement reads it."""
     return query.cte(name).prefix_with("MATERIALIZED")
-
-
-def durations(conn: Connection, rows: CTE, dimensions: Sequence[str]) -> dict[str, Any]:
-    """Figures of ``rows.c.seconds`` (NULL: no duration yet), in one statement.
-
-    Count, mean, median and p90 (nearest rank) overall and per each of ``dimensions`` (columns
-    of ``rows``; NULL keys appear as ``""``), the histogram over :data:`DURATION_BUCKETS`, and
-    how many rows have no duration. Returns ``{"overall": {...}, "by_<dim>": [...],
-    "histogram": [...], "missing": n}``.
-    """
-    seconds = rows.c.seconds
-    known = seconds.is_not(None)
-    parts = [select(literal("all").label("dim"), literal("").label("key"), seconds).where(known)]
-    parts += [
-        select(literal(d), func.coalesce(rows.c[d], "").cast(String), seconds).where(known)
-        for d in dimensions
-    ]
-    keyed = union_all(*parts).subquery("keyed")
-    partition = (keyed.c.dim, keyed.c.key)
-    ranked = select(
-        keyed.c.dim,
-        keyed.c.key,
-        keyed.c.seconds.label("v"),
-        func.row_number().over(partition_by=partition, order_by=keyed.c.seconds).label("rn"),
-        func.count().over(partition_by=partition).label("n"),
-    ).subquery("ranked")
-    none = literal(None, Float)
-    bucket = case(
-        *[(seconds < bound, str(i)) for i, (_, bound) in enumerate(DURATION_BUCKETS[:-1])],
-        else_=str(len(DURATION_BUCKETS) - 1),
-    )
-    statement = union_all(
-        select(
-            ranked.c.dim,
-            ranked.c.key,
-            func.max(ranked.c.n),
-            func.avg(ranked.c.v),
-            func.max(case((ranked.c.rn == (ranked.c.n + 1) // 2, ranked.c.v))),
-            func.max(case((ranked.c.rn == (ranked.c.n * 9 + 9) // 10, ranked.c.v))),
-        ).group_by(ranked.c.dim, ranked.c.key),
-        select(literal("bucket"), bucket, func.count(), none, none, none)
-        .where(known)
-        .group_by(bucket),
-        select(literal("missing"), literal(""), func.count(), none, none, none).where(
-            seconds.is_(None)
-        ),
-    )
-    found: dict[str, Any] = {f"by_{d}": [] for d in dimensions}
-    found |= {"overall": _figures(0, None, None, None), "missing": 0}
-    counts = [0] * len(DURATION_BUCKETS)
-    for dim, key, n, mean, median, p90 in sorted(conn.execute(statement), key=lambda r: r[:2]):
-        if dim == "bucket":
-            counts[int(key)] = int(n)
-        elif dim == "missing":
-            found["missing"] = int(n)
-        elif dim == "all":
-            found["overall"] = _figures(n, mean, median, p90)
-        else:
-            found[f"by_{dim}"].append({"key": key, **_figures(n, mean, median, p90)})
-    found["histogram"] = [
-        {"bucket": label, "count": n}
-        for (label, _), n in zip(DURATION_BUCKETS, counts, strict=True)
-    ]
-    return found
-
-
-def _figures(n: Any, mean: Any, median: Any, p90: Any) -> dict[str, Any]:
-    return {"count": int(n), "mean": _round(mean), "median": _round(median), "p90": _round(p90)}
 
 
 def grouped_counts(
