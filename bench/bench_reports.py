@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -186,8 +188,9 @@ def generate(engine: Engine, tickets: int, now: datetime) -> dict[str, int]:
     return rows.counts
 
 
-def timed(config: Path, *args: str) -> tuple[float, str]:
-    """Run ``postdesk report ARGS`` in a fresh process; seconds and its output."""
+def timed(config: Path, *args: str) -> tuple[float, float, str]:
+    """Run ``postdesk report ARGS`` in a fresh process: wall seconds, CPU seconds, output."""
+    cpu = _children_cpu()
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "postdesk.daemon.cli", "--config", str(config), "report", *args],
@@ -196,7 +199,12 @@ def timed(config: Path, *args: str) -> tuple[float, str]:
         check=True,
         cwd=config.parent,
     )
-    return time.perf_counter() - started, result.stdout
+    return time.perf_counter() - started, _children_cpu() - cpu, result.stdout
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -243,17 +251,19 @@ def main() -> None:
             (*year, "--by", "month", "--html", str(workdir / "r.html")),
         ),
     }
+    print(f"load average before the runs: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'run (best of ' + str(args.repeat) + ')':<42} {'wall':>7} {'CPU':>7}  CPU vs baseline")
     baseline = 0.0
     for label, (cfg, extra) in runs.items():
-        best = min(timed(cfg, *extra)[0] for _ in range(args.repeat))
-        baseline = baseline or best
-        verdict = (
-            ""
-            if cfg is empty
-            else (" (target < 5 s: " + ("met" if best < TARGET_SECONDS else "MISSED") + ")")
-        )
-        print(f"{label:<42} {best:6.2f} s  {best / baseline:5.1f}x baseline{verdict}")
-    _, output = timed(config, *year, "--by", "month")
+        wall, cpu, _ = min(timed(cfg, *extra) for _ in range(args.repeat))
+        baseline = baseline or cpu
+        verdict = "" if cfg is empty else ("  met" if wall < TARGET_SECONDS else "  over 5 s")
+        print(f"{label:<42} {wall:6.2f}s {cpu:6.2f}s  {cpu / baseline:5.1f}x{verdict}")
+    print(
+        "(wall is what a user waits; CPU is the process's own time: on an idle machine the "
+        "report is single-threaded, so wall = CPU)"
+    )
+    _, _, output = timed(config, *year, "--by", "month")
     print("\n" + "\n".join(output.splitlines()[:12]))
     print(f"\nwork dir (database, HTML report): {workdir}")
 

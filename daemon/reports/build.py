@@ -77,3 +77,5 @@ def _rolled_back(conn: Connection) -> Iterator[Connection]:
 def _sqlite_deferred(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     dbapi_connection.execute("PRAGMA temp_store=MEMORY")
+    dbapi_connection.execute("PRAGMA cache_size=-65536")
+    dbapi_connection.execute("PRAGMA mmap_size=1073741824")

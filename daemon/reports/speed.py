@@ -71,7 +71,7 @@ def _first_responses(window: Window) -> Selectable:
             source.direction == "in",
             source.created_at <= base.c.replied_at,
         )
-        .order_by(source.created_at.desc(), source.id.desc())
+        .order_by(source.created_at.desc())
         .limit(1)
         .scalar_subquery()
     )

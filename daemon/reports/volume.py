@@ -32,7 +32,7 @@ def compute(conn: Connection, window: Window) -> dict[str, Any]:
     first_channel = (
         select(Message.channel)
         .where(Message.ticket_id == Ticket.id, Message.direction == "in")
-        .order_by(Message.created_at, Message.id)
+        .order_by(Message.created_at)
         .limit(1)
         .scalar_subquery()
     )
