@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import CTE, DateTime, case, func, literal, or_, select
+from sqlalchemy import CTE, DateTime, case, literal, or_, select
 from sqlalchemy.engine import Connection
 
 from postdesk.daemon.reports.periods import Window
-from postdesk.daemon.reports.sql import grouped_counts, seconds_between
+from postdesk.daemon.reports.sql import grouped, materialized, seconds_between
 from postdesk.daemon.reports.volume import not_spam
 from postdesk.models.schema import Ticket
 
@@ -30,37 +30,31 @@ AGE_BUCKETS: tuple[tuple[str, float], ...] = (
 
 def compute(conn: Connection, window: Window) -> dict[str, Any]:
     """The backlog at the end of ``window``."""
-    backlog = _open_at_end(window)
-    age = case(
-        *[(backlog.c.age_days < bound, index) for index, (_, bound) in enumerate(AGE_BUCKETS[:-1])],
-        else_=len(AGE_BUCKETS) - 1,
-    ).label("bucket")
-    counts = [0] * len(AGE_BUCKETS)
-    for index, n in conn.execute(select(age, func.count()).group_by(age)):
-        counts[int(index)] = int(n)
+    counts = grouped(conn, _open_at_end(window), ("bucket", "assignee"))
+    by_age = [counts["bucket"].get(str(i), (0, None))[0] for i in range(len(AGE_BUCKETS))]
     return {
-        "open": sum(counts),
+        "open": sum(by_age),
         "by_age": [
-            {"bucket": label, "count": n} for (label, _), n in zip(AGE_BUCKETS, counts, strict=True)
+            {"bucket": label, "count": n} for (label, _), n in zip(AGE_BUCKETS, by_age, strict=True)
         ],
-        "by_assignee": grouped_counts(conn, backlog.c.assignee, backlog),
+        "by_assignee": {k: n for k, (n, _) in counts["assignee"].items()},
     }
 
 
 def _open_at_end(window: Window) -> CTE:
+    """Tickets open at the end of the window: assignee and age bucket (index into AGE_BUCKETS)."""
     end = window.end
-    return (
-        select(
-            Ticket.assignee.label("assignee"),
-            (
-                seconds_between(literal(end, DateTime(timezone=True)), Ticket.created_at) / 86400.0
-            ).label("age_days"),
-        )
-        .where(
+    age_days = seconds_between(literal(end, DateTime(timezone=True)), Ticket.created_at) / 86400.0
+    bucket = case(
+        *[(age_days < bound, index) for index, (_, bound) in enumerate(AGE_BUCKETS[:-1])],
+        else_=len(AGE_BUCKETS) - 1,
+    )
+    return materialized(
+        select(Ticket.assignee.label("assignee"), bucket.label("bucket")).where(
             Ticket.created_at < end,
             Ticket.merged_into.is_(None),
             not_spam(),
             or_(Ticket.status.in_(OPEN), Ticket.solved_at >= end),
-        )
-        .cte("backlog")
+        ),
+        "backlog",
     )

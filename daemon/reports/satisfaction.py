@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import CTE, ColumnElement, func, select
+from sqlalchemy import CTE, func, literal, select
 from sqlalchemy.engine import Connection
 
 from postdesk.daemon.reports.periods import Window
+from postdesk.daemon.reports.sql import grouped, materialized
 from postdesk.models.schema import Event, OutboxItem, Ticket
 
 SCORES = (1, 2, 3, 4, 5)
@@ -20,10 +21,7 @@ SCORES = (1, 2, 3, 4, 5)
 
 def compute(conn: Connection, window: Window) -> dict[str, Any]:
     """The satisfaction figures of ``window``."""
-    rated = _rated(window)
-    spread = dict.fromkeys(SCORES, 0)
-    for score, n in conn.execute(select(rated.c.rating, func.count()).group_by(rated.c.rating)):
-        spread[int(score)] = int(n)
+    found = grouped(conn, _rated(window), ("total", "rating", "agent", "category"), "rating")
     asked = select(OutboxItem.ticket_id).where(
         OutboxItem.kind == "csat_request",
         OutboxItem.created_at >= window.start,
@@ -32,43 +30,39 @@ def compute(conn: Connection, window: Window) -> dict[str, Any]:
     requested, answered = conn.execute(
         select(func.count(), func.count(Ticket.rating)).where(Ticket.id.in_(asked))
     ).one()
-    total = sum(spread.values())
-    overall = conn.execute(select(func.avg(rated.c.rating))).scalar_one()
+    total, overall = found["total"].get("", (0, None))
     return {
         "rated": total,
         "requested": int(requested),
         "answered": int(answered),
         "response_rate": round(answered / requested, 3) if requested else None,
         "average": _round(overall),
-        "distribution": [{"score": s, "count": spread[s]} for s in SCORES],
-        "by_agent": _averages(conn, rated.c.agent, rated),
-        "by_category": _averages(conn, rated.c.category, rated),
+        "distribution": [
+            {"score": s, "count": found["rating"].get(str(s), (0, None))[0]} for s in SCORES
+        ],
+        "by_agent": _averages(found["agent"]),
+        "by_category": _averages(found["category"]),
     }
 
 
 def _rated(window: Window) -> CTE:
-    """Tickets rated in the window: assignee, category, rating."""
+    """Tickets rated in the window: assignee, category, rating (and a constant for the total)."""
     rated_ids = select(Event.ticket_id).where(
         Event.kind == "rated", Event.at >= window.start, Event.at < window.end
     )
-    return (
+    return materialized(
         select(
+            literal("").label("total"),
             Ticket.assignee.label("agent"),
             Ticket.category.label("category"),
             Ticket.rating.label("rating"),
-        )
-        .where(Ticket.rating.is_not(None), Ticket.id.in_(rated_ids))
-        .cte("rated")
+        ).where(Ticket.rating.is_not(None), Ticket.id.in_(rated_ids)),
+        "rated",
     )
 
 
-def _averages(conn: Connection, key: ColumnElement[Any], rated: CTE) -> list[dict[str, Any]]:
-    label = func.coalesce(key, "").label("key")
-    query = select(label, func.count(), func.avg(rated.c.rating)).group_by(label).order_by(label)
-    return [
-        {"key": str(k), "count": int(n), "average": _round(avg)}
-        for k, n, avg in conn.execute(query)
-    ]
+def _averages(groups: dict[str, tuple[int, float | None]]) -> list[dict[str, Any]]:
+    return [{"key": k, "count": n, "average": _round(avg)} for k, (n, avg) in groups.items()]
 
 
 def _round(value: Any) -> float | None:

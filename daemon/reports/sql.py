@@ -14,9 +14,14 @@ from sqlalchemy import (
     DateTime,
     Float,
     Integer,
+    String,
+    cast,
     column,
     func,
+    literal,
+    null,
     select,
+    union_all,
     values,
 )
 from sqlalchemy.engine import Connection
@@ -101,6 +106,28 @@ def grouped_counts(
     label = func.coalesce(key, "").label("key")
     query = select(label, func.count()).select_from(source).where(*where).group_by(label)
     return {str(k): int(n) for k, n in conn.execute(query.order_by(label))}
+
+
+def grouped(
+    conn: Connection, rows: CTE, dimensions: Sequence[str], value: str | None = None
+) -> dict[str, dict[str, tuple[int, float | None]]]:
+    """Count (and average ``value``) of ``rows`` per key of each dimension, in one statement.
+
+    ``rows`` should be :func:`materialized`, so it is computed once for every dimension. NULL
+    keys appear as ``""``; the result maps dimension -> key -> (count, average or None), keys
+    sorted.
+    """
+    average = func.avg(rows.c[value]) if value else cast(null(), Float)
+    parts = []
+    for dimension in dimensions:
+        key = func.coalesce(rows.c[dimension].cast(String), "")
+        parts.append(
+            select(literal(dimension), key, func.count(), average).group_by(rows.c[dimension])
+        )
+    found: dict[str, dict[str, tuple[int, float | None]]] = {d: {} for d in dimensions}
+    for dimension, key, n, avg in sorted(conn.execute(union_all(*parts)), key=lambda r: r[:2]):
+        found[dimension][str(key)] = (int(n), None if avg is None else float(avg))
+    return found
 
 
 def _round(value: Any) -> float | None:

@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, and_, not_, or_, select
 from sqlalchemy.engine import Connection
 
 from postdesk.daemon.reports.periods import Window, iso
-from postdesk.daemon.reports.sql import grouped_counts, per_period
+from postdesk.daemon.reports.sql import grouped, materialized, per_period
 from postdesk.models.schema import Event, Message, Ticket
 
 TICKETS = Ticket.__table__
@@ -28,7 +28,6 @@ def compute(conn: Connection, window: Window) -> dict[str, Any]:
     created = per_period(conn, periods, Ticket.created_at, TICKETS, not_spam())
     reopened = per_period(conn, periods, Event.at, EVENTS, Event.kind == "reopened")
     solved = per_period(conn, periods, Event.at, EVENTS, solved_event())
-    in_window = [Ticket.created_at >= window.start, Ticket.created_at < window.end, not_spam()]
     first_channel = (
         select(Message.channel)
         .where(Message.ticket_id == Ticket.id, Message.direction == "in")
@@ -36,14 +35,21 @@ def compute(conn: Connection, window: Window) -> dict[str, Any]:
         .limit(1)
         .scalar_subquery()
     )
+    created_rows = materialized(
+        select(Ticket.category.label("category"), first_channel.label("channel")).where(
+            Ticket.created_at >= window.start, Ticket.created_at < window.end, not_spam()
+        ),
+        "created",
+    )
+    counts = grouped(conn, created_rows, ("category", "channel"))
     return {
         "totals": {"created": sum(created), "reopened": sum(reopened), "solved": sum(solved)},
         "periods": [
             {"period": p.label, "start": iso(p.start), "created": c, "reopened": r, "solved": s}
             for p, c, r, s in zip(periods, created, reopened, solved, strict=True)
         ],
-        "by_category": grouped_counts(conn, Ticket.category, TICKETS, *in_window),
-        "by_channel": grouped_counts(conn, first_channel, TICKETS, *in_window),
+        "by_category": {k: n for k, (n, _) in counts["category"].items()},
+        "by_channel": {k: n for k, (n, _) in counts["channel"].items()},
     }
 
 
