@@ -202,6 +202,13 @@ def timed(config: Path, *args: str) -> tuple[float, float, str]:
     return time.perf_counter() - started, _children_cpu() - cpu, result.stdout
 
 
+def cpu_reference() -> float:
+    """CPU seconds of a fixed pure-Python loop: how fast this machine's CPU is right now."""
+    started = time.process_time()
+    sum(range(50_000_000))
+    return time.process_time() - started
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -252,6 +259,7 @@ def main() -> None:
         ),
     }
     print(f"load average before the runs: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"CPU reference, sum(range(50_000_000)) in this process: {cpu_reference():.2f} s CPU")
     print(f"{'run (best of ' + str(args.repeat) + ')':<42} {'wall':>7} {'CPU':>7}  CPU vs baseline")
     baseline = 0.0
     for label, (cfg, extra) in runs.items():
