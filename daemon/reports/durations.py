@@ -56,14 +56,14 @@ def durations(
         prefixes=["TEMPORARY"],
     )
     table.create(conn)
-    try:
-        conn.execute(insert(table).from_select(["seconds", *dimensions], rows))
-        Index(f"ix_report_{name}", table.c.seconds).create(conn)
-        for dimension in dimensions:
-            Index(f"ix_report_{name}_{dimension}", table.c[dimension], table.c.seconds).create(conn)
-        return _figures_of(conn, table, dimensions)
-    finally:
-        table.drop(conn)
+    conn.execute(insert(table).from_select(["seconds", *dimensions], rows))
+    Index(f"ix_report_{name}", table.c.seconds).create(conn)
+    for dimension in dimensions:
+        Index(f"ix_report_{name}_{dimension}", table.c[dimension], table.c.seconds).create(conn)
+    found = _figures_of(conn, table, dimensions)
+    # On an error the report's transaction is rolled back, which removes the table as well.
+    table.drop(conn)
+    return found
 
 
 def _figures_of(conn: Connection, table: Table, dimensions: Sequence[str]) -> dict[str, Any]:
