@@ -26,6 +26,7 @@ from postdesk.daemon.ops import commands as ops
 from postdesk.daemon.ops.errors import OpsError, OpsUsageError
 from postdesk.daemon.ops.logs import use_log_format
 from postdesk.daemon.preflight import serve_running
+from postdesk.daemon.reports import commands as reports
 from postdesk.daemon.runtime import Runtime, open_runtime
 from postdesk.daemon.serve import AlreadyRunning, serve
 from postdesk.daemon.store import quarantine, views
@@ -52,7 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = dataclasses.replace(settings, log=LogSettings(format=args.log_format))
         use_log_format(settings.log.format)
         return int(args.handler(settings, args))
-    except (ConfigError, UsageError, files.IngestError, OpsUsageError) as error:
+    except (
+        ConfigError, UsageError, files.IngestError, OpsUsageError, reports.ReportUsageError
+    ) as error:
         return _fail(args, error, EXIT_USAGE, "")
     except (AlreadyRunning, OpsError) as error:
         return _fail(args, error, EXIT_RUNTIME, "")
@@ -179,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("email")
     sub.add_argument("--dry-run", action="store_true", help="list what would go; change nothing")
+        "report",
+        cmd_report,
+        "Volume, speed, satisfaction, backlog and spam figures of a date range.",
+        "postdesk report --from 2026-01-01 --to 2026-03-31 --by month --html q1.html",
+    )
+    reports.add_arguments(sub)
     add(
         "check",
         cmd_check,
@@ -288,6 +297,11 @@ def _replay(runtime: Runtime, args: argparse.Namespace) -> int:
     outcomes = _drain(runtime)
     print(f"replayed {len(items)}; " + ingest_report.summary(outcomes))
     return 0
+
+
+def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    """Print or write the report of a date range."""
+    return reports.run(settings, open_runtime(settings).engine, args)
 
 
 def cmd_check(settings: Settings, _args: argparse.Namespace) -> int:

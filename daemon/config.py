@@ -7,11 +7,13 @@ Every key is documented once, in ``docs/postdesk.example.toml``.
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 import ipaddress
 import os
 import tomllib
 import types
 import typing
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -163,6 +165,11 @@ class LogSettings:
     """How the daemon writes its log."""
 
     format: Literal["text", "json"] = "text"
+class ReportSettings:
+    """``postdesk report`` and the weekly report mail."""
+
+    timezone: str = "UTC"  # IANA zone in which days, weeks and months begin
+    weekly_to: tuple[str, ...] = ()  # recipients of the weekly report mail; empty: not sent
 
 
 @dataclass(frozen=True)
@@ -180,6 +187,7 @@ class Settings:
     processing: ProcessingSettings = field(default_factory=ProcessingSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    reports: ReportSettings = field(default_factory=ReportSettings)
     source: str = "built-in defaults"
 
     @property
@@ -338,6 +346,21 @@ def _validate(settings: Settings) -> None:
         if getattr(settings.smtp, positive) <= 0:
             raise ConfigError(f"smtp.{positive}: must be greater than 0")
     _validate_agents(settings)
+    _validate_reports(settings.reports)
+
+
+def _validate_reports(reports: ReportSettings) -> None:
+    """The report time zone must be known; the weekly recipients must be addresses."""
+    try:
+        zoneinfo.ZoneInfo(reports.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"reports.timezone: not a known time zone (e.g. Europe/Berlin): {reports.timezone!r}"
+        ) from None
+    for index, address in enumerate(reports.weekly_to):
+        addr = email.utils.parseaddr(address)[1]
+        if "@" not in addr or any(c.isspace() for c in addr):
+            raise ConfigError(f"reports.weekly_to[{index}]: not an email address: {address!r}")
 
 
 DATABASE_FORMS = "sqlite:///PATH or postgresql+psycopg://USER[:PASSWORD]@HOST[:PORT]/NAME"

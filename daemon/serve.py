@@ -27,6 +27,7 @@ from postdesk.daemon.ops.metrics import LiveSources
 from postdesk.daemon.ops.tls import server_context
 from postdesk.daemon.outbound.sender import OutboxSender
 from postdesk.daemon.preflight import SERVE_LOCK, ensure_data_dir, ensure_smtp_listen
+from postdesk.daemon.reports.schedule import weekly_reports
 from postdesk.daemon.runtime import Runtime, open_runtime
 from postdesk.daemon.workerproc import WorkerProcess
 from postdesk.models.schema import OutboxItem
@@ -79,6 +80,9 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
         loop.add_signal_handler(signum, shutdown.set)
     tasks = [asyncio.create_task(worker.supervise()), asyncio.create_task(sender.run(stop))]
     tasks += [asyncio.create_task(poller.run(stop)) for poller in pollers]
+    tasks.append(
+        asyncio.create_task(weekly_reports(runtime.services, runtime.engine, runtime.factory, stop))
+    )
     if requeued:
         wake()
     log.info(

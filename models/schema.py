@@ -224,3 +224,21 @@ class ImapState(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(255))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# Indexes that let the reports (daemon/reports/) aggregate by time without reading message bodies
+# (migration 0008): tickets by creation and solve time, events by kind and time, and a covering
+# index for a ticket's first reply, replying agent and channel.
+Index("ix_tickets_created_at", Ticket.created_at)
+Index("ix_tickets_solved_at", Ticket.solved_at)
+Index("ix_events_kind_at", Event.kind, Event.at)
+Index(
+    "ix_messages_report",
+    Message.ticket_id,
+    Message.direction,
+    Message.created_at,
+    Message.auto,
+    Message.internal,
+    Message.author,
+    Message.channel,
+)

@@ -1,0 +1,81 @@
+"""Build a whole report: every section's figures for one window, read in one snapshot.
+
+A section is a module with ``compute(conn, window) -> dict``; :data:`SECTIONS` lists them in
+the order they are shown. The SLA compliance section (policies, business time) belongs to the
+SLA issue and is one more entry here once its tables exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection
+
+from postdesk.daemon.reports import backlog, hygiene, satisfaction, speed, volume
+from postdesk.daemon.reports.periods import Window, iso
+
+SCHEMA_VERSION = 1
+Section = Callable[[Connection, Window], dict[str, Any]]
+SECTIONS: tuple[tuple[str, Section], ...] = (
+    ("volume", volume.compute),
+    ("speed", speed.compute),
+    ("satisfaction", satisfaction.compute),
+    ("backlog", backlog.compute),
+    ("spam", hygiene.compute),
+)
+
+
+def build_report(engine: Engine, window: Window, title: str, now: datetime) -> dict[str, Any]:
+    """Every section of the report for ``window`` (the JSON schema of docs/reports.md)."""
+    report: dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
+        "title": title,
+        "generated_at": iso(now),
+        "window": window.describe(),
+    }
+    with snapshot(engine) as conn:
+        for name, compute in SECTIONS:
+            report[name] = compute(conn, window)
+    return report
+
+
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Connection]:
+    """A connection seeing one consistent state of the database, rolled back at the end.
+
+    The report writes only temporary tables of its own (:mod:`postdesk.daemon.reports.durations`).
+    SQLite: a deferred transaction on a connection of its own, so the report never takes the
+    write lock the daemon's engine takes at BEGIN (WAL readers do not block writers).
+    PostgreSQL: a REPEATABLE READ transaction.
+    """
+    if engine.dialect.name != "sqlite":
+        with engine.connect() as conn:
+            yield from _rolled_back(conn.execution_options(isolation_level="REPEATABLE READ"))
+        return
+    reader = create_engine(engine.url, connect_args={"timeout": 30})
+    event.listen(reader, "connect", _sqlite_deferred)
+    event.listen(reader, "begin", lambda c: c.exec_driver_sql("BEGIN"))
+    try:
+        with reader.connect() as conn:
+            yield from _rolled_back(conn)
+    finally:
+        reader.dispose()
+
+
+def _rolled_back(conn: Connection) -> Iterator[Connection]:
+    transaction = conn.begin()
+    try:
+        yield conn
+    finally:
+        transaction.rollback()
+
+
+def _sqlite_deferred(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+    dbapi_connection.execute("PRAGMA temp_store=MEMORY")
+    dbapi_connection.execute("PRAGMA cache_size=-65536")
+    dbapi_connection.execute("PRAGMA mmap_size=1073741824")

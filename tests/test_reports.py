@@ -1,0 +1,164 @@
+"""``postdesk report``: figures against the hand-computed fixture of tests/reportdata.py, on
+SQLite and PostgreSQL, through the real command line (text, JSON and HTML)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.reportdata import AGENTS_TOML, ALICE, BOB, build_fixture
+from tests.support import write_config
+
+RANGE = ("--from", "2026-10-19", "--to", "2026-11-01")
+
+
+def postdesk(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real console entry point."""
+    return subprocess.run(
+        [sys.executable, "-m", "postdesk.daemon.cli", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=config.parent,
+    )
+
+
+@pytest.fixture
+def fixture_config(tmp_path: Path, database_url: str) -> Path:
+    """A config for the fixture database, reporting in Europe/Berlin."""
+    build_fixture(database_url)
+    return write_config(tmp_path, database_url, extra=AGENTS_TOML)
+
+
+def report_json(config: Path, *args: str) -> dict[str, Any]:
+    """``postdesk report --json`` parsed."""
+    result = postdesk(config, "report", *RANGE, "--json", *args)
+    assert result.returncode == 0, result.stderr
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def test_volume_by_week_across_the_dst_change(fixture_config: Path) -> None:
+    report = report_json(fixture_config, "--by", "week")
+    assert report["window"] == {
+        "from": "2026-10-19",
+        "to": "2026-11-01",
+        "timezone": "Europe/Berlin",
+        "by": "week",
+        "start": "2026-10-18T22:00:00Z",  # midnight CEST
+        "end": "2026-11-01T23:00:00Z",  # midnight CET
+    }
+    volume = report["volume"]
+    assert [(p["period"], p["created"], p["reopened"], p["solved"]) for p in volume["periods"]] == [
+        ("2026-W43", 3, 0, 2),
+        ("2026-W44", 2, 1, 1),
+    ]
+    assert volume["periods"][1]["start"] == "2026-10-25T23:00:00Z"
+    assert volume["totals"] == {"created": 5, "reopened": 1, "solved": 3}
+    assert volume["by_category"] == {"billing": 3, "shipping": 2}
+    assert volume["by_channel"] == {"imap:main": 1, "ingest": 1, "smtp": 3}
+
+
+def test_days_are_local_days(fixture_config: Path) -> None:
+    periods = {
+        p["period"]: p for p in report_json(fixture_config, "--by", "day")["volume"]["periods"]
+    }
+    assert len(periods) == 14
+    # Ticket 1 came at 00:30 CEST on Oct 25 (22:30Z on Oct 24): a local Oct 25 ticket.
+    assert periods["2026-10-24"]["created"] == 0
+    assert periods["2026-10-25"]["created"] == 1
+    assert periods["2026-10-25"]["start"] == "2026-10-24T22:00:00Z"
+    assert periods["2026-10-26"]["start"] == "2026-10-25T23:00:00Z"  # a 25-hour day
+
+
+def test_speed_in_wall_time(fixture_config: Path) -> None:
+    speed = report_json(fixture_config)["speed"]
+    first = speed["first_response"]
+    # Replies after 1 h (T2), 2 h (T7), 4 h (T1: 3 h on the local clock, across the change)
+    # and 24 h (T4); nearest-rank median is the 2nd of 4, p90 the 4th.
+    assert first["overall"] == {"count": 4, "mean": 27900.0, "median": 7200.0, "p90": 86400.0}
+    assert first["unanswered"] == 1
+    assert first["by_agent"] == [
+        {"key": ALICE, "count": 2, "mean": 50400.0, "median": 14400.0, "p90": 86400.0},
+        {"key": BOB, "count": 2, "mean": 5400.0, "median": 3600.0, "p90": 7200.0},
+    ]
+    assert first["by_category"] == [
+        {"key": "billing", "count": 3, "mean": 8400.0, "median": 7200.0, "p90": 14400.0},
+        {"key": "shipping", "count": 1, "mean": 86400.0, "median": 86400.0, "p90": 86400.0},
+    ]
+    assert [b["count"] for b in first["histogram"]] == [0, 2, 1, 0, 1, 0, 0]
+    resolution = speed["resolution"]
+    assert resolution["overall"] == {
+        "count": 2,
+        "mean": 110700.0,
+        "median": 48600.0,
+        "p90": 172800.0,
+    }
+    assert resolution["by_agent"] == [
+        {"key": ALICE, "count": 2, "mean": 110700.0, "median": 48600.0, "p90": 172800.0}
+    ]
+    assert [r["key"] for r in resolution["by_category"]] == ["billing", "shipping"]
+    assert [b["count"] for b in resolution["histogram"]] == [0, 0, 0, 1, 1, 0, 0]
+
+
+def test_satisfaction_backlog_and_spam(fixture_config: Path) -> None:
+    report = report_json(fixture_config)
+    sat = report["satisfaction"]
+    assert sat["rated"] == 2 and sat["requested"] == 3 and sat["answered"] == 2
+    assert sat["response_rate"] == 0.667
+    assert sat["average"] == 3.5
+    assert [d["count"] for d in sat["distribution"]] == [0, 1, 0, 0, 1]
+    assert sat["by_agent"] == [{"key": ALICE, "count": 2, "average": 3.5}]
+    assert sat["by_category"] == [
+        {"key": "billing", "count": 1, "average": 5.0},
+        {"key": "shipping", "count": 1, "average": 2.0},
+    ]
+    backlog = report["backlog"]
+    assert backlog["open"] == 4
+    assert [b["count"] for b in backlog["by_age"]] == [0, 0, 1, 2, 1]
+    assert backlog["by_assignee"] == {"": 1, BOB: 3}
+    assert report["spam"] == {
+        "spam_tickets": 1,
+        "marked_spam": 1,
+        "quarantined": 2,
+        "quarantined_by_state": {"held": 1, "replayed": 1},
+        "held_now": 2,
+    }
+
+
+def test_text_tables_carry_the_figures(fixture_config: Path) -> None:
+    result = postdesk(fixture_config, "report", *RANGE)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "2026-W43        3         0       2" in text
+    assert "first response        4   2h 00m  1d 0h  7h 45m" in text
+    assert "resolution            2  13h 30m  2d 0h   1d 6h" in text
+    assert "response rate: 67%" in text
+    assert f"{BOB}        3" in text
+
+
+def test_bad_dates_are_one_line_usage_errors(tmp_path: Path, sqlite_url: str) -> None:
+    config = write_config(tmp_path, sqlite_url)
+    for args, expected in (
+        (("--from", "2026-13-01"), "not a date (expected YYYY-MM-DD): '2026-13-01'"),
+        (
+            ("--from", "2026-02-01", "--to", "2026-01-01"),
+            "--from 2026-02-01 is after --to 2026-01-01",
+        ),
+    ):
+        result = postdesk(config, "report", *args)
+        assert result.returncode == 2
+        assert result.stderr.strip() == f"postdesk report: {expected}"
+
+
+def test_wrong_timezone_names_the_key(tmp_path: Path, sqlite_url: str) -> None:
+    config = write_config(tmp_path, sqlite_url, extra='[reports]\ntimezone = "Mars/Olympus"\n')
+    result = postdesk(config, "report")
+    assert result.returncode == 2
+    assert "reports.timezone: not a known time zone" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
