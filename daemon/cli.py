@@ -182,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("email")
     sub.add_argument("--dry-run", action="store_true", help="list what would go; change nothing")
+    sub = add(
         "report",
         cmd_report,
         "Volume, speed, satisfaction, backlog and spam figures of a date range.",
