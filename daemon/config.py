@@ -147,6 +147,39 @@ class ProcessingSettings:
 
 
 @dataclass(frozen=True)
+class SlaCalendarSettings:
+    """One business calendar of ``[[sla.calendars]]`` (parsed by ``postdesk.daemon.sla.rules``)."""
+
+    name: str = ""
+    timezone: str = "UTC"
+    hours: str = "24x7"  # or "Mon-Fri 10:00-19:00", or several ranges separated by commas
+    holidays: str = ""  # country code for the holidays library, optionally "-SUBDIVISION"
+    closed: tuple[str, ...] = ()  # extra closed days, YYYY-MM-DD
+
+
+@dataclass(frozen=True)
+class SlaPolicySettings:
+    """One policy of ``[[sla.policies]]``: the first whose ``match`` fits a ticket applies."""
+
+    name: str = ""
+    match: dict[str, str] = field(default_factory=dict)  # priority, category, tier, organization
+    calendar: str = ""
+    first_response: str = "8h"
+    resolution: str = "5d"
+    escalate_to: str = ""  # group that also gets the breach mail
+
+
+@dataclass(frozen=True)
+class SlaSettings:
+    """Service-level targets: calendars, policies, and how often they are checked."""
+
+    check_interval: str = "30s"
+    warn_at: float = 0.8  # share of a target at which the warning goes out
+    calendars: tuple[SlaCalendarSettings, ...] = ()
+    policies: tuple[SlaPolicySettings, ...] = ()
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the daemon is told, in one frozen object passed to whoever needs it."""
 
@@ -159,6 +192,7 @@ class Settings:
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     plugins: PluginSettings = field(default_factory=PluginSettings)
     processing: ProcessingSettings = field(default_factory=ProcessingSettings)
+    sla: SlaSettings = field(default_factory=SlaSettings)
     source: str = "built-in defaults"
 
     @property
@@ -308,6 +342,14 @@ def _validate(settings: Settings) -> None:
         if getattr(settings.smtp, positive) <= 0:
             raise ConfigError(f"smtp.{positive}: must be greater than 0")
     _validate_agents(settings)
+    _validate_sla(settings)
+
+
+def _validate_sla(settings: Settings) -> None:
+    """Parse ``[sla]`` once so that a wrong calendar or policy stops the start (named key)."""
+    from postdesk.daemon.sla.rules import build_rules  # the SLA package builds on this module
+
+    build_rules(settings)
 
 
 def _validate_agents(settings: Settings) -> None:
