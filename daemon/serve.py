@@ -22,6 +22,7 @@ from postdesk.daemon.intake.imap import imap_pollers
 from postdesk.daemon.intake.smtp import IntakeHandler, start_smtp
 from postdesk.daemon.outbound.sender import OutboxSender
 from postdesk.daemon.runtime import Runtime, open_runtime
+from postdesk.daemon.sla import escalation
 from postdesk.daemon.workerproc import WorkerProcess
 from postdesk.models.schema import OutboxItem
 
@@ -59,6 +60,8 @@ async def _run(runtime: Runtime) -> None:
         loop.add_signal_handler(signum, shutdown.set)
     tasks = [asyncio.create_task(worker.supervise()), asyncio.create_task(sender.run(stop))]
     tasks += [asyncio.create_task(poller.run(stop)) for poller in pollers]
+    if runtime.services.sla.policies:
+        tasks.append(asyncio.create_task(escalation.run(stop, runtime.services, runtime.factory)))
     if requeued:
         wake()
     log.info(

@@ -224,3 +224,7 @@ class ImapState(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(255))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# Tables kept in their own modules, registered on Base here so that metadata sees them all.
+from postdesk.models import sla as _sla_tables  # noqa: E402, F401

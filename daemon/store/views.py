@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, object_session, selectinload
 
+from postdesk.daemon.store.slaview import aware, sla_dict
 from postdesk.daemon.store.tags import format_tag
 from postdesk.models.schema import Message, Ticket
 
@@ -26,13 +28,23 @@ def ticket_dict(ticket: Ticket, tag: str, with_messages: bool = True) -> dict[st
         "rating": ticket.rating,
         "merged_into": ticket.merged_into,
         "follows": ticket.follows,
-        "created_at": ticket.created_at.isoformat(),
-        "updated_at": ticket.updated_at.isoformat(),
+        "created_at": _stamp(ticket.created_at),
+        "updated_at": _stamp(ticket.updated_at),
         "participants": [p.email for p in ticket.participants],
     }
+    session = object_session(ticket)
+    if session is not None:
+        data["sla"] = sla_dict(session, ticket)
     if with_messages:
         data["messages"] = [message_dict(m) for m in ticket.messages]
     return data
+
+
+def _stamp(moment: datetime) -> str:
+    """ISO 8601 with the UTC offset, also for the naive datetimes SQLite hands back."""
+    value = aware(moment)
+    assert value is not None
+    return value.isoformat()
 
 
 def message_dict(message: Message) -> dict[str, Any]:
