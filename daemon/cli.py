@@ -167,7 +167,8 @@ def cmd_tickets(settings: Settings, args: argparse.Namespace) -> int:
     runtime = open_runtime(settings)
     with runtime.factory() as session:
         tickets = views.list_tickets(session, args.status)
-        rows = [views.ticket_dict(t, settings.helpdesk.tag, with_messages=False) for t in tickets]
+        labels = settings.workflow.labels
+        rows = [views.ticket_dict(t, settings.helpdesk.tag, False, labels) for t in tickets]
     rows = listing.select_rows(
         rows, overdue=args.overdue, assignee=args.assignee, priority=args.priority, sort=args.sort
     )
@@ -187,7 +188,7 @@ def cmd_ticket(settings: Settings, args: argparse.Namespace) -> int:
         ticket = views.load_ticket(session, args.number)
         if ticket is None:
             raise UsageError(f"there is no ticket {args.number} (see: postdesk tickets)")
-        data = views.ticket_dict(ticket, settings.helpdesk.tag)
+        data = views.ticket_dict(ticket, settings.helpdesk.tag, labels=settings.workflow.labels)
     if args.json:
         print(json.dumps(data, indent=2))
         return 0

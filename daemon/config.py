@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 ENV_PREFIX = "POSTDESK_"
+BASE_STATES = ("new", "open", "pending", "solved", "closed")  # what clocks and rules use
 DEFAULT_CONFIG_FILE = "postdesk.toml"
 
 
@@ -147,6 +148,25 @@ class ProcessingSettings:
 
 
 @dataclass(frozen=True)
+class WorkflowSettings:
+    """The team's own words: status labels over the base states, priority levels, rating words."""
+
+    statuses: dict[str, str] = field(default_factory=dict)  # label -> new|open|pending|...
+    priorities: tuple[str, ...] = ("low", "normal", "high", "urgent")  # lowest first
+    default_priority: str = "normal"
+    rating_words: dict[str, int] = field(default_factory=dict)  # extra CSAT answers -> 1..5
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Every status label and its base state; a state without a label under its own name."""
+        mapping = dict(self.statuses)
+        for state in BASE_STATES:
+            if state not in mapping.values():
+                mapping[state] = state
+        return mapping
+
+
+@dataclass(frozen=True)
 class SlaCalendarSettings:
     """One business calendar of ``[[sla.calendars]]`` (parsed by ``postdesk.daemon.sla.rules``)."""
 
@@ -193,6 +213,7 @@ class Settings:
     plugins: PluginSettings = field(default_factory=PluginSettings)
     processing: ProcessingSettings = field(default_factory=ProcessingSettings)
     sla: SlaSettings = field(default_factory=SlaSettings)
+    workflow: WorkflowSettings = field(default_factory=WorkflowSettings)
     source: str = "built-in defaults"
 
     @property
@@ -342,7 +363,29 @@ def _validate(settings: Settings) -> None:
         if getattr(settings.smtp, positive) <= 0:
             raise ConfigError(f"smtp.{positive}: must be greater than 0")
     _validate_agents(settings)
+    _validate_workflow(settings.workflow)
     _validate_sla(settings)
+
+
+def _validate_workflow(workflow: WorkflowSettings) -> None:
+    """Labels must map onto a base state; priorities must be distinct; ratings 1 to 5."""
+    for label, state in workflow.statuses.items():
+        if state not in BASE_STATES:
+            raise ConfigError(
+                f"workflow.statuses.{label!r}: maps to {state!r}, not one of {', '.join(BASE_STATES)}"
+            )
+        if not label.strip() or '"' in label:
+            raise ConfigError(f"workflow.statuses.{label!r}: a label needs words and no quotes")
+    levels = [p.lower() for p in workflow.priorities]
+    if not levels or len(set(levels)) != len(levels) or any(not p or " " in p for p in levels):
+        raise ConfigError("workflow.priorities: needs distinct one-word levels, lowest first")
+    if workflow.default_priority.lower() not in levels:
+        raise ConfigError(
+            f"workflow.default_priority: {workflow.default_priority!r} is not in workflow.priorities"
+        )
+    for word, score in workflow.rating_words.items():
+        if not 1 <= score <= 5 or not word.strip() or " " in word.strip():
+            raise ConfigError(f"workflow.rating_words.{word!r}: a word rated 1 to 5")
 
 
 def _validate_sla(settings: Settings) -> None:

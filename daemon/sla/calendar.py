@@ -23,6 +23,7 @@ Ranges = tuple[tuple[int, int], ...]  # minutes after local midnight, [start, en
 
 SEARCH_LIMIT = timedelta(days=3 * 366)  # an answer further away than this is "never"
 _PROBE = timedelta(hours=6)  # offsets never change twice within this (tz database fact)
+_CHUNK = timedelta(days=2)  # longest piece handed out at once
 
 
 @dataclass(frozen=True)
@@ -102,17 +103,22 @@ class Calendar:
 def _stretches(
     zone: tzinfo, start: datetime, end: datetime
 ) -> Iterator[tuple[datetime, datetime, timedelta]]:
-    """Split [start, end) into pieces of constant UTC offset: (from, to, offset)."""
+    """Split [start, end) into pieces of constant UTC offset: (from, to, offset).
+
+    Pieces are at most :data:`_CHUNK` long, so a caller that stops early looks no further.
+    """
     cursor = start
     while cursor < end:
         offset = _offset(zone, cursor)
+        limit = min(end, cursor + _CHUNK)
         probe = cursor
-        while probe < end and _offset(zone, probe + _PROBE) == offset:
-            probe += _PROBE
-        if probe >= end:
-            yield cursor, end, offset
-            return
-        change = _first_change(zone, probe, min(probe + _PROBE, end), offset)
+        while probe < limit and _offset(zone, min(probe + _PROBE, limit)) == offset:
+            probe = min(probe + _PROBE, limit)
+        if probe >= limit:
+            yield cursor, limit, offset
+            cursor = limit
+            continue
+        change = _first_change(zone, probe, min(probe + _PROBE, limit), offset)
         yield cursor, change, offset
         cursor = change
 

@@ -215,12 +215,13 @@ def recipients(
     """
     assignee = settings.agent(ticket.assignee)
     group = ticket.group_name or ""
-    chosen = [assignee] if assignee is not None else []
+    chosen: list[Agent | None] = [assignee] if assignee is not None else []
     if breach or not chosen:
         chosen += [a for a in settings.agents if group and group in a.groups]
     if not chosen:
         chosen = list(settings.agents)
     if breach and escalate_to:
         chosen += [a for a in settings.agents if escalate_to in a.groups]
-    unique: dict[str, Agent] = {a.email.lower(): a for a in chosen}
+    chosen += [settings.agent(p.email) for p in ticket.participants if p.role == "assistant"]
+    unique: dict[str, Agent] = {a.email.lower(): a for a in chosen if a is not None}
     return list(unique.values())

@@ -15,7 +15,6 @@ import holidays
 
 from postdesk.daemon.config import ConfigError, Settings, SlaCalendarSettings, SlaPolicySettings
 from postdesk.daemon.sla.calendar import Calendar, Ranges
-from postdesk.models.schema import PRIORITIES
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MATCH_KEYS = ("priority", "category", "tier", "organization")
@@ -60,6 +59,7 @@ def build_rules(full: Settings) -> Rules:
     """Parse and check ``[sla]`` against the priorities and agent groups that exist."""
     settings = full.sla
     groups = {group for agent in full.agents for group in agent.groups}
+    levels = tuple(p.lower() for p in full.workflow.priorities)
     check_interval = parse_duration(settings.check_interval, "sla.check_interval")
     if not 0 < settings.warn_at < 1:
         raise ConfigError(f"sla.warn_at: must be between 0 and 1, got {settings.warn_at!r}")
@@ -70,7 +70,7 @@ def build_rules(full: Settings) -> Rules:
             raise ConfigError(f"{key}.name: calendar {item.name!r} is defined twice")
         calendars[item.name] = build_calendar(item, key)
     policies = tuple(
-        _build_policy(item, f"sla.policies[{index}]", calendars, PRIORITIES)
+        _build_policy(item, f"sla.policies[{index}]", calendars, levels)
         for index, item in enumerate(settings.policies)
     )
     for index, policy in enumerate(policies):
@@ -173,7 +173,7 @@ def _build_policy(
         if name == "priority" and not values <= set(priorities):
             raise ConfigError(
                 f"{key}.match.priority: {wanted!r} names a priority that does not exist "
-                f"(priorities: {', '.join(priorities)})"
+                f"(workflow.priorities: {', '.join(priorities)})"
             )
         match[name] = values
     return Policy(

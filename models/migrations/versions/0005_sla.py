@@ -1,4 +1,4 @@
-"""sla: each ticket's due times and clock, and the alerts sent once
+"""sla: each ticket's due times and clock, the alerts sent once, the status label
 
 Revision ID: 0005_sla
 Revises: 0002
@@ -17,6 +17,8 @@ depends_on = None
 
 def upgrade() -> None:
     """Apply this revision."""
+    with op.batch_alter_table("tickets") as batch:
+        batch.add_column(sa.Column("status_label", sa.String(length=64), nullable=True))
     op.create_table(
         "ticket_sla",
         sa.Column("ticket_id", sa.Integer(), nullable=False),
@@ -57,3 +59,5 @@ def downgrade() -> None:
     """Revert this revision."""
     op.drop_table("sla_alerts")
     op.drop_table("ticket_sla")
+    with op.batch_alter_table("tickets") as batch:
+        batch.drop_column("status_label")
