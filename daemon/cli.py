@@ -29,6 +29,7 @@ from postdesk.daemon.preflight import serve_running
 from postdesk.daemon.reports import commands as reports
 from postdesk.daemon.runtime import Runtime, open_runtime
 from postdesk.daemon.serve import AlreadyRunning, serve
+from postdesk.daemon.sla import listing
 from postdesk.daemon.store import quarantine, views
 from postdesk.daemon.store.db import transaction
 from postdesk.daemon.worker import DatabaseHealth, Outcome, Worker
@@ -136,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("tickets", cmd_tickets, "List tickets.", "postdesk tickets --status open --json")
     sub.add_argument("--status", choices=["new", "open", "pending", "solved", "closed"])
     sub.add_argument("--json", action="store_true", help="print JSON")
+    sub.add_argument("--overdue", action="store_true", help="open tickets with a breached target")
+    sub.add_argument("--assignee", metavar="EMAIL", help="one agent's tickets (or 'nobody')")
+    sub.add_argument("--priority", metavar="P", help="only tickets of this priority")
+    sub.add_argument("--sort", choices=listing.SORT_KEYS, help="order by due, created or updated")
     sub = add(
         "ticket", cmd_ticket, "Show one ticket with its messages.", "postdesk ticket 42 --json"
     )
@@ -224,7 +229,11 @@ def cmd_tickets(settings: Settings, args: argparse.Namespace) -> int:
     runtime = open_runtime(settings)
     with runtime.factory() as session:
         tickets = views.list_tickets(session, args.status)
-        rows = [views.ticket_dict(t, settings.helpdesk.tag, with_messages=False) for t in tickets]
+        labels = settings.workflow.labels
+        rows = [views.ticket_dict(t, settings.helpdesk.tag, False, labels) for t in tickets]
+    rows = listing.select_rows(
+        rows, overdue=args.overdue, assignee=args.assignee, priority=args.priority, sort=args.sort
+    )
     if args.json:
         print(json.dumps(rows, indent=2))
     for row in [] if args.json else rows:
@@ -241,7 +250,7 @@ def cmd_ticket(settings: Settings, args: argparse.Namespace) -> int:
         ticket = views.load_ticket(session, args.number)
         if ticket is None:
             raise UsageError(f"there is no ticket {args.number} (see: postdesk tickets)")
-        data = views.ticket_dict(ticket, settings.helpdesk.tag)
+        data = views.ticket_dict(ticket, settings.helpdesk.tag, labels=settings.workflow.labels)
     if args.json:
         print(json.dumps(data, indent=2))
         return 0

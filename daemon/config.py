@@ -21,6 +21,7 @@ from typing import Any, Literal
 from sqlalchemy.engine import make_url
 
 ENV_PREFIX = "POSTDESK_"
+BASE_STATES = ("new", "open", "pending", "solved", "closed")  # what clocks and rules use
 DEFAULT_CONFIG_FILE = "postdesk.toml"
 
 
@@ -165,11 +166,66 @@ class LogSettings:
     """How the daemon writes its log."""
 
     format: Literal["text", "json"] = "text"
+
+
+@dataclass(frozen=True)
 class ReportSettings:
     """``postdesk report`` and the weekly report mail."""
 
     timezone: str = "UTC"  # IANA zone in which days, weeks and months begin
     weekly_to: tuple[str, ...] = ()  # recipients of the weekly report mail; empty: not sent
+
+
+@dataclass(frozen=True)
+class WorkflowSettings:
+    """The team's own words: status labels over the base states, priority levels, rating words."""
+
+    statuses: dict[str, str] = field(default_factory=dict)  # label -> new|open|pending|...
+    priorities: tuple[str, ...] = ("low", "normal", "high", "urgent")  # lowest first
+    default_priority: str = "normal"
+    rating_words: dict[str, int] = field(default_factory=dict)  # extra CSAT answers -> 1..5
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Every status label and its base state; a state without a label under its own name."""
+        mapping = dict(self.statuses)
+        for state in BASE_STATES:
+            if state not in mapping.values():
+                mapping[state] = state
+        return mapping
+
+
+@dataclass(frozen=True)
+class SlaCalendarSettings:
+    """One business calendar of ``[[sla.calendars]]`` (parsed by ``postdesk.daemon.sla.rules``)."""
+
+    name: str = ""
+    timezone: str = "UTC"
+    hours: str = "24x7"  # or "Mon-Fri 10:00-19:00", or several ranges separated by commas
+    holidays: str = ""  # country code for the holidays library, optionally "-SUBDIVISION"
+    closed: tuple[str, ...] = ()  # extra closed days, YYYY-MM-DD
+
+
+@dataclass(frozen=True)
+class SlaPolicySettings:
+    """One policy of ``[[sla.policies]]``: the first whose ``match`` fits a ticket applies."""
+
+    name: str = ""
+    match: dict[str, str] = field(default_factory=dict)  # priority, category, tier, organization
+    calendar: str = ""
+    first_response: str = "8h"
+    resolution: str = "5d"
+    escalate_to: str = ""  # group that also gets the breach mail
+
+
+@dataclass(frozen=True)
+class SlaSettings:
+    """Service-level targets: calendars, policies, and how often they are checked."""
+
+    check_interval: str = "30s"
+    warn_at: float = 0.8  # share of a target at which the warning goes out
+    calendars: tuple[SlaCalendarSettings, ...] = ()
+    policies: tuple[SlaPolicySettings, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -188,6 +244,8 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     log: LogSettings = field(default_factory=LogSettings)
     reports: ReportSettings = field(default_factory=ReportSettings)
+    sla: SlaSettings = field(default_factory=SlaSettings)
+    workflow: WorkflowSettings = field(default_factory=WorkflowSettings)
     source: str = "built-in defaults"
 
     @property
@@ -347,6 +405,8 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"smtp.{positive}: must be greater than 0")
     _validate_agents(settings)
     _validate_reports(settings.reports)
+    _validate_workflow(settings.workflow)
+    _validate_sla(settings)
 
 
 def _validate_reports(reports: ReportSettings) -> None:
@@ -383,6 +443,35 @@ def _validate_database(url: str) -> None:
         else:
             return
     raise ConfigError(f"helpdesk.database: {problem}; use {DATABASE_FORMS}")
+
+
+
+def _validate_workflow(workflow: WorkflowSettings) -> None:
+    """Labels must map onto a base state; priorities must be distinct; ratings 1 to 5."""
+    for label, state in workflow.statuses.items():
+        if state not in BASE_STATES:
+            raise ConfigError(
+                f"workflow.statuses.{label!r}: maps to {state!r}, not one of {', '.join(BASE_STATES)}"
+            )
+        if not label.strip() or '"' in label:
+            raise ConfigError(f"workflow.statuses.{label!r}: a label needs words and no quotes")
+    levels = [p.lower() for p in workflow.priorities]
+    if not levels or len(set(levels)) != len(levels) or any(not p or " " in p for p in levels):
+        raise ConfigError("workflow.priorities: needs distinct one-word levels, lowest first")
+    if workflow.default_priority.lower() not in levels:
+        raise ConfigError(
+            f"workflow.default_priority: {workflow.default_priority!r} is not in workflow.priorities"
+        )
+    for word, score in workflow.rating_words.items():
+        if not 1 <= score <= 5 or not word.strip() or " " in word.strip():
+            raise ConfigError(f"workflow.rating_words.{word!r}: a word rated 1 to 5")
+
+
+def _validate_sla(settings: Settings) -> None:
+    """Parse ``[sla]`` once so that a wrong calendar or policy stops the start (named key)."""
+    from postdesk.daemon.sla.rules import build_rules  # the SLA package builds on this module
+
+    build_rules(settings)
 
 
 def _validate_agents(settings: Settings) -> None:

@@ -29,6 +29,7 @@ from postdesk.daemon.outbound.sender import OutboxSender
 from postdesk.daemon.preflight import SERVE_LOCK, ensure_data_dir, ensure_smtp_listen
 from postdesk.daemon.reports.schedule import weekly_reports
 from postdesk.daemon.runtime import Runtime, open_runtime
+from postdesk.daemon.sla import escalation
 from postdesk.daemon.workerproc import WorkerProcess
 from postdesk.models.schema import OutboxItem
 
@@ -83,6 +84,8 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
     tasks.append(
         asyncio.create_task(weekly_reports(runtime.services, runtime.engine, runtime.factory, stop))
     )
+    if runtime.services.sla.policies:
+        tasks.append(asyncio.create_task(escalation.run(stop, runtime.services, runtime.factory)))
     if requeued:
         wake()
     log.info(

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 from postdesk.daemon.agents.tokens import Tokens
 from postdesk.daemon.config import Settings
 from postdesk.daemon.outbound.templating import Templates
+from postdesk.daemon.sla.rules import Rules, build_rules
 from postdesk.models.schema import utcnow
 
 
@@ -20,3 +22,8 @@ class Services:
     tokens: Tokens
     templates: Templates
     clock: Callable[[], datetime] = field(default=utcnow)
+
+    @cached_property
+    def sla(self) -> Rules:
+        """The SLA calendars and policies, parsed from the settings once."""
+        return build_rules(self.settings)

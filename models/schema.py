@@ -43,6 +43,7 @@ class Ticket(Base):
     number: Mapped[int] = mapped_column(Integer, unique=True)
     subject: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), default="new", index=True)
+    status_label: Mapped[str | None] = mapped_column(String(64))  # the team's word for status
     priority: Mapped[str] = mapped_column(String(16), default="normal")
     category: Mapped[str | None] = mapped_column(String(64))
     group_name: Mapped[str | None] = mapped_column(String(64))
@@ -242,3 +243,6 @@ Index(
     Message.author,
     Message.channel,
 )
+
+# Tables kept in their own modules, registered on Base here so that metadata sees them all.
+from postdesk.models import sla as _sla_tables  # noqa: E402, F401

@@ -12,13 +12,13 @@ from collections.abc import Callable
 
 import jinja2
 
-from postdesk.daemon.agents import assignment, merge
+from postdesk.daemon.agents import assignment, habits, merge
 from postdesk.daemon.agents.commands import Command
 from postdesk.daemon.outbound.compose import envelope_address
 from postdesk.daemon.outbound.context import helpdesk_info, ticket_info
 from postdesk.daemon.outbound.templating import CANNED_FOLDER
 from postdesk.daemon.pipeline import MessageContext, add_participant, log_event
-from postdesk.models.schema import PRIORITIES, STATUSES
+from postdesk.daemon.sla import labels
 
 CANNED_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
 CATEGORY_NAME = re.compile(r"^[a-z0-9_.-]{1,64}$")
@@ -39,10 +39,17 @@ def note(ctx: MessageContext, command: Command, canned: list[str]) -> str:
 
 def status(ctx: MessageContext, command: Command, canned: list[str]) -> str:
     """#status S: set the status; solving it asks the customer for a rating."""
-    ticket, value = ctx.ticket, command.argument.lower()
+    ticket = ctx.ticket
     assert ticket is not None
-    if value not in STATUSES:
-        return f"unknown status (one of {', '.join(STATUSES)})"
+    found = labels.find_status(ctx.services.settings, command.argument)
+    if found is None:
+        known = ", ".join(labels.labels(ctx.services.settings))
+        return f"unknown status (one of {known}; quote or hyphenate labels of several words)"
+    label, value = found
+    if label != ticket.status_label:
+        ticket.status_label = label
+        if value == ticket.status:
+            _event(ctx, "status", {"from": ticket.status, "to": value, "label": label})
     if value != ticket.status:
         _event(ctx, "status", {"from": ticket.status, "to": value})
         if value in ("solved", "closed") and ticket.status not in ("solved", "closed"):
@@ -58,8 +65,9 @@ def priority(ctx: MessageContext, command: Command, canned: list[str]) -> str:
     """#priority P."""
     ticket, value = ctx.ticket, command.argument.lower()
     assert ticket is not None
-    if value not in PRIORITIES:
-        return f"unknown priority (one of {', '.join(PRIORITIES)})"
+    levels = [p.lower() for p in ctx.services.settings.workflow.priorities]
+    if value not in levels:
+        return f"unknown priority (one of {', '.join(levels)})"
     if value != ticket.priority:
         _event(ctx, "priority", {"from": ticket.priority, "to": value})
         ticket.priority = value
@@ -197,4 +205,7 @@ ACTIONS: dict[str, Action] = {
     "cc": cc,
     "merge": merge_into,
     "reply": reply,
+    "requester": habits.requester,
+    "assist": habits.assist,
+    "unassist": habits.unassist,
 }

@@ -22,11 +22,21 @@ def group_agents(settings: Settings, group: str | None) -> list[Agent]:
 
 
 def recipients(settings: Settings, ticket: Ticket) -> list[Agent]:
-    """Whom to tell about ``ticket``: its assignee, else its group, else every agent."""
+    """Whom to tell about ``ticket``: its assignee, else its group, else every agent; and its
+    assistants."""
     assignee = settings.agent(ticket.assignee)
     if assignee is not None:
-        return [assignee]
-    return group_agents(settings, ticket.group_name) or list(settings.agents)
+        chosen = [assignee]
+    else:
+        chosen = group_agents(settings, ticket.group_name) or list(settings.agents)
+    return _with_assistants(settings, ticket, chosen)
+
+
+def _with_assistants(settings: Settings, ticket: Ticket, chosen: list[Agent]) -> list[Agent]:
+    """``chosen`` plus the ticket's assistants (``#assist``), each agent once."""
+    helpers = [settings.agent(p.email) for p in ticket.participants if p.role == "assistant"]
+    unique = {a.email.lower(): a for a in [*chosen, *helpers] if a is not None}
+    return list(unique.values())
 
 
 def group_of(settings: Settings, category: str) -> str | None:

@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 from postdesk.daemon.outbound.templating import one_line
 
 NO_ARGUMENT = ("note", "spam", "ham")
-ONE_ARGUMENT = ("status", "priority", "assign", "category", "merge", "cc", "reply")
+HABITS = ("requester", "assist", "unassist")  # issue 12: daemon/agents/habits.py
+ONE_ARGUMENT = ("status", "priority", "assign", "category", "merge", "cc", "reply", *HABITS)
 KNOWN = (*NO_ARGUMENT, *ONE_ARGUMENT)
 FREE_TEXT = ("cc",)  # may hold spaces: "#cc Frank <frank@example.org>"
+QUOTABLE = ("status",)  # may hold spaces when quoted: '#status "Being resolved"'
+_QUOTED = re.compile(r"^[\"'\u201c\u201e\u00ab\u2018][^\"\u201c\u201d]+[\"'\u201d\u00bb\u2019]$")
 USAGE = {
     "status": "#status new|open|pending|solved|closed",
     "priority": "#priority low|normal|high|urgent",
@@ -25,6 +28,9 @@ USAGE = {
     "merge": "#merge <ticket number>",
     "cc": "#cc <email>",
     "reply": "#reply <canned reply name>",
+    "requester": "#requester <customer email>",
+    "assist": "#assist <agent email or name>",
+    "unassist": "#unassist <agent email or name>",
 }
 _LINE = re.compile(r"^#([A-Za-z]+)(?:\s+(.*))?$")
 
@@ -81,8 +87,14 @@ def parse_line(line: str) -> tuple[Command | None, str]:
     name, argument = match.group(1).lower(), " ".join((match.group(2) or "").split())
     if name not in KNOWN:
         return None, f"{shown!r}: unknown command #{name} (known: {', '.join(KNOWN)})"
-    if name in ONE_ARGUMENT and (not argument or (" " in argument and name not in FREE_TEXT)):
+    spaced = " " in argument and name not in FREE_TEXT and not _quoted(name, argument)
+    if name in ONE_ARGUMENT and (not argument or spaced):
         return None, f"{shown!r}: expected one value, as in '{USAGE[name]}'"
     if name in ("spam", "ham") and argument:
         return None, f"{shown!r}: #{name} takes no value"
     return Command(name, argument, line), ""
+
+
+def _quoted(name: str, argument: str) -> bool:
+    """True for a quoted argument of a command that takes labels of several words."""
+    return name in QUOTABLE and _QUOTED.match(argument) is not None

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from postdesk.daemon.config import Settings
 from postdesk.daemon.mail.parse import Attachment
 from postdesk.daemon.store.tags import format_tag
+from postdesk.daemon.store.views import status_shown
 from postdesk.models.schema import Message, Ticket
 
 MAX_TEXT_CHARS = 50_000
@@ -30,7 +31,7 @@ def ticket_info(settings: Settings, ticket: Ticket) -> dict[str, object]:
         "number": ticket.number,
         "tag": format_tag(settings.helpdesk.tag, ticket.number),
         "subject": ticket.subject,
-        "status": ticket.status,
+        "status": status_shown(ticket, settings.workflow.labels),
         "priority": ticket.priority,
         "category": ticket.category or "",
         "group": ticket.group_name or "",

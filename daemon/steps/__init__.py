@@ -15,6 +15,7 @@ from postdesk.daemon.steps import (
     respond,
     route,
     screen,
+    sla,
     store,
     thread,
 )
@@ -29,6 +30,7 @@ PIPELINE: tuple[Step, ...] = (
     store.run,  # ticket, contact, participants, message, attachments, events
     route.run,  # a new ticket's group, and its agent when the group takes turns
     commands.run,  # an authenticated agent's #commands
+    sla.run,  # policy, due times, first response met, resolution clock paused or stopped
     respond.run,  # acknowledgement through the outbox
     notify.run,  # agents hear of new tickets and replies; alerts on forged agent mail
     relay.run,  # an agent's reply to the customers, CSAT request, command errors to the agent

@@ -15,6 +15,7 @@ from postdesk.daemon.outbound.context import attachment_list, helpdesk_info, tic
 from postdesk.daemon.outbound.outbox import enqueue
 from postdesk.daemon.outbound.templating import AGENT_ALERT, AGENT_NOTIFICATION
 from postdesk.daemon.pipeline import MessageContext
+from postdesk.daemon.store.slaview import due_line
 
 
 def run(ctx: MessageContext) -> None:
@@ -57,6 +58,7 @@ def _send(
         "attachments": described,
         "notes": list(ctx.notes),
         "plugin_facts": {},  # filled by the plugin issue: contact, orders, ...
+        "sla_due": due_line(ctx.session, ctx.ticket),
         **extra,
     }
     enqueue(

@@ -7,6 +7,8 @@ the store step leaves the status alone. Anything else reopens the ticket as usua
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sqlalchemy import select
 
 from postdesk.daemon.pipeline import MessageContext, log_event
@@ -23,7 +25,7 @@ def run(ctx: MessageContext) -> None:
         return
     if ctx.agent is not None or ticket.merged_into is not None or ticket.spam:
         return
-    score = rating_of(ctx.parsed.new_text)
+    score = rating_of(ctx.parsed.new_text, ctx.services.settings.workflow.rating_words)
     if score is None or not _is_customer(ctx):
         return
     ticket.rating = score
@@ -31,12 +33,17 @@ def run(ctx: MessageContext) -> None:
     log_event(ctx, "rated", {"rating": score})
 
 
-def rating_of(text: str) -> int | None:
-    """The rating named by the first word of ``text`` ("5", "Good!", "bad."), or None."""
+def rating_of(text: str, extra: Mapping[str, int] | None = None) -> int | None:
+    """The rating named by the first word of ``text`` ("5", "Good!", "bad."), or None.
+
+    ``extra`` adds the team's own words (``[workflow] rating_words``, e.g. "Satisfactory").
+    """
     words = text.split(maxsplit=1)
     if not words:
         return None
-    return WORDS.get(words[0].strip(".,;:!?").lower())
+    word = words[0].strip(".,;:!?").lower()
+    own = {key.lower(): value for key, value in (extra or {}).items()}
+    return own.get(word, WORDS.get(word))
 
 
 def _is_customer(ctx: MessageContext) -> bool:

@@ -86,7 +86,11 @@ def request_rating(ctx: MessageContext) -> None:
         kind="csat_request",
         to=[ctx.ticket.requester],
         template=CUSTOMER_CSAT_REQUEST,
-        context={"helpdesk": helpdesk_info(settings), "ticket": ticket_info(settings, ctx.ticket)},
+        context={
+            "helpdesk": helpdesk_info(settings),
+            "ticket": ticket_info(settings, ctx.ticket),
+            "rating_words": list(settings.workflow.rating_words),
+        },
         in_reply_to=in_reply_to,
         references=thread,
         auto=True,

@@ -25,7 +25,7 @@ def run(ctx: MessageContext) -> None:
         ctx.services,
         ticket=ctx.ticket,
         kind="acknowledgement",
-        to=[ctx.sender],
+        to=[ctx.ticket.requester],  # the sender, or the customer named by #requester
         template=CUSTOMER_ACKNOWLEDGEMENT,
         context={"helpdesk": helpdesk_info(settings), "ticket": ticket},
         in_reply_to=parsed.message_id,

@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, object_session, selectinload
 
+from postdesk.daemon.store.slaview import sla_dict
 from postdesk.daemon.store.tags import format_tag
 from postdesk.models.schema import Message, Ticket
 
 
-def ticket_dict(ticket: Ticket, tag: str, with_messages: bool = True) -> dict[str, Any]:
-    """One ticket as a JSON-ready dict, with its messages unless told otherwise."""
+def ticket_dict(
+    ticket: Ticket,
+    tag: str,
+    with_messages: bool = True,
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """One ticket as a JSON-ready dict, with its messages unless told otherwise.
+
+    ``labels`` (``[workflow]`` label -> base state) names the status in the team's words.
+    """
     data: dict[str, Any] = {
         "number": ticket.number,
         "tag": format_tag(tag, ticket.number),
         "subject": ticket.subject,
-        "status": ticket.status,
+        "status": status_shown(ticket, labels),
+        "state": ticket.status,
         "priority": ticket.priority,
         "category": ticket.category,
         "requester": ticket.requester,
@@ -30,10 +41,23 @@ def ticket_dict(ticket: Ticket, tag: str, with_messages: bool = True) -> dict[st
         "created_at": iso(ticket.created_at),
         "updated_at": iso(ticket.updated_at),
         "participants": [p.email for p in ticket.participants],
+        "assistants": [p.email for p in ticket.participants if p.role == "assistant"],
     }
+    session = object_session(ticket)
+    if session is not None:
+        data["sla"] = sla_dict(session, ticket)
     if with_messages:
         data["messages"] = [message_dict(m) for m in ticket.messages]
     return data
+
+
+def status_shown(ticket: Ticket, labels: Mapping[str, str] | None) -> str:
+    """The ticket's status label if it names its base state, else that state's first label."""
+    if not labels:
+        return ticket.status
+    if ticket.status_label is not None and labels.get(ticket.status_label) == ticket.status:
+        return ticket.status_label
+    return next((label for label, state in labels.items() if state == ticket.status), ticket.status)
 
 
 def message_dict(message: Message) -> dict[str, Any]:

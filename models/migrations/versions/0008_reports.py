@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0008_reports"
-down_revision = "0002"
+down_revision = "0005_sla"
 branch_labels = None
 depends_on = None
 

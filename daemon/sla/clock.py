@@ -1,0 +1,121 @@
+"""The two clocks of a ticket: first response and resolution, kept in ``ticket_sla``.
+
+:func:`refresh` runs whenever a message changed a ticket (the ``sla`` pipeline step). It
+selects the policy again (priority, category or tier may have changed), records what
+happened to the clocks, and recomputes every due time from the ticket's creation, so a
+changed policy applies as if it had been chosen at the start.
+
+- First response: met by the first public agent reply (notes do not count).
+- Resolution: stops at ``solved``/``closed``; ``pending`` pauses it, and so does the time a
+  ticket spent solved before it was reopened; a customer's reply (which reopens) resumes it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from postdesk.daemon.sla.calendar import Interval
+from postdesk.daemon.sla.rules import Policy, Rules
+from postdesk.daemon.store.slaview import STOPPED, aware
+from postdesk.models.schema import Ticket
+from postdesk.models.sla import TicketSla
+
+FOREVER = datetime.max.replace(tzinfo=UTC)
+PAUSING = ("pending",)  # base states that pause the resolution clock
+
+
+def requester_tier(session: Session, ticket: Ticket) -> str | None:
+    """The requester's contact tier (e.g. "premium"), for policies matching on ``tier``.
+
+    None until the CRM's ``Contact.tier`` lands (plugins issue); wire it here, nowhere else.
+    """
+    return None
+
+
+def requester_organization(session: Session, ticket: Ticket) -> str | None:
+    """The requester's organization, for policies matching on ``organization``.
+
+    None until the CRM's contact record lands (plugins issue); wire it here, nowhere else.
+    """
+    return None
+
+
+def facts(session: Session, ticket: Ticket) -> dict[str, str | None]:
+    """What policies match on, for ``ticket``."""
+    return {
+        "priority": ticket.priority,
+        "category": ticket.category,
+        "tier": requester_tier(session, ticket),
+        "organization": requester_organization(session, ticket),
+    }
+
+
+def refresh(
+    session: Session,
+    rules: Rules,
+    ticket: Ticket,
+    now: datetime,
+    *,
+    public_reply: bool = False,
+) -> TicketSla:
+    """Bring ``ticket``'s SLA row up to date after a change; ``public_reply`` = an agent answered."""
+    row = session.get(TicketSla, ticket.id)
+    if row is None:
+        row = TicketSla(ticket_id=ticket.id, resolution_paused="[]", timezone="UTC")
+        session.add(row)
+    paused = _load(row.resolution_paused)
+    running = ticket.status not in (*STOPPED, *PAUSING)
+    if not running and row.stopped_since is None:
+        row.stopped_since = now
+    elif running and row.stopped_since is not None:
+        paused.append((_utc(row.stopped_since), now))
+        row.stopped_since = None
+    row.resolution_paused = json.dumps([[a.isoformat(), b.isoformat()] for a, b in paused])
+    if ticket.status in STOPPED:
+        row.resolved_at = row.resolved_at or aware(ticket.solved_at) or now
+    else:
+        row.resolved_at = None
+    if public_reply and row.first_response_met_at is None:
+        row.first_response_met_at = now
+    if ticket.status == "pending" and row.stopped_since is not None:
+        paused.append((_utc(row.stopped_since), FOREVER))
+    _due_times(row, rules.select(facts(session, ticket)), _utc(ticket.created_at), paused, rules)
+    row.updated_at = now
+    return row
+
+
+def _due_times(
+    row: TicketSla, policy: Policy | None, created: datetime, paused: list[Interval], rules: Rules
+) -> None:
+    """Set the policy and the due and warning times, counted from ``created``."""
+    row.policy = policy.name if policy else None
+    if policy is None:
+        row.first_response_due = row.first_response_warn_at = None
+        row.resolution_due = row.resolution_warn_at = None
+        return
+    calendar, share = policy.calendar, rules.warn_at
+    row.timezone = str(calendar.zone)
+    row.first_response_due = calendar.add(created, policy.first_response)
+    row.first_response_warn_at = calendar.add(created, _share(policy.first_response, share))
+    row.resolution_due = calendar.add(created, policy.resolution, paused)
+    row.resolution_warn_at = calendar.add(created, _share(policy.resolution, share), paused)
+
+
+def _share(target: timedelta, share: float) -> timedelta:
+    """``share`` of ``target``, to the whole second."""
+    return timedelta(seconds=round(target.total_seconds() * share))
+
+
+def _load(text: str) -> list[Interval]:
+    return [
+        (datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in json.loads(text or "[]")
+    ]
+
+
+def _utc(moment: datetime) -> datetime:
+    value = aware(moment)
+    assert value is not None
+    return value
