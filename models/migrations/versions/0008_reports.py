@@ -1,7 +1,7 @@
 """reports: indexes for aggregating tickets, events and messages by time
 
 Revision ID: 0008_reports
-Revises: 0002
+Revises: 0005_sla
 """
 
 from __future__ import annotations
