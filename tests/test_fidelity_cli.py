@@ -123,6 +123,7 @@ def test_example_config_shows_every_key_with_its_real_default(section: str) -> N
         expected = {
             f.name: _as_config(getattr(defaults[name], f.name))
             for f in dataclasses.fields(defaults[name])
+            if f"# [[{name}.{f.name}]]" not in text  # arrays of tables: a commented example
         }
         assert table == expected, name
 
