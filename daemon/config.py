@@ -144,6 +144,8 @@ class ProcessingSettings:
     max_mime_depth: int = 50
     max_parts: int = 1000
     max_header_bytes: int = 16_384
+    batch_size: int = 50  # messages committed together, each in its own savepoint
+    batch_ms: int = 20  # no new message joins a batch after this many milliseconds
 
 
 @dataclass(frozen=True)
@@ -307,6 +309,10 @@ def _validate(settings: Settings) -> None:
     for positive in ("max_message_bytes", "max_recipients", "idle_timeout"):
         if getattr(settings.smtp, positive) <= 0:
             raise ConfigError(f"smtp.{positive}: must be greater than 0")
+    if settings.processing.batch_size < 1:
+        raise ConfigError("processing.batch_size: must be at least 1")
+    if settings.processing.batch_ms < 0:
+        raise ConfigError("processing.batch_ms: must not be negative")
     _validate_agents(settings)
 
 

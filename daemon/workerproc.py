@@ -129,7 +129,7 @@ def run_worker(
     while not channel.stopping.value and os.getppid() == parent:
         if not health.ok and not worker.database_answers():
             channel.sleep(health.backoff())
-        elif worker.process_next() is None:
+        elif not worker.process_batch():
             channel.sleep(1.0)
     runtime.engine.dispose()
 
