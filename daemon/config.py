@@ -100,6 +100,7 @@ class OutboundSettings:
     auto_per_recipient_10min: int = 10
     auto_per_recipient_day: int = 40
     notify_attach_max_bytes: int = 10_485_760  # attachments copied into agent notifications
+    connections: int = 4  # relay connections (or Maildir writers) used in parallel
 
 
 @dataclass(frozen=True)
@@ -309,6 +310,8 @@ def _validate(settings: Settings) -> None:
     for positive in ("max_message_bytes", "max_recipients", "idle_timeout"):
         if getattr(settings.smtp, positive) <= 0:
             raise ConfigError(f"smtp.{positive}: must be greater than 0")
+    if settings.outbound.connections < 1:
+        raise ConfigError("outbound.connections: must be at least 1")
     if settings.processing.batch_size < 1:
         raise ConfigError("processing.batch_size: must be at least 1")
     if settings.processing.batch_ms < 0:
