@@ -21,10 +21,9 @@ import random
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
 
 import aiosmtplib
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.daemon.config import Settings
@@ -39,7 +38,6 @@ LEASE_SECONDS = 600.0
 DELIVERY_DEADLINE_SECONDS = 300.0
 MAX_BACKOFF_SECONDS = 3600.0
 JITTER = 0.1
-CLAIM_SCAN = 20
 CLAIM_PER_CONNECTION = 8  # rows claimed at once per parallel connection
 MAILDIR = "outbox-sent"
 PENDING, SENT, FAILED = "pending", "sent", "failed"
@@ -59,6 +57,15 @@ class _Claimed:
     envelope_from: str
     raw: bytes
     attempts: int
+
+
+@dataclass(frozen=True)
+class _Result:
+    """How the delivery of one claimed row ended: sent or failed for good, with a note."""
+
+    item: _Claimed
+    status: str
+    note: str
 
 
 class PermanentFailure(Exception):
@@ -122,6 +129,7 @@ class OutboxSender:
     ) -> int:
         """Deliver ``items`` over ``lanes`` parallel lanes; release those left when stopping."""
         queue = iter(items)
+        results: list[_Result] = []
         handled: list[int] = []
         unreached: list[int] = []
 
@@ -130,12 +138,25 @@ class OutboxSender:
                 if stop is not None and stop.is_set():
                     unreached.append(item.id)
                     continue
-                await self._handle(item)
+                result = await self._handle(item)
                 handled.append(item.id)
+                if result is not None:
+                    results.append(result)
 
-        await asyncio.gather(*(lane() for _ in range(min(lanes, len(items)))))
-        if unreached:
-            await asyncio.to_thread(self._release, unreached)
+        try:
+            await asyncio.gather(*(lane() for _ in range(min(lanes, len(items)))))
+        finally:
+            if unreached:
+                await asyncio.to_thread(self._release, unreached)
+        if results:
+            await asyncio.to_thread(self._finish, results)
+        for result in results:
+            item = result.item
+            if result.status == SENT:
+                outcome, level = (f"sent ({result.note})" if result.note else "sent"), logging.INFO
+            else:
+                outcome, level = f"failed permanently: {result.note}", logging.WARNING
+            log.log(level, "%s %s to %s: %s", item.message_id, item.kind, item.recipient, outcome)
         return len(handled)
 
     async def _nap(self, stop: asyncio.Event) -> None:
@@ -163,20 +184,28 @@ class OutboxSender:
                 select(OutboxItem.id)
                 .where(OutboxItem.status == PENDING, OutboxItem.next_attempt_at <= due, free)
                 .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
-                .limit(limit + CLAIM_SCAN)
+                .limit(limit)
             ).all()
-            for item_id in candidates:
-                if len(claimed) >= limit:
-                    break
-                claim = (
-                    update(OutboxItem)
-                    .where(OutboxItem.id == item_id, OutboxItem.status == PENDING, free)
-                    .values(claimed_until=now + self._lease)
-                    .execution_options(synchronize_session=False)
+            if not candidates:
+                return []
+            # One conditional UPDATE: a row another sender leased meanwhile is not returned.
+            claim = (
+                update(OutboxItem)
+                .where(OutboxItem.id.in_(candidates), OutboxItem.status == PENDING, free)
+                .values(claimed_until=now + self._lease)
+                .returning(
+                    OutboxItem.id,
+                    OutboxItem.message_id,
+                    OutboxItem.kind,
+                    OutboxItem.recipient,
+                    OutboxItem.recipients,
+                    OutboxItem.envelope_from,
+                    OutboxItem.raw,
+                    OutboxItem.attempts,
                 )
-                if cast(CursorResult[Any], session.execute(claim)).rowcount != 1:
-                    continue  # another sender got it first
-                row = session.get_one(OutboxItem, item_id)
+                .execution_options(synchronize_session=False)
+            )
+            for row in session.execute(claim).all():
                 claimed.append(
                     _Claimed(
                         row.id,
@@ -189,6 +218,8 @@ class OutboxSender:
                         row.attempts,
                     )
                 )
+        order = {item_id: position for position, item_id in enumerate(candidates)}
+        claimed.sort(key=lambda item: order[item.id])  # oldest first
         return claimed
 
     def _release(self, ids: list[int]) -> None:
@@ -201,20 +232,17 @@ class OutboxSender:
                 .execution_options(synchronize_session=False)
             )
 
-    async def _handle(self, item: _Claimed) -> None:
-        """Deliver one claimed row and record the outcome; one log line per mail."""
-        level = logging.WARNING
+    async def _handle(self, item: _Claimed) -> _Result | None:
+        """Deliver one claimed row; a retry is recorded (and logged) here, the rest returned."""
         try:
             note = await asyncio.wait_for(self._deliver(item), DELIVERY_DEADLINE_SECONDS)
         except PermanentFailure as exc:
-            await asyncio.to_thread(self._finish, item, FAILED, str(exc))
-            outcome = f"failed permanently: {exc}"
+            return _Result(item, FAILED, str(exc))
         except Exception as exc:  # 4xx, timeout, network or disk trouble: try again later
             outcome = await asyncio.to_thread(self._retry_later, item, _describe(exc))
-        else:
-            await asyncio.to_thread(self._finish, item, SENT, note)
-            outcome, level = (f"sent ({note})" if note else "sent"), logging.INFO
-        log.log(level, "%s %s to %s: %s", item.message_id, item.kind, item.recipient, outcome)
+            log.warning("%s %s to %s: %s", item.message_id, item.kind, item.recipient, outcome)
+            return None
+        return _Result(item, SENT, note)
 
     async def _deliver(self, item: _Claimed) -> str:
         if self._settings.outbound.relay:
@@ -273,16 +301,24 @@ class OutboxSender:
         finally:
             os.close(directory)
 
-    def _finish(self, item: _Claimed, status: str, note: str) -> None:
+    def _finish(self, results: list[_Result]) -> None:
+        """Record the sent and permanently failed rows of a group in one transaction."""
+        now = utcnow()
+        changes = [
+            {
+                "id": r.item.id,
+                "status": r.status,
+                "attempts": r.item.attempts + 1,
+                "claimed_until": None,
+                "last_error": r.note[:2000],
+                "sent_at": now if r.status == SENT else None,
+            }
+            for r in results
+        ]
         with transaction(self._factory) as session:
-            row = session.get_one(OutboxItem, item.id)
-            row.status = status
-            row.attempts = item.attempts + 1
-            row.claimed_until = None
-            row.last_error = note[:2000]
-            if status == SENT:
-                row.sent_at = utcnow()
-        self.counts[status] += 1
+            session.execute(update(OutboxItem), changes)
+        for result in results:
+            self.counts[result.status] += 1
 
     def _retry_later(self, item: _Claimed, error: str) -> str:
         """Reschedule with exponential backoff, or fail the row after max_attempts."""
