@@ -147,6 +147,7 @@ class ProcessingSettings:
     max_header_bytes: int = 16_384
     batch_size: int = 50  # messages committed together, each in its own savepoint
     batch_ms: int = 20  # no new message joins a batch after this many milliseconds
+    workers: int = 1  # worker processes draining the spool; more than one needs PostgreSQL
 
 
 @dataclass(frozen=True)
@@ -312,6 +313,14 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"smtp.{positive}: must be greater than 0")
     if settings.outbound.connections < 1:
         raise ConfigError("outbound.connections: must be at least 1")
+    workers = settings.processing.workers
+    if workers < 1:
+        raise ConfigError("processing.workers: must be at least 1")
+    if workers > 1 and not settings.database_url.startswith("postgresql"):
+        raise ConfigError(
+            "processing.workers: more than one worker needs PostgreSQL"
+            " (SQLite lets one process write at a time)"
+        )
     if settings.processing.batch_size < 1:
         raise ConfigError("processing.batch_size: must be at least 1")
     if settings.processing.batch_ms < 0:

@@ -47,17 +47,24 @@ async def _run(runtime: Runtime) -> None:
     settings = runtime.settings
     requeued = runtime.spool.recover()
     stop, shutdown = asyncio.Event(), asyncio.Event()
-    worker = WorkerProcess(settings, runtime.secret, logging.getLogger().level)
+    level = logging.getLogger().level
+    worker = WorkerProcess(settings, runtime.secret, level)
+    workers = [worker] + [
+        WorkerProcess(settings, runtime.secret, level, worker.channel)
+        for _ in range(settings.processing.workers - 1)
+    ]
     wake, database_ok = worker.channel.wake, worker.channel.database_ok
     handler = IntakeHandler(settings, runtime.spool, wake, lambda: bool(database_ok.value))
     sender = OutboxSender(settings, runtime.factory)
     pollers = imap_pollers(settings, runtime.factory, runtime.spool, wake)
-    worker.start()
+    for each in workers:
+        each.start()
     server = await start_smtp(handler, settings)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, shutdown.set)
-    tasks = [asyncio.create_task(worker.supervise()), asyncio.create_task(sender.run(stop))]
+    tasks = [asyncio.create_task(each.supervise()) for each in workers]
+    tasks.append(asyncio.create_task(sender.run(stop)))
     tasks += [asyncio.create_task(poller.run(stop)) for poller in pollers]
     if requeued:
         wake()
@@ -72,7 +79,7 @@ async def _run(runtime: Runtime) -> None:
     log.info("stopping: refusing new mail, finishing work in hand")
     handler.closing = True
     stop.set()
-    await worker.stop(SHUTDOWN_TIMEOUT_SECONDS)
+    await asyncio.gather(*(each.stop(SHUTDOWN_TIMEOUT_SECONDS) for each in workers))
     _done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_TIMEOUT_SECONDS)
     for task in pending:
         task.cancel()
