@@ -44,12 +44,12 @@ name = "Bob"
 """
 
 
-def write_config(workdir: Path, port: int, extra: str = "") -> Path:
+def write_config(workdir: Path, port: int, extra: str = "", database: str = "") -> Path:
     """A postdesk.toml for the benchmark: SQLite, Maildir outbound, two agents, no caps."""
     config = workdir / "postdesk.toml"
     config.write_text(
         f'[helpdesk]\naddress = "support@example.com"\ntag = "Bench"\n'
-        f'data_dir = "{workdir / "data"}"\nsecret = "bench-secret"\n'
+        f'data_dir = "{workdir / "data"}"\nsecret = "bench-secret"\ndatabase = "{database}"\n'
         f'[smtp]\nlisten = "127.0.0.1:{port}"\n'
         "[outbound]\nauto_per_recipient_10min = 100000000\nauto_per_recipient_day = 100000000\n"
         f"{extra}\n{AGENTS}"
@@ -237,6 +237,55 @@ def run_outbound(args: argparse.Namespace, workdir: Path) -> tuple[float, float]
     return plain, ours
 
 
+def run_postgres_workers(args: argparse.Namespace, workers: int) -> float:
+    """Messages/s with which ``workers`` processes drain N pre-spooled mails on PostgreSQL."""
+    from postdesk.daemon.intake.spool import Envelope, Spool
+
+    admin = create_engine(args.postgres, isolation_level="AUTOCOMMIT")
+    name = f"postdesk_bench_{os.getpid()}_{workers}"
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = args.postgres.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            workdir = Path(folder)
+            port = free_port()
+            config = write_config(workdir, port, database=url)
+            config.write_text(config.read_text() + f"\n[processing]\nworkers = {workers}\n")
+            spool = Spool(workdir / "data" / "spool")
+            for number in range(args.pg_messages):
+                envelope = Envelope("customer@example.org", ("support@example.com",), "bench", 0.0)
+                spool.write(message(number, args.size).replace(b"\n", b"\r\n"), envelope)
+            engine = create_engine(url)
+            serve = subprocess.Popen(
+                [sys.executable, "-m", "postdesk.daemon.cli", "--config", str(config), "serve"],
+                stdout=(workdir / "serve.log").open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                started = time.time()
+                query = text("SELECT count(*) FROM messages WHERE direction = 'in'")
+                stored = 0
+                while stored < args.pg_messages and time.time() - started < 1800:
+                    time.sleep(0.2)
+                    try:
+                        with engine.connect() as connection:
+                            stored = int(connection.execute(query).scalar_one())
+                    except Exception:  # the schema is still being created
+                        continue
+                elapsed = time.time() - started
+            finally:
+                serve.terminate()
+                serve.wait(60)
+                engine.dispose()
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    return args.pg_messages / elapsed
+
+
 def main() -> None:
     """Run every measurement and print numbers with their same-run baselines."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -253,6 +302,13 @@ def main() -> None:
         help="a folder holding postdesk/{daemon,models,plugins,templates} of another checkout:"
         " its pipeline is measured too, in the same run",
     )
+    parser.add_argument(
+        "--postgres",
+        default="",
+        help="admin URL, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres: measure"
+        " 2 worker processes against 1 draining pre-spooled mail",
+    )
+    parser.add_argument("--pg-messages", type=int, default=1000)
     args = parser.parse_args()
     load = os.getloadavg()[0]
     print(f"cpus {os.cpu_count()}, load average at start {load:.1f} (a shared machine)")
@@ -298,6 +354,11 @@ def main() -> None:
             f"steady {args.steady_rate:.0f} msg/s for {args.steady_seconds:.0f} s ({total} mails):"
             f" DATA->committed p50 {p50:.0f} ms, p99 {p99:.0f} ms"
         )
+    if args.postgres:
+        one = run_postgres_workers(args, 1)
+        two = run_postgres_workers(args, 2)
+        print(f"PostgreSQL drain of {args.pg_messages} spooled mails (start-up included):")
+        print(f"  1 worker {one:8.1f} msg/s, 2 workers {two:8.1f} msg/s, ratio {two / one:.2f}")
     if args.outbound:
         with tempfile.TemporaryDirectory() as workdir:
             plain, ours = run_outbound(args, Path(workdir))
