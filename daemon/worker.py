@@ -107,11 +107,6 @@ class Worker:
         self.spool = spool
         self.health = health
 
-    def process_next(self) -> Outcome | None:
-        """Process the oldest spooled message; None when the spool is empty."""
-        entry = self.spool.claim()
-        return None if entry is None else self.process(entry)
-
     def drain(self) -> list[Outcome]:
         """Process until the spool is empty or the database is down (for ingest and replay)."""
         outcomes: list[Outcome] = []
