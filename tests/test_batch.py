@@ -7,7 +7,6 @@ and doubles nothing once the spool is recovered and drained again.
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 import time
@@ -177,4 +176,4 @@ def test_batch_settings_are_checked(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=f"processing.{key}"):
             load_settings(str(config), environ={})
     settings = load_settings(None, environ={})
-    assert dataclasses.astuple(settings.processing)[-2:] == (50, 20)
+    assert (settings.processing.batch_size, settings.processing.batch_ms) == (50, 20)
