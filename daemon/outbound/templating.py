@@ -31,7 +31,7 @@ CANNED_FOLDER = "canned"  # canned/<name>.txt.j2: text an agent inserts with "#r
 SUBJECT, TEXT, HTML = "subject", "txt", "html"
 _NAME = re.compile(r"^[a-z0-9_-]+/[a-z0-9_-]+$")
 _CLEAN = {"Cc": " ", "Zl": " ", "Zp": " ", "Cf": ""}
-_ASCII_CONTROLS = {code: " " for code in (*range(32), 127)}  # category Cc within ASCII
+_ASCII_CONTROLS = re.compile("[\x00-\x1f\x7f]")  # category Cc within ASCII
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def one_line(value: object, limit: int = 200) -> str:
     whitespace collapse, and the result is cut to ``limit`` characters (ellipsis when cut)."""
     text = str(value)
     if text.isascii():  # the common case: only C0 controls and DEL need replacing
-        cleaned = text.translate(_ASCII_CONTROLS)
+        cleaned = _ASCII_CONTROLS.sub(" ", text)
     else:
         cleaned = "".join(_CLEAN.get(unicodedata.category(ch), ch) for ch in text)
     text = " ".join(cleaned.split())
