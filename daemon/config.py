@@ -108,6 +108,7 @@ class OutboundSettings:
     auto_per_recipient_10min: int = 10
     auto_per_recipient_day: int = 40
     notify_attach_max_bytes: int = 10_485_760  # attachments copied into agent notifications
+    connections: int = 4  # relay connections (or Maildir writers) used in parallel
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,9 @@ class ProcessingSettings:
     max_mime_depth: int = 50
     max_parts: int = 1000
     max_header_bytes: int = 16_384
+    batch_size: int = 50  # messages committed together, each in its own savepoint
+    batch_ms: int = 20  # no new message joins a batch after this many milliseconds
+    workers: int = 1  # worker processes draining the spool; more than one needs PostgreSQL
 
 
 @dataclass(frozen=True)
@@ -403,6 +407,20 @@ def _validate(settings: Settings) -> None:
     for positive in ("max_message_bytes", "max_recipients", "idle_timeout"):
         if getattr(settings.smtp, positive) <= 0:
             raise ConfigError(f"smtp.{positive}: must be greater than 0")
+    if settings.outbound.connections < 1:
+        raise ConfigError("outbound.connections: must be at least 1")
+    workers = settings.processing.workers
+    if workers < 1:
+        raise ConfigError("processing.workers: must be at least 1")
+    if workers > 1 and not settings.database_url.startswith("postgresql"):
+        raise ConfigError(
+            "processing.workers: more than one worker needs PostgreSQL"
+            " (SQLite lets one process write at a time)"
+        )
+    if settings.processing.batch_size < 1:
+        raise ConfigError("processing.batch_size: must be at least 1")
+    if settings.processing.batch_ms < 0:
+        raise ConfigError("processing.batch_ms: must not be negative")
     _validate_agents(settings)
     _validate_reports(settings.reports)
     _validate_workflow(settings.workflow)

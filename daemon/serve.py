@@ -60,26 +60,33 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
     settings = runtime.settings
     requeued = runtime.spool.recover()
     stop, shutdown = asyncio.Event(), asyncio.Event()
-    worker = WorkerProcess(settings, runtime.secret, logging.getLogger().level)
+    level = logging.getLogger().level
+    worker = WorkerProcess(settings, runtime.secret, level)
+    workers = [worker] + [
+        WorkerProcess(settings, runtime.secret, level, worker.channel)
+        for _ in range(settings.processing.workers - 1)
+    ]
     wake, database_ok = worker.channel.wake, worker.channel.database_ok
     handler = IntakeHandler(settings, runtime.spool, wake, lambda: bool(database_ok.value))
     sender = OutboxSender(settings, runtime.factory)
     pollers = imap_pollers(settings, runtime.factory, runtime.spool, wake)
-    worker.start()
+    for each in workers:
+        each.start()
     server = await start_smtp(handler, settings, tls)
     live = LiveSources(
         received=lambda: (
             {"smtp": handler.accepted} | {f"imap:{p.mailbox.name}": p.spooled for p in pollers}
         ),
         imap_errors=lambda: {p.mailbox.name: p.errors for p in pollers},
-        worker_alive=lambda: worker.process is not None and worker.process.is_alive(),
+        worker_alive=lambda: all(w.process is not None and w.process.is_alive() for w in workers),
         serve_pid=os.getpid(),
     )
     http = await start_ops_http(settings, runtime.factory, runtime.spool, live)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, shutdown.set)
-    tasks = [asyncio.create_task(worker.supervise()), asyncio.create_task(sender.run(stop))]
+    tasks = [asyncio.create_task(each.supervise()) for each in workers]
+    tasks.append(asyncio.create_task(sender.run(stop)))
     tasks += [asyncio.create_task(poller.run(stop)) for poller in pollers]
     tasks.append(
         asyncio.create_task(weekly_reports(runtime.services, runtime.engine, runtime.factory, stop))
@@ -99,7 +106,7 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
     log.info("stopping: refusing new mail, finishing work in hand")
     handler.closing = True
     stop.set()
-    await worker.stop(SHUTDOWN_TIMEOUT_SECONDS)
+    await asyncio.gather(*(each.stop(SHUTDOWN_TIMEOUT_SECONDS) for each in workers))
     _done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_TIMEOUT_SECONDS)
     for task in pending:
         task.cancel()

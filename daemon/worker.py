@@ -1,8 +1,14 @@
 """The worker: the one crash boundary per message, and the one place outcomes are handled.
 
-It claims a spooled message, runs the pipeline in one transaction, then removes the spool file.
-A database outage defers the message without counting it against the message; any other error
-counts, and after ``processing.max_attempts`` the message goes to quarantine with the reason.
+It claims spooled messages, runs each through the pipeline, commits, then settles the spool
+files. Messages are committed in groups (:meth:`Worker.process_batch`): up to
+``processing.batch_size`` messages, or as many as start within ``processing.batch_ms``, each in
+its own SAVEPOINT of one transaction, so a failing message rolls back only its own work. Spool
+files are settled only after the commit: a crash at any moment leaves every message either
+uncommitted and still spooled, or committed and recognised by the dedupe step when it comes
+again. A database outage defers the messages without counting it against them; any other
+error counts, and after ``processing.max_attempts`` the message goes to quarantine with the
+reason.
 """
 
 from __future__ import annotations
@@ -103,19 +109,117 @@ class Worker:
         self.health = health
         self.observer = observer  # told each outcome and its seconds (the metrics)
 
-    def process_next(self) -> Outcome | None:
-        """Process the oldest spooled message; None when the spool is empty."""
-        entry = self.spool.claim()
-        return None if entry is None else self.process(entry)
-
     def drain(self) -> list[Outcome]:
         """Process until the spool is empty or the database is down (for ingest and replay)."""
         outcomes: list[Outcome] = []
-        while (outcome := self.process_next()) is not None:
-            outcomes.append(outcome)
-            if outcome.disposition == "deferred":
+        while batch := self.process_batch():
+            outcomes.extend(batch)
+            if any(outcome.disposition == "deferred" for outcome in batch):
                 break
         return outcomes
+
+    def process_batch(self) -> list[Outcome]:
+        """Process a group of spooled messages committed together; empty when the spool is.
+
+        Each message runs in its own savepoint; its spool file is settled after the commit.
+        If the commit fails for another reason than an outage, each message runs alone.
+        """
+        processing = self.services.settings.processing
+        first = self.spool.claim()
+        if first is None:
+            return []
+        if processing.batch_size <= 1:
+            return [self.process(first)]
+        deadline = time.monotonic() + processing.batch_ms / 1000
+        pending: list[_Pending] = []
+        entry: SpoolEntry | None = first
+        try:
+            with transaction(self.factory) as session:
+                while entry is not None:
+                    pending.append(self._in_savepoint(session, entry))
+                    entry = None
+                    if len(pending) < processing.batch_size and time.monotonic() < deadline:
+                        entry = self.spool.claim()
+        except DATABASE_DOWN as error:
+            self.health.failed(error)
+            unfinished = [] if entry is None else [_Pending(entry, time.monotonic(), _NONE, _keep)]
+            return [self._defer(item, error) for item in [*pending, *unfinished]]
+        except Exception as error:
+            log.warning("batch of %d failed, one by one now: %s", len(pending), _one_line(error))
+            again = [item.entry for item in pending] + ([] if entry is None else [entry])
+            return [self.process(claimed) for claimed in again]
+        self.health.recovered()
+        outcomes = [item.settle() for item in pending]
+        for item, outcome in zip(pending, outcomes, strict=True):
+            _log_outcome(outcome, item.started)
+        return outcomes
+
+    def _in_savepoint(self, session: Session, entry: SpoolEntry) -> _Pending:
+        """Run one message inside a savepoint of ``session``; say how to settle it after commit.
+
+        Raises the DATABASE_DOWN errors, which end the whole batch.
+        """
+        started = time.monotonic()
+        ctx: MessageContext | None = None
+        try:
+            with session.begin_nested():
+                ctx = MessageContext(
+                    self.services, session, entry.spool_id, entry.envelope, entry.raw
+                )
+                for step in PIPELINE:
+                    step(ctx)
+        except (Duplicate, Discard) as outcome:
+            kind = "duplicate" if isinstance(outcome, Duplicate) else "discarded"
+            result = Outcome(entry.spool_id, kind, _message_id(ctx), detail=outcome.reason)
+            return _Pending(entry, started, result, self.spool.done)
+        except Hold as held:
+            return self._hold_in(session, entry, held.reason, ctx, started)
+        except DATABASE_DOWN:
+            raise
+        except Exception as error:
+            attempts = entry.attempts + 1
+            log.error(
+                "%s failed (attempt %d)",
+                _message_id(ctx) or entry.spool_id,
+                attempts,
+                exc_info=error,
+            )
+            if attempts >= self.services.settings.processing.max_attempts:
+                reason = (
+                    f"failed {attempts} times, last: {type(error).__name__}: {_one_line(error)}"
+                )
+                return self._hold_in(session, entry, reason, ctx, started)
+            result = Outcome(entry.spool_id, "retry", _message_id(ctx), detail=_one_line(error))
+            return _Pending(entry, started, result, lambda e: self.spool.retry(e, True))
+        assert ctx is not None and ctx.ticket is not None
+        result = Outcome(
+            entry.spool_id, "stored", ctx.parsed.message_id, ctx.ticket.number, ctx.created
+        )
+        return _Pending(entry, started, result, self.spool.done)
+
+    def _hold_in(
+        self,
+        session: Session,
+        entry: SpoolEntry,
+        reason: str,
+        ctx: MessageContext | None,
+        started: float,
+    ) -> _Pending:
+        """Quarantine a message in the batch's transaction; its spool file goes after commit."""
+        with session.begin_nested():
+            quarantine.hold(session, entry, reason)
+        result = Outcome(entry.spool_id, "held", _message_id(ctx), detail=reason)
+        return _Pending(entry, started, result, self.spool.done)
+
+    def _defer(self, item: _Pending, error: BaseException) -> Outcome:
+        """Requeue a message of a batch the database refused; only its own failure counts."""
+        counted = item.outcome.disposition == "retry"
+        self.spool.retry(item.entry, count_attempt=counted)
+        result = Outcome(
+            item.entry.spool_id, "deferred", item.outcome.message_id, detail=_one_line(error)
+        )
+        _log_outcome(result, item.started)
+        return result
 
     def process(self, entry: SpoolEntry) -> Outcome:
         """Run one claimed message through the pipeline and settle its spool file."""
@@ -183,6 +287,28 @@ class Worker:
             return False
         self.health.recovered()
         return True
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A message of a batch whose outcome is known, waiting for the commit to settle its file."""
+
+    entry: SpoolEntry
+    started: float
+    outcome: Outcome
+    settle_file: Callable[[SpoolEntry], None]
+
+    def settle(self) -> Outcome:
+        """Settle the spool file after the commit; return the outcome."""
+        self.settle_file(self.entry)
+        return self.outcome
+
+
+_NONE = Outcome("", "")  # no outcome yet: the message was in hand when the database failed
+
+
+def _keep(_entry: SpoolEntry) -> None:
+    """Settling nothing (for a message whose outcome was never decided)."""
 
 
 def _message_id(ctx: MessageContext | None) -> str:

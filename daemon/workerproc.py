@@ -1,6 +1,7 @@
 """The worker in its own process, so parsing and storing never slow the SMTP event loop.
 
-``serve`` starts one ``WorkerProcess``. It shares a ``WorkerChannel`` with intake: a stopping
+``serve`` starts ``processing.workers`` of them (one unless the database is PostgreSQL), all
+draining one spool: each claims its own files by an atomic rename. It shares a ``WorkerChannel`` with intake: a stopping
 flag, the database-health flag that intake reads to answer 451 while the database is down, and
 a wake-up pipe written after each spool write. The process dies with its parent, and the parent
 restarts it if it dies on its own.
@@ -71,12 +72,19 @@ class WorkerChannel:
 class WorkerProcess:
     """Starts, supervises and stops the worker process."""
 
-    def __init__(self, settings: Settings, secret: bytes, log_level: int) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        secret: bytes,
+        log_level: int,
+        channel: WorkerChannel | None = None,
+    ) -> None:
+        """A worker for ``settings``; pass the ``channel`` of another to share its flags and pipe."""
         self.settings = settings
         self.secret = secret
         self.log_level = log_level
         self.context = multiprocessing.get_context("spawn")
-        self.channel = WorkerChannel.create(self.context)
+        self.channel = channel or WorkerChannel.create(self.context)
         self.process: SpawnProcess | None = None
 
     def start(self) -> None:
@@ -133,7 +141,7 @@ def run_worker(
     while not channel.stopping.value and os.getppid() == parent:
         if not health.ok and not worker.database_answers():
             channel.sleep(health.backoff())
-        elif worker.process_next() is None:
+        elif not worker.process_batch():
             channel.sleep(1.0)
     runtime.engine.dispose()
 

@@ -1,19 +1,31 @@
-"""Build outgoing mail with the stdlib EmailMessage API only (never string concatenation).
+"""Build outgoing mail as bytes directly: the hot path of every acknowledgement and notification.
 
-Every header value is cleaned by one sanitiser (:func:`postdesk.daemon.outbound.templating.one_line`)
-before it is set, so CR, LF, NUL and U+2028/U+2029 from inbound mail cannot inject headers
-(R-32, R-60). The serialised result is checked once more: exactly the headers we set, no bare
-CR or LF in the header section.
+Safety comes from construction, not from post-checks of a general-purpose generator:
+
+- every free-text header value passes one sanitiser (:func:`one_line`) first, so CR, LF, NUL and
+  U+2028/U+2029 from inbound mail never reach a header (R-32, R-60); addresses and msg-ids are
+  further checked against strict patterns;
+- text that is not plain ASCII, or that looks like an encoded word, is written as RFC 2047
+  encoded words (``email.header``), so no reader decodes attacker text into new lines;
+- headers are folded at spaces to 78 columns; attachment names use RFC 2231 with continuations;
+- text bodies take the transfer encoding the stdlib content manager would choose (7bit, 8bit,
+  quoted-printable or base64), attachments base64.
+
+``tests/test_compose_equivalence.py`` proves that the result parses back (``policy.default``)
+to the same headers and parts as the stdlib ``EmailMessage`` composer it replaced.
 """
 
 from __future__ import annotations
 
+import binascii
 import re
+import secrets
 from collections.abc import Iterable, Sequence
-from email import policy
+from email import quoprimime
+from email.header import Header
 from email.headerregistry import Address
-from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
+from urllib.parse import quote
 
 from postdesk.daemon.outbound.templating import Rendered, one_line
 from postdesk.daemon.services import Services
@@ -25,15 +37,16 @@ ADDRESS_LIMIT = 320
 MSGID_LIMIT = 250
 FILENAME_LIMIT = 150
 AUTO_SUBMITTED = "auto-replied"
+LINE = 78  # fold headers and choose body encodings at this width (RFC 5322 2.1.1)
+WORD_LIMIT = 70  # an ASCII word longer than this is encoded so that it can be folded
 
 _MSGID = re.compile(r"^<[^<>\s@]+@[^<>\s@]+>$")
 _MIME_TOKEN = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*$")
-_HEADER_NAME = re.compile(rb"^([!-9;-~]+):")
-_POLICY = (
-    policy.SMTP.clone(verify_generated_headers=True)
-    if hasattr(policy.SMTP, "verify_generated_headers")
-    else policy.SMTP
-)
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_SIMPLE_ADDRESS = re.compile(rf"^{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*$")
+_PHRASE_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
+_CRLF = "\r\n"
+_B_CRLF = b"\r\n"
 
 
 def compose(
@@ -56,45 +69,49 @@ def compose(
     or Message-ID that is not a valid address or msg-id even after cleaning.
     """
     helpdesk = services.settings.helpdesk
-    msg = EmailMessage(policy=_POLICY)
-    msg["From"] = Address(
-        one_line(from_name or helpdesk.name, NAME_LIMIT), addr_spec=helpdesk.address
-    )
-    msg["To"] = [mailbox(a) for a in to]
-    if cc:
-        msg["Cc"] = [mailbox(a) for a in cc]
-    msg["Reply-To"] = Address(addr_spec=helpdesk.address)
-    msg["Subject"] = one_line(subject, SUBJECT_LIMIT)
-    msg["Date"] = format_datetime(services.clock())
     own_id = clean_msgid(message_id)
     if own_id is None:
         raise ValueError(f"not a valid Message-ID: {message_id!r}")
-    msg["Message-ID"] = own_id
+    sender = (one_line(from_name or helpdesk.name, NAME_LIMIT), _checked(helpdesk.address))
+    headers = [
+        _fold("From", _mailbox_atoms([sender])),
+        _fold("To", _mailbox_atoms([mailbox(a) for a in to])),
+    ]
+    if cc:
+        headers.append(_fold("Cc", _mailbox_atoms([mailbox(a) for a in cc])))
+    headers.append(_fold("Reply-To", [sender[1]]))
+    headers.append(_fold("Subject", _text_atoms(one_line(subject, SUBJECT_LIMIT))))
+    headers.append(f"Date: {format_datetime(services.clock())}")
+    headers.append(f"Message-ID: {own_id}")
     parent = clean_msgid(in_reply_to) if in_reply_to else None
     if parent:
-        msg["In-Reply-To"] = parent
+        headers.append(f"In-Reply-To: {parent}")
     thread = _references(references, parent)
     if thread:
-        msg["References"] = " ".join(thread)
+        headers.append(_fold("References", thread))
     if auto:
-        msg["Auto-Submitted"] = AUTO_SUBMITTED
-        msg["X-Auto-Response-Suppress"] = "All"
-    msg["X-Loop"] = helpdesk.address
-    _set_body(msg, rendered, attachments)
-    return serialise(msg)
+        headers.append(f"Auto-Submitted: {AUTO_SUBMITTED}")
+        headers.append("X-Auto-Response-Suppress: All")
+    headers.append(_fold("X-Loop", [sender[1]]))
+    headers.append("MIME-Version: 1.0")
+    head = _CRLF.join(headers).encode("ascii")
+    return head + _B_CRLF + _body(rendered, attachments)
 
 
-def mailbox(value: str) -> Address:
-    """One recipient (``addr`` or ``Name <addr>``) as a cleaned Address; ValueError if invalid."""
+def mailbox(value: str) -> tuple[str, str]:
+    """One recipient (``addr`` or ``Name <addr>``) as a cleaned ``(name, address)``.
+
+    Raises ValueError when there is no address, or one that cannot be written in a header.
+    """
     name, addr = parseaddr(one_line(value, ADDRESS_LIMIT + NAME_LIMIT))
     if "@" not in addr or len(addr) > ADDRESS_LIMIT:
         raise ValueError(f"not an email address: {value!r}")
-    return Address(display_name=one_line(name, NAME_LIMIT), addr_spec=addr)
+    return one_line(name, NAME_LIMIT), _checked(addr)
 
 
 def envelope_address(value: str) -> str:
     """The bare, lower-cased address of a recipient, as used in the SMTP envelope."""
-    return mailbox(value).addr_spec.lower()
+    return mailbox(value)[1].lower()
 
 
 def clean_msgid(value: str | None) -> str | None:
@@ -107,6 +124,19 @@ def clean_msgid(value: str | None) -> str | None:
     if len(compact) > MSGID_LIMIT or not _MSGID.match(compact):
         return None
     return compact
+
+
+def _checked(addr: str) -> str:
+    """``addr`` as written in a header: a plain ASCII address, normalised when it is quoted."""
+    if _SIMPLE_ADDRESS.match(addr):
+        return addr
+    try:
+        normal = Address(addr_spec=addr).addr_spec
+    except (ValueError, IndexError) as exc:
+        raise ValueError(f"not an email address: {addr!r}") from exc
+    if not normal.isascii() or any(ch in normal for ch in "\r\n\x00"):
+        raise ValueError(f"not an ASCII email address: {addr!r}")
+    return normal
 
 
 def _references(references: Iterable[str], parent: str | None) -> list[str]:
@@ -123,39 +153,140 @@ def _references(references: Iterable[str], parent: str | None) -> list[str]:
     return thread[-MAX_REFERENCES:]
 
 
-def _set_body(
-    msg: EmailMessage, rendered: Rendered, attachments: Sequence[tuple[str, str, bytes]]
-) -> None:
-    """text/plain, an optional text/html alternative, then any attachments."""
-    msg.set_content(rendered.text.replace("\x00", ""))
+# -- headers -------------------------------------------------------------------------------
+
+
+def _fold(name: str, atoms: Sequence[str]) -> str:
+    """``Name: atom atom ...`` folded before an atom that would pass column 78."""
+    parts = [name, ":"]
+    column = len(name) + 1
+    for atom in atoms:
+        if column + 1 + len(atom) > LINE and column > len(name) + 1:
+            parts.append(_CRLF)
+            column = 0
+        parts.append(" ")
+        parts.append(atom)
+        column += 1 + len(atom)
+    return "".join(parts)
+
+
+def _encoded_words(text: str) -> list[str]:
+    """``text`` as RFC 2047 encoded words of at most 76 characters each."""
+    safe = text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates become "?"
+    return Header(safe, "utf-8", maxlinelen=76).encode(linesep=_CRLF).split()
+
+
+def _text_atoms(text: str) -> list[str]:
+    """Unstructured text as atoms: its words, or encoded words when it is not plain ASCII."""
+    words = text.split(" ")
+    plain = text.isascii() and "=?" not in text and all(len(w) <= WORD_LIMIT for w in words)
+    return words if plain else _encoded_words(text)
+
+
+def _phrase_atoms(name: str) -> list[str]:
+    """A display name as atoms: atoms, one quoted string, or encoded words."""
+    if not name.isascii() or "=?" in name or any(len(w) > WORD_LIMIT for w in name.split(" ")):
+        return _encoded_words(name)
+    if _PHRASE_SPECIALS.search(name):
+        escaped = name.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'.split(" ")
+    return name.split(" ")
+
+
+def _mailbox_atoms(mailboxes: Sequence[tuple[str, str]]) -> list[str]:
+    """An address list as atoms, with the commas between mailboxes."""
+    atoms: list[str] = []
+    for position, (name, addr) in enumerate(mailboxes):
+        comma = "," if position < len(mailboxes) - 1 else ""
+        if name:
+            atoms.extend(_phrase_atoms(name))
+            atoms.append(f"<{addr}>{comma}")
+        else:
+            atoms.append(f"{addr}{comma}")
+    return atoms
+
+
+# -- bodies --------------------------------------------------------------------------------
+
+
+def _body(rendered: Rendered, attachments: Sequence[tuple[str, str, bytes]]) -> bytes:
+    """The Content-* headers of the top part, a blank line and the body."""
+    body = _text_part("plain", rendered.text)
     if rendered.html is not None:
-        msg.add_alternative(rendered.html.replace("\x00", ""), subtype="html")
-    for filename, content_type, data in attachments:
-        maintype, _, subtype = content_type.strip().lower().partition("/")
-        valid = _MIME_TOKEN.match(maintype) and _MIME_TOKEN.match(subtype)
-        if not valid or maintype in ("multipart", "message"):
-            maintype, subtype = "application", "octet-stream"
-        name = one_line(filename, FILENAME_LIMIT).replace("/", "_").replace("\\", "_")
-        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name or "attachment")
+        body = _multipart("alternative", [body, _text_part("html", rendered.html)])
+    if attachments:
+        body = _multipart("mixed", [body, *(_attachment(*item) for item in attachments)])
+    return body
 
 
-def serialise(msg: EmailMessage) -> bytes:
-    """``msg`` as CRLF bytes, refusing output whose header section differs from what was set."""
-    raw = msg.as_bytes(policy=_POLICY)
-    head = raw.split(b"\r\n\r\n", 1)[0]
-    expected = [name.lower() for name in msg]
-    seen: list[str] = []
-    for line in head.split(b"\r\n"):
-        if b"\r" in line or b"\n" in line or b"\x00" in line:
-            raise ValueError("generated header section contains a bare CR, LF or NUL")
-        if line[:1] in (b" ", b"\t"):
-            continue
-        match = _HEADER_NAME.match(line)
-        if match is None:
-            raise ValueError(f"generated header line is malformed: {line[:80]!r}")
-        seen.append(match.group(1).decode("ascii").lower())
-    if sorted(seen) != sorted(expected):
-        raise ValueError(
-            f"generated headers {sorted(seen)} differ from those set {sorted(expected)}"
-        )
-    return raw
+def _multipart(subtype: str, parts: Sequence[bytes]) -> bytes:
+    """A multipart entity around ``parts`` with a random boundary."""
+    boundary = f"=_pd_{secrets.token_hex(16)}"
+    delimiter = f"--{boundary}".encode("ascii")
+    head = f'Content-Type: multipart/{subtype};\r\n boundary="{boundary}"\r\n\r\n'
+    chunks = [head.encode("ascii")]
+    for part in parts:
+        chunks += [delimiter, _B_CRLF, part, _B_CRLF]
+    chunks += [delimiter, b"--", _B_CRLF]
+    return b"".join(chunks)
+
+
+def _text_part(subtype: str, text: str) -> bytes:
+    """A text part in UTF-8, encoded as the stdlib content manager would choose."""
+    lines = text.replace("\x00", "").encode("utf-8", "replace").splitlines()
+    if max((len(line) for line in lines), default=0) <= LINE:
+        cte = "7bit" if all(line.isascii() for line in lines) else "8bit"
+        payload = _B_CRLF.join(lines) + _B_CRLF
+    else:
+        sniff = _B_CRLF.join(lines[:10]) + _B_CRLF
+        sniff_qp = quoprimime.body_encode(sniff.decode("latin-1"), LINE)
+        if len(sniff_qp) > len(binascii.b2a_base64(sniff)):
+            cte, payload = "base64", _base64(_B_CRLF.join(lines) + _B_CRLF)
+        else:
+            joined = (b"\n".join(lines) + b"\n").decode("latin-1")
+            encoded = quoprimime.body_encode(joined, LINE, eol=_CRLF)
+            cte, payload = "quoted-printable", encoded.encode("ascii")
+    head = f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: {cte}\r\n'
+    return head.encode("ascii") + _B_CRLF + payload
+
+
+def _attachment(filename: str, content_type: str, data: bytes) -> bytes:
+    """One base64 attachment; a doubtful type becomes application/octet-stream."""
+    maintype, _, subtype = content_type.strip().lower().partition("/")
+    valid = _MIME_TOKEN.match(maintype) and _MIME_TOKEN.match(subtype)
+    if not valid or maintype in ("multipart", "message"):
+        maintype, subtype = "application", "octet-stream"
+    name = one_line(filename, FILENAME_LIMIT).replace("/", "_").replace("\\", "_")
+    head = (
+        f"Content-Type: {maintype}/{subtype}\r\n"
+        "Content-Transfer-Encoding: base64\r\n"
+        f"{_disposition(name or 'attachment')}\r\n"
+    )
+    return head.encode("ascii") + _B_CRLF + _base64(data)
+
+
+def _disposition(name: str) -> str:
+    """``Content-Disposition: attachment`` with ``name``, quoted or RFC 2231 encoded."""
+    quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+    simple = f'filename="{quoted}"'
+    if name.isascii() and name.isprintable() and len(simple) <= LINE - 24:
+        return f"Content-Disposition: attachment; {simple}"
+    encoded = quote(name, safe="!#$&+-.^_`|~", encoding="utf-8")
+    pieces: list[str] = []
+    start = 0
+    while start < len(encoded):
+        end = min(start + 60, len(encoded))
+        cut = encoded.rfind("%", end - 2, end)  # never split a %XX escape
+        end = cut if cut > start else end
+        pieces.append(encoded[start:end])
+        start = end
+    pieces[0] = "utf-8''" + pieces[0]
+    params = [f"filename*{i}*={piece}" for i, piece in enumerate(pieces)]
+    return "Content-Disposition: attachment;\r\n " + ";\r\n ".join(params)
+
+
+def _base64(data: bytes) -> bytes:
+    """``data`` in base64 lines of 76 characters, CRLF ended."""
+    return b"".join(binascii.b2a_base64(data[i : i + 57]) for i in range(0, len(data), 57)).replace(
+        b"\n", _B_CRLF
+    )

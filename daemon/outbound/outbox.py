@@ -183,20 +183,20 @@ def _auto_refusal(
     if bouncing:
         return "the address is bouncing"
     outbound = settings.outbound
-    windows = (
-        (timedelta(minutes=10), outbound.auto_per_recipient_10min, "10 minutes"),
-        (timedelta(days=1), outbound.auto_per_recipient_day, "day"),
-    )
-    for window, limit, label in windows:
-        count = session.scalar(
-            select(func.count())
-            .select_from(OutboxItem)
-            .where(
-                OutboxItem.recipient == recipient,
-                OutboxItem.auto.is_(True),
-                OutboxItem.created_at > now - window,
-            )
+    recent = OutboxItem.created_at > now - timedelta(minutes=10)
+    # Both windows in one statement: this runs for every automatic mail.
+    in_10min, in_day = session.execute(
+        select(func.count().filter(recent), func.count()).where(
+            OutboxItem.recipient == recipient,
+            OutboxItem.auto.is_(True),
+            OutboxItem.created_at > now - timedelta(days=1),
         )
+    ).one()
+    windows = (
+        (in_10min, outbound.auto_per_recipient_10min, "10 minutes"),
+        (in_day, outbound.auto_per_recipient_day, "day"),
+    )
+    for count, limit, label in windows:
         if (count or 0) >= limit:
             return f"rate limit of {limit} automatic mails per {label} reached"
     return None

@@ -1,7 +1,10 @@
 """The outbox sender: delivers committed outbox rows to the relay, or into a Maildir.
 
-Rows are claimed one at a time with a lease (a conditional UPDATE of ``claimed_until``), so
-several daemons on one database never send the same row at the same time. A 5xx reply fails
+Rows are claimed in small groups with a lease (a conditional UPDATE of ``claimed_until`` per
+row), so several daemons on one database never send the same row at the same time, and sent
+over ``outbound.connections`` persistent relay connections in parallel
+(:mod:`postdesk.daemon.outbound.relaypool`); rows claimed but not reached when the sender stops
+are released at once. A 5xx reply fails
 the row for good; a 4xx reply, a timeout or a network error retries it with exponential
 backoff until ``outbound.max_attempts``. Without a relay, mail goes into
 ``<data_dir>/outbox-sent/new/`` under a name derived from the row id, so sending again after
@@ -18,14 +21,13 @@ import random
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
-from urllib.parse import urlsplit
 
 import aiosmtplib
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from postdesk.daemon.config import Settings, secret_value
+from postdesk.daemon.config import Settings
+from postdesk.daemon.outbound.relaypool import RelayPool
 from postdesk.daemon.store.db import transaction
 from postdesk.models.schema import OutboxItem, utcnow
 
@@ -33,11 +35,10 @@ log = logging.getLogger("postdesk.outbox")
 
 POLL_SECONDS = 1.0
 LEASE_SECONDS = 600.0
-SMTP_TIMEOUT_SECONDS = 30.0
 DELIVERY_DEADLINE_SECONDS = 300.0
 MAX_BACKOFF_SECONDS = 3600.0
 JITTER = 0.1
-CLAIM_SCAN = 20
+CLAIM_PER_CONNECTION = 8  # rows claimed at once per parallel connection
 MAILDIR = "outbox-sent"
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 # What may appear in MAIL FROM / RCPT TO as given: no spaces, controls or brackets (R-60).
@@ -56,6 +57,15 @@ class _Claimed:
     envelope_from: str
     raw: bytes
     attempts: int
+
+
+@dataclass(frozen=True)
+class _Result:
+    """How the delivery of one claimed row ended: sent or failed for good, with a note."""
+
+    item: _Claimed
+    status: str
+    note: str
 
 
 class PermanentFailure(Exception):
@@ -77,6 +87,7 @@ class OutboxSender:
         self._factory = factory
         self._lease = timedelta(seconds=lease_seconds)
         self._wake = asyncio.Event()
+        self._relays: RelayPool | None = None
         self.counts = {SENT: 0, FAILED: 0, "retried": 0}
 
     def wake(self) -> None:
@@ -91,23 +102,62 @@ class OutboxSender:
             except Exception as exc:  # database unavailable: the next round tries again
                 log.warning("outbox round failed, will retry: %s", exc)
             await self._nap(stop)
+        await self._close_relays()
         log.info("outbox sender stopped: %s", ", ".join(f"{v} {k}" for k, v in self.counts.items()))
 
     async def drain_once(self) -> int:
         """Send everything that is due now; return how many rows were handled."""
-        return await self._drain(None)
+        try:
+            return await self._drain(None)
+        finally:
+            await self._close_relays()
 
     async def _drain(self, stop: asyncio.Event | None) -> int:
         # Rows rescheduled during this drain are due after ``started`` and wait for the next one.
         started = utcnow()
         handled = 0
+        lanes = self._settings.outbound.connections
         while stop is None or not stop.is_set():
-            item = await asyncio.to_thread(self._claim, started)
-            if item is None:
+            items = await asyncio.to_thread(self._claim_many, started, lanes * CLAIM_PER_CONNECTION)
+            if not items:
                 break
-            await self._handle(item)
-            handled += 1
+            handled += await self._handle_all(items, lanes, stop)
         return handled
+
+    async def _handle_all(
+        self, items: list[_Claimed], lanes: int, stop: asyncio.Event | None
+    ) -> int:
+        """Deliver ``items`` over ``lanes`` parallel lanes; release those left when stopping."""
+        queue = iter(items)
+        results: list[_Result] = []
+        handled: list[int] = []
+        unreached: list[int] = []
+
+        async def lane() -> None:
+            for item in queue:
+                if stop is not None and stop.is_set():
+                    unreached.append(item.id)
+                    continue
+                result = await self._handle(item)
+                handled.append(item.id)
+                if result is not None:
+                    results.append(result)
+
+        try:
+            await asyncio.gather(*(lane() for _ in range(min(lanes, len(items)))))
+        finally:
+            if unreached:
+                await asyncio.to_thread(self._release, unreached)
+        if results:
+            await asyncio.to_thread(self._finish, results)
+        for result in results:
+            item = result.item
+            if result.status == SENT:
+                outcome, level = (f"sent ({result.note})" if result.note else "sent"), logging.INFO
+            else:
+                outcome, level = f"failed permanently: {result.note}", logging.WARNING
+            log.log(level, "%s %s to %s: %s", item.message_id, item.kind, item.recipient, outcome)
+        return len(handled)
 
     async def _nap(self, stop: asyncio.Event) -> None:
         waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
@@ -121,51 +171,78 @@ class OutboxSender:
 
     def _claim(self, due: datetime) -> _Claimed | None:
         """Lease one row due at ``due``; the conditional UPDATE makes a concurrent claim lose."""
+        claimed = self._claim_many(due, 1)
+        return claimed[0] if claimed else None
+
+    def _claim_many(self, due: datetime, limit: int) -> list[_Claimed]:
+        """Lease up to ``limit`` rows due at ``due`` in one transaction, oldest first."""
         now = utcnow()
         free = or_(OutboxItem.claimed_until.is_(None), OutboxItem.claimed_until < now)
+        claimed: list[_Claimed] = []
         with transaction(self._factory) as session:
             candidates = session.scalars(
                 select(OutboxItem.id)
                 .where(OutboxItem.status == PENDING, OutboxItem.next_attempt_at <= due, free)
                 .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
-                .limit(CLAIM_SCAN)
+                .limit(limit)
             ).all()
-            for item_id in candidates:
-                claim = (
-                    update(OutboxItem)
-                    .where(OutboxItem.id == item_id, OutboxItem.status == PENDING, free)
-                    .values(claimed_until=now + self._lease)
-                    .execution_options(synchronize_session=False)
+            if not candidates:
+                return []
+            # One conditional UPDATE: a row another sender leased meanwhile is not returned.
+            claim = (
+                update(OutboxItem)
+                .where(OutboxItem.id.in_(candidates), OutboxItem.status == PENDING, free)
+                .values(claimed_until=now + self._lease)
+                .returning(
+                    OutboxItem.id,
+                    OutboxItem.message_id,
+                    OutboxItem.kind,
+                    OutboxItem.recipient,
+                    OutboxItem.recipients,
+                    OutboxItem.envelope_from,
+                    OutboxItem.raw,
+                    OutboxItem.attempts,
                 )
-                if cast(CursorResult[Any], session.execute(claim)).rowcount != 1:
-                    continue  # another sender got it first
-                row = session.get_one(OutboxItem, item_id)
-                return _Claimed(
-                    row.id,
-                    row.message_id,
-                    row.kind,
-                    row.recipient,
-                    json.loads(row.recipients),
-                    row.envelope_from,
-                    row.raw,
-                    row.attempts,
+                .execution_options(synchronize_session=False)
+            )
+            for row in session.execute(claim).all():
+                claimed.append(
+                    _Claimed(
+                        row.id,
+                        row.message_id,
+                        row.kind,
+                        row.recipient,
+                        json.loads(row.recipients),
+                        row.envelope_from,
+                        row.raw,
+                        row.attempts,
+                    )
                 )
-        return None
+        order = {item_id: position for position, item_id in enumerate(candidates)}
+        claimed.sort(key=lambda item: order[item.id])  # oldest first
+        return claimed
 
-    async def _handle(self, item: _Claimed) -> None:
-        """Deliver one claimed row and record the outcome; one log line per mail."""
-        level = logging.WARNING
+    def _release(self, ids: list[int]) -> None:
+        """Give up the lease of claimed rows that were not attempted (the sender is stopping)."""
+        with transaction(self._factory) as session:
+            session.execute(
+                update(OutboxItem)
+                .where(OutboxItem.id.in_(ids), OutboxItem.status == PENDING)
+                .values(claimed_until=None)
+                .execution_options(synchronize_session=False)
+            )
+
+    async def _handle(self, item: _Claimed) -> _Result | None:
+        """Deliver one claimed row; a retry is recorded (and logged) here, the rest returned."""
         try:
             note = await asyncio.wait_for(self._deliver(item), DELIVERY_DEADLINE_SECONDS)
         except PermanentFailure as exc:
-            await asyncio.to_thread(self._finish, item, FAILED, str(exc))
-            outcome = f"failed permanently: {exc}"
+            return _Result(item, FAILED, str(exc))
         except Exception as exc:  # 4xx, timeout, network or disk trouble: try again later
             outcome = await asyncio.to_thread(self._retry_later, item, _describe(exc))
-        else:
-            await asyncio.to_thread(self._finish, item, SENT, note)
-            outcome, level = (f"sent ({note})" if note else "sent"), logging.INFO
-        log.log(level, "%s %s to %s: %s", item.message_id, item.kind, item.recipient, outcome)
+            log.warning("%s %s to %s: %s", item.message_id, item.kind, item.recipient, outcome)
+            return None
+        return _Result(item, SENT, note)
 
     async def _deliver(self, item: _Claimed) -> str:
         if self._settings.outbound.relay:
@@ -175,28 +252,13 @@ class OutboxSender:
 
     async def _relay(self, item: _Claimed) -> str:
         """Hand the raw bytes to the relay; raise PermanentFailure on a 5xx reply."""
-        outbound = self._settings.outbound
-        url = urlsplit(outbound.relay)
-        if not url.hostname:
-            raise RuntimeError(f"outbound.relay has no host: {outbound.relay!r}")
         for address in (item.envelope_from, *item.recipients):
             if not _ENVELOPE_ADDRESS.match(address):
                 raise PermanentFailure(f"unsafe envelope address {address!r}")
-        secure = url.scheme == "smtps"
-        password = secret_value(outbound.password, outbound.password_env, "outbound.password")
+        if self._relays is None:
+            self._relays = RelayPool(self._settings.outbound)
         try:
-            refused, _reply = await aiosmtplib.send(
-                item.raw,
-                sender=item.envelope_from,
-                recipients=item.recipients,
-                hostname=url.hostname,
-                port=url.port or (465 if secure else 25),
-                username=outbound.username or None,
-                password=(password or None) if outbound.username else None,
-                timeout=SMTP_TIMEOUT_SECONDS,
-                use_tls=secure,
-                start_tls=False if secure else None,  # None: STARTTLS when the server offers it
-            )
+            refused = await self._relays.send(item.raw, item.envelope_from, item.recipients)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             if all(r.code >= 500 for r in exc.recipients):
                 raise PermanentFailure(_describe(exc)) from exc
@@ -212,6 +274,12 @@ class OutboxSender:
         except ValueError as exc:  # an address aiosmtplib will not put in a command
             raise PermanentFailure(str(exc)) from exc
         return "; ".join(f"{rcpt} refused: {r.code} {r.message}" for rcpt, r in refused.items())
+
+    async def _close_relays(self) -> None:
+        """Close the relay connections (they are opened again when needed)."""
+        if self._relays is not None:
+            relays, self._relays = self._relays, None
+            await relays.close()
 
     def _write_maildir(self, item: _Claimed) -> None:
         """Write tmp/, flush, fsync, rename into new/ under a name fixed by the row id."""
@@ -233,16 +301,24 @@ class OutboxSender:
         finally:
             os.close(directory)
 
-    def _finish(self, item: _Claimed, status: str, note: str) -> None:
+    def _finish(self, results: list[_Result]) -> None:
+        """Record the sent and permanently failed rows of a group in one transaction."""
+        now = utcnow()
+        changes = [
+            {
+                "id": r.item.id,
+                "status": r.status,
+                "attempts": r.item.attempts + 1,
+                "claimed_until": None,
+                "last_error": r.note[:2000],
+                "sent_at": now if r.status == SENT else None,
+            }
+            for r in results
+        ]
         with transaction(self._factory) as session:
-            row = session.get_one(OutboxItem, item.id)
-            row.status = status
-            row.attempts = item.attempts + 1
-            row.claimed_until = None
-            row.last_error = note[:2000]
-            if status == SENT:
-                row.sent_at = utcnow()
-        self.counts[status] += 1
+            session.execute(update(OutboxItem), changes)
+        for result in results:
+            self.counts[result.status] += 1
 
     def _retry_later(self, item: _Claimed, error: str) -> str:
         """Reschedule with exponential backoff, or fail the row after max_attempts."""

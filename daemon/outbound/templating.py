@@ -32,6 +32,7 @@ CANNED_FOLDER = "canned"  # canned/<name>.txt.j2: text an agent inserts with "#r
 SUBJECT, TEXT, HTML = "subject", "txt", "html"
 _NAME = re.compile(r"^[a-z0-9_-]+/[a-z0-9_-]+$")
 _CLEAN = {"Cc": " ", "Zl": " ", "Zp": " ", "Cf": ""}
+_ASCII_CONTROLS = re.compile("[\x00-\x1f\x7f]")  # category Cc within ASCII
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,11 @@ def one_line(value: object, limit: int = 200) -> str:
     """``value`` as one line: control characters (CR, LF, NUL...) and line or paragraph
     separators become spaces, invisible format characters (bidi overrides) go, runs of
     whitespace collapse, and the result is cut to ``limit`` characters (ellipsis when cut)."""
-    cleaned = "".join(_CLEAN.get(unicodedata.category(ch), ch) for ch in str(value))
+    text = str(value)
+    if text.isascii():  # the common case: only C0 controls and DEL need replacing
+        cleaned = _ASCII_CONTROLS.sub(" ", text)
+    else:
+        cleaned = "".join(_CLEAN.get(unicodedata.category(ch), ch) for ch in text)
     text = " ".join(cleaned.split())
     return text if len(text) <= limit else text[: max(limit - 1, 0)].rstrip() + "…"
 

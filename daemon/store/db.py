@@ -108,11 +108,14 @@ def next_counter_value(session: Session, name: str) -> int:
     """
     from postdesk.models.schema import Counter
 
-    insert_ignore(session, Counter.__table__, {"name": name, "value": 0}, ["name"])
     bump = (
         update(Counter)
         .where(Counter.name == name)
         .values(value=Counter.value + 1)
         .returning(Counter.value)
     )
-    return int(session.execute(bump).scalar_one())
+    value = session.execute(bump).scalar_one_or_none()
+    if value is None:  # the first time only: create the counter, then bump it
+        insert_ignore(session, Counter.__table__, {"name": name, "value": 0}, ["name"])
+        value = session.execute(bump).scalar_one()
+    return int(value)

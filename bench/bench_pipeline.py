@@ -1,0 +1,387 @@
+"""Full-pipeline and outbound throughput, each against its bare baseline measured in the same run.
+
+1. Pipeline: N new-ticket mails over C SMTP connections to (a) a bare aiosmtpd server that
+   discards, and (b) ``postdesk serve`` on SQLite with two agents (each mail: a ticket, an
+   acknowledgement and two agent notifications, written to the outbox Maildir). The postdesk
+   rate runs until the last ticket is committed and its three mails are written. Prints both
+   rates and their ratio, the worker process's CPU per message and messages per worker-CPU
+   second, DATA->250 and 250->committed latencies, and the RSS of serve + worker.
+2. Steady load (``--steady-seconds``): mails offered at ``--steady-rate`` per second; p50/p99
+   of DATA accepted -> ticket committed.
+3. Outbound: M queued mails sent by the outbox sender to a bare aiosmtpd relay, against a plain
+   smtplib client sending the same bytes to the same relay over one connection.
+
+    python bench/bench_pipeline.py --messages 5000 --connections 8 --steady-seconds 30
+
+The machine may be shared: quote the ratios, which compare runs made side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import smtplib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench_smtp import BARE_SERVER, RssSampler, blast, free_port, message, pct, wait_for_port
+from sqlalchemy import create_engine, text
+
+AGENTS = """
+[[agents]]
+email = "alice@example.com"
+name = "Alice"
+
+[[agents]]
+email = "bob@example.com"
+name = "Bob"
+"""
+
+
+def write_config(workdir: Path, port: int, extra: str = "", database: str = "") -> Path:
+    """A postdesk.toml for the benchmark: SQLite, Maildir outbound, two agents, no caps."""
+    config = workdir / "postdesk.toml"
+    config.write_text(
+        f'[helpdesk]\naddress = "support@example.com"\ntag = "Bench"\n'
+        f'data_dir = "{workdir / "data"}"\nsecret = "bench-secret"\ndatabase = "{database}"\n'
+        f'[smtp]\nlisten = "127.0.0.1:{port}"\n'
+        "[outbound]\nauto_per_recipient_10min = 100000000\nauto_per_recipient_day = 100000000\n"
+        f"{extra}\n{AGENTS}"
+    )
+    return config
+
+
+def worker_pid(serve: int) -> int:
+    """The worker process among the children of ``serve``."""
+    for _ in range(100):
+        children = Path(f"/proc/{serve}/task/{serve}/children").read_text().split()
+        for child in children:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return int(child)
+        time.sleep(0.1)
+    raise SystemExit("no worker process found")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def committed_times(engine: object) -> dict[str, float]:
+    """Message-ID -> commit time (epoch seconds) of every stored inbound message."""
+    query = text("SELECT message_id, created_at FROM messages WHERE direction = 'in'")
+    with engine.connect() as connection:  # type: ignore[attr-defined]
+        rows = connection.execute(query).all()
+    result = {}
+    for mid, created in rows:
+        moment = datetime.fromisoformat(str(created))
+        result[mid] = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    return result
+
+
+def sent_files(workdir: Path) -> int:
+    """Mails the outbox has written so far."""
+    folder = workdir / "data" / "outbox-sent" / "new"
+    return len(os.listdir(folder)) if folder.is_dir() else 0
+
+
+def run_pipeline(args: argparse.Namespace, workdir: Path, pythonpath: str = "") -> dict[str, float]:
+    """postdesk serve under a burst of N mails: full-pipeline rate, CPU, latencies, RSS.
+
+    ``pythonpath`` runs another checkout of postdesk (see ``--baseline-pythonpath``).
+    """
+    port = free_port()
+    config = write_config(workdir, port)
+    log = (workdir / "daemon.log").open("wb")
+    env = {**os.environ, "PYTHONPATH": pythonpath} if pythonpath else None
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "postdesk.daemon.cli", "--config", str(config), "serve"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    sampler = RssSampler(serve.pid)
+    try:
+        wait_for_port(port)
+        worker = worker_pid(serve.pid)
+        cpu_before = cpu_seconds(worker)
+        sampler.start()
+        first = time.time()
+        wall, accepted, latencies = asyncio.run(
+            blast(port, args.messages, args.connections, args.size)
+        )
+        engine = create_engine(f"sqlite:///{workdir / 'data' / 'postdesk.db'}")
+        deadline = time.time() + 3600
+        while time.time() < deadline:
+            committed = committed_times(engine)
+            if len(committed) >= args.messages and sent_files(workdir) >= 3 * args.messages:
+                break
+            time.sleep(0.2)
+        done = time.time()
+        cpu = cpu_seconds(worker) - cpu_before
+        engine.dispose()
+    finally:
+        sampler.running = False
+        serve.terminate()
+        serve.wait(60)
+    lags = [committed[m] - accepted[m] for m in accepted if m in committed]
+    quarter = max(1, len(sampler.samples) // 4)
+    return {
+        "intake_rate": args.messages / wall,
+        "pipeline_rate": args.messages / (done - first),
+        "cpu_ms": cpu * 1000 / args.messages,
+        "per_cpu_second": args.messages / cpu if cpu else float("inf"),
+        "p50": pct(latencies, 50),
+        "p99": pct(latencies, 99),
+        "lag50": pct(lags, 50),
+        "lag99": pct(lags, 99),
+        "rss_early": statistics.mean(sampler.samples[:quarter]),
+        "rss_late": statistics.mean(sampler.samples[-quarter:]),
+        "rss_peak": max(sampler.samples),
+    }
+
+
+def run_steady(args: argparse.Namespace, workdir: Path) -> tuple[float, float, int]:
+    """Offer ``steady_rate`` mails/s for ``steady_seconds``; DATA -> committed p50, p99 (ms)."""
+    port = free_port()
+    config = write_config(workdir, port)
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "postdesk.daemon.cli", "--config", str(config), "serve"],
+        stdout=(workdir / "steady.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    total = int(args.steady_rate * args.steady_seconds)
+    offered: dict[str, float] = {}
+    try:
+        wait_for_port(port)
+        with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
+            start = time.time()
+            for number in range(total):
+                pause = start + number / args.steady_rate - time.time()
+                if pause > 0:
+                    time.sleep(pause)
+                raw = message(number, args.size)
+                offered[f"<bench-{number}@example.org>"] = time.time()
+                client.sendmail("customer@example.org", ["support@example.com"], raw)
+        engine = create_engine(f"sqlite:///{workdir / 'data' / 'postdesk.db'}")
+        deadline = time.time() + 600
+        while len(committed := committed_times(engine)) < total and time.time() < deadline:
+            time.sleep(0.2)
+        engine.dispose()
+    finally:
+        serve.terminate()
+        serve.wait(60)
+    lags = [committed[m] - offered[m] for m in offered if m in committed]
+    return pct(lags, 50), pct(lags, 99), total
+
+
+def run_outbound(args: argparse.Namespace, workdir: Path) -> tuple[float, float]:
+    """Mails/s: a plain smtplib client, then the outbox sender, to one bare aiosmtpd relay."""
+    from postdesk.daemon.config import load_settings
+    from postdesk.daemon.outbound.sender import OutboxSender
+    from postdesk.daemon.runtime import open_runtime
+    from postdesk.models.schema import OutboxItem, Ticket, utcnow
+
+    relay_port = free_port()
+    relay = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(relay_port)])
+    try:
+        wait_for_port(relay_port)
+        raws = [message(n, args.size).replace(b"\n", b"\r\n") for n in range(args.outbound)]
+        started = time.perf_counter()
+        with smtplib.SMTP("127.0.0.1", relay_port, timeout=60) as client:
+            for raw in raws:
+                client.sendmail("support@example.com", ["customer@example.org"], raw)
+        plain = args.outbound / (time.perf_counter() - started)
+
+        extra = f'relay = "smtp://127.0.0.1:{relay_port}"\nconnections = {args.relay_connections}'
+        config = write_config(workdir, free_port())
+        config.write_text(config.read_text().replace("[outbound]\n", f"[outbound]\n{extra}\n"))
+        runtime = open_runtime(load_settings(str(config), environ={}))
+        with runtime.factory() as session, session.begin():
+            ticket = Ticket(number=1, subject="bench", requester="customer@example.org")
+            session.add(ticket)
+            session.flush()
+            now = utcnow()
+            session.add_all(
+                OutboxItem(
+                    ticket_id=ticket.id,
+                    kind="acknowledgement",
+                    recipient="customer@example.org",
+                    recipients='["customer@example.org"]',
+                    envelope_from="support@example.com",
+                    message_id=f"<out-{n}@example.com>",
+                    auto=True,
+                    raw=raw,
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+                for n, raw in enumerate(raws)
+            )
+        sender = OutboxSender(runtime.settings, runtime.factory)
+        started = time.perf_counter()
+        handled = asyncio.run(sender.drain_once())
+        ours = handled / (time.perf_counter() - started)
+        runtime.engine.dispose()
+    finally:
+        relay.terminate()
+        relay.wait()
+    return plain, ours
+
+
+def run_postgres_workers(args: argparse.Namespace, workers: int) -> float:
+    """Messages/s with which ``workers`` processes drain N pre-spooled mails on PostgreSQL."""
+    from postdesk.daemon.intake.spool import Envelope, Spool
+
+    admin = create_engine(args.postgres, isolation_level="AUTOCOMMIT")
+    name = f"postdesk_bench_{os.getpid()}_{workers}"
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = args.postgres.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            workdir = Path(folder)
+            port = free_port()
+            config = write_config(workdir, port, database=url)
+            config.write_text(config.read_text() + f"\n[processing]\nworkers = {workers}\n")
+            spool = Spool(workdir / "data" / "spool")
+            for number in range(args.pg_messages):
+                envelope = Envelope("customer@example.org", ("support@example.com",), "bench", 0.0)
+                spool.write(message(number, args.size).replace(b"\n", b"\r\n"), envelope)
+            engine = create_engine(url)
+            serve = subprocess.Popen(
+                [sys.executable, "-m", "postdesk.daemon.cli", "--config", str(config), "serve"],
+                stdout=(workdir / "serve.log").open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                started = time.time()
+                query = text("SELECT count(*) FROM messages WHERE direction = 'in'")
+                stored = 0
+                while stored < args.pg_messages and time.time() - started < 1800:
+                    time.sleep(0.2)
+                    try:
+                        with engine.connect() as connection:
+                            stored = int(connection.execute(query).scalar_one())
+                    except Exception:  # the schema is still being created
+                        continue
+                elapsed = time.time() - started
+            finally:
+                serve.terminate()
+                serve.wait(60)
+                engine.dispose()
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    return args.pg_messages / elapsed
+
+
+def main() -> None:
+    """Run every measurement and print numbers with their same-run baselines."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=5000, help="0 skips the pipeline")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--size", type=int, default=4000, help="approximate body bytes")
+    parser.add_argument("--steady-seconds", type=float, default=0, help="0 skips it")
+    parser.add_argument("--steady-rate", type=float, default=100)
+    parser.add_argument("--outbound", type=int, default=2000, help="mails; 0 skips it")
+    parser.add_argument("--relay-connections", type=int, default=4)
+    parser.add_argument(
+        "--baseline-pythonpath",
+        default="",
+        help="a folder holding postdesk/{daemon,models,plugins,templates} of another checkout:"
+        " its pipeline is measured too, in the same run",
+    )
+    parser.add_argument(
+        "--postgres",
+        default="",
+        help="admin URL, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres: measure"
+        " 2 worker processes against 1 draining pre-spooled mail",
+    )
+    parser.add_argument("--pg-messages", type=int, default=1000)
+    args = parser.parse_args()
+    load = os.getloadavg()[0]
+    print(f"cpus {os.cpu_count()}, load average at start {load:.1f} (a shared machine)")
+    if args.messages:
+        bare = args.messages / asyncio.run(_bare(args))
+        with tempfile.TemporaryDirectory() as workdir:
+            result = run_pipeline(args, Path(workdir))
+        print(
+            f"pipeline: {args.messages} mails x ~{args.size} B over {args.connections} connections"
+        )
+        print(f"  bare aiosmtpd                 : {bare:8.1f} msg/s")
+        print(f"  postdesk intake (250s)        : {result['intake_rate']:8.1f} msg/s")
+        print(
+            f"  postdesk full pipeline        : {result['pipeline_rate']:8.1f} msg/s"
+            f"  ratio to bare {result['pipeline_rate'] / bare:.3f}"
+        )
+        print(
+            f"  worker CPU per message        : {result['cpu_ms']:8.2f} ms"
+            f"  ({result['per_cpu_second']:.0f} msg per worker-CPU-second)"
+        )
+        print(f"  DATA->250 p50/p99             : {result['p50']:.1f} / {result['p99']:.1f} ms")
+        print(f"  250->committed p50/p99        : {result['lag50']:.0f} / {result['lag99']:.0f} ms")
+        print(
+            f"  RSS serve+worker              : first quarter {result['rss_early']:.1f} MiB,"
+            f" last quarter {result['rss_late']:.1f} MiB, peak {result['rss_peak']:.1f} MiB"
+        )
+        if args.baseline_pythonpath:
+            with tempfile.TemporaryDirectory() as workdir:
+                old = run_pipeline(args, Path(workdir), args.baseline_pythonpath)
+            print(f"baseline checkout ({args.baseline_pythonpath}), same burst:")
+            print(
+                f"  full pipeline {old['pipeline_rate']:8.1f} msg/s (ratio to bare"
+                f" {old['pipeline_rate'] / bare:.3f}); worker CPU {old['cpu_ms']:.2f} ms/msg"
+            )
+            print(
+                f"  this checkout / baseline: rate x{result['pipeline_rate'] / old['pipeline_rate']:.2f},"
+                f" worker CPU per message x{result['cpu_ms'] / old['cpu_ms']:.2f}"
+            )
+    if args.steady_seconds:
+        with tempfile.TemporaryDirectory() as workdir:
+            p50, p99, total = run_steady(args, Path(workdir))
+        print(
+            f"steady {args.steady_rate:.0f} msg/s for {args.steady_seconds:.0f} s ({total} mails):"
+            f" DATA->committed p50 {p50:.0f} ms, p99 {p99:.0f} ms"
+        )
+    if args.postgres:
+        one = run_postgres_workers(args, 1)
+        two = run_postgres_workers(args, 2)
+        print(f"PostgreSQL drain of {args.pg_messages} spooled mails (start-up included):")
+        print(f"  1 worker {one:8.1f} msg/s, 2 workers {two:8.1f} msg/s, ratio {two / one:.2f}")
+    if args.outbound:
+        with tempfile.TemporaryDirectory() as workdir:
+            plain, ours = run_outbound(args, Path(workdir))
+        print(f"outbound: {args.outbound} mails to a bare aiosmtpd relay")
+        print(f"  plain smtplib, one connection : {plain:8.1f} mails/s")
+        print(
+            f"  postdesk sender, {args.relay_connections} connections: {ours:8.1f} mails/s"
+            f"  ratio {ours / plain:.2f}"
+        )
+
+
+async def _bare(args: argparse.Namespace) -> float:
+    """Seconds the bare server takes for the burst."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(port)])
+    try:
+        await asyncio.to_thread(wait_for_port, port)
+        wall, _accepted, _latencies = await blast(port, args.messages, args.connections, args.size)
+    finally:
+        server.terminate()
+        server.wait()
+    return wall
+
+
+if __name__ == "__main__":
+    main()
