@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import aiosmtplib
 
+from postdesk.daemon.classify.commands import model_status
 from postdesk.daemon.config import Settings
 from postdesk.daemon.intake.imap import check_mailboxes
 from postdesk.daemon.store.db import make_engine, ping
@@ -43,6 +44,8 @@ def run_all(settings: Settings) -> CheckResults:
             "outbound", None, f"no relay: mail is written to {settings.data_dir / 'outbox-sent'}"
         )
     for name, error, detail in check_mailboxes(settings):
+        results.record(name, error, detail)
+    for name, error, detail in model_status(settings):
         results.record(name, error, detail)
     return results
 

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 
 from postdesk.daemon import checks
+from postdesk.daemon.classify import commands as classify_commands
 from postdesk.daemon.config import ConfigError, Settings, load_settings
 from postdesk.daemon.intake import files
 from postdesk.daemon.runtime import Runtime, open_runtime
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         return int(args.handler(settings, args))
-    except (ConfigError, UsageError, files.IngestError) as error:
+    except (ConfigError, UsageError, files.IngestError, classify_commands.CommandError) as error:
         return _fail(args, error, EXIT_USAGE, "")
     except AlreadyRunning as error:
         return _fail(args, error, EXIT_RUNTIME, "")
@@ -110,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     sub = add("tickets", cmd_tickets, "List tickets.", "postdesk tickets --status open --json")
-    sub.add_argument("--status", choices=["new", "open", "pending", "solved", "closed"])
+    sub.add_argument("--status", choices=["new", "open", "pending", "solved", "closed", "spam"])
     sub.add_argument("--json", action="store_true", help="print JSON")
     sub = add(
         "ticket", cmd_ticket, "Show one ticket with its messages.", "postdesk ticket 42 --json"
@@ -127,6 +128,28 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("action", nargs="?", choices=["replay"])
     sub.add_argument("id", nargs="?", type=int, help="quarantine record to replay")
     sub.add_argument("--all", action="store_true", help="replay every held message")
+    sub = add(
+        "train",
+        classify_commands.train,
+        "Train the spam or category model.",
+        "postdesk train spam --ham ~/mail/ham --spam ~/mail/spam.mbox   |   "
+        "postdesk train category --csv tickets.csv --text subject,body --label queue",
+    )
+    classify_commands.train_arguments(sub)
+    sub = add(
+        "evaluate",
+        classify_commands.evaluate,
+        "Measure the current spam or category model on labelled data.",
+        "postdesk evaluate spam --ham ~/mail/ham --spam ~/mail/spam --json",
+    )
+    classify_commands.evaluate_arguments(sub)
+    sub = add(
+        "classify",
+        classify_commands.classify_file,
+        "Classify one message with the current models.",
+        "postdesk classify message.eml --json --explain",
+    )
+    classify_commands.classify_arguments(sub)
     add(
         "check",
         cmd_check,

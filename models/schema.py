@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -49,6 +50,8 @@ class Ticket(Base):
     requester: Mapped[str] = mapped_column(String(320), index=True)
     assignee: Mapped[str | None] = mapped_column(String(320))
     spam: Mapped[bool | None] = mapped_column(Boolean)
+    spam_score: Mapped[float | None] = mapped_column(Float)  # the classifier's probability
+    category_score: Mapped[float | None] = mapped_column(Float)  # None: set by hand or unknown
     rating: Mapped[int | None] = mapped_column(Integer)
     merged_into: Mapped[int | None] = mapped_column(Integer)
     follows: Mapped[int | None] = mapped_column(
@@ -224,3 +227,8 @@ class ImapState(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(255))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# Tables defined in their own modules share this Base; importing them here puts them in
+# Base.metadata for Alembic.
+from postdesk.models import classify as _classify  # noqa: E402, F401

@@ -12,8 +12,9 @@ from collections.abc import Callable
 
 import jinja2
 
-from postdesk.daemon.agents import assignment, merge
+from postdesk.daemon.agents import assignment, merge, release
 from postdesk.daemon.agents.commands import Command
+from postdesk.daemon.classify import labels
 from postdesk.daemon.outbound.compose import envelope_address
 from postdesk.daemon.outbound.context import helpdesk_info, ticket_info
 from postdesk.daemon.outbound.templating import CANNED_FOLDER
@@ -29,6 +30,12 @@ Action = Callable[[MessageContext, Command, list[str]], str]
 def _event(ctx: MessageContext, kind: str, detail: dict[str, object]) -> None:
     assert ctx.agent is not None
     log_event(ctx, kind, detail, actor=ctx.agent.email)
+
+
+def _teach(ctx: MessageContext, kind: str, label: str) -> None:
+    """Store the agent's verdict as a label the classifier retrains from."""
+    assert ctx.ticket is not None and ctx.agent is not None
+    labels.record(ctx.session, ctx.ticket, kind, label, ctx.agent.email, ctx.services.clock())
 
 
 def note(ctx: MessageContext, command: Command, canned: list[str]) -> str:
@@ -98,6 +105,7 @@ def category(ctx: MessageContext, command: Command, canned: list[str]) -> str:
     ticket.category = value
     ticket.group_name = assignment.group_of(settings, value) or ticket.group_name
     _event(ctx, "category", {"category": value, "group": ticket.group_name})
+    _teach(ctx, labels.CATEGORY_KIND, value)
     if assignment.assign_in_turn(ctx.session, settings, ticket) is not None:
         detail = {"assignee": ticket.assignee, "how": f"round-robin in {ticket.group_name}"}
         log_event(ctx, "assigned", detail, actor=assignment.SYSTEM_ACTOR)
@@ -109,16 +117,22 @@ def spam(ctx: MessageContext, command: Command, canned: list[str]) -> str:
     assert ctx.ticket is not None
     ctx.ticket.spam, ctx.ticket.status = True, "closed"
     _event(ctx, "spam", {})
+    _teach(ctx, labels.SPAM_KIND, "spam")
     return ""
 
 
 def ham(ctx: MessageContext, command: Command, canned: list[str]) -> str:
-    """#ham: the ticket is not spam; a ticket closed as spam opens again."""
+    """#ham: the ticket is not spam; a ticket closed as spam opens again (and, if it was held
+    unanswered, is acknowledged and notified now)."""
     assert ctx.ticket is not None
+    held = bool(ctx.ticket.spam)
     if ctx.ticket.spam and ctx.ticket.status == "closed":
         ctx.ticket.status = "open"
     ctx.ticket.spam = False
     _event(ctx, "ham", {})
+    _teach(ctx, labels.SPAM_KIND, "ham")
+    if held:
+        release.release(ctx)
     return ""
 
 

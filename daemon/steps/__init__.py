@@ -6,6 +6,7 @@ Each step is a module with one function ``run(ctx: MessageContext) -> None``.
 from postdesk.daemon.pipeline import Step
 from postdesk.daemon.steps import (
     authenticate,
+    classify,
     commands,
     dedupe,
     notify,
@@ -24,9 +25,11 @@ PIPELINE: tuple[Step, ...] = (
     screen.run,  # loops, bounces, automatic mail
     authenticate.run,  # is mail from an agent's address really from that agent?
     dedupe.run,  # the same message twice is stored once
+    classify.run,  # spam verdict and category from the trained models (none: not spam)
     thread.run,  # which ticket: headers, then tag + participant, reopen window
     rating.run,  # a CSAT answer is recorded and does not reopen the ticket
     store.run,  # ticket, contact, participants, message, attachments, events
+    classify.mark,  # a new ticket gets the verdict: spam is closed quietly, category kept
     route.run,  # a new ticket's group, and its agent when the group takes turns
     commands.run,  # an authenticated agent's #commands
     respond.run,  # acknowledgement through the outbox
