@@ -66,7 +66,10 @@ def test_spam_is_held_quietly_and_ham_releases_it(
         spam = spam_mail(101)
         spammer = sender_of(spam)
         send(daemon.port, spam, sender=spammer)
-        held = wait_until(lambda: len(daemon.tickets()) == 3 and daemon.ticket(3), what="#3")
+        # The first message after a model appears loads scikit-learn and the model: seconds.
+        held = wait_until(
+            lambda: len(daemon.tickets()) == 3 and daemon.ticket(3), timeout=180, what="#3"
+        )
         assert held["spam"] is True and held["status"] == "closed"
         assert held["spam_score"] > 0.5
 

@@ -24,8 +24,8 @@ PIPELINE: tuple[Step, ...] = (
     parse.run,  # raw bytes -> ParsedMessage, within hard limits
     screen.run,  # loops, bounces, automatic mail
     authenticate.run,  # is mail from an agent's address really from that agent?
+    classify.run,  # spam verdict and category (before any database work: no lock held)
     dedupe.run,  # the same message twice is stored once
-    classify.run,  # spam verdict and category from the trained models (none: not spam)
     thread.run,  # which ticket: headers, then tag + participant, reopen window
     rating.run,  # a CSAT answer is recorded and does not reopen the ticket
     store.run,  # ticket, contact, participants, message, attachments, events

@@ -1,8 +1,9 @@
 """Steps: the classifier's verdict on a message, and on the ticket the message opens.
 
-``run`` (after dedupe, before thread) asks the current models (``daemon/classify``) whether
-the message is spam and which category it belongs to; mail from an authenticated agent is
-never judged. ``mark`` (after store) applies the verdict to a ticket this message created: a
+``run`` (after authenticate, before the first database statement, so that loading or applying
+a model never holds the database's write lock) asks the current models (``daemon/classify``)
+whether the message is spam and which category it belongs to; mail from an authenticated agent
+is never judged. ``mark`` (after store) applies the verdict to a ticket this message created: a
 spam ticket is marked and closed (no acknowledgement, no notification, no assignee; nothing is
 deleted, ``#ham`` releases it) and the category routes the ticket. A reply into an existing
 ticket never changes it: the verdict only decides about new tickets.
