@@ -78,10 +78,18 @@ class Model:
         return [float(p) for p in self.probabilities(samples)[:, column]]
 
     def categories(self, samples: Sequence[Sample]) -> list[tuple[str, float]]:
-        """(most likely category, its probability) per sample; see :meth:`confident`."""
-        probabilities = self.probabilities(samples)
+        """(category, its calibrated probability) per sample; see :meth:`confident`.
+
+        The category is the linear model's own choice (the largest decision value, which
+        keeps small classes visible); the calibrated probability says how sure it is.
+        """
+        matrix = self.matrix(samples)
+        probabilities = np.asarray(self.classifier.predict_proba(matrix))
+        decision = np.asarray(
+            self.classifier.calibrated_classifiers_[0].estimator.decision_function(matrix)
+        )
+        best = (decision > 0).astype(int) if decision.ndim == 1 else np.argmax(decision, axis=1)
         classes = self.classes
-        best = np.argmax(probabilities, axis=1)
         return [
             (classes[int(b)], float(row[int(b)]))
             for b, row in zip(best, probabilities, strict=True)

@@ -83,7 +83,7 @@ def read_csv(path: Path, text_columns: Sequence[str], label: str, split: str = "
     samples: list[Sample] = []
     labels: list[str] = []
     try:
-        with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
             reader = csv.DictReader(handle)
             missing = [c for c in (*text_columns, label) if c not in (reader.fieldnames or [])]
             if missing:
