@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from postdesk.daemon.mail.parse import ParsedMessage
 
 MAX_WORD_CHARS = 20_000
-MAX_CHAR_CHARS = 1_000
+MAX_CHAR_CHARS = 500
 _URL = re.compile(r"(?i)\b(?:https?://|www\.)([a-z0-9.\-]{1,253})")
 _RECEIVED_FROM = re.compile(r"(?i)^\s*from\s+(\S+)")
 _UNKNOWN = re.compile(r"(?i)\bunknown\b")
