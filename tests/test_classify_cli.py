@@ -14,6 +14,9 @@ import pytest
 from tests.classifymail import ham_mail, spam_mail, write_folder
 from tests.support import write_config
 
+# Each command that trains or loads a model imports scikit-learn: seconds on a busy machine.
+pytestmark = pytest.mark.timeout(900)
+
 
 def postdesk(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run the real console entry point."""

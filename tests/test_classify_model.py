@@ -46,6 +46,18 @@ def test_spam_model_separates_unseen_mail_and_records_its_training(
     assert meta["target_fpr"] == 0.0
 
 
+def test_one_message_path_gives_the_same_numbers_as_scikit_learn(
+    spam_model: model.Model,
+) -> None:
+    probe = [sample(ham_mail(n)) for n in range(50, 60)] + [
+        sample(spam_mail(n)) for n in range(50, 60)
+    ]
+    probe.append(features.from_text("", ""))  # nothing at all to read
+    batch = spam_model.spam_scores(probe)
+    for one, expected in zip(probe, batch, strict=True):
+        assert spam_model.one(one)[2] == pytest.approx(expected, abs=1e-6)
+
+
 def test_threshold_allows_at_most_the_target_share_of_held_back_ham() -> None:
     scores = [0.1] * 990 + [0.6, 0.7, 0.8, 0.9, 0.95] + [0.2] * 5 + [0.99] * 10
     labels = ["ham"] * 1000 + ["spam"] * 10
@@ -156,10 +168,10 @@ def test_a_failing_model_counts_as_not_spam_with_a_logged_reason(
     loaded = cache.get("spam")
     assert loaded is not None
 
-    def broken(_samples: object) -> list[float]:
+    def broken(_sample: object) -> tuple[str, float, float]:
         raise ValueError("injected failure")
 
-    monkeypatch.setattr(loaded, "spam_scores", broken)
+    monkeypatch.setattr(loaded, "one", broken)
     verdict = judge.judge(cache, parse_message(spam_mail(1)))
     assert verdict == judge.Verdict()
     assert any("counted as not spam" in r.getMessage() for r in caplog.records)
@@ -209,6 +221,10 @@ def test_category_model_says_unknown_below_its_floor() -> None:
     assert not trained.confident(score)  # a floor of 0.99 turns it into "unknown"
     lenient = model.train_category(samples, labels, floor=0.0)
     assert lenient.confident(lenient.categories([features.from_text("", "refund")])[0][1])
+    probe = [features.from_text("", text) for text in ("refund please", "password", "late")]
+    for one, (best, score) in zip(probe, trained.categories(probe), strict=True):
+        fast_best, fast_score, _ = trained.one(one)
+        assert fast_best == best and fast_score == pytest.approx(score, abs=1e-6)
 
 
 def test_metrics_count_what_they_say() -> None:

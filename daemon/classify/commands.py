@@ -22,7 +22,6 @@ from postdesk.daemon.classify.loader import ModelCache, model_path
 from postdesk.daemon.classify.names import DEFAULT_FLOOR, DEFAULT_TARGET_FPR, HAM, KINDS, SPAM
 from postdesk.daemon.classify.sources import SPLITS, SourceError, featurise, raw_messages, read_csv
 from postdesk.daemon.config import Settings
-from postdesk.daemon.intake.files import IngestError
 from postdesk.daemon.mail.parse import MessageRejected, parse_message
 from postdesk.daemon.store.db import make_engine, session_factory, upgrade_schema
 
@@ -110,7 +109,7 @@ def train(settings: Settings, args: argparse.Namespace) -> int:
         if args.what == "spam":
             return _train_spam(settings, args)
         return _train_category(settings, args)
-    except (SourceError, TrainingError, ModelFileError, IngestError) as error:
+    except (SourceError, TrainingError, ModelFileError) as error:
         raise CommandError(str(error)) from None
 
 
@@ -208,7 +207,7 @@ def evaluate(settings: Settings, args: argparse.Namespace) -> int:
             result = category_metrics(
                 [c for c, _ in ranked], labels, [model.confident(s) for _, s in ranked]
             )
-    except (SourceError, ModelFileError, IngestError) as error:
+    except (SourceError, ModelFileError) as error:
         raise CommandError(str(error)) from None
     result["seconds"] = round(time.monotonic() - started, 3)
     if args.json:

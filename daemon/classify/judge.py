@@ -34,11 +34,11 @@ def judge(cache: ModelCache, parsed: ParsedMessage, explain: bool = False) -> Ve
         return Verdict()
     try:
         sample = from_message(parsed)
-        spam_score = spam_model.spam_scores([sample])[0] if spam_model else None
+        spam_score = spam_model.one(sample)[2] if spam_model else None
         category: str | None = None
         category_score: float | None = None
         if category_model is not None:
-            best, category_score = category_model.categories([sample])[0]
+            best, category_score, _ = category_model.one(sample)
             category = best if category_model.confident(category_score) else None
         explanation: list[tuple[str, float]] = []
         if explain and spam_model is not None and spam_score is not None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import mailbox
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from postdesk.daemon.classify.features import Sample, from_message, from_text
-from postdesk.daemon.intake.files import read_messages
 from postdesk.daemon.mail.parse import MessageRejected, parse_message
 
 log = logging.getLogger("postdesk.classify")
@@ -40,21 +40,44 @@ def in_split(key: str, split: str) -> bool:
 def raw_messages(paths: Sequence[Path], split: str = "all") -> Iterator[tuple[str, bytes]]:
     """(name, raw bytes) of every message at ``paths`` in ``split``.
 
-    A folder that is not a Maildir is read file by file (each a message or an mbox; a leading
-    mbox ``From `` line is tolerated); hidden files are skipped.
+    A Maildir is read message by message; another folder file by file (each a message or an
+    mbox; a leading mbox ``From `` line is tolerated); hidden files are skipped. A message's
+    name in the split is its file name (Maildir: its key; ``name#N``: the N-th of an mbox).
+    (``postdesk ingest``'s reader gives no names for the split, so it is not used here.)
     """
     for path in paths:
         if not path.exists():
             raise SourceError(f"{path} does not exist")
-        if path.is_dir() and not (path / "cur").is_dir() and not (path / "new").is_dir():
+        if path.is_dir() and ((path / "cur").is_dir() or (path / "new").is_dir()):
+            box = mailbox.Maildir(path, create=False)
+            for key in sorted(box.keys()):
+                if in_split(key, split):
+                    yield key, box.get_bytes(key)
+            continue
+        if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
         else:
             files = [path]
         for file in files:
-            for index, raw in enumerate(read_messages(file)):
+            for index, raw in enumerate(_file_messages(file)):
                 name = file.name if index == 0 else f"{file.name}#{index}"
                 if in_split(name, split):
                     yield name, raw
+
+
+def _file_messages(path: Path) -> Iterator[bytes]:
+    """The message in a file, or every message of an mbox file (closed when done)."""
+    with path.open("rb") as handle:
+        first_line = handle.readline()
+    if not first_line.startswith(b"From "):
+        yield path.read_bytes()
+        return
+    box = mailbox.mbox(path, create=False)
+    try:
+        for key in box.iterkeys():
+            yield box.get_bytes(key)
+    finally:
+        box.close()
 
 
 def featurise(raw: bytes) -> Sample | None:
