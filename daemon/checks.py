@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import aiosmtplib
 
+from postdesk.daemon.classify.commands import model_status
 from postdesk.daemon.config import ConfigError, Settings
 from postdesk.daemon.intake.imap import check_mailboxes
 from postdesk.daemon.ops.tls import server_context
@@ -55,6 +56,8 @@ def run_all(settings: Settings) -> CheckResults:
         results.record(name, error, detail)
     if settings.smtp.tls_cert:
         results.record("smtp tls", _tls_error(settings), settings.smtp.tls_cert)
+    for name, error, detail in model_status(settings):
+        results.record(name, error, detail)
     return results
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 
 from postdesk.daemon import checks, ingest_report
+from postdesk.daemon.classify import commands as classify_commands
 from postdesk.daemon.config import ConfigError, LogSettings, Settings, load_settings
 from postdesk.daemon.intake import files
 from postdesk.daemon.mail.parse import sender_and_subject
@@ -55,7 +56,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         use_log_format(settings.log.format)
         return int(args.handler(settings, args))
     except (
-        ConfigError, UsageError, files.IngestError, OpsUsageError, reports.ReportUsageError
+        ConfigError,
+        UsageError,
+        files.IngestError,
+        OpsUsageError,
+        reports.ReportUsageError,
+        classify_commands.CommandError,
     ) as error:
         return _fail(args, error, EXIT_USAGE, "")
     except (AlreadyRunning, OpsError) as error:
@@ -135,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     sub = add("tickets", cmd_tickets, "List tickets.", "postdesk tickets --status open --json")
-    sub.add_argument("--status", choices=["new", "open", "pending", "solved", "closed"])
+    sub.add_argument("--status", choices=["new", "open", "pending", "solved", "closed", "spam"])
     sub.add_argument("--json", action="store_true", help="print JSON")
     sub.add_argument("--overdue", action="store_true", help="open tickets with a breached target")
     sub.add_argument("--assignee", metavar="EMAIL", help="one agent's tickets (or 'nobody')")
@@ -194,6 +200,28 @@ def build_parser() -> argparse.ArgumentParser:
         "postdesk report --from 2026-01-01 --to 2026-03-31 --by month --html q1.html",
     )
     reports.add_arguments(sub)
+    sub = add(
+        "train",
+        classify_commands.train,
+        "Train the spam or category model.",
+        "postdesk train spam --ham ~/mail/ham --spam ~/mail/spam.mbox   |   "
+        "postdesk train category --csv tickets.csv --text subject,body --label queue",
+    )
+    classify_commands.train_arguments(sub)
+    sub = add(
+        "evaluate",
+        classify_commands.evaluate,
+        "Measure the current spam or category model on labelled data.",
+        "postdesk evaluate spam --ham ~/mail/ham --spam ~/mail/spam --json",
+    )
+    classify_commands.evaluate_arguments(sub)
+    sub = add(
+        "classify",
+        classify_commands.classify_file,
+        "Classify one message with the current models.",
+        "postdesk classify message.eml --json --explain",
+    )
+    classify_commands.classify_arguments(sub)
     add(
         "check",
         cmd_check,

@@ -68,6 +68,10 @@ class MessageContext:
     reply_text: str = ""  # what an agent's reply says to the customer (no commands, no quote)
     solved: bool = False  # this message made the ticket solved (a CSAT request follows)
     agent_errors: list[str] = field(default_factory=list)  # told back to the agent
+    spam: bool = False  # the classifier judged this message spam (steps.classify)
+    spam_score: float | None = None  # its spam probability; None without a spam model
+    category: str | None = None  # its category; None below the floor or without a model
+    category_score: float | None = None
 
     @property
     def is_auto(self) -> bool:

@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -50,6 +51,8 @@ class Ticket(Base):
     requester: Mapped[str] = mapped_column(String(320), index=True)
     assignee: Mapped[str | None] = mapped_column(String(320))
     spam: Mapped[bool | None] = mapped_column(Boolean)
+    spam_score: Mapped[float | None] = mapped_column(Float)  # the classifier's probability
+    category_score: Mapped[float | None] = mapped_column(Float)  # None: set by hand or unknown
     rating: Mapped[int | None] = mapped_column(Integer)
     merged_into: Mapped[int | None] = mapped_column(Integer)
     follows: Mapped[int | None] = mapped_column(
@@ -245,4 +248,5 @@ Index(
 )
 
 # Tables kept in their own modules, registered on Base here so that metadata sees them all.
+from postdesk.models import classify as _classify_tables  # noqa: E402, F401
 from postdesk.models import sla as _sla_tables  # noqa: E402, F401

@@ -12,13 +12,14 @@ from collections.abc import Callable
 
 import jinja2
 
-from postdesk.daemon.agents import assignment, habits, merge
+from postdesk.daemon.agents import assignment, habits, merge, release
 from postdesk.daemon.agents.commands import Command
+from postdesk.daemon.classify import labels as teaching
 from postdesk.daemon.outbound.compose import envelope_address
 from postdesk.daemon.outbound.context import helpdesk_info, ticket_info
 from postdesk.daemon.outbound.templating import CANNED_FOLDER
 from postdesk.daemon.pipeline import MessageContext, add_participant, log_event
-from postdesk.daemon.sla import labels
+from postdesk.daemon.sla import labels as vocabulary
 
 CANNED_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
 CATEGORY_NAME = re.compile(r"^[a-z0-9_.-]{1,64}$")
@@ -31,6 +32,12 @@ def _event(ctx: MessageContext, kind: str, detail: dict[str, object]) -> None:
     log_event(ctx, kind, detail, actor=ctx.agent.email)
 
 
+def _teach(ctx: MessageContext, kind: str, label: str) -> None:
+    """Store the agent's verdict as a label the classifier retrains from."""
+    assert ctx.ticket is not None and ctx.agent is not None
+    teaching.record(ctx.session, ctx.ticket, kind, label, ctx.agent.email, ctx.services.clock())
+
+
 def note(ctx: MessageContext, command: Command, canned: list[str]) -> str:
     """#note: the whole reply is internal; nothing reaches the customer."""
     _event(ctx, "note", {"message_id": ctx.parsed.message_id})
@@ -41,9 +48,9 @@ def status(ctx: MessageContext, command: Command, canned: list[str]) -> str:
     """#status S: set the status; solving it asks the customer for a rating."""
     ticket = ctx.ticket
     assert ticket is not None
-    found = labels.find_status(ctx.services.settings, command.argument)
+    found = vocabulary.find_status(ctx.services.settings, command.argument)
     if found is None:
-        known = ", ".join(labels.labels(ctx.services.settings))
+        known = ", ".join(vocabulary.labels(ctx.services.settings))
         return f"unknown status (one of {known}; quote or hyphenate labels of several words)"
     label, value = found
     if label != ticket.status_label:
@@ -106,6 +113,7 @@ def category(ctx: MessageContext, command: Command, canned: list[str]) -> str:
     ticket.category = value
     ticket.group_name = assignment.group_of(settings, value) or ticket.group_name
     _event(ctx, "category", {"category": value, "group": ticket.group_name})
+    _teach(ctx, teaching.CATEGORY_KIND, value)
     if assignment.assign_in_turn(ctx.session, settings, ticket) is not None:
         detail = {"assignee": ticket.assignee, "how": f"round-robin in {ticket.group_name}"}
         log_event(ctx, "assigned", detail, actor=assignment.SYSTEM_ACTOR)
@@ -117,16 +125,22 @@ def spam(ctx: MessageContext, command: Command, canned: list[str]) -> str:
     assert ctx.ticket is not None
     ctx.ticket.spam, ctx.ticket.status = True, "closed"
     _event(ctx, "spam", {})
+    _teach(ctx, teaching.SPAM_KIND, "spam")
     return ""
 
 
 def ham(ctx: MessageContext, command: Command, canned: list[str]) -> str:
-    """#ham: the ticket is not spam; a ticket closed as spam opens again."""
+    """#ham: the ticket is not spam; a ticket closed as spam opens again (and, if it was held
+    unanswered, is acknowledged and notified now)."""
     assert ctx.ticket is not None
+    held = bool(ctx.ticket.spam)
     if ctx.ticket.spam and ctx.ticket.status == "closed":
         ctx.ticket.status = "open"
     ctx.ticket.spam = False
     _event(ctx, "ham", {})
+    _teach(ctx, teaching.SPAM_KIND, "ham")
+    if held:
+        release.release(ctx)
     return ""
 
 

@@ -6,6 +6,7 @@ Each step is a module with one function ``run(ctx: MessageContext) -> None``.
 from postdesk.daemon.pipeline import Step
 from postdesk.daemon.steps import (
     authenticate,
+    classify,
     commands,
     dedupe,
     notify,
@@ -24,10 +25,12 @@ PIPELINE: tuple[Step, ...] = (
     parse.run,  # raw bytes -> ParsedMessage, within hard limits
     screen.run,  # loops, bounces, automatic mail
     authenticate.run,  # is mail from an agent's address really from that agent?
+    classify.run,  # spam verdict and category (before any database work: no lock held)
     dedupe.run,  # the same message twice is stored once
     thread.run,  # which ticket: headers, then tag + participant, reopen window
     rating.run,  # a CSAT answer is recorded and does not reopen the ticket
     store.run,  # ticket, contact, participants, message, attachments, events
+    classify.mark,  # a new ticket gets the verdict: spam is closed quietly, category kept
     route.run,  # a new ticket's group, and its agent when the group takes turns
     commands.run,  # an authenticated agent's #commands
     sla.run,  # policy, due times, first response met, resolution clock paused or stopped

@@ -1,6 +1,6 @@
 """Step: answer a person's new ticket with an acknowledgement carrying the ticket's tag.
 
-Automatic mail never gets an answer (RFC 3834); the outbox applies the per-recipient limits.
+Automatic mail never gets an answer (RFC 3834), nor does spam; the outbox applies the per-recipient limits.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from postdesk.daemon.store.tags import bare_subject
 
 def run(ctx: MessageContext) -> None:
     """Queue the acknowledgement of a new ticket opened by a person."""
-    if not ctx.created or ctx.is_auto or ctx.ticket is None:
+    if not ctx.created or ctx.is_auto or ctx.ticket is None or ctx.ticket.spam:
         return
     settings, parsed = ctx.services.settings, ctx.parsed
     ticket = ticket_info(settings, ctx.ticket)

@@ -19,7 +19,7 @@ def run(ctx: MessageContext) -> None:
     settings = ctx.services.settings
     mapped = assignment.group_of(settings, ticket.category) if ticket.category else None
     ticket.group_name = ticket.group_name or mapped or settings.routing.default_group or None
-    if ctx.is_auto:
+    if ctx.is_auto or ticket.spam:
         return
     if assignment.assign_in_turn(ctx.session, settings, ticket) is not None:
         detail = {"assignee": ticket.assignee, "how": f"round-robin in {ticket.group_name}"}

@@ -35,6 +35,8 @@ def ticket_dict(
         "requester": ticket.requester,
         "assignee": ticket.assignee,
         "spam": ticket.spam,
+        "spam_score": ticket.spam_score,
+        "category_score": ticket.category_score,
         "rating": ticket.rating,
         "merged_into": ticket.merged_into,
         "follows": ticket.follows,
@@ -110,8 +112,10 @@ def load_ticket(session: Session, number: int) -> Ticket | None:
 
 
 def list_tickets(session: Session, status: str | None = None) -> list[Ticket]:
-    """Tickets by number, optionally only those with ``status``."""
+    """Tickets by number, optionally only those with ``status`` ("spam": those marked spam)."""
     query = select(Ticket).options(selectinload(Ticket.participants)).order_by(Ticket.number)
-    if status:
+    if status == "spam":
+        query = query.where(Ticket.spam.is_(True))
+    elif status:
         query = query.where(Ticket.status == status)
     return list(session.execute(query).scalars())

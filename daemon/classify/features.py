@@ -1,0 +1,199 @@
+"""What a message carries, as the three texts the models read.
+
+``words``: the subject and the decoded text (HTML already converted by the mail parser), for
+word unigrams and bigrams. ``chars``: the subject and the start of the text, for character
+n-grams that survive obfuscation (``v1agra``) and languages without spaces. ``head``: header
+evidence as tokens: sender domain, mailer, MIME structure, links, Received path,
+Authentication-Results. Header *names* are not used as such: which headers a collector added
+to a corpus says nothing about mail in general.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from postdesk.daemon.mail.parse import ParsedMessage
+
+MAX_WORD_CHARS = 20_000
+MAX_CHAR_CHARS = 500
+_URL = re.compile(r"(?i)\b(?:https?://|www\.)([a-z0-9.\-]{1,253})")
+_RECEIVED_FROM = re.compile(r"(?i)^\s*from\s+(\S+)")
+_UNKNOWN = re.compile(r"(?i)\bunknown\b")
+_AUTH_RESULT = re.compile(r"(?i)\b(spf|dkim|dmarc|arc)\s*=\s*([a-z]+)")
+_IP = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
+_WORD = re.compile(r"[A-Za-z]+")
+_CHARSET = re.compile(r"(?i)charset\s*=\s*\"?([a-z0-9_\-.:]+)")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One message as the models read it."""
+
+    words: str
+    chars: str
+    head: str
+
+
+def from_text(subject: str, body: str) -> Sample:
+    """A sample from plain text only (CSV rows): no header evidence."""
+    return Sample(
+        words=f"{subject}\n{body[:MAX_WORD_CHARS]}",
+        chars=f"{subject}\n{body[:MAX_CHAR_CHARS]}",
+        head="",
+    )
+
+
+def from_message(parsed: ParsedMessage) -> Sample:
+    """A sample from a parsed message: its text and its header evidence."""
+    sample = from_text(parsed.subject, parsed.text)
+    return Sample(sample.words, sample.chars, " ".join(header_tokens(parsed)))
+
+
+def header_tokens(parsed: ParsedMessage) -> list[str]:
+    """Header and structure evidence of ``parsed`` as ``kind:value`` tokens."""
+    tokens: list[str] = []
+    tokens += _sender(parsed)
+    tokens += _recipients(parsed)
+    tokens += _structure(parsed)
+    tokens += _links(parsed)
+    tokens += _received(parsed)
+    tokens += _authentication(parsed)
+    tokens += _subject(parsed.subject)
+    return [token.replace(" ", "_") for token in tokens]
+
+
+def _domain_tokens(kind: str, host: str) -> list[str]:
+    """``kind_dom`` (last two labels), ``kind_tld``, or ``kind_ip`` for an address literal."""
+    host = host.strip("[]<>.").lower()
+    if not host:
+        return [f"{kind}_none"]
+    if _IP.match(host):
+        return [f"{kind}_ip"]
+    labels = host.split(".")
+    return [f"{kind}_dom:{'.'.join(labels[-2:])}", f"{kind}_tld:{labels[-1]}"]
+
+
+def _bucket(count: int) -> str:
+    """A count on a log scale: 0, 1, 2, 3-4, 5-8, ..."""
+    return str(0 if count <= 0 else 1 + int(math.log2(count)))
+
+
+def _sender(parsed: ParsedMessage) -> list[str]:
+    tokens: list[str] = []
+    if parsed.from_addr is None:
+        return ["from_none"]
+    local, _, domain = parsed.from_addr.rpartition("@")
+    tokens += _domain_tokens("from", domain)
+    if any(ch.isdigit() for ch in local):
+        tokens.append("from_local_digits")
+    if not parsed.from_name:
+        tokens.append("from_no_name")
+    reply_domains = {addr.rpartition("@")[2] for addr in parsed.reply_to}
+    if reply_domains and domain not in reply_domains:
+        tokens.append("replyto_other_domain")
+    msgid_domain = parsed.message_id.rpartition("@")[2].rstrip(">").lower()
+    if parsed.message_id_generated:
+        tokens.append("msgid_none")
+    elif msgid_domain.split(".")[-2:] != domain.split(".")[-2:]:
+        tokens.append("msgid_other_domain")
+    mailer = parsed.header("x-mailer") or parsed.header("user-agent") or ""
+    word = _WORD.search(mailer)
+    tokens.append(f"mailer:{word.group(0).lower() if word else 'none'}")
+    if parsed.date is None:
+        tokens.append("date_none")
+    return tokens
+
+
+def _recipients(parsed: ParsedMessage) -> list[str]:
+    tokens = [f"to_n:{_bucket(len(parsed.to))}", f"cc_n:{_bucket(len(parsed.cc))}"]
+    if parsed.in_reply_to or parsed.references:
+        tokens.append("is_reply")
+    if parsed.header("list-id"):
+        tokens.append("list_mail")
+    precedence = (parsed.header("precedence") or "").strip().lower()
+    if precedence:
+        tokens.append(f"precedence:{precedence[:20]}")
+    priority = (parsed.header("x-priority") or "").strip()[:1]
+    if priority:
+        tokens.append(f"x_priority:{priority}")
+    return tokens
+
+
+def _structure(parsed: ParsedMessage) -> list[str]:
+    tokens = [f"ct:{parsed.content_type}"]
+    if parsed.html is not None:
+        tokens.append("html")
+        if parsed.content_type == "text/html":
+            tokens.append("html_only")
+        tokens.append(f"html_len:{_bucket(len(parsed.html) // 256)}")
+        lowered = parsed.html[:50_000].lower()
+        for marker in ("<img", "<form", "<script", "<table", "<font", "bgcolor", "display:none"):
+            if marker in lowered:
+                tokens.append(f"html_has:{marker.strip('<')}")
+    tokens.append(f"text_len:{_bucket(len(parsed.text) // 64)}")
+    if not parsed.text.strip():
+        tokens.append("text_empty")
+    match = _CHARSET.search(parsed.header("content-type") or "")
+    if match:
+        tokens.append(f"charset:{match.group(1).lower()[:20]}")
+    encoding = (parsed.header("content-transfer-encoding") or "").strip().lower()
+    if encoding:
+        tokens.append(f"cte:{encoding[:20]}")
+    tokens.append(f"attachments:{_bucket(len(parsed.attachments))}")
+    for item in parsed.attachments[:10]:
+        tokens.append(f"att:{item.content_type}")
+        tokens.append(f"att_ext:{item.filename.rpartition('.')[2].lower()[:10]}")
+    tokens.append(f"defects:{_bucket(len(parsed.defects))}")
+    return tokens
+
+
+def _links(parsed: ParsedMessage) -> list[str]:
+    source = parsed.text[:MAX_WORD_CHARS] + " " + (parsed.html or "")[:50_000]
+    hosts = [match.group(1).lower().strip(".") for match in _URL.finditer(source)]
+    tokens = [f"links:{_bucket(len(hosts))}", f"link_hosts:{_bucket(len(set(hosts)))}"]
+    for host in sorted(set(hosts))[:20]:
+        tokens += _domain_tokens("link", host)
+    return tokens
+
+
+def _received(parsed: ParsedMessage) -> list[str]:
+    hops = parsed.header_all("received")
+    tokens = [f"received:{_bucket(len(hops))}"]
+    if hops:
+        origin = _RECEIVED_FROM.match(hops[-1])
+        if origin:
+            tokens += _domain_tokens("origin", origin.group(1))
+            if _UNKNOWN.search(hops[-1].split(" by ", 1)[0]):
+                tokens.append("origin_unknown_rdns")
+    return tokens
+
+
+def _authentication(parsed: ParsedMessage) -> list[str]:
+    tokens = [
+        f"auth:{method.lower()}={result.lower()}"
+        for value in parsed.header_all("authentication-results")[:1]
+        for method, result in _AUTH_RESULT.findall(value)
+    ]
+    received_spf = (parsed.header("received-spf") or "").strip().split(" ", 1)[0].lower()
+    if received_spf:
+        tokens.append(f"received_spf:{received_spf[:12]}")
+    return tokens
+
+
+def _subject(subject: str) -> list[str]:
+    if not subject:
+        return ["subject_none"]
+    letters = [ch for ch in subject if ch.isalpha()]
+    upper = sum(ch.isupper() for ch in letters)
+    tokens = []
+    if letters and upper / len(letters) > 0.6 and len(letters) > 5:
+        tokens.append("subject_shouting")
+    if "!" in subject:
+        tokens.append("subject_exclamation")
+    if "$" in subject or "%" in subject:
+        tokens.append("subject_money")
+    if not subject.isascii():
+        tokens.append("subject_non_ascii")
+    return tokens

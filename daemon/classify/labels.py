@@ -1,0 +1,76 @@
+"""Labels agents teach with ``#spam``, ``#ham`` and ``#category``, and reading them back.
+
+A label is stored against the ticket's first inbound message, the one the classifier judged
+when the ticket was opened. For retraining, the latest label of a kind per message counts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from postdesk.models.classify import ClassifyLabel
+from postdesk.models.schema import Message, Ticket
+
+SPAM_KIND, CATEGORY_KIND = "spam", "category"
+
+
+def first_inbound(session: Session, ticket: Ticket) -> Message | None:
+    """The ticket's first inbound message, if it has one."""
+    query = (
+        select(Message)
+        .where(Message.ticket_id == ticket.id, Message.direction == "in")
+        .order_by(Message.id)
+        .limit(1)
+    )
+    return session.execute(query).scalar_one_or_none()
+
+
+def record(
+    session: Session, ticket: Ticket, kind: str, label: str, actor: str, at: datetime
+) -> bool:
+    """Store an agent's label for the ticket's first inbound message; False when it has none."""
+    message = first_inbound(session, ticket)
+    if message is None:
+        return False
+    session.add(
+        ClassifyLabel(
+            ticket_id=ticket.id,
+            message_pk=message.id,
+            kind=kind,
+            label=label,
+            actor=actor,
+            created_at=at,
+        )
+    )
+    return True
+
+
+def _latest(session: Session, kind: str) -> dict[int, str]:
+    """message pk -> the latest label of ``kind`` given to it."""
+    rows = session.execute(
+        select(ClassifyLabel.message_pk, ClassifyLabel.label)
+        .where(ClassifyLabel.kind == kind)
+        .order_by(ClassifyLabel.id)
+    ).all()
+    return {message_pk: label for message_pk, label in rows}
+
+
+def spam_examples(session: Session) -> list[tuple[bytes, str]]:
+    """(raw message, "spam" or "ham") for every message agents labelled."""
+    latest = _latest(session, SPAM_KIND)
+    if not latest:
+        return []
+    rows = session.execute(select(Message.id, Message.raw).where(Message.id.in_(latest))).all()
+    return [(bytes(raw), latest[pk]) for pk, raw in rows]
+
+
+def category_examples(session: Session) -> list[tuple[bytes, str]]:
+    """(raw message, category) for every message whose ticket an agent categorised."""
+    latest = _latest(session, CATEGORY_KIND)
+    if not latest:
+        return []
+    rows = session.execute(select(Message.id, Message.raw).where(Message.id.in_(latest))).all()
+    return [(bytes(raw), latest[pk]) for pk, raw in rows]
