@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, or_, select
@@ -81,14 +81,21 @@ def send_due(services: Services, factory: sessionmaker[Session]) -> list[str]:
     if local.time() < schedule.at:
         return []
     day = local.date()
+    with factory() as session:  # one cheap read per round once the day is done
+        claimed = set(
+            session.scalars(select(KeyValue.key).where(KeyValue.key.like(f"{_key('', day)}%")))
+        )
+    waiting = [a for a in services.settings.agents if _key(a.email, day) not in claimed]
     mailed: list[str] = []
-    for agent in services.settings.agents:
+    for agent in waiting:
         with transaction(factory) as session:
             if not claim(session, agent.email, day.isoformat(), now):
                 continue
             rows = open_tickets(session, services.settings, agent.email, now, schedule.timezone)
             if rows and _send(session, services, agent, rows, day.isoformat(), schedule.timezone):
                 mailed.append(agent.email)
+    if not waiting:
+        return mailed
     with transaction(factory) as session:
         oldest = (day - timedelta(days=KEEP_DAYS)).isoformat()
         session.execute(
@@ -101,16 +108,23 @@ def send_due(services: Services, factory: sessionmaker[Session]) -> list[str]:
 
 def claim(session: Session, email: str, day: str, now: datetime) -> bool:
     """Insert the agent's claim row for ``day`` unless it exists; True when this call did."""
-    digest = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:40]
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
         insert(KeyValue)
-        .values(key=f"{KEY_PREFIX}{day}:{digest}", value=now.isoformat())
+        .values(key=_key(email, date.fromisoformat(day)), value=now.isoformat())
         .on_conflict_do_nothing(index_elements=["key"])
         .returning(KeyValue.key)
     )
     return session.execute(statement).scalar_one_or_none() is not None
+
+
+def _key(email: str, day: date) -> str:
+    """The claim key of an agent's digest on ``day`` (the day's prefix when ``email`` is "")."""
+    if not email:
+        return f"{KEY_PREFIX}{day.isoformat()}:"
+    digest = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:40]
+    return f"{KEY_PREFIX}{day.isoformat()}:{digest}"
 
 
 def open_tickets(
