@@ -228,6 +228,8 @@ class SlaSettings:
 
     check_interval: str = "30s"
     warn_at: float = 0.8  # share of a target at which the warning goes out
+    digest_at: str = ""  # "HH:MM": each agent's daily digest of open tickets; "" = off
+    digest_timezone: str = ""  # "" = the first calendar's timezone, else UTC
     calendars: tuple[SlaCalendarSettings, ...] = ()
     policies: tuple[SlaPolicySettings, ...] = ()
 

@@ -29,7 +29,7 @@ from postdesk.daemon.outbound.sender import OutboxSender
 from postdesk.daemon.preflight import SERVE_LOCK, ensure_data_dir, ensure_smtp_listen
 from postdesk.daemon.reports.schedule import weekly_reports
 from postdesk.daemon.runtime import Runtime, open_runtime
-from postdesk.daemon.sla import escalation
+from postdesk.daemon.sla import digest, escalation
 from postdesk.daemon.workerproc import WorkerProcess
 from postdesk.models.schema import OutboxItem
 
@@ -93,6 +93,8 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
     )
     if runtime.services.sla.policies:
         tasks.append(asyncio.create_task(escalation.run(stop, runtime.services, runtime.factory)))
+    if runtime.services.sla.digest is not None:
+        tasks.append(asyncio.create_task(digest.run(stop, runtime.services, runtime.factory)))
     if requeued:
         wake()
     log.info(

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.utils import make_msgid
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -54,7 +55,7 @@ def enqueue(
     """
     settings = services.settings
     now = services.clock()
-    recipients = _recipients(settings, kind, ticket, to, cc)
+    recipients = _recipients(settings, kind, f"ticket {ticket.number}", to, cc)
     if recipients is None:
         return None
     to_list, cc_list, envelope = recipients
@@ -89,6 +90,54 @@ def enqueue(
     return item
 
 
+def enqueue_notice(
+    session: Session,
+    services: Services,
+    *,
+    kind: str,
+    to: Sequence[str],
+    template: str,
+    context: Mapping[str, object],
+) -> OutboxItem | None:
+    """Queue one automatic mail about no single ticket (e.g. a digest); no commit.
+
+    Only the outbox row is written: there is no ticket to record the mail on. The same
+    recipient rules and automatic-mail caps as :func:`enqueue` apply (agents are exempt).
+    """
+    settings = services.settings
+    now = services.clock()
+    recipients = _recipients(settings, kind, "no ticket", to, ())
+    if recipients is None:
+        return None
+    to_list, _cc, envelope = recipients
+    refusal = _auto_refusal(session, settings, envelope[0], now)
+    if refusal is not None:
+        log.warning("%s to %s not sent: %s", kind, envelope[0], refusal)
+        return None
+    rendered = services.templates.render(template, context)
+    domain = settings.helpdesk.address.rpartition("@")[2]
+    message_id = make_msgid("pd-" + kind.replace("_", "-"), domain=domain)
+    try:
+        raw = compose(
+            services,
+            to=to_list,
+            subject=rendered.subject,
+            rendered=rendered,
+            message_id=message_id,
+            in_reply_to=None,
+            references=[],
+            auto=True,
+        )
+    except ValueError as exc:
+        log.error("%s %s not sent: %s", message_id, kind, exc)
+        return None
+    outgoing = _Outgoing(kind, envelope, message_id, True, raw, rendered, True)
+    item = _item(settings, None, outgoing, now)
+    session.add(item)
+    log.info("%s %s to %s queued", message_id, kind, envelope[0])
+    return item
+
+
 @dataclass(frozen=True)
 class _Outgoing:
     """One composed mail, before it becomes rows."""
@@ -108,20 +157,7 @@ def _record(
     """Add the OutboxItem and the ticket's outgoing Message to the session."""
     if ticket.id is None:
         session.flush()
-    item = OutboxItem(
-        ticket_id=ticket.id,
-        kind=out.kind,
-        recipient=out.envelope[0],
-        recipients=json.dumps(out.envelope),
-        envelope_from=settings.helpdesk.address,
-        message_id=out.message_id,
-        auto=out.auto,
-        raw=out.raw,
-        status="pending",
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
-    )
+    item = _item(settings, ticket.id, out, now)
     message = Message(
         ticket_id=ticket.id,
         message_id=out.message_id,
@@ -141,8 +177,26 @@ def _record(
     return item
 
 
+def _item(settings: Settings, ticket_id: int | None, out: _Outgoing, now: datetime) -> OutboxItem:
+    """The outbox row of one composed mail, due now."""
+    return OutboxItem(
+        ticket_id=ticket_id,
+        kind=out.kind,
+        recipient=out.envelope[0],
+        recipients=json.dumps(out.envelope),
+        envelope_from=settings.helpdesk.address,
+        message_id=out.message_id,
+        auto=out.auto,
+        raw=out.raw,
+        status="pending",
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+
+
 def _recipients(
-    settings: Settings, kind: str, ticket: Ticket, to: Sequence[str], cc: Sequence[str]
+    settings: Settings, kind: str, about: str, to: Sequence[str], cc: Sequence[str]
 ) -> tuple[list[str], list[str], list[str]] | None:
     """The ``to`` and ``cc`` entries kept and the envelope (to first), or None if no ``to`` is left.
 
@@ -155,16 +209,14 @@ def _recipients(
         try:
             address = envelope_address(value)
         except ValueError:
-            log.warning(
-                "%s for ticket %s: dropped invalid recipient %r", kind, ticket.number, value
-            )
+            log.warning("%s for %s: dropped invalid recipient %r", kind, about, value)
             continue
         if address in settings.helpdesk.addresses or address in envelope:
             continue
         envelope.append(address)
         (kept_to if position < len(to) else kept_cc).append(value)
     if not kept_to:
-        log.warning("%s for ticket %s not sent: no recipient left", kind, ticket.number)
+        log.warning("%s for %s not sent: no recipient left", kind, about)
         return None
     return kept_to, kept_cc, envelope
 

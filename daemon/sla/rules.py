@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
@@ -43,12 +43,21 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class DigestTime:
+    """When the agents' daily digest goes out: a wall-clock time in a timezone."""
+
+    at: time
+    timezone: ZoneInfo
+
+
+@dataclass(frozen=True)
 class Rules:
     """The policies in order (first match wins) and the scheduler's settings."""
 
     policies: tuple[Policy, ...]
     warn_at: float
     check_interval: timedelta
+    digest: DigestTime | None = None
 
     def select(self, facts: dict[str, str | None]) -> Policy | None:
         """The first policy matching ``facts`` (priority, category, tier, organization)."""
@@ -81,7 +90,26 @@ def build_rules(full: Settings) -> Rules:
     names = [p.name for p in policies]
     if len(set(names)) != len(names):
         raise ConfigError("sla.policies: every policy needs a distinct name")
-    return Rules(policies, settings.warn_at, check_interval)
+    return Rules(policies, settings.warn_at, check_interval, _digest_time(full))
+
+
+def _digest_time(full: Settings) -> DigestTime | None:
+    """``[sla] digest_at`` in ``digest_timezone`` (else the first calendar's zone, else UTC)."""
+    settings = full.sla
+    if not settings.digest_at:
+        return None
+    match = re.fullmatch(r"(\d{1,2}):(\d{2})", settings.digest_at.strip())
+    if match is None or int(match.group(1)) > 23 or int(match.group(2)) > 59:
+        raise ConfigError(f"sla.digest_at: not a time of day HH:MM: {settings.digest_at!r}")
+    first = settings.calendars[0].timezone if settings.calendars else "UTC"
+    name = settings.digest_timezone or first
+    try:
+        zone = ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"sla.digest_timezone: not a known time zone (e.g. Europe/Berlin): {name!r}"
+        ) from None
+    return DigestTime(time(int(match.group(1)), int(match.group(2))), zone)
 
 
 def parse_duration(value: str, key: str) -> timedelta:
