@@ -7,6 +7,7 @@ One message is processed in one database transaction. Each step is a function
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -68,6 +69,14 @@ class MessageContext:
     reply_text: str = ""  # what an agent's reply says to the customer (no commands, no quote)
     solved: bool = False  # this message made the ticket solved (a CSAT request follows)
     agent_errors: list[str] = field(default_factory=list)  # told back to the agent
+    facts_pending: concurrent.futures.Future[dict[str, object]] | None = None  # plugin lookups
+    ticket_before: dict[str, object] | None = None  # watched ticket fields before this message
+    after_commit: list[Callable[[], None]] = field(default_factory=list)  # plugin events
+
+    def run_after_commit(self) -> None:
+        """Hand over what must happen once this message's transaction has committed."""
+        for callback in self.after_commit:
+            callback()
 
     @property
     def is_auto(self) -> bool:

@@ -10,6 +10,7 @@ from postdesk.daemon.agents.tokens import Tokens
 from postdesk.daemon.config import Settings
 from postdesk.daemon.outbound.templating import Templates
 from postdesk.models.schema import utcnow
+from postdesk.plugins.runner import PluginRunner
 
 
 @dataclass(frozen=True)
@@ -20,3 +21,4 @@ class Services:
     tokens: Tokens
     templates: Templates
     clock: Callable[[], datetime] = field(default=utcnow)
+    plugins: PluginRunner = field(default_factory=PluginRunner)  # hooks, see docs/plugins.md

@@ -16,6 +16,7 @@ import logging
 import os
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -71,8 +72,14 @@ class OutboxSender:
         factory: sessionmaker[Session],
         *,
         lease_seconds: float = LEASE_SECONDS,
+        on_alert: Callable[[str, dict[str, object]], None] | None = None,
     ) -> None:
-        """Send with ``settings.outbound`` using sessions from ``factory``."""
+        """Send with ``settings.outbound`` using sessions from ``factory``.
+
+        ``on_alert(event, detail)`` hears of mail the relay refused for good
+        (``alert.relay_refused``).
+        """
+        self._on_alert = on_alert
         self._settings = settings
         self._factory = factory
         self._lease = timedelta(seconds=lease_seconds)
@@ -160,6 +167,9 @@ class OutboxSender:
         except PermanentFailure as exc:
             await asyncio.to_thread(self._finish, item, FAILED, str(exc))
             outcome = f"failed permanently: {exc}"
+            if self._on_alert is not None:
+                detail = {"message_id": item.message_id, "kind": item.kind, "reason": str(exc)}
+                self._on_alert("alert.relay_refused", {**detail, "recipient": item.recipient})
         except Exception as exc:  # 4xx, timeout, network or disk trouble: try again later
             outcome = await asyncio.to_thread(self._retry_later, item, _describe(exc))
         else:

@@ -8,6 +8,8 @@ from postdesk.daemon.steps import (
     authenticate,
     commands,
     dedupe,
+    events,
+    lookup,
     notify,
     parse,
     rating,
@@ -26,10 +28,12 @@ PIPELINE: tuple[Step, ...] = (
     dedupe.run,  # the same message twice is stored once
     thread.run,  # which ticket: headers, then tag + participant, reopen window
     rating.run,  # a CSAT answer is recorded and does not reopen the ticket
+    lookup.run,  # plugins' contact and order lookups start; the ticket as it was
     store.run,  # ticket, contact, participants, message, attachments, events
     route.run,  # a new ticket's group, and its agent when the group takes turns
     commands.run,  # an authenticated agent's #commands
     respond.run,  # acknowledgement through the outbox
     notify.run,  # agents hear of new tickets and replies; alerts on forged agent mail
     relay.run,  # an agent's reply to the customers, CSAT request, command errors to the agent
+    events.run,  # plugin events (created, updated, message added, alerts), fired after commit
 )

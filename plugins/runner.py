@@ -1,0 +1,193 @@
+"""The plugins as synchronous code sees them: the facade on its own event-loop thread.
+
+The worker is synchronous and must never wait on a plugin longer than a lookup's timeout;
+the serve process must never run plugin code on its SMTP event loop. So the :class:`Hooks`
+facade runs on an event loop in a background thread (started on first use): events are
+handed over and not waited for, lookups return a future the caller waits on with a deadline,
+and lookups run with bounded concurrency and a brief cache of their answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from postdesk.plugins.facade import Hooks
+from postdesk.plugins.host import PluginHost
+from postdesk.plugins.snapshots import Snapshot, freeze, thaw
+
+log = logging.getLogger("postdesk.plugins")
+
+LOOKUP_CONCURRENCY = 16
+CACHE_SECONDS = 60.0
+CACHE_ENTRIES = 2048
+LOOKUP_HOOKS = ("postdesk_lookup_contact", "postdesk_lookup_orders")
+
+Facts = dict[str, Any]
+
+
+class PluginRunner:
+    """Calls hooks from synchronous code; a runner without a host does nothing."""
+
+    def __init__(self, host: PluginHost | None = None, lookup_timeout: float = 2.0) -> None:
+        """Run ``host``'s hooks; lookups and template variables get ``lookup_timeout`` s."""
+        self.host = host
+        self.lookup_timeout = lookup_timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._limit: asyncio.Semaphore | None = None
+        self._cache: OrderedDict[tuple[str, str], tuple[float, Facts]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    @property
+    def hooks(self) -> Hooks | None:
+        """The facade, when plugins are loaded."""
+        return self.host.hooks if self.host is not None else None
+
+    def implemented(self, *hooks: str) -> bool:
+        """True when any plugin implements any of ``hooks``."""
+        facade = self.hooks
+        return facade is not None and any(facade.implemented(h) for h in hooks)
+
+    # --- events: handed over, never waited for ------------------------------------------
+
+    def fire(self, hook: str, **kwargs: Any) -> None:
+        """Call an event hook in the background; returns at once."""
+        facade = self.hooks
+        if facade is not None and facade.implemented(hook):
+            self._submit(facade.fire(hook, **kwargs))
+
+    def notify(self, event: str, ticket: Snapshot | None, detail: Mapping[str, Any]) -> None:
+        """Fire ``postdesk_notify`` for ``event`` in the background."""
+        self.fire("postdesk_notify", event=event, ticket=ticket, detail=freeze(dict(detail)))
+
+    # --- lookups: bounded, cached, waited for with a deadline ---------------------------
+
+    def lookup(self, email: str, text: str) -> concurrent.futures.Future[Facts] | None:
+        """Start gathering contact and order facts; None when no plugin looks anything up."""
+        if not self.implemented(*LOOKUP_HOOKS):
+            return None
+        key = (email.lower(), text)
+        cached = self._cached(key)
+        if cached is not None:
+            done: concurrent.futures.Future[Facts] = concurrent.futures.Future()
+            done.set_result(cached)
+            return done
+        return self._submit(self._lookup(key))
+
+    def facts(self, pending: concurrent.futures.Future[Facts] | None) -> Facts:
+        """The facts a :meth:`lookup` gathered, or ``{}`` when none arrive within the timeout."""
+        if pending is None:
+            return {}
+        try:
+            return pending.result(timeout=self.lookup_timeout + 0.5)
+        except concurrent.futures.TimeoutError:
+            log.warning(
+                "plugin lookups took longer than %.1f s; notifying without them",
+                self.lookup_timeout,
+            )
+        except Exception:
+            log.exception("plugin lookups failed; notifying without them")
+        return {}
+
+    async def _lookup(self, key: tuple[str, str]) -> Facts:
+        facade = self.hooks
+        assert facade is not None
+        if self._limit is None:
+            self._limit = asyncio.Semaphore(LOOKUP_CONCURRENCY)
+        email, text = key
+        async with self._limit:
+            contact, orders = await asyncio.gather(
+                facade.first("postdesk_lookup_contact", self.lookup_timeout, email=email),
+                facade.collect(
+                    "postdesk_lookup_orders", self.lookup_timeout, email=email, text=text
+                ),
+            )
+        facts: Facts = {}
+        if contact is not None:
+            facts["contact"] = thaw(contact)
+        joined = [thaw(order) for answer in orders for order in answer]
+        if joined:
+            facts["orders"] = joined
+        self._remember(key, facts)
+        return facts
+
+    def _cached(self, key: tuple[str, str]) -> Facts | None:
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if hit is None or hit[0] < time.monotonic():
+                return None
+            return hit[1]
+
+    def _remember(self, key: tuple[str, str], facts: Facts) -> None:
+        with self._cache_lock:
+            self._cache[key] = (time.monotonic() + CACHE_SECONDS, facts)
+            while len(self._cache) > CACHE_ENTRIES:
+                self._cache.popitem(last=False)
+
+    # --- template variables: answered inside the transaction, so cut short ---------------
+
+    def template_variables(self, template: str, ticket: Snapshot | None) -> dict[str, Any]:
+        """The merged answers of ``postdesk_template_variables`` (earlier plugins win)."""
+        facade = self.hooks
+        hook = "postdesk_template_variables"
+        if facade is None or not facade.implemented(hook):
+            return {}
+        call = facade.collect(hook, self.lookup_timeout, template=template, ticket=ticket)
+        try:
+            answers = self._submit(call).result(timeout=self.lookup_timeout + 0.5)
+        except Exception:
+            log.exception("plugin template variables failed; rendering without them")
+            return {}
+        merged: dict[str, Any] = {}
+        for answer in reversed(answers):
+            merged.update(thaw(answer))
+        return merged
+
+    # --- the loop thread -----------------------------------------------------------------
+
+    def _submit(self, coroutine: Any) -> concurrent.futures.Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._running_loop())
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        with self._start_lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name="postdesk-plugins", daemon=True
+                )
+                thread.start()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    def drain(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for hook calls in flight (events before shutdown)."""
+        loop = self._loop
+        if loop is None:
+            return
+
+        async def pending() -> None:
+            current = asyncio.current_task()
+            tasks = [t for t in asyncio.all_tasks() if t is not current]
+            if tasks:
+                await asyncio.wait(tasks, timeout=timeout)
+
+        with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
+            asyncio.run_coroutine_threadsafe(pending(), loop).result(timeout + 1)
+
+    def close(self) -> None:
+        """Stop the loop thread and release the plugins."""
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=5)
+        if self.host is not None:
+            self.host.close()
