@@ -10,7 +10,8 @@ import aiosmtplib
 
 from postdesk.daemon.config import Settings
 from postdesk.daemon.intake.imap import check_mailboxes
-from postdesk.daemon.store.db import make_engine, ping
+from postdesk.daemon.store.db import make_engine, ping, session_factory
+from postdesk.plugins.host import load_plugins
 
 TIMEOUT_SECONDS = 10.0
 
@@ -32,9 +33,12 @@ class CheckResults:
 
 
 def run_all(settings: Settings) -> CheckResults:
-    """Run every check and collect the results."""
+    """Run every check and collect the results; a plugin that cannot load raises ConfigError."""
     results = CheckResults()
     results.record("config", None, settings.source)
+    host = load_plugins(settings, session_factory(make_engine(settings.database_url)))
+    results.record("plugins", None, ", ".join(sorted(host.plugins)) or "none loaded")
+    host.close()
     results.record("database", _database_error(settings), _safe_url(settings.database_url))
     if settings.outbound.relay:
         results.record("relay", asyncio.run(_relay_error(settings)), settings.outbound.relay)

@@ -26,9 +26,11 @@ from postdesk.daemon.store import quarantine, views
 from postdesk.daemon.store.db import transaction
 from postdesk.daemon.worker import DatabaseHealth, Outcome, Worker
 from postdesk.daemon.workerproc import LOG_FORMAT
+from postdesk.plugins.crm import commands as contacts
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
+PLUGIN_DRAIN_SECONDS = 10.0
 
 
 class UsageError(Exception):
@@ -43,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         return int(args.handler(settings, args))
-    except (ConfigError, UsageError, files.IngestError) as error:
+    except (ConfigError, UsageError, files.IngestError, contacts.ImportFileError) as error:
         return _fail(args, error, EXIT_USAGE, "")
     except AlreadyRunning as error:
         return _fail(args, error, EXIT_RUNTIME, "")
@@ -127,6 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("action", nargs="?", choices=["replay"])
     sub.add_argument("id", nargs="?", type=int, help="quarantine record to replay")
     sub.add_argument("--all", action="store_true", help="replay every held message")
+    sub = add(
+        "contacts",
+        cmd_contacts,
+        "List the CRM's contacts, or import them from a CSV or XLSX file.",
+        "postdesk contacts --json   |   postdesk contacts import customers.xlsx --region RU",
+    )
+    sub.add_argument("action", nargs="?", choices=["import"])
+    sub.add_argument("file", nargs="?", help="CSV or XLSX file to import")
+    sub.add_argument("--region", help="default phone region (else plugins.crm.default_region)")
+    sub.add_argument("--json", action="store_true", help="print JSON")
     add(
         "check",
         cmd_check,
@@ -234,6 +246,16 @@ def _replay(runtime: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_contacts(settings: Settings, args: argparse.Namespace) -> int:
+    """List contacts, or import a contact file."""
+    runtime = open_runtime(settings)
+    if args.action == "import":
+        if not args.file:
+            raise UsageError("say which file to import: contacts import FILE")
+        return contacts.import_file(settings, runtime.factory, args.file, args.region)
+    return contacts.list_contacts(runtime.factory, args.json)
+
+
 def cmd_check(settings: Settings, _args: argparse.Namespace) -> int:
     """Check the configuration and every external endpoint."""
     results = checks.run_all(settings)
@@ -244,7 +266,9 @@ def cmd_check(settings: Settings, _args: argparse.Namespace) -> int:
 
 def _drain(runtime: Runtime) -> list[Outcome]:
     worker = Worker(runtime.services, runtime.factory, runtime.spool, DatabaseHealth())
-    return worker.drain()
+    outcomes = worker.drain()
+    runtime.services.plugins.drain(PLUGIN_DRAIN_SECONDS)  # events fired after the commits
+    return outcomes
 
 
 def ingest_summary(outcomes: list[Outcome]) -> str:

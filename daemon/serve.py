@@ -28,6 +28,7 @@ from postdesk.models.schema import OutboxItem
 log = logging.getLogger("postdesk.serve")
 
 SHUTDOWN_TIMEOUT_SECONDS = 25.0
+PLUGIN_DRAIN_SECONDS = 5.0  # events in flight when stopping
 
 
 class AlreadyRunning(Exception):
@@ -50,8 +51,9 @@ async def _run(runtime: Runtime) -> None:
     worker = WorkerProcess(settings, runtime.secret, logging.getLogger().level)
     wake, database_ok = worker.channel.wake, worker.channel.database_ok
     handler = IntakeHandler(settings, runtime.spool, wake, lambda: bool(database_ok.value))
-    sender = OutboxSender(settings, runtime.factory)
-    pollers = imap_pollers(settings, runtime.factory, runtime.spool, wake)
+    plugins = runtime.services.plugins
+    sender = OutboxSender(settings, runtime.factory, on_alert=plugins.alert)
+    pollers = imap_pollers(settings, runtime.factory, runtime.spool, wake, plugins.alert)
     worker.start()
     server = await start_smtp(handler, settings)
     loop = asyncio.get_running_loop()
@@ -59,6 +61,7 @@ async def _run(runtime: Runtime) -> None:
         loop.add_signal_handler(signum, shutdown.set)
     tasks = [asyncio.create_task(worker.supervise()), asyncio.create_task(sender.run(stop))]
     tasks += [asyncio.create_task(poller.run(stop)) for poller in pollers]
+    tasks += [asyncio.create_task(job) for job in plugins.background(stop)]
     if requeued:
         wake()
     log.info(
@@ -77,6 +80,8 @@ async def _run(runtime: Runtime) -> None:
     for task in pending:
         task.cancel()
     server.close()
+    await asyncio.to_thread(plugins.drain, PLUGIN_DRAIN_SECONDS)
+    plugins.close()
     log.info(
         "postdesk stopped: accepted %d message(s), %d waiting in the spool, %d mail(s) in the outbox",
         handler.accepted,

@@ -74,6 +74,9 @@ class Contact(Base):
     name: Mapped[str] = mapped_column(Text, default="")
     bouncing: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    phone: Mapped[str | None] = mapped_column(String(32))  # E.164 (the CRM plugin)
+    tier: Mapped[str | None] = mapped_column(String(32))  # e.g. gold; feeds priority and SLA
+    organization_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
 
 
 class Participant(Base):
@@ -224,3 +227,7 @@ class ImapState(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(255))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# Tables of other modules register on the same metadata (Alembic and create_all see them).
+from postdesk.models import crm, webhooks  # noqa: E402, F401

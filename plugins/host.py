@@ -10,9 +10,10 @@ stop with exit status 2.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.metadata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -56,6 +57,15 @@ class PluginHost:
     manager: pluggy.PluginManager
     hooks: Hooks
     plugins: dict[str, object]
+
+    def background(self, stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
+        """The jobs plugins run while ``postdesk serve`` runs: their ``serve(stop)`` methods."""
+        jobs: list[Coroutine[Any, Any, None]] = []
+        for plugin in self.plugins.values():
+            serve = getattr(plugin, "serve", None)
+            if callable(serve):
+                jobs.append(serve(stop))
+        return jobs
 
     def close(self) -> None:
         """Release what the plugins and the facade hold."""

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 from postdesk.plugins.facade import Hooks
@@ -68,6 +68,16 @@ class PluginRunner:
     def notify(self, event: str, ticket: Snapshot | None, detail: Mapping[str, Any]) -> None:
         """Fire ``postdesk_notify`` for ``event`` in the background."""
         self.fire("postdesk_notify", event=event, ticket=ticket, detail=freeze(dict(detail)))
+
+    def alert(self, event: str, detail: dict[str, object]) -> None:
+        """Fire ``postdesk_notify`` for an alert about no ticket (relay, IMAP)."""
+        self.notify(event, None, detail)
+
+    def background(self, stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
+        """The plugins' long-running jobs (``async def serve(stop)``), for ``postdesk serve``."""
+        if self.host is None:
+            return []
+        return self.host.background(stop)
 
     # --- lookups: bounded, cached, waited for with a deadline ---------------------------
 
