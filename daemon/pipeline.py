@@ -70,6 +70,7 @@ class MessageContext:
     solved: bool = False  # this message made the ticket solved (a CSAT request follows)
     agent_errors: list[str] = field(default_factory=list)  # told back to the agent
     facts_pending: concurrent.futures.Future[dict[str, object]] | None = None  # plugin lookups
+    facts: dict[str, object] = field(default_factory=dict)  # their answers: contact, orders
     ticket_before: dict[str, object] | None = None  # watched ticket fields before this message
     after_commit: list[Callable[[], None]] = field(default_factory=list)  # plugin events
 

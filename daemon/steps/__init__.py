@@ -9,6 +9,7 @@ from postdesk.daemon.steps import (
     commands,
     dedupe,
     events,
+    facts,
     lookup,
     notify,
     parse,
@@ -31,6 +32,7 @@ PIPELINE: tuple[Step, ...] = (
     lookup.run,  # plugins' contact and order lookups start; the ticket as it was
     store.run,  # ticket, contact, participants, message, attachments, events
     route.run,  # a new ticket's group, and its agent when the group takes turns
+    facts.run,  # the lookups' answers; a new ticket takes its contact's tier priority
     commands.run,  # an authenticated agent's #commands
     respond.run,  # acknowledgement through the outbox
     notify.run,  # agents hear of new tickets and replies; alerts on forged agent mail

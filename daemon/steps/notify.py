@@ -56,7 +56,7 @@ def _send(
         "text": trimmed(parsed.new_text),
         "attachments": described,
         "notes": list(ctx.notes),
-        "plugin_facts": ctx.services.plugins.facts(ctx.facts_pending),  # contact, orders
+        "plugin_facts": ctx.facts,  # contact, orders: see steps/facts.py
         **extra,
     }
     enqueue(
