@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.metadata
+import logging
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -21,6 +22,7 @@ import pluggy
 from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.daemon.config import ConfigError, Settings, build_section
+from postdesk.daemon.store.db import make_reader_engine, session_factory
 from postdesk.plugins import PROJECT, hookspecs
 from postdesk.plugins.facade import Hooks
 
@@ -48,6 +50,12 @@ class PluginContext:
         if self.factory is None:
             raise ConfigError(f"plugins.{self.name}: needs postdesk's database")
         return self.factory
+
+    def reader(self) -> sessionmaker[Session]:
+        """Sessions for lookups: they read the last commit and never wait for the worker's
+        transaction in progress (which may be waiting for the lookup)."""
+        bind = self.database().kw["bind"]
+        return session_factory(make_reader_engine(bind.url.render_as_string(hide_password=False)))
 
 
 @dataclass
@@ -78,6 +86,7 @@ class PluginHost:
 
 def load_plugins(settings: Settings, factory: sessionmaker[Session] | None = None) -> PluginHost:
     """Load every enabled and installed plugin; raise ConfigError naming what is wrong."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not one INFO line per request
     manager = pluggy.PluginManager(PROJECT)
     manager.add_hookspecs(hookspecs)
     found = _enabled(settings) | _installed()

@@ -66,4 +66,4 @@ class Crm:
 
 def create_plugin(context: PluginContext) -> Crm:
     """Build the CRM from ``[plugins.crm]``."""
-    return Crm(crm_settings(context), context.database())
+    return Crm(crm_settings(context), context.reader())
