@@ -59,7 +59,7 @@ def _builtins(shop: Shop, receiver: Receiver) -> str:
     return textwrap.dedent(
         f"""
         [plugins]
-        enabled = ["postdesk.plugins.crm", "postdesk.plugins.orders_http", "postdesk.plugins.notify_webhook"]
+        enabled = ["postdesk.plugins.crm", "postdesk.plugins.orders_http", "postdesk.plugins.notify_webhook", "recorder"]
         [plugins.crm]
         default_region = "RU"
         tier_priority = {{ gold = "high" }}
@@ -77,61 +77,108 @@ def _builtins(shop: Shop, receiver: Receiver) -> str:
     )
 
 
+RECORDER = """
+import json, os
+from postdesk.plugins import hookimpl
+
+def _write(*record):
+    with open(os.environ["RECORDER_FILE"], "a") as out:
+        out.write(json.dumps(record, default=list) + "\\n")
+
+@hookimpl
+def postdesk_ticket_created(ticket):
+    _write("created", ticket["number"], ticket["priority"])
+
+@hookimpl
+async def postdesk_message_added(ticket, message):
+    _write("message", ticket["number"], message["subject"], message["direction"])
+
+@hookimpl
+def postdesk_ticket_updated(ticket, changes):
+    _write("updated", ticket["number"], dict(changes))
+"""
+
+
+def _records(path: Path) -> list[list[object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
 def test_builtin_plugins_fill_the_notification_set_priority_and_deliver_webhooks(
     tmp_path: Path, database_url: str, sink: SmtpSink
 ) -> None:
-    env = {"SHOP_TOKEN": "t0ken", "WEBHOOK_SECRET": WEBHOOK_SECRET}
+    (tmp_path / "recorder.py").write_text(RECORDER)
+    recorded = tmp_path / "recorded.jsonl"
+    env = {
+        "SHOP_TOKEN": "t0ken",
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "PYTHONPATH": str(tmp_path),
+        "RECORDER_FILE": str(recorded),
+    }
     contacts = tmp_path / "contacts.csv"
     contacts.write_text(
         f"Email,Name,Company,Phone,Tier\n{CUSTOMER},Carol Jones,ACME Ltd,8 495 123 45 67,Gold\n"
     )
-    with Shop(delay=0.05, token="t0ken") as shop, Receiver(fail_first=2) as receiver:
-        with _serve(tmp_path, database_url, sink, _builtins(shop, receiver), env) as daemon:
-            imported = daemon.cli("contacts", "import", str(contacts))
-            assert "1 contact(s) created" in imported.stdout
-            code, _ = send(
-                daemon.port,
-                make_mail(subject="Where is order 10001?", body="Order 10001 is late.\n"),
-            )
-            assert code == 250
-            mail = wait_until(lambda: sink.to(AGENT), what="agent notification")[0]
-            text = _plain(mail)
-            assert "Contact:   Carol Jones, ACME Ltd (tier gold), +74951234567" in text
-            assert "Order:     10001, status: shipped, total: 49.90" in text
-            assert "Order:     10002, status: processing" in text, "the sender's own orders too"
-            assert all(auth == "Bearer t0ken" for _path, auth in shop.requests)
-            assert daemon.ticket(1)["priority"] == "high", "gold tier raises the priority"
+    with (
+        Shop(delay=0.05, token="t0ken") as shop,
+        Receiver(fail_first=2) as receiver,
+        _serve(tmp_path, database_url, sink, _builtins(shop, receiver), env) as daemon,
+    ):
+        imported = daemon.cli("contacts", "import", str(contacts))
+        assert "1 contact(s) created" in imported.stdout
+        code, _ = send(
+            daemon.port,
+            make_mail(subject="Where is order 10001?", body="Order 10001 is late.\n"),
+        )
+        assert code == 250
+        mail = wait_until(lambda: sink.to(AGENT), what="agent notification")[0]
+        text = _plain(mail)
+        assert "Contact:   Carol Jones, ACME Ltd (tier gold), +74951234567" in text
+        assert "Order:     10001, status: shipped, total: 49.90" in text
+        assert "Order:     10002, status: processing" in text, "the sender's own orders too"
+        assert all(auth == "Bearer t0ken" for _path, auth in shop.requests)
+        assert daemon.ticket(1)["priority"] == "high", "gold tier raises the priority"
 
-            # The receiver failed twice; retries deliver every event, each correctly signed.
-            wait_until(
-                lambda: {"ticket.created", "message.added"} <= set(receiver.events()),
-                what="webhooks",
+        # The receiver failed twice; retries deliver every event, each correctly signed.
+        wait_until(
+            lambda: {"ticket.created", "message.added"} <= set(receiver.events()),
+            what="webhooks",
+        )
+        for headers, body in receiver.received:
+            expected = (
+                "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
             )
-            for headers, body in receiver.received:
-                expected = (
-                    "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
-                )
-                assert headers["X-Postdesk-Signature"] == expected
-            created = next(
-                json.loads(b)
-                for _h, b in receiver.received
-                if json.loads(b)["event"] == "ticket.created"
-            )
-            assert created["ticket"]["number"] == 1 and created["ticket"]["requester"] == CUSTOMER
+            assert headers["X-Postdesk-Signature"] == expected
+        created = next(
+            json.loads(b)
+            for _h, b in receiver.received
+            if json.loads(b)["event"] == "ticket.created"
+        )
+        assert created["ticket"]["number"] == 1 and created["ticket"]["requester"] == CUSTOMER
 
-            # A customer writing on a solved ticket reopens it: ticket.updated with old and new.
-            daemon.update_ticket(1, status="solved")
-            send(
-                daemon.port,
-                make_mail(subject="Re: [Example #1] Where is order 10001?", body="Still late.\n"),
-            )
-            wait_until(lambda: "ticket.updated" in receiver.events(), what="ticket.updated webhook")
-            updated = next(
-                json.loads(b)
-                for _h, b in receiver.received
-                if json.loads(b)["event"] == "ticket.updated"
-            )
-            assert updated["detail"]["changes"]["status"] == ["solved", "open"]
+        # A customer writing on a solved ticket reopens it: ticket.updated with old and new.
+        daemon.update_ticket(1, status="solved")
+        send(
+            daemon.port,
+            make_mail(subject="Re: [Example #1] Where is order 10001?", body="Still late.\n"),
+        )
+        wait_until(lambda: "ticket.updated" in receiver.events(), what="ticket.updated webhook")
+        updated = next(
+            json.loads(b)
+            for _h, b in receiver.received
+            if json.loads(b)["event"] == "ticket.updated"
+        )
+        assert updated["detail"]["changes"]["status"] == ["solved", "open"]
+        # The event hooks themselves, after commit, with read-only snapshots.
+        wait_until(lambda: len(_records(recorded)) == 4, what="recorded events")
+        assert sorted(_records(recorded), key=str) == sorted(
+            [
+                ["created", 1, "high"],
+                ["message", 1, "Where is order 10001?", "in"],
+                ["message", 1, "Re: [Example #1] Where is order 10001?", "in"],
+                ["updated", 1, {"status": ["solved", "open"]}],
+            ],
+            key=str,
+        )
 
 
 def test_a_raising_and_a_hanging_plugin_never_delay_the_acknowledgement(
