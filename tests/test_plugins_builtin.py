@@ -88,7 +88,7 @@ def test_orders_from_a_hanging_or_failing_shop_cost_at_most_the_timeout() -> Non
 
 
 def test_orders_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ConfigError, match="plugins.orders_http.pattern"):
+    with pytest.raises(ConfigError, match=r"plugins\.orders_http\.pattern"):
         orders_http.create_plugin(
             _context("orders_http", {"by_number_url": "http://s/{number}", "pattern": "("})
         )
@@ -100,7 +100,7 @@ def test_orders_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
                 "orders_http", {"by_number_url": "http://s/{number}", "token_env": "SHOP_SECRET"}
             )
         )
-    with pytest.raises(ConfigError, match="plugins.orders_http.colour"):
+    with pytest.raises(ConfigError, match=r"plugins\.orders_http\.colour"):
         orders_http.create_plugin(_context("orders_http", {"colour": "red"}))
 
 
@@ -160,11 +160,11 @@ def test_a_hanging_receiver_is_retried_and_loses_nothing(tmp_path: Path) -> None
 
 
 def test_webhook_settings_are_checked(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="plugins.notify_webhook.urls"):
+    with pytest.raises(ConfigError, match=r"plugins\.notify_webhook\.urls"):
         notify_webhook.create_plugin(_context("notify_webhook", {"secret": "x"}))
-    with pytest.raises(ConfigError, match="plugins.notify_webhook.secret"):
+    with pytest.raises(ConfigError, match=r"plugins\.notify_webhook\.secret"):
         notify_webhook.create_plugin(_context("notify_webhook", {"urls": ["http://h/"]}))
-    with pytest.raises(ConfigError, match="plugins.notify_webhook.format"):
+    with pytest.raises(ConfigError, match=r"plugins\.notify_webhook\.format"):
         notify_webhook.create_plugin(
             _context("notify_webhook", {"urls": ["http://h/"], "secret": "x", "format": "xml"})
         )
