@@ -10,12 +10,13 @@ implements "first answer wins" and "collect every answer" itself.
 from __future__ import annotations
 
 import asyncio
-import functools
+import concurrent.futures
 import inspect
 import logging
+import queue
+import threading
 from collections import Counter
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pluggy
@@ -34,7 +35,7 @@ class Hooks:
         self.manager = manager
         self.timeout = timeout
         self.failures: Counter[str] = Counter()  # plugin name -> failed or timed-out calls
-        self._threads = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="postdesk-plugin")
+        self._threads = DaemonThreads(SYNC_THREADS)
 
     def implementations(self, hook: str) -> list[HookImpl]:
         """The implementations of ``hook`` in the order pluggy would call them."""
@@ -97,16 +98,55 @@ class Hooks:
         if inspect.iscoroutinefunction(function):
             result = await function(**arguments)
         else:
-            loop = asyncio.get_running_loop()
-            call = functools.partial(function, **arguments)
-            result = await loop.run_in_executor(self._threads, call)
+            result = await asyncio.wrap_future(self._threads.submit(function, arguments))
         while inspect.isawaitable(result):  # a plain function may hand back an awaitable
             result = await result
         return result
 
     def close(self) -> None:
-        """Stop accepting plain calls; threads still running a hung plugin are abandoned."""
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        """Stop the threads once they finish their call; a hung plugin's thread is abandoned."""
+        self._threads.close()
+
+
+class DaemonThreads:
+    """A fixed set of daemon threads running plain plugin functions.
+
+    Unlike ``ThreadPoolExecutor``, whose threads the interpreter joins at exit, a thread stuck
+    in a hung plugin here never keeps postdesk from exiting.
+    """
+
+    def __init__(self, count: int) -> None:
+        """Start ``count`` threads."""
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._count = count
+        for index in range(count):
+            threading.Thread(
+                target=self._work, name=f"postdesk-plugin-{index}", daemon=True
+            ).start()
+
+    def submit(self, function: Any, arguments: dict[str, Any]) -> concurrent.futures.Future[Any]:
+        """Run ``function(**arguments)`` in a thread; the future holds its result."""
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._calls.put((future, function, arguments))
+        return future
+
+    def _work(self) -> None:
+        while (call := self._calls.get()) is not None:
+            future, function, arguments = call
+            if not future.set_running_or_notify_cancel():
+                continue  # the caller gave up (timeout) before the call started
+            try:
+                future.set_result(function(**arguments))
+            except BaseException as error:
+                future.set_exception(error)
+
+    def close(self) -> None:
+        """Let each thread exit after the call in hand."""
+        for _ in range(self._count):
+            self._calls.put(None)
+
+
+_Call = tuple["concurrent.futures.Future[Any]", Any, dict[str, Any]]
 
 
 def _cancel(tasks: Iterable[asyncio.Future[Any]]) -> None:

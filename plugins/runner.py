@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from postdesk.plugins.facade import Hooks
@@ -29,6 +29,7 @@ LOOKUP_CONCURRENCY = 16
 CACHE_SECONDS = 60.0
 CACHE_ENTRIES = 2048
 LOOKUP_HOOKS = ("postdesk_lookup_contact", "postdesk_lookup_orders")
+CONTACT = "\0contact"  # cache key part: a contact is cached by address, not by text
 
 Facts = dict[str, Any]
 
@@ -46,6 +47,9 @@ class PluginRunner:
         self._limit: asyncio.Semaphore | None = None
         self._cache: OrderedDict[tuple[str, str], tuple[float, Facts]] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self._inflight: dict[tuple[str, str], asyncio.Future[Facts]] = {}
+        self._prefetching = False
+        self._prefetched: set[str] = set()
 
     @property
     def hooks(self) -> Hooks | None:
@@ -108,27 +112,72 @@ class PluginRunner:
             log.exception("plugin lookups failed; notifying without them")
         return {}
 
+    def prefetch(self, upcoming: Callable[[], list[tuple[str, tuple[str, str]]]]) -> None:
+        """Start lookups for what ``upcoming()`` returns: (name, (email, text)) of the next
+        messages waiting (see :func:`postdesk.plugins.prefetch.lookahead`); it runs in a thread.
+
+        The worker handles one message at a time; looking ahead lets a slow shop answer for
+        many messages at once (bounded concurrency), so that by the time the worker reaches
+        a message the plugins' caches hold its answers. One scan runs at a time; returns at
+        once.
+        """
+        if self._prefetching or not self.implemented(*LOOKUP_HOOKS):
+            return
+        self._prefetching = True
+        self._submit(self._prefetch(upcoming))
+
+    async def _prefetch(self, upcoming: Callable[[], list[tuple[str, tuple[str, str]]]]) -> None:
+        try:
+            found = await asyncio.to_thread(upcoming)
+            fresh = [(name, key) for name, key in found if name not in self._prefetched]
+            self._prefetched = {name for name, _key in found}
+            if self._limit is None:
+                self._limit = asyncio.Semaphore(LOOKUP_CONCURRENCY)
+            await asyncio.gather(*(self._ahead(self._limit, key) for _name, key in fresh))
+        except Exception:
+            log.exception("looking ahead in the spool failed")
+        finally:
+            self._prefetching = False
+
+    async def _ahead(self, limit: asyncio.Semaphore, key: tuple[str, str]) -> None:
+        """One looked-ahead lookup; at most LOOKUP_CONCURRENCY run at once, while the lookup
+        of the message in hand never waits for them."""
+        async with limit:
+            await self._lookup(key)
+
     async def _lookup(self, key: tuple[str, str]) -> Facts:
+        """The facts for ``key``, sharing a lookup already in flight for the same key."""
+        running = self._inflight.get(key)
+        if running is None:
+            running = asyncio.ensure_future(self._gather(key))
+            self._inflight[key] = running
+            running.add_done_callback(lambda _done: self._inflight.pop(key, None))
+        return await asyncio.shield(running)
+
+    async def _gather(self, key: tuple[str, str]) -> Facts:
         facade = self.hooks
         assert facade is not None
-        if self._limit is None:
-            self._limit = asyncio.Semaphore(LOOKUP_CONCURRENCY)
         email, text = key
-        async with self._limit:
-            contact, orders = await asyncio.gather(
-                facade.first("postdesk_lookup_contact", self.lookup_timeout, email=email),
-                facade.collect(
-                    "postdesk_lookup_orders", self.lookup_timeout, email=email, text=text
-                ),
-            )
-        facts: Facts = {}
-        if contact is not None:
-            facts["contact"] = thaw(contact)
+        contact, orders = await asyncio.gather(
+            self._contact(facade, email),
+            facade.collect("postdesk_lookup_orders", self.lookup_timeout, email=email, text=text),
+        )
+        facts: Facts = {"contact": contact} if contact is not None else {}
         joined = [thaw(order) for answer in orders for order in answer]
         if joined:
             facts["orders"] = joined
         self._remember(key, facts)
         return facts
+
+    async def _contact(self, facade: Hooks, email: str) -> Any:
+        """The contact card, cached by address alone (looking ahead finds the same address)."""
+        key = (email, CONTACT)
+        cached = self._cached(key)
+        if cached is None:
+            answer = await facade.first("postdesk_lookup_contact", self.lookup_timeout, email=email)
+            cached = {"contact": thaw(answer)} if answer is not None else {}
+            self._remember(key, cached)
+        return cached.get("contact")
 
     def _cached(self, key: tuple[str, str]) -> Facts | None:
         with self._cache_lock:

@@ -42,8 +42,9 @@ def run(ctx: MessageContext) -> None:
         if "assignee" in changes:
             notices.append(("ticket.assigned", {"assignee": ctx.ticket.assignee}))
     if ctx.message is not None:
-        message = freeze(message_dict(ctx.message))
-        calls.append(("postdesk_message_added", {"ticket": ticket, "message": message}))
+        if runner.implemented("postdesk_message_added"):
+            message = freeze(message_dict(ctx.message))
+            calls.append(("postdesk_message_added", {"ticket": ticket, "message": message}))
         notices.append(("message.added", {"message_id": ctx.message.message_id}))
     if ctx.unverified_agent:
         notices.append(("alert.spoofed_agent", {"from": ctx.sender, "reason": ctx.auth_detail}))
