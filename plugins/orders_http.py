@@ -153,6 +153,12 @@ class OrdersHttp:
             items = [data] if isinstance(data, dict) else []
         return [o for o in (self._mapped(i) for i in items if isinstance(i, dict)) if o]
 
+    async def aclose(self) -> None:
+        """Close the HTTP client (called on the loop it was made on)."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
     def _mapped(self, item: dict[str, Any]) -> dict[str, Any] | None:
         order = {}
         for ours, theirs in self.settings.fields.items():

@@ -243,10 +243,18 @@ class PluginRunner:
             asyncio.run_coroutine_threadsafe(pending(), loop).result(timeout + 1)
 
     def close(self) -> None:
-        """Stop the loop thread and release the plugins."""
+        """Let plugins close what lives on the loop (``async def aclose()``), stop the loop
+        thread and release the plugins."""
         loop, thread = self._loop, self._thread
         if loop is not None and thread is not None:
+            for plugin in self.host.plugins.values() if self.host is not None else ():
+                closer = getattr(plugin, "aclose", None)
+                if callable(closer):
+                    with contextlib.suppress(Exception):
+                        asyncio.run_coroutine_threadsafe(closer(), loop).result(5)
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=5)
+            if not thread.is_alive():
+                loop.close()
         if self.host is not None:
             self.host.close()

@@ -245,3 +245,43 @@ def test_a_file_without_an_email_column_is_refused(tmp_path: Path) -> None:
     path.write_text("Name,Phone\nX,1\n")
     with pytest.raises(ImportFileError, match="no email column"):
         _import(tmp_path, path)
+
+
+def test_lookups_look_ahead_in_the_spool_so_a_slow_shop_answers_in_parallel(
+    tmp_path: Path,
+) -> None:
+    import dataclasses
+    import functools
+
+    from postdesk.daemon.config import PluginSettings
+    from postdesk.daemon.intake.spool import Envelope, Spool
+    from postdesk.plugins.host import load_plugins
+    from postdesk.plugins.prefetch import lookahead
+    from postdesk.plugins.runner import PluginRunner
+    from tests.support import make_mail
+
+    spool = Spool(tmp_path / "spool")
+    senders = [f"c{n}@example.org" for n in range(12)]
+    for n, sender in enumerate(senders):
+        raw = make_mail(subject=f"Order 2000{n}", body="Where is it?\n", sender=sender)
+        spool.write(raw, Envelope(sender, ("support@example.com",), "smtp", time.time()))
+    with Shop(delay=0.2) as shop:
+        options = {"orders_http": {"by_number_url": f"{shop.url}/orders/{{number}}"}}
+        settings = dataclasses.replace(
+            Settings(),
+            plugins=PluginSettings(enabled=("postdesk.plugins.orders_http",), options=options),
+        )
+        runner = PluginRunner(load_plugins(settings), lookup_timeout=2.0)
+        try:
+            runner.prefetch(functools.partial(lookahead, spool.new, 32, 65536))
+            time.sleep(1.5)  # 12 lookups of 0.2 s each: in parallel, well within this
+            assert sorted(p for p, _auth in shop.requests) == sorted(
+                f"/orders/2000{n}" for n in range(12)
+            )
+            started = time.monotonic()
+            for n, sender in enumerate(senders):
+                runner.facts(runner.lookup(sender, f"Order 2000{n}\nWhere is it?\n"))
+            assert time.monotonic() - started < 0.5, "every answer came from the cache"
+            assert len(shop.requests) == 12
+        finally:
+            runner.close()
