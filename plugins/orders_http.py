@@ -88,6 +88,7 @@ class OrdersHttp:
             self.headers["Authorization"] = f"Bearer {token}"
         self._cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
         self._client: httpx.AsyncClient | None = None
+        self._inflight: dict[str, asyncio.Future[list[dict[str, Any]]]] = {}
 
     def numbers(self, text: str) -> list[str]:
         """Distinct order numbers in ``text``, in order of appearance, at most ``max_orders``."""
@@ -121,9 +122,18 @@ class OrdersHttp:
         return orders[: self.settings.max_orders] or None
 
     async def _get(self, url: str, many: bool) -> list[dict[str, Any]]:
+        """The orders at ``url``: cached, or shared with a request in flight, or fetched."""
         cached = self._cache.get(url)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        running = self._inflight.get(url)
+        if running is None:
+            running = asyncio.ensure_future(self._get_fresh(url, many))
+            self._inflight[url] = running
+            running.add_done_callback(lambda _done: self._inflight.pop(url, None))
+        return await asyncio.shield(running)
+
+    async def _get_fresh(self, url: str, many: bool) -> list[dict[str, Any]]:
         try:
             orders = await self._fetch(url, many)
         except (httpx.HTTPError, ValueError) as error:  # not cached: the next message retries

@@ -170,14 +170,24 @@ class PluginRunner:
         return facts
 
     async def _contact(self, facade: Hooks, email: str) -> Any:
-        """The contact card, cached by address alone (looking ahead finds the same address)."""
+        """The contact card, cached by address alone (looking ahead finds the same address);
+        a lookup of the same address already in flight is shared."""
         key = (email, CONTACT)
         cached = self._cached(key)
-        if cached is None:
-            answer = await facade.first("postdesk_lookup_contact", self.lookup_timeout, email=email)
-            cached = {"contact": thaw(answer)} if answer is not None else {}
-            self._remember(key, cached)
-        return cached.get("contact")
+        if cached is not None:
+            return cached.get("contact")
+        running = self._inflight.get(key)
+        if running is None:
+            running = asyncio.ensure_future(self._ask_contact(facade, key))
+            self._inflight[key] = running
+            running.add_done_callback(lambda _done: self._inflight.pop(key, None))
+        return (await asyncio.shield(running)).get("contact")
+
+    async def _ask_contact(self, facade: Hooks, key: tuple[str, str]) -> Facts:
+        answer = await facade.first("postdesk_lookup_contact", self.lookup_timeout, email=key[0])
+        found: Facts = {"contact": thaw(answer)} if answer is not None else {}
+        self._remember(key, found)
+        return found
 
     def _cached(self, key: tuple[str, str]) -> Facts | None:
         with self._cache_lock:
