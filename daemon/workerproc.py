@@ -26,6 +26,7 @@ from postdesk.daemon.worker import DatabaseHealth, Flag, Worker
 log = logging.getLogger("postdesk.worker")
 
 RESTART_DELAY_SECONDS = 1.0
+PLUGIN_DRAIN_SECONDS = 5.0
 WORKER_NICENESS = 10
 PR_SET_PDEATHSIG = 1
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -131,6 +132,7 @@ def run_worker(
             channel.sleep(health.backoff())
         elif worker.process_next() is None:
             channel.sleep(1.0)
+    runtime.services.plugins.drain(PLUGIN_DRAIN_SECONDS)  # events of the last messages
     runtime.engine.dispose()
 
 

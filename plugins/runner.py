@@ -245,9 +245,12 @@ class PluginRunner:
 
         async def pending() -> None:
             current = asyncio.current_task()
-            tasks = [t for t in asyncio.all_tasks() if t is not current]
-            if tasks:
-                await asyncio.wait(tasks, timeout=timeout)
+            deadline = loop.time() + timeout
+            while loop.time() < deadline:  # tasks may start more tasks (a batched write)
+                tasks = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+                if not tasks:
+                    return
+                await asyncio.wait(tasks, timeout=deadline - loop.time())
 
         with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
             asyncio.run_coroutine_threadsafe(pending(), loop).result(timeout + 1)

@@ -132,8 +132,13 @@ def test_webhooks_survive_a_receiver_outage_and_are_signed(tmp_path: Path) -> No
     ticket = freeze({"number": 7, "tag": "[Example #7]", "subject": "Hi", "status": "open"})
     with Receiver(fail_first=3) as receiver:
         plugin = _webhook(tmp_path, receiver)
-        plugin.postdesk_notify("ticket.created", ticket, freeze({}))
-        plugin.postdesk_notify("alert.quarantined", None, freeze({"reason": "too deep"}))
+
+        async def notify() -> None:
+            await plugin.postdesk_notify("ticket.created", ticket, freeze({}))
+            await plugin.postdesk_notify("alert.quarantined", None, freeze({"reason": "too deep"}))
+            await plugin.flush()
+
+        asyncio.run(notify())
         _deliver_until(plugin, lambda: len(receiver.received) == 2)
     assert sorted(receiver.events()) == ["alert.quarantined", "ticket.created"]
     for headers, body in receiver.received:
@@ -148,7 +153,13 @@ def test_a_hanging_receiver_is_retried_and_loses_nothing(tmp_path: Path) -> None
     with Receiver() as receiver:
         receiver.hang = True
         plugin = _webhook(tmp_path, receiver, timeout_seconds=0.3, format="slack")
-        plugin.postdesk_notify("alert.relay_refused", None, freeze({"reason": "550 no such user"}))
+        detail = freeze({"reason": "550 no such user"})
+
+        async def notify() -> None:
+            await plugin.postdesk_notify("alert.relay_refused", None, detail)
+            await plugin.flush()
+
+        asyncio.run(notify())
         _deliver_until(plugin, lambda: plugin.deliverer.counts["retried"] >= 1, rounds=10)
         with plugin.factory() as session:
             row = session.scalars(select(WebhookDelivery)).one()

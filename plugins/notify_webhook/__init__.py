@@ -1,7 +1,8 @@
 """Webhook notifications: every ``postdesk_notify`` event POSTed as signed JSON to your URLs.
 
 Configure under ``[plugins.notify_webhook]``. An event becomes one row per URL in the durable
-queue (table ``webhook_deliveries``) as soon as it fires; ``postdesk serve`` delivers the rows
+queue (table ``webhook_deliveries``) within FLUSH_SECONDS of the event, several events in one
+write; ``postdesk serve`` delivers the rows
 in the background (:mod:`.delivery`), retrying with exponential backoff, so a receiver that is
 down loses nothing. Each POST carries ``X-Postdesk-Signature: sha256=<hex HMAC-SHA256 of the
 body>`` keyed with the configured secret. ``format = "slack"`` sends Slack-compatible
@@ -25,6 +26,8 @@ from postdesk.plugins import hookimpl
 from postdesk.plugins.host import PluginContext
 from postdesk.plugins.notify_webhook.body import render_body
 from postdesk.plugins.notify_webhook.delivery import Deliverer
+
+FLUSH_SECONDS = 0.2  # events wait at most this long to be written, together
 
 
 @dataclass(frozen=True)
@@ -68,28 +71,42 @@ class NotifyWebhook:
         self.settings = settings
         self.factory = factory
         self.deliverer = Deliverer(settings, secret, factory)
+        self._pending: list[tuple[str, str, str]] = []  # (url, event, body) not yet written
+        self._flushing: asyncio.Future[None] | None = None
 
     @hookimpl
-    def postdesk_notify(
+    async def postdesk_notify(
         self, event: str, ticket: Mapping[str, Any] | None, detail: Mapping[str, Any]
     ) -> None:
-        """Write the event to the queue, one row per URL (committed before returning)."""
+        """Queue the event, one row per URL; rows are written within ``FLUSH_SECONDS``,
+        the events of several messages in one transaction."""
         if self.settings.events and event not in self.settings.events:
             return
         body = render_body(self.settings.format, event, ticket, detail, utcnow())
+        self._pending.extend((url, event, body) for url in self.settings.urls)
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.ensure_future(self._flush_soon())
+
+    async def flush(self) -> None:
+        """Wait until every event handed over so far is in the database."""
+        while self._flushing is not None and not self._flushing.done():
+            await self._flushing
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(FLUSH_SECONDS)
+        rows, self._pending = self._pending, []
+        await asyncio.to_thread(self._write, rows)
+
+    def _write(self, rows: list[tuple[str, str, str]]) -> None:
+        now = utcnow()
         with transaction(self.factory) as session:
-            for url in self.settings.urls:
-                session.add(
-                    WebhookDelivery(
-                        url=url,
-                        event=event,
-                        body=body,
-                        status="pending",
-                        attempts=0,
-                        next_attempt_at=utcnow(),
-                        last_error="",
-                    )
+            session.add_all(
+                WebhookDelivery(
+                    url=url, event=event, body=body, status="pending", attempts=0,
+                    next_attempt_at=now, last_error="",
                 )
+                for url, event, body in rows
+            )  # fmt: skip
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Deliver queued events until ``stop`` is set (run by ``postdesk serve``)."""
