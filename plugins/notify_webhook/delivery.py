@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("postdesk.plugins.notify_webhook")
 
 POLL_SECONDS = 1.0
-BATCH = 20
+BATCH = 100
 LEASE_SECONDS = 300.0
 MAX_BACKOFF_SECONDS = 3600.0
 JITTER = 0.1
@@ -73,12 +73,22 @@ class Deliverer:
         )
 
     async def deliver_due(self, client: httpx.AsyncClient) -> int:
-        """POST the rows due now, concurrently; return how many were tried."""
+        """POST the rows due now, concurrently, and record the outcomes in one transaction
+        (few write transactions: on SQLite each one competes with the worker's)."""
         claimed = await asyncio.to_thread(self._claim)
-        await asyncio.gather(*(self._deliver(client, item) for item in claimed))
+        if not claimed:
+            return 0
+        errors = await asyncio.gather(*(self._post(client, item) for item in claimed))
+        outcomes = await asyncio.to_thread(
+            self._record_all, list(zip(claimed, errors, strict=True))
+        )
+        for item, error, outcome in outcomes:
+            level = logging.INFO if error is None else logging.WARNING
+            log.log(level, "webhook %s #%d to %s: %s", item.event, item.id, item.url, outcome)
         return len(claimed)
 
-    async def _deliver(self, client: httpx.AsyncClient, item: _Claimed) -> None:
+    async def _post(self, client: httpx.AsyncClient, item: _Claimed) -> str | None:
+        """POST one row; None when the receiver took it (2xx), else what went wrong."""
         body = item.body.encode()
         headers = {
             "Content-Type": "application/json",
@@ -88,12 +98,9 @@ class Deliverer:
         }
         try:
             response = await client.post(item.url, content=body, headers=headers)
-            error = None if response.is_success else f"HTTP {response.status_code}"
         except httpx.HTTPError as failure:
-            error = f"{type(failure).__name__}: {' '.join(str(failure).split())}".rstrip(": ")
-        outcome = await asyncio.to_thread(self._record, item, error)
-        level = logging.INFO if error is None else logging.WARNING
-        log.log(level, "webhook %s #%d to %s: %s", item.event, item.id, item.url, outcome)
+            return f"{type(failure).__name__}: {' '.join(str(failure).split())}".rstrip(": ")
+        return None if response.is_success else f"HTTP {response.status_code}"
 
     def _claim(self) -> list[_Claimed]:
         now = utcnow()
@@ -123,26 +130,30 @@ class Deliverer:
                 claimed.append(_Claimed(row.id, row.url, row.event, row.body, row.attempts))
         return claimed
 
-    def _record(self, item: _Claimed, error: str | None) -> str:
+    def _record_all(
+        self, results: list[tuple[_Claimed, str | None]]
+    ) -> list[tuple[_Claimed, str | None, str]]:
+        """Record every outcome of one round in one transaction; describe each."""
+        with transaction(self.factory) as session:
+            return [(item, error, self._record(session, item, error)) for item, error in results]
+
+    def _record(self, session: Session, item: _Claimed, error: str | None) -> str:
         """Mark the row sent, or schedule the next attempt, or fail it; describe what was done."""
         attempts = item.attempts + 1
-        with transaction(self.factory) as session:
-            row = session.get_one(WebhookDelivery, item.id)
-            row.attempts, row.claimed_until = attempts, None
-            if error is None:
-                row.status, row.sent_at = "sent", utcnow()
-                self.counts["sent"] += 1
-                return "delivered"
-            row.last_error = error[:2000]
-            if attempts >= self.settings.max_attempts:
-                row.status = "failed"
-                self.counts["failed"] += 1
-                return f"failed after {attempts} attempts: {error}"
-            row.next_attempt_at = utcnow() + timedelta(seconds=self._backoff(item.attempts))
-            self.counts["retried"] += 1
-            return (
-                f"attempt {attempts} failed ({error}), retrying at {_hhmmss(row.next_attempt_at)}"
-            )
+        row = session.get_one(WebhookDelivery, item.id)
+        row.attempts, row.claimed_until = attempts, None
+        if error is None:
+            row.status, row.sent_at = "sent", utcnow()
+            self.counts["sent"] += 1
+            return "delivered"
+        row.last_error = error[:2000]
+        if attempts >= self.settings.max_attempts:
+            row.status = "failed"
+            self.counts["failed"] += 1
+            return f"failed after {attempts} attempts: {error}"
+        row.next_attempt_at = utcnow() + timedelta(seconds=self._backoff(item.attempts))
+        self.counts["retried"] += 1
+        return f"attempt {attempts} failed ({error}), retrying at {_hhmmss(row.next_attempt_at)}"
 
     def _backoff(self, attempts: int) -> float:
         delay = min(self.settings.retry_base_seconds * 2**attempts, MAX_BACKOFF_SECONDS)
