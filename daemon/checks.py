@@ -14,7 +14,8 @@ from postdesk.daemon.config import ConfigError, Settings
 from postdesk.daemon.intake.imap import check_mailboxes
 from postdesk.daemon.ops.tls import server_context
 from postdesk.daemon.preflight import ensure_data_dir, ensure_smtp_listen, serve_running
-from postdesk.daemon.store.db import make_engine, ping
+from postdesk.daemon.store.db import make_engine, ping, session_factory
+from postdesk.plugins.host import load_plugins
 
 TIMEOUT_SECONDS = 10.0
 
@@ -37,9 +38,12 @@ class CheckResults:
 
 
 def run_all(settings: Settings) -> CheckResults:
-    """Run every check and collect the results."""
+    """Run every check and collect the results; a plugin that cannot load raises ConfigError."""
     results = CheckResults()
     results.record("config", None, settings.source)
+    host = load_plugins(settings, session_factory(make_engine(settings.database_url)))
+    results.record("plugins", None, ", ".join(sorted(host.plugins)) or "none loaded")
+    host.close()
     _record_config(results, "data_dir", lambda: ensure_data_dir(settings), str(settings.data_dir))
     if serve_running(settings):
         results.record("smtp", None, f"{settings.smtp.listen} (postdesk serve is running)")

@@ -35,9 +35,11 @@ from postdesk.daemon.store import quarantine, views
 from postdesk.daemon.store.db import transaction
 from postdesk.daemon.worker import DatabaseHealth, Outcome, Worker
 from postdesk.daemon.workerproc import LOG_FORMAT
+from postdesk.plugins.crm import commands as contacts
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
+PLUGIN_DRAIN_SECONDS = 10.0
 
 
 class UsageError(Exception):
@@ -62,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         OpsUsageError,
         reports.ReportUsageError,
         classify_commands.CommandError,
+        contacts.ImportFileError,
     ) as error:
         return _fail(args, error, EXIT_USAGE, "")
     except (AlreadyRunning, OpsError) as error:
@@ -222,6 +225,16 @@ def build_parser() -> argparse.ArgumentParser:
         "postdesk classify message.eml --json --explain",
     )
     classify_commands.classify_arguments(sub)
+    sub = add(
+        "contacts",
+        cmd_contacts,
+        "List the CRM's contacts, or import them from a CSV or XLSX file.",
+        "postdesk contacts --json   |   postdesk contacts import customers.xlsx --region RU",
+    )
+    sub.add_argument("action", nargs="?", choices=["import"])
+    sub.add_argument("file", nargs="?", help="CSV or XLSX file to import")
+    sub.add_argument("--region", help="default phone region (else plugins.crm.default_region)")
+    sub.add_argument("--json", action="store_true", help="print JSON")
     add(
         "check",
         cmd_check,
@@ -342,6 +355,16 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     return reports.run(settings, open_runtime(settings).engine, args)
 
 
+def cmd_contacts(settings: Settings, args: argparse.Namespace) -> int:
+    """List contacts, or import a contact file."""
+    runtime = open_runtime(settings)
+    if args.action == "import":
+        if not args.file:
+            raise UsageError("say which file to import: contacts import FILE")
+        return contacts.import_file(settings, runtime.factory, args.file, args.region)
+    return contacts.list_contacts(runtime.factory, args.json)
+
+
 def cmd_check(settings: Settings, _args: argparse.Namespace) -> int:
     """Check the configuration and every external endpoint."""
     results = checks.run_all(settings)
@@ -354,7 +377,9 @@ def cmd_check(settings: Settings, _args: argparse.Namespace) -> int:
 
 def _drain(runtime: Runtime) -> list[Outcome]:
     worker = Worker(runtime.services, runtime.factory, runtime.spool, DatabaseHealth())
-    return worker.drain()
+    outcomes = worker.drain()
+    runtime.services.plugins.drain(PLUGIN_DRAIN_SECONDS)  # events fired after the commits
+    return outcomes
 
 
 if __name__ == "__main__":

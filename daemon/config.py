@@ -143,6 +143,8 @@ class PluginSettings:
 
     enabled: tuple[str, ...] = ()
     timeout_seconds: float = 10.0
+    lookup_timeout_seconds: float = 2.0  # contact/order lookups and template variables
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # [plugins.<name>] tables
 
 
 @dataclass(frozen=True)
@@ -292,8 +294,13 @@ def load_settings(
     if chosen is not None:
         data = _read_toml(Path(chosen))
     _apply_environment(data, env)
+    plugin_tables = _plugin_tables(data)
     settings: Settings = _build(Settings, data, "")
-    settings = dataclasses.replace(settings, source=chosen or "built-in defaults")
+    settings = dataclasses.replace(
+        settings,
+        source=chosen or "built-in defaults",
+        plugins=dataclasses.replace(settings.plugins, options=plugin_tables),
+    )
     _validate(settings)
     return settings
 
@@ -306,6 +313,20 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _plugin_tables(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Take the ``[plugins.<name>]`` tables out of ``data``: each plugin checks its own."""
+    section = data.get("plugins")
+    if not isinstance(section, dict):
+        return {}
+    names = [key for key, value in section.items() if isinstance(value, dict)]
+    return {name: section.pop(name) for name in names}
+
+
+def build_section(cls: type[Any], data: Any, where: str) -> Any:
+    """Build dataclass ``cls`` from the table at ``where``, with the checks of every section."""
+    return _build(cls, data, where)
 
 
 def _apply_environment(data: dict[str, Any], env: typing.Mapping[str, str]) -> None:
@@ -340,6 +361,8 @@ def _build(cls: type[Any], data: Any, where: str) -> Any:
         raise ConfigError(f"{where or 'config'}: expected a table")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls) if f.name != "source"}
+    if cls is PluginSettings:
+        known.discard("options")  # the [plugins.<name>] tables, taken out before
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(

@@ -7,6 +7,7 @@ One message is processed in one database transaction. Each step is a function
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -72,6 +73,15 @@ class MessageContext:
     spam_score: float | None = None  # its spam probability; None without a spam model
     category: str | None = None  # its category; None below the floor or without a model
     category_score: float | None = None
+    facts_pending: concurrent.futures.Future[dict[str, object]] | None = None  # plugin lookups
+    facts: dict[str, object] = field(default_factory=dict)  # their answers: contact, orders
+    ticket_before: dict[str, object] | None = None  # watched ticket fields before this message
+    after_commit: list[Callable[[], None]] = field(default_factory=list)  # plugin events
+
+    def run_after_commit(self) -> None:
+        """Hand over what must happen once this message's transaction has committed."""
+        for callback in self.after_commit:
+            callback()
 
     @property
     def is_auto(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -14,6 +15,9 @@ from postdesk.daemon.outbound.templating import Templates
 from postdesk.daemon.preflight import ensure_data_dir
 from postdesk.daemon.services import Services
 from postdesk.daemon.store.db import make_engine, session_factory, transaction, upgrade_schema
+from postdesk.plugins.host import load_plugins
+from postdesk.plugins.runner import PluginRunner
+from postdesk.plugins.snapshots import freeze
 
 
 @dataclass(frozen=True)
@@ -42,10 +46,19 @@ def open_runtime(settings: Settings) -> Runtime:
 def build_runtime(settings: Settings, secret: bytes, engine: Engine | None = None) -> Runtime:
     """The runtime for a schema and secret already prepared; touches no database."""
     engine = engine or make_engine(settings.database_url)
+    factory = session_factory(engine)
+    plugins = PluginRunner(
+        load_plugins(settings, factory), settings.plugins.lookup_timeout_seconds
+    )
+
+    def variables(name: str, context: Mapping[str, object]) -> Mapping[str, object]:
+        return plugins.template_variables(name, freeze(context.get("ticket")))
+
     services = Services(
         settings=settings,
         tokens=Tokens(secret, settings.helpdesk.domain),
-        templates=Templates(settings),
+        templates=Templates(settings, variables),
+        plugins=plugins,
     )
     spool = Spool(settings.data_dir / "spool")
-    return Runtime(settings, engine, session_factory(engine), services, spool, secret)
+    return Runtime(settings, engine, factory, services, spool, secret)

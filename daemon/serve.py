@@ -36,6 +36,7 @@ from postdesk.models.schema import OutboxItem
 log = logging.getLogger("postdesk.serve")
 
 SHUTDOWN_TIMEOUT_SECONDS = 25.0
+PLUGIN_DRAIN_SECONDS = 5.0  # events in flight when stopping
 
 
 class AlreadyRunning(Exception):
@@ -68,8 +69,9 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
     ]
     wake, database_ok = worker.channel.wake, worker.channel.database_ok
     handler = IntakeHandler(settings, runtime.spool, wake, lambda: bool(database_ok.value))
-    sender = OutboxSender(settings, runtime.factory)
-    pollers = imap_pollers(settings, runtime.factory, runtime.spool, wake)
+    plugins = runtime.services.plugins
+    sender = OutboxSender(settings, runtime.factory, on_alert=plugins.alert)
+    pollers = imap_pollers(settings, runtime.factory, runtime.spool, wake, plugins.alert)
     for each in workers:
         each.start()
     server = await start_smtp(handler, settings, tls)
@@ -95,6 +97,7 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
         tasks.append(asyncio.create_task(escalation.run(stop, runtime.services, runtime.factory)))
     if runtime.services.sla.digest is not None:
         tasks.append(asyncio.create_task(digest.run(stop, runtime.services, runtime.factory)))
+    tasks += [asyncio.create_task(job) for job in plugins.background(stop)]
     if requeued:
         wake()
     log.info(
@@ -115,6 +118,8 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
     server.close()
     if http is not None:
         http.close()
+    await asyncio.to_thread(plugins.drain, PLUGIN_DRAIN_SECONDS)
+    plugins.close()
     log.info(
         "postdesk stopped: accepted %d message(s), %d waiting in the spool, %d mail(s) in the outbox",
         handler.accepted,

@@ -12,6 +12,7 @@ from postdesk.daemon.config import Settings
 from postdesk.daemon.outbound.templating import Templates
 from postdesk.daemon.sla.rules import Rules, build_rules
 from postdesk.models.schema import utcnow
+from postdesk.plugins.runner import PluginRunner
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class Services:
     tokens: Tokens
     templates: Templates
     clock: Callable[[], datetime] = field(default=utcnow)
+    plugins: PluginRunner = field(default_factory=PluginRunner)  # hooks, see docs/plugins.md
 
     @cached_property
     def sla(self) -> Rules:

@@ -248,6 +248,7 @@ class Worker:
             assert ctx is not None and ctx.ticket is not None
             self.health.recovered()
             self.spool.done(entry)
+            ctx.run_after_commit()
             result = Outcome(
                 entry.spool_id, "stored", ctx.parsed.message_id, ctx.ticket.number, ctx.created
             )
@@ -276,6 +277,8 @@ class Worker:
             self.spool.retry(entry, count_attempt=False)
             return Outcome(entry.spool_id, "deferred", _message_id(ctx), detail=_one_line(error))
         self.spool.done(entry)
+        detail = {"spool_id": entry.spool_id, "reason": reason, "from": entry.envelope.mail_from}
+        self.services.plugins.notify("alert.quarantined", None, detail)
         return Outcome(entry.spool_id, "held", _message_id(ctx), detail=reason)
 
     def database_answers(self) -> bool:

@@ -29,6 +29,7 @@ from postdesk.daemon.worker import DatabaseHealth, Flag, Worker
 log = logging.getLogger("postdesk.worker")
 
 RESTART_DELAY_SECONDS = 1.0
+PLUGIN_DRAIN_SECONDS = 5.0
 WORKER_NICENESS = 10
 PR_SET_PDEATHSIG = 1
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -143,6 +144,7 @@ def run_worker(
             channel.sleep(health.backoff())
         elif not worker.process_batch():
             channel.sleep(1.0)
+    runtime.services.plugins.drain(PLUGIN_DRAIN_SECONDS)  # events of the last messages
     runtime.engine.dispose()
 
 

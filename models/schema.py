@@ -78,6 +78,9 @@ class Contact(Base):
     name: Mapped[str] = mapped_column(Text, default="")
     bouncing: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    phone: Mapped[str | None] = mapped_column(String(32))  # E.164 (the CRM plugin)
+    tier: Mapped[str | None] = mapped_column(String(32))  # e.g. gold; feeds priority and SLA
+    organization_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
 
 
 class Participant(Base):
@@ -249,4 +252,5 @@ Index(
 
 # Tables kept in their own modules, registered on Base here so that metadata sees them all.
 from postdesk.models import classify as _classify_tables  # noqa: E402, F401
+from postdesk.models import crm, webhooks  # noqa: E402, F401
 from postdesk.models import sla as _sla_tables  # noqa: E402, F401

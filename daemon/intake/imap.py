@@ -46,12 +46,19 @@ def imap_pollers(
     factory: sessionmaker[Session],
     spool: Spool,
     on_spooled: Callable[[], None],
+    on_alert: Callable[[str, dict[str, object]], None] | None = None,
 ) -> list[MailboxPoller]:
-    """One poller per configured mailbox; raises ConfigError when a password is missing."""
+    """One poller per configured mailbox; raises ConfigError when a password is missing.
+
+    ``on_alert(event, detail)`` hears of mail left on the server (``alert.imap_oversize``).
+    """
     for mailbox in settings.imap:
         secret_value(mailbox.password, mailbox.password_env, f"imap.{mailbox.name}.password")
     owner = owner_id()
-    return [MailboxPoller(m, settings, factory, spool, on_spooled, owner) for m in settings.imap]
+    return [
+        MailboxPoller(m, settings, factory, spool, on_spooled, owner, on_alert)
+        for m in settings.imap
+    ]
 
 
 class MailboxPoller:
@@ -65,8 +72,10 @@ class MailboxPoller:
         spool: Spool,
         on_spooled: Callable[[], None],
         owner: str,
+        on_alert: Callable[[str, dict[str, object]], None] | None = None,
     ) -> None:
         self.mailbox = mailbox
+        self.on_alert = on_alert
         self.max_bytes = settings.smtp.max_message_bytes
         self.recipient = settings.helpdesk.address
         self.spool = spool
@@ -203,6 +212,9 @@ class MailboxPoller:
                 "left on the server and flagged %s",
                 *(self.mailbox.name, info.uid, info.size, self.max_bytes, FLAG_TOO_LARGE),
             )
+            if self.on_alert is not None:
+                detail = {"mailbox": self.mailbox.name, "uid": info.uid, "size": info.size}
+                self.on_alert("alert.imap_oversize", {**detail, "limit": self.max_bytes})
         await self._flag(connection, [i.uid for i in too_large], FLAG_TOO_LARGE)
         if self.mailbox.after == "move" and (spooled or taken_before):
             await connection.move(sorted(spooled + taken_before), self.mailbox.move_to)

@@ -126,6 +126,23 @@ class Spool:
         return shutil.disk_usage(self.root).free
 
 
+def peek_waiting(waiting: Path, count: int, limit: int) -> list[tuple[str, bytes]]:
+    """The oldest ``count`` waiting messages of the folder ``waiting`` (a spool's ``new/``)
+    as (file name, first ``limit`` bytes of the raw message), without claiming them.
+
+    For looking ahead only: a file may be claimed and gone a moment later (it is skipped).
+    """
+    found: list[tuple[str, bytes]] = []
+    for name in sorted(os.listdir(waiting))[:count]:
+        try:
+            with (waiting / name).open("rb") as handle:
+                handle.readline()  # the envelope line
+                found.append((name, handle.read(limit)))
+        except FileNotFoundError:
+            continue
+    return found
+
+
 def _split_name(name: str) -> tuple[str, int]:
     stem = name.removesuffix(SUFFIX)
     spool_id, _, attempts = stem.rpartition(".")

@@ -19,6 +19,7 @@ import logging
 import os
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -81,8 +82,14 @@ class OutboxSender:
         factory: sessionmaker[Session],
         *,
         lease_seconds: float = LEASE_SECONDS,
+        on_alert: Callable[[str, dict[str, object]], None] | None = None,
     ) -> None:
-        """Send with ``settings.outbound`` using sessions from ``factory``."""
+        """Send with ``settings.outbound`` using sessions from ``factory``.
+
+        ``on_alert(event, detail)`` hears of mail the relay refused for good
+        (``alert.relay_refused``).
+        """
+        self._on_alert = on_alert
         self._settings = settings
         self._factory = factory
         self._lease = timedelta(seconds=lease_seconds)
@@ -237,6 +244,9 @@ class OutboxSender:
         try:
             note = await asyncio.wait_for(self._deliver(item), DELIVERY_DEADLINE_SECONDS)
         except PermanentFailure as exc:
+            if self._on_alert is not None:
+                detail = {"message_id": item.message_id, "kind": item.kind, "reason": str(exc)}
+                self._on_alert("alert.relay_refused", {**detail, "recipient": item.recipient})
             return _Result(item, FAILED, str(exc))
         except Exception as exc:  # 4xx, timeout, network or disk trouble: try again later
             outcome = await asyncio.to_thread(self._retry_later, item, _describe(exc))

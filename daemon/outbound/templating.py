@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,8 +65,17 @@ def _autoescape(name: str | None) -> bool:
 class Templates:
     """Renders the named mail templates; override folder first, then the built-in one."""
 
-    def __init__(self, settings: Settings) -> None:
-        """Build the Jinja2 environment for ``settings.helpdesk.templates_dir`` plus built-ins."""
+    def __init__(
+        self,
+        settings: Settings,
+        variables: Callable[[str, Mapping[str, object]], Mapping[str, object]] | None = None,
+    ) -> None:
+        """Build the Jinja2 environment for ``settings.helpdesk.templates_dir`` plus built-ins.
+
+        ``variables(name, context)``, when given, returns what plugins add: templates see it
+        as ``plugins``.
+        """
+        self.variables = variables
         search = [Path(settings.helpdesk.templates_dir)] if settings.helpdesk.templates_dir else []
         search.append(BUILTIN_DIR)
         self.environment = jinja2.Environment(
@@ -81,6 +90,8 @@ class Templates:
         """Render the subject, text and (when present) HTML parts of template ``name``."""
         if not _NAME.match(name):
             raise ValueError(f"template names look like 'audience/event', got {name!r}")
+        if self.variables is not None:
+            context = {**context, "plugins": self.variables(name, context)}
         subject = self._part(name, SUBJECT, context)
         text = self._part(name, TEXT, context)
         try:

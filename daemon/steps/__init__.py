@@ -9,6 +9,9 @@ from postdesk.daemon.steps import (
     classify,
     commands,
     dedupe,
+    events,
+    facts,
+    lookup,
     notify,
     parse,
     rating,
@@ -29,12 +32,15 @@ PIPELINE: tuple[Step, ...] = (
     dedupe.run,  # the same message twice is stored once
     thread.run,  # which ticket: headers, then tag + participant, reopen window
     rating.run,  # a CSAT answer is recorded and does not reopen the ticket
+    lookup.run,  # plugins' contact and order lookups start; the ticket as it was
     store.run,  # ticket, contact, participants, message, attachments, events
     classify.mark,  # a new ticket gets the verdict: spam is closed quietly, category kept
     route.run,  # a new ticket's group, and its agent when the group takes turns
+    facts.run,  # the lookups' answers; a new ticket takes its contact's tier priority
     commands.run,  # an authenticated agent's #commands
     sla.run,  # policy, due times, first response met, resolution clock paused or stopped
     respond.run,  # acknowledgement through the outbox
     notify.run,  # agents hear of new tickets and replies; alerts on forged agent mail
     relay.run,  # an agent's reply to the customers, CSAT request, command errors to the agent
+    events.run,  # plugin events (created, updated, message added, alerts), fired after commit
 )

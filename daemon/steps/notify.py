@@ -57,7 +57,7 @@ def _send(
         "text": trimmed(parsed.new_text),
         "attachments": described,
         "notes": list(ctx.notes),
-        "plugin_facts": {},  # filled by the plugin issue: contact, orders, ...
+        "plugin_facts": ctx.facts,  # contact, orders: see steps/facts.py
         "sla_due": due_line(ctx.session, ctx.ticket),
         **extra,
     }

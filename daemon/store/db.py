@@ -30,6 +30,17 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def make_reader_engine(url: str) -> Engine:
+    """An engine for reads alongside a writer: on SQLite its transactions begin deferred, so
+    a read sees the last commit at once instead of queueing behind a transaction in progress
+    (plugin lookups run while the worker holds the write lock)."""
+    if make_url(url).get_backend_name() != "sqlite":
+        return make_engine(url)
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    event.listen(engine, "connect", _sqlite_on_connect)
+    return engine
+
+
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy, not the driver, decide where transactions begin.
     dbapi_connection.isolation_level = None

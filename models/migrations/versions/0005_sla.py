@@ -1,7 +1,7 @@
 """sla: each ticket's due times and clock, the alerts sent once, the status label
 
 Revision ID: 0005_sla
-Revises: 0003_classify
+Revises: 0004_plugins
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_sla"
-down_revision = "0003_classify"
+down_revision = "0004_plugins"
 branch_labels = None
 depends_on = None
 

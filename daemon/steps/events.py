@@ -1,0 +1,69 @@
+"""Step: prepare the plugin events of this message, fired once its transaction commits.
+
+Snapshots are taken now (inside the transaction, from what this message stored); the hooks
+are called only after commit (``MessageContext.after_commit``), in the background, so a
+slow or failing plugin never delays mail and never hears of a change that was rolled back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from postdesk.daemon.pipeline import MessageContext
+from postdesk.daemon.steps.lookup import WATCHED
+from postdesk.daemon.store.views import message_dict, ticket_dict
+from postdesk.plugins.snapshots import freeze
+
+EVENT_HOOKS = (
+    "postdesk_ticket_created",
+    "postdesk_message_added",
+    "postdesk_ticket_updated",
+    "postdesk_notify",
+)
+
+
+def run(ctx: MessageContext) -> None:
+    """Queue the events this message caused for after commit."""
+    runner = ctx.services.plugins
+    if ctx.ticket is None or not runner.implemented(*EVENT_HOOKS):
+        return
+    ticket = freeze(ticket_dict(ctx.ticket, ctx.services.settings.helpdesk.tag, False))
+    calls: list[tuple[str, dict[str, Any]]] = []
+    notices: list[tuple[str, dict[str, Any]]] = []
+    changes = _changes(ctx)
+    if ctx.created:
+        calls.append(("postdesk_ticket_created", {"ticket": ticket}))
+        notices.append(("ticket.created", {}))
+        if ctx.ticket.assignee:
+            notices.append(("ticket.assigned", {"assignee": ctx.ticket.assignee}))
+    elif changes:
+        calls.append(("postdesk_ticket_updated", {"ticket": ticket, "changes": freeze(changes)}))
+        notices.append(("ticket.updated", {"changes": changes}))
+        if "assignee" in changes:
+            notices.append(("ticket.assigned", {"assignee": ctx.ticket.assignee}))
+    if ctx.message is not None:
+        if runner.implemented("postdesk_message_added"):
+            message = freeze(message_dict(ctx.message))
+            calls.append(("postdesk_message_added", {"ticket": ticket, "message": message}))
+        notices.append(("message.added", {"message_id": ctx.message.message_id}))
+    if ctx.unverified_agent:
+        notices.append(("alert.spoofed_agent", {"from": ctx.sender, "reason": ctx.auth_detail}))
+
+    def fire() -> None:
+        for hook, kwargs in calls:
+            runner.fire(hook, **kwargs)
+        for event, detail in notices:
+            runner.notify(event, ticket, detail)
+
+    ctx.after_commit.append(fire)
+
+
+def _changes(ctx: MessageContext) -> dict[str, list[Any]]:
+    """Watched fields that differ from when the ticket was found: name -> [old, new]."""
+    before = ctx.ticket_before or {}
+    assert ctx.ticket is not None
+    return {
+        name: [before[name], getattr(ctx.ticket, name)]
+        for name in WATCHED
+        if name in before and before[name] != getattr(ctx.ticket, name)
+    }

@@ -1,0 +1,155 @@
+"""The one way postdesk calls hooks: awaits async implementations, runs plain ones in threads.
+
+pluggy alone is synchronous: an ``async def`` implementation returns a coroutine (never None,
+so ``firstresult`` would stop at it), and one raising implementation stops the others. Every
+hook call therefore goes through :class:`Hooks`, which calls each implementation on its own,
+with a timeout, counts and logs a failure against the plugin that failed and goes on, and
+implements "first answer wins" and "collect every answer" itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import queue
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import pluggy
+from pluggy import HookImpl
+
+log = logging.getLogger("postdesk.plugins")
+
+SYNC_THREADS = 8  # plain (blocking) implementations run here, never on the event loop
+
+
+class Hooks:
+    """Calls the hooks of one plugin manager with a timeout and per-plugin failure isolation."""
+
+    def __init__(self, manager: pluggy.PluginManager, timeout: float) -> None:
+        """Call the implementations registered in ``manager``; each call gets ``timeout`` s."""
+        self.manager = manager
+        self.timeout = timeout
+        self.failures: Counter[str] = Counter()  # plugin name -> failed or timed-out calls
+        self._threads = DaemonThreads(SYNC_THREADS)
+
+    def implementations(self, hook: str) -> list[HookImpl]:
+        """The implementations of ``hook`` in the order pluggy would call them."""
+        caller = getattr(self.manager.hook, hook)
+        return list(reversed(caller.get_hookimpls()))
+
+    def implemented(self, hook: str) -> bool:
+        """True when at least one plugin implements ``hook``."""
+        return bool(self.implementations(hook))
+
+    async def fire(self, hook: str, timeout: float | None = None, **kwargs: Any) -> None:
+        """Call every implementation of an event hook concurrently; results are ignored."""
+        calls = [self._safe(impl, hook, kwargs, timeout) for impl in self.implementations(hook)]
+        await asyncio.gather(*calls)
+
+    async def collect(self, hook: str, timeout: float | None = None, **kwargs: Any) -> list[Any]:
+        """Every non-None answer, in call order; implementations run concurrently."""
+        calls = [self._safe(impl, hook, kwargs, timeout) for impl in self.implementations(hook)]
+        return [value for ok, value in await asyncio.gather(*calls) if ok and value is not None]
+
+    async def first(self, hook: str, timeout: float | None = None, **kwargs: Any) -> Any:
+        """The first non-None answer in call order, or None.
+
+        All implementations start at once; the answer of an earlier one is awaited before a
+        later one is believed, and the rest are cancelled once an answer is found.
+        """
+        tasks = [
+            asyncio.ensure_future(self._safe(impl, hook, kwargs, timeout))
+            for impl in self.implementations(hook)
+        ]
+        try:
+            for task in tasks:
+                ok, value = await task
+                if ok and value is not None:
+                    return value
+            return None
+        finally:
+            _cancel(tasks)
+
+    async def _safe(
+        self, impl: HookImpl, hook: str, kwargs: dict[str, Any], timeout: float | None
+    ) -> tuple[bool, Any]:
+        """(True, answer), or (False, None) after logging and counting a failure or timeout."""
+        limit = self.timeout if timeout is None else timeout
+        try:
+            return True, await asyncio.wait_for(self._call(impl, kwargs), limit)
+        except TimeoutError:
+            self.failures[impl.plugin_name] += 1
+            log.warning(
+                "plugin %s: %s took longer than %.1f s; skipped", impl.plugin_name, hook, limit
+            )
+        except Exception:
+            self.failures[impl.plugin_name] += 1
+            log.exception("plugin %s: %s failed; skipped", impl.plugin_name, hook)
+        return False, None
+
+    async def _call(self, impl: HookImpl, kwargs: dict[str, Any]) -> Any:
+        arguments = {name: kwargs[name] for name in impl.argnames}
+        function = impl.function
+        if inspect.iscoroutinefunction(function):
+            result = await function(**arguments)
+        else:
+            result = await asyncio.wrap_future(self._threads.submit(function, arguments))
+        while inspect.isawaitable(result):  # a plain function may hand back an awaitable
+            result = await result
+        return result
+
+    def close(self) -> None:
+        """Stop the threads once they finish their call; a hung plugin's thread is abandoned."""
+        self._threads.close()
+
+
+class DaemonThreads:
+    """A fixed set of daemon threads running plain plugin functions.
+
+    Unlike ``ThreadPoolExecutor``, whose threads the interpreter joins at exit, a thread stuck
+    in a hung plugin here never keeps postdesk from exiting.
+    """
+
+    def __init__(self, count: int) -> None:
+        """Start ``count`` threads."""
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._count = count
+        for index in range(count):
+            threading.Thread(
+                target=self._work, name=f"postdesk-plugin-{index}", daemon=True
+            ).start()
+
+    def submit(self, function: Any, arguments: dict[str, Any]) -> concurrent.futures.Future[Any]:
+        """Run ``function(**arguments)`` in a thread; the future holds its result."""
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._calls.put((future, function, arguments))
+        return future
+
+    def _work(self) -> None:
+        while (call := self._calls.get()) is not None:
+            future, function, arguments = call
+            if not future.set_running_or_notify_cancel():
+                continue  # the caller gave up (timeout) before the call started
+            try:
+                future.set_result(function(**arguments))
+            except BaseException as error:
+                future.set_exception(error)
+
+    def close(self) -> None:
+        """Let each thread exit after the call in hand."""
+        for _ in range(self._count):
+            self._calls.put(None)
+
+
+_Call = tuple["concurrent.futures.Future[Any]", Any, dict[str, Any]]
+
+
+def _cancel(tasks: Iterable[asyncio.Future[Any]]) -> None:
+    for task in tasks:
+        if not task.done():
+            task.cancel()

@@ -1,0 +1,122 @@
+"""Webhook notifications: every ``postdesk_notify`` event POSTed as signed JSON to your URLs.
+
+Configure under ``[plugins.notify_webhook]``. An event becomes one row per URL in the durable
+queue (table ``webhook_deliveries``) within FLUSH_SECONDS of the event, several events in one
+write; ``postdesk serve`` delivers the rows
+in the background (:mod:`.delivery`), retrying with exponential backoff, so a receiver that is
+down loses nothing. Each POST carries ``X-Postdesk-Signature: sha256=<hex HMAC-SHA256 of the
+body>`` keyed with the configured secret. ``format = "slack"`` sends Slack-compatible
+``{"text": ...}`` bodies instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from postdesk.daemon.config import ConfigError, secret_value
+from postdesk.daemon.store.db import transaction
+from postdesk.models.schema import utcnow
+from postdesk.models.webhooks import WebhookDelivery
+from postdesk.plugins import hookimpl
+from postdesk.plugins.host import PluginContext
+from postdesk.plugins.notify_webhook.body import render_body
+from postdesk.plugins.notify_webhook.delivery import Deliverer
+
+FLUSH_SECONDS = 0.2  # events wait at most this long to be written, together
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """``[plugins.notify_webhook]``."""
+
+    urls: tuple[str, ...] = ()
+    secret: str = ""
+    secret_env: str = ""  # environment variable holding the HMAC secret
+    format: Literal["json", "slack"] = "json"
+    events: tuple[str, ...] = ()  # empty: every event
+    timeout_seconds: float = 10.0
+    max_attempts: int = 12
+    retry_base_seconds: float = 30.0
+
+
+def webhook_settings(context: PluginContext) -> tuple[WebhookSettings, bytes]:
+    """The checked settings and the signing key."""
+    settings = context.options_as(WebhookSettings)
+    key = "plugins.notify_webhook"
+    if not settings.urls:
+        raise ConfigError(f"{key}.urls: give at least one URL")
+    for index, url in enumerate(settings.urls):
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{key}.urls[{index}]: expected an http(s) URL, got {url!r}")
+    secret = secret_value(settings.secret, settings.secret_env, f"{key}.secret")
+    if not secret:
+        raise ConfigError(f"{key}.secret: set secret or secret_env (receivers check signatures)")
+    if settings.timeout_seconds <= 0 or settings.max_attempts <= 0:
+        raise ConfigError(f"{key}: timeout_seconds and max_attempts must be greater than 0")
+    return settings, secret.encode()
+
+
+class NotifyWebhook:
+    """The plugin object: queues events, and delivers them while ``serve`` runs."""
+
+    def __init__(
+        self, settings: WebhookSettings, secret: bytes, factory: sessionmaker[Session]
+    ) -> None:
+        """Queue in, and deliver from, the database of ``factory``."""
+        self.settings = settings
+        self.factory = factory
+        self.deliverer = Deliverer(settings, secret, factory)
+        self._pending: list[tuple[str, str, str]] = []  # (url, event, body) not yet written
+        self._flushing: asyncio.Future[None] | None = None
+
+    @hookimpl
+    async def postdesk_notify(
+        self, event: str, ticket: Mapping[str, Any] | None, detail: Mapping[str, Any]
+    ) -> None:
+        """Queue the event, one row per URL; rows are written within ``FLUSH_SECONDS``,
+        the events of several messages in one transaction."""
+        if self.settings.events and event not in self.settings.events:
+            return
+        body = render_body(self.settings.format, event, ticket, detail, utcnow())
+        self._pending.extend((url, event, body) for url in self.settings.urls)
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.ensure_future(self._flush_soon())
+
+    async def flush(self) -> None:
+        """Wait until every event handed over so far is in the database."""
+        while self._flushing is not None and not self._flushing.done():
+            await self._flushing
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(FLUSH_SECONDS)
+        rows, self._pending = self._pending, []
+        await asyncio.to_thread(self._write, rows)
+
+    def _write(self, rows: list[tuple[str, str, str]]) -> None:
+        now = utcnow()
+        with transaction(self.factory) as session:
+            session.add_all(
+                WebhookDelivery(
+                    url=url, event=event, body=body, status="pending", attempts=0,
+                    next_attempt_at=now, last_error="",
+                )
+                for url, event, body in rows
+            )  # fmt: skip
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Deliver queued events until ``stop`` is set (run by ``postdesk serve``)."""
+        await self.deliverer.run(stop)
+
+
+def create_plugin(context: PluginContext) -> NotifyWebhook:
+    """Build the webhook notifier from ``[plugins.notify_webhook]``."""
+    settings, secret = webhook_settings(context)
+    return NotifyWebhook(settings, secret, context.database())
+
+
+__all__ = ["NotifyWebhook", "WebhookSettings", "create_plugin"]

@@ -1,0 +1,52 @@
+"""What a webhook POST carries: the JSON event document or a Slack message, and its signature."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from postdesk.plugins.snapshots import thaw
+
+SIGNATURE_HEADER = "X-Postdesk-Signature"
+
+
+def render_body(
+    style: str,
+    event: str,
+    ticket: Mapping[str, Any] | None,
+    detail: Mapping[str, Any],
+    at: datetime,
+) -> str:
+    """The body to send for ``event``: postdesk's JSON document, or Slack's ``{"text"}``."""
+    if style == "slack":
+        return json.dumps({"text": slack_text(event, ticket, detail)}, ensure_ascii=False)
+    document = {
+        "event": event,
+        "at": at.isoformat(),
+        "ticket": thaw(ticket) if ticket is not None else None,
+        "detail": thaw(detail),
+    }
+    return json.dumps(document, ensure_ascii=False, default=str)
+
+
+def slack_text(event: str, ticket: Mapping[str, Any] | None, detail: Mapping[str, Any]) -> str:
+    """One short line for a chat channel."""
+    parts = [f"*{event}*"]
+    if ticket is not None:
+        parts.append(f"{ticket.get('tag', '')} {ticket.get('subject', '')}".strip())
+        parts.append(
+            f"({ticket.get('status')}, {ticket.get('priority')}, {ticket.get('requester')})"
+        )
+    for key in ("assignee", "reason", "from", "recipient", "mailbox"):
+        if detail.get(key):
+            parts.append(f"{key}: {detail[key]}")
+    return " ".join(parts)
+
+
+def signature(secret: bytes, body: bytes) -> str:
+    """The value of the signature header: ``sha256=`` and the hex HMAC-SHA256 of ``body``."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()

@@ -1,0 +1,273 @@
+"""The plugins as synchronous code sees them: the facade on its own event-loop thread.
+
+The worker is synchronous and must never wait on a plugin longer than a lookup's timeout;
+the serve process must never run plugin code on its SMTP event loop. So the :class:`Hooks`
+facade runs on an event loop in a background thread (started on first use): events are
+handed over and not waited for, lookups return a future the caller waits on with a deadline,
+and lookups run with bounded concurrency and a brief cache of their answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
+
+from postdesk.plugins.facade import Hooks
+from postdesk.plugins.host import PluginHost
+from postdesk.plugins.snapshots import Snapshot, freeze, thaw
+
+log = logging.getLogger("postdesk.plugins")
+
+LOOKUP_CONCURRENCY = 16
+CACHE_SECONDS = 60.0
+CACHE_ENTRIES = 2048
+LOOKUP_HOOKS = ("postdesk_lookup_contact", "postdesk_lookup_orders")
+CONTACT = "\0contact"  # cache key part: a contact is cached by address, not by text
+
+Facts = dict[str, Any]
+
+
+class PluginRunner:
+    """Calls hooks from synchronous code; a runner without a host does nothing."""
+
+    def __init__(self, host: PluginHost | None = None, lookup_timeout: float = 2.0) -> None:
+        """Run ``host``'s hooks; lookups and template variables get ``lookup_timeout`` s."""
+        self.host = host
+        self.lookup_timeout = lookup_timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._limit: asyncio.Semaphore | None = None
+        self._cache: OrderedDict[tuple[str, str], tuple[float, Facts]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._inflight: dict[tuple[str, str], asyncio.Future[Facts]] = {}
+        self._prefetching = False
+        self._prefetched: set[str] = set()
+
+    @property
+    def hooks(self) -> Hooks | None:
+        """The facade, when plugins are loaded."""
+        return self.host.hooks if self.host is not None else None
+
+    def implemented(self, *hooks: str) -> bool:
+        """True when any plugin implements any of ``hooks``."""
+        facade = self.hooks
+        return facade is not None and any(facade.implemented(h) for h in hooks)
+
+    # --- events: handed over, never waited for ------------------------------------------
+
+    def fire(self, hook: str, **kwargs: Any) -> None:
+        """Call an event hook in the background; returns at once."""
+        facade = self.hooks
+        if facade is not None and facade.implemented(hook):
+            self._submit(facade.fire(hook, **kwargs))
+
+    def notify(self, event: str, ticket: Snapshot | None, detail: Mapping[str, Any]) -> None:
+        """Fire ``postdesk_notify`` for ``event`` in the background."""
+        self.fire("postdesk_notify", event=event, ticket=ticket, detail=freeze(dict(detail)))
+
+    def alert(self, event: str, detail: dict[str, object]) -> None:
+        """Fire ``postdesk_notify`` for an alert about no ticket (relay, IMAP)."""
+        self.notify(event, None, detail)
+
+    def background(self, stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
+        """The plugins' long-running jobs (``async def serve(stop)``), for ``postdesk serve``."""
+        if self.host is None:
+            return []
+        return self.host.background(stop)
+
+    # --- lookups: bounded, cached, waited for with a deadline ---------------------------
+
+    def lookup(self, email: str, text: str) -> concurrent.futures.Future[Facts] | None:
+        """Start gathering contact and order facts; None when no plugin looks anything up."""
+        if not self.implemented(*LOOKUP_HOOKS):
+            return None
+        key = (email.lower(), text)
+        cached = self._cached(key)
+        if cached is not None:
+            done: concurrent.futures.Future[Facts] = concurrent.futures.Future()
+            done.set_result(cached)
+            return done
+        return self._submit(self._lookup(key))
+
+    def facts(self, pending: concurrent.futures.Future[Facts] | None) -> Facts:
+        """The facts a :meth:`lookup` gathered, or ``{}`` when none arrive within the timeout."""
+        if pending is None:
+            return {}
+        try:
+            return pending.result(timeout=self.lookup_timeout + 0.5)
+        except concurrent.futures.TimeoutError:
+            log.warning(
+                "plugin lookups took longer than %.1f s; notifying without them",
+                self.lookup_timeout,
+            )
+        except Exception:
+            log.exception("plugin lookups failed; notifying without them")
+        return {}
+
+    def prefetch(self, upcoming: Callable[[], list[tuple[str, tuple[str, str]]]]) -> None:
+        """Start lookups for what ``upcoming()`` returns: (name, (email, text)) of the next
+        messages waiting (see :func:`postdesk.plugins.prefetch.lookahead`); it runs in a thread.
+
+        The worker handles one message at a time; looking ahead lets a slow shop answer for
+        many messages at once (bounded concurrency), so that by the time the worker reaches
+        a message the plugins' caches hold its answers. One scan runs at a time; returns at
+        once.
+        """
+        if self._prefetching or not self.implemented(*LOOKUP_HOOKS):
+            return
+        self._prefetching = True
+        self._submit(self._prefetch(upcoming))
+
+    async def _prefetch(self, upcoming: Callable[[], list[tuple[str, tuple[str, str]]]]) -> None:
+        try:
+            found = await asyncio.to_thread(upcoming)
+            fresh = [(name, key) for name, key in found if name not in self._prefetched]
+            self._prefetched = {name for name, _key in found}
+            if self._limit is None:
+                self._limit = asyncio.Semaphore(LOOKUP_CONCURRENCY)
+            await asyncio.gather(*(self._ahead(self._limit, key) for _name, key in fresh))
+        except Exception:
+            log.exception("looking ahead in the spool failed")
+        finally:
+            self._prefetching = False
+
+    async def _ahead(self, limit: asyncio.Semaphore, key: tuple[str, str]) -> None:
+        """One looked-ahead lookup; at most LOOKUP_CONCURRENCY run at once, while the lookup
+        of the message in hand never waits for them."""
+        async with limit:
+            await self._lookup(key)
+
+    async def _lookup(self, key: tuple[str, str]) -> Facts:
+        """The facts for ``key``, sharing a lookup already in flight for the same key."""
+        running = self._inflight.get(key)
+        if running is None:
+            running = asyncio.ensure_future(self._gather(key))
+            self._inflight[key] = running
+            running.add_done_callback(lambda _done: self._inflight.pop(key, None))
+        return await asyncio.shield(running)
+
+    async def _gather(self, key: tuple[str, str]) -> Facts:
+        facade = self.hooks
+        assert facade is not None
+        email, text = key
+        contact, orders = await asyncio.gather(
+            self._contact(facade, email),
+            facade.collect("postdesk_lookup_orders", self.lookup_timeout, email=email, text=text),
+        )
+        facts: Facts = {"contact": contact} if contact is not None else {}
+        joined = [thaw(order) for answer in orders for order in answer]
+        if joined:
+            facts["orders"] = joined
+        self._remember(key, facts)
+        return facts
+
+    async def _contact(self, facade: Hooks, email: str) -> Any:
+        """The contact card, cached by address alone (looking ahead finds the same address);
+        a lookup of the same address already in flight is shared."""
+        key = (email, CONTACT)
+        cached = self._cached(key)
+        if cached is not None:
+            return cached.get("contact")
+        running = self._inflight.get(key)
+        if running is None:
+            running = asyncio.ensure_future(self._ask_contact(facade, key))
+            self._inflight[key] = running
+            running.add_done_callback(lambda _done: self._inflight.pop(key, None))
+        return (await asyncio.shield(running)).get("contact")
+
+    async def _ask_contact(self, facade: Hooks, key: tuple[str, str]) -> Facts:
+        answer = await facade.first("postdesk_lookup_contact", self.lookup_timeout, email=key[0])
+        found: Facts = {"contact": thaw(answer)} if answer is not None else {}
+        self._remember(key, found)
+        return found
+
+    def _cached(self, key: tuple[str, str]) -> Facts | None:
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if hit is None or hit[0] < time.monotonic():
+                return None
+            return hit[1]
+
+    def _remember(self, key: tuple[str, str], facts: Facts) -> None:
+        with self._cache_lock:
+            self._cache[key] = (time.monotonic() + CACHE_SECONDS, facts)
+            while len(self._cache) > CACHE_ENTRIES:
+                self._cache.popitem(last=False)
+
+    # --- template variables: answered inside the transaction, so cut short ---------------
+
+    def template_variables(self, template: str, ticket: Snapshot | None) -> dict[str, Any]:
+        """The merged answers of ``postdesk_template_variables`` (earlier plugins win)."""
+        facade = self.hooks
+        hook = "postdesk_template_variables"
+        if facade is None or not facade.implemented(hook):
+            return {}
+        call = facade.collect(hook, self.lookup_timeout, template=template, ticket=ticket)
+        try:
+            answers = self._submit(call).result(timeout=self.lookup_timeout + 0.5)
+        except Exception:
+            log.exception("plugin template variables failed; rendering without them")
+            return {}
+        merged: dict[str, Any] = {}
+        for answer in reversed(answers):
+            merged.update(thaw(answer))
+        return merged
+
+    # --- the loop thread -----------------------------------------------------------------
+
+    def _submit(self, coroutine: Any) -> concurrent.futures.Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._running_loop())
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        with self._start_lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name="postdesk-plugins", daemon=True
+                )
+                thread.start()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    def drain(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for hook calls in flight (events before shutdown)."""
+        loop = self._loop
+        if loop is None:
+            return
+
+        async def pending() -> None:
+            current = asyncio.current_task()
+            deadline = loop.time() + timeout
+            while loop.time() < deadline:  # tasks may start more tasks (a batched write)
+                tasks = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+                if not tasks:
+                    return
+                await asyncio.wait(tasks, timeout=deadline - loop.time())
+
+        with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
+            asyncio.run_coroutine_threadsafe(pending(), loop).result(timeout + 1)
+
+    def close(self) -> None:
+        """Let plugins close what lives on the loop (``async def aclose()``), stop the loop
+        thread and release the plugins."""
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None:
+            for plugin in self.host.plugins.values() if self.host is not None else ():
+                closer = getattr(plugin, "aclose", None)
+                if callable(closer):
+                    with contextlib.suppress(Exception):
+                        asyncio.run_coroutine_threadsafe(closer(), loop).result(5)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=5)
+            if not thread.is_alive():
+                loop.close()
+        if self.host is not None:
+            self.host.close()

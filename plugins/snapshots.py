@@ -1,0 +1,31 @@
+"""Read-only snapshots of tickets and messages: what plugins receive instead of ORM objects.
+
+A snapshot is a ``MappingProxyType`` holding the fields of ``postdesk ticket N --json``
+(SPEC section 3), with lists turned into tuples, so a plugin can read but never change it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+Snapshot = Mapping[str, Any]
+
+
+def freeze(value: Any) -> Any:
+    """``value`` made read-only all the way down: dicts become mapping proxies, lists tuples."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({str(k): freeze(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """A snapshot back as plain JSON-ready data (dicts and lists)."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [thaw(v) for v in value]
+    return value

@@ -1,0 +1,298 @@
+"""The built-in plugins on their own: order lookup against a loopback shop, webhook delivery
+against a loopback receiver, and the CRM's contact import (CSV and XLSX)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openpyxl
+import pytest
+from sqlalchemy import select
+
+from postdesk.daemon.config import ConfigError, Settings
+from postdesk.daemon.store.db import make_engine, session_factory, transaction, upgrade_schema
+from postdesk.models.webhooks import WebhookDelivery
+from postdesk.plugins import crm, notify_webhook, orders_http
+from postdesk.plugins.crm.importer import import_contacts
+from postdesk.plugins.host import PluginContext
+from postdesk.plugins.snapshots import freeze
+from tests.httpstub import Receiver, Shop
+
+PERSONAL = frozenset(crm.PERSONAL_DOMAINS)
+
+
+def _context(name: str, options: dict[str, Any], database: str | None = None) -> PluginContext:
+    factory = None
+    if database is not None:
+        engine = make_engine(database)
+        upgrade_schema(engine)
+        factory = session_factory(engine)
+    return PluginContext(name, Settings(), options, factory)
+
+
+def _orders(shop: Shop, **extra: Any) -> orders_http.OrdersHttp:
+    options = {
+        "by_number_url": f"{shop.url}/orders/{{number}}",
+        "by_email_url": f"{shop.url}/orders?email={{email}}",
+        "list_field": "orders",
+        "fields": {"number": "id", "status": "state", "total": "total.amount"},
+        **extra,
+    }
+    return orders_http.create_plugin(_context("orders_http", options))
+
+
+def test_orders_by_number_and_by_email_mapped_and_cached() -> None:
+    with Shop() as shop:
+        plugin = _orders(shop, timeout_seconds=1.0)
+        assert plugin.numbers("Order #10001 and order no. 10002, again order 10001") == [
+            "10001",
+            "10002",
+        ]
+
+        async def twice() -> list[Any]:
+            first = await plugin.postdesk_lookup_orders(
+                "carol@example.org", "where is order 10001?"
+            )
+            second = await plugin.postdesk_lookup_orders(
+                "carol@example.org", "where is order 10001?"
+            )
+            return [first, second]
+
+        first, second = asyncio.run(twice())
+        assert first == [
+            {"number": "10001", "status": "shipped", "total": "49.90"},
+            {"number": "10002", "status": "processing", "total": "5.00"},
+        ]
+        assert second == first and len(shop.requests) == 2, "the second lookup is cached"
+        assert asyncio.run(plugin.postdesk_lookup_orders("x@example.org", "order 99999")) is None
+
+
+def test_orders_from_a_hanging_or_failing_shop_cost_at_most_the_timeout() -> None:
+    with Shop() as shop:
+        shop.hang = True
+        plugin = _orders(shop, timeout_seconds=0.3)
+        started = time.monotonic()
+        assert (
+            asyncio.run(plugin.postdesk_lookup_orders("carol@example.org", "order 10001")) is None
+        )
+        assert time.monotonic() - started < 1.5
+    with Shop(token="right") as shop:  # 401 without the token: logged, no orders
+        assert asyncio.run(_orders(shop).postdesk_lookup_orders("a@b.cd", "order 10001")) is None
+
+
+def test_orders_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match=r"plugins\.orders_http\.pattern"):
+        orders_http.create_plugin(
+            _context("orders_http", {"by_number_url": "http://s/{number}", "pattern": "("})
+        )
+    with pytest.raises(ConfigError, match="by_number_url"):
+        orders_http.create_plugin(_context("orders_http", {"by_number_url": "http://s/orders"}))
+    with pytest.raises(ConfigError, match="SHOP_SECRET"):
+        orders_http.create_plugin(
+            _context(
+                "orders_http", {"by_number_url": "http://s/{number}", "token_env": "SHOP_SECRET"}
+            )
+        )
+    with pytest.raises(ConfigError, match=r"plugins\.orders_http\.colour"):
+        orders_http.create_plugin(_context("orders_http", {"colour": "red"}))
+
+
+def _webhook(tmp_path: Path, receiver: Receiver, **extra: Any) -> notify_webhook.NotifyWebhook:
+    options = {
+        "urls": [f"{receiver.url}/hook"],
+        "secret": "s3cret",
+        "retry_base_seconds": 0.05,
+        **extra,
+    }
+    return notify_webhook.create_plugin(
+        _context("notify_webhook", options, f"sqlite:///{tmp_path / 'pd.db'}")
+    )
+
+
+def _deliver_until(plugin: notify_webhook.NotifyWebhook, done: Any, rounds: int = 40) -> None:
+    async def loop() -> None:
+        async with httpx.AsyncClient(timeout=plugin.settings.timeout_seconds) as client:
+            for _ in range(rounds):
+                await plugin.deliverer.deliver_due(client)
+                if done():
+                    return
+                await asyncio.sleep(0.1)
+
+    asyncio.run(loop())
+
+
+def test_webhooks_survive_a_receiver_outage_and_are_signed(tmp_path: Path) -> None:
+    ticket = freeze({"number": 7, "tag": "[Example #7]", "subject": "Hi", "status": "open"})
+    with Receiver(fail_first=3) as receiver:
+        plugin = _webhook(tmp_path, receiver)
+
+        async def notify() -> None:
+            await plugin.postdesk_notify("ticket.created", ticket, freeze({}))
+            await plugin.postdesk_notify("alert.quarantined", None, freeze({"reason": "too deep"}))
+            await plugin.flush()
+
+        asyncio.run(notify())
+        _deliver_until(plugin, lambda: len(receiver.received) == 2)
+    assert sorted(receiver.events()) == ["alert.quarantined", "ticket.created"]
+    for headers, body in receiver.received:
+        digest = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+        assert headers["X-Postdesk-Signature"] == f"sha256={digest}"
+    document = next(json.loads(b) for _h, b in receiver.received if b"ticket.created" in b)
+    assert document["ticket"]["number"] == 7
+    assert plugin.deliverer.counts["retried"] == 3 and plugin.deliverer.counts["sent"] == 2
+
+
+def test_a_hanging_receiver_is_retried_and_loses_nothing(tmp_path: Path) -> None:
+    with Receiver() as receiver:
+        receiver.hang = True
+        plugin = _webhook(tmp_path, receiver, timeout_seconds=0.3, format="slack")
+        detail = freeze({"reason": "550 no such user"})
+
+        async def notify() -> None:
+            await plugin.postdesk_notify("alert.relay_refused", None, detail)
+            await plugin.flush()
+
+        asyncio.run(notify())
+        _deliver_until(plugin, lambda: plugin.deliverer.counts["retried"] >= 1, rounds=10)
+        with plugin.factory() as session:
+            row = session.scalars(select(WebhookDelivery)).one()
+            assert row.status == "pending" and "Timeout" in row.last_error
+        receiver.hang = False
+        _deliver_until(plugin, lambda: receiver.received, rounds=60)
+    body = json.loads(receiver.received[0][1])
+    assert body == {"text": "*alert.relay_refused* reason: 550 no such user"}
+
+
+def test_webhook_settings_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"plugins\.notify_webhook\.urls"):
+        notify_webhook.create_plugin(_context("notify_webhook", {"secret": "x"}))
+    with pytest.raises(ConfigError, match=r"plugins\.notify_webhook\.secret"):
+        notify_webhook.create_plugin(_context("notify_webhook", {"urls": ["http://h/"]}))
+    with pytest.raises(ConfigError, match=r"plugins\.notify_webhook\.format"):
+        notify_webhook.create_plugin(
+            _context("notify_webhook", {"urls": ["http://h/"], "secret": "x", "format": "xml"})
+        )
+
+
+def _import(tmp_path: Path, path: Path, region: str = "RU") -> tuple[Any, list[dict[str, Any]]]:
+    context = _context("crm", {}, f"sqlite:///{tmp_path / 'crm.db'}")
+    factory = context.database()
+    with transaction(factory) as session:
+        report = import_contacts(session, path, region, PERSONAL)
+    from postdesk.plugins.crm.records import all_cards
+
+    with factory() as session:
+        return report, all_cards(session)
+
+
+def test_contacts_import_csv_merges_normalises_and_reports(tmp_path: Path) -> None:
+    path = tmp_path / "contacts.csv"
+    path.write_text(
+        "E-mail;First Name;Last Name;Organisation;Telephone;Plan\n"
+        "ivan@acme.ru;Ivan;Petrov;ACME;+7 (495) 123-45-67;Gold\n"
+        "IVAN@ACME.RU;;;;8 495 123 45 67;\n"
+        "not-an-address;X;;;;\n"
+        ";Nobody;;;;\n"
+        "olga@gmail.com;Olga;;ACME;12;\n"
+        "petr@acme.ru;Petr;;;;\n",
+        encoding="utf-8",
+    )
+    report, cards = _import(tmp_path, path)
+    assert (report.created, report.merged) == (3, 1)
+    assert report.problems == [
+        "row 4: not an email address: 'not-an-address'",
+        "row 5: no email",
+        "row 6: phone '12' not imported: not a valid number",
+    ]
+    by_email = {c["email"]: c for c in cards}
+    assert by_email["ivan@acme.ru"] == {
+        "email": "ivan@acme.ru", "name": "Ivan Petrov", "organization": "ACME",
+        "tier": "gold", "phone": "+74951234567",
+    }  # fmt: skip
+    assert by_email["petr@acme.ru"]["organization"] == "ACME", "organization from the domain"
+    assert by_email["olga@gmail.com"]["organization"] == "ACME"
+    # Importing again updates the same cards instead of creating new ones.
+    report, cards = _import(tmp_path, path)
+    assert (report.created, report.updated, len(cards)) == (0, 3, 3)
+
+
+def test_contacts_import_xlsx_and_lookup(tmp_path: Path) -> None:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["Email", "Name", "Company", "Mobile", "Tier"])
+    # A number typed into a cell loses its leading 0; the default region still places it.
+    sheet.append(["anna@shop.de", "Anna", "Shop GmbH", 15112345678, "silver"])
+    path = tmp_path / "contacts.xlsx"
+    book.save(path)
+    report, cards = _import(tmp_path, path, region="DE")
+    assert report.created == 1 and not report.problems
+    assert cards[0]["phone"] == "+4915112345678"
+    options = {"tier_priority": {"silver": "high"}}
+    plugin = crm.create_plugin(
+        PluginContext(
+            "crm",
+            Settings(),
+            options,
+            session_factory(make_engine(f"sqlite:///{tmp_path / 'crm.db'}")),
+        )
+    )
+    card = plugin.postdesk_lookup_contact("anna@shop.de")
+    assert card is not None and card["organization"] == "Shop GmbH" and card["priority"] == "high"
+    assert plugin.postdesk_lookup_contact("nobody@shop.de") is None
+
+
+def test_a_file_without_an_email_column_is_refused(tmp_path: Path) -> None:
+    from postdesk.plugins.crm.importer import ImportFileError
+
+    path = tmp_path / "c.csv"
+    path.write_text("Name,Phone\nX,1\n")
+    with pytest.raises(ImportFileError, match="no email column"):
+        _import(tmp_path, path)
+
+
+def test_lookups_look_ahead_in_the_spool_so_a_slow_shop_answers_in_parallel(
+    tmp_path: Path,
+) -> None:
+    import dataclasses
+    import functools
+
+    from postdesk.daemon.config import PluginSettings
+    from postdesk.daemon.intake.spool import Envelope, Spool
+    from postdesk.plugins.host import load_plugins
+    from postdesk.plugins.prefetch import lookahead
+    from postdesk.plugins.runner import PluginRunner
+    from tests.support import make_mail
+
+    spool = Spool(tmp_path / "spool")
+    senders = [f"c{n}@example.org" for n in range(12)]
+    for n, sender in enumerate(senders):
+        raw = make_mail(subject=f"Order 2000{n}", body="Where is it?\n", sender=sender)
+        spool.write(raw, Envelope(sender, ("support@example.com",), "smtp", time.time()))
+    with Shop(delay=0.2) as shop:
+        options = {"orders_http": {"by_number_url": f"{shop.url}/orders/{{number}}"}}
+        settings = dataclasses.replace(
+            Settings(),
+            plugins=PluginSettings(enabled=("postdesk.plugins.orders_http",), options=options),
+        )
+        runner = PluginRunner(load_plugins(settings), lookup_timeout=2.0)
+        try:
+            runner.prefetch(functools.partial(lookahead, spool.new, 32, 65536))
+            time.sleep(1.5)  # 12 lookups of 0.2 s each: in parallel, well within this
+            assert sorted(p for p, _auth in shop.requests) == sorted(
+                f"/orders/2000{n}" for n in range(12)
+            )
+            started = time.monotonic()
+            for n, sender in enumerate(senders):
+                runner.facts(runner.lookup(sender, f"Order 2000{n}\nWhere is it?\n"))
+            assert time.monotonic() - started < 0.5, "every answer came from the cache"
+            assert len(shop.requests) == 12
+        finally:
+            runner.close()

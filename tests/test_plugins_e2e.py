@@ -1,0 +1,254 @@
+"""End to end with ``postdesk serve``: the built-in plugins, a misbehaving plugin, and an
+installed third-party plugin, against real HTTP servers on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from email.message import EmailMessage
+from pathlib import Path
+
+from tests.httpstub import Receiver, Shop
+from tests.support import (
+    CUSTOMER,
+    Daemon,
+    SmtpSink,
+    make_mail,
+    send,
+    wait_until,
+    write_config,
+)
+
+AGENT = "alice@example.com"
+WEBHOOK_SECRET = "webhook-secret-for-tests"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _plain(mail: EmailMessage) -> str:
+    body = mail.get_body(preferencelist=("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+@contextmanager
+def _serve(
+    tmp_path: Path, database_url: str, sink: SmtpSink, extra: str, env: dict[str, str] | None = None
+) -> Iterator[Daemon]:
+    agents = f'[[agents]]\nemail = "{AGENT}"\nname = "Alice"\n'
+    config = write_config(
+        tmp_path, database_url, relay=f"smtp://127.0.0.1:{sink.port}", extra=agents + extra
+    )
+    daemon = Daemon(config, tmp_path, env)
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def _builtins(shop: Shop, receiver: Receiver) -> str:
+    return textwrap.dedent(
+        f"""
+        [plugins]
+        enabled = ["postdesk.plugins.crm", "postdesk.plugins.orders_http", "postdesk.plugins.notify_webhook", "recorder"]
+        [plugins.crm]
+        default_region = "RU"
+        tier_priority = {{ gold = "high" }}
+        [plugins.orders_http]
+        by_number_url = "{shop.url}/orders/{{number}}"
+        by_email_url = "{shop.url}/orders?email={{email}}"
+        list_field = "orders"
+        fields = {{ number = "id", status = "state", total = "total.amount" }}
+        token_env = "SHOP_TOKEN"
+        [plugins.notify_webhook]
+        urls = ["{receiver.url}/hook"]
+        secret_env = "WEBHOOK_SECRET"
+        retry_base_seconds = 0.2
+        """
+    )
+
+
+RECORDER = """
+import json, os
+from postdesk.plugins import hookimpl
+
+def _write(*record):
+    with open(os.environ["RECORDER_FILE"], "a") as out:
+        out.write(json.dumps(record, default=list) + "\\n")
+
+@hookimpl
+def postdesk_ticket_created(ticket):
+    _write("created", ticket["number"], ticket["priority"])
+
+@hookimpl
+async def postdesk_message_added(ticket, message):
+    _write("message", ticket["number"], message["subject"], message["direction"])
+
+@hookimpl
+def postdesk_ticket_updated(ticket, changes):
+    _write("updated", ticket["number"], dict(changes))
+"""
+
+
+def _records(path: Path) -> list[list[object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_builtin_plugins_fill_the_notification_set_priority_and_deliver_webhooks(
+    tmp_path: Path, database_url: str, sink: SmtpSink
+) -> None:
+    (tmp_path / "recorder.py").write_text(RECORDER)
+    recorded = tmp_path / "recorded.jsonl"
+    env = {
+        "SHOP_TOKEN": "t0ken",
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "PYTHONPATH": str(tmp_path),
+        "RECORDER_FILE": str(recorded),
+    }
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text(
+        f"Email,Name,Company,Phone,Tier\n{CUSTOMER},Carol Jones,ACME Ltd,8 495 123 45 67,Gold\n"
+    )
+    with (
+        Shop(delay=0.05, token="t0ken") as shop,
+        Receiver(fail_first=2) as receiver,
+        _serve(tmp_path, database_url, sink, _builtins(shop, receiver), env) as daemon,
+    ):
+        imported = daemon.cli("contacts", "import", str(contacts))
+        assert "1 contact(s) created" in imported.stdout
+        code, _ = send(
+            daemon.port,
+            make_mail(subject="Where is order 10001?", body="Order 10001 is late.\n"),
+        )
+        assert code == 250
+        mail = wait_until(lambda: sink.to(AGENT), what="agent notification")[0]
+        text = _plain(mail)
+        assert "Contact:   Carol Jones, ACME Ltd (tier gold), +74951234567" in text
+        assert "Order:     10001, status: shipped, total: 49.90" in text
+        assert "Order:     10002, status: processing" in text, "the sender's own orders too"
+        assert all(auth == "Bearer t0ken" for _path, auth in shop.requests)
+        assert daemon.ticket(1)["priority"] == "high", "gold tier raises the priority"
+
+        # The receiver failed twice; retries deliver every event, each correctly signed.
+        wait_until(
+            lambda: {"ticket.created", "message.added"} <= set(receiver.events()),
+            what="webhooks",
+        )
+        for headers, body in receiver.received:
+            expected = (
+                "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+            )
+            assert headers["X-Postdesk-Signature"] == expected
+        created = next(
+            json.loads(b)
+            for _h, b in receiver.received
+            if json.loads(b)["event"] == "ticket.created"
+        )
+        assert created["ticket"]["number"] == 1 and created["ticket"]["requester"] == CUSTOMER
+
+        # A customer writing on a solved ticket reopens it: ticket.updated with old and new.
+        daemon.update_ticket(1, status="solved")
+        send(
+            daemon.port,
+            make_mail(subject="Re: [Example #1] Where is order 10001?", body="Still late.\n"),
+        )
+        wait_until(lambda: "ticket.updated" in receiver.events(), what="ticket.updated webhook")
+        updated = next(
+            json.loads(b)
+            for _h, b in receiver.received
+            if json.loads(b)["event"] == "ticket.updated"
+        )
+        assert updated["detail"]["changes"]["status"] == ["solved", "open"]
+        # The event hooks themselves, after commit, with read-only snapshots.
+        wait_until(lambda: len(_records(recorded)) == 4, what="recorded events")
+        assert sorted(_records(recorded), key=str) == sorted(
+            [
+                ["created", 1, "high"],
+                ["message", 1, "Where is order 10001?", "in"],
+                ["message", 1, "Re: [Example #1] Where is order 10001?", "in"],
+                ["updated", 1, {"status": ["solved", "open"]}],
+            ],
+            key=str,
+        )
+
+
+def test_a_raising_and_a_hanging_plugin_never_delay_the_acknowledgement(
+    tmp_path: Path, sqlite_url: str, sink: SmtpSink
+) -> None:
+    hooks = [
+        "postdesk_ticket_created(ticket)", "postdesk_message_added(ticket, message)",
+        "postdesk_ticket_updated(ticket, changes)", "postdesk_notify(event, ticket, detail)",
+        "postdesk_lookup_contact(email)", "postdesk_lookup_orders(email, text)",
+        "postdesk_template_variables(template, ticket)",
+    ]  # fmt: skip
+    head = "import asyncio, time\nfrom postdesk.plugins import hookimpl\n"
+    raising = head + "".join(
+        f"@hookimpl\ndef {h}:\n    raise RuntimeError('boom')\n" for h in hooks
+    )
+    hanging = head + "".join(
+        f"@hookimpl\nasync def {h}:\n    await asyncio.sleep(120)\n"
+        if i % 2
+        else f"@hookimpl\ndef {h}:\n    time.sleep(120)\n"
+        for i, h in enumerate(hooks)
+    )
+    (tmp_path / "raising.py").write_text(raising)
+    (tmp_path / "hanging.py").write_text(hanging)
+    extra = '[plugins]\nenabled = ["raising", "hanging"]\ntimeout_seconds = 60\nlookup_timeout_seconds = 0.3\n'
+    env = {"PYTHONPATH": str(tmp_path)}
+    with _serve(tmp_path, sqlite_url, sink, extra, env) as daemon:
+        send(daemon.port, make_mail(subject="Warm-up"))  # the worker process may still start
+        wait_until(lambda: sink.to(CUSTOMER), timeout=30, what="first acknowledgement")
+        for number in range(1, 4):
+            started = time.monotonic()
+            code, _ = send(daemon.port, make_mail(subject=f"Help {number}"))
+            assert code == 250 and time.monotonic() - started < 2
+            wait_until(
+                lambda n=number: len(sink.to(CUSTOMER)) > n, timeout=6, what="acknowledgement"
+            )
+            # Lookups are cut off at lookup_timeout (0.3 s) and template variables too: the
+            # acknowledgement is never held longer than that, and events do not hold it at all.
+            assert time.monotonic() - started < 4
+        assert len(daemon.tickets()) == 4
+    log = daemon.log()
+    assert "plugin raising: postdesk_lookup_contact failed; skipped" in log
+    assert "plugin hanging: postdesk_lookup_contact took longer than 0.3 s; skipped" in log
+
+
+def test_an_installed_plugin_loads_by_its_entry_point(
+    tmp_path: Path, sqlite_url: str, sink: SmtpSink
+) -> None:
+    site, source = tmp_path / "site", tmp_path / "postdesk-hello"
+    shutil.copytree(REPO / "docs" / "examples" / "postdesk-hello", source)  # builds write here
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+         "--target", str(site), str(source)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    templates = tmp_path / "templates" / "customer"
+    templates.mkdir(parents=True)
+    (templates / "acknowledgement.txt.j2").write_text("{{ plugins.greeting }}, we got your mail.\n")
+    log_file = tmp_path / "hello.log"
+    extra = f'[plugins.hello]\nlog_file = "{log_file}"\ngreeting = "Ahoy"\n'
+    env = {
+        "PYTHONPATH": str(site),
+        "POSTDESK_HELPDESK_TEMPLATES_DIR": f'"{tmp_path / "templates"}"',
+    }
+    with _serve(tmp_path, sqlite_url, sink, extra, env) as daemon:
+        assert "ok    plugins: hello" in daemon.cli("check", check=False).stdout
+        send(daemon.port, make_mail(subject="Printer on fire"))
+        ack = wait_until(lambda: sink.to(CUSTOMER), what="acknowledgement")[0]
+        assert _plain(ack).startswith("Ahoy, we got your mail."), "postdesk_template_variables"
+        line = wait_until(
+            lambda: log_file.exists() and log_file.read_text(), what="hello's log line"
+        )
+        assert line == f"[Example #1] {CUSTOMER} Printer on fire\n", "postdesk_ticket_created"
+    assert os.path.isdir(site / "postdesk_hello")
