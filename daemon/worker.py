@@ -151,7 +151,7 @@ class Worker:
         self.health.recovered()
         outcomes = [item.settle() for item in pending]
         for item, outcome in zip(pending, outcomes, strict=True):
-            _log_outcome(outcome, item.started)
+            self._report(outcome, item.started)
         return outcomes
 
     def _in_savepoint(self, session: Session, entry: SpoolEntry) -> _Pending:
@@ -195,7 +195,7 @@ class Worker:
         result = Outcome(
             entry.spool_id, "stored", ctx.parsed.message_id, ctx.ticket.number, ctx.created
         )
-        return _Pending(entry, started, result, self.spool.done)
+        return _Pending(entry, started, result, self.spool.done, ctx.run_after_commit)
 
     def _hold_in(
         self,
@@ -209,7 +209,9 @@ class Worker:
         with session.begin_nested():
             quarantine.hold(session, entry, reason)
         result = Outcome(entry.spool_id, "held", _message_id(ctx), detail=reason)
-        return _Pending(entry, started, result, self.spool.done)
+        return _Pending(
+            entry, started, result, self.spool.done, lambda: self._alert_held(entry, reason)
+        )
 
     def _defer(self, item: _Pending, error: BaseException) -> Outcome:
         """Requeue a message of a batch the database refused; only its own failure counts."""
@@ -218,7 +220,7 @@ class Worker:
         result = Outcome(
             item.entry.spool_id, "deferred", item.outcome.message_id, detail=_one_line(error)
         )
-        _log_outcome(result, item.started)
+        self._report(result, item.started)
         return result
 
     def process(self, entry: SpoolEntry) -> Outcome:
@@ -252,10 +254,19 @@ class Worker:
             result = Outcome(
                 entry.spool_id, "stored", ctx.parsed.message_id, ctx.ticket.number, ctx.created
             )
-        _log_outcome(result, started)
-        if self.observer is not None:
-            self.observer(result.disposition, time.monotonic() - started)
+        self._report(result, started)
         return result
+
+    def _report(self, outcome: Outcome, started: float) -> None:
+        """Log one message's outcome and tell the observer (the metrics)."""
+        _log_outcome(outcome, started)
+        if self.observer is not None:
+            self.observer(outcome.disposition, time.monotonic() - started)
+
+    def _alert_held(self, entry: SpoolEntry, reason: str) -> None:
+        """After commit: plugins hear that a message went to quarantine."""
+        detail = {"spool_id": entry.spool_id, "reason": reason, "from": entry.envelope.mail_from}
+        self.services.plugins.notify("alert.quarantined", None, detail)
 
     def _failed(self, entry: SpoolEntry, error: Exception, ctx: MessageContext | None) -> Outcome:
         attempts = entry.attempts + 1
@@ -277,8 +288,7 @@ class Worker:
             self.spool.retry(entry, count_attempt=False)
             return Outcome(entry.spool_id, "deferred", _message_id(ctx), detail=_one_line(error))
         self.spool.done(entry)
-        detail = {"spool_id": entry.spool_id, "reason": reason, "from": entry.envelope.mail_from}
-        self.services.plugins.notify("alert.quarantined", None, detail)
+        self._alert_held(entry, reason)
         return Outcome(entry.spool_id, "held", _message_id(ctx), detail=reason)
 
     def database_answers(self) -> bool:
@@ -300,10 +310,12 @@ class _Pending:
     started: float
     outcome: Outcome
     settle_file: Callable[[SpoolEntry], None]
+    after_commit: Callable[[], None] = lambda: None  # plugin events of a stored message
 
     def settle(self) -> Outcome:
-        """Settle the spool file after the commit; return the outcome."""
+        """Settle the spool file after the commit, then fire its events; return the outcome."""
         self.settle_file(self.entry)
+        self.after_commit()
         return self.outcome
 
 
