@@ -21,7 +21,8 @@ from postdesk.daemon.sla.clock import refresh
 from postdesk.daemon.sla.escalation import check_once
 from postdesk.daemon.store.db import transaction
 from postdesk.daemon.store.slaview import sla_dict, sla_state
-from postdesk.models.schema import Event, OutboxItem, Ticket
+from postdesk.models.crm import Organization
+from postdesk.models.schema import Contact, Event, OutboxItem, Ticket
 from postdesk.models.sla import TicketSla
 from tests.support import write_config
 
@@ -54,6 +55,20 @@ calendar = "always"
 first_response = "10m"
 resolution = "1h"
 escalate_to = "L2"
+
+[[sla.policies]]
+name = "premium"
+match = { tier = "premium" }
+calendar = "always"
+first_response = "20m"
+resolution = "2h"
+
+[[sla.policies]]
+name = "acme"
+match = { organization = "Acme Ltd" }
+calendar = "always"
+first_response = "30m"
+resolution = "3h"
 
 [[sla.policies]]
 name = "default"
@@ -148,6 +163,21 @@ def test_changing_priority_reselects_the_policy_from_creation(runtime: Runtime) 
     assert _view(runtime, START + timedelta(minutes=5))["resolution_due"] == _iso(hours=1)
     _change(runtime, START + timedelta(minutes=6), priority="normal")
     assert _view(runtime, START)["first_response_due"] == _iso(hours=1)
+
+
+def test_the_requesters_crm_tier_and_organization_choose_the_policy(runtime: Runtime) -> None:
+    _ticket(runtime)
+    with transaction(runtime.factory) as session:
+        session.add(Organization(name="Acme Ltd", key="acme ltd", domain="example.org"))
+        session.add(Contact(email="carol@example.org", name="Carol"))
+    row = _change(runtime, START + timedelta(minutes=1))
+    assert row.policy == "acme", "organization from the requester's mail domain"
+    with transaction(runtime.factory) as session:
+        contact = session.execute(select(Contact)).scalar_one()
+        contact.tier = "premium"
+    row = _change(runtime, START + timedelta(minutes=2))
+    assert row.policy == "premium", "the tier policy comes first"
+    assert _view(runtime, START)["first_response_due"] == _iso(minutes=20)
 
 
 def test_public_reply_meets_first_response_and_solving_meets_resolution(runtime: Runtime) -> None:

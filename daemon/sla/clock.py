@@ -15,12 +15,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from postdesk.daemon.sla.calendar import Interval
 from postdesk.daemon.sla.rules import Policy, Rules
 from postdesk.daemon.store.slaview import STOPPED, aware
-from postdesk.models.schema import Ticket
+from postdesk.models.crm import Organization
+from postdesk.models.schema import Contact, Ticket
 from postdesk.models.sla import TicketSla
 
 FOREVER = datetime.max.replace(tzinfo=UTC)
@@ -28,19 +30,21 @@ PAUSING = ("pending",)  # base states that pause the resolution clock
 
 
 def requester_tier(session: Session, ticket: Ticket) -> str | None:
-    """The requester's contact tier (e.g. "premium"), for policies matching on ``tier``.
-
-    None until the CRM's ``Contact.tier`` lands (plugins issue); wire it here, nowhere else.
-    """
-    return None
+    """The requester's contact tier (e.g. "premium") from the CRM, for policies on ``tier``."""
+    return session.scalar(select(Contact.tier).where(Contact.email == ticket.requester))
 
 
 def requester_organization(session: Session, ticket: Ticket) -> str | None:
-    """The requester's organization, for policies matching on ``organization``.
-
-    None until the CRM's contact record lands (plugins issue); wire it here, nowhere else.
-    """
-    return None
+    """The requester's organization from the CRM (their card, else their mail domain)."""
+    by_card = session.scalar(
+        select(Organization.name)
+        .join(Contact, Contact.organization_id == Organization.id)
+        .where(Contact.email == ticket.requester)
+    )
+    if by_card is not None:
+        return by_card
+    domain = ticket.requester.rpartition("@")[2].lower()
+    return session.scalar(select(Organization.name).where(Organization.domain == domain))
 
 
 def facts(session: Session, ticket: Ticket) -> dict[str, str | None]:
