@@ -270,3 +270,38 @@ def test_no_alerts_for_met_paused_or_solved_targets(runtime: Runtime, clock: Clo
 
 def test_state_without_a_policy_is_ok() -> None:
     assert sla_state(None, "open", START) == "ok"
+
+
+RECORDER = """
+from postdesk.plugins import hookimpl
+
+heard = []
+
+
+@hookimpl
+def postdesk_notify(event, ticket, detail):
+    heard.append((event, ticket["number"], detail["target"]))
+"""
+
+
+def test_alerts_reach_the_postdesk_notify_hook_after_commit(
+    tmp_path: Path, sqlite_url: str, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "sla_recorder.py").write_text(RECORDER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    extra = '[plugins]\nenabled = ["sla_recorder"]\n' + SLA_TOML
+    opened = open_runtime(load_settings(str(write_config(tmp_path, sqlite_url, extra=extra)), {}))
+    runtime = dataclasses.replace(
+        opened, services=dataclasses.replace(opened.services, clock=clock)
+    )
+    try:
+        _ticket(runtime, assignee="alice@example.com")
+        clock.at(minutes=50)
+        check_once(runtime.services, runtime.factory)
+        runtime.services.plugins.drain(5.0)
+    finally:
+        runtime.services.plugins.close()
+        opened.engine.dispose()
+    import sla_recorder  # type: ignore[import-not-found]
+
+    assert sla_recorder.heard == [("sla.warning", 1, "first_response")]

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, or_, select
@@ -32,8 +33,10 @@ from postdesk.daemon.outbound.templating import AGENT_SLA_ALERT
 from postdesk.daemon.services import Services
 from postdesk.daemon.store.db import transaction
 from postdesk.daemon.store.slaview import aware
+from postdesk.daemon.store.views import ticket_dict
 from postdesk.models.schema import Event, Ticket
 from postdesk.models.sla import SlaAlert, TicketSla
+from postdesk.plugins.snapshots import freeze
 
 log = logging.getLogger("postdesk.sla")
 
@@ -49,6 +52,7 @@ class Alert:
     event: str  # sla.warning | sla.breached
     ticket_number: int
     target: str
+    ticket: Any  # read-only snapshot for the plugins (the JSON shape), taken before commit
 
 
 async def run(stop: asyncio.Event, services: Services, factory: sessionmaker[Session]) -> None:
@@ -72,17 +76,10 @@ def check_once(services: Services, factory: sessionmaker[Session]) -> list[Alert
             for row, ticket in _candidates(session, now)
             for alert in _alerts_for(session, services, row, ticket, now)
         ]
-    for alert in alerts:
-        fire_postdesk_notify(alert.event, alert.ticket_number)
+    for alert in alerts:  # after commit: plugins never hear of an alert that was rolled back
+        log.info("%s for ticket %s (%s)", alert.event, alert.ticket_number, alert.target)
+        services.plugins.notify(alert.event, alert.ticket, {"target": alert.target})
     return alerts
-
-
-def fire_postdesk_notify(event: str, ticket_number: int) -> None:
-    """Where ``postdesk_notify(event, ticket)`` fires, after commit, once the plugin host exists.
-
-    The plugin host is built on another branch; until it is wired here, the event is logged.
-    """
-    log.info("%s for ticket %s (postdesk_notify: no plugin host yet)", event, ticket_number)
 
 
 def _candidates(session: Session, now: datetime) -> Sequence[tuple[TicketSla, Ticket]]:
@@ -125,7 +122,8 @@ def _alerts_for(
         kind = "breached" if now >= due else "warning"
         if _claim(session, ticket, target, kind, due, now):
             _send(session, services, row, ticket, target, kind, due)
-            sent.append(Alert(f"sla.{kind}", ticket.number, target))
+            snapshot = freeze(ticket_dict(ticket, services.settings.helpdesk.tag, False))
+            sent.append(Alert(f"sla.{kind}", ticket.number, target, snapshot))
     return sent
 
 
