@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
@@ -12,6 +11,7 @@ from postdesk.daemon.config import Settings
 from postdesk.daemon.intake.spool import Spool
 from postdesk.daemon.ops.counters import read_counts
 from postdesk.daemon.ops.facts import database_facts, spool_facts, spool_writable
+from postdesk.daemon.preflight import serve_running
 
 
 def gather_status(
@@ -21,7 +21,7 @@ def gather_status(
     facts = spool_facts(settings, spool)
     counts = read_counts(settings.data_dir)
     status: dict[str, Any] = {
-        "daemon_running": daemon_running(settings),
+        "daemon_running": serve_running(settings),
         "spool": {
             "depth": facts.depth,
             "oldest_age_seconds": round(facts.oldest_age_seconds, 1),
@@ -68,17 +68,3 @@ def status_lines(status: dict[str, Any]) -> list[str]:
         )
         lines.append(f"quarantine  {status['quarantine']['held']} held")
     return lines
-
-
-def daemon_running(settings: Settings) -> bool:
-    """Whether a ``postdesk serve`` holds this data dir's lock."""
-    lock = settings.data_dir / "serve.lock"
-    if not lock.exists():
-        return False
-    with lock.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return False
