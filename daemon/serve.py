@@ -21,6 +21,7 @@ from postdesk.daemon.config import Settings
 from postdesk.daemon.intake.imap import imap_pollers
 from postdesk.daemon.intake.smtp import IntakeHandler, start_smtp
 from postdesk.daemon.outbound.sender import OutboxSender
+from postdesk.daemon.reclaim import requeue_claims
 from postdesk.daemon.runtime import Runtime, open_runtime
 from postdesk.daemon.workerproc import WorkerProcess
 from postdesk.models.schema import OutboxItem
@@ -45,9 +46,16 @@ def serve(settings: Settings) -> int:
 
 async def _run(runtime: Runtime) -> None:
     settings = runtime.settings
-    requeued = runtime.spool.recover()
+    max_attempts = settings.processing.max_attempts
+    reclaimed = requeue_claims(runtime.spool, runtime.factory, None, max_attempts)
+    requeued = runtime.spool.recover() + reclaimed.requeued
     stop, shutdown = asyncio.Event(), asyncio.Event()
-    worker = WorkerProcess(settings, runtime.secret, logging.getLogger().level)
+    worker = WorkerProcess(
+        settings,
+        runtime.secret,
+        logging.getLogger().level,
+        on_death=lambda pid: requeue_claims(runtime.spool, runtime.factory, pid, max_attempts),
+    )
     wake, database_ok = worker.channel.wake, worker.channel.database_ok
     handler = IntakeHandler(settings, runtime.spool, wake, lambda: bool(database_ok.value))
     sender = OutboxSender(settings, runtime.factory)

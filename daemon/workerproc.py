@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext, SpawnProcess
@@ -69,8 +70,16 @@ class WorkerChannel:
 class WorkerProcess:
     """Starts, supervises and stops the worker process."""
 
-    def __init__(self, settings: Settings, secret: bytes, log_level: int) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        secret: bytes,
+        log_level: int,
+        on_death: Callable[[int], object] | None = None,
+    ) -> None:
+        """``on_death(pid)`` runs (in a thread) after the worker died, before its restart."""
         self.settings = settings
+        self.on_death = on_death
         self.secret = secret
         self.log_level = log_level
         self.context = multiprocessing.get_context("spawn")
@@ -95,7 +104,10 @@ class WorkerProcess:
             if died and not self.channel.stopping.value:
                 assert self.process is not None
                 log.error("worker process exited with %s; restarting it", self.process.exitcode)
+                if self.on_death is not None and self.process.pid is not None:
+                    await asyncio.to_thread(self.on_death, self.process.pid)
                 self.start()
+                self.channel.wake()
 
     async def stop(self, timeout: float) -> None:
         """Ask the worker to finish the message in hand and exit; terminate it after ``timeout``."""
