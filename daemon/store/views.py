@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, object_session, selectinload
 
+from postdesk.daemon.store.bounces import bouncing_participants
 from postdesk.daemon.store.tags import format_tag
 from postdesk.models.schema import Message, Ticket
 
@@ -31,6 +32,8 @@ def ticket_dict(ticket: Ticket, tag: str, with_messages: bool = True) -> dict[st
         "participants": [p.email for p in ticket.participants],
     }
     if with_messages:
+        session = object_session(ticket)
+        data["bouncing"] = bouncing_participants(session, ticket) if session else []
         data["messages"] = [message_dict(m) for m in ticket.messages]
     return data
 
