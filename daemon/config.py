@@ -60,6 +60,7 @@ class SmtpSettings:
     idle_timeout: int = 60
     max_line_length: int = 100_000
     spool_high_water: int = 50_000
+    max_connections: int = 200
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -117,6 +118,7 @@ class AuthSettings:
 
     trusted_authserv_ids: tuple[str, ...] = ()
     trusted_relays: tuple[str, ...] = ()  # SMTP peers (IPs or networks) whose A-R we believe
+    token_max_age_days: float = 30.0  # an agent's HMAC token older than this is not believed
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,9 @@ class ProcessingSettings:
     max_mime_depth: int = 50
     max_parts: int = 1000
     max_header_bytes: int = 16_384
+    flood_max_new_tickets: int = 20  # new tickets per sender per window; more become notes
+    flood_window_minutes: int = 60
+    flood_ack_minutes: int = 60  # after the cap, at most one acknowledgement per sender per this
 
 
 @dataclass(frozen=True)
@@ -304,7 +309,7 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(
             f"outbound.relay: expected smtp://HOST:PORT or smtps://HOST:PORT, got {relay!r}"
         )
-    for positive in ("max_message_bytes", "max_recipients", "idle_timeout"):
+    for positive in ("max_message_bytes", "max_recipients", "idle_timeout", "max_connections"):
         if getattr(settings.smtp, positive) <= 0:
             raise ConfigError(f"smtp.{positive}: must be greater than 0")
     _validate_agents(settings)
@@ -312,6 +317,11 @@ def _validate(settings: Settings) -> None:
 
 def _validate_agents(settings: Settings) -> None:
     """Checks of the keys that decide who is an agent and who gets a ticket."""
+    for positive in ("flood_max_new_tickets", "flood_window_minutes", "flood_ack_minutes"):
+        if getattr(settings.processing, positive) <= 0:
+            raise ConfigError(f"processing.{positive}: must be greater than 0")
+    if settings.auth.token_max_age_days <= 0:
+        raise ConfigError("auth.token_max_age_days: must be greater than 0")
     for index, relay in enumerate(settings.auth.trusted_relays):
         try:
             ipaddress.ip_network(relay, strict=False)

@@ -20,9 +20,11 @@ from sqlalchemy import func, select
 from postdesk.daemon.config import Settings
 from postdesk.daemon.intake.imap import imap_pollers
 from postdesk.daemon.intake.smtp import IntakeHandler, start_smtp
+from postdesk.daemon.outbound.lease import release_own_claims
 from postdesk.daemon.outbound.sender import OutboxSender
 from postdesk.daemon.reclaim import requeue_claims
 from postdesk.daemon.runtime import Runtime, open_runtime
+from postdesk.daemon.store.identity import daemon_id
 from postdesk.daemon.workerproc import WorkerProcess
 from postdesk.models.schema import OutboxItem
 
@@ -58,8 +60,10 @@ async def _run(runtime: Runtime) -> None:
     )
     wake, database_ok = worker.channel.wake, worker.channel.database_ok
     handler = IntakeHandler(settings, runtime.spool, wake, lambda: bool(database_ok.value))
-    sender = OutboxSender(settings, runtime.factory)
-    pollers = imap_pollers(settings, runtime.factory, runtime.spool, wake)
+    owner = daemon_id(settings.data_dir)
+    await asyncio.to_thread(release_own_claims, runtime.factory, owner)
+    sender = OutboxSender(settings, runtime.factory, owner=owner)
+    pollers = imap_pollers(settings, runtime.factory, runtime.spool, wake, owner)
     worker.start()
     server = await start_smtp(handler, settings)
     loop = asyncio.get_running_loop()

@@ -27,6 +27,7 @@ from postdesk.daemon.worker import DatabaseHealth, Flag, Worker
 log = logging.getLogger("postdesk.worker")
 
 RESTART_DELAY_SECONDS = 1.0
+DOWN_PROBE_SECONDS = 1.0  # how often the worker asks a database that is down
 WORKER_NICENESS = 10
 PR_SET_PDEATHSIG = 1
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -140,7 +141,7 @@ def run_worker(
     worker = Worker(runtime.services, runtime.factory, runtime.spool, health)
     while not channel.stopping.value and os.getppid() == parent:
         if not health.ok and not worker.database_answers():
-            channel.sleep(health.backoff())
+            channel.sleep(DOWN_PROBE_SECONDS)  # fixed and short: mail flows soon after recovery
         elif worker.process_next() is None:
             channel.sleep(1.0)
     runtime.engine.dispose()

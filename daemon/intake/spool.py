@@ -131,6 +131,11 @@ class Spool:
                     entries.append(_read_entry(path))
         return entries
 
+    def present(self, spool_ids: set[str]) -> set[str]:
+        """Which of ``spool_ids`` still wait or are being worked on (not yet settled)."""
+        names = [*os.listdir(self.new), *os.listdir(self.work)]
+        return {sid for sid in (_split_name(name)[0] for name in names) if sid in spool_ids}
+
     def pending(self) -> int:
         """How many messages wait or are being worked on."""
         return len(os.listdir(self.new)) + len(os.listdir(self.work))

@@ -1,7 +1,8 @@
 """The outbox sender: delivers committed outbox rows to the relay, or into a Maildir.
 
 Rows are claimed one at a time with a lease (a conditional UPDATE of ``claimed_until``), so
-several daemons on one database never send the same row at the same time. A 5xx reply fails
+several daemons on one database never send the same row at the same time; the lease is short
+and renewed while the mail is sent (``daemon/outbound/lease.py``). A 5xx reply fails
 the row for good; a 4xx reply, a timeout or a network error retries it with exponential
 backoff until ``outbound.max_attempts``. Without a relay, mail goes into
 ``<data_dir>/outbox-sent/new/`` under a name derived from the row id, so sending again after
@@ -26,13 +27,16 @@ from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.daemon.config import Settings, secret_value
+from postdesk.daemon.outbound.bounced import refused_for_good
+from postdesk.daemon.outbound.lease import LEASE_SECONDS, kept
+from postdesk.daemon.statelog import StateLog
+from postdesk.daemon.store.bounces import mark_bouncing_now
 from postdesk.daemon.store.db import transaction
 from postdesk.models.schema import OutboxItem, utcnow
 
 log = logging.getLogger("postdesk.outbox")
 
 POLL_SECONDS = 1.0
-LEASE_SECONDS = 600.0
 SMTP_TIMEOUT_SECONDS = 30.0
 DELIVERY_DEADLINE_SECONDS = 300.0
 MAX_BACKOFF_SECONDS = 3600.0
@@ -59,7 +63,14 @@ class _Claimed:
 
 
 class PermanentFailure(Exception):
-    """The relay refused the mail for good (5xx); sending it again cannot help."""
+    """The relay refused the mail for good (5xx); sending it again cannot help.
+
+    ``refused`` names the recipients the relay refused for good (they are marked bouncing).
+    """
+
+    def __init__(self, reason: str, refused: tuple[str, ...] = ()) -> None:
+        super().__init__(reason)
+        self.refused = refused
 
 
 class OutboxSender:
@@ -71,13 +82,17 @@ class OutboxSender:
         factory: sessionmaker[Session],
         *,
         lease_seconds: float = LEASE_SECONDS,
+        owner: str = "",
     ) -> None:
-        """Send with ``settings.outbound`` using sessions from ``factory``."""
+        """Send with ``settings.outbound`` using sessions from ``factory``; ``owner`` (the
+        daemon_id) marks the rows this daemon claims."""
         self._settings = settings
+        self._owner = owner
         self._factory = factory
         self._lease = timedelta(seconds=lease_seconds)
         self._wake = asyncio.Event()
         self.counts = {SENT: 0, FAILED: 0, "retried": 0}
+        self._state = StateLog(log, "outbox database")  # one line per change, not per round
 
     def wake(self) -> None:
         """Look for due rows now instead of at the next poll (call from the event loop)."""
@@ -89,7 +104,9 @@ class OutboxSender:
             try:
                 await self._drain(stop)
             except Exception as exc:  # database unavailable: the next round tries again
-                log.warning("outbox round failed, will retry: %s", exc)
+                self._state.failed(" ".join(str(exc).split())[:300])
+            else:
+                self._state.recovered()
             await self._nap(stop)
         log.info("outbox sender stopped: %s", ", ".join(f"{v} {k}" for k, v in self.counts.items()))
 
@@ -105,7 +122,8 @@ class OutboxSender:
             item = await asyncio.to_thread(self._claim, started)
             if item is None:
                 break
-            await self._handle(item)
+            async with kept(self._factory, item.id, self._owner, self._lease):
+                await self._handle(item)
             handled += 1
         return handled
 
@@ -134,7 +152,7 @@ class OutboxSender:
                 claim = (
                     update(OutboxItem)
                     .where(OutboxItem.id == item_id, OutboxItem.status == PENDING, free)
-                    .values(claimed_until=now + self._lease)
+                    .values(claimed_until=now + self._lease, claimed_by=self._owner)
                     .execution_options(synchronize_session=False)
                 )
                 if cast(CursorResult[Any], session.execute(claim)).rowcount != 1:
@@ -159,6 +177,8 @@ class OutboxSender:
             note = await asyncio.wait_for(self._deliver(item), DELIVERY_DEADLINE_SECONDS)
         except PermanentFailure as exc:
             await asyncio.to_thread(self._finish, item, FAILED, str(exc))
+            if exc.refused:
+                await asyncio.to_thread(mark_bouncing_now, self._factory, exc.refused, str(exc))
             outcome = f"failed permanently: {exc}"
         except Exception as exc:  # 4xx, timeout, network or disk trouble: try again later
             outcome = await asyncio.to_thread(self._retry_later, item, _describe(exc))
@@ -199,7 +219,8 @@ class OutboxSender:
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             if all(r.code >= 500 for r in exc.recipients):
-                raise PermanentFailure(_describe(exc)) from exc
+                condemned = tuple(r.recipient for r in exc.recipients)
+                raise PermanentFailure(_describe(exc), condemned) from exc
             raise
         except (
             aiosmtplib.SMTPSenderRefused,
@@ -207,7 +228,9 @@ class OutboxSender:
             aiosmtplib.SMTPDataError,
         ) as exc:
             if exc.code >= 500:
-                raise PermanentFailure(_describe(exc)) from exc
+                raise PermanentFailure(
+                    _describe(exc), refused_for_good(exc, item.recipients)
+                ) from exc
             raise
         except ValueError as exc:  # an address aiosmtplib will not put in a command
             raise PermanentFailure(str(exc)) from exc

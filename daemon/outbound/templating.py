@@ -26,6 +26,7 @@ CUSTOMER_CSAT_REQUEST = "customer/csat_request"
 AGENT_NOTIFICATION = "agent/notification"
 AGENT_COMMAND_ERROR = "agent/command_error"
 AGENT_ALERT = "agent/alert"
+AGENT_FLOOD = "agent/flood"
 CANNED_FOLDER = "canned"  # canned/<name>.txt.j2: text an agent inserts with "#reply <name>"
 
 SUBJECT, TEXT, HTML = "subject", "txt", "html"

@@ -6,14 +6,17 @@ Each step is a module with one function ``run(ctx: MessageContext) -> None``.
 from postdesk.daemon.pipeline import Step
 from postdesk.daemon.steps import (
     authenticate,
+    bounce,
     commands,
     dedupe,
+    flood,
     notify,
     parse,
     rating,
     relay,
     respond,
     route,
+    scope,
     screen,
     store,
     thread,
@@ -22,11 +25,15 @@ from postdesk.daemon.steps import (
 PIPELINE: tuple[Step, ...] = (
     parse.run,  # raw bytes -> ParsedMessage, within hard limits
     screen.run,  # loops, bounces, automatic mail
+    bounce.run,  # delivery reports mark addresses bouncing; mail from them clears it
     authenticate.run,  # is mail from an agent's address really from that agent?
     dedupe.run,  # the same message twice is stored once
     thread.run,  # which ticket: headers, then tag + participant, reopen window
+    scope.run,  # an agent's reply token counts on its own ticket only
+    flood.divert,  # over the new-ticket cap: join the sender's newest open ticket
     rating.run,  # a CSAT answer is recorded and does not reopen the ticket
     store.run,  # ticket, contact, participants, message, attachments, events
+    flood.settle,  # a flood's mail becomes a note; one alert to the agents
     route.run,  # a new ticket's group, and its agent when the group takes turns
     commands.run,  # an authenticated agent's #commands
     respond.run,  # acknowledgement through the outbox

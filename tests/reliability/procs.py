@@ -25,10 +25,19 @@ def worker_pid(daemon: Daemon) -> int | None:
 
 @contextlib.contextmanager
 def running_daemon(
-    tmp_path: Path, database_url: str, *, relay: str = "", extra: str = "", faults: bool = False
+    tmp_path: Path,
+    database_url: str,
+    *,
+    relay: str = "",
+    extra: str = "",
+    faults: bool = False,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Daemon]:
-    """``postdesk serve`` for one case, with the fault hooks of ``faults/`` when asked."""
-    env = {"PYTHONPATH": str(FAULTS), "POSTDESK_TEST_FAULTS": "1"} if faults else None
+    """``postdesk serve`` for one case, with the fault hooks of ``faults/`` when asked; ``env``
+    overrides settings as ``POSTDESK_<SECTION>_<KEY>``."""
+    env = dict(env or {})
+    if faults:
+        env |= {"PYTHONPATH": str(FAULTS), "POSTDESK_TEST_FAULTS": "1"}
     daemon = Daemon(write_config(tmp_path, database_url, relay=relay, extra=extra), tmp_path, env)
     daemon.start()
     try:
