@@ -92,7 +92,7 @@ class OutboxSender:
         self._lease = timedelta(seconds=lease_seconds)
         self._wake = asyncio.Event()
         self.counts = {SENT: 0, FAILED: 0, "retried": 0}
-        self._state = StateLog(log, "outbox database")  # one line per change, not per round
+        self._state = StateLog(log, "outbox")  # one line per change, not per round
 
     def wake(self) -> None:
         """Look for due rows now instead of at the next poll (call from the event loop)."""

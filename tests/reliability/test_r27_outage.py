@@ -71,7 +71,7 @@ def test_r27_database_outage_under_load_then_mail_flows_within_seconds(
             text = daemon.log()
             assert text.count("postdesk.worker: database unavailable, deferring") == 1
             assert text.count("postdesk.worker: database available again") == 1
-            assert text.count("postdesk.outbox: outbox database unavailable") <= 1
+            assert text.count("postdesk.outbox: outbox unavailable") <= 1
             assert "outbox round failed" not in text, "no line per outbox round"
     finally:
         proxy.stop()
