@@ -11,6 +11,7 @@ multiple of the message size (target: under 2x in each process).
 from __future__ import annotations
 
 import argparse
+import email.policy
 import os
 import smtplib
 import socket
@@ -48,7 +49,7 @@ def big_message(megabytes: float) -> bytes:
             subtype="octet-stream",
             filename=f"file{n}.bin",
         )
-    return mail.as_bytes()
+    return mail.as_bytes(policy=email.policy.SMTP)  # CRLF line ends, as on the wire
 
 
 def rss(pid: int) -> int:
