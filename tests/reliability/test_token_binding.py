@@ -60,7 +60,7 @@ def test_token_merge_and_other_tickets_need_authentication_results(
     tmp_path: Path, database_url: str, sink: SmtpSink
 ) -> None:
     with daemon_with_agents(tmp_path, database_url, sink) as daemon:
-        first, second = _two_tickets(daemon, sink)
+        first, _second = _two_tickets(daemon, sink)
         # The leaked token of ticket 1 with "#merge 2": the merge is refused, told to the agent.
         leaked = _agent_mail(
             "#merge 2\n#priority high", f"Re: {first['Subject']}", first["Message-ID"]
@@ -74,11 +74,13 @@ def test_token_merge_and_other_tickets_need_authentication_results(
             what="the command error back to Alice",
         )
 
-        # Ticket 2's token threaded into ticket 1 (by referencing carol's mail): not believed.
+        # A valid token for ticket 2 (one not stored, so threading cannot pick ticket 2 by it)
+        # on a reply threaded into ticket 1 by referencing carol's mail: not believed there.
+        token_2 = tokens().mint(2, ALICE)
         stray = _agent_mail("#status closed", "Re: printer", "<aaa-carol@example.org>")
         stray = stray.replace(
             b"References: <aaa-carol@example.org>",
-            f"References: {second['Message-ID']} <aaa-carol@example.org>".encode(),
+            f"References: {token_2} <aaa-carol@example.org>".encode(),
         )
         assert send_via(daemon.port, stray, ALICE, OUTSIDE) == 250
         wait_until(lambda: "does not cover ticket #1" in daemon.log(), what="scope refusal")
