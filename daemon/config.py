@@ -68,6 +68,7 @@ class SmtpSettings:
     tls_cert: str = ""  # PEM certificate chain; with tls_key, STARTTLS is offered
     tls_key: str = ""
     require_tls: bool = False  # refuse MAIL before STARTTLS (530 5.7.0)
+    max_connections: int = 200
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -126,6 +127,7 @@ class AuthSettings:
 
     trusted_authserv_ids: tuple[str, ...] = ()
     trusted_relays: tuple[str, ...] = ()  # SMTP peers (IPs or networks) whose A-R we believe
+    token_max_age_days: float = 30.0  # an agent's HMAC token older than this is not believed
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,9 @@ class ProcessingSettings:
     batch_size: int = 50  # messages committed together, each in its own savepoint
     batch_ms: int = 20  # no new message joins a batch after this many milliseconds
     workers: int = 1  # worker processes draining the spool; more than one needs PostgreSQL
+    flood_max_new_tickets: int = 20  # new tickets per sender per window; more become notes
+    flood_window_minutes: int = 60
+    flood_ack_minutes: int = 60  # after the cap, at most one acknowledgement per sender per this
 
 
 @dataclass(frozen=True)
@@ -429,7 +434,7 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("smtp.tls_cert and smtp.tls_key: give both or neither")
     if settings.smtp.require_tls and not settings.smtp.tls_cert:
         raise ConfigError("smtp.require_tls: needs smtp.tls_cert and smtp.tls_key")
-    for positive in ("max_message_bytes", "max_recipients", "idle_timeout"):
+    for positive in ("max_message_bytes", "max_recipients", "idle_timeout", "max_connections"):
         if getattr(settings.smtp, positive) <= 0:
             raise ConfigError(f"smtp.{positive}: must be greater than 0")
     if settings.outbound.connections < 1:
@@ -519,6 +524,11 @@ def _validate_sla(settings: Settings) -> None:
 
 def _validate_agents(settings: Settings) -> None:
     """Checks of the keys that decide who is an agent and who gets a ticket."""
+    for positive in ("flood_max_new_tickets", "flood_window_minutes", "flood_ack_minutes"):
+        if getattr(settings.processing, positive) <= 0:
+            raise ConfigError(f"processing.{positive}: must be greater than 0")
+    if settings.auth.token_max_age_days <= 0:
+        raise ConfigError("auth.token_max_age_days: must be greater than 0")
     for index, relay in enumerate(settings.auth.trusted_relays):
         try:
             ipaddress.ip_network(relay, strict=False)

@@ -65,6 +65,8 @@ class MessageContext:
     agent: Agent | None = None  # From is an agent AND the mail is authenticated
     unverified_agent: bool = False  # From is an agent but the mail is not authenticated
     auth_detail: str = ""  # how the agent was authenticated, or why not
+    token_ticket: int | None = None  # the agent was believed on a token for this ticket only
+    flooded: bool = False  # the sender is over the new-ticket cap (steps.flood)
     rating: int | None = None  # CSAT rating this reply records (the ticket stays solved)
     reply_text: str = ""  # what an agent's reply says to the customer (no commands, no quote)
     solved: bool = False  # this message made the ticket solved (a CSAT request follows)

@@ -25,11 +25,14 @@ from postdesk.daemon.intake.smtp import IntakeHandler, start_smtp
 from postdesk.daemon.ops.http import start_ops_http
 from postdesk.daemon.ops.metrics import LiveSources
 from postdesk.daemon.ops.tls import server_context
+from postdesk.daemon.outbound.lease import release_own_claims
 from postdesk.daemon.outbound.sender import OutboxSender
 from postdesk.daemon.preflight import SERVE_LOCK, ensure_data_dir, ensure_smtp_listen
+from postdesk.daemon.reclaim import requeue_claims
 from postdesk.daemon.reports.schedule import weekly_reports
 from postdesk.daemon.runtime import Runtime, open_runtime
 from postdesk.daemon.sla import digest, escalation
+from postdesk.daemon.store.identity import daemon_id
 from postdesk.daemon.workerproc import WorkerProcess
 from postdesk.models.schema import OutboxItem
 
@@ -59,19 +62,27 @@ def serve(settings: Settings) -> int:
 
 async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
     settings = runtime.settings
-    requeued = runtime.spool.recover()
+    max_attempts = settings.processing.max_attempts
+    reclaimed = requeue_claims(runtime.spool, runtime.factory, None, max_attempts)
+    requeued = runtime.spool.recover() + reclaimed.requeued
     stop, shutdown = asyncio.Event(), asyncio.Event()
     level = logging.getLogger().level
-    worker = WorkerProcess(settings, runtime.secret, level)
+
+    def requeue(pid: int) -> object:
+        return requeue_claims(runtime.spool, runtime.factory, pid, max_attempts)
+
+    worker = WorkerProcess(settings, runtime.secret, level, on_death=requeue)
     workers = [worker] + [
-        WorkerProcess(settings, runtime.secret, level, worker.channel)
+        WorkerProcess(settings, runtime.secret, level, worker.channel, on_death=requeue)
         for _ in range(settings.processing.workers - 1)
     ]
     wake, database_ok = worker.channel.wake, worker.channel.database_ok
     handler = IntakeHandler(settings, runtime.spool, wake, lambda: bool(database_ok.value))
     plugins = runtime.services.plugins
-    sender = OutboxSender(settings, runtime.factory, on_alert=plugins.alert)
-    pollers = imap_pollers(settings, runtime.factory, runtime.spool, wake, plugins.alert)
+    owner = daemon_id(settings.data_dir)
+    await asyncio.to_thread(release_own_claims, runtime.factory, owner)
+    sender = OutboxSender(settings, runtime.factory, on_alert=plugins.alert, owner=owner)
+    pollers = imap_pollers(settings, runtime.factory, runtime.spool, wake, plugins.alert, owner)
     for each in workers:
         each.start()
     server = await start_smtp(handler, settings, tls)

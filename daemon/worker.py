@@ -24,8 +24,10 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.daemon.intake.spool import Spool, SpoolEntry
+from postdesk.daemon.mail import sniff
 from postdesk.daemon.pipeline import Discard, Duplicate, Hold, MessageContext
 from postdesk.daemon.services import Services
+from postdesk.daemon.statelog import StateLog
 from postdesk.daemon.steps import PIPELINE
 from postdesk.daemon.store import quarantine
 from postdesk.daemon.store.db import ping, transaction
@@ -33,7 +35,6 @@ from postdesk.daemon.store.db import ping, transaction
 log = logging.getLogger("postdesk.worker")
 
 DATABASE_DOWN = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
-MAX_BACKOFF_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class DatabaseHealth:
     def __init__(self, flag: Flag | None = None) -> None:
         self._flag: Flag = flag if flag is not None else multiprocessing.Value("b", 1, lock=False)
         self.failures = 0
+        self._log = StateLog(log, "database")
 
     @property
     def ok(self) -> bool:
@@ -76,20 +78,14 @@ class DatabaseHealth:
 
     def failed(self, error: BaseException) -> None:
         """Record a failed database call."""
-        if self.ok:
-            log.error("database unavailable, deferring work: %s", _one_line(error))
+        self._log.failed(_one_line(error))
         self.ok = False
         self.failures += 1
 
     def recovered(self) -> None:
         """Record that the database answers again."""
-        if not self.ok:
-            log.warning("database available again after %d failed attempt(s)", self.failures)
+        self._log.recovered()
         self.ok, self.failures = True, 0
-
-    def backoff(self) -> float:
-        """Seconds to wait before trying the database again."""
-        return float(min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** min(self.failures, 8)))
 
 
 class Worker:
@@ -328,7 +324,9 @@ def _keep(_entry: SpoolEntry) -> None:
 
 def _message_id(ctx: MessageContext | None) -> str:
     parsed = getattr(ctx, "parsed", None) if ctx is not None else None
-    return parsed.message_id if parsed is not None else ""
+    if parsed is not None:
+        return str(parsed.message_id)
+    return sniff.message_id(ctx.raw) if ctx is not None else ""  # mail the parser refused
 
 
 def _one_line(error: BaseException) -> str:

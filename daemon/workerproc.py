@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext, SpawnProcess
@@ -30,6 +31,7 @@ log = logging.getLogger("postdesk.worker")
 
 RESTART_DELAY_SECONDS = 1.0
 PLUGIN_DRAIN_SECONDS = 5.0
+DOWN_PROBE_SECONDS = 1.0  # how often the worker asks a database that is down
 WORKER_NICENESS = 10
 PR_SET_PDEATHSIG = 1
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -79,9 +81,14 @@ class WorkerProcess:
         secret: bytes,
         log_level: int,
         channel: WorkerChannel | None = None,
+        on_death: Callable[[int], object] | None = None,
     ) -> None:
-        """A worker for ``settings``; pass the ``channel`` of another to share its flags and pipe."""
+        """A worker for ``settings``; pass the ``channel`` of another to share its flags and pipe.
+
+        ``on_death(pid)`` runs (in a thread) after the worker died, before its restart.
+        """
         self.settings = settings
+        self.on_death = on_death
         self.secret = secret
         self.log_level = log_level
         self.context = multiprocessing.get_context("spawn")
@@ -106,7 +113,10 @@ class WorkerProcess:
             if died and not self.channel.stopping.value:
                 assert self.process is not None
                 log.error("worker process exited with %s; restarting it", self.process.exitcode)
+                if self.on_death is not None and self.process.pid is not None:
+                    await asyncio.to_thread(self.on_death, self.process.pid)
                 self.start()
+                self.channel.wake()
 
     async def stop(self, timeout: float) -> None:
         """Ask the worker to finish the message in hand and exit; terminate it after ``timeout``."""
@@ -141,7 +151,7 @@ def run_worker(
     worker = Worker(runtime.services, runtime.factory, runtime.spool, health, counts.observe)
     while not channel.stopping.value and os.getppid() == parent:
         if not health.ok and not worker.database_answers():
-            channel.sleep(health.backoff())
+            channel.sleep(DOWN_PROBE_SECONDS)  # fixed and short: mail flows soon after recovery
         elif not worker.process_batch():
             channel.sleep(1.0)
     runtime.services.plugins.drain(PLUGIN_DRAIN_SECONDS)  # events of the last messages

@@ -84,7 +84,8 @@ def test_wrong_commands_are_told_to_the_agent_and_the_rest_still_runs(
             "unknown command #frobnicate",
             "'#assign nobody-we-know': no such agent",
             "no canned reply 'nosuch' (available: more_info, password_reset, thanks)",
-            "'#merge 99': there is no ticket #99",
+            # A reply token alone never merges (issue 13): #merge needs Authentication-Results.
+            "'#merge 99': #merge touches another ticket and needs Authentication-Results",
             "'#category two words': expected one value",
             "The rest of your reply was sent to the customer.",
         ):

@@ -8,11 +8,13 @@ from pathlib import Path
 from tests.agentmail import (
     ALICE,
     BOB,
+    MX,
     daemon_with_agents,
     events,
     notifications,
     plain_text,
     reply_to,
+    send_via,
     wait_mails,
 )
 from tests.support import CUSTOMER, SmtpSink, make_mail, send, wait_until
@@ -28,7 +30,10 @@ def test_merge_moves_everything_and_mail_to_the_old_tag_lands_in_the_target(
         send(daemon.port, make_mail(subject="printer still broken", sender=ERIN), sender=ERIN)
         note = wait_until(lambda: notifications(sink, ALICE, 1), what="notification #1")[0]
         wait_until(lambda: notifications(sink, ALICE, 2), what="notification #2")
-        send(daemon.port, reply_to(note, "#merge 2\nMerged into your colleague's ticket.", ALICE))
+        # #merge needs Authentication-Results from our MX, not only the reply token (issue 13).
+        dkim = {"Authentication-Results": "mx.example.com; dkim=pass header.d=example.com"}
+        merge = reply_to(note, "#merge 2\nMerged into your colleague's ticket.", ALICE, dkim)
+        assert send_via(daemon.port, merge, ALICE, MX) == 250
 
         wait_until(lambda: daemon.ticket(1)["merged_into"] == 2, what="merge")
         old, target = daemon.ticket(1), daemon.ticket(2)

@@ -21,6 +21,7 @@ from postdesk.daemon.config import ImapMailbox, Settings
 from postdesk.daemon.intake import imap as intake_imap
 from postdesk.daemon.intake import imap_client
 from postdesk.daemon.intake.imap import (
+    FLAG_QUARANTINED,
     FLAG_SPOOLED,
     FLAG_TOO_LARGE,
     MailboxPoller,
@@ -239,7 +240,8 @@ def test_poison_message_is_quarantined_and_the_rest_flows(
     settled(daemon, 4)
     held = wait_until(daemon.quarantined, what="quarantine")
     assert [item.channel for item in held] == ["imap:main"]
-    assert FLAG_SPOOLED in dovecot.flags()[2]
+    wait_until(lambda: FLAG_QUARANTINED in dovecot.flags()[2], what="the poison flagged apart")
+    assert FLAG_SPOOLED not in dovecot.flags()[2]
 
 
 def test_move_mode_creates_the_folder_and_moves(

@@ -1,9 +1,10 @@
 """HMAC-verifiable Message-IDs: how the helpdesk recognises replies to its own mail.
 
-A Message-ID we mint looks like ``<pd.42.c.NONCE.MAC@example.com>``: ``pd`` marks it as ours,
-``42`` is the ticket number, ``c`` says it went to a customer (or a short keyed hash of the
-agent's address when it went to an agent), the nonce keeps every ID unique and the MAC is an
-HMAC over all of it. The domain is not covered, so a changed helpdesk address keeps old
+A Message-ID we mint looks like ``<pd.42.c.TIME.NONCE.MAC@example.com>``: ``pd`` marks it as
+ours, ``42`` is the ticket number, ``c`` says it went to a customer (or a short keyed hash of the
+agent's address when it went to an agent), TIME is the minute it was minted (hex Unix minutes,
+so an agent token can expire), the nonce keeps every ID unique and the MAC is an HMAC over all
+of it. IDs minted before TIME existed (``pd.42.c.NONCE.MAC``) still verify, with no mint time. The domain is not covered, so a changed helpdesk address keeps old
 threads working; the secret is what makes an ID ours.
 """
 
@@ -14,7 +15,8 @@ import hmac
 import logging
 import re
 import secrets
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -30,12 +32,15 @@ CUSTOMER = "c"
 SECRET_KEY = "hmac_secret"
 # Sized so that "Message-ID: <pd.N.A.NONCE.MAC@example.com>" fits in one 78-character line.
 AGENT_KEY_CHARS = 8
-NONCE_BYTES = 5
+NONCE_BYTES = 4
+LEGACY_NONCE_BYTES = 5
+TIME_CHARS = 7  # hex Unix minutes: enough until the year 2480
 MAC_CHARS = 20  # 80 bits: forging needs that many guesses against the live helpdesk
 MAX_TICKET_DIGITS = 18
 _ID_PATTERN = re.compile(
     rf"^{PREFIX}\.([0-9]{{1,{MAX_TICKET_DIGITS}}})\.({CUSTOMER}|[0-9a-f]{{{AGENT_KEY_CHARS}}})"
-    rf"\.([0-9a-f]{{{NONCE_BYTES * 2}}})\.([0-9a-f]{{{MAC_CHARS}}})@[^@<>\s]+$"
+    rf"\.((?:[0-9a-f]{{{TIME_CHARS}}}\.)?)([0-9a-f]{{{NONCE_BYTES * 2}}}|[0-9a-f]{{{LEGACY_NONCE_BYTES * 2}}})"
+    rf"\.([0-9a-f]{{{MAC_CHARS}}})@[^@<>\s]+$"
 )
 
 
@@ -45,6 +50,8 @@ class Token:
 
     ticket_number: int
     agent_key: str | None  # None for mail addressed to customers
+    # Unix time (to the minute); None for IDs minted before it. Not part of equality.
+    minted_at: float | None = field(default=None, compare=False)
 
 
 class Tokens:
@@ -57,13 +64,14 @@ class Tokens:
         self._secret = secret
         self._domain = domain or "localhost"
 
-    def mint(self, ticket_number: int, agent: str | None = None) -> str:
-        """A fresh Message-ID "<pd.N.A.NONCE.MAC@domain>"; A = agent_key(agent) or "c"."""
+    def mint(self, ticket_number: int, agent: str | None = None, now: float | None = None) -> str:
+        """A fresh Message-ID "<pd.N.A.TIME.NONCE.MAC@domain>"; A = agent_key(agent) or "c"."""
         if ticket_number < 0:
             raise ValueError("ticket numbers are not negative")
         audience = self.agent_key(agent) if agent else CUSTOMER
+        minute = int((time.time() if now is None else now) // 60)
         nonce = secrets.token_hex(NONCE_BYTES)
-        body = f"{PREFIX}.{ticket_number}.{audience}.{nonce}"
+        body = f"{PREFIX}.{ticket_number}.{audience}.{minute:0{TIME_CHARS}x}.{nonce}"
         return f"<{body}.{self._mac(body)}@{self._domain}>"
 
     def verify(self, message_id: str) -> Token | None:
@@ -79,11 +87,14 @@ class Tokens:
         match = _ID_PATTERN.match(value.lower())
         if match is None:
             return None
-        number, audience, nonce, mac = match.groups()
-        body = f"{PREFIX}.{number}.{audience}.{nonce}"
+        number, audience, minute, nonce, mac = match.groups()
+        if minute and len(nonce) != NONCE_BYTES * 2:
+            return None
+        body = f"{PREFIX}.{number}.{audience}.{minute}{nonce}"
         if not hmac.compare_digest(mac, self._mac(body)):
             return None
-        return Token(int(number), None if audience == CUSTOMER else audience)
+        minted = int(minute.rstrip("."), 16) * 60.0 if minute else None
+        return Token(int(number), None if audience == CUSTOMER else audience, minted)
 
     def agent_key(self, email: str) -> str:
         """A short keyed hash of the lower-cased address (never the address itself)."""

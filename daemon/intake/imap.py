@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.daemon.config import ConfigError, ImapMailbox, Settings, secret_value
+from postdesk.daemon.intake.committed import wait_settled
 from postdesk.daemon.intake.imap_client import ImapConnection, ImapError, MessageInfo
 from postdesk.daemon.intake.imap_state import LeaseLost, MailboxState, Watermark, owner_id
 from postdesk.daemon.intake.spool import Envelope, Spool
@@ -29,6 +30,7 @@ log = logging.getLogger("postdesk.imap")
 
 FLAG_SPOOLED = "$PostdeskSpooled"  # flag mode: the message is in our spool
 FLAG_TOO_LARGE = "$PostdeskTooLarge"  # over smtp.max_message_bytes: left on the server
+FLAG_QUARANTINED = "$PostdeskQuarantined"  # could not be processed: in quarantine, left here
 BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
 ALERT_AFTER_FAILURES = 5
@@ -47,14 +49,17 @@ def imap_pollers(
     spool: Spool,
     on_spooled: Callable[[], None],
     on_alert: Callable[[str, dict[str, object]], None] | None = None,
+    owner: str | None = None,
 ) -> list[MailboxPoller]:
     """One poller per configured mailbox; raises ConfigError when a password is missing.
 
     ``on_alert(event, detail)`` hears of mail left on the server (``alert.imap_oversize``).
+    ``owner`` names this daemon in the leases (``serve`` passes its stable daemon_id, so a
+    restarted daemon takes back its own lease at once); by default a per-process name.
     """
     for mailbox in settings.imap:
         secret_value(mailbox.password, mailbox.password_env, f"imap.{mailbox.name}.password")
-    owner = owner_id()
+    owner = owner or owner_id()
     return [
         MailboxPoller(m, settings, factory, spool, on_spooled, owner, on_alert)
         for m in settings.imap
@@ -81,6 +86,7 @@ class MailboxPoller:
         self.spool = spool
         self.on_spooled = on_spooled
         self.state = MailboxState(factory, mailbox.name, owner)
+        self.factory = factory
         self.failures = 0
         self.errors = 0  # every failed poll since start, for the metrics
         self.spooled = 0
@@ -199,13 +205,20 @@ class MailboxPoller:
         self, connection: ImapConnection, mark: Watermark, uids: list[int]
     ) -> Watermark:
         infos = await connection.fetch_info(uids)
-        done = {FLAG_SPOOLED, FLAG_TOO_LARGE}
+        done = {FLAG_SPOOLED, FLAG_TOO_LARGE, FLAG_QUARANTINED}
         taken_before = [i.uid for i in infos if FLAG_SPOOLED in i.flags]
         fresh = [i for i in infos if not i.flags & done]
         too_large = [i for i in fresh if i.size > self.max_bytes]
-        spooled = await self._spool_bodies(
-            connection, [i for i in fresh if i.size <= self.max_bytes]
-        )
+        taken = await self._spool_bodies(connection, [i for i in fresh if i.size <= self.max_bytes])
+        held = await wait_settled(self.spool, self.factory, set(taken.values()))
+        spooled = [uid for uid, spool_id in taken.items() if spool_id not in held]
+        poison = [uid for uid, spool_id in taken.items() if spool_id in held]
+        if poison:
+            log.warning(
+                "mailbox %s: UID(s) %s quarantined: flagged %s and left on the server",
+                *(self.mailbox.name, ", ".join(map(str, poison)), FLAG_QUARANTINED),
+            )
+        await self._flag(connection, poison, FLAG_QUARANTINED)
         for info in too_large:
             log.warning(
                 "ALERT mailbox %s: UID %d is %d bytes, over smtp.max_message_bytes (%d): "
@@ -233,9 +246,9 @@ class MailboxPoller:
 
     async def _spool_bodies(
         self, connection: ImapConnection, wanted: list[MessageInfo]
-    ) -> list[int]:
-        """Fetch bodies a bounded round at a time and spool each; returns the spooled UIDs."""
-        spooled: list[int] = []
+    ) -> dict[int, str]:
+        """Fetch bodies a bounded round at a time and spool each; returns UID -> spool id."""
+        spooled: dict[int, str] = {}
         for group in _rounds(wanted):
             bodies = await connection.fetch_bodies([info.uid for info in group])
             for info in group:
@@ -247,9 +260,9 @@ class MailboxPoller:
                         info.uid,
                     )
                     continue
-                await asyncio.to_thread(self.spool.write, raw, self._envelope(info.uid))
+                envelope = self._envelope(info.uid)
+                spooled[info.uid] = await asyncio.to_thread(self.spool.write, raw, envelope)
                 self.on_spooled()
-                spooled.append(info.uid)
         self.spooled += len(spooled)
         return spooled
 

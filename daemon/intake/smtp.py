@@ -30,6 +30,8 @@ SPOOL_FULL = "452 4.3.1 Insufficient system storage, please try again later"
 BUSY = "451 4.3.2 Too busy, please try again later"
 SHUTTING_DOWN = "421 4.3.2 Service shutting down, please try again later"
 TLS_REQUIRED = "530 5.7.0 Must issue a STARTTLS command first"
+TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, please try again later"
+REFUSAL_LOG_SECONDS = 60.0
 
 
 class IntakeHandler:
@@ -48,6 +50,26 @@ class IntakeHandler:
         self.database_ok = database_ok
         self.closing = False
         self.accepted = 0
+        self.connections = 0  # open SMTP sessions, against smtp.max_connections
+        self.refused_connections = 0
+        self._refusal_logged_at = -REFUSAL_LOG_SECONDS
+
+    def admit(self) -> bool:
+        """Count a new session in, or refuse it (False) when ``smtp.max_connections`` are open."""
+        if self.connections < self.settings.smtp.max_connections:
+            self.connections += 1
+            return True
+        self.refused_connections += 1
+        now = time.monotonic()
+        if now - self._refusal_logged_at >= REFUSAL_LOG_SECONDS:
+            self._refusal_logged_at = now
+            log.warning(
+                "%d SMTP sessions open (smtp.max_connections): refusing new ones with 421, "
+                "%d refused so far",
+                self.connections,
+                self.refused_connections,
+            )
+        return False
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -112,6 +134,8 @@ class IntakeSMTP(SMTP):
     """aiosmtpd's server with our line-length policy and enhanced codes on its size replies."""
 
     def __init__(self, handler: IntakeHandler, settings: Settings, **kwargs: Any) -> None:
+        self._intake = handler
+        self._admitted = self._refused = False
         # Real mail (HTML from some clients) has long lines; accept them rather than bounce.
         self.line_length_limit = settings.smtp.max_line_length
         super().__init__(
@@ -124,6 +148,36 @@ class IntakeSMTP(SMTP):
             ident="postdesk ESMTP",
             **kwargs,
         )
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Admit the session under ``smtp.max_connections``, or answer 421 4.7.0 and close."""
+        if self.transport is None and not self._admitted:  # not STARTTLS's second call
+            if not self._intake.admit():
+                self._refused = True
+                assert isinstance(transport, asyncio.WriteTransport)
+                transport.write(TOO_MANY_CONNECTIONS.encode() + b"\r\n")
+                transport.close()
+                return
+            self._admitted = True
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        """Release the session's place (a refused session never took one)."""
+        if self._refused:
+            return
+        if self._admitted:
+            self._admitted = False
+            self._intake.connections -= 1
+        super().connection_lost(error)
+
+    def data_received(self, data: bytes) -> None:
+        """Ignore what a refused client sends while its connection closes."""
+        if not self._refused:
+            super().data_received(data)
+
+    def eof_received(self) -> bool | None:
+        """A refused client's EOF needs no handling."""
+        return False if self._refused else super().eof_received()
 
     async def push(self, status: str) -> None:  # type: ignore[override]
         """Send a reply, rewriting aiosmtpd's own size errors to ``552 5.3.4``."""

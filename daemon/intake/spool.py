@@ -2,13 +2,15 @@
 
 Layout under ``<data_dir>/spool``: ``tmp/`` (being written), ``new/`` (waiting), ``work/``
 (claimed by a worker). A file is ``<spool_id>.<attempts>.msg`` holding one JSON envelope line
-followed by the raw message bytes. ``write`` returns only after the bytes and the directory entry
+followed by the raw message bytes; in ``work/`` its name starts with ``<pid>~``, the claiming
+process, so the claims of a worker that died can be told from those of live ones. ``write`` returns only after the bytes and the directory entry
 are on stable storage (write, flush, fsync, rename, fsync the directory), so a ``250`` that
 follows it is a promise a crash cannot break.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -22,6 +24,7 @@ from pathlib import Path
 log = logging.getLogger("postdesk.spool")
 
 SUFFIX = ".msg"
+OWNER_SEPARATOR = "~"
 
 
 @dataclass(frozen=True)
@@ -82,11 +85,12 @@ class Spool:
                 if not self._batch:
                     return None
             name = self._batch.popleft()
+            claimed = self.work / f"{os.getpid()}{OWNER_SEPARATOR}{name}"
             try:
-                os.rename(self.new / name, self.work / name)
+                os.rename(self.new / name, claimed)
             except FileNotFoundError:
                 continue  # another process claimed it first
-            return _read_entry(self.work / name)
+            return _read_entry(claimed)
 
     def done(self, entry: SpoolEntry) -> None:
         """Forget a message whose outcome is committed to the database.
@@ -117,6 +121,21 @@ class Spool:
             log.warning("requeued %d message(s) interrupted by the last shutdown", count)
         return count
 
+    def claims(self, owner: int | None = None) -> list[SpoolEntry]:
+        """Messages in ``work/`` claimed by process ``owner`` (every claim when None)."""
+        entries = []
+        for path in sorted(self.work.iterdir()):
+            pid, _, _rest = path.name.rpartition(OWNER_SEPARATOR)
+            if owner is None or pid == str(owner):
+                with contextlib.suppress(FileNotFoundError):
+                    entries.append(_read_entry(path))
+        return entries
+
+    def present(self, spool_ids: set[str]) -> set[str]:
+        """Which of ``spool_ids`` still wait or are being worked on (not yet settled)."""
+        names = [*os.listdir(self.new), *os.listdir(self.work)]
+        return {sid for sid in (_split_name(name)[0] for name in names) if sid in spool_ids}
+
     def pending(self) -> int:
         """How many messages wait or are being worked on."""
         return len(os.listdir(self.new)) + len(os.listdir(self.work))
@@ -144,7 +163,7 @@ def peek_waiting(waiting: Path, count: int, limit: int) -> list[tuple[str, bytes
 
 
 def _split_name(name: str) -> tuple[str, int]:
-    stem = name.removesuffix(SUFFIX)
+    stem = name.rpartition(OWNER_SEPARATOR)[2].removesuffix(SUFFIX)
     spool_id, _, attempts = stem.rpartition(".")
     return spool_id, int(attempts)
 

@@ -1,10 +1,11 @@
 """The outbox sender: delivers committed outbox rows to the relay, or into a Maildir.
 
-Rows are claimed in small groups with a lease (a conditional UPDATE of ``claimed_until`` per
-row), so several daemons on one database never send the same row at the same time, and sent
-over ``outbound.connections`` persistent relay connections in parallel
-(:mod:`postdesk.daemon.outbound.relaypool`); rows claimed but not reached when the sender stops
-are released at once. A 5xx reply fails
+Rows are claimed in small groups with a short lease (a conditional UPDATE of ``claimed_until``
+and ``claimed_by``), renewed while they are being sent (``daemon/outbound/lease.py``), so several
+daemons on one database never send the same row at the same time and a crashed daemon's rows
+are free again within a minute. They are sent over ``outbound.connections`` persistent relay
+connections in parallel (:mod:`postdesk.daemon.outbound.relaypool`); rows claimed but not
+reached when the sender stops are released at once. A 5xx reply fails
 the row for good; a 4xx reply, a timeout or a network error retries it with exponential
 backoff until ``outbound.max_attempts``. Without a relay, mail goes into
 ``<data_dir>/outbox-sent/new/`` under a name derived from the row id, so sending again after
@@ -28,14 +29,17 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.daemon.config import Settings
+from postdesk.daemon.outbound.bounced import refused_for_good
+from postdesk.daemon.outbound.lease import LEASE_SECONDS, kept
 from postdesk.daemon.outbound.relaypool import RelayPool
+from postdesk.daemon.statelog import StateLog
+from postdesk.daemon.store.bounces import mark_bouncing_now
 from postdesk.daemon.store.db import transaction
 from postdesk.models.schema import OutboxItem, utcnow
 
 log = logging.getLogger("postdesk.outbox")
 
 POLL_SECONDS = 1.0
-LEASE_SECONDS = 600.0
 DELIVERY_DEADLINE_SECONDS = 300.0
 MAX_BACKOFF_SECONDS = 3600.0
 JITTER = 0.1
@@ -70,7 +74,14 @@ class _Result:
 
 
 class PermanentFailure(Exception):
-    """The relay refused the mail for good (5xx); sending it again cannot help."""
+    """The relay refused the mail for good (5xx); sending it again cannot help.
+
+    ``refused`` names the recipients the relay refused for good (they are marked bouncing).
+    """
+
+    def __init__(self, reason: str, refused: tuple[str, ...] = ()) -> None:
+        super().__init__(reason)
+        self.refused = refused
 
 
 class OutboxSender:
@@ -83,19 +94,22 @@ class OutboxSender:
         *,
         lease_seconds: float = LEASE_SECONDS,
         on_alert: Callable[[str, dict[str, object]], None] | None = None,
+        owner: str = "",
     ) -> None:
         """Send with ``settings.outbound`` using sessions from ``factory``.
 
-        ``on_alert(event, detail)`` hears of mail the relay refused for good
-        (``alert.relay_refused``).
+        ``owner`` (the daemon id) marks the rows this daemon claims; ``on_alert(event, detail)``
+        hears of mail the relay refused for good (``alert.relay_refused``).
         """
         self._on_alert = on_alert
         self._settings = settings
+        self._owner = owner
         self._factory = factory
         self._lease = timedelta(seconds=lease_seconds)
         self._wake = asyncio.Event()
         self._relays: RelayPool | None = None
         self.counts = {SENT: 0, FAILED: 0, "retried": 0}
+        self._state = StateLog(log, "outbox")  # one line per change, not per round
 
     def wake(self) -> None:
         """Look for due rows now instead of at the next poll (call from the event loop)."""
@@ -107,7 +121,9 @@ class OutboxSender:
             try:
                 await self._drain(stop)
             except Exception as exc:  # database unavailable: the next round tries again
-                log.warning("outbox round failed, will retry: %s", exc)
+                self._state.failed(" ".join(str(exc).split())[:300])
+            else:
+                self._state.recovered()
             await self._nap(stop)
         await self._close_relays()
         log.info("outbox sender stopped: %s", ", ".join(f"{v} {k}" for k, v in self.counts.items()))
@@ -151,7 +167,8 @@ class OutboxSender:
                     results.append(result)
 
         try:
-            await asyncio.gather(*(lane() for _ in range(min(lanes, len(items)))))
+            async with kept(self._factory, [item.id for item in items], self._owner, self._lease):
+                await asyncio.gather(*(lane() for _ in range(min(lanes, len(items)))))
         finally:
             if unreached:
                 await asyncio.to_thread(self._release, unreached)
@@ -199,7 +216,7 @@ class OutboxSender:
             claim = (
                 update(OutboxItem)
                 .where(OutboxItem.id.in_(candidates), OutboxItem.status == PENDING, free)
-                .values(claimed_until=now + self._lease)
+                .values(claimed_until=now + self._lease, claimed_by=self._owner)
                 .returning(
                     OutboxItem.id,
                     OutboxItem.message_id,
@@ -235,7 +252,7 @@ class OutboxSender:
             session.execute(
                 update(OutboxItem)
                 .where(OutboxItem.id.in_(ids), OutboxItem.status == PENDING)
-                .values(claimed_until=None)
+                .values(claimed_until=None, claimed_by=None)
                 .execution_options(synchronize_session=False)
             )
 
@@ -244,6 +261,8 @@ class OutboxSender:
         try:
             note = await asyncio.wait_for(self._deliver(item), DELIVERY_DEADLINE_SECONDS)
         except PermanentFailure as exc:
+            if exc.refused:
+                await asyncio.to_thread(mark_bouncing_now, self._factory, exc.refused, str(exc))
             if self._on_alert is not None:
                 detail = {"message_id": item.message_id, "kind": item.kind, "reason": str(exc)}
                 self._on_alert("alert.relay_refused", {**detail, "recipient": item.recipient})
@@ -271,7 +290,8 @@ class OutboxSender:
             refused = await self._relays.send(item.raw, item.envelope_from, item.recipients)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             if all(r.code >= 500 for r in exc.recipients):
-                raise PermanentFailure(_describe(exc)) from exc
+                condemned = tuple(r.recipient for r in exc.recipients)
+                raise PermanentFailure(_describe(exc), condemned) from exc
             raise
         except (
             aiosmtplib.SMTPSenderRefused,
@@ -279,7 +299,9 @@ class OutboxSender:
             aiosmtplib.SMTPDataError,
         ) as exc:
             if exc.code >= 500:
-                raise PermanentFailure(_describe(exc)) from exc
+                raise PermanentFailure(
+                    _describe(exc), refused_for_good(exc, item.recipients)
+                ) from exc
             raise
         except ValueError as exc:  # an address aiosmtplib will not put in a command
             raise PermanentFailure(str(exc)) from exc

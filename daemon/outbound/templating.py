@@ -28,6 +28,7 @@ AGENT_COMMAND_ERROR = "agent/command_error"
 AGENT_ALERT = "agent/alert"
 AGENT_SLA_ALERT = "agent/sla_alert"  # an SLA target is at risk or breached
 AGENT_DIGEST = "agent/digest"  # an agent's daily list of open tickets
+AGENT_FLOOD = "agent/flood"
 CANNED_FOLDER = "canned"  # canned/<name>.txt.j2: text an agent inserts with "#reply <name>"
 
 SUBJECT, TEXT, HTML = "subject", "txt", "html"

@@ -6,11 +6,13 @@ Each step is a module with one function ``run(ctx: MessageContext) -> None``.
 from postdesk.daemon.pipeline import Step
 from postdesk.daemon.steps import (
     authenticate,
+    bounce,
     classify,
     commands,
     dedupe,
     events,
     facts,
+    flood,
     lookup,
     notify,
     parse,
@@ -18,6 +20,7 @@ from postdesk.daemon.steps import (
     relay,
     respond,
     route,
+    scope,
     screen,
     sla,
     store,
@@ -27,14 +30,18 @@ from postdesk.daemon.steps import (
 PIPELINE: tuple[Step, ...] = (
     parse.run,  # raw bytes -> ParsedMessage, within hard limits
     screen.run,  # loops, bounces, automatic mail
+    bounce.run,  # delivery reports mark addresses bouncing; mail from them clears it
     authenticate.run,  # is mail from an agent's address really from that agent?
     classify.run,  # spam verdict and category (before any database work: no lock held)
     dedupe.run,  # the same message twice is stored once
     thread.run,  # which ticket: headers, then tag + participant, reopen window
+    scope.run,  # an agent's reply token counts on its own ticket only
+    flood.divert,  # over the new-ticket cap: join the sender's newest open ticket
     rating.run,  # a CSAT answer is recorded and does not reopen the ticket
     lookup.run,  # plugins' contact and order lookups start; the ticket as it was
     store.run,  # ticket, contact, participants, message, attachments, events
     classify.mark,  # a new ticket gets the verdict: spam is closed quietly, category kept
+    flood.settle,  # a flood's mail becomes a note; one alert to the agents
     route.run,  # a new ticket's group, and its agent when the group takes turns
     facts.run,  # the lookups' answers; a new ticket takes its contact's tier priority
     commands.run,  # an authenticated agent's #commands

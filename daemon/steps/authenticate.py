@@ -1,6 +1,9 @@
 """Step: decide whether mail from an agent's address really comes from that agent (SPEC 5).
 
-Believed are: a helpdesk HMAC token addressed to that agent in In-Reply-To/References, or the
+Believed are: a helpdesk HMAC token addressed to that agent in In-Reply-To/References (younger
+than ``auth.token_max_age_days`` and not contradicted by trusted Authentication-Results saying
+DKIM/SPF failed for the agent's domain; it covers its own ticket only, see
+``daemon/agents/binding.py`` and the ``scope`` step), or the
 topmost Authentication-Results header from a trusted authserv-id with DKIM or SPF pass aligned to
 the From domain (or DMARC pass for it). That header is only read when the mail came through a
 border we trust: over SMTP from a peer in ``auth.trusted_relays``, from an IMAP mailbox (the
@@ -13,7 +16,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 
-from postdesk.daemon.agents import authresults
+from postdesk.daemon.agents import authresults, binding
+from postdesk.daemon.agents.tokens import Token
 from postdesk.daemon.config import Agent
 from postdesk.daemon.pipeline import MessageContext
 
@@ -27,8 +31,14 @@ def run(ctx: MessageContext) -> None:
     agent = ctx.services.settings.agent(ctx.sender)
     if agent is None:
         return
-    token = by_token(ctx, agent)
-    verified, detail = (True, token) if token else by_auth_results(ctx)
+    token, refusal = by_token(ctx, agent)
+    verified, detail = by_auth_results(ctx)
+    if token is not None and not verified:  # a token alone: its own ticket only
+        ctx.agent, ctx.token_ticket = agent, token.ticket_number
+        ctx.auth_detail = f"token for ticket #{token.ticket_number}"
+        return
+    if refusal and not verified:
+        detail = f"{refusal}; {detail}"
     ctx.auth_detail = detail
     if verified:
         ctx.agent = agent
@@ -40,15 +50,32 @@ def run(ctx: MessageContext) -> None:
     )
 
 
-def by_token(ctx: MessageContext, agent: Agent) -> str:
-    """What proves the mail when In-Reply-To/References hold our token for this agent, else ""."""
+def by_token(ctx: MessageContext, agent: Agent) -> tuple[Token | None, str]:
+    """Our believable token for this agent in In-Reply-To/References, else why none is."""
     tokens = ctx.services.tokens
     wanted = tokens.agent_key(agent.email)
+    auth = ctx.services.settings.auth
+    now = ctx.services.clock().timestamp()
+    refusal = ""
     for message_id in [*ctx.parsed.in_reply_to, *ctx.parsed.references]:
         token = tokens.verify(message_id)
-        if token is not None and token.agent_key == wanted:
-            return f"token for ticket #{token.ticket_number}"
-    return ""
+        if token is None or token.agent_key != wanted:
+            continue
+        refusal = binding.age_refusal(
+            token, now, auth.token_max_age_days
+        ) or binding.forged_verdict(trusted_results(ctx), agent.email.rpartition("@")[2].lower())
+        if not refusal:
+            return token, ""
+    return None, refusal
+
+
+def trusted_results(ctx: MessageContext) -> authresults.AuthResults | None:
+    """The topmost Authentication-Results from a trusted authserv-id, read only from a trusted
+    border; None otherwise."""
+    headers = ctx.parsed.header_all("authentication-results")
+    if not headers or not border_is_trusted(ctx):
+        return None
+    return authresults.first_trusted(headers, ctx.services.settings.auth.trusted_authserv_ids)
 
 
 def by_auth_results(ctx: MessageContext) -> tuple[bool, str]:

@@ -9,6 +9,7 @@ for the relay step, unless ``#note`` (or ``#spam``) makes the whole reply intern
 from __future__ import annotations
 
 from postdesk.daemon.agents.actions import ACTIONS
+from postdesk.daemon.agents.binding import command_refusal
 from postdesk.daemon.agents.commands import parse_reply
 from postdesk.daemon.outbound.templating import one_line
 from postdesk.daemon.pipeline import MessageContext
@@ -22,7 +23,9 @@ def run(ctx: MessageContext) -> None:
     ctx.agent_errors.extend(reply.errors)
     canned: list[str] = []
     for command in reply.commands:
-        error = ACTIONS[command.name](ctx, command, canned)
+        error = command_refusal(ctx.token_ticket, command.name) or ACTIONS[command.name](
+            ctx, command, canned
+        )
         if error:
             ctx.agent_errors.append(f"{one_line(command.line, 100)!r}: {error}")
     if reply.has("note") or reply.has("spam"):

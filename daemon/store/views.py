@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session, selectinload
 
+from postdesk.daemon.store.bounces import bouncing_participants
 from postdesk.daemon.store.slaview import sla_dict
 from postdesk.daemon.store.tags import format_tag
 from postdesk.models.schema import Message, Ticket
@@ -49,6 +50,7 @@ def ticket_dict(
     if session is not None:
         data["sla"] = sla_dict(session, ticket)
     if with_messages:
+        data["bouncing"] = bouncing_participants(session, ticket) if session else []
         data["messages"] = [message_dict(m) for m in ticket.messages]
     return data
 

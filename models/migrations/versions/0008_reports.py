@@ -1,7 +1,7 @@
 """reports: indexes for aggregating tickets, events and messages by time
 
 Revision ID: 0008_reports
-Revises: 0005_sla
+Revises: 0006_reliability
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0008_reports"
-down_revision = "0005_sla"
+down_revision = "0006_reliability"
 branch_labels = None
 depends_on = None
 
