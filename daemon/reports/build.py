@@ -1,8 +1,7 @@
 """Build a whole report: every section's figures for one window, read in one snapshot.
 
 A section is a module with ``compute(conn, window) -> dict``; :data:`SECTIONS` lists them in
-the order they are shown. The SLA compliance section (policies, business time) belongs to the
-SLA issue and is one more entry here once its tables exist.
+the order they are shown.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
 
-from postdesk.daemon.reports import backlog, hygiene, satisfaction, speed, volume
+from postdesk.daemon.reports import backlog, hygiene, satisfaction, sla, speed, volume
 from postdesk.daemon.reports.periods import Window, iso
 
 SCHEMA_VERSION = 1
@@ -23,6 +22,7 @@ Section = Callable[[Connection, Window], dict[str, Any]]
 SECTIONS: tuple[tuple[str, Section], ...] = (
     ("volume", volume.compute),
     ("speed", speed.compute),
+    ("sla", sla.compute),
     ("satisfaction", satisfaction.compute),
     ("backlog", backlog.compute),
     ("spam", hygiene.compute),

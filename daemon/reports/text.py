@@ -89,6 +89,10 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
         ("Resolution by agent (assignee)", _speed_table("agent", resolution["by_agent"])),
         ("Resolution by category", _speed_table("category", resolution["by_category"])),
         (
+            f"SLA COMPLIANCE (tickets created in the range, as of {report['sla']['as_of']})",
+            _sla_table(report["sla"]),
+        ),
+        (
             "SATISFACTION",
             [
                 *table(
@@ -151,4 +155,27 @@ def _csat_table(label: str, rows: list[dict[str, Any]]) -> list[str]:
     return table(
         (label, "ratings", "average"),
         [(r["key"] or "(none)", r["count"], number(r["average"])) for r in rows],
+    )
+
+
+def _sla_table(sla: dict[str, Any]) -> list[str]:
+    rows = [*[(p["policy"], p) for p in sla["policies"]], ("total", sla["totals"])]
+    if not sla["policies"]:
+        return ["(no ticket with an SLA policy)"]
+    return table(
+        ("policy", "target", "tickets", "met", "breached", "at risk", "open", "compliance"),
+        [
+            (
+                name,
+                target.replace("_", " "),
+                row["tickets"],
+                row[target]["met"],
+                row[target]["breached"],
+                row[target]["at_risk"],
+                row[target]["open"],
+                percent(row[target]["compliance"]),
+            )
+            for name, row in rows
+            for target in ("first_response", "resolution")
+        ],
     )
