@@ -28,6 +28,7 @@ from postdesk.daemon.ops.tls import server_context
 from postdesk.daemon.outbound.sender import OutboxSender
 from postdesk.daemon.preflight import SERVE_LOCK, ensure_data_dir, ensure_smtp_listen
 from postdesk.daemon.reports.schedule import weekly_reports
+from postdesk.daemon.reports.web import ReportsPage
 from postdesk.daemon.runtime import Runtime, open_runtime
 from postdesk.daemon.sla import escalation
 from postdesk.daemon.workerproc import WorkerProcess
@@ -75,7 +76,8 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
         worker_alive=lambda: worker.process is not None and worker.process.is_alive(),
         serve_pid=os.getpid(),
     )
-    http = await start_ops_http(settings, runtime.factory, runtime.spool, live)
+    reports = ReportsPage(settings, runtime.engine)
+    http = await start_ops_http(settings, runtime.factory, runtime.spool, live, reports)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, shutdown.set)
