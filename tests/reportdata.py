@@ -33,6 +33,31 @@ name = "Bob"
 [reports]
 timezone = "Europe/Berlin"
 """
+# The fixture's SLA policies: "routine" counts office hours in Berlin, "urgent" every hour.
+SLA_TOML = """
+[[sla.calendars]]
+name = "office"
+timezone = "Europe/Berlin"
+hours = "Mon-Fri 11:00-17:00"
+
+[[sla.calendars]]
+name = "always"
+timezone = "Europe/Berlin"
+hours = "24x7"
+
+[[sla.policies]]
+name = "urgent"
+match = { category = "urgent-only" }
+calendar = "always"
+first_response = "2h"
+resolution = "9h"
+
+[[sla.policies]]
+name = "routine"
+calendar = "office"
+first_response = "24h"
+resolution = "45h"
+"""
 
 
 def at(month: int, day: int, hour: int, minute: int = 0) -> datetime:
@@ -110,9 +135,7 @@ class Builder:
                     ticket_id=ticket_id,
                     policy=policy,
                     timezone="Europe/Berlin",
-                    resolution_paused="[]",
-                    updated_at=at(11, 6, 0),
-                    **values,
+                    **{"resolution_paused": "[]", "updated_at": at(11, 6, 0), **values},
                 )
             )
 
@@ -215,7 +238,8 @@ def build_fixture(database_url: str) -> None:
     # T3 routine: never answered, due Oct 28 (breached; at risk on Oct 27 after 20:00Z); resolution
     # clock paused: no due time (open).
     b.sla(t3, "routine", first_response_due=at(10, 28, 10), first_response_warn_at=at(10, 27, 20))
-    # T4 urgent: answered in time (met); solved two hours late (breached).
+    # T4 urgent: answered in time (met); solved two hours late (breached); pending for 12 h
+    # (Oct 29 12:00Z to Oct 30 00:00Z), so 36 of its 48 hours count (around the clock).
     b.sla(
         t4,
         "urgent",
@@ -225,6 +249,7 @@ def build_fixture(database_url: str) -> None:
         resolution_due=at(10, 30, 10),
         resolution_warn_at=at(10, 30, 8),
         resolved_at=at(10, 30, 12),
+        resolution_paused=json.dumps([[at(10, 29, 12).isoformat(), at(10, 30, 0).isoformat()]]),
     )
     # T5 (spam) and T6 (created before the range) are left out whatever their SLA says.
     b.sla(t5, "urgent", first_response_due=at(10, 22, 12))

@@ -6,7 +6,7 @@ the order they are shown.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -14,8 +14,9 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
 
-from postdesk.daemon.reports import backlog, hygiene, satisfaction, sla, speed, volume
+from postdesk.daemon.reports import backlog, business, hygiene, satisfaction, sla, speed, volume
 from postdesk.daemon.reports.periods import Window, iso
+from postdesk.daemon.sla.calendar import Calendar
 
 SCHEMA_VERSION = 1
 Section = Callable[[Connection, Window], dict[str, Any]]
@@ -29,8 +30,17 @@ SECTIONS: tuple[tuple[str, Section], ...] = (
 )
 
 
-def build_report(engine: Engine, window: Window, title: str, now: datetime) -> dict[str, Any]:
-    """Every section of the report for ``window`` (the JSON schema of docs/reports.md)."""
+def build_report(
+    engine: Engine,
+    window: Window,
+    title: str,
+    now: datetime,
+    calendars: Mapping[str, Calendar] | None = None,
+) -> dict[str, Any]:
+    """Every section of the report for ``window`` (the JSON schema of docs/reports.md).
+
+    ``calendars`` (policy name to SLA calendar) gives the business-time figures of ``sla``.
+    """
     report: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "title": title,
@@ -40,6 +50,7 @@ def build_report(engine: Engine, window: Window, title: str, now: datetime) -> d
     with snapshot(engine) as conn:
         for name, compute in SECTIONS:
             report[name] = compute(conn, window)
+        report["sla"]["business_time"] = business.compute(conn, window, calendars or {})
     return report
 
 

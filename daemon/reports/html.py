@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from postdesk.daemon.config import Settings
 from postdesk.daemon.outbound.templating import Templates
 from postdesk.daemon.reports.build import build_report
+from postdesk.daemon.reports.business import policy_calendars
 from postdesk.daemon.reports.charts import Series, bar_chart
 from postdesk.daemon.reports.periods import make_window
 from postdesk.daemon.reports.text import duration, number, percent
@@ -36,7 +37,9 @@ def report_page(
     zone = ZoneInfo(settings.reports.timezone)
     now = utcnow()
     window = make_window(first, last, by, zone, now.astimezone(zone).date())
-    report = build_report(engine, window, f"{settings.helpdesk.name} report", now)
+    report = build_report(
+        engine, window, f"{settings.helpdesk.name} report", now, policy_calendars(settings)
+    )
     return render_html(Templates(settings).environment, report)
 
 

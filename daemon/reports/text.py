@@ -93,6 +93,14 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
             _sla_table(report["sla"]),
         ),
         (
+            "First response in business time (SLA calendars)",
+            _speed_table("policy", _with_total(report["sla"]["business_time"]["first_response"])),
+        ),
+        (
+            "Resolution in business time (SLA calendars)",
+            _speed_table("policy", _with_total(report["sla"]["business_time"]["resolution"])),
+        ),
+        (
             "SATISFACTION",
             [
                 *table(
@@ -179,3 +187,9 @@ def _sla_table(sla: dict[str, Any]) -> list[str]:
             for target in ("first_response", "resolution")
         ],
     )
+
+
+def _with_total(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-policy rows and, when there are any, an ``all policies`` row."""
+    rows = figures["by_policy"]
+    return [*rows, {"key": "all policies", **figures["overall"]}] if rows else []
