@@ -76,7 +76,7 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
         worker_alive=lambda: worker.process is not None and worker.process.is_alive(),
         serve_pid=os.getpid(),
     )
-    reports = ReportsPage(settings, runtime.engine)
+    reports = ReportsPage(settings, runtime.engine) if settings.http.listen else None
     http = await start_ops_http(settings, runtime.factory, runtime.spool, live, reports)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
