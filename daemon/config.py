@@ -170,6 +170,8 @@ class HttpSettings:
     """The optional health and metrics listener."""
 
     listen: str = ""  # HOST:PORT for /healthz, /readyz and /metrics; empty = off
+    reports_token: str = ""  # the token /reports asks for; empty (and no _env) = /reports off
+    reports_token_env: str = ""  # or the environment variable holding it
 
 
 @dataclass(frozen=True)

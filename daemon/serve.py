@@ -30,6 +30,7 @@ from postdesk.daemon.outbound.sender import OutboxSender
 from postdesk.daemon.preflight import SERVE_LOCK, ensure_data_dir, ensure_smtp_listen
 from postdesk.daemon.reclaim import requeue_claims
 from postdesk.daemon.reports.schedule import weekly_reports
+from postdesk.daemon.reports.web import ReportsPage
 from postdesk.daemon.runtime import Runtime, open_runtime
 from postdesk.daemon.sla import digest, escalation
 from postdesk.daemon.store.identity import daemon_id
@@ -94,7 +95,8 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
         worker_alive=lambda: all(w.process is not None and w.process.is_alive() for w in workers),
         serve_pid=os.getpid(),
     )
-    http = await start_ops_http(settings, runtime.factory, runtime.spool, live)
+    reports = ReportsPage(settings, runtime.engine) if settings.http.listen else None
+    http = await start_ops_http(settings, runtime.factory, runtime.spool, live, reports)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, shutdown.set)

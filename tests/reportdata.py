@@ -16,6 +16,7 @@ from sqlalchemy import Engine, insert, update
 
 from postdesk.daemon.store.db import make_engine, upgrade_schema
 from postdesk.models.schema import Event, Message, OutboxItem, QuarantineItem, Ticket
+from postdesk.models.sla import TicketSla
 
 HELPDESK = "support@example.com"
 ALICE = "alice@example.com"
@@ -31,6 +32,31 @@ name = "Bob"
 
 [reports]
 timezone = "Europe/Berlin"
+"""
+# The fixture's SLA policies: "routine" counts office hours in Berlin, "urgent" every hour.
+SLA_TOML = """
+[[sla.calendars]]
+name = "office"
+timezone = "Europe/Berlin"
+hours = "Mon-Fri 11:00-17:00"
+
+[[sla.calendars]]
+name = "always"
+timezone = "Europe/Berlin"
+hours = "24x7"
+
+[[sla.policies]]
+name = "urgent"
+match = { category = "urgent-only" }
+calendar = "always"
+first_response = "2h"
+resolution = "9h"
+
+[[sla.policies]]
+name = "routine"
+calendar = "office"
+first_response = "24h"
+resolution = "45h"
 """
 
 
@@ -101,6 +127,18 @@ class Builder:
         """A ``#status`` change."""
         self.event(ticket_id, "status", moment, {"from": old, "to": new})
 
+    def sla(self, ticket_id: int, policy: str, **values: Any) -> None:
+        """The ticket's ``ticket_sla`` row (due, warning and met times as the SLA clock sets them)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(TicketSla).values(
+                    ticket_id=ticket_id,
+                    policy=policy,
+                    timezone="Europe/Berlin",
+                    **{"resolution_paused": "[]", "updated_at": at(11, 6, 0), **values},
+                )
+            )
+
     def csat_request(self, ticket_id: int, moment: datetime) -> None:
         """The CSAT request sent on solving."""
         with self.engine.begin() as conn:
@@ -157,7 +195,7 @@ def build_fixture(database_url: str) -> None:
     b.csat_request(t2, at(10, 21, 8))
     b.event(t2, "reopened", at(10, 27, 10), {"by": "c2@example.org"})
     # T3: ingested, never answered, unassigned.
-    b.ticket(at(10, 27, 10), "ingest", "c3@example.org", category="shipping", status="new")
+    t3 = b.ticket(at(10, 27, 10), "ingest", "c3@example.org", category="shipping", status="new")
     # T4: Alice answers after 24 h, solved 48 h after creation, rated 2.
     t4 = b.ticket(at(10, 28, 12), "smtp", "c4@example.org", category="shipping", assignee=ALICE)
     b.reply(t4, ALICE, at(10, 29, 12))
@@ -169,12 +207,65 @@ def build_fixture(database_url: str) -> None:
     t5 = b.ticket(at(10, 22, 10), "smtp", "spammer@example.net", spam=True, status="closed")
     b.event(t5, "spam", at(10, 22, 10, 5), {})
     # T6: older than the range, still open with Bob.
-    b.ticket(at(10, 1, 10), "smtp", "c6@example.org", assignee=BOB)
+    t6 = b.ticket(at(10, 1, 10), "smtp", "c6@example.org", assignee=BOB)
     # T7: Bob answers after 2 h; solved only after the range ends (Nov 5).
     t7 = b.ticket(at(10, 23, 10), "smtp", "c7@example.org", category="billing", assignee=BOB)
     b.reply(t7, BOB, at(10, 23, 12))
     b.status(t7, at(11, 5, 10), "open", "solved")
     _set(engine, t7, status="solved", solved_at=at(11, 5, 10))
+    # SLA rows, judged as of the end of the range (2026-11-01 23:00Z):
+    # T1 urgent: first reply an hour late (breached); solved 8 h early (met).
+    b.sla(
+        t1,
+        "urgent",
+        first_response_due=at(10, 25, 1, 30),
+        first_response_warn_at=at(10, 25, 1),
+        first_response_met_at=at(10, 25, 2, 30),
+        resolution_due=at(10, 25, 20),
+        resolution_warn_at=at(10, 25, 18),
+        resolved_at=at(10, 25, 12),
+    )
+    # T2 routine: answered in time (met); reopened, due after the end, warning passed (at risk).
+    b.sla(
+        t2,
+        "routine",
+        first_response_due=at(10, 20, 12),
+        first_response_warn_at=at(10, 20, 11),
+        first_response_met_at=at(10, 20, 9),
+        resolution_due=at(11, 3, 8),
+        resolution_warn_at=at(10, 31, 8),
+    )
+    # T3 routine: never answered, due Oct 28 (breached; at risk on Oct 27 after 20:00Z); resolution
+    # clock paused: no due time (open).
+    b.sla(t3, "routine", first_response_due=at(10, 28, 10), first_response_warn_at=at(10, 27, 20))
+    # T4 urgent: answered in time (met); solved two hours late (breached); pending for 12 h
+    # (Oct 29 12:00Z to Oct 30 00:00Z), so 36 of its 48 hours count (around the clock).
+    b.sla(
+        t4,
+        "urgent",
+        first_response_due=at(10, 29, 14),
+        first_response_warn_at=at(10, 29, 13),
+        first_response_met_at=at(10, 29, 12),
+        resolution_due=at(10, 30, 10),
+        resolution_warn_at=at(10, 30, 8),
+        resolved_at=at(10, 30, 12),
+        resolution_paused=json.dumps([[at(10, 29, 12).isoformat(), at(10, 30, 0).isoformat()]]),
+    )
+    # T5 (spam) and T6 (created before the range) are left out whatever their SLA says.
+    b.sla(t5, "urgent", first_response_due=at(10, 22, 12))
+    b.sla(t6, "routine", first_response_due=at(10, 2, 10))
+    # T7 routine: answered in time (met); solved Nov 5, after the end: still open then, its
+    # warning (Nov 8) not yet passed.
+    b.sla(
+        t7,
+        "routine",
+        first_response_due=at(10, 23, 14),
+        first_response_warn_at=at(10, 23, 13),
+        first_response_met_at=at(10, 23, 12),
+        resolution_due=at(11, 10, 10),
+        resolution_warn_at=at(11, 8, 10),
+        resolved_at=at(11, 5, 10),
+    )
     b.quarantine(at(10, 22, 3), "held")
     b.quarantine(at(10, 30, 3), "replayed")
     b.quarantine(at(9, 1, 3), "held")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.reportdata import AGENTS_TOML, ALICE, BOB, build_fixture
+from tests.reportdata import AGENTS_TOML, ALICE, BOB, SLA_TOML, build_fixture
 from tests.support import write_config
 
 RANGE = ("--from", "2026-10-19", "--to", "2026-11-01")
@@ -32,7 +32,7 @@ def postdesk(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def fixture_config(tmp_path: Path, database_url: str) -> Path:
     """A config for the fixture database, reporting in Europe/Berlin."""
     build_fixture(database_url)
-    return write_config(tmp_path, database_url, extra=AGENTS_TOML)
+    return write_config(tmp_path, database_url, extra=AGENTS_TOML + SLA_TOML)
 
 
 def report_json(config: Path, *args: str) -> dict[str, Any]:
@@ -140,6 +140,9 @@ def test_text_tables_carry_the_figures(fixture_config: Path) -> None:
     assert "resolution            2  13h 30m  2d 0h   1d 6h" in text
     assert "response rate: 67%" in text
     assert f"{BOB}        3" in text
+    assert "routine  first response        3    2         1        0     0         67%" in text
+    assert "total        resolution        5    1         1        1     2         50%" in text
+    assert "all policies        4  2h 00m   1d 0h   7h 30m" in text
 
 
 def test_bad_dates_are_one_line_usage_errors(tmp_path: Path, sqlite_url: str) -> None:
@@ -162,3 +165,83 @@ def test_wrong_timezone_names_the_key(tmp_path: Path, sqlite_url: str) -> None:
     assert result.returncode == 2
     assert "reports.timezone: not a known time zone" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_sla_compliance_per_policy(fixture_config: Path) -> None:
+    sla = report_json(fixture_config)["sla"]
+    assert sla["as_of"] == "2026-11-01T23:00:00Z"  # the end of the range, long past
+    assert sla["policies"] == [
+        {
+            "policy": "routine",
+            "tickets": 3,
+            "first_response": {
+                "met": 2,
+                "breached": 1,
+                "at_risk": 0,
+                "open": 0,
+                "compliance": 0.667,
+            },
+            "resolution": {"met": 0, "breached": 0, "at_risk": 1, "open": 2, "compliance": None},
+        },
+        {
+            "policy": "urgent",
+            "tickets": 2,
+            "first_response": {"met": 1, "breached": 1, "at_risk": 0, "open": 0, "compliance": 0.5},
+            "resolution": {"met": 1, "breached": 1, "at_risk": 0, "open": 0, "compliance": 0.5},
+        },
+    ]
+    assert sla["totals"] == {
+        "tickets": 5,
+        "first_response": {"met": 3, "breached": 2, "at_risk": 0, "open": 0, "compliance": 0.6},
+        "resolution": {"met": 1, "breached": 1, "at_risk": 1, "open": 2, "compliance": 0.5},
+    }
+
+
+def test_sla_judged_as_of_a_shorter_range(fixture_config: Path) -> None:
+    # Up to Oct 27 (end 23:00Z): T3 (created Oct 27 10:00Z) is not yet due but past its warning;
+    # T4 is not created yet; T7 was solved only later; T2's resolution warning has not passed.
+    result = postdesk(
+        fixture_config, "report", "--from", "2026-10-19", "--to", "2026-10-27", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    sla = json.loads(result.stdout)["sla"]
+    routine = sla["policies"][0]
+    assert routine["policy"] == "routine" and routine["tickets"] == 3
+    assert routine["first_response"] == {
+        "met": 2,
+        "breached": 0,
+        "at_risk": 1,
+        "open": 0,
+        "compliance": 1.0,
+    }
+    assert routine["resolution"] == {
+        "met": 0,
+        "breached": 0,
+        "at_risk": 0,
+        "open": 3,
+        "compliance": None,
+    }
+
+
+def test_sla_times_in_business_time(fixture_config: Path) -> None:
+    business = report_json(fixture_config)["sla"]["business_time"]
+    # routine (Berlin, Mon-Fri 11:00-17:00): T2 came at 10:00 CEST and was answered at 11:00,
+    # before opening: 0 s; T7 from 12:00 to 14:00 CEST on a Friday: 2 h. urgent (24x7): T1
+    # 4 h across the DST change, T4 24 h.
+    first = business["first_response"]
+    assert first["by_policy"] == [
+        {"key": "routine", "count": 2, "mean": 3600.0, "median": 0.0, "p90": 7200.0},
+        {"key": "urgent", "count": 2, "mean": 50400.0, "median": 14400.0, "p90": 86400.0},
+    ]
+    assert first["overall"] == {"count": 4, "mean": 27000.0, "median": 7200.0, "p90": 86400.0}
+    # Resolution: T1 13.5 h; T4 48 h less 12 h pending = 36 h. No routine ticket was resolved.
+    resolution = business["resolution"]
+    assert resolution["by_policy"] == [
+        {"key": "urgent", "count": 2, "mean": 89100.0, "median": 48600.0, "p90": 129600.0}
+    ]
+    assert resolution["overall"] == {
+        "count": 2,
+        "mean": 89100.0,
+        "median": 48600.0,
+        "p90": 129600.0,
+    }

@@ -14,7 +14,7 @@ from tests.chromium import console_messages, run_chromium
 from tests.reportdata import AGENTS_TOML, build_fixture
 from tests.support import write_config
 
-CHARTS = ("chart-volume", "chart-speed", "chart-csat", "chart-backlog")
+CHARTS = ("chart-volume", "chart-speed", "chart-sla", "chart-csat", "chart-backlog")
 
 
 class Charts(HTMLParser):

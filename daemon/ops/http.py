@@ -1,7 +1,7 @@
 """The optional health and metrics listener (``[http] listen``) inside ``serve``.
 
-A deliberately small HTTP/1.1 server on asyncio streams: three GET routes, one request per
-connection, bounded request size and time. It runs in serve's event loop, so ``/healthz``
+A deliberately small HTTP/1.1 server on asyncio streams: three GET routes (and ``/reports``
+when serve hands one in), one request per connection, bounded request size and time. It runs in serve's event loop, so ``/healthz``
 answering proves the loop answers; blocking work (the database, the file system) runs in
 threads. A web framework would add a dependency for three fixed routes.
 """
@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,17 +27,36 @@ log = logging.getLogger("postdesk.http")
 
 REQUEST_TIMEOUT_SECONDS = 5.0
 CHECK_TIMEOUT_SECONDS = 5.0
+REPORT_TIMEOUT_SECONDS = 300.0
 MAX_REQUEST_BYTES = 8192
 Reply = tuple[int, str, bytes]
+HTML_HEADERS = (
+    "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+    "Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'\r\n"
+)
+
+
+class PageRoute(Protocol):
+    """A slow, token-protected page (``/reports``); the ops package does not build it."""
+
+    async def answer(self, query: str, authorization: str) -> Reply:
+        """The reply to a GET with this query string and ``Authorization`` header value."""
+        ...
 
 
 class OpsEndpoints:
     """The three routes and what each one checks."""
 
     def __init__(
-        self, settings: Settings, factory: sessionmaker[Session], spool: Spool, live: LiveSources
+        self,
+        settings: Settings,
+        factory: sessionmaker[Session],
+        spool: Spool,
+        live: LiveSources,
+        reports: PageRoute | None = None,
     ) -> None:
         self.settings = settings
+        self.reports = reports
         self.factory = factory
         self.spool = spool
         self.live = live
@@ -95,9 +115,10 @@ class OpsEndpoints:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one request and close the connection."""
         try:
-            status, content_type, body = await asyncio.wait_for(
-                self._answer(reader), REQUEST_TIMEOUT_SECONDS * 3
-            )
+            answer = await asyncio.wait_for(self._answer(reader), REQUEST_TIMEOUT_SECONDS * 3)
+            if not isinstance(answer, tuple):  # a page that may take long: its own bound
+                answer = await asyncio.wait_for(answer, REPORT_TIMEOUT_SECONDS)
+            status, content_type, body = answer
         except (
             TimeoutError,
             asyncio.IncompleteReadError,
@@ -112,18 +133,22 @@ class OpsEndpoints:
         head = (
             f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
             f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-            "Connection: close\r\n\r\n"
+            f"{_extra_headers(status, content_type)}Connection: close\r\n\r\n"
         )
         with contextlib.suppress(ConnectionError):
             writer.write(head.encode("ascii") + body)
             await writer.drain()
         writer.close()
 
-    async def _answer(self, reader: asyncio.StreamReader) -> Reply:
+    async def _answer(self, reader: asyncio.StreamReader) -> Reply | Awaitable[Reply]:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT_SECONDS)
-        request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        request_line, *header_lines = head.decode("latin-1").split("\r\n")
         method, _, rest = request_line.partition(" ")
-        path = rest.partition(" ")[0].partition("?")[0]
+        path, _, query = rest.partition(" ")[0].partition("?")
+        if path == "/reports" and self.reports is not None:
+            if method != "GET":
+                return 405, "text/plain; charset=utf-8", b"only GET\n"
+            return self.reports.answer(query, _header(header_lines, "authorization"))
         route = self.routes.get(path)
         if route is None:
             return 404, "text/plain; charset=utf-8", b"not found: /healthz, /readyz, /metrics\n"
@@ -132,8 +157,26 @@ class OpsEndpoints:
         return await route()
 
 
+def _header(lines: list[str], name: str) -> str:
+    """The value of header ``name`` (lower case) among the request's header lines, or ``""``."""
+    for line in lines:
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() == name:
+            return value.strip()
+    return ""
+
+
+def _extra_headers(status: int, content_type: str) -> str:
+    """What a 401 or an HTML page adds to the response head."""
+    if status == 401:
+        return 'WWW-Authenticate: Bearer realm="postdesk reports"\r\n'
+    return HTML_HEADERS if content_type.startswith("text/html") else ""
+
+
 _REASONS = {
     200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
     500: "Internal Server Error",
@@ -150,9 +193,14 @@ async def start_http(endpoints: OpsEndpoints, listen: str) -> asyncio.Server:
 
 
 async def start_ops_http(
-    settings: Settings, factory: sessionmaker[Session], spool: Spool, live: LiveSources
+    settings: Settings,
+    factory: sessionmaker[Session],
+    spool: Spool,
+    live: LiveSources,
+    reports: PageRoute | None = None,
 ) -> asyncio.Server | None:
     """Start the listener when ``http.listen`` is set; None when it is off."""
     if not settings.http.listen:
         return None
-    return await start_http(OpsEndpoints(settings, factory, spool, live), settings.http.listen)
+    endpoints = OpsEndpoints(settings, factory, spool, live, reports)
+    return await start_http(endpoints, settings.http.listen)

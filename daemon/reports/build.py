@@ -1,13 +1,12 @@
 """Build a whole report: every section's figures for one window, read in one snapshot.
 
 A section is a module with ``compute(conn, window) -> dict``; :data:`SECTIONS` lists them in
-the order they are shown. The SLA compliance section (policies, business time) belongs to the
-SLA issue and is one more entry here once its tables exist.
+the order they are shown.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -15,22 +14,33 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
 
-from postdesk.daemon.reports import backlog, hygiene, satisfaction, speed, volume
+from postdesk.daemon.reports import backlog, business, hygiene, satisfaction, sla, speed, volume
 from postdesk.daemon.reports.periods import Window, iso
+from postdesk.daemon.sla.calendar import Calendar
 
 SCHEMA_VERSION = 1
 Section = Callable[[Connection, Window], dict[str, Any]]
 SECTIONS: tuple[tuple[str, Section], ...] = (
     ("volume", volume.compute),
     ("speed", speed.compute),
+    ("sla", sla.compute),
     ("satisfaction", satisfaction.compute),
     ("backlog", backlog.compute),
     ("spam", hygiene.compute),
 )
 
 
-def build_report(engine: Engine, window: Window, title: str, now: datetime) -> dict[str, Any]:
-    """Every section of the report for ``window`` (the JSON schema of docs/reports.md)."""
+def build_report(
+    engine: Engine,
+    window: Window,
+    title: str,
+    now: datetime,
+    calendars: Mapping[str, Calendar] | None = None,
+) -> dict[str, Any]:
+    """Every section of the report for ``window`` (the JSON schema of docs/reports.md).
+
+    ``calendars`` (policy name to SLA calendar) gives the business-time figures of ``sla``.
+    """
     report: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "title": title,
@@ -40,6 +50,7 @@ def build_report(engine: Engine, window: Window, title: str, now: datetime) -> d
     with snapshot(engine) as conn:
         for name, compute in SECTIONS:
             report[name] = compute(conn, window)
+        report["sla"]["business_time"] = business.compute(conn, window, calendars or {})
     return report
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from postdesk.daemon.config import Settings
 from postdesk.daemon.outbound.templating import Templates
 from postdesk.daemon.reports.build import build_report
+from postdesk.daemon.reports.business import policy_calendars
 from postdesk.daemon.reports.html import render_html
 from postdesk.daemon.reports.periods import GRAINS, make_window, parse_date
 from postdesk.daemon.reports.text import render_text
@@ -42,7 +43,9 @@ def run(settings: Settings, engine: Engine, args: argparse.Namespace) -> int:
         window = make_window(first, last, args.by, zone, now.astimezone(zone).date())
     except ValueError as error:
         raise ReportUsageError(str(error)) from None
-    report = build_report(engine, window, f"{settings.helpdesk.name} report", now)
+    report = build_report(
+        engine, window, f"{settings.helpdesk.name} report", now, policy_calendars(settings)
+    )
     if args.json:
         print(json.dumps(report, indent=2))
     elif args.html:

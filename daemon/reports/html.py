@@ -11,11 +11,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
+from markupsafe import Markup
 from sqlalchemy import Engine
 
 from postdesk.daemon.config import Settings
 from postdesk.daemon.outbound.templating import Templates
 from postdesk.daemon.reports.build import build_report
+from postdesk.daemon.reports.business import policy_calendars
 from postdesk.daemon.reports.charts import Series, bar_chart
 from postdesk.daemon.reports.periods import make_window
 from postdesk.daemon.reports.text import duration, number, percent
@@ -35,7 +37,9 @@ def report_page(
     zone = ZoneInfo(settings.reports.timezone)
     now = utcnow()
     window = make_window(first, last, by, zone, now.astimezone(zone).date())
-    report = build_report(engine, window, f"{settings.helpdesk.name} report", now)
+    report = build_report(
+        engine, window, f"{settings.helpdesk.name} report", now, policy_calendars(settings)
+    )
     return render_html(Templates(settings).environment, report)
 
 
@@ -89,6 +93,7 @@ def charts(report: dict[str, Any]) -> dict[str, Any]:
             [str(d["score"]) for d in sat["distribution"]],
             [Series("ratings", "s2", [d["count"] for d in sat["distribution"]])],
         ),
+        "sla": sla_chart(report["sla"]),
         "backlog": bar_chart(
             "chart-backlog",
             "Open tickets by age",
@@ -96,6 +101,28 @@ def charts(report: dict[str, Any]) -> dict[str, Any]:
             [Series("open tickets", "s3", [b["count"] for b in backlog["by_age"]])],
         ),
     }
+
+
+def sla_chart(sla: dict[str, Any]) -> Markup:
+    """Met, breached and at-risk targets per policy: first response and resolution side by side."""
+    bars = [
+        (f"{p['policy']} {short}", p[target])
+        for p in sla["policies"]
+        for target, short in (("first_response", "1st"), ("resolution", "res"))
+    ]
+    return bar_chart(
+        "chart-sla",
+        "SLA compliance per policy",
+        [label for label, _ in bars],
+        [
+            Series(name, css, [counts[state] for _, counts in bars])
+            for name, css, state in (
+                ("met", "s2", "met"),
+                ("breached", "s3", "breached"),
+                ("at risk", "s1", "at_risk"),
+            )
+        ],
+    )
 
 
 def _short_label(period: str) -> str:

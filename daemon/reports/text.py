@@ -89,6 +89,18 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
         ("Resolution by agent (assignee)", _speed_table("agent", resolution["by_agent"])),
         ("Resolution by category", _speed_table("category", resolution["by_category"])),
         (
+            f"SLA COMPLIANCE (tickets created in the range, as of {report['sla']['as_of']})",
+            _sla_table(report["sla"]),
+        ),
+        (
+            "First response in business time (SLA calendars)",
+            _speed_table("policy", _with_total(report["sla"]["business_time"]["first_response"])),
+        ),
+        (
+            "Resolution in business time (SLA calendars)",
+            _speed_table("policy", _with_total(report["sla"]["business_time"]["resolution"])),
+        ),
+        (
             "SATISFACTION",
             [
                 *table(
@@ -152,3 +164,32 @@ def _csat_table(label: str, rows: list[dict[str, Any]]) -> list[str]:
         (label, "ratings", "average"),
         [(r["key"] or "(none)", r["count"], number(r["average"])) for r in rows],
     )
+
+
+def _sla_table(sla: dict[str, Any]) -> list[str]:
+    rows = [*[(p["policy"], p) for p in sla["policies"]], ("total", sla["totals"])]
+    if not sla["policies"]:
+        return ["(no ticket with an SLA policy)"]
+    return table(
+        ("policy", "target", "tickets", "met", "breached", "at risk", "open", "compliance"),
+        [
+            (
+                name,
+                target.replace("_", " "),
+                row["tickets"],
+                row[target]["met"],
+                row[target]["breached"],
+                row[target]["at_risk"],
+                row[target]["open"],
+                percent(row[target]["compliance"]),
+            )
+            for name, row in rows
+            for target in ("first_response", "resolution")
+        ],
+    )
+
+
+def _with_total(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-policy rows and, when there are any, an ``all policies`` row."""
+    rows = figures["by_policy"]
+    return [*rows, {"key": "all policies", **figures["overall"]}] if rows else []
