@@ -125,6 +125,9 @@ def test_example_config_shows_every_key_with_its_real_default(section: str) -> N
             for f in dataclasses.fields(defaults[name])
             if f"# [[{name}.{f.name}]]" not in text  # arrays of tables: a commented example
         }
+        if name == "plugins":  # [plugins.<name>] tables: each plugin's own settings ("options")
+            table = {key: value for key, value in table.items() if not isinstance(value, dict)}
+            expected.pop("options")
         assert table == expected, name
 
 

@@ -29,8 +29,13 @@ def test_two_workers_on_postgresql_never_process_one_message_twice(
     daemon.start()
     try:
         assert len(wait_until(lambda: len(_workers(daemon)) == 2 and _workers(daemon))) == 2
-        mails = [
-            make_mail(subject=f"parallel {n}", message_id=f"<p{n}@example.org>") for n in range(60)
+        mails = [  # from 60 customers: one sender's flood of new tickets is capped
+            make_mail(
+                subject=f"parallel {n}",
+                message_id=f"<p{n}@example.org>",
+                sender=f"customer{n}@example.org",
+            )
+            for n in range(60)
         ]
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             codes = list(pool.map(lambda raw: send(daemon.port, raw)[0], mails))
