@@ -1,0 +1,42 @@
+"""Worker counts cross the process boundary as one file per worker process, added up by serve."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from postdesk.daemon.ops.counters import CountsRecorder, WorkerCounts, counts_path, read_counts
+
+
+def _write(data_dir: Path, worker_pid: int, counts: WorkerCounts) -> None:
+    counts_path(data_dir, worker_pid).write_text(json.dumps(asdict(counts)))
+
+
+def test_counts_of_several_workers_add_up_and_another_serves_are_ignored(tmp_path: Path) -> None:
+    first = WorkerCounts(serve_pid=100, outcomes={"stored": 3, "held": 1}, seconds_sum=0.5)
+    first.buckets[0] = 4
+    second = WorkerCounts(serve_pid=100, outcomes={"stored": 2}, seconds_sum=0.25)
+    second.buckets[1] = 2
+    stale = WorkerCounts(serve_pid=99, outcomes={"stored": 1000})
+    _write(tmp_path, 11, first)
+    _write(tmp_path, 12, second)
+    _write(tmp_path, 13, stale)
+
+    total = read_counts(tmp_path, serve_pid=100)
+    assert total.outcomes == {"stored": 5, "held": 1}
+    assert total.observed == 6 and total.seconds_sum == 0.75
+    assert read_counts(tmp_path, serve_pid=99).outcomes == {"stored": 1000}
+
+
+def test_a_new_worker_removes_files_of_an_earlier_serve_and_publishes_its_own(
+    tmp_path: Path,
+) -> None:
+    _write(tmp_path, 13, WorkerCounts(serve_pid=99, outcomes={"stored": 7}))
+    _write(tmp_path, 14, WorkerCounts(serve_pid=100, outcomes={"stored": 2}))
+    recorder = CountsRecorder(tmp_path, serve_pid=100)
+    assert not counts_path(tmp_path, 13).exists(), "an earlier serve's counts are gone"
+    recorder.observe("stored", 0.01)
+    assert counts_path(tmp_path, os.getpid()).exists()
+    assert read_counts(tmp_path).outcomes == {"stored": 3}, "a dead worker's counts still count"
