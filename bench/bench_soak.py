@@ -132,8 +132,11 @@ async def send_all(port: int, args: argparse.Namespace, database: Path) -> None:
         client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=120)
         await client.connect()
         for number in numbers:
-            while number % 100 == 0 and sent - stored_count(database) > args.backlog:
-                await asyncio.sleep(0.5)
+            if number % 100 == 0 and sent - stored_count(database) > args.backlog:
+                await client.quit()  # serve closes sessions idle for smtp.idle_timeout
+                while sent - stored_count(database) > args.backlog:
+                    await asyncio.sleep(0.5)
+                await client.connect()
             sender = f"customer{number}@example.org"  # distinct senders (flood cap, R-42)
             await client.sendmail(sender, ["support@example.com"], message(number, args.size))
             sent += 1
