@@ -37,10 +37,9 @@ Facts = dict[str, Any]
 class PluginRunner:
     """Calls hooks from synchronous code; a runner without a host does nothing."""
 
-    def __init__(self, host: PluginHost | None = None, lookup_timeout: float = 2.0) -> None:
-        """Run ``host``'s hooks; lookups and template variables get ``lookup_timeout`` s."""
+    def __init__(self, host: PluginHost | None = None) -> None:
+        """Run ``host``'s hooks (each call with its plugin's timeout, see the facade)."""
         self.host = host
-        self.lookup_timeout = lookup_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -101,13 +100,11 @@ class PluginRunner:
         """The facts a :meth:`lookup` gathered, or ``{}`` when none arrive within the timeout."""
         if pending is None:
             return {}
+        limit = self._waited(*LOOKUP_HOOKS)
         try:
-            return pending.result(timeout=self.lookup_timeout + 0.5)
+            return pending.result(timeout=limit + 0.5)
         except concurrent.futures.TimeoutError:
-            log.warning(
-                "plugin lookups took longer than %.1f s; notifying without them",
-                self.lookup_timeout,
-            )
+            log.warning("plugin lookups took longer than %.1f s; notifying without them", limit)
         except Exception:
             log.exception("plugin lookups failed; notifying without them")
         return {}
@@ -160,7 +157,7 @@ class PluginRunner:
         email, text = key
         contact, orders = await asyncio.gather(
             self._contact(facade, email),
-            facade.collect("postdesk_lookup_orders", self.lookup_timeout, email=email, text=text),
+            facade.collect("postdesk_lookup_orders", email=email, text=text),
         )
         facts: Facts = {"contact": contact} if contact is not None else {}
         joined = [thaw(order) for answer in orders for order in answer]
@@ -184,7 +181,7 @@ class PluginRunner:
         return (await asyncio.shield(running)).get("contact")
 
     async def _ask_contact(self, facade: Hooks, key: tuple[str, str]) -> Facts:
-        answer = await facade.first("postdesk_lookup_contact", self.lookup_timeout, email=key[0])
+        answer = await facade.first("postdesk_lookup_contact", email=key[0])
         found: Facts = {"contact": thaw(answer)} if answer is not None else {}
         self._remember(key, found)
         return found
@@ -202,6 +199,11 @@ class PluginRunner:
             while len(self._cache) > CACHE_ENTRIES:
                 self._cache.popitem(last=False)
 
+    def _waited(self, *hooks: str) -> float:
+        """The longest the plugins may take to answer ``hooks`` (their lookup timeouts)."""
+        facade = self.hooks
+        return max((facade.longest(h) for h in hooks), default=0) if facade is not None else 0
+
     # --- template variables: answered inside the transaction, so cut short ---------------
 
     def template_variables(self, template: str, ticket: Snapshot | None) -> dict[str, Any]:
@@ -210,9 +212,9 @@ class PluginRunner:
         hook = "postdesk_template_variables"
         if facade is None or not facade.implemented(hook):
             return {}
-        call = facade.collect(hook, self.lookup_timeout, template=template, ticket=ticket)
+        call = facade.collect(hook, template=template, ticket=ticket)
         try:
-            answers = self._submit(call).result(timeout=self.lookup_timeout + 0.5)
+            answers = self._submit(call).result(timeout=self._waited(hook) + 0.5)
         except Exception:
             log.exception("plugin template variables failed; rendering without them")
             return {}

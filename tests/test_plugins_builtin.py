@@ -282,7 +282,7 @@ def test_lookups_look_ahead_in_the_spool_so_a_slow_shop_answers_in_parallel(
             Settings(),
             plugins=PluginSettings(enabled=("postdesk.plugins.orders_http",), options=options),
         )
-        runner = PluginRunner(load_plugins(settings), lookup_timeout=2.0)
+        runner = PluginRunner(load_plugins(settings))
         try:
             runner.prefetch(functools.partial(lookahead, spool.new, 32, 65536))
             time.sleep(1.5)  # 12 lookups of 0.2 s each: in parallel, well within this
