@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Container, Coroutine, Mapping
 from typing import Any
 
 from postdesk.plugins.facade import Hooks
@@ -31,7 +31,9 @@ CACHE_ENTRIES = 2048
 LOOKUP_HOOKS = ("postdesk_lookup_contact", "postdesk_lookup_orders")
 CONTACT = "\0contact"  # cache key part: a contact is cached by address, not by text
 
+PREFETCH_MEMORY = 4096  # spool file names remembered as looked ahead at
 Facts = dict[str, Any]
+Upcoming = Callable[[Container[str]], list[tuple[str, tuple[str, str]]]]
 
 
 class PluginRunner:
@@ -48,7 +50,7 @@ class PluginRunner:
         self._cache_lock = threading.Lock()
         self._inflight: dict[tuple[str, str], asyncio.Future[Facts]] = {}
         self._prefetching = False
-        self._prefetched: set[str] = set()
+        self._prefetched: dict[str, None] = {}  # spool files looked ahead at, oldest first
 
     @property
     def hooks(self) -> Hooks | None:
@@ -109,9 +111,10 @@ class PluginRunner:
             log.exception("plugin lookups failed; notifying without them")
         return {}
 
-    def prefetch(self, upcoming: Callable[[], list[tuple[str, tuple[str, str]]]]) -> None:
-        """Start lookups for what ``upcoming()`` returns: (name, (email, text)) of the next
-        messages waiting (see :func:`postdesk.plugins.prefetch.lookahead`); it runs in a thread.
+    def prefetch(self, upcoming: Upcoming) -> None:
+        """Start lookups for what ``upcoming(seen)`` returns: (name, (email, text)) of the next
+        messages waiting but those named in ``seen`` (see
+        :func:`postdesk.plugins.prefetch.lookahead`); it runs in a thread.
 
         The worker handles one message at a time; looking ahead lets a slow shop answer for
         many messages at once (bounded concurrency), so that by the time the worker reaches
@@ -123,11 +126,13 @@ class PluginRunner:
         self._prefetching = True
         self._submit(self._prefetch(upcoming))
 
-    async def _prefetch(self, upcoming: Callable[[], list[tuple[str, tuple[str, str]]]]) -> None:
+    async def _prefetch(self, upcoming: Upcoming) -> None:
         try:
-            found = await asyncio.to_thread(upcoming)
-            fresh = [(name, key) for name, key in found if name not in self._prefetched]
-            self._prefetched = {name for name, _key in found}
+            fresh = await asyncio.to_thread(upcoming, frozenset(self._prefetched))
+            for name, _key in fresh:
+                self._prefetched[name] = None
+            while len(self._prefetched) > PREFETCH_MEMORY:
+                del self._prefetched[next(iter(self._prefetched))]
             if self._limit is None:
                 self._limit = asyncio.Semaphore(LOOKUP_CONCURRENCY)
             await asyncio.gather(*(self._ahead(self._limit, key) for _name, key in fresh))
