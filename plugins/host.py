@@ -69,13 +69,13 @@ class PluginHost:
     hooks: Hooks
     plugins: dict[str, object]
 
-    def background(self, stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
+    def background(self) -> list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]]:
         """The jobs plugins run while ``postdesk serve`` runs: their ``serve(stop)`` methods."""
-        jobs: list[Coroutine[Any, Any, None]] = []
+        jobs: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
         for plugin in self.plugins.values():
             serve = getattr(plugin, "serve", None)
             if callable(serve):
-                jobs.append(serve(stop))
+                jobs.append(serve)
         return jobs
 
     def close(self) -> None:

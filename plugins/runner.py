@@ -2,7 +2,8 @@
 
 The worker is synchronous and must never wait on a plugin longer than a lookup's timeout;
 the serve process must never run plugin code on its SMTP event loop. So the :class:`Hooks`
-facade runs on an event loop in a background thread (started on first use): events are
+facade, and the plugins' background jobs, run on an event loop in a background thread
+(started on first use): events are
 handed over and not waited for, lookups return a future the caller waits on with a deadline,
 and lookups run with bounded concurrency and a brief cache of their answers.
 """
@@ -79,10 +80,28 @@ class PluginRunner:
         self.notify(event, None, detail)
 
     def background(self, stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
-        """The plugins' long-running jobs (``async def serve(stop)``), for ``postdesk serve``."""
+        """The plugins' long-running jobs (``async def serve(stop)``), for ``postdesk serve``:
+        each runs on the plugins' loop thread (never on the caller's SMTP loop) and is told to
+        stop when ``stop`` is set; the coroutines returned end when the jobs do."""
         if self.host is None:
             return []
-        return self.host.background(stop)
+        return [self._on_plugin_loop(serve, stop) for serve in self.host.background()]
+
+    async def _on_plugin_loop(
+        self, serve: Callable[[asyncio.Event], Coroutine[Any, Any, None]], stop: asyncio.Event
+    ) -> None:
+        loop = self._running_loop()
+        there = asyncio.Event()  # set on the plugins' loop when ``stop`` is set here
+        job: asyncio.Future[None] = asyncio.wrap_future(
+            asyncio.run_coroutine_threadsafe(serve(there), loop)
+        )
+        stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait([job, stopping], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            loop.call_soon_threadsafe(there.set)
+        await job
 
     # --- lookups: bounded, cached, waited for with a deadline ---------------------------
 
