@@ -60,6 +60,7 @@ def _builtins(shop: Shop, receiver: Receiver) -> str:
         f"""
         [plugins]
         enabled = ["postdesk.plugins.crm", "postdesk.plugins.orders_http", "postdesk.plugins.notify_webhook", "recorder"]
+        lookup_timeout_seconds = 10  # the worker's first lookups may be slow on a busy machine
         [plugins.crm]
         default_region = "RU"
         tier_priority = {{ gold = "high" }}
