@@ -1,12 +1,17 @@
 """Plugin benchmark: throughput with the three built-in plugins on and a 50 ms shop, in one run.
 
-Runs ``postdesk serve`` twice on SQLite with the same load (bench_smtp's harness) and one agent,
-so every new ticket writes an agent notification: (a) without plugins, (b) with
-``postdesk.plugins.crm``, ``postdesk.plugins.orders_http`` against a loopback shop answering
-every request after 50 ms, and ``postdesk.plugins.notify_webhook`` posting to a loopback
-receiver. Prints intake and drain rates for both and the loss in percent.
+Runs ``postdesk serve`` on SQLite with the same load (bench_smtp's harness) and one agent, so
+every new ticket writes an agent notification: without plugins, then with each plugin set of
+``--variants``: ``all`` is ``postdesk.plugins.crm``, ``postdesk.plugins.orders_http`` against a
+loopback shop answering every request after 50 ms, and ``postdesk.plugins.notify_webhook``
+posting to a loopback receiver; ``lookups``, ``webhook`` and ``webhook-idle`` (enabled, no
+event to send) help find a cost. One message warms the worker up before the load is timed.
+``--rounds`` interleaves repeated runs (medians). Prints intake and drain rates, the loss in
+percent, and the CPU each process used per message: its main thread (the worker's is the
+pipeline, serve's the SMTP loop) and its other threads (plugins, database threads). On a
+shared machine the CPU figures are steadier than the rates.
 
-    python bench/bench_plugins.py --messages 1000 --connections 8
+    python bench/bench_plugins.py --messages 300 --variants all,lookups,webhook --rounds 3
 """
 
 from __future__ import annotations
