@@ -1,27 +1,34 @@
 """Plugin benchmark: throughput with the three built-in plugins on and a 50 ms shop, in one run.
 
-Runs ``postdesk serve`` twice on SQLite with the same load (bench_smtp's harness) and one agent,
-so every new ticket writes an agent notification: (a) without plugins, (b) with
-``postdesk.plugins.crm``, ``postdesk.plugins.orders_http`` against a loopback shop answering
-every request after 50 ms, and ``postdesk.plugins.notify_webhook`` posting to a loopback
-receiver. Prints intake and drain rates for both and the loss in percent.
+Runs ``postdesk serve`` on SQLite with the same load (bench_smtp's harness) and one agent, so
+every new ticket writes an agent notification: without plugins, then with each plugin set of
+``--variants``: ``all`` is ``postdesk.plugins.crm``, ``postdesk.plugins.orders_http`` against a
+loopback shop answering every request after 50 ms, and ``postdesk.plugins.notify_webhook``
+posting to a loopback receiver; ``lookups``, ``webhook`` and ``webhook-idle`` (enabled, no
+event to send) help find a cost. One message warms the worker up before the load is timed.
+``--rounds`` interleaves repeated runs (medians). Prints intake and drain rates, the loss in
+percent, and the CPU each process used per message: its main thread (the worker's is the
+pipeline, serve's the SMTP loop) and its other threads (plugins, database threads). On a
+shared machine the CPU figures are steadier than the rates.
 
-    python bench/bench_plugins.py --messages 1000 --connections 8
+    python bench/bench_plugins.py --messages 300 --variants all,lookups,webhook --rounds 3
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
-from bench_smtp import blast, free_port, wait_all_committed, wait_for_port
+import aiosmtplib
+from bench_smtp import blast, free_port, message, wait_all_committed, wait_for_port
 from sqlalchemy import create_engine, text
 
 SERVERS = textwrap.dedent(
@@ -61,26 +68,79 @@ SERVERS = textwrap.dedent(
 )
 
 
-def plugin_config(http_port: int) -> str:
-    """The three built-in plugins, against the loopback shop and receiver."""
+CRM = '[plugins.crm]\ntier_priority = { gold = "high" }\n'
+ORDERS = """[plugins.orders_http]
+by_number_url = "{url}/orders/{{number}}"
+by_email_url = "{url}/orders?email={{email}}"
+list_field = "orders"
+fields = {{ number = "id", status = "state", total = "total" }}
+"""
+WEBHOOK = (
+    '[plugins.notify_webhook]\nurls = ["{url}/hook"]\nsecret = "bench"\nevents = ["{event}"]\n'
+)
+MODULES = {
+    "crm": "postdesk.plugins.crm",
+    "orders": "postdesk.plugins.orders_http",
+    "webhook": "postdesk.plugins.notify_webhook",
+    "webhook-idle": "postdesk.plugins.notify_webhook",
+}
+VARIANTS = {  # name -> plugins enabled; "all" is the speed target, the others help find a cost
+    "all": ("crm", "orders", "webhook"),
+    "lookups": ("crm", "orders"),
+    "webhook": ("webhook",),
+    "webhook-idle": ("webhook-idle",),  # enabled, but no event it sends ever happens
+}
+
+
+def plugin_config(http_port: int, variant: str) -> str:
+    """The plugins of ``variant``, against the loopback shop and receiver."""
     url = f"http://127.0.0.1:{http_port}"
-    return textwrap.dedent(
-        f"""
-        [plugins]
-        enabled = ["postdesk.plugins.crm", "postdesk.plugins.orders_http", "postdesk.plugins.notify_webhook"]
-        [plugins.crm]
-        tier_priority = {{ gold = "high" }}
-        [plugins.orders_http]
-        by_number_url = "{url}/orders/{{number}}"
-        by_email_url = "{url}/orders?email={{email}}"
-        list_field = "orders"
-        fields = {{ number = "id", status = "state", total = "total" }}
-        [plugins.notify_webhook]
-        urls = ["{url}/hook"]
-        secret = "bench"
-        events = ["ticket.created"]
-        """
+    parts = VARIANTS[variant]
+    enabled = ", ".join(f'"{MODULES[part]}"' for part in parts)
+    tables = {
+        "crm": CRM,
+        "orders": ORDERS.format(url=url),
+        "webhook": WEBHOOK.format(url=url, event="ticket.created"),
+        "webhook-idle": WEBHOOK.format(url=url, event="sla.breached"),
+    }
+    return f"[plugins]\nenabled = [{enabled}]\n" + "".join(tables[part] for part in parts)
+
+
+def cpu_seconds(root: int) -> dict[str, float]:
+    """CPU seconds so far of ``root`` and its descendants: each process's main thread, and
+    its other threads together (the plugin loop, database threads...)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    family, found = [root], [root]
+    while found:
+        found = [pid for pid, parent in parents.items() if parent in found]
+        family += found
+    ticks = os.sysconf("SC_CLK_TCK")
+    seconds: dict[str, float] = {}
+    for index, pid in enumerate(family):
+        name = "serve" if index == 0 else f"child{index}"
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                used = (int(fields[11]) + int(fields[12])) / ticks
+                part = f"{name} {'main' if task.name == str(pid) else 'threads'}"
+                seconds[part] = seconds.get(part, 0.0) + used
+    return seconds
+
+
+async def warm_up(port: int, number: int, size: int) -> str:
+    """Send one message (so the worker process is up and warm); return its Message-ID."""
+    await aiosmtplib.send(
+        message(number, size),
+        sender="warmup@example.org",
+        recipients=["support@example.com"],
+        hostname="127.0.0.1",
+        port=port,
+        timeout=60,
     )
+    return f"<bench-{number}@example.org>"
 
 
 def run(args: argparse.Namespace, workdir: Path, extra: str) -> tuple[float, float]:
@@ -102,22 +162,32 @@ def run(args: argparse.Namespace, workdir: Path, extra: str) -> tuple[float, flo
         )
     try:
         wait_for_port(port)
-        time.sleep(3)  # let the worker process start, as it would long before mail arrives
+        engine = create_engine(f"sqlite:///{workdir / 'data' / 'postdesk.db'}")
+        # One message first, so that the worker process is up, as it is long before mail arrives.
+        warm = asyncio.run(warm_up(port, args.messages, args.size))
+        wait_all_committed(engine, 1)
+        before = cpu_seconds(daemon.pid)
         wall, accepted, _latencies = asyncio.run(
             blast(port, args.messages, args.connections, args.size)
         )
-        engine = create_engine(f"sqlite:///{workdir / 'data' / 'postdesk.db'}")
-        committed = wait_all_committed(engine, len(accepted))
-        drain = time.time()
+        committed = wait_all_committed(engine, len(accepted) + 1)
+        used = cpu_seconds(daemon.pid)
+        committed.pop(warm)
         with engine.connect() as connection:
             facts = connection.execute(
                 text("SELECT count(*) FROM messages WHERE text LIKE '%Order:     %'")
             ).scalar_one()
         print(f"  notifications carrying order facts: {facts}")
+        costs = ", ".join(
+            f"{part} {(used[part] - before.get(part, 0.0)) * 1000 / args.messages:.1f}"
+            for part in sorted(used)
+        )
+        print(f"  CPU ms per message: {costs}")
     finally:
         daemon.terminate()
         daemon.wait(60)
-    return args.messages / wall, len(committed) / (drain - min(accepted.values()))
+    drain = max(committed.values()) - min(accepted.values())
+    return args.messages / wall, len(committed) / drain
 
 
 def main() -> None:
@@ -127,29 +197,46 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--size", type=int, default=4000, help="approximate body bytes")
     parser.add_argument("--shop-delay", type=float, default=0.05, help="seconds per shop answer")
+    parser.add_argument(
+        "--variants",
+        default="all",
+        help=f"comma-separated plugin sets to compare with no plugins: {', '.join(VARIANTS)}",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each variant (median)")
     args = parser.parse_args()
+    variants = args.variants.split(",")
+    for variant in variants:
+        if variant not in VARIANTS:
+            parser.error(f"unknown variant {variant!r}")
     http_port = free_port()
     servers = subprocess.Popen(
         [sys.executable, "-c", SERVERS, str(http_port), str(args.shop_delay)]
     )
+    rates: dict[str, list[tuple[float, float]]] = {}
     try:
         wait_for_port(http_port)
-        with tempfile.TemporaryDirectory() as base:
-            print("without plugins:")
-            plain = run(args, Path(base) / "plain", "")
-        with tempfile.TemporaryDirectory() as base:
-            print(f"with crm, orders_http (shop {args.shop_delay * 1000:.0f} ms), notify_webhook:")
-            plugged = run(args, Path(base) / "plugins", plugin_config(http_port))
+        for round_ in range(args.rounds):  # interleaved, so a change in load hits every variant
+            for variant in ["none", *variants]:
+                with tempfile.TemporaryDirectory() as base:
+                    print(f"{variant} (round {round_ + 1}): {', '.join(VARIANTS.get(variant, ()))}")
+                    extra = plugin_config(http_port, variant) if variant != "none" else ""
+                    rates.setdefault(variant, []).append(run(args, Path(base) / variant, extra))
     finally:
         servers.terminate()
         servers.wait()
-    print(f"messages: {args.messages} over {args.connections} connections, cpus {os.cpu_count()}")
-    for label, index in (("intake", 0), ("drain", 1)):
-        loss = (1 - plugged[index] / plain[index]) * 100
-        print(
-            f"{label:<6} rate: {plain[index]:8.1f} msg/s without, {plugged[index]:8.1f} msg/s with "
-            f"plugins: ratio {plugged[index] / plain[index]:.2f}, loss {loss:5.1f}%"
-        )
+    print(
+        f"messages: {args.messages} over {args.connections} connections, cpus {os.cpu_count()}, "
+        f"shop {args.shop_delay * 1000:.0f} ms, rounds {args.rounds} (medians), "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    plain = [statistics.median(r[i] for r in rates["none"]) for i in (0, 1)]
+    for variant in variants:
+        for label, index in (("intake", 0), ("drain", 1)):
+            rate = statistics.median(r[index] for r in rates[variant])
+            print(
+                f"{variant:<13} {label:<6} {plain[index]:7.1f} msg/s without, {rate:7.1f} msg/s "
+                f"with: ratio {rate / plain[index]:.2f}, loss {(1 - rate / plain[index]) * 100:5.1f}%"
+            )
 
 
 if __name__ == "__main__":

@@ -439,6 +439,9 @@ def _validate(settings: Settings) -> None:
     for positive in ("max_message_bytes", "max_recipients", "idle_timeout", "max_connections"):
         if getattr(settings.smtp, positive) <= 0:
             raise ConfigError(f"smtp.{positive}: must be greater than 0")
+    for positive in ("timeout_seconds", "lookup_timeout_seconds"):
+        if getattr(settings.plugins, positive) <= 0:
+            raise ConfigError(f"plugins.{positive}: must be greater than 0")
     if settings.outbound.connections < 1:
         raise ConfigError("outbound.connections: must be at least 1")
     workers = settings.processing.workers

@@ -47,9 +47,7 @@ def build_runtime(settings: Settings, secret: bytes, engine: Engine | None = Non
     """The runtime for a schema and secret already prepared; touches no database."""
     engine = engine or make_engine(settings.database_url)
     factory = session_factory(engine)
-    plugins = PluginRunner(
-        load_plugins(settings, factory), settings.plugins.lookup_timeout_seconds
-    )
+    plugins = PluginRunner(load_plugins(settings, factory))
 
     def variables(name: str, context: Mapping[str, object]) -> Mapping[str, object]:
         return plugins.template_variables(name, freeze(context.get("ticket")))

@@ -16,7 +16,8 @@ import logging
 import queue
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pluggy
@@ -25,17 +26,47 @@ from pluggy import HookImpl
 log = logging.getLogger("postdesk.plugins")
 
 SYNC_THREADS = 8  # plain (blocking) implementations run here, never on the event loop
+# Hooks the worker waits for (lookups, template variables): they get the lookup timeout.
+WAITED_FOR = frozenset(
+    {"postdesk_lookup_contact", "postdesk_lookup_orders", "postdesk_template_variables"}
+)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long one plugin's calls may take, in seconds: events, and calls waited for."""
+
+    events: float
+    lookups: float
 
 
 class Hooks:
     """Calls the hooks of one plugin manager with a timeout and per-plugin failure isolation."""
 
-    def __init__(self, manager: pluggy.PluginManager, timeout: float) -> None:
-        """Call the implementations registered in ``manager``; each call gets ``timeout`` s."""
+    def __init__(
+        self,
+        manager: pluggy.PluginManager,
+        timeout: float,
+        lookup_timeout: float | None = None,
+        plugin_timeouts: Mapping[str, Timeouts] | None = None,
+    ) -> None:
+        """Call the implementations registered in ``manager``: an event call gets ``timeout``
+        seconds, a lookup or template-variables call ``lookup_timeout`` (default ``timeout``);
+        ``plugin_timeouts`` gives some plugins (by name) their own."""
         self.manager = manager
-        self.timeout = timeout
+        self.default = Timeouts(timeout, timeout if lookup_timeout is None else lookup_timeout)
+        self.plugin_timeouts = dict(plugin_timeouts or {})
         self.failures: Counter[str] = Counter()  # plugin name -> failed or timed-out calls
         self._threads = DaemonThreads(SYNC_THREADS)
+
+    def limit(self, plugin: str, hook: str) -> float:
+        """The seconds a call of ``hook`` in ``plugin`` may take."""
+        timeouts = self.plugin_timeouts.get(plugin, self.default)
+        return timeouts.lookups if hook in WAITED_FOR else timeouts.events
+
+    def longest(self, hook: str) -> float:
+        """The longest any implementation of ``hook`` may take (0 when none implements it)."""
+        return max((self.limit(i.plugin_name, hook) for i in self.implementations(hook)), default=0)
 
     def implementations(self, hook: str) -> list[HookImpl]:
         """The implementations of ``hook`` in the order pluggy would call them."""
@@ -46,24 +77,24 @@ class Hooks:
         """True when at least one plugin implements ``hook``."""
         return bool(self.implementations(hook))
 
-    async def fire(self, hook: str, timeout: float | None = None, **kwargs: Any) -> None:
+    async def fire(self, hook: str, **kwargs: Any) -> None:
         """Call every implementation of an event hook concurrently; results are ignored."""
-        calls = [self._safe(impl, hook, kwargs, timeout) for impl in self.implementations(hook)]
+        calls = [self._safe(impl, hook, kwargs) for impl in self.implementations(hook)]
         await asyncio.gather(*calls)
 
-    async def collect(self, hook: str, timeout: float | None = None, **kwargs: Any) -> list[Any]:
+    async def collect(self, hook: str, **kwargs: Any) -> list[Any]:
         """Every non-None answer, in call order; implementations run concurrently."""
-        calls = [self._safe(impl, hook, kwargs, timeout) for impl in self.implementations(hook)]
+        calls = [self._safe(impl, hook, kwargs) for impl in self.implementations(hook)]
         return [value for ok, value in await asyncio.gather(*calls) if ok and value is not None]
 
-    async def first(self, hook: str, timeout: float | None = None, **kwargs: Any) -> Any:
+    async def first(self, hook: str, **kwargs: Any) -> Any:
         """The first non-None answer in call order, or None.
 
         All implementations start at once; the answer of an earlier one is awaited before a
         later one is believed, and the rest are cancelled once an answer is found.
         """
         tasks = [
-            asyncio.ensure_future(self._safe(impl, hook, kwargs, timeout))
+            asyncio.ensure_future(self._safe(impl, hook, kwargs))
             for impl in self.implementations(hook)
         ]
         try:
@@ -75,11 +106,9 @@ class Hooks:
         finally:
             _cancel(tasks)
 
-    async def _safe(
-        self, impl: HookImpl, hook: str, kwargs: dict[str, Any], timeout: float | None
-    ) -> tuple[bool, Any]:
+    async def _safe(self, impl: HookImpl, hook: str, kwargs: dict[str, Any]) -> tuple[bool, Any]:
         """(True, answer), or (False, None) after logging and counting a failure or timeout."""
-        limit = self.timeout if timeout is None else timeout
+        limit = self.limit(impl.plugin_name, hook)
         try:
             return True, await asyncio.wait_for(self._call(impl, kwargs), limit)
         except TimeoutError:

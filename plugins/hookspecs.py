@@ -1,7 +1,8 @@
 """Every hook a postdesk plugin may implement, grouped by when postdesk calls it.
 
 Implementations may be plain functions or ``async def``; each call has a timeout
-(``plugins.timeout_seconds``, lookups ``plugins.lookup_timeout_seconds``). A plugin that
+(``plugins.timeout_seconds``, lookups ``plugins.lookup_timeout_seconds``; a plugin's table
+may set its own ``event_timeout_seconds`` and ``lookup_timeout_seconds``). A plugin that
 raises or times out is logged, counted and skipped: it never loses or delays mail. An
 implementation may accept fewer arguments than the spec names (pluggy passes only those it
 asks for). ``ticket`` and ``message`` are read-only snapshots

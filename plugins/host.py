@@ -21,13 +21,16 @@ from typing import Any, TypeVar
 import pluggy
 from sqlalchemy.orm import Session, sessionmaker
 
-from postdesk.daemon.config import ConfigError, Settings, build_section
+from postdesk.daemon.config import ConfigError, PluginSettings, Settings, build_section
 from postdesk.daemon.store.db import make_reader_engine, session_factory
 from postdesk.plugins import PROJECT, hookspecs
-from postdesk.plugins.facade import Hooks
+from postdesk.plugins.facade import Hooks, Timeouts
 
 ENTRY_POINT_GROUP = PROJECT
 FACTORY = "create_plugin"
+# Keys of every [plugins.<name>] table that the host reads (the plugin never sees them).
+EVENT_TIMEOUT = "event_timeout_seconds"  # default: [plugins] timeout_seconds
+LOOKUP_TIMEOUT = "lookup_timeout_seconds"  # default: [plugins] lookup_timeout_seconds
 T = TypeVar("T")
 
 
@@ -66,13 +69,13 @@ class PluginHost:
     hooks: Hooks
     plugins: dict[str, object]
 
-    def background(self, stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
+    def background(self) -> list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]]:
         """The jobs plugins run while ``postdesk serve`` runs: their ``serve(stop)`` methods."""
-        jobs: list[Coroutine[Any, Any, None]] = []
+        jobs: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
         for plugin in self.plugins.values():
             serve = getattr(plugin, "serve", None)
             if callable(serve):
-                jobs.append(serve(stop))
+                jobs.append(serve)
         return jobs
 
     def close(self) -> None:
@@ -97,8 +100,11 @@ def load_plugins(settings: Settings, factory: sessionmaker[Session] | None = Non
             f"(loaded: {', '.join(sorted(found)) or 'none'})"
         )
     plugins: dict[str, object] = {}
+    timeouts: dict[str, Timeouts] = {}
     for name, load in sorted(found.items()):
-        context = PluginContext(name, settings, settings.plugins.options.get(name, {}), factory)
+        table = settings.plugins.options.get(name, {})
+        options, timeouts[name] = _own_timeouts(name, table, settings.plugins)
+        context = PluginContext(name, settings, options, factory)
         plugin = _instantiate(context, load())
         _check_names(name, plugin)
         manager.register(plugin, name=name)
@@ -107,7 +113,30 @@ def load_plugins(settings: Settings, factory: sessionmaker[Session] | None = Non
         manager.check_pending()
     except pluggy.PluginValidationError as error:
         raise ConfigError(f"plugin {error.plugin!r}: {error}") from None
-    return PluginHost(manager, Hooks(manager, settings.plugins.timeout_seconds), plugins)
+    defaults = settings.plugins
+    hooks = Hooks(manager, defaults.timeout_seconds, defaults.lookup_timeout_seconds, timeouts)
+    return PluginHost(manager, hooks, plugins)
+
+
+def _own_timeouts(
+    name: str, table: dict[str, Any], defaults: PluginSettings
+) -> tuple[dict[str, Any], Timeouts]:
+    """The plugin's settings table without the host's keys, and the plugin's timeouts."""
+    options = dict(table)
+    seconds = {
+        EVENT_TIMEOUT: defaults.timeout_seconds,
+        LOOKUP_TIMEOUT: defaults.lookup_timeout_seconds,
+    }
+    for key in seconds:
+        if key not in options:
+            continue
+        value = options.pop(key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(
+                f"plugins.{name}.{key}: expected seconds greater than 0, got {value!r}"
+            )
+        seconds[key] = float(value)
+    return options, Timeouts(seconds[EVENT_TIMEOUT], seconds[LOOKUP_TIMEOUT])
 
 
 def _enabled(settings: Settings) -> dict[str, Callable[[], object]]:

@@ -6,6 +6,7 @@ this feeds lookups that warm the plugins' caches, never anything stored or shown
 
 from __future__ import annotations
 
+from collections.abc import Container
 from email.parser import BytesHeaderParser
 from email.policy import default
 from email.utils import parseaddr
@@ -16,10 +17,13 @@ from postdesk.daemon.intake.spool import peek_waiting
 LookupKey = tuple[str, str]  # (sender address, subject and text)
 
 
-def lookahead(waiting: Path, depth: int, limit: int) -> list[tuple[str, LookupKey]]:
-    """(spool file name, lookup key) for the oldest ``depth`` messages waiting in ``waiting``."""
+def lookahead(
+    waiting: Path, depth: int, limit: int, seen: Container[str] = ()
+) -> list[tuple[str, LookupKey]]:
+    """(spool file name, lookup key) for the oldest ``depth`` messages waiting in ``waiting``,
+    but those named in ``seen`` (looked at already: neither read nor parsed again)."""
     keys: list[tuple[str, LookupKey]] = []
-    for name, raw in peek_waiting(waiting, depth, limit):
+    for name, raw in peek_waiting(waiting, depth, limit, seen):
         head, _, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
         headers = BytesHeaderParser(policy=default).parsebytes(head + b"\n\n")
         sender = parseaddr(str(headers.get("From", "")))[1].lower()

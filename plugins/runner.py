@@ -2,7 +2,8 @@
 
 The worker is synchronous and must never wait on a plugin longer than a lookup's timeout;
 the serve process must never run plugin code on its SMTP event loop. So the :class:`Hooks`
-facade runs on an event loop in a background thread (started on first use): events are
+facade, and the plugins' background jobs, run on an event loop in a background thread
+(started on first use): events are
 handed over and not waited for, lookups return a future the caller waits on with a deadline,
 and lookups run with bounded concurrency and a brief cache of their answers.
 """
@@ -16,7 +17,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Container, Coroutine, Mapping
 from typing import Any
 
 from postdesk.plugins.facade import Hooks
@@ -31,16 +32,17 @@ CACHE_ENTRIES = 2048
 LOOKUP_HOOKS = ("postdesk_lookup_contact", "postdesk_lookup_orders")
 CONTACT = "\0contact"  # cache key part: a contact is cached by address, not by text
 
+PREFETCH_MEMORY = 4096  # spool file names remembered as looked ahead at
 Facts = dict[str, Any]
+Upcoming = Callable[[Container[str]], list[tuple[str, tuple[str, str]]]]
 
 
 class PluginRunner:
     """Calls hooks from synchronous code; a runner without a host does nothing."""
 
-    def __init__(self, host: PluginHost | None = None, lookup_timeout: float = 2.0) -> None:
-        """Run ``host``'s hooks; lookups and template variables get ``lookup_timeout`` s."""
+    def __init__(self, host: PluginHost | None = None) -> None:
+        """Run ``host``'s hooks (each call with its plugin's timeout, see the facade)."""
         self.host = host
-        self.lookup_timeout = lookup_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -49,7 +51,7 @@ class PluginRunner:
         self._cache_lock = threading.Lock()
         self._inflight: dict[tuple[str, str], asyncio.Future[Facts]] = {}
         self._prefetching = False
-        self._prefetched: set[str] = set()
+        self._prefetched: dict[str, None] = {}  # spool files looked ahead at, oldest first
 
     @property
     def hooks(self) -> Hooks | None:
@@ -78,10 +80,28 @@ class PluginRunner:
         self.notify(event, None, detail)
 
     def background(self, stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
-        """The plugins' long-running jobs (``async def serve(stop)``), for ``postdesk serve``."""
+        """The plugins' long-running jobs (``async def serve(stop)``), for ``postdesk serve``:
+        each runs on the plugins' loop thread (never on the caller's SMTP loop) and is told to
+        stop when ``stop`` is set; the coroutines returned end when the jobs do."""
         if self.host is None:
             return []
-        return self.host.background(stop)
+        return [self._on_plugin_loop(serve, stop) for serve in self.host.background()]
+
+    async def _on_plugin_loop(
+        self, serve: Callable[[asyncio.Event], Coroutine[Any, Any, None]], stop: asyncio.Event
+    ) -> None:
+        loop = self._running_loop()
+        there = asyncio.Event()  # set on the plugins' loop when ``stop`` is set here
+        job: asyncio.Future[None] = asyncio.wrap_future(
+            asyncio.run_coroutine_threadsafe(serve(there), loop)
+        )
+        stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait([job, stopping], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            loop.call_soon_threadsafe(there.set)
+        await job
 
     # --- lookups: bounded, cached, waited for with a deadline ---------------------------
 
@@ -101,20 +121,19 @@ class PluginRunner:
         """The facts a :meth:`lookup` gathered, or ``{}`` when none arrive within the timeout."""
         if pending is None:
             return {}
+        limit = self._waited(*LOOKUP_HOOKS)
         try:
-            return pending.result(timeout=self.lookup_timeout + 0.5)
+            return pending.result(timeout=limit + 0.5)
         except concurrent.futures.TimeoutError:
-            log.warning(
-                "plugin lookups took longer than %.1f s; notifying without them",
-                self.lookup_timeout,
-            )
+            log.warning("plugin lookups took longer than %.1f s; notifying without them", limit)
         except Exception:
             log.exception("plugin lookups failed; notifying without them")
         return {}
 
-    def prefetch(self, upcoming: Callable[[], list[tuple[str, tuple[str, str]]]]) -> None:
-        """Start lookups for what ``upcoming()`` returns: (name, (email, text)) of the next
-        messages waiting (see :func:`postdesk.plugins.prefetch.lookahead`); it runs in a thread.
+    def prefetch(self, upcoming: Upcoming) -> None:
+        """Start lookups for what ``upcoming(seen)`` returns: (name, (email, text)) of the next
+        messages waiting but those named in ``seen`` (see
+        :func:`postdesk.plugins.prefetch.lookahead`); it runs in a thread.
 
         The worker handles one message at a time; looking ahead lets a slow shop answer for
         many messages at once (bounded concurrency), so that by the time the worker reaches
@@ -126,11 +145,13 @@ class PluginRunner:
         self._prefetching = True
         self._submit(self._prefetch(upcoming))
 
-    async def _prefetch(self, upcoming: Callable[[], list[tuple[str, tuple[str, str]]]]) -> None:
+    async def _prefetch(self, upcoming: Upcoming) -> None:
         try:
-            found = await asyncio.to_thread(upcoming)
-            fresh = [(name, key) for name, key in found if name not in self._prefetched]
-            self._prefetched = {name for name, _key in found}
+            fresh = await asyncio.to_thread(upcoming, frozenset(self._prefetched))
+            for name, _key in fresh:
+                self._prefetched[name] = None
+            while len(self._prefetched) > PREFETCH_MEMORY:
+                del self._prefetched[next(iter(self._prefetched))]
             if self._limit is None:
                 self._limit = asyncio.Semaphore(LOOKUP_CONCURRENCY)
             await asyncio.gather(*(self._ahead(self._limit, key) for _name, key in fresh))
@@ -160,7 +181,7 @@ class PluginRunner:
         email, text = key
         contact, orders = await asyncio.gather(
             self._contact(facade, email),
-            facade.collect("postdesk_lookup_orders", self.lookup_timeout, email=email, text=text),
+            facade.collect("postdesk_lookup_orders", email=email, text=text),
         )
         facts: Facts = {"contact": contact} if contact is not None else {}
         joined = [thaw(order) for answer in orders for order in answer]
@@ -184,7 +205,7 @@ class PluginRunner:
         return (await asyncio.shield(running)).get("contact")
 
     async def _ask_contact(self, facade: Hooks, key: tuple[str, str]) -> Facts:
-        answer = await facade.first("postdesk_lookup_contact", self.lookup_timeout, email=key[0])
+        answer = await facade.first("postdesk_lookup_contact", email=key[0])
         found: Facts = {"contact": thaw(answer)} if answer is not None else {}
         self._remember(key, found)
         return found
@@ -202,6 +223,11 @@ class PluginRunner:
             while len(self._cache) > CACHE_ENTRIES:
                 self._cache.popitem(last=False)
 
+    def _waited(self, *hooks: str) -> float:
+        """The longest the plugins may take to answer ``hooks`` (their lookup timeouts)."""
+        facade = self.hooks
+        return max((facade.longest(h) for h in hooks), default=0) if facade is not None else 0
+
     # --- template variables: answered inside the transaction, so cut short ---------------
 
     def template_variables(self, template: str, ticket: Snapshot | None) -> dict[str, Any]:
@@ -210,9 +236,9 @@ class PluginRunner:
         hook = "postdesk_template_variables"
         if facade is None or not facade.implemented(hook):
             return {}
-        call = facade.collect(hook, self.lookup_timeout, template=template, ticket=ticket)
+        call = facade.collect(hook, template=template, ticket=ticket)
         try:
-            answers = self._submit(call).result(timeout=self.lookup_timeout + 0.5)
+            answers = self._submit(call).result(timeout=self._waited(hook) + 0.5)
         except Exception:
             log.exception("plugin template variables failed; rendering without them")
             return {}

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +171,46 @@ def test_a_hanging_receiver_is_retried_and_loses_nothing(tmp_path: Path) -> None
     assert body == {"text": "*alert.relay_refused* reason: 550 no such user"}
 
 
+def test_sent_webhook_rows_are_purged_after_keep_sent_days_failed_ones_kept(
+    tmp_path: Path,
+) -> None:
+    with Receiver() as receiver:
+        plugin = _webhook(tmp_path, receiver, keep_sent_days=2, max_attempts=1)
+
+        async def notify() -> None:
+            for number in range(3):
+                ticket = freeze({"number": number, "subject": "Hi", "status": "open"})
+                await plugin.postdesk_notify("ticket.created", ticket, freeze({}))
+            await plugin.flush()
+
+        asyncio.run(notify())
+        _deliver_until(plugin, lambda: len(receiver.received) == 3)
+        receiver.hang = True  # the next row fails for good (one attempt) and must stay
+        plugin = _webhook(tmp_path, receiver, keep_sent_days=2, max_attempts=1, timeout_seconds=0.2)
+
+        async def alert() -> None:
+            await plugin.postdesk_notify("alert.quarantined", None, freeze({"reason": "x"}))
+            await plugin.flush()
+
+        asyncio.run(alert())
+        _deliver_until(plugin, lambda: plugin.deliverer.counts["failed"] == 1)
+    with transaction(plugin.factory) as session:
+        rows = session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id)).all()
+        assert [row.status for row in rows] == ["sent", "sent", "sent", "failed"]
+        assert all(row.attempts == 1 and row.claimed_until is None for row in rows)
+        now = rows[0].sent_at
+        assert now is not None
+        rows[0].sent_at = now - timedelta(days=3)  # older than keep_sent_days
+        rows[1].sent_at = now - timedelta(days=1)
+        rows[3].created_at = now - timedelta(days=30)
+    assert plugin.deliverer.purge() == 1
+    with plugin.factory() as session:
+        left = session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id)).all()
+        assert [(row.id, row.status) for row in left] == [(2, "sent"), (3, "sent"), (4, "failed")]
+    with pytest.raises(ConfigError, match=r"plugins\.notify_webhook\.keep_sent_days"):
+        _webhook(tmp_path, receiver, keep_sent_days=-1)
+
+
 def test_webhook_settings_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"plugins\.notify_webhook\.urls"):
         notify_webhook.create_plugin(_context("notify_webhook", {"secret": "x"}))
@@ -282,7 +323,7 @@ def test_lookups_look_ahead_in_the_spool_so_a_slow_shop_answers_in_parallel(
             Settings(),
             plugins=PluginSettings(enabled=("postdesk.plugins.orders_http",), options=options),
         )
-        runner = PluginRunner(load_plugins(settings), lookup_timeout=2.0)
+        runner = PluginRunner(load_plugins(settings))
         try:
             runner.prefetch(functools.partial(lookahead, spool.new, 32, 65536))
             time.sleep(1.5)  # 12 lookups of 0.2 s each: in parallel, well within this

@@ -60,6 +60,7 @@ def _builtins(shop: Shop, receiver: Receiver) -> str:
         f"""
         [plugins]
         enabled = ["postdesk.plugins.crm", "postdesk.plugins.orders_http", "postdesk.plugins.notify_webhook", "recorder"]
+        lookup_timeout_seconds = 10  # the worker's first lookups may be slow on a busy machine
         [plugins.crm]
         default_region = "RU"
         tier_priority = {{ gold = "high" }}
@@ -252,3 +253,47 @@ def test_an_installed_plugin_loads_by_its_entry_point(
         )
         assert line == f"[Example #1] {CUSTOMER} Printer on fire\n", "postdesk_ticket_created"
     assert os.path.isdir(site / "postdesk_hello")
+
+
+ALERTS = """
+import json, os
+from postdesk.plugins import hookimpl
+
+@hookimpl
+def postdesk_notify(event, ticket, detail):
+    if event.startswith("alert."):
+        number = ticket["number"] if ticket is not None else None
+        with open(os.environ["RECORDER_FILE"], "a") as out:
+            out.write(json.dumps([event, number, sorted(detail)]) + "\\n")
+"""
+
+
+def test_alerts_reach_plugins_as_notify_events(
+    tmp_path: Path, sqlite_url: str, sink: SmtpSink
+) -> None:
+    (tmp_path / "alerts.py").write_text(ALERTS)
+    recorded = tmp_path / "alerts.jsonl"
+    env = {"PYTHONPATH": str(tmp_path), "RECORDER_FILE": str(recorded)}
+    extra = '[plugins]\nenabled = ["alerts"]\n'
+    with _serve(tmp_path, sqlite_url, sink, extra, env) as daemon:
+        send(daemon.port, make_mail())
+        wait_until(lambda: sink.to(AGENT), timeout=30, what="agent notification")
+        # Mail from an agent's address that nothing authenticates: alert.spoofed_agent.
+        forged = make_mail(subject="Re: [Example #1] Printer on fire", sender=AGENT)
+        assert send(daemon.port, forged)[0] == 250
+        # Mail without a usable From: quarantined, alert.quarantined after the commit.
+        assert send(daemon.port, make_mail(sender="no address here"))[0] == 250
+        # The relay refuses the next acknowledgement for good: alert.relay_refused.
+        sink.reply = "550 5.1.1 no such user"
+        send(daemon.port, make_mail(subject="Second problem", sender="dave@example.org"))
+
+        def events() -> set[str]:
+            return {event for event, _number, _keys in _records(recorded)}
+
+        wanted = {"alert.spoofed_agent", "alert.quarantined", "alert.relay_refused"}
+        wait_until(lambda: wanted <= events(), timeout=60, what=f"alerts {wanted}")
+    by_event = {event: (number, keys) for event, number, keys in _records(recorded)}
+    assert by_event["alert.spoofed_agent"][0] is not None, "about the ticket the mail made"
+    assert by_event["alert.quarantined"] == (None, ["from", "reason", "spool_id"])
+    assert by_event["alert.relay_refused"][0] is None
+    assert "recipient" in by_event["alert.relay_refused"][1]

@@ -194,3 +194,71 @@ def test_a_good_plugin_is_listed_by_check(tmp_path: Path) -> None:
     module = "from postdesk.plugins import hookimpl\n@hookimpl\ndef postdesk_ticket_created(ticket): pass\n"
     result = _check(tmp_path, ENABLED, module)
     assert "ok    plugins: myplugin" in result.stdout, result.stderr
+
+
+QUICK = """
+import time
+from postdesk.plugins import hookimpl
+
+@hookimpl
+def postdesk_lookup_orders(email, text):
+    time.sleep(30)  # hangs, as a synchronous call to a dead API would
+    return [{"number": "from quick"}]
+"""
+
+PATIENT = """
+import asyncio
+from postdesk.plugins import hookimpl
+
+@hookimpl
+async def postdesk_lookup_orders(email, text):
+    await asyncio.sleep(1.0)
+    return [{"number": "from patient"}]
+"""
+
+
+def test_each_plugin_has_its_own_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from postdesk.daemon.config import load_settings
+    from postdesk.plugins.host import load_plugins
+    from postdesk.plugins.runner import PluginRunner
+
+    (tmp_path / "quick.py").write_text(QUICK)
+    (tmp_path / "patient.py").write_text(PATIENT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugins = (
+        '[plugins]\nenabled = ["quick", "patient"]\nlookup_timeout_seconds = 0.5\n'
+        "[plugins.quick]\nlookup_timeout_seconds = 0.3\n"
+        "[plugins.patient]\nlookup_timeout_seconds = 3\nevent_timeout_seconds = 20\n"
+    )
+    settings = load_settings(str(write_config(tmp_path, "sqlite://", extra=plugins)))
+    runner = PluginRunner(load_plugins(settings))
+    try:
+        started = time.monotonic()
+        facts = runner.facts(runner.lookup("carol@example.org", "where is my order?"))
+        elapsed = time.monotonic() - started
+        hooks = runner.hooks
+        assert hooks is not None
+        # The hanging plugin is cut off at its own 0.3 s; the patient one answers after 1 s,
+        # beyond the default of 0.5 s, within its own 3 s.
+        assert facts == {"orders": [{"number": "from patient"}]}
+        assert 1.0 <= elapsed < 2.5
+        assert hooks.failures == {"quick": 1}
+        assert hooks.limit("patient", "postdesk_notify") == 20
+        assert hooks.limit("quick", "postdesk_notify") == settings.plugins.timeout_seconds
+    finally:
+        runner.close()
+
+
+def test_bad_plugin_timeouts_fail_check_naming_the_key(tmp_path: Path) -> None:
+    module = "from postdesk.plugins import hookimpl\n@hookimpl\ndef postdesk_notify(event): pass\n"
+    for value in ("'soon'", "0", "-1", "true"):
+        table = f"[plugins.myplugin]\nevent_timeout_seconds = {value}\n"
+        result = _check(tmp_path, ENABLED + table, module)
+        assert result.returncode == 2, result.stdout
+        assert "plugins.myplugin.event_timeout_seconds" in result.stderr
+    result = _check(tmp_path, ENABLED + "timeout_seconds = 0\n", module)
+    assert result.returncode == 2 and "plugins.timeout_seconds" in result.stderr
+    # The timeouts are the host's: a plugin without settings of its own may still have them.
+    table = "[plugins.myplugin]\nlookup_timeout_seconds = 1.5\n"
+    result = _check(tmp_path, ENABLED + table, module)
+    assert "ok    plugins: myplugin" in result.stdout, result.stderr

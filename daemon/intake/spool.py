@@ -18,6 +18,7 @@ import shutil
 import time
 import uuid
 from collections import deque
+from collections.abc import Container
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -145,14 +146,19 @@ class Spool:
         return shutil.disk_usage(self.root).free
 
 
-def peek_waiting(waiting: Path, count: int, limit: int) -> list[tuple[str, bytes]]:
+def peek_waiting(
+    waiting: Path, count: int, limit: int, skip: Container[str] = ()
+) -> list[tuple[str, bytes]]:
     """The oldest ``count`` waiting messages of the folder ``waiting`` (a spool's ``new/``)
-    as (file name, first ``limit`` bytes of the raw message), without claiming them.
+    as (file name, first ``limit`` bytes of the raw message), without claiming them; those
+    named in ``skip`` count but are not read.
 
     For looking ahead only: a file may be claimed and gone a moment later (it is skipped).
     """
     found: list[tuple[str, bytes]] = []
     for name in sorted(os.listdir(waiting))[:count]:
+        if name in skip:
+            continue
         try:
             with (waiting / name).open("rb") as handle:
                 handle.readline()  # the envelope line

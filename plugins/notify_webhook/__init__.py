@@ -1,10 +1,10 @@
 """Webhook notifications: every ``postdesk_notify`` event POSTed as signed JSON to your URLs.
 
 Configure under ``[plugins.notify_webhook]``. An event becomes one row per URL in the durable
-queue (table ``webhook_deliveries``) within FLUSH_SECONDS of the event, several events in one
-write; ``postdesk serve`` delivers the rows
-in the background (:mod:`.delivery`), retrying with exponential backoff, so a receiver that is
-down loses nothing. Each POST carries ``X-Postdesk-Signature: sha256=<hex HMAC-SHA256 of the
+queue (table ``webhook_deliveries``) within FLUSH_SECONDS of the event, the events of many
+messages in one write (each write competes with the worker's on SQLite); ``postdesk serve``
+delivers the rows in the background (:mod:`.delivery`), retrying with exponential backoff, so
+a receiver that is down loses nothing; sent rows are deleted after ``keep_sent_days``. Each POST carries ``X-Postdesk-Signature: sha256=<hex HMAC-SHA256 of the
 body>`` keyed with the configured secret. ``format = "slack"`` sends Slack-compatible
 ``{"text": ...}`` bodies instead.
 """
@@ -12,6 +12,7 @@ body>`` keyed with the configured secret. ``format = "slack"`` sends Slack-compa
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -27,7 +28,9 @@ from postdesk.plugins.host import PluginContext
 from postdesk.plugins.notify_webhook.body import render_body
 from postdesk.plugins.notify_webhook.delivery import Deliverer
 
-FLUSH_SECONDS = 0.2  # events wait at most this long to be written, together
+log = logging.getLogger("postdesk.plugins.notify_webhook")
+
+FLUSH_SECONDS = 1.0  # events wait at most this long to be written, together
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class WebhookSettings:
     timeout_seconds: float = 10.0
     max_attempts: int = 12
     retry_base_seconds: float = 30.0
+    keep_sent_days: float = 7.0  # sent rows are deleted after this; failed rows are kept
 
 
 def webhook_settings(context: PluginContext) -> tuple[WebhookSettings, bytes]:
@@ -58,6 +62,8 @@ def webhook_settings(context: PluginContext) -> tuple[WebhookSettings, bytes]:
         raise ConfigError(f"{key}.secret: set secret or secret_env (receivers check signatures)")
     if settings.timeout_seconds <= 0 or settings.max_attempts <= 0:
         raise ConfigError(f"{key}: timeout_seconds and max_attempts must be greater than 0")
+    if settings.keep_sent_days < 0:
+        raise ConfigError(f"{key}.keep_sent_days: must not be negative")
     return settings, secret.encode()
 
 
@@ -65,12 +71,16 @@ class NotifyWebhook:
     """The plugin object: queues events, and delivers them while ``serve`` runs."""
 
     def __init__(
-        self, settings: WebhookSettings, secret: bytes, factory: sessionmaker[Session]
+        self,
+        settings: WebhookSettings,
+        secret: bytes,
+        factory: sessionmaker[Session],
+        reader: sessionmaker[Session] | None = None,
     ) -> None:
-        """Queue in, and deliver from, the database of ``factory``."""
+        """Queue in, and deliver from, the database of ``factory`` (``reader``: see Deliverer)."""
         self.settings = settings
         self.factory = factory
-        self.deliverer = Deliverer(settings, secret, factory)
+        self.deliverer = Deliverer(settings, secret, factory, reader)
         self._pending: list[tuple[str, str, str]] = []  # (url, event, body) not yet written
         self._flushing: asyncio.Future[None] | None = None
 
@@ -93,9 +103,18 @@ class NotifyWebhook:
             await self._flushing
 
     async def _flush_soon(self) -> None:
+        """Write the events waiting; on failure (the database is down) they wait for the next
+        write instead of being lost."""
         await asyncio.sleep(FLUSH_SECONDS)
         rows, self._pending = self._pending, []
-        await asyncio.to_thread(self._write, rows)
+        try:
+            await asyncio.to_thread(self._write, rows)
+        except Exception as error:
+            log.warning(
+                "webhook queue: %d events not written yet, will retry: %s", len(rows), error
+            )
+            self._pending[:0] = rows
+            self._flushing = asyncio.ensure_future(self._flush_soon())
 
     def _write(self, rows: list[tuple[str, str, str]]) -> None:
         now = utcnow()
@@ -116,7 +135,7 @@ class NotifyWebhook:
 def create_plugin(context: PluginContext) -> NotifyWebhook:
     """Build the webhook notifier from ``[plugins.notify_webhook]``."""
     settings, secret = webhook_settings(context)
-    return NotifyWebhook(settings, secret, context.database())
+    return NotifyWebhook(settings, secret, context.database(), context.reader())
 
 
 __all__ = ["NotifyWebhook", "WebhookSettings", "create_plugin"]

@@ -1,9 +1,14 @@
 """Delivering the webhook queue: lease due rows, POST them, record the outcome.
 
-Rows are leased with a conditional UPDATE (several daemons on one database never POST the
+Rows are leased with one conditional UPDATE (several daemons on one database never POST the
 same row at once). A 2xx answer marks the row sent; anything else (an error status, a
 refused connection, a timeout) retries it with exponential backoff and jitter until
-``max_attempts``, then marks it failed with the last error.
+``max_attempts``, then marks it failed with the last error. Sent rows are deleted once
+``keep_sent_days`` old; failed rows stay for inspection.
+
+Each write transaction competes with the worker's on SQLite (one writer at a time), so a
+round writes only when there is something to do: a read (which never waits for the writer)
+finds whether anything is due, one UPDATE leases a batch, one UPDATE records its successes.
 """
 
 from __future__ import annotations
@@ -12,12 +17,13 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 import httpx
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import CursorResult, delete, exists, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.daemon.store.db import transaction
@@ -32,6 +38,7 @@ log = logging.getLogger("postdesk.plugins.notify_webhook")
 
 POLL_SECONDS = 1.0
 BATCH = 100
+PURGE_SECONDS = 3600.0  # sent rows older than keep_sent_days are deleted this often
 LEASE_SECONDS = 300.0
 MAX_BACKOFF_SECONDS = 3600.0
 JITTER = 0.1
@@ -50,20 +57,30 @@ class Deliverer:
     """POSTs due rows of the queue; :meth:`run` loops, :meth:`deliver_due` does one round."""
 
     def __init__(
-        self, settings: WebhookSettings, secret: bytes, factory: sessionmaker[Session]
+        self,
+        settings: WebhookSettings,
+        secret: bytes,
+        factory: sessionmaker[Session],
+        reader: sessionmaker[Session] | None = None,
     ) -> None:
-        """Deliver with ``settings``, signing with ``secret``."""
+        """Deliver with ``settings``, signing with ``secret``; ``reader`` (default ``factory``)
+        looks for due rows without taking SQLite's write lock."""
         self.settings = settings
         self.secret = secret
         self.factory = factory
-        self.counts = {"sent": 0, "retried": 0, "failed": 0}
+        self.reader = reader or factory
+        self.counts = {"sent": 0, "retried": 0, "failed": 0, "purged": 0}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver every second until ``stop`` is set; database trouble waits for the next round."""
+        purged_at = 0.0
         async with httpx.AsyncClient(timeout=self.settings.timeout_seconds) as client:
             while not stop.is_set():
                 try:
                     await self.deliver_due(client)
+                    if time.monotonic() - purged_at >= PURGE_SECONDS:
+                        await asyncio.to_thread(self.purge)
+                        purged_at = time.monotonic()
                 except Exception as error:
                     log.warning("webhook round failed, will retry: %s", error)
                 with contextlib.suppress(TimeoutError):
@@ -75,6 +92,8 @@ class Deliverer:
     async def deliver_due(self, client: httpx.AsyncClient) -> int:
         """POST the rows due now, concurrently, and record the outcomes in one transaction
         (few write transactions: on SQLite each one competes with the worker's)."""
+        if not await asyncio.to_thread(self._any_due):
+            return 0
         claimed = await asyncio.to_thread(self._claim)
         if not claimed:
             return 0
@@ -102,51 +121,87 @@ class Deliverer:
             return f"{type(failure).__name__}: {' '.join(str(failure).split())}".rstrip(": ")
         return None if response.is_success else f"HTTP {response.status_code}"
 
+    def _any_due(self) -> bool:
+        """True when a row is due: a read, which takes no write lock."""
+        with self.reader() as session:
+            return bool(session.scalar(select(exists().where(*self._due(utcnow())))))
+
     def _claim(self) -> list[_Claimed]:
+        """Lease up to BATCH due rows with one UPDATE; the rows this daemon got."""
         now = utcnow()
-        free = or_(WebhookDelivery.claimed_until.is_(None), WebhookDelivery.claimed_until < now)
-        claimed: list[_Claimed] = []
+        due = select(WebhookDelivery.id).where(*self._due(now))
+        due = due.order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(BATCH)
+        lease = (
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id.in_(due.scalar_subquery()), *self._due(now))
+            .values(claimed_until=now + timedelta(seconds=LEASE_SECONDS))
+            .returning(
+                WebhookDelivery.id,
+                WebhookDelivery.url,
+                WebhookDelivery.event,
+                WebhookDelivery.body,
+                WebhookDelivery.attempts,
+            )
+            .execution_options(synchronize_session=False)
+        )
         with transaction(self.factory) as session:
-            due = session.scalars(
-                select(WebhookDelivery.id)
-                .where(
-                    WebhookDelivery.status == "pending",
-                    WebhookDelivery.next_attempt_at <= now,
-                    free,
-                )
-                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
-                .limit(BATCH)
-            ).all()
-            for row_id in due:
-                lease = (
-                    update(WebhookDelivery)
-                    .where(WebhookDelivery.id == row_id, WebhookDelivery.status == "pending", free)
-                    .values(claimed_until=now + timedelta(seconds=LEASE_SECONDS))
-                    .execution_options(synchronize_session=False)
-                )
-                if cast(CursorResult[Any], session.execute(lease)).rowcount != 1:
-                    continue  # another daemon took it
-                row = session.get_one(WebhookDelivery, row_id)
-                claimed.append(_Claimed(row.id, row.url, row.event, row.body, row.attempts))
-        return claimed
+            rows = session.execute(lease).all()
+        return sorted((_Claimed(*row) for row in rows), key=lambda item: item.id)
+
+    @staticmethod
+    def _due(now: datetime) -> tuple[Any, ...]:
+        """Conditions of a row to POST now: pending, due, and leased by no one."""
+        return (
+            WebhookDelivery.status == "pending",
+            WebhookDelivery.next_attempt_at <= now,
+            or_(WebhookDelivery.claimed_until.is_(None), WebhookDelivery.claimed_until < now),
+        )
+
+    def purge(self) -> int:
+        """Delete the sent rows older than ``keep_sent_days``; failed rows stay. Returns the count."""
+        cutoff = utcnow() - timedelta(days=self.settings.keep_sent_days)
+        old = delete(WebhookDelivery).where(
+            WebhookDelivery.status == "sent", WebhookDelivery.sent_at <= cutoff
+        )
+        with transaction(self.factory) as session:
+            count = cast(CursorResult[Any], session.execute(old)).rowcount
+        if count:
+            days = self.settings.keep_sent_days
+            log.info("webhook queue: deleted %d sent rows older than %s days", count, days)
+        self.counts["purged"] += count
+        return count
 
     def _record_all(
         self, results: list[tuple[_Claimed, str | None]]
     ) -> list[tuple[_Claimed, str | None, str]]:
-        """Record every outcome of one round in one transaction; describe each."""
+        """Record every outcome of one round in one transaction (the successes in one UPDATE);
+        describe each."""
+        sent = [item.id for item, error in results if error is None]
+        described: list[tuple[_Claimed, str | None, str]] = []
         with transaction(self.factory) as session:
-            return [(item, error, self._record(session, item, error)) for item, error in results]
+            if sent:
+                session.execute(
+                    update(WebhookDelivery)
+                    .where(WebhookDelivery.id.in_(sent))
+                    .values(
+                        status="sent",
+                        sent_at=utcnow(),
+                        claimed_until=None,
+                        attempts=WebhookDelivery.attempts + 1,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+            for item, error in results:
+                outcome = "delivered" if error is None else self._failed(session, item, error)
+                described.append((item, error, outcome))
+        self.counts["sent"] += len(sent)
+        return described
 
-    def _record(self, session: Session, item: _Claimed, error: str | None) -> str:
-        """Mark the row sent, or schedule the next attempt, or fail it; describe what was done."""
+    def _failed(self, session: Session, item: _Claimed, error: str) -> str:
+        """Schedule the next attempt of a row whose POST failed, or fail it; say which."""
         attempts = item.attempts + 1
         row = session.get_one(WebhookDelivery, item.id)
-        row.attempts, row.claimed_until = attempts, None
-        if error is None:
-            row.status, row.sent_at = "sent", utcnow()
-            self.counts["sent"] += 1
-            return "delivered"
-        row.last_error = error[:2000]
+        row.attempts, row.claimed_until, row.last_error = attempts, None, error[:2000]
         if attempts >= self.settings.max_attempts:
             row.status = "failed"
             self.counts["failed"] += 1
