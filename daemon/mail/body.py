@@ -177,7 +177,7 @@ def _add_attachment(
             data, name = _message_bytes(part, defects), _forward_name(part, info, defects)
         else:
             data, name = _payload(part, defects), info.filename
-            part.set_payload(None)  # the encoded copy is not needed again: free it now
+            part.set_payload("")  # the encoded copy is not needed again: free it now
         if name and "=?" in name:
             name = decode_words(name, defects)
         cid = _content_id(part, defects)
