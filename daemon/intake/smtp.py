@@ -34,6 +34,7 @@ TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, please try again later"
 LINE_TOO_LONG = "500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)"
 START_DATA = "354 End data with <CR><LF>.<CR><LF>"
 REFUSAL_LOG_SECONDS = 60.0
+_ALIVE_EVERY = 65_536  # DATA bytes between restarts of the idle timer
 
 
 class IntakeHandler:
@@ -199,6 +200,8 @@ class IntakeSMTP(SMTP):
         CR never does: SMTP smuggling, R-08), dot-unstuffing, a line longer than
         ``smtp.max_line_length`` answers 500 and too much data 552, both after the end of data.
         The spool file is removed on every path but a committed 250, a cut connection included.
+        ``smtp.idle_timeout`` counts from the last data received, not from the DATA command, so
+        a large message over a slow link is not cut.
         """
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
             return
@@ -230,6 +233,7 @@ class IntakeSMTP(SMTP):
         """
         limit = self.data_size_limit
         size = 0
+        alive_at = 0  # size at which the idle timer is restarted next: data is not idleness
         line_start = True  # the next read starts a line
         refusal: str | None = None
         while True:
@@ -245,6 +249,9 @@ class IntakeSMTP(SMTP):
             if line_start and line == b".\r\n":
                 return refusal
             size += len(line)
+            if size >= alive_at:
+                self._reset_timeout()
+                alive_at = size + _ALIVE_EVERY
             line_start = line.endswith(b"\r\n")
             if refusal is None and limit and size > limit:
                 refusal = TOO_BIG

@@ -29,16 +29,22 @@ from tests.support import CUSTOMER, HELPDESK, Daemon, SmtpSink, send, wait_until
 LIMIT = 8 * IN_MEMORY  # the test daemon's smtp.max_message_bytes
 
 
-@pytest.fixture
-def big_daemon(tmp_path: Path, database_url: str, sink: SmtpSink) -> Iterator[Daemon]:
-    """The real daemon with room for messages several times larger than ``IN_MEMORY``."""
+def configure(tmp_path: Path, database_url: str, sink: SmtpSink, smtp: str = "") -> Daemon:
+    """A daemon (not started) with room for messages several times larger than ``IN_MEMORY``,
+    plus the ``smtp`` settings lines."""
     config = write_config(tmp_path, database_url, relay=f"smtp://127.0.0.1:{sink.port}")
     text = config.read_text()
     assert "max_message_bytes = 1000000\n" in text
     config.write_text(
-        text.replace("max_message_bytes = 1000000\n", f"max_message_bytes = {LIMIT}\n")
+        text.replace("max_message_bytes = 1000000\n", f"max_message_bytes = {LIMIT}\n{smtp}")
     )
-    daemon = Daemon(config, tmp_path)
+    return Daemon(config, tmp_path)
+
+
+@pytest.fixture
+def big_daemon(tmp_path: Path, database_url: str, sink: SmtpSink) -> Iterator[Daemon]:
+    """The real daemon, started, with room for large messages."""
+    daemon = configure(tmp_path, database_url, sink)
     daemon.start()
     try:
         yield daemon
@@ -193,3 +199,28 @@ def test_r36_committed_large_message_reads_back_whole(tmp_path: Path) -> None:
     entry = spool.claim()
     assert entry is not None and entry.spool_id == spool_id
     assert entry.raw == body and entry.envelope == envelope
+
+
+def test_r36_large_data_trickling_in_longer_than_the_idle_timeout_is_accepted(
+    tmp_path: Path, sqlite_url: str, sink: SmtpSink
+) -> None:
+    daemon = configure(tmp_path, sqlite_url, sink, smtp="idle_timeout = 2\n")
+    daemon.start()
+    try:
+        raw, reader = open_data(daemon.port)
+        try:
+            raw.sendall(f"From: {CUSTOMER}\r\nTo: {HELPDESK}\r\nSubject: slow\r\n\r\n".encode())
+            started = time.monotonic()
+            for _piece in range(10):  # 2.5 MB over about 5 s: longer than the idle timeout
+                raw.sendall((b"s" * 998 + b"\r\n") * 250)
+                time.sleep(0.5)
+            raw.sendall(b".\r\n")
+            reply = reader.readline()
+            assert time.monotonic() - started > 2 * daemon.settings.smtp.idle_timeout
+            assert reply.startswith(b"250"), reply
+        finally:
+            reader.close()
+            raw.close()
+        wait_until(lambda: daemon.tickets(), timeout=60, what="the slow message stored")
+    finally:
+        daemon.stop()
