@@ -72,7 +72,8 @@ class Spool:
             incoming.discard()
 
     def open(self, envelope: Envelope) -> IncomingFile:
-        """Start a message in ``tmp/`` to be written piece by piece (SMTP streams DATA here)."""
+        """Start a message to be written piece by piece (SMTP streams DATA here); see
+        ``IncomingFile``."""
         return IncomingFile(self, envelope)
 
     def claim(self) -> SpoolEntry | None:
