@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
 from postdesk.daemon.config import Settings
 from postdesk.daemon.intake.spool import Envelope as SpoolEnvelope
-from postdesk.daemon.intake.spool import Spool
+from postdesk.daemon.intake.spool import IncomingFile, Spool
 
 log = logging.getLogger("postdesk.intake")
 
@@ -31,11 +31,15 @@ BUSY = "451 4.3.2 Too busy, please try again later"
 SHUTTING_DOWN = "421 4.3.2 Service shutting down, please try again later"
 TLS_REQUIRED = "530 5.7.0 Must issue a STARTTLS command first"
 TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, please try again later"
+LINE_TOO_LONG = "500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)"
+START_DATA = "354 End data with <CR><LF>.<CR><LF>"
 REFUSAL_LOG_SECONDS = 60.0
+_ALIVE_EVERY = 65_536  # DATA bytes between restarts of the idle timer
 
 
 class IntakeHandler:
-    """aiosmtpd handler: checks recipients and size, spools DATA, never lets an error become 5xx."""
+    """aiosmtpd handler: checks senders and recipients, spools DATA (streamed to it by
+    ``IntakeSMTP``), never lets an error become 5xx."""
 
     def __init__(
         self,
@@ -100,11 +104,8 @@ class IntakeHandler:
         envelope.rcpt_tos.append(address)
         return OK_RECIPIENT
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        """Write the message to the spool (fsync) and answer 250 only once it is safe."""
-        if self.closing:
-            return SHUTTING_DOWN
-        raw = envelope.original_content or b""
+    def open_message(self, session: Session, envelope: Envelope) -> IncomingFile:
+        """Start spooling the message whose DATA is about to arrive."""
         meta = SpoolEnvelope(
             mail_from=envelope.mail_from or "",
             rcpt_tos=tuple(envelope.rcpt_tos),
@@ -112,14 +113,20 @@ class IntakeHandler:
             received_at=time.time(),
             peer=str(session.peer[0]) if session.peer else "",
         )
-        spool_id = await asyncio.to_thread(self.spool.write, raw, meta)
+        return self.spool.open(meta)
+
+    async def commit(self, incoming: IncomingFile, peer: str) -> str:
+        """Make a fully received message durable (fsync) and answer 250 only once it is safe."""
+        if self.closing:
+            return SHUTTING_DOWN
+        spool_id = await asyncio.to_thread(incoming.commit)
         self.accepted += 1
         self.on_spooled()
         log.info(
             "accepted %s (%d bytes) from %s",
             spool_id,
-            len(raw),
-            meta.peer,
+            incoming.size,
+            peer,
             extra={"spool_id": spool_id},
         )
         return OK_QUEUED.format(spool_id=spool_id)
@@ -184,6 +191,85 @@ class IntakeSMTP(SMTP):
         if status.startswith("530 Must issue a STARTTLS"):  # aiosmtpd's, without the code
             status = TLS_REQUIRED
         await super().push(TOO_BIG if status.startswith("552 Error") else status)
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        """Receive DATA straight into the spool, so a large message is never held in memory.
+
+        Same rules as aiosmtpd's own DATA: only ``<CRLF>.<CRLF>`` ends the data (a bare LF or
+        CR never does: SMTP smuggling, R-08), dot-unstuffing, a line longer than
+        ``smtp.max_line_length`` answers 500 and too much data 552, both after the end of data.
+        The spool file is removed on every path but a committed 250, a cut connection included.
+        ``smtp.idle_timeout`` counts from the last data received, not from the DATA command, so
+        a large message over a slow link is not cut.
+        """
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None and self.session is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        if self._intake.closing:
+            await self.push(SHUTTING_DOWN)
+            return
+        await self.push(START_DATA)
+        incoming = self._intake.open_message(self.session, self.envelope)
+        try:
+            refusal = await self._receive(incoming)
+            peer = str(self.session.peer[0]) if self.session.peer else ""
+            status = refusal or await self._intake.commit(incoming, peer)
+        finally:
+            incoming.discard()
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+        await self.push(status)
+
+    async def _receive(self, incoming: IncomingFile) -> str | None:
+        """Copy DATA lines (dot-unstuffed) to ``incoming`` up to the lone dot; a refusal, if any.
+
+        Mirrors ``aiosmtpd.smtp.SMTP.smtp_DATA`` line by line, but writes instead of collecting.
+        """
+        limit = self.data_size_limit
+        size = 0
+        alive_at = 0  # size at which the idle timer is restarted next: data is not idleness
+        line_start = True  # the next read starts a line
+        refusal: str | None = None
+        while True:
+            try:
+                line = await self._reader.readuntil(b"\r\n")
+            except asyncio.CancelledError:
+                log.info("connection lost during DATA")
+                self._writer.close()
+                raise
+            except asyncio.LimitOverrunError as error:  # longer than the reader's limit
+                refusal = refusal or LINE_TOO_LONG
+                line = await self._reader.read(error.consumed)
+            if line_start and line == b".\r\n":
+                return refusal
+            size += len(line)
+            if size >= alive_at:
+                self._reset_timeout()
+                alive_at = size + _ALIVE_EVERY
+            line_start = line.endswith(b"\r\n")
+            if refusal is None and limit and size > limit:
+                refusal = TOO_BIG
+            if refusal is not None:
+                continue  # read on to the end of DATA, keeping nothing
+            if len(line) > self.line_length_limit:
+                refusal = LINE_TOO_LONG
+            else:  # a whole line: a piece of one always comes with a refusal
+                refusal = self._write(incoming, line[1:] if line[:1] == b"." else line)
+
+    def _write(self, incoming: IncomingFile, line: bytes) -> str | None:
+        """Append one line to the spool file; a 451 refusal when the disk fails us."""
+        try:
+            incoming.write(line)
+        except OSError as error:
+            log.error("writing the spool failed, answering 451: %r", error)
+            return TEMPORARY_FAILURE
+        return None
 
 
 async def start_smtp(

@@ -3,9 +3,10 @@
 Layout under ``<data_dir>/spool``: ``tmp/`` (being written), ``new/`` (waiting), ``work/``
 (claimed by a worker). A file is ``<spool_id>.<attempts>.msg`` holding one JSON envelope line
 followed by the raw message bytes; in ``work/`` its name starts with ``<pid>~``, the claiming
-process, so the claims of a worker that died can be told from those of live ones. ``write`` returns only after the bytes and the directory entry
-are on stable storage (write, flush, fsync, rename, fsync the directory), so a ``250`` that
-follows it is a promise a crash cannot break.
+process, so the claims of a worker that died can be told from those of live ones. ``write``
+(or ``open`` ... ``IncomingFile.commit`` for a message streamed in pieces) returns only after
+the bytes and the directory entry are on stable storage (write, flush, fsync, rename, fsync the
+directory), so a ``250`` that follows it is a promise a crash cannot break.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from collections import deque
 from collections.abc import Container
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 log = logging.getLogger("postdesk.spool")
 
 SUFFIX = ".msg"
 OWNER_SEPARATOR = "~"
+IN_MEMORY = 1 << 20  # an incoming message up to this size is kept in memory, larger ones in tmp/
 
 
 @dataclass(frozen=True)
@@ -62,21 +65,17 @@ class Spool:
 
     def write(self, raw: bytes, envelope: Envelope) -> str:
         """Store a message durably and return its spool id; raises OSError on any failure."""
-        spool_id = f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}"
-        name = f"{spool_id}.0{SUFFIX}"
-        tmp_path = self.tmp / name
+        incoming = self.open(envelope)
         try:
-            with tmp_path.open("xb") as handle:
-                handle.write(json.dumps(asdict(envelope)).encode() + b"\n")
-                handle.write(raw)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.rename(tmp_path, self.new / name)
-            _fsync_dir(self.new)
-        except BaseException:
-            tmp_path.unlink(missing_ok=True)
-            raise
-        return spool_id
+            incoming.write(raw)
+            return incoming.commit()
+        finally:
+            incoming.discard()
+
+    def open(self, envelope: Envelope) -> IncomingFile:
+        """Start a message to be written piece by piece (SMTP streams DATA here); see
+        ``IncomingFile``."""
+        return IncomingFile(self, envelope)
 
     def claim(self) -> SpoolEntry | None:
         """Move the oldest waiting message to ``work/`` and return it, or None when empty."""
@@ -146,6 +145,70 @@ class Spool:
         return shutil.disk_usage(self.root).free
 
 
+class IncomingFile:
+    """A message being spooled piece by piece: ``write`` its bytes, then ``commit`` or ``discard``.
+
+    The first ``IN_MEMORY`` bytes stay in memory; a larger message goes on to a file in
+    ``tmp/`` as it arrives. ``commit`` makes it durable and moves it to ``new/``; ``discard``
+    (safe on every exit path, also after ``commit``) drops it and its partial file. A file left
+    behind by a crash is removed by ``Spool.recover`` at the next start.
+    """
+
+    def __init__(self, spool: Spool, envelope: Envelope) -> None:
+        self.spool_id = f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}"
+        self.name = f"{self.spool_id}.0{SUFFIX}"
+        self.path = spool.tmp / self.name
+        self.size = 0  # message bytes written so far
+        self._new = spool.new
+        self._pending = bytearray(json.dumps(asdict(envelope)).encode() + b"\n")
+        self._handle: BinaryIO | None = None
+        self._settled = False
+
+    def write(self, data: bytes) -> None:
+        """Append message bytes (nothing is durable before ``commit``); raises OSError."""
+        self.size += len(data)
+        if self._handle is None and len(self._pending) + len(data) <= IN_MEMORY:
+            self._pending += data
+        else:
+            self._file().write(data)
+
+    def commit(self) -> str:
+        """Write, fsync, rename into ``new/`` and fsync the folder; returns the spool id.
+
+        Raises OSError on any failure, after removing the partial file.
+        """
+        self._settled = True
+        try:
+            with self._file() as handle:
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.rename(self.path, self._new / self.name)
+            _fsync_dir(self._new)
+        except BaseException:
+            self.path.unlink(missing_ok=True)
+            raise
+        return self.spool_id
+
+    def discard(self) -> None:
+        """Drop the partial message, unless ``commit`` has started (it cleans up itself)."""
+        if self._settled:
+            return
+        self._settled = True
+        self._pending.clear()
+        if self._handle is not None:
+            with contextlib.suppress(OSError):  # a failed flush of bytes thrown away anyway
+                self._handle.close()
+            self.path.unlink(missing_ok=True)
+
+    def _file(self) -> BinaryIO:
+        """The temp file, created (with what was kept in memory so far) on first use."""
+        if self._handle is None:
+            self._handle = self.path.open("xb", buffering=IN_MEMORY)
+            self._handle.write(self._pending)
+            self._pending.clear()
+        return self._handle
+
+
 def peek_waiting(
     waiting: Path, count: int, limit: int, skip: Container[str] = ()
 ) -> list[tuple[str, bytes]]:
@@ -176,8 +239,10 @@ def _split_name(name: str) -> tuple[str, int]:
 
 def _read_entry(path: Path) -> SpoolEntry:
     spool_id, attempts = _split_name(path.name)
-    data = path.read_bytes()
-    header, _, raw = data.partition(b"\n")
+    with path.open("rb") as handle:
+        header = handle.readline()
+        handle.seek(len(header))  # empties the read buffer: the raw bytes are read in one piece
+        raw = handle.read(os.fstat(handle.fileno()).st_size - len(header))
     fields = json.loads(header)
     fields["rcpt_tos"] = tuple(fields["rcpt_tos"])
     return SpoolEntry(spool_id, attempts, path, Envelope(**fields), raw)

@@ -95,7 +95,9 @@ def collect_body(
 ) -> Body[_A]:
     """Pick the text and HTML bodies and turn every other part into an attachment.
 
-    Each attachment is built by ``make_attachment`` (see ``AttachmentMaker``).
+    Each attachment is built by ``make_attachment`` (see ``AttachmentMaker``). The encoded
+    payload of each attachment part is dropped from ``message`` once decoded, so a large
+    message is not held twice.
     """
     body: Body[_A] = Body()
     found = _walk(message, body.attachments, make_attachment, defects)
@@ -175,6 +177,7 @@ def _add_attachment(
             data, name = _message_bytes(part, defects), _forward_name(part, info, defects)
         else:
             data, name = _payload(part, defects), info.filename
+            part.set_payload("")  # the encoded copy is not needed again: free it now
         if name and "=?" in name:
             name = decode_words(name, defects)
         cid = _content_id(part, defects)

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import Message
-from email.parser import BytesHeaderParser, BytesParser
+from email.parser import BytesFeedParser, BytesHeaderParser
 from email.utils import parsedate_to_datetime
 
 from postdesk.daemon.mail import limits as structure
@@ -41,9 +41,9 @@ __all__ = [
     "sender_and_subject",
 ]
 
-_PARSER = BytesParser(policy=email.policy.default)
 _HEADER_PARSER = BytesHeaderParser(policy=email.policy.compat32)
 _MAX_LISTING_HEAD = 65_536
+_FEED_CHUNK = 65_536  # bytes handed to the stdlib parser at a time
 _MESSAGE_ID = re.compile(r"<[^<>\s\x00-\x1f\x7f]{1,996}>")
 _BARE_ID = re.compile(r"[^<>\s\"(),;:\\]{1,996}@[^<>\s\"(),;:\\]{1,996}")
 _RECIPIENTS = ("to", "cc", "reply-to")
@@ -136,7 +136,7 @@ def _parse(raw: bytes, limits: ParseLimits) -> ParsedMessage:
     """The parse proper; may raise anything (``parse_message`` translates)."""
     prescan = structure.check(_strip_mbox_from(raw), limits)
     defects = list(prescan.defects)
-    message = _PARSER.parsebytes(prescan.raw)
+    message = _feed(prescan.raw)
     hint = _charset_hint(message)
     headers = _headers(message, limits, hint, defects)
     from_addr, from_name = _sender(message, limits, hint, defects)
@@ -167,6 +167,16 @@ def _parse(raw: bytes, limits: ParseLimits) -> ParsedMessage:
         content_type=content_type,
         report_type=_report_type(message, content_type),
     )
+
+
+def _feed(raw: bytes) -> Message:
+    """The stdlib parse of ``raw``, fed in chunks: ``BytesParser.parsebytes`` would hold the
+    whole message again as text (and ``StringIO`` as 4-byte characters) while it parses."""
+    parser = BytesFeedParser(policy=email.policy.default)
+    view = memoryview(raw)
+    for start in range(0, len(raw), _FEED_CHUNK):
+        parser.feed(bytes(view[start : start + _FEED_CHUNK]))
+    return parser.close()
 
 
 def sender_and_subject(raw: bytes) -> tuple[str, str]:
