@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import false, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
-from sqlalchemy.sql.expression import ScalarSelect, Selectable
+from sqlalchemy.sql.expression import ScalarSelect, Select
 
 from postdesk.daemon.reports.durations import durations
 from postdesk.daemon.reports.periods import Window
@@ -30,14 +30,14 @@ DIMENSIONS = ("agent", "category")
 
 def compute(conn: Connection, window: Window) -> dict[str, Any]:
     """The speed figures of ``window``."""
-    first = durations(conn, "first_response", _first_responses(window), DIMENSIONS)
+    first = durations(conn, _first_responses(window), DIMENSIONS)
     first["unanswered"] = first.pop("missing")
-    resolution = durations(conn, "resolution", _resolutions(window), DIMENSIONS)
+    resolution = durations(conn, _resolutions(window), DIMENSIONS)
     del resolution["missing"]
     return {"first_response": first, "resolution": resolution}
 
 
-def _first_responses(window: Window) -> Selectable:
+def _first_responses(window: Window) -> Select[*tuple[Any, ...]]:
     """Tickets created in the window: replying agent, category, seconds to the reply (or NULL)."""
     reply = aliased(Message)
     replied_at = (
@@ -88,7 +88,7 @@ def replying_agent(ticket_id: Expression, replied_at: Expression) -> ScalarSelec
     )
 
 
-def _resolutions(window: Window) -> Selectable:
+def _resolutions(window: Window) -> Select[*tuple[Any, ...]]:
     """Tickets solved in the window: assignee, category, seconds from creation to solve."""
     return select(
         seconds_between(Ticket.solved_at, Ticket.created_at),
