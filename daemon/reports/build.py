@@ -58,7 +58,7 @@ def build_report(
 def snapshot(engine: Engine) -> Iterator[Connection]:
     """A connection seeing one consistent state of the database, rolled back at the end.
 
-    The report writes only temporary tables of its own (:mod:`postdesk.daemon.reports.durations`).
+    The report writes nothing.
     SQLite: a deferred transaction on a connection of its own, so the report never takes the
     write lock the daemon's engine takes at BEGIN (WAL readers do not block writers).
     PostgreSQL: a REPEATABLE READ transaction.

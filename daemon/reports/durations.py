@@ -54,9 +54,9 @@ def durations(
 
 def encode(keys: list[str]) -> Keys:
     """The distinct keys in first-seen order, and each row's index into them."""
-    names: dict[str, int] = {}
-    codes = [names.setdefault(key, len(names)) for key in keys]
-    return list(names), np.array(codes, dtype=np.intp)
+    names = list(dict.fromkeys(keys))
+    index = {name: position for position, name in enumerate(names)}
+    return names, np.fromiter(map(index.__getitem__, keys), dtype=np.intp, count=len(keys))
 
 
 def figures(values: Floats, keys: Mapping[str, Keys], chosen: NDArray[np.bool_]) -> dict[str, Any]:
