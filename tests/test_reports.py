@@ -276,3 +276,19 @@ def test_business_time_per_agent_and_category(fixture_config: Path) -> None:
     text = postdesk(fixture_config, "report", *RANGE).stdout
     agents = text.split("First response in business time by agent\n", 1)[1]
     assert agents.splitlines()[3].split() == [BOB, "2", "0m", "2h", "00m", "1h", "00m"]
+
+
+def test_every_imap_mailbox_is_listed(tmp_path: Path, database_url: str) -> None:
+    # "sales" is configured but nothing came in through it: it shows with 0, next to "main".
+    build_fixture(database_url)
+    mailboxes = "".join(
+        f'\n[[imap]]\nname = "{name}"\nusername = "desk"\npassword = "x"\n'
+        for name in ("main", "sales")
+    )
+    config = write_config(tmp_path, database_url, extra=AGENTS_TOML + SLA_TOML + mailboxes)
+    result = postdesk(config, "report", *RANGE, "--json")
+    assert result.returncode == 0, result.stderr
+    by_channel = json.loads(result.stdout)["volume"]["by_channel"]
+    assert by_channel == {"imap:main": 1, "imap:sales": 0, "ingest": 1, "smtp": 3}
+    text = postdesk(config, "report", *RANGE).stdout
+    assert "imap:sales        0" in text
