@@ -33,6 +33,7 @@ from sqlalchemy import Engine, insert
 
 from postdesk.daemon.store.db import make_engine, upgrade_schema
 from postdesk.models.schema import Event, Message, OutboxItem, QuarantineItem, Ticket
+from postdesk.models.sla import TicketSla
 from tests.support import write_config
 
 HELPDESK = "support@example.com"
@@ -40,6 +41,31 @@ AGENTS = [f"agent{n}@example.com" for n in range(8)]
 CATEGORIES = ["billing", "shipping", "returns", "account", "technical", "other"]
 CHANNELS = ["smtp"] * 6 + ["imap:main"] * 3 + ["imap:sales"] + ["ingest"]
 BATCH = 20_000
+# Two SLA policies, so the business-time figures walk a calendar with a DST change every year.
+SLA_TOML = """
+[[sla.calendars]]
+name = "office"
+timezone = "Europe/Berlin"
+hours = "Mon-Fri 09:00-17:00"
+
+[[sla.calendars]]
+name = "always"
+timezone = "Europe/Berlin"
+hours = "24x7"
+
+[[sla.policies]]
+name = "urgent"
+match = { category = "technical" }
+calendar = "always"
+first_response = "2h"
+resolution = "1d"
+
+[[sla.policies]]
+name = "routine"
+calendar = "office"
+first_response = "8h"
+resolution = "3d"
+"""
 TARGET_SECONDS = 5.0
 
 
@@ -104,6 +130,7 @@ def generate(engine: Engine, tickets: int, now: datetime) -> dict[str, int]:
     rows = Rows(engine)
     later: list[tuple[Any, dict[str, Any]]] = []  # a ticket's other rows, added after it
     ids = {"message": 0, "event": 0, "outbox": 0}
+    rows_sla: list[dict[str, Any]] = []  # added after the ticket too
 
     def message(ticket: int, direction: str, author: str, at: datetime, **extra: Any) -> None:
         ids["message"] += 1
@@ -133,6 +160,7 @@ def generate(engine: Engine, tickets: int, now: datetime) -> dict[str, int]:
         category = None if spam else rng.choice(CATEGORIES)
         agent = None if spam or rng.random() < 0.05 else rng.choice(AGENTS)
         status, solved_at, rating = "open", None, None
+        replied: datetime | None = None
         message(number, "in", requester, created, channel=rng.choice(CHANNELS))
         event(number, "created", created, {"requester": requester}, requester)
         message(number, "out", HELPDESK, created, auto=True)
@@ -166,6 +194,8 @@ def generate(engine: Engine, tickets: int, now: datetime) -> dict[str, int]:
                 if reopened < now and rng.random() < 0.05:
                     status, solved_at = "open", None
                     event(number, "reopened", reopened, {"by": requester}, requester)
+        if not spam:
+            rows_sla.append(sla_row(rng, number, category, created, replied, solved_at))
         rows.add(
             Ticket,
             {"id": number, "number": number, "subject": f"Request {number}", "status": status,
@@ -176,6 +206,9 @@ def generate(engine: Engine, tickets: int, now: datetime) -> dict[str, int]:
         for table, row in later:
             rows.add(table, row)
         later.clear()
+        for row in rows_sla:
+            rows.add(TicketSla, row)
+        rows_sla.clear()
     rows.flush()
     for index in range(tickets // 100):
         rows.add(
@@ -186,6 +219,32 @@ def generate(engine: Engine, tickets: int, now: datetime) -> dict[str, int]:
         )  # fmt: skip
     rows.flush()
     return rows.counts
+
+
+def sla_row(
+    rng: random.Random,
+    number: int,
+    category: str | None,
+    created: datetime,
+    replied: datetime | None,
+    solved: datetime | None,
+) -> dict[str, Any]:
+    """A ticket's ``ticket_sla`` row; one in ten resolutions was paused (pending) for a while."""
+    urgent = category == "technical"
+    first_due = created + timedelta(hours=2 if urgent else 8)
+    resolution_due = created + timedelta(days=1 if urgent else 3)
+    paused: list[list[str]] = []
+    if solved is not None and rng.random() < 0.1:
+        low = created + (solved - created) * rng.uniform(0.1, 0.5)
+        high = low + (solved - low) * rng.uniform(0.1, 0.8)
+        paused.append([low.isoformat(), high.isoformat()])
+    return {
+        "ticket_id": number, "policy": "urgent" if urgent else "routine",
+        "timezone": "Europe/Berlin", "first_response_due": first_due,
+        "first_response_warn_at": first_due - timedelta(minutes=30), "first_response_met_at": replied,
+        "resolution_due": resolution_due, "resolution_warn_at": resolution_due - timedelta(hours=2),
+        "resolved_at": solved, "resolution_paused": json.dumps(paused), "updated_at": created,
+    }  # fmt: skip
 
 
 def timed(config: Path, *args: str) -> tuple[float, float, str]:
@@ -225,7 +284,7 @@ def main() -> None:
     (workdir / "empty").mkdir(exist_ok=True)
     empty = write_config(workdir / "empty", f"sqlite:///{workdir / 'empty' / 'data' / 'e.db'}")
     database = workdir / "data" / "postdesk.db"
-    config = write_config(workdir, f"sqlite:///{database}")
+    config = write_config(workdir, f"sqlite:///{database}", extra=SLA_TOML)
     marker = workdir / "generated.json"
     if not marker.exists():
         engine = make_engine(f"sqlite:///{database}")

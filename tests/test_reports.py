@@ -245,3 +245,50 @@ def test_sla_times_in_business_time(fixture_config: Path) -> None:
         "median": 48600.0,
         "p90": 129600.0,
     }
+
+
+def test_business_time_per_agent_and_category(fixture_config: Path) -> None:
+    business = report_json(fixture_config)["sla"]["business_time"]
+    # First response, by hand: T1 (Alice, billing, urgent 24x7) 00:30 CEST to 03:30 CET on the
+    # night summer time ends: 4 h of working time though the wall clock moved 3 h; T4 (Alice,
+    # shipping, urgent) 24 h; T2 (Bob, billing, routine) 10:00 to 11:00 CEST, before opening:
+    # 0 s; T7 (Bob, billing, routine) 12:00 to 14:00 CEST on a Friday: 2 h.
+    first = business["first_response"]
+    assert first["by_agent"] == [
+        {"key": ALICE, "count": 2, "mean": 50400.0, "median": 14400.0, "p90": 86400.0},
+        {"key": BOB, "count": 2, "mean": 3600.0, "median": 0.0, "p90": 7200.0},
+    ]
+    # billing: 0, 2 h, 4 h; nearest-rank median the 2nd of 3, p90 the 3rd.
+    assert first["by_category"] == [
+        {"key": "billing", "count": 3, "mean": 7200.0, "median": 7200.0, "p90": 14400.0},
+        {"key": "shipping", "count": 1, "mean": 86400.0, "median": 86400.0, "p90": 86400.0},
+    ]
+    # Resolution (assignee): T1 (Alice, billing) 13.5 h across the change; T4 (Alice, shipping)
+    # 48 h less 12 h pending = 36 h. The wall-time figure for shipping is 48 h.
+    resolution = business["resolution"]
+    assert resolution["by_agent"] == [
+        {"key": ALICE, "count": 2, "mean": 89100.0, "median": 48600.0, "p90": 129600.0}
+    ]
+    assert resolution["by_category"] == [
+        {"key": "billing", "count": 1, "mean": 48600.0, "median": 48600.0, "p90": 48600.0},
+        {"key": "shipping", "count": 1, "mean": 129600.0, "median": 129600.0, "p90": 129600.0},
+    ]
+    text = postdesk(fixture_config, "report", *RANGE).stdout
+    agents = text.split("First response in business time by agent\n", 1)[1]
+    assert agents.splitlines()[3].split() == [BOB, "2", "0m", "2h", "00m", "1h", "00m"]
+
+
+def test_every_imap_mailbox_is_listed(tmp_path: Path, database_url: str) -> None:
+    # "sales" is configured but nothing came in through it: it shows with 0, next to "main".
+    build_fixture(database_url)
+    mailboxes = "".join(
+        f'\n[[imap]]\nname = "{name}"\nusername = "desk"\npassword = "x"\n'
+        for name in ("main", "sales")
+    )
+    config = write_config(tmp_path, database_url, extra=AGENTS_TOML + SLA_TOML + mailboxes)
+    result = postdesk(config, "report", *RANGE, "--json")
+    assert result.returncode == 0, result.stderr
+    by_channel = json.loads(result.stdout)["volume"]["by_channel"]
+    assert by_channel == {"imap:main": 1, "imap:sales": 0, "ingest": 1, "smtp": 3}
+    text = postdesk(config, "report", *RANGE).stdout
+    assert "imap:sales        0" in text

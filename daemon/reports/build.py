@@ -6,7 +6,7 @@ the order they are shown.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
 
+from postdesk.daemon.config import Settings
 from postdesk.daemon.reports import backlog, business, hygiene, satisfaction, sla, speed, volume
 from postdesk.daemon.reports.periods import Window, iso
 from postdesk.daemon.sla.calendar import Calendar
@@ -36,10 +37,12 @@ def build_report(
     title: str,
     now: datetime,
     calendars: Mapping[str, Calendar] | None = None,
+    channels: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Every section of the report for ``window`` (the JSON schema of docs/reports.md).
 
-    ``calendars`` (policy name to SLA calendar) gives the business-time figures of ``sla``.
+    ``calendars`` (policy name to SLA calendar) gives the business-time figures of ``sla``;
+    ``channels`` are listed in ``volume.by_channel`` even when nothing came in through them.
     """
     report: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
@@ -51,6 +54,8 @@ def build_report(
         for name, compute in SECTIONS:
             report[name] = compute(conn, window)
         report["sla"]["business_time"] = business.compute(conn, window, calendars or {})
+    by_channel = {channel: 0 for channel in channels} | report["volume"]["by_channel"]
+    report["volume"]["by_channel"] = dict(sorted(by_channel.items()))
     return report
 
 
@@ -58,7 +63,7 @@ def build_report(
 def snapshot(engine: Engine) -> Iterator[Connection]:
     """A connection seeing one consistent state of the database, rolled back at the end.
 
-    The report writes only temporary tables of its own (:mod:`postdesk.daemon.reports.durations`).
+    The report writes nothing.
     SQLite: a deferred transaction on a connection of its own, so the report never takes the
     write lock the daemon's engine takes at BEGIN (WAL readers do not block writers).
     PostgreSQL: a REPEATABLE READ transaction.
@@ -90,3 +95,8 @@ def _sqlite_deferred(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.execute("PRAGMA temp_store=MEMORY")
     dbapi_connection.execute("PRAGMA cache_size=-65536")
     dbapi_connection.execute("PRAGMA mmap_size=1073741824")
+
+
+def mailboxes(settings: Settings) -> list[str]:
+    """The channel name of every configured IMAP mailbox (``imap:<name>``)."""
+    return [f"imap:{mailbox.name}" for mailbox in settings.imap]

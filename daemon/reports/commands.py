@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from postdesk.daemon.config import Settings
 from postdesk.daemon.outbound.templating import Templates
-from postdesk.daemon.reports.build import build_report
+from postdesk.daemon.reports.build import build_report, mailboxes
 from postdesk.daemon.reports.business import policy_calendars
 from postdesk.daemon.reports.html import render_html
 from postdesk.daemon.reports.periods import GRAINS, make_window, parse_date
@@ -44,7 +44,12 @@ def run(settings: Settings, engine: Engine, args: argparse.Namespace) -> int:
     except ValueError as error:
         raise ReportUsageError(str(error)) from None
     report = build_report(
-        engine, window, f"{settings.helpdesk.name} report", now, policy_calendars(settings)
+        engine,
+        window,
+        f"{settings.helpdesk.name} report",
+        now,
+        policy_calendars(settings),
+        mailboxes(settings),
     )
     if args.json:
         print(json.dumps(report, indent=2))

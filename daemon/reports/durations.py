@@ -1,31 +1,24 @@
 """Duration figures (count, mean, nearest-rank median and p90, histogram) for a set of rows.
 
-The rows are copied once into a temporary table indexed by each dimension and the duration, so
-every percentile is one index lookup (``ORDER BY seconds LIMIT 1 OFFSET rank - 1``) instead of a
-window function sorting every row per dimension: several times faster on SQLite for a year of
-tickets. The table lives only inside the report's transaction.
+The database computes each ticket's duration (:mod:`postdesk.daemon.reports.speed`) or its
+times (:mod:`postdesk.daemon.reports.business`); the statement hands back one float column and
+the grouping keys, and the order statistics are taken here with numpy: one sort per group.
+That replaced an indexed temporary table with one ``ORDER BY ... OFFSET`` lookup per figure,
+which cost more in index builds than the sort does (bench/bench_reports.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    ColumnElement,
-    Float,
-    Index,
-    MetaData,
-    String,
-    Table,
-    case,
-    func,
-    insert,
-    select,
-)
+import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql.expression import Selectable
+from sqlalchemy.sql.expression import Select
+
+Floats = NDArray[np.float64]
+Keys = tuple[list[str], NDArray[np.intp]]
 
 # Upper bounds (seconds, exclusive) of the duration histogram; the last bucket is open-ended.
 DURATION_BUCKETS: tuple[tuple[str, float], ...] = (
@@ -40,82 +33,69 @@ DURATION_BUCKETS: tuple[tuple[str, float], ...] = (
 
 
 def durations(
-    conn: Connection, name: str, rows: Selectable, dimensions: Sequence[str]
+    conn: Connection, rows: Select[*tuple[Any, ...]], dimensions: Sequence[str]
 ) -> dict[str, Any]:
-    """Figures of the ``seconds`` column of ``rows`` (NULL: no duration yet).
+    """Figures of the first column of ``rows``: seconds, NULL when there is no duration yet.
 
-    ``rows`` selects ``seconds`` then one column per dimension, in that order. Returns
-    ``{"overall": {...}, "by_<dimension>": [{"key": ..., ...}], "histogram": [...],
-    "missing": n}``; NULL keys appear as ``""``, lists are sorted by key.
+    ``rows`` selects the seconds then one key column per dimension (NULL keys as ``""``).
+    Returns ``{"overall": {...}, "by_<dimension>": [{"key": ..., ...}], "histogram": [...],
+    "missing": n}``; lists are sorted by key.
     """
-    table = Table(
-        f"report_{name}",
-        MetaData(),
-        Column("seconds", Float),
-        *[Column(d, String) for d in dimensions],
-        prefixes=["TEMPORARY"],
-    )
-    table.create(conn)
-    conn.execute(insert(table).from_select(["seconds", *dimensions], rows))
-    Index(f"ix_report_{name}", table.c.seconds).create(conn)
-    for dimension in dimensions:
-        Index(f"ix_report_{name}_{dimension}", table.c[dimension], table.c.seconds).create(conn)
-    found = _figures_of(conn, table, dimensions)
-    # On an error the report's transaction is rolled back, which removes the table as well.
-    table.drop(conn)
+    fetched = conn.execute(rows).all()
+    columns = list(zip(*fetched, strict=True)) if fetched else [()] * (1 + len(dimensions))
+    seconds = np.array(columns[0], dtype=np.float64)  # NULL becomes NaN
+    known = ~np.isnan(seconds)
+    keys = {d: encode(list(columns[1 + i])) for i, d in enumerate(dimensions)}
+    found = figures(seconds, keys, known)
+    found["histogram"] = histogram(seconds[known])
+    found["missing"] = int(len(seconds) - known.sum())
     return found
 
 
-def _figures_of(conn: Connection, table: Table, dimensions: Sequence[str]) -> dict[str, Any]:
-    seconds = table.c.seconds
-    known = seconds.is_not(None)
-    buckets = [func.sum(case((seconds < bound, 1), else_=0)) for _, bound in DURATION_BUCKETS[:-1]]
-    n, mean, everything, *below = conn.execute(
-        select(func.count(seconds), func.avg(seconds), func.count(), *buckets)
-    ).one()
-    found: dict[str, Any] = {
-        "overall": _summary(conn, table, known, int(n), mean),
-        "missing": int(everything) - int(n),
-    }
-    cumulative = [*(int(b or 0) for b in below), int(n)]  # SUM of no rows is NULL
-    found["histogram"] = [
-        {"bucket": label, "count": count - (cumulative[i - 1] if i else 0)}
-        for i, ((label, _), count) in enumerate(zip(DURATION_BUCKETS, cumulative, strict=True))
-    ]
-    for dimension in dimensions:
-        key = table.c[dimension]
-        groups = conn.execute(
-            select(key, func.count(seconds), func.avg(seconds))
-            .where(known)
-            .group_by(key)
-            .order_by(key)
-        ).all()
+def encode(keys: list[str]) -> Keys:
+    """The distinct keys in first-seen order, and each row's index into them."""
+    names = list(dict.fromkeys(keys))
+    index = {name: position for position, name in enumerate(names)}
+    return names, np.fromiter(map(index.__getitem__, keys), dtype=np.intp, count=len(keys))
+
+
+def figures(values: Floats, keys: Mapping[str, Keys], chosen: NDArray[np.bool_]) -> dict[str, Any]:
+    """``overall`` and a ``by_<dimension>`` list (sorted by key) of the ``chosen`` rows."""
+    values = values[chosen]
+    found: dict[str, Any] = {"overall": summary(values)}
+    for dimension, (names, codes) in keys.items():
+        codes = codes[chosen]
+        groups = [(name, values[codes == index]) for index, name in enumerate(names)]
         found[f"by_{dimension}"] = [
-            {"key": k, **_summary(conn, table, known & (key == k), int(count), avg)}
-            for k, count, avg in groups
+            {"key": name, **summary(group)} for name, group in sorted(groups) if len(group)
         ]
     return found
 
 
-def _summary(
-    conn: Connection, table: Table, where: ColumnElement[bool], n: int, mean: Any
-) -> dict[str, Any]:
-    """Count, mean, and the nearest-rank median and p90 of the rows ``where`` selects."""
+def summary(values: Floats) -> dict[str, Any]:
+    """Count, mean and the nearest-rank median and p90 (rank ⌈p·n⌉), to one decimal."""
+    n = len(values)
+    if n == 0:
+        return {"count": 0, "mean": None, "median": None, "p90": None}
+    ordered = np.sort(values)
     return {
         "count": n,
-        "mean": _round(mean),
-        "median": _at_rank(conn, table, where, (n + 1) // 2),
-        "p90": _at_rank(conn, table, where, (n * 9 + 9) // 10),
+        "mean": _round(float(ordered.sum()) / n),
+        "median": _round(ordered[(n + 1) // 2 - 1]),  # integer ranks: no float rounding
+        "p90": _round(ordered[(9 * n + 9) // 10 - 1]),
     }
 
 
-def _at_rank(conn: Connection, table: Table, where: ColumnElement[bool], rank: int) -> float | None:
-    """The ``rank``-th smallest duration (1-based) among the rows ``where`` selects."""
-    if rank < 1:
-        return None
-    query = select(table.c.seconds).where(where).order_by(table.c.seconds).limit(1)
-    return _round(conn.execute(query.offset(rank - 1)).scalar_one_or_none())
+def histogram(values: Floats) -> list[dict[str, Any]]:
+    """How many of ``values`` fall in each of :data:`DURATION_BUCKETS`, zeros included."""
+    bounds = np.array([bound for _, bound in DURATION_BUCKETS])
+    below = np.searchsorted(np.sort(values), bounds, side="left")  # values < each bound
+    counts = np.diff(below, prepend=0)
+    return [
+        {"bucket": label, "count": int(n)}
+        for (label, _), n in zip(DURATION_BUCKETS, counts, strict=True)
+    ]
 
 
-def _round(value: Any) -> float | None:
-    return None if value is None else round(float(value), 1)
+def _round(value: Any) -> float:
+    return round(float(value), 1)

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from postdesk.daemon.config import Settings
 from postdesk.daemon.outbound.templating import Templates
-from postdesk.daemon.reports.build import build_report
+from postdesk.daemon.reports.build import build_report, mailboxes
 from postdesk.daemon.reports.business import policy_calendars
 from postdesk.daemon.reports.charts import Series, bar_chart
 from postdesk.daemon.reports.periods import make_window
@@ -38,7 +38,12 @@ def report_page(
     now = utcnow()
     window = make_window(first, last, by, zone, now.astimezone(zone).date())
     report = build_report(
-        engine, window, f"{settings.helpdesk.name} report", now, policy_calendars(settings)
+        engine,
+        window,
+        f"{settings.helpdesk.name} report",
+        now,
+        policy_calendars(settings),
+        mailboxes(settings),
     )
     return render_html(Templates(settings).environment, report)
 

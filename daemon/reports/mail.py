@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.daemon.outbound.compose import compose, envelope_address
 from postdesk.daemon.outbound.context import helpdesk_info
-from postdesk.daemon.reports.build import build_report
+from postdesk.daemon.reports.build import build_report, mailboxes
 from postdesk.daemon.reports.business import policy_calendars
 from postdesk.daemon.reports.html import html_context
 from postdesk.daemon.reports.periods import Window, last_full_week
@@ -52,7 +52,12 @@ def queue_weekly(services: Services, engine: Engine, factory: sessionmaker[Sessi
         if session.get(KeyValue, key) is not None:
             return False
     report = build_report(
-        engine, window, f"{settings.helpdesk.name} weekly report", now, policy_calendars(settings)
+        engine,
+        window,
+        f"{settings.helpdesk.name} weekly report",
+        now,
+        policy_calendars(settings),
+        mailboxes(settings),
     )
     context = {
         **html_context(report),

@@ -6,7 +6,8 @@
   was relayed from.
 - Resolution: from creation to ``solved_at`` (the last time it was solved or closed), for
   tickets solved in the window and still solved or closed; the agent is the assignee.
-Spam and merged tickets are left out. Business-time figures need the SLA calendar (not here).
+Spam and merged tickets are left out. The same figures in business time are in
+:mod:`postdesk.daemon.reports.business` (they need the SLA calendars).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from typing import Any
 from sqlalchemy import false, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
-from sqlalchemy.sql.expression import Selectable
+from sqlalchemy.sql.expression import ScalarSelect, Select
 
 from postdesk.daemon.reports.durations import durations
 from postdesk.daemon.reports.periods import Window
-from postdesk.daemon.reports.sql import materialized, seconds_between
+from postdesk.daemon.reports.sql import Expression, materialized, seconds_between
 from postdesk.daemon.reports.volume import DONE, not_spam
 from postdesk.models.schema import Message, Ticket
 
@@ -29,14 +30,14 @@ DIMENSIONS = ("agent", "category")
 
 def compute(conn: Connection, window: Window) -> dict[str, Any]:
     """The speed figures of ``window``."""
-    first = durations(conn, "first_response", _first_responses(window), DIMENSIONS)
+    first = durations(conn, _first_responses(window), DIMENSIONS)
     first["unanswered"] = first.pop("missing")
-    resolution = durations(conn, "resolution", _resolutions(window), DIMENSIONS)
+    resolution = durations(conn, _resolutions(window), DIMENSIONS)
     del resolution["missing"]
     return {"first_response": first, "resolution": resolution}
 
 
-def _first_responses(window: Window) -> Selectable:
+def _first_responses(window: Window) -> Select[*tuple[Any, ...]]:
     """Tickets created in the window: replying agent, category, seconds to the reply (or NULL)."""
     reply = aliased(Message)
     replied_at = (
@@ -63,26 +64,31 @@ def _first_responses(window: Window) -> Selectable:
         ),
         "first_base",
     )
+    return select(
+        seconds_between(base.c.replied_at, base.c.created_at),
+        func.coalesce(replying_agent(base.c.ticket_id, base.c.replied_at), ""),
+        func.coalesce(base.c.category, ""),
+    )
+
+
+def replying_agent(ticket_id: Expression, replied_at: Expression) -> ScalarSelect[Any]:
+    """The agent a reply at ``replied_at`` was relayed from: the author of the ticket's last
+    inbound message until then (NULL when there is no reply)."""
     source = aliased(Message)
-    responder = (
+    return (
         select(source.author)
         .where(
-            source.ticket_id == base.c.ticket_id,
+            source.ticket_id == ticket_id,
             source.direction == "in",
-            source.created_at <= base.c.replied_at,
+            source.created_at <= replied_at,
         )
         .order_by(source.created_at.desc())
         .limit(1)
         .scalar_subquery()
     )
-    return select(
-        seconds_between(base.c.replied_at, base.c.created_at),
-        func.coalesce(responder, ""),
-        func.coalesce(base.c.category, ""),
-    )
 
 
-def _resolutions(window: Window) -> Selectable:
+def _resolutions(window: Window) -> Select[*tuple[Any, ...]]:
     """Tickets solved in the window: assignee, category, seconds from creation to solve."""
     return select(
         seconds_between(Ticket.solved_at, Ticket.created_at),

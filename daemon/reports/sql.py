@@ -1,7 +1,7 @@
 """SQL building blocks shared by the sections: durations, period tables, percentiles, buckets.
 
 Everything here is SQLAlchemy Core that runs unchanged on SQLite and PostgreSQL; the only
-dialect-specific piece is :class:`seconds_between`.
+dialect-specific pieces are :class:`seconds_between` and :class:`epoch`.
 """
 
 from __future__ import annotations
@@ -58,6 +58,26 @@ def _seconds_default(element: seconds_between, compiler: Any, **kw: Any) -> str:
     return (
         f"EXTRACT(EPOCH FROM ({compiler.process(later, **kw)} - {compiler.process(earlier, **kw)}))"
     )
+
+
+class epoch(FunctionElement[float]):
+    """A timestamp expression as POSIX seconds (a float, to the millisecond on SQLite)."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(epoch, "sqlite")
+def _epoch_sqlite(element: epoch, compiler: Any, **kw: Any) -> str:
+    # Julian day 2440587.5 is 1970-01-01T00:00Z; stored times are UTC.
+    (moment,) = list(element.clauses)
+    return f"round((julianday({compiler.process(moment, **kw)}) - 2440587.5) * 86400.0, 3)"
+
+
+@compiles(epoch)
+def _epoch_default(element: epoch, compiler: Any, **kw: Any) -> str:
+    (moment,) = list(element.clauses)
+    return f"CAST(EXTRACT(EPOCH FROM {compiler.process(moment, **kw)}) AS DOUBLE PRECISION)"
 
 
 def periods_cte(periods: Sequence[Period]) -> CTE:

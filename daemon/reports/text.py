@@ -67,6 +67,7 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
     periods = [(p["period"], p["created"], p["reopened"], p["solved"]) for p in volume["periods"]]
     periods.append(("total", totals["created"], totals["reopened"], totals["solved"]))
     first, resolution = speed["first_response"], speed["resolution"]
+    business = report["sla"]["business_time"]
     return [
         ("VOLUME", table(("period", "created", "reopened", "solved"), periods)),
         ("Created by category", _counts("category", volume["by_category"])),
@@ -94,11 +95,27 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
         ),
         (
             "First response in business time (SLA calendars)",
-            _speed_table("policy", _with_total(report["sla"]["business_time"]["first_response"])),
+            _speed_table("policy", _with_total(business["first_response"])),
+        ),
+        (
+            "First response in business time by agent",
+            _speed_table("agent", business["first_response"]["by_agent"]),
+        ),
+        (
+            "First response in business time by category",
+            _speed_table("category", business["first_response"]["by_category"]),
         ),
         (
             "Resolution in business time (SLA calendars)",
-            _speed_table("policy", _with_total(report["sla"]["business_time"]["resolution"])),
+            _speed_table("policy", _with_total(business["resolution"])),
+        ),
+        (
+            "Resolution in business time by agent (assignee)",
+            _speed_table("agent", business["resolution"]["by_agent"]),
+        ),
+        (
+            "Resolution in business time by category",
+            _speed_table("category", business["resolution"]["by_category"]),
         ),
         (
             "SATISFACTION",
