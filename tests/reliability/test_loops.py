@@ -1,5 +1,6 @@
-"""Mail loops (RELIABILITY §F): help desk against help desk (R-40) and a vacation responder
-without standard headers (R-41), with real daemons and a real responder on loopback."""
+"""Mail loops (RELIABILITY §F): automatic mail gets no answer (R-37), our own mail coming back
+(R-39), help desk against help desk (R-40), a vacation responder without standard headers
+(R-41), too many hops (R-44); with real daemons and a real responder on loopback."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 from tests.agentmail import events
 from tests.reliability.properties import SendLog, assert_p1_to_p4
 from tests.reliability.responder import Responder
-from tests.support import HELPDESK, Daemon, make_mail, wait_until, write_config
+from tests.support import HELPDESK, Daemon, SmtpSink, make_mail, send, wait_until, write_config
 
 DESK_B = "help@desk-b.example.net"
 AWAY = "away@responder.example.net"
@@ -155,3 +156,82 @@ def test_r41_vacation_responder_joins_its_ticket_unanswered_and_reopens_it_once(
             assert len(reopened) == 1 and desk.ticket(1)["status"] == "open"
     finally:
         responder.stop()
+
+
+AUTOMATIC = [  # (header, value) or (None, system sender); each must be stored, never answered
+    ("Auto-Submitted", "auto-replied"),
+    ("Auto-Submitted", "auto-generated"),
+    ("Auto-Submitted", "auto-notified"),
+    ("Precedence", "bulk"),
+    ("Precedence", "junk"),
+    ("Precedence", "list"),
+    ("Precedence", "auto_reply"),
+    ("List-Id", "<announce.example.org>"),
+    ("X-Autoreply", "yes"),
+    ("X-Autorespond", "yes"),
+    ("X-Auto-Response-Suppress", "All"),
+    ("X-Auto-Response-Suppress", "OOF"),
+    ("Return-Path", "<>"),
+    (None, "MAILER-DAEMON@example.net"),
+    (None, "postmaster@example.net"),
+    (None, "noreply@example.net"),
+    (None, "no-reply@example.net"),
+]
+
+
+def test_r37_automatic_mail_is_stored_but_never_answered(daemon: Daemon, sink: SmtpSink) -> None:
+    """Table-driven over the RFC 3834 and vendor markers, the null return path and system
+    senders; ``Auto-Submitted: no`` is a person's mail and is answered."""
+    log = SendLog()
+    senders = []
+    for n, (header, value) in enumerate(AUTOMATIC):
+        sender = value if header is None else f"auto{n}@example.org"
+        headers = {header: value} if header else None
+        message_id = f"<auto-{n}@example.org>"
+        raw = make_mail(subject=f"auto {n}", sender=sender, message_id=message_id, headers=headers)
+        assert log.send(daemon.port, raw, message_id, sender) == 250
+        senders.append(sender.lower())
+    raw = make_mail(subject="null path", sender="bounce@example.org", message_id="<null@x.org>")
+    assert log.send(daemon.port, raw, "<null@x.org>", "") == 250  # MAIL FROM:<>
+    senders.append("bounce@example.org")
+    person = make_mail(
+        subject="a person",
+        sender="dave@example.org",
+        message_id="<person@x.org>",
+        headers={"Auto-Submitted": "no"},
+    )
+    assert log.send(daemon.port, person, "<person@x.org>", "dave@example.org") == 250
+    wait_until(lambda: sink.to("dave@example.org"), what="the acknowledgement to the person")
+    assert_p1_to_p4(daemon, log)
+    tickets = daemon.tickets()
+    assert len(tickets) == len(AUTOMATIC) + 2
+    automatic = [t for t in tickets if t["requester"] != "dave@example.org"]
+    assert all(t["messages"][0]["auto"] for t in automatic)
+    assert [r.recipient for r in daemon.outbox()] == ["dave@example.org"], "only the person"
+    assert not any(sink.to(sender) for sender in senders)
+
+
+def test_r39_our_own_mail_coming_back_is_dropped(daemon: Daemon, sink: SmtpSink) -> None:
+    send(daemon.port, make_mail())
+    ack = wait_until(lambda: sink.to("carol@example.org"), what="acknowledgement")[0]
+    send(daemon.port, ack.as_bytes(), sender=HELPDESK)
+    wait_until(lambda: "our own mail came back" in daemon.log(), what="loop drop log line")
+    assert len(daemon.tickets()) == 1 and len(daemon.ticket(1)["messages"]) == 2
+
+
+def test_r44_hop_count_loop_is_held_without_reply(daemon: Daemon, sink: SmtpSink) -> None:
+    raw = make_mail(message_id="<loop@example.org>")
+    looped = (
+        b"".join(
+            f"Received: from hop{n}.example.net by hop{n + 1}.example.net; "
+            "Mon, 1 Jan 2024 00:00:00 +0000\r\n".encode()
+            for n in range(60)
+        )
+        + raw
+    )
+    log = SendLog()
+    assert log.send(daemon.port, looped, "<loop@example.org>", "carol@example.org") == 250
+    figures = assert_p1_to_p4(daemon, log)
+    assert figures["quarantined"] == 1
+    assert "mail loop: 60 Received headers" in daemon.quarantined()[0].reason
+    assert daemon.tickets() == [] and sink.received == []
