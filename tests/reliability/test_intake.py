@@ -7,10 +7,16 @@ import contextlib
 import shutil
 import smtplib
 import socket
+import ssl
+import subprocess
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
+from tests.reliability.procs import running_daemon
 from tests.reliability.properties import SendLog, assert_p1_to_p4, scaled
 from tests.support import (
     CUSTOMER,
@@ -22,6 +28,7 @@ from tests.support import (
     wait_until,
     write_config,
 )
+from tests.test_ops_tls_logs import make_certificate, tls_config
 
 
 def test_r01_spool_failure_answers_451_and_keeps_nothing_half_done(daemon: Daemon) -> None:
@@ -212,3 +219,114 @@ def test_r12_unknown_recipient_is_refused_at_rcpt(daemon: Daemon) -> None:
     code, reply = send(daemon.port, make_mail(to="nobody@example.com"), to="nobody@example.com")
     assert code == 550 and reply.startswith(b"5.1.1")
     assert daemon.spool_files() == []
+
+
+def test_r02_a_bug_in_handle_data_is_451_without_its_text(tmp_path: Path, sqlite_url: str) -> None:
+    with running_daemon(tmp_path, sqlite_url, faults=True) as daemon:
+        log = SendLog()
+        assert log.send_new(daemon.port, "bug", 0, **{"X-Test-Fault": "raise-in-data"}) == 451
+        with smtplib.SMTP("127.0.0.1", daemon.port, timeout=30) as client:
+            client.ehlo("client.example.org")
+            client.mail(CUSTOMER)
+            client.rcpt(HELPDESK)
+            code, reply = client.data(make_mail(headers={"X-Test-Fault": "raise-in-data"}))
+        assert (code, reply[:5]) == (451, b"4.3.0")
+        assert b"SECRET" not in reply and b"RuntimeError" not in reply, "no exception text"
+        assert "Traceback" in daemon.log() and "SECRET-INTERNAL-DETAIL" in daemon.log()
+        assert log.send_new(daemon.port, "fine", 1) == 250
+        assert_p1_to_p4(daemon, log)
+        assert daemon.inbound_message_ids() == ["<fine-1@example.org>"]
+
+
+@contextlib.contextmanager
+def _tmpfs(folder: Path, size: str) -> Iterator[None]:
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"R-05 needs a small tmpfs and this machine refuses mount: {mounted.stderr!r}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def _fill(folder: Path, leave: int) -> Path:
+    """Fill the file system of ``folder`` until ``leave`` bytes (about) are free."""
+    filler = folder / "filler"
+    with filler.open("wb") as out, contextlib.suppress(OSError):  # ENOSPC: full is full
+        while (free := shutil.disk_usage(folder).free) > leave:
+            out.write(b"\0" * min(free - leave, 1 << 20))
+            out.flush()
+    return filler
+
+
+def test_r05_spool_on_a_full_tmpfs_refuses_then_resumes_without_restart(
+    tmp_path: Path, sqlite_url: str, sink: SmtpSink
+) -> None:
+    """The data dir (spool) on a 4 MB tmpfs, the database elsewhere; the limit is 1 MB."""
+    data = tmp_path / "data"
+    database = sqlite_url.replace(str(data), str(tmp_path / "db"))
+    (tmp_path / "db").mkdir()
+    with _tmpfs(data, "4m"):
+        config = write_config(tmp_path, database, relay=f"smtp://127.0.0.1:{sink.port}")
+        daemon = Daemon(config, tmp_path)
+        daemon.start()
+        try:
+            log = SendLog()
+            assert log.send_new(daemon.port, "roomy", 0) == 250
+            filler = _fill(data, leave=1_200_000)  # below 1.5 x max_message_bytes
+            with smtplib.SMTP("127.0.0.1", daemon.port, timeout=30) as client:
+                client.ehlo("client.example.org")
+                code, reply = client.mail(CUSTOMER)
+            assert (code, reply[:5]) == (452, b"4.3.1"), "refused up front, at MAIL FROM"
+            filler.unlink()
+            _fill(data, leave=1_600_000)  # room at MAIL FROM ...
+            with smtplib.SMTP("127.0.0.1", daemon.port, timeout=30) as client:
+                client.ehlo("client.example.org")
+                assert client.mail(CUSTOMER)[0] == 250
+                assert client.rcpt(HELPDESK)[0] == 250
+                _fill(data, leave=0)  # ... gone before DATA: the spool write fails
+                code, reply = client.data(make_mail(body="z" * 300_000))
+            assert code in (451, 452), "never 250 when the bytes are not on disk"
+            log.codes.append(code)
+            assert not list((data / "spool" / "tmp").iterdir()), "no half-written file left"
+            for leftover in data.glob("filler*"):
+                leftover.unlink()
+            assert log.send_new(daemon.port, "after", 1) == 250, "intake resumes, no restart"
+            figures = assert_p1_to_p4(daemon, log)
+            print(f"R-05 figures: {figures}")
+        finally:
+            daemon.stop()
+
+
+def test_r09_plaintext_pipelined_after_starttls_is_discarded(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    cert, key = make_certificate(tmp_path)
+    daemon = Daemon(tls_config(tmp_path, sqlite_url, cert, key), tmp_path)
+    daemon.start()
+    try:
+        with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as raw:
+            reader = raw.makefile("rb")
+            reader.readline()
+            raw.sendall(b"EHLO x\r\n")
+            while reader.readline()[3:4] == b"-":
+                pass
+            raw.sendall(b"STARTTLS\r\nMAIL FROM:<mallory@evil.test>\r\n")  # one write
+            assert reader.readline().startswith(b"220")
+            context = ssl.create_default_context(cafile=str(cert))
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                secure = tls.makefile("rb")
+                tls.sendall(b"EHLO x\r\n")
+                first = secure.readline()
+                assert first.startswith(b"250-"), f"the EHLO answer comes first, got {first!r}"
+                while secure.readline()[3:4] == b"-":
+                    pass
+                tls.sendall(b"RCPT TO:<support@example.com>\r\n")
+                assert secure.readline().startswith(b"503"), "the injected MAIL FROM was dropped"
+    finally:
+        daemon.stop()
