@@ -1,11 +1,17 @@
 """Spoofing and access control (RELIABILITY §H) against the real daemon: Ticket Trick (R-54),
-forged internal headers (R-56), tag guessing and thread hijacking (R-57). Agent commands with a
+forged internal headers (R-56), tag guessing and thread hijacking (R-57), information in
+error replies (R-58). Agent commands with a
 forged From (R-55) are in test_r55_agent_auth.py and test_r55_token_binding.py."""
 
 from __future__ import annotations
 
+import smtplib
+import socket
+from pathlib import Path
+
+from tests.reliability.procs import running_daemon
 from tests.reliability.properties import SendLog, assert_p1_to_p4
-from tests.support import Daemon, SmtpSink, make_mail, send, wait_until
+from tests.support import CUSTOMER, HELPDESK, Daemon, SmtpSink, make_mail, send, wait_until
 
 ATTACKER = "attacker@evil.test"
 
@@ -70,3 +76,37 @@ def test_r57_tag_from_a_non_participant_opens_a_new_ticket(daemon: Daemon, sink:
     assert tickets[1]["requester"] == "mallory@evil.test"
     mallory_mail = wait_until(lambda: sink.to("mallory@evil.test"), what="ack to mallory")[0]
     assert "Printer on fire" not in mallory_mail.as_string(), "nothing of #1 leaks to a stranger"
+
+
+LEAKS = (b"Traceback", b"RuntimeError", b"sqlalchemy", b"/srv", b"/tmp", b"SECRET", b"postdesk.")
+
+
+def test_r58_error_paths_answer_in_smtp_with_fixed_texts_and_mail_nobody(
+    tmp_path: Path, sqlite_url: str, sink: SmtpSink
+) -> None:
+    """Unknown queue, too large, a failing spool and bogus commands: every refusal is an SMTP
+    reply with a fixed text; none becomes a mail to the (possibly forged) sender."""
+    relay = f"smtp://127.0.0.1:{sink.port}"
+    with running_daemon(tmp_path, sqlite_url, relay=relay, faults=True) as daemon:
+        replies = []
+        with smtplib.SMTP("127.0.0.1", daemon.port, timeout=30) as client:
+            client.ehlo("client.example.org")
+            client.mail(CUSTOMER)
+            replies.append(client.rcpt("nobody@example.com"))
+            limit = daemon.settings.smtp.max_message_bytes
+            client.rset()
+            replies.append(client.mail(CUSTOMER, options=[f"SIZE={limit + 1}"]))
+            client.rset()
+            client.mail(CUSTOMER)
+            client.rcpt(HELPDESK)
+            replies.append(client.data(make_mail(headers={"X-Test-Fault": "raise-in-data"})))
+        with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as raw:
+            reader = raw.makefile("rb")
+            reader.readline()
+            raw.sendall(b"BOGUS /etc/passwd\r\n")
+            replies.append((0, reader.readline()))
+        assert [code for code, _text in replies] == [550, 552, 451, 0]
+        assert replies[3][1].startswith(b"500") or replies[3][1].startswith(b"502")
+        for _code, text in replies:
+            assert not any(leak in text for leak in LEAKS), text
+        assert daemon.outbox() == [] and sink.received == [], "no mail to the sender"
