@@ -1,8 +1,7 @@
 """Tests for daemon/mail/parse.py and its helpers (mimelimits, htmltext, filenames).
 
-Hand-written fixtures live in tests/fixtures/mail/; hostile inputs (RELIABILITY R-45..R-51) are
-generated here. Each hostile case must end with MessageRejected or a result carrying a defect,
-well inside the 10 s per-message budget (pytest-timeout guards against hangs).
+Hand-written fixtures live in tests/fixtures/mail/; the hostile inputs (RELIABILITY R-45..R-51)
+are in tests/reliability/test_hostile_input.py, which shares the helpers below.
 """
 
 from __future__ import annotations
