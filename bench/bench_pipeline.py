@@ -51,7 +51,7 @@ def write_config(workdir: Path, port: int, extra: str = "", database: str = "") 
         f'[helpdesk]\naddress = "support@example.com"\ntag = "Bench"\n'
         f'data_dir = "{workdir / "data"}"\nsecret = "bench-secret"\ndatabase = "{database}"\n'
         f'[smtp]\nlisten = "127.0.0.1:{port}"\n'
-        "[outbound]\nauto_per_recipient_10min = 100000000\nauto_per_recipient_day = 100000000\n"
+        "[outbound]\nauto_per_recipient_10min = 100000000\nauto_per_recipient_day = 100000000\nauto_total_per_hour = 100000000\n"
         f"{extra}\n{AGENTS}"
     )
     return config

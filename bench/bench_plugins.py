@@ -151,7 +151,7 @@ def run(args: argparse.Namespace, workdir: Path, extra: str) -> tuple[float, flo
     config.write_text(
         f'[helpdesk]\naddress = "support@example.com"\ntag = "Bench"\ndata_dir = "{workdir / "data"}"\n'
         f'[smtp]\nlisten = "127.0.0.1:{port}"\n'
-        "[outbound]\nauto_per_recipient_10min = 1000000\nauto_per_recipient_day = 1000000\n"
+        "[outbound]\nauto_per_recipient_10min = 1000000\nauto_per_recipient_day = 1000000\nauto_total_per_hour = 1000000\n"
         '[[agents]]\nemail = "agent@example.com"\nname = "Agent"\n' + extra
     )
     with (workdir / "daemon.log").open("wb") as log:

@@ -156,7 +156,7 @@ def run_postdesk(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
     config.write_text(
         f'[helpdesk]\naddress = "support@example.com"\ntag = "Bench"\ndata_dir = "{workdir / "data"}"\n'
         f'[smtp]\nlisten = "127.0.0.1:{port}"\n'
-        "[outbound]\nauto_per_recipient_10min = 1000000\nauto_per_recipient_day = 1000000\n"
+        "[outbound]\nauto_per_recipient_10min = 1000000\nauto_per_recipient_day = 1000000\nauto_total_per_hour = 1000000\n"
     )
     log = (workdir / "daemon.log").open("wb")
     daemon = subprocess.Popen(

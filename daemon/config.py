@@ -108,6 +108,7 @@ class OutboundSettings:
     retry_base_seconds: float = 30.0
     auto_per_recipient_10min: int = 10
     auto_per_recipient_day: int = 40
+    auto_total_per_hour: int = 300  # automatic mail to all outside addresses together
     notify_attach_max_bytes: int = 10_485_760  # attachments copied into agent notifications
     connections: int = 4  # relay connections (or Maildir writers) used in parallel
 
@@ -444,6 +445,8 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"plugins.{positive}: must be greater than 0")
     if settings.outbound.connections < 1:
         raise ConfigError("outbound.connections: must be at least 1")
+    if settings.outbound.auto_total_per_hour < 0:
+        raise ConfigError("outbound.auto_total_per_hour: must not be negative")
     workers = settings.processing.workers
     if workers < 1:
         raise ConfigError("processing.workers: must be at least 1")

@@ -162,6 +162,7 @@ class OutboxItem(Base):
     __table_args__ = (
         Index("ix_outbox_due", "status", "next_attempt_at"),
         Index("ix_outbox_recipient_auto", "recipient", "auto", "created_at"),
+        Index("ix_outbox_auto_created", "auto", "created_at"),  # the hourly total cap
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

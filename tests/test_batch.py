@@ -7,8 +7,6 @@ and doubles nothing once the spool is recovered and drained again.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,66 +106,6 @@ def test_poison_in_the_middle_of_a_batch(runtime: Runtime, monkeypatch: pytest.M
     assert held.spool_id == ids[3] and held.attempts == 3
     assert held.reason.startswith("failed 3 times, last: RuntimeError: injected failure")
     assert counts(runtime) == (6, 6, 6) and runtime.spool.pending() == 0
-
-
-# The worker of a crashing daemon: runs one batch and SIGKILLs itself at the chosen moment.
-CRASHING_WORKER = """
-import os, signal, sys
-from postdesk.daemon import worker as worker_module
-from postdesk.daemon.config import load_settings
-from postdesk.daemon.intake.spool import Spool
-from postdesk.daemon.runtime import open_runtime
-from postdesk.daemon.steps import PIPELINE
-from postdesk.daemon.worker import DatabaseHealth, Worker
-
-config, moment = sys.argv[1], sys.argv[2]
-runtime = open_runtime(load_settings(config, environ={}))
-seen = []
-
-def kill_at_fifth(ctx):
-    seen.append(ctx.spool_id)
-    if len(seen) == 5:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-def kill(entry):
-    os.kill(os.getpid(), signal.SIGKILL)
-
-if moment == "inside":
-    worker_module.PIPELINE = (*PIPELINE, kill_at_fifth)  # four savepoints released, fifth open
-else:
-    Spool.done = lambda self, entry: kill(entry)  # committed, no spool file settled yet
-Worker(runtime.services, runtime.factory, runtime.spool, DatabaseHealth()).process_batch()
-print("not killed")
-"""
-
-
-@pytest.mark.parametrize("moment", ["inside", "after_commit"])
-def test_kill_9_in_a_batch_loses_and_doubles_nothing(config: Path, moment: str) -> None:
-    setup = open_from(config)
-    spool_many(setup, [f"crash {i}" for i in range(10)])
-    setup.engine.dispose()
-    crashed = subprocess.run(
-        [sys.executable, "-c", CRASHING_WORKER, str(config), moment],
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    assert crashed.returncode == -9, crashed.stderr.decode()[-2000:]
-    runtime = open_from(config)
-    try:
-        committed = counts(runtime)[0]
-        assert committed == (0 if moment == "inside" else BATCH)
-        claimed = 5 if moment == "inside" else BATCH
-        assert runtime.spool.recover() == claimed  # the claimed files, back in the queue
-        worker = Worker(runtime.services, runtime.factory, runtime.spool, DatabaseHealth())
-        outcomes = worker.drain()
-        stored = [o for o in outcomes if o.disposition == "stored"]
-        duplicates = [o for o in outcomes if o.disposition == "duplicate"]
-        assert len(stored) == 10 - committed and len(duplicates) == committed
-        assert counts(runtime) == (10, 10, 10), "one ticket, message and acknowledgement each"
-        assert runtime.spool.pending() == 0
-    finally:
-        runtime.engine.dispose()
 
 
 def test_batch_settings_are_checked(tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ from typing import Any
 import jinja2
 import pytest
 
-from postdesk.daemon.agents.tokens import Token, Tokens
+from postdesk.daemon.agents.tokens import Tokens
 from postdesk.daemon.config import HelpdeskSettings, Settings
-from postdesk.daemon.outbound.compose import MAX_REFERENCES, SUBJECT_LIMIT, clean_msgid, compose
+from postdesk.daemon.outbound.compose import MAX_REFERENCES, clean_msgid, compose
 from postdesk.daemon.outbound.templating import (
     CUSTOMER_ACKNOWLEDGEMENT,
     Rendered,
@@ -71,33 +71,6 @@ def ack_context(subject: str = "Printer on fire") -> dict[str, object]:
     }
 
 
-def test_headers_of_an_automatic_mail() -> None:
-    services = make_services()
-    message_id = services.tokens.mint(42)
-    msg = build(services, message_id=message_id)
-    assert msg["From"] == f"Example Support <{HELPDESK}>"
-    assert msg["Reply-To"] == HELPDESK
-    assert msg["To"] == "Carol <carol@example.org>"
-    assert msg["Subject"] == "[Example #42] Printer on fire"
-    assert msg["Date"] == "Sun, 01 Mar 2026 12:30:00 +0000"
-    assert msg["Message-ID"] == message_id  # one line: readers need not unfold it
-    assert services.tokens.verify(msg["Message-ID"]) == Token(42, None)
-    assert msg["In-Reply-To"] == "<orig@example.org>"
-    assert msg["References"] == "<orig@example.org>"
-    assert msg["Auto-Submitted"] == "auto-replied"
-    assert msg["X-Loop"] == HELPDESK
-    assert msg.get_content_type() == "text/plain"
-    assert msg.get_content().splitlines() == ["Hello Carol"]
-
-
-def test_human_reply_has_no_auto_submitted_and_agent_name() -> None:
-    msg = build(auto=False, from_name="Alice via Example Support", cc=["dave@example.org"])
-    assert "Auto-Submitted" not in msg
-    assert msg["X-Loop"] == HELPDESK
-    assert msg["From"] == f"Alice via Example Support <{HELPDESK}>"
-    assert msg["Cc"] == "dave@example.org"
-
-
 def test_references_are_capped_and_end_with_the_parent() -> None:
     refs = [f"<r{i}@example.org>" for i in range(30)]
     msg = build(references=refs, in_reply_to="<r5@example.org>")
@@ -105,44 +78,6 @@ def test_references_are_capped_and_end_with_the_parent() -> None:
     assert len(thread) == MAX_REFERENCES
     assert thread[-1] == "<r5@example.org>"
     assert thread[0] == "<r11@example.org>"
-
-
-def test_crlf_subject_attack_gives_no_bcc_and_no_exception() -> None:
-    inbound = email.message_from_bytes(CRLF_SUBJECT, policy=email.policy.default)
-    hostile = str(inbound["Subject"])
-    assert "\r\n" in hostile or "\n" in hostile
-    msg = build(subject=f"[Example #42] {hostile}")
-    assert "Bcc" not in msg
-    assert msg["Subject"] == "[Example #42] hi Bcc: victim@x.com"
-    assert msg.get_all("To") == ["Carol <carol@example.org>"]
-
-
-@pytest.mark.parametrize("evil", ["\r", "\n", "\r\n", "\x00", "\u2028", "\u2029", "\x0b\x0c\x85"])
-def test_control_characters_never_reach_headers(evil: str) -> None:
-    msg = build(
-        to=[f"Car{evil}ol{evil}Bcc: x@y.z <carol@example.org>"],
-        subject=f"Hi{evil}Bcc: victim@x.com",
-        from_name=f"Alice{evil}X-Evil: 1",
-        references=[f"<a@b{evil}>", "<ok@example.org>"],
-        in_reply_to=f"<orig@example.org>{evil}Bcc: victim@x.com",
-    )
-    assert "Bcc" not in msg and "X-Evil" not in msg
-    assert msg["Subject"] == "Hi Bcc: victim@x.com"
-    for name, value in msg.items():
-        assert not any(ch in str(value) for ch in "\r\n\x00\u2028\u2029"), name
-    assert msg["References"].split()[-1] == "<ok@example.org>"
-
-
-def test_long_subject_is_capped() -> None:
-    msg = build(subject="x" * 2000)
-    assert len(msg["Subject"]) <= SUBJECT_LIMIT
-
-
-def test_invalid_message_id_or_recipient_is_refused() -> None:
-    with pytest.raises(ValueError):
-        build(message_id="not a message id")
-    with pytest.raises(ValueError):
-        build(to=["no address here"])
 
 
 def test_clean_msgid() -> None:
@@ -179,32 +114,6 @@ def test_non_ascii_names_and_subjects_are_encoded() -> None:
 def test_one_line() -> None:
     assert one_line(" a\r\n b\u2028c\x00d\u202e ") == "a b c d"
     assert one_line("x" * 10, limit=5) == "xxxx…"
-
-
-def test_acknowledgement_template_is_content_free() -> None:
-    rendered = make_services().templates.render(CUSTOMER_ACKNOWLEDGEMENT, ack_context())
-    assert rendered.subject == "[Example #42] Re: Printer on fire"
-    assert "[Example #42]" in rendered.text and "[Example #42]" in (rendered.html or "")
-    assert "Example Support" in rendered.text
-    assert "Carol" not in rendered.text  # nothing the sender wrote is echoed (R-43)
-
-
-def test_acknowledgement_subject_is_one_short_line() -> None:
-    hostile = 'Win $$$ \r\nBcc: a@b "><img src=x onerror=alert(1)> ' + "spam " * 100
-    rendered = make_services().templates.render(CUSTOMER_ACKNOWLEDGEMENT, ack_context(hostile))
-    assert "\n" not in rendered.subject and "\r" not in rendered.subject
-    assert len(rendered.subject) < 120
-    assert "<img" not in (rendered.html or "")
-    empty = make_services().templates.render(CUSTOMER_ACKNOWLEDGEMENT, ack_context(""))
-    assert empty.subject.startswith("[Example #42] ") and "Re:" not in empty.subject
-
-
-def test_html_is_autoescaped_text_is_not() -> None:
-    context = ack_context()
-    context["helpdesk"] = {"name": "A&B <Support>", "address": HELPDESK}
-    rendered = make_services().templates.render(CUSTOMER_ACKNOWLEDGEMENT, context)
-    assert "A&B <Support>" in rendered.text
-    assert "A&amp;B &lt;Support&gt;" in (rendered.html or "")
 
 
 def test_missing_variable_is_an_error() -> None:

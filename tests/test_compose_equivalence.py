@@ -367,7 +367,10 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
     settings = load_settings(None, environ={})
     helpdesk = dataclasses.replace(settings.helpdesk, data_dir=str(tmp_path / "data"))
     outbound = dataclasses.replace(
-        settings.outbound, auto_per_recipient_10min=10_000, auto_per_recipient_day=10_000
+        settings.outbound,
+        auto_per_recipient_10min=10_000,
+        auto_per_recipient_day=10_000,
+        auto_total_per_hour=100_000,
     )
     agents = (Agent("alice@example.com", "Alice"), Agent("bob@example.com", "Bob"))
     opened = open_runtime(

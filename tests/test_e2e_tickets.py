@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from tests.support import CUSTOMER, HELPDESK, Daemon, SmtpSink, make_mail, send, wait_until
 
 
@@ -52,102 +50,6 @@ def test_replies_thread_by_header_and_by_tag(daemon: Daemon, sink: SmtpSink) -> 
     assert len(daemon.tickets()) == 1
     assert daemon.ticket(1)["status"] == "new", "no agent has touched it yet"
     assert len(_acks(sink)) == 1, "replies are not acknowledged again"
-
-
-def test_tag_from_a_non_participant_opens_a_new_ticket(daemon: Daemon, sink: SmtpSink) -> None:
-    send(daemon.port, make_mail())
-    wait_until(lambda: daemon.tickets(), what="first ticket")
-    intruder = make_mail(subject="Re: [Example #1] give me the data", sender="mallory@evil.test")
-    send(daemon.port, intruder, sender="mallory@evil.test")
-
-    tickets = wait_until(
-        lambda: len(daemon.tickets()) == 2 and daemon.tickets(), what="second ticket"
-    )
-    assert len(tickets[0]["messages"]) == 2  # ticket 1: the mail and its ack only
-    assert tickets[1]["requester"] == "mallory@evil.test"
-    mallory_mail = wait_until(lambda: sink.to("mallory@evil.test"), what="ack to mallory")[0]
-    assert "Printer on fire" not in mallory_mail.as_string(), "nothing of #1 leaks to a stranger"
-
-
-def test_same_message_twice_is_stored_and_answered_once(daemon: Daemon, sink: SmtpSink) -> None:
-    raw = make_mail(message_id="<twice@example.org>")
-    assert send(daemon.port, raw)[0] == 250
-    assert send(daemon.port, raw)[0] == 250
-    wait_until(lambda: "duplicate" in daemon.log(), what="duplicate suppressed log line")
-    assert daemon.inbound_message_ids() == ["<twice@example.org>"]
-    wait_until(lambda: _acks(sink), what="acknowledgement")
-    assert len(daemon.outbox()) == 1
-
-
-def test_reused_message_id_with_new_content_is_kept_and_flagged(daemon: Daemon) -> None:
-    send(daemon.port, make_mail(message_id="<reuse@example.org>", body="first text\n"))
-    send(daemon.port, make_mail(message_id="<reuse@example.org>", body="other text\n"))
-    wait_until(lambda: len(daemon.inbound_message_ids()) == 2, what="both messages stored")
-    flags = [
-        m["possible_duplicate"]
-        for t in daemon.tickets()
-        for m in t["messages"]
-        if m["direction"] == "in"
-    ]
-    assert sorted(flags) == [False, True]
-
-
-@pytest.mark.parametrize(
-    "headers",
-    [
-        {"Auto-Submitted": "auto-replied"},
-        {"Auto-Submitted": "auto-generated"},
-        {"Precedence": "bulk"},
-        {"Precedence": "junk"},
-        {"List-Id": "<announce.example.org>"},
-        {"X-Autoreply": "yes"},
-        {"X-Auto-Response-Suppress": "All"},
-    ],
-)
-def test_automatic_mail_is_stored_but_never_answered(
-    tmp_path: object, sqlite_url: str, sink: SmtpSink, headers: dict[str, str]
-) -> None:
-    from tests.support import write_config
-
-    config = write_config(tmp_path, sqlite_url, relay=f"smtp://127.0.0.1:{sink.port}")  # type: ignore[arg-type]
-    daemon = Daemon(config, tmp_path)  # type: ignore[arg-type]
-    daemon.start()
-    try:
-        send(daemon.port, make_mail(headers=headers))
-        send(
-            daemon.port,
-            make_mail(subject="a person", sender="dave@example.org"),
-            sender="dave@example.org",
-        )
-        wait_until(lambda: sink.to("dave@example.org"), what="ack to the person")
-        tickets = daemon.tickets()
-        assert len(tickets) == 2
-        auto = next(t for t in tickets if t["requester"] == CUSTOMER)
-        assert auto["messages"][0]["auto"] is True
-        assert sink.to(CUSTOMER) == []
-    finally:
-        daemon.stop()
-
-
-def test_null_return_path_and_system_senders_get_no_answer(daemon: Daemon, sink: SmtpSink) -> None:
-    send(daemon.port, make_mail(), sender="")
-    send(daemon.port, make_mail(sender="MAILER-DAEMON@example.net"), sender="")
-    send(
-        daemon.port,
-        make_mail(subject="control", sender="dave@example.org"),
-        sender="dave@example.org",
-    )
-    wait_until(lambda: sink.to("dave@example.org"), what="ack to the person")
-    wait_until(lambda: len(daemon.tickets()) == 3, what="three tickets")
-    assert sink.to(CUSTOMER) == [] and sink.to("mailer-daemon@example.net") == []
-
-
-def test_our_own_mail_coming_back_is_dropped(daemon: Daemon, sink: SmtpSink) -> None:
-    send(daemon.port, make_mail())
-    ack = wait_until(lambda: _acks(sink), what="acknowledgement")[0]
-    send(daemon.port, ack.as_bytes(), sender=HELPDESK)
-    wait_until(lambda: "our own mail came back" in daemon.log(), what="loop drop log line")
-    assert len(daemon.tickets()) == 1 and len(daemon.ticket(1)["messages"]) == 2
 
 
 def _set_solved(daemon: Daemon, number: int, days_ago: float) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,9 +20,6 @@ from postdesk.daemon.config import ImapMailbox, Settings
 from postdesk.daemon.intake import imap as intake_imap
 from postdesk.daemon.intake import imap_client
 from postdesk.daemon.intake.imap import (
-    FLAG_QUARANTINED,
-    FLAG_SPOOLED,
-    FLAG_TOO_LARGE,
     MailboxPoller,
     backoff_seconds,
     check_mailboxes,
@@ -34,8 +30,7 @@ from postdesk.daemon.intake.spool import Spool, SpoolEntry
 from postdesk.daemon.store.db import make_engine, session_factory, upgrade_schema
 from tests.conftest import fresh_postgres_database
 from tests.dovecot import Dovecot, require_dovecot
-from tests.relay import TcpRelay
-from tests.support import Daemon, free_port, make_mail, send, wait_until, write_config
+from tests.support import Daemon, free_port, make_mail, wait_until, write_config
 
 pytestmark = pytest.mark.imap
 
@@ -114,34 +109,6 @@ def settled(daemon: Daemon, count: int, wait: float = 2.0) -> list[str]:
     return ids
 
 
-def test_backlog_is_taken_in_once_and_flagged(
-    tmp_path: Path, database_url: str, dovecot: Dovecot, run_daemon: list[Daemon]
-) -> None:
-    uids = dovecot.append_many(subjects(50))
-    daemon = start_daemon(tmp_path, database_url, dovecot.toml())
-    run_daemon.append(daemon)
-    settled(daemon, 50)
-
-    def all_flagged() -> dict[int, set[str]]:
-        flags = dovecot.flags()
-        return flags if all(FLAG_SPOOLED in names for names in flags.values()) else {}
-
-    flags = wait_until(all_flagged, what="every message to be flagged")
-    assert sorted(flags) == uids
-    assert not any("\\Seen" in v for v in flags.values()), "\\Seen is a person's, never ours"
-    assert len(daemon.tickets()) == 50
-
-
-def test_mail_already_read_by_a_person_is_still_taken_in(
-    tmp_path: Path, sqlite_url: str, dovecot: Dovecot, run_daemon: list[Daemon]
-) -> None:
-    first, _second = dovecot.append_many(subjects(2))
-    dovecot.mark_seen(first)
-    dovecot.append(make_mail(subject="read on arrival"), flags="\\Seen")
-    run_daemon.append(daemon := start_daemon(tmp_path, sqlite_url, dovecot.toml()))
-    settled(daemon, 3)
-
-
 def test_new_mail_arrives_within_seconds_during_idle(
     tmp_path: Path, sqlite_url: str, dovecot: Dovecot, run_daemon: list[Daemon]
 ) -> None:
@@ -153,26 +120,6 @@ def test_new_mail_arrives_within_seconds_during_idle(
         dovecot.append(make_mail(subject=f"idle {i}"))
         wait_inbound(daemon, i + 1, timeout=10)
         assert time.monotonic() - started < 5
-
-
-def test_restart_resumes_from_the_watermark(
-    tmp_path: Path, sqlite_url: str, dovecot: Dovecot, run_daemon: list[Daemon]
-) -> None:
-    dovecot.append_many(subjects(5))
-    daemon = start_daemon(tmp_path, sqlite_url, dovecot.toml())
-    settled(daemon, 5)
-    assert daemon.stop() == 0
-    with dovecot.client() as client:  # a server that lost our keywords: only the watermark is left
-        client.select("INBOX")
-        client.uid("STORE", "1:*", "-FLAGS.SILENT", f"({FLAG_SPOOLED})")
-    first_run = daemon.log()
-    daemon.start()
-    run_daemon.append(daemon)
-    dovecot.append(make_mail(subject="after restart"))
-    settled(daemon, 6)
-    second_run = daemon.log()[len(first_run) :]
-    assert "reading from UID 5" in second_run
-    assert re.findall(r"spooled (\d+) message", second_run) == ["1"]
 
 
 def test_dovecot_restart_while_the_daemon_runs(
@@ -189,43 +136,6 @@ def test_dovecot_restart_while_the_daemon_runs(
     settled(daemon, 2)
 
 
-def test_connection_cut_in_the_middle_of_a_fetch(
-    tmp_path: Path, sqlite_url: str, dovecot: Dovecot, run_daemon: list[Daemon]
-) -> None:
-    big_body = "All work and no play makes Jack a dull boy.\n" * 2000  # ~90 kB each
-    dovecot.append_many([make_mail(subject=f"big {i}", body=big_body) for i in range(20)])
-    relay = TcpRelay(dovecot.port)
-    relay.start()
-    try:
-        relay.cut_after(600_000)  # inside the first round of bodies
-        toml = dovecot.toml(port=relay.port, batch_size=20)
-        run_daemon.append(daemon := start_daemon(tmp_path, sqlite_url, toml))
-        settled(daemon, 20)
-        assert relay.cuts == 1
-        assert "connection lost" in daemon.log()
-    finally:
-        relay.stop()
-
-
-def test_uidvalidity_change_rescans_without_duplicates_or_misses(
-    tmp_path: Path, sqlite_url: str, dovecot: Dovecot, run_daemon: list[Daemon]
-) -> None:
-    old = subjects(5, "old")
-    dovecot.append_many(old, folder="Helpdesk")
-    run_daemon.append(
-        daemon := start_daemon(
-            tmp_path, sqlite_url, dovecot.toml(folder="Helpdesk", poll_seconds=1)
-        )
-    )
-    settled(daemon, 5, wait=0)
-    dovecot.recreate_folder("Helpdesk")
-    dovecot.append_many(
-        old + subjects(3, "new"), folder="Helpdesk"
-    )  # new UIDs 1..8 overlap old 1..5
-    settled(daemon, 8)
-    assert "UIDVALIDITY of Helpdesk changed" in daemon.log()
-
-
 def nested_mime(depth: int) -> bytes:
     """A message nested ``depth`` multiparts deep, which the parser refuses every time."""
     head = b"From: carol@example.org\r\nTo: support@example.com\r\nSubject: poison\r\nMessage-ID: <poison@example.org>\r\nMIME-Version: 1.0\r\n"
@@ -235,20 +145,6 @@ def nested_mime(depth: int) -> bytes:
     )
     closing = b"".join(b"\r\n--b%d--\r\n" % i for i in reversed(range(depth)))
     return head + opening + b"Content-Type: text/plain\r\n\r\npoison\r\n" + closing
-
-
-def test_poison_message_is_quarantined_and_the_rest_flows(
-    tmp_path: Path, sqlite_url: str, dovecot: Dovecot, run_daemon: list[Daemon]
-) -> None:
-    dovecot.append(make_mail(subject="before poison"))
-    dovecot.append(nested_mime(1000))
-    dovecot.append_many(subjects(3, "after"))
-    run_daemon.append(daemon := start_daemon(tmp_path, sqlite_url, dovecot.toml()))
-    settled(daemon, 4)
-    held = wait_until(daemon.quarantined, what="quarantine")
-    assert [item.channel for item in held] == ["imap:main"]
-    wait_until(lambda: FLAG_QUARANTINED in dovecot.flags()[2], what="the poison flagged apart")
-    assert FLAG_SPOOLED not in dovecot.flags()[2]
 
 
 def test_move_mode_creates_the_folder_and_moves(
@@ -264,35 +160,6 @@ def test_move_mode_creates_the_folder_and_moves(
     assert dovecot.count("Done") == 4
 
 
-def test_oversize_message_is_left_flagged_and_skipped(
-    tmp_path: Path, sqlite_url: str, dovecot: Dovecot, run_daemon: list[Daemon]
-) -> None:
-    dovecot.append(make_mail(subject="small 1"))
-    big = dovecot.append(
-        make_mail(subject="huge", body="x" * 76 + "\n" * 1 + ("y" * 76 + "\n") * 20_000)
-    )
-    dovecot.append(make_mail(subject="small 2"))
-    toml = dovecot.toml(idle=False, poll_seconds=1)
-    run_daemon.append(daemon := start_daemon(tmp_path, sqlite_url, toml, max_bytes=1_000_000))
-    settled(daemon, 2, wait=3)  # three more polls: no re-fetch loop
-    flags = dovecot.flags()
-    assert FLAG_TOO_LARGE in flags[big] and FLAG_SPOOLED not in flags[big]
-    assert daemon.log().count("over smtp.max_message_bytes") == 1
-    assert "huge" not in {t["subject"] for t in daemon.tickets()}
-
-
-def test_same_mail_by_smtp_and_imap_is_stored_once(
-    tmp_path: Path, sqlite_url: str, dovecot: Dovecot, run_daemon: list[Daemon]
-) -> None:
-    raw = make_mail(subject="both ways")
-    run_daemon.append(daemon := start_daemon(tmp_path, sqlite_url, dovecot.toml()))
-    assert send(daemon.port, raw)[0] == 250
-    wait_inbound(daemon, 1)
-    dovecot.append(raw)
-    wait_until(lambda: "duplicate" in daemon.log(), what="the IMAP copy to be recognised")
-    settled(daemon, 1)
-
-
 def test_a_failing_mailbox_does_not_stop_the_others(
     tmp_path: Path, sqlite_url: str, dovecot: Dovecot, run_daemon: list[Daemon]
 ) -> None:
@@ -301,41 +168,6 @@ def test_a_failing_mailbox_does_not_stop_the_others(
     dovecot.append_many(subjects(3))
     settled(daemon, 3)
     assert "mailbox broken: ImapError" in daemon.log()
-
-
-def test_drop_before_move_is_settled_by_the_next_session(
-    tmp_path: Path, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(intake_imap, "BACKOFF_FIRST_SECONDS", 0.05)
-    uids = dovecot.append_many(subjects(3))
-    move = ImapConnection.move
-    calls: list[list[int]] = []
-
-    async def drop_first_move(self: ImapConnection, wanted: list[int], folder: str) -> None:
-        calls.append(wanted)
-        if len(calls) == 1:
-            raise ImapError("connection dropped after the spool, before MOVE")
-        await move(self, wanted, folder)
-
-    monkeypatch.setattr(ImapConnection, "move", drop_first_move)
-    poller, spool = in_process_poller(tmp_path, mailbox(dovecot, after="move", move_to="Done"))
-    # Done on the server (MOVE, watermark) only once the worker has settled the batch.
-    settled = poll_until(poller, lambda: poller.state.load().last_uid == uids[-1], worker=spool)
-    assert calls == [uids, uids]
-    assert len(settled) == 6, "spooled again; the worker's dedupe stores each once"
-    assert dovecot.count("INBOX") == 0 and dovecot.count("Done") == 3
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_two_thousand_messages(
-    tmp_path: Path, sqlite_url: str, dovecot: Dovecot, run_daemon: list[Daemon]
-) -> None:
-    dovecot.append_many(subjects(2000), connections=4)
-    started = time.monotonic()
-    run_daemon.append(daemon := start_daemon(tmp_path, sqlite_url, dovecot.toml()))
-    settled(daemon, 2000, wait=1)
-    assert time.monotonic() - started < 240
 
 
 @pytest.mark.postgres
@@ -435,43 +267,6 @@ def test_move_without_the_move_capability(
     assert dovecot.count("Archive") == 2
 
 
-def test_a_server_that_never_answers_times_out_and_is_retried(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(imap_client, "CONNECT_TIMEOUT_SECONDS", 0.3)
-    monkeypatch.setattr(intake_imap, "BACKOFF_FIRST_SECONDS", 0.05)
-    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    upgrade_schema(engine)
-
-    async def scenario() -> MailboxPoller:
-        connections: list[asyncio.StreamWriter] = []
-
-        async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            connections.append(writer)  # accept, then say nothing at all
-
-        server = await asyncio.start_server(silent, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        box = ImapMailbox(host="127.0.0.1", port=port, security="none", username="u", password="p")
-        poller = MailboxPoller(
-            box, Settings(), session_factory(engine), Spool(tmp_path / "spool"), lambda: None, "me"
-        )
-        stop = asyncio.Event()
-        task = asyncio.create_task(poller.run(stop))
-        await asyncio.sleep(2.0)
-        stopped = time.monotonic()
-        stop.set()
-        await asyncio.wait_for(task, 2)
-        assert time.monotonic() - stopped < 1
-        server.close()
-        for writer in connections:
-            writer.close()
-        return poller
-
-    poller = asyncio.run(scenario())
-    assert poller.failures >= 3
-    assert MailboxState(session_factory(engine), "main", "other").acquire(30), "lease released"
-
-
 def in_process_poller(tmp_path: Path, box: ImapMailbox) -> tuple[MailboxPoller, Spool]:
     """A poller run inside the test, on SQLite, with a spool nobody drains."""
     engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
@@ -505,55 +300,6 @@ def poll_until(
 
     asyncio.run(scenario())
     return settled
-
-
-def test_a_server_that_stalls_mid_fetch_is_timed_out_and_retried(
-    tmp_path: Path,
-    dovecot: Dovecot,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    monkeypatch.setattr(imap_client, "COMMAND_TIMEOUT_SECONDS", 1.0)
-    monkeypatch.setattr(intake_imap, "BACKOFF_FIRST_SECONDS", 0.05)
-    body = "Stalled servers are the worst kind of servers.\n" * 2000
-    dovecot.append_many([make_mail(subject=f"big {i}", body=body) for i in range(10)])
-    relay = TcpRelay(dovecot.port)
-    relay.start()
-    try:
-        relay.stall_after(300_000)  # inside the first round of bodies
-        poller, spool = in_process_poller(tmp_path, mailbox(dovecot, port=relay.port))
-        poll_until(poller, lambda: spool.pending() >= 10)
-    finally:
-        relay.stop()
-    assert relay.cuts == 1 and spool.pending() == 10
-    assert "UID FETCH: no answer within 1 s" in caplog.text
-
-
-def test_concurrent_expunge_takes_the_right_messages(
-    tmp_path: Path,
-    dovecot: Dovecot,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    uids = dovecot.append_many(subjects(5))
-    fetch_info = ImapConnection.fetch_info
-
-    async def fetch_info_then_expunge(self: ImapConnection, wanted: list[int]) -> list[MessageInfo]:
-        infos = await fetch_info(self, wanted)
-        await asyncio.to_thread(dovecot.expunge, uids[1])  # another client, mid-batch
-        return list(infos)
-
-    monkeypatch.setattr(ImapConnection, "fetch_info", fetch_info_then_expunge)
-    poller, spool = in_process_poller(tmp_path, mailbox(dovecot))
-    entries = poll_until(
-        poller, lambda: poller.state.load().last_uid == uids[-1], worker=spool
-    )
-    by_uid = {int(e.envelope.peer.rpartition(" ")[2]): e.raw for e in entries}
-    assert sorted(by_uid) == [uids[0], *uids[2:]]
-    for uid, raw in by_uid.items():
-        assert f"Subject: m {uids.index(uid)}\r\n".encode() in raw
-    assert f"UID {uids[1]} vanished" in caplog.text
-    assert poller.state.load() == Watermark(dovecot.uidvalidity(), uids[-1])
 
 
 def test_lease_is_exclusive_until_it_expires(tmp_path: Path) -> None:

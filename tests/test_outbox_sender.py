@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import email
-import email.policy
 import json
-import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.daemon.agents.tokens import Token, Tokens
@@ -25,7 +22,7 @@ from postdesk.daemon.outbound.sender import OutboxSender
 from postdesk.daemon.outbound.templating import CUSTOMER_ACKNOWLEDGEMENT, Templates
 from postdesk.daemon.services import Services
 from postdesk.daemon.store.db import make_engine, session_factory, transaction, upgrade_schema
-from postdesk.models.schema import Contact, Message, OutboxItem, Ticket
+from postdesk.models.schema import Message, OutboxItem, Ticket
 from tests.support import SmtpSink, free_port
 
 HELPDESK = "support@example.com"
@@ -176,60 +173,6 @@ def test_agent_reply_is_not_marked_automatic(env: Env, sink: SmtpSink) -> None:
     assert token == Token(1, env.services.tokens.agent_key("alice@example.com"))
 
 
-def test_4xx_is_retried_later_and_delivered(env: Env, sink: SmtpSink) -> None:
-    env = env.relay_to(sink.port)
-    queue(env)
-    sink.reply = "451 4.3.0 try later"
-    assert drain(env) == 1
-    [row] = outbox(env)
-    assert (row.status, row.attempts) == ("pending", 1)
-    assert "451" in row.last_error and not sink.received
-    sink.reply = None
-    wait_until_due()
-    assert drain(env) == 1
-    [row] = outbox(env)
-    assert (row.status, row.attempts) == ("sent", 2)
-    assert len(sink.received) == 1
-
-
-def test_5xx_fails_and_is_not_retried(env: Env, sink: SmtpSink) -> None:
-    env = env.relay_to(sink.port)
-    queue(env)
-    sink.reply = "554 5.7.1 rejected"
-    assert drain(env) == 1
-    [row] = outbox(env)
-    assert (row.status, row.attempts) == ("failed", 1)
-    assert "554" in row.last_error
-    sink.reply = None
-    wait_until_due()
-    assert drain(env) == 0
-    assert not sink.received
-
-
-def test_relay_down_is_retried_then_delivered(env: Env, sink: SmtpSink) -> None:
-    down = env.relay_to(free_port())  # nothing listens there
-    queue(down)
-    assert drain(down) == 1
-    [row] = outbox(down)
-    assert (row.status, row.attempts) == ("pending", 1) and row.last_error
-    wait_until_due()
-    back = env.relay_to(sink.port)  # the relay answers again
-    assert drain(back) == 1
-    assert outbox(env)[0].status == "sent" and len(sink.received) == 1
-
-
-def test_gives_up_after_max_attempts(env: Env) -> None:
-    env = env.relay_to(free_port()).outbound(max_attempts=2)
-    queue(env)
-    drain(env)
-    wait_until_due()
-    drain(env)
-    [row] = outbox(env)
-    assert (row.status, row.attempts) == ("failed", 2)
-    wait_until_due()
-    assert drain(env) == 0
-
-
 def test_backoff_grows_exponentially(env: Env) -> None:
     env = env.relay_to(free_port()).outbound(retry_base_seconds=100.0)
     queue(env)
@@ -266,68 +209,6 @@ def test_maildir_resend_after_crash_writes_one_file(
     assert not list((maildir / "tmp").iterdir()) and (maildir / "cur").is_dir()
     assert outbox(env)[0].status == "sent"
     assert drain(env) == 0
-
-
-def test_crlf_subject_attack_is_sent_without_bcc(env: Env, sink: SmtpSink) -> None:
-    env = env.relay_to(sink.port)
-    inbound = email.message_from_bytes(CRLF_SUBJECT, policy=email.policy.default)
-    hostile = str(inbound["Subject"])
-    assert "\n" in hostile
-    assert queue(env, subject=hostile) is not None
-    assert drain(env) == 1
-    [(envelope, msg)] = sink.received
-    assert envelope.rcpt_tos == [CUSTOMER]
-    assert "Bcc" not in msg
-    assert msg["Subject"] == "[Example #1] Re: hi Bcc: victim@x.com"
-    assert b"\nBcc" not in outbox(env)[0].raw
-
-
-def test_envelope_with_crlf_fails_without_reaching_the_relay(env: Env, sink: SmtpSink) -> None:
-    env = env.relay_to(sink.port)
-    with transaction(env.factory) as session:
-        session.add(
-            OutboxItem(
-                kind="test",
-                recipient="victim@x.com",
-                recipients=json.dumps(["victim@x.com\r\nRCPT TO:<evil@x.com>"]),
-                envelope_from=HELPDESK,
-                message_id="<t@example.com>",
-                raw=b"Subject: t\r\n\r\nt\r\n",
-            )
-        )
-    assert drain(env) == 1
-    assert outbox(env)[0].status == "failed"
-    assert not sink.received
-
-
-def test_rate_limit_cuts_off_at_the_configured_count(
-    env: Env, caplog: pytest.LogCaptureFixture
-) -> None:
-    env = env.outbound(auto_per_recipient_10min=3)
-    assert all(queue(env, number=n) is not None for n in (1, 2, 3))
-    with caplog.at_level(logging.INFO, logger="postdesk.outbox"):
-        assert queue(env, number=4) is None
-    assert "rate limit of 3" in caplog.text and CUSTOMER in caplog.text
-    with env.factory() as session:
-        assert session.scalar(select(func.count()).select_from(OutboxItem)) == 3
-        assert session.scalar(select(func.count()).select_from(Message)) == 3
-    assert queue(env, number=4, auto=False) is not None  # a person's reply is never limited
-    assert queue(env, number=5, to="dave@example.org") is not None
-
-
-def test_daily_limit(env: Env) -> None:
-    env = env.outbound(auto_per_recipient_10min=10, auto_per_recipient_day=2)
-    assert queue(env, number=1) is not None and queue(env, number=2) is not None
-    assert queue(env, number=3) is None
-
-
-def test_no_automatic_mail_to_bouncing_contact_or_helpdesk(env: Env) -> None:
-    with transaction(env.factory) as session:
-        session.add(Contact(email="bounce@example.org", bouncing=True))
-    assert queue(env, to="Bounce@Example.org") is None
-    assert queue(env, to=HELPDESK, number=2) is None
-    assert queue(env, to=f"Support <{HELPDESK.upper()}>", number=3, auto=False) is None
-    assert outbox(env) == []
 
 
 def test_lease_stops_a_second_sender_claiming_the_same_row(env: Env) -> None:

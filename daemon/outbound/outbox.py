@@ -3,7 +3,10 @@
 :func:`enqueue` renders, signs and composes one mail and adds an ``OutboxItem`` plus the
 ticket's outgoing ``Message`` to the caller's session. It never commits; the sender
 (:mod:`postdesk.daemon.outbound.sender`) delivers committed rows later. Automatic mail is refused
-here, before anything is written, when the recipient is bouncing or over the rate limits.
+here, before anything is written, when the recipient is bouncing or over the rate limits, or
+when all outside addresses together had ``outbound.auto_total_per_hour`` automatic mails within
+the hour (R-43: forged senders must not turn the helpdesk into a mail cannon); the agents then
+get one alert per hour.
 """
 
 from __future__ import annotations
@@ -20,13 +23,16 @@ from sqlalchemy.orm import Session
 
 from postdesk.daemon.config import Settings
 from postdesk.daemon.outbound.compose import compose, envelope_address
-from postdesk.daemon.outbound.templating import Rendered
+from postdesk.daemon.outbound.context import helpdesk_info
+from postdesk.daemon.outbound.templating import AGENT_AUTO_CAP, Rendered
 from postdesk.daemon.services import Services
 from postdesk.models.schema import Contact, Message, OutboxItem, Ticket
 
 log = logging.getLogger("postdesk.outbox")
 
 CHANNEL = "outbox"
+AUTO_CAP = "auto_cap"  # kind of the agents' alert that automatic mail was stopped
+_TOTAL_CAP = "the hourly cap on automatic mail to outside addresses is reached"
 
 
 def enqueue(
@@ -51,7 +57,8 @@ def enqueue(
 
     Helpdesk addresses are dropped from the recipients. Returns None, writing nothing, when no
     valid recipient is left, or when ``auto`` is set and the first recipient is bouncing or
-    over ``outbound.auto_per_recipient_10min`` / ``auto_per_recipient_day``.
+    over ``outbound.auto_per_recipient_10min`` / ``auto_per_recipient_day`` /
+    ``auto_total_per_hour`` (the last also alerts the agents, once an hour).
     """
     settings = services.settings
     now = services.clock()
@@ -64,6 +71,8 @@ def enqueue(
         log.warning(
             "%s to %s for ticket %s not sent: %s", kind, envelope[0], ticket.number, refusal
         )
+        if refusal == _TOTAL_CAP:
+            _alert_total_cap(session, services, now)
         return None
     rendered = services.templates.render(template, context)
     message_id = services.tokens.mint(ticket.number, agent)
@@ -251,4 +260,45 @@ def _auto_refusal(
     for count, limit, label in windows:
         if (count or 0) >= limit:
             return f"rate limit of {limit} automatic mails per {label} reached"
+    if _auto_total(session, settings, now) >= outbound.auto_total_per_hour:
+        return _TOTAL_CAP
     return None
+
+
+def _auto_total(session: Session, settings: Settings, now: datetime) -> int:
+    """Automatic mails to outside addresses (not agents) queued within the last hour."""
+    agents = [agent.email.lower() for agent in settings.agents]
+    query = select(func.count()).where(
+        OutboxItem.auto.is_(True), OutboxItem.created_at > now - timedelta(hours=1)
+    )
+    if agents:
+        query = query.where(OutboxItem.recipient.not_in(agents))
+    return int(session.scalar(query) or 0)
+
+
+def _alert_total_cap(session: Session, services: Services, now: datetime) -> None:
+    """Tell every agent, once an hour, that automatic mail to outside addresses stopped."""
+    alerted = session.scalar(
+        select(OutboxItem.id)
+        .where(OutboxItem.kind == AUTO_CAP, OutboxItem.created_at > now - timedelta(hours=1))
+        .limit(1)
+    )
+    if alerted is not None:
+        return
+    settings = services.settings
+    cap = settings.outbound.auto_total_per_hour
+    log.error(
+        "automatic mail to outside addresses stopped for the hour: %d sent "
+        "(outbound.auto_total_per_hour); alerting %d agent(s)",
+        cap,
+        len(settings.agents),
+    )
+    for agent in settings.agents:
+        enqueue_notice(
+            session,
+            services,
+            kind=AUTO_CAP,
+            to=[agent.email],
+            template=AGENT_AUTO_CAP,
+            context={"helpdesk": helpdesk_info(settings), "cap": cap},
+        )

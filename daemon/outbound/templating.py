@@ -29,6 +29,7 @@ AGENT_ALERT = "agent/alert"
 AGENT_SLA_ALERT = "agent/sla_alert"  # an SLA target is at risk or breached
 AGENT_DIGEST = "agent/digest"  # an agent's daily list of open tickets
 AGENT_FLOOD = "agent/flood"
+AGENT_AUTO_CAP = "agent/auto_cap"  # automatic mail stopped by outbound.auto_total_per_hour
 CANNED_FOLDER = "canned"  # canned/<name>.txt.j2: text an agent inserts with "#reply <name>"
 
 SUBJECT, TEXT, HTML = "subject", "txt", "html"

@@ -32,11 +32,11 @@ class SendLog:
     accepted: list[str] = field(default_factory=list)
     codes: list[int] = field(default_factory=list)
 
-    def send(self, port: int, raw: bytes, message_id: str, sender: str) -> int:
+    def send(self, port: int, raw: bytes, message_id: str, sender: str, to: str = HELPDESK) -> int:
         """Send one message in its own session, recording the reply to DATA (or the refusal)."""
         try:
             with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
-                client.sendmail(sender, [HELPDESK], raw)
+                client.sendmail(sender, [to], raw)
         except smtplib.SMTPResponseException as error:
             self.codes.append(error.smtp_code)
             return error.smtp_code

@@ -64,7 +64,7 @@ def test_r34_imap_kill_of_the_lease_holder_mid_backlog_loses_nothing(
             first.stop()
 
 
-def test_own_dead_lease_is_taken_back_at_restart_and_poison_is_flagged_apart(
+def test_r24_own_dead_lease_is_taken_back_at_restart_and_poison_is_flagged_apart(
     tmp_path: Path, sqlite_url: str, dovecot: Dovecot
 ) -> None:
     dovecot.append_many(subjects(3, "before"))

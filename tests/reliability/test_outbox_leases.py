@@ -64,7 +64,7 @@ def test_r17_rows_claimed_by_a_killed_daemon_are_released_at_its_restart(
         assert len(relay.received) == 1
 
 
-def test_lease_is_renewed_while_a_slow_relay_takes_longer_than_it(
+def test_r17_lease_is_renewed_while_a_slow_relay_takes_longer_than_it(
     env: Env, relay: StallingSink
 ) -> None:
     env = env.relay_to(relay.port)

@@ -17,7 +17,7 @@ import pytest
 from tests.relay import TcpRelay
 from tests.reliability.procs import running_daemon
 from tests.reliability.properties import SendLog, assert_p1_to_p4, scaled
-from tests.support import CUSTOMER, wait_until
+from tests.support import CUSTOMER, Daemon, SmtpSink, wait_until, write_config
 
 RECOVERY_SECONDS = 5.0
 
@@ -74,4 +74,38 @@ def test_r27_database_outage_under_load_then_mail_flows_within_seconds(
             assert text.count("postdesk.outbox: outbox unavailable") <= 1
             assert "outbox round failed" not in text, "no line per outbox round"
     finally:
+        proxy.stop()
+
+
+@pytest.mark.postgres
+def test_r27_database_outage_answers_451_then_recovers_without_losing_mail(
+    tmp_path: Path, postgres_url: str, sink: SmtpSink
+) -> None:
+    proxy = TcpRelay(5432)
+    proxy.start()
+    proxied = postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    daemon = Daemon(
+        write_config(tmp_path, proxied, relay=f"smtp://127.0.0.1:{sink.port}"), tmp_path
+    )
+    daemon.start()
+    try:
+        proxy.pause()  # the database disappears: open connections are cut, new ones refused
+        log = SendLog()
+        assert log.send_new(daemon.port, "during", 0) == 250
+        wait_until(lambda: "database unavailable" in daemon.log(), what="worker notices")
+        with smtplib.SMTP("127.0.0.1", daemon.port, timeout=30) as client:
+            client.ehlo("client.example.org")
+            code, reply = client.mail(CUSTOMER)
+        assert (code, reply[:5]) == (451, b"4.3.0")
+        assert daemon.spool_files() != [], "the accepted message waits in the spool"
+        proxy.resume()
+        wait_until(
+            lambda: daemon.inbound_message_ids() == ["<during-0@example.org>"],
+            timeout=60,
+            what="spooled mail processed after the outage",
+        )
+        assert log.send_new(daemon.port, "after", 1) == 250, "intake open again"
+        print(f"R-27 (single message) figures: {assert_p1_to_p4(daemon, log)}")
+    finally:
+        daemon.stop()
         proxy.stop()

@@ -62,7 +62,7 @@ def _dsn(original_id: str, recipient: str) -> bytes:
     ).encode()
 
 
-def test_r29_permanent_refusal_and_dsn_mark_bouncing_until_a_reply(
+def test_r29_r38_permanent_refusal_and_dsn_mark_bouncing_until_a_reply(
     tmp_path: Path, database_url: str, relay: RefusingSink
 ) -> None:
     with running_daemon(tmp_path, database_url, relay=f"smtp://127.0.0.1:{relay.port}") as daemon:

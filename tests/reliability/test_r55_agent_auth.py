@@ -67,7 +67,7 @@ def _assert_untouched(daemon: Daemon, sink: SmtpSink) -> None:
     assert all("FORGED" not in m.as_string() for m in sink.to(CUSTOMER))
 
 
-def test_forged_agent_mail_runs_nothing_relays_nothing_and_alerts(
+def test_r55_forged_agent_mail_runs_nothing_relays_nothing_and_alerts(
     tmp_path: Path, sqlite_url: str, sink: SmtpSink
 ) -> None:
     with daemon_with_agents(tmp_path, sqlite_url, sink) as daemon:
@@ -127,7 +127,7 @@ def _commands_logged(daemon: Daemon) -> list[dict[str, str]]:
     ]
 
 
-def test_trusted_authentication_results_and_ingest_run_commands(
+def test_r55_trusted_authentication_results_and_ingest_run_commands(
     tmp_path: Path, sqlite_url: str, sink: SmtpSink
 ) -> None:
     with daemon_with_agents(tmp_path, sqlite_url, sink) as daemon:
@@ -163,7 +163,7 @@ def test_trusted_authentication_results_and_ingest_run_commands(
         assert all(_alerts(sink, agent) == [] for agent in AGENTS)
 
 
-def test_commands_in_customer_mail_are_only_text(
+def test_r55_commands_in_customer_mail_are_only_text(
     tmp_path: Path, sqlite_url: str, sink: SmtpSink
 ) -> None:
     with daemon_with_agents(tmp_path, sqlite_url, sink) as daemon:

@@ -56,7 +56,7 @@ def _state(daemon: Daemon, number: int) -> tuple[str, str, int | None]:
     return ticket["status"], ticket["priority"], ticket["merged_into"]
 
 
-def test_token_merge_and_other_tickets_need_authentication_results(
+def test_r55_token_merge_and_other_tickets_need_authentication_results(
     tmp_path: Path, database_url: str, sink: SmtpSink
 ) -> None:
     with daemon_with_agents(tmp_path, database_url, sink) as daemon:
@@ -94,7 +94,7 @@ def test_token_merge_and_other_tickets_need_authentication_results(
         wait_until(lambda: _state(daemon, 1)[2] == 2, what="merge with DKIM pass")
 
 
-def test_token_expires_and_yields_to_a_trusted_dkim_fail(
+def test_r55_token_expires_and_yields_to_a_trusted_dkim_fail(
     tmp_path: Path, sqlite_url: str, sink: SmtpSink
 ) -> None:
     with daemon_with_agents(tmp_path, sqlite_url, sink) as daemon:

@@ -1,0 +1,24 @@
+"""relsuite: an index for the hourly cap on automatic mail to all outside addresses (R-43)
+
+Revision ID: 0009_relsuite_outbox_auto_index
+Revises: 0008_reports
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0009_relsuite_outbox_auto_index"
+down_revision = "0008_reports"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    """Apply this revision."""
+    op.create_index("ix_outbox_auto_created", "outbox", ["auto", "created_at"])
+
+
+def downgrade() -> None:
+    """Revert this revision."""
+    op.drop_index("ix_outbox_auto_created", table_name="outbox")
