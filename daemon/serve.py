@@ -19,6 +19,7 @@ from typing import IO
 
 from sqlalchemy import func, select
 
+from postdesk.daemon.classify import schedule as retraining
 from postdesk.daemon.config import Settings
 from postdesk.daemon.intake.imap import imap_pollers
 from postdesk.daemon.intake.smtp import IntakeHandler, start_smtp
@@ -111,6 +112,8 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
     if runtime.services.sla.digest is not None:
         tasks.append(asyncio.create_task(digest.run(stop, runtime.services, runtime.factory)))
     tasks += [asyncio.create_task(job) for job in plugins.background(stop)]
+    if settings.classifier.retrain_seconds:
+        tasks.append(asyncio.create_task(retraining.run(stop, settings)))
     if requeued:
         wake()
     log.info(
