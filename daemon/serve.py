@@ -19,7 +19,6 @@ from typing import IO
 
 from sqlalchemy import func, select
 
-from postdesk.daemon.classify import schedule as retraining
 from postdesk.daemon.config import Settings
 from postdesk.daemon.intake.imap import imap_pollers
 from postdesk.daemon.intake.smtp import IntakeHandler, start_smtp
@@ -113,7 +112,9 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
         tasks.append(asyncio.create_task(digest.run(stop, runtime.services, runtime.factory)))
     tasks += [asyncio.create_task(job) for job in plugins.background(stop)]
     if settings.classifier.retrain_seconds:
-        tasks.append(asyncio.create_task(retraining.run(stop, settings)))
+        from postdesk.daemon.classify import schedule  # serve imports it only when it is on
+
+        tasks.append(asyncio.create_task(schedule.run(stop, settings)))
     if requeued:
         wake()
     log.info(
