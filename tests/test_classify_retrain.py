@@ -52,11 +52,14 @@ def test_labels_retrain_the_model_on_schedule_and_category_takes_model_labels(
         assert spam_file.exists(), "the test's data dir is where the daemon keeps its models"
         assert load(spam_file).meta["sources"]["labels_upto"] == 0
         send(daemon.port, make_mail(subject="Printer on fire"))
-        note = wait_until(lambda: notifications(sink, ALICE, 1), what="notification #1")[0]
+        # The first message after the models appear loads scikit-learn and them: seconds.
+        note = wait_until(
+            lambda: notifications(sink, ALICE, 1), timeout=180, what="notification #1"
+        )[0]
 
         commands = "#category technical SUPPORT\n#spam\n\nNoted."
         send(daemon.port, reply_to(note, commands, ALICE), sender=ALICE)
-        wait_until(lambda: daemon.ticket(1)["spam"] is True, what="#spam")
+        wait_until(lambda: daemon.ticket(1)["spam"] is True, timeout=60, what="#spam")
         assert daemon.ticket(1)["category"] == "Technical Support"
 
         # The schedule sees the new label and retrains in its own process, from the base data
@@ -73,9 +76,10 @@ def test_labels_retrain_the_model_on_schedule_and_category_takes_model_labels(
 
         loads = daemon.log().count("spam model loaded from")
         send(daemon.port, make_mail(subject="Second question", sender="dan@example.org"))
-        wait_until(lambda: len(daemon.tickets()) == 2, what="ticket #2")
+        wait_until(lambda: len(daemon.tickets()) == 2, timeout=120, what="ticket #2")
         wait_until(
             lambda: daemon.log().count("spam model loaded from") > loads,
+            timeout=60,
             what="the worker's reload of the retrained model",
         )
         # Ticket #2 resembles #1, which taught "spam": the retrained model is the judge.
@@ -83,7 +87,9 @@ def test_labels_retrain_the_model_on_schedule_and_category_takes_model_labels(
 
         send(daemon.port, reply_to(note, "#category nonsense\n\nOk.", ALICE), sender=ALICE)
         error = wait_until(
-            lambda: [m for m in sink.to(ALICE) if "were not run" in m["Subject"]], what="error"
+            lambda: [m for m in sink.to(ALICE) if "were not run" in m["Subject"]],
+            timeout=60,
+            what="error",
         )[0]
         assert (
             "'#category nonsense': unknown category (known: billing, outage, "
