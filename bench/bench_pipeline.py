@@ -119,7 +119,8 @@ def run_pipeline(
     try:
         wait_for_port(port)
         worker = worker_pid(serve.pid)
-        while models and b"model loaded from" not in (workdir / "daemon.log").read_bytes():
+        expected = len(list(Path(models).glob("*.skops"))) if models else 0
+        while (workdir / "daemon.log").read_bytes().count(b"model loaded from") < expected:
             time.sleep(0.2)  # the worker loads the models at start: not part of the burst
         cpu_before = cpu_seconds(worker)
         sampler.start()
