@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import smtplib
 import statistics
 import subprocess
@@ -92,13 +93,20 @@ def sent_files(workdir: Path) -> int:
     return len(os.listdir(folder)) if folder.is_dir() else 0
 
 
-def run_pipeline(args: argparse.Namespace, workdir: Path, pythonpath: str = "") -> dict[str, float]:
+def run_pipeline(
+    args: argparse.Namespace, workdir: Path, pythonpath: str = "", models: str = ""
+) -> dict[str, float]:
     """postdesk serve under a burst of N mails: full-pipeline rate, CPU, latencies, RSS.
 
-    ``pythonpath`` runs another checkout of postdesk (see ``--baseline-pythonpath``).
+    ``pythonpath`` runs another checkout of postdesk (see ``--baseline-pythonpath``);
+    ``models`` is a folder of trained ``*.skops`` models the daemon classifies with.
     """
     port = free_port()
     config = write_config(workdir, port)
+    if models:
+        (workdir / "data" / "models").mkdir(parents=True)
+        for model in Path(models).glob("*.skops"):
+            shutil.copy(model, workdir / "data" / "models" / model.name)
     log = (workdir / "daemon.log").open("wb")
     env = {**os.environ, "PYTHONPATH": pythonpath} if pythonpath else None
     serve = subprocess.Popen(
@@ -111,6 +119,9 @@ def run_pipeline(args: argparse.Namespace, workdir: Path, pythonpath: str = "") 
     try:
         wait_for_port(port)
         worker = worker_pid(serve.pid)
+        expected = len(list(Path(models).glob("*.skops"))) if models else 0
+        while (workdir / "daemon.log").read_bytes().count(b"model loaded from") < expected:
+            time.sleep(0.2)  # the worker loads the models at start: not part of the burst
         cpu_before = cpu_seconds(worker)
         sampler.start()
         first = time.time()
@@ -309,6 +320,12 @@ def main() -> None:
         " 2 worker processes against 1 draining pre-spooled mail",
     )
     parser.add_argument("--pg-messages", type=int, default=1000)
+    parser.add_argument(
+        "--models",
+        default="",
+        help="a folder of trained models (spam.skops, category.skops from 'postdesk train'):"
+        " the pipeline is measured with them too, in the same run",
+    )
     args = parser.parse_args()
     load = os.getloadavg()[0]
     print(f"cpus {os.cpu_count()}, load average at start {load:.1f} (a shared machine)")
@@ -335,6 +352,18 @@ def main() -> None:
             f"  RSS serve+worker              : first quarter {result['rss_early']:.1f} MiB,"
             f" last quarter {result['rss_late']:.1f} MiB, peak {result['rss_peak']:.1f} MiB"
         )
+        if args.models:
+            with tempfile.TemporaryDirectory() as workdir:
+                judged = run_pipeline(args, Path(workdir), models=args.models)
+            print(f"with the classifier's models ({args.models}), same burst:")
+            print(
+                f"  full pipeline {judged['pipeline_rate']:8.1f} msg/s; worker CPU"
+                f" {judged['cpu_ms']:.2f} ms/msg; RSS peak {judged['rss_peak']:.1f} MiB"
+            )
+            print(
+                f"  with / without: rate x{judged['pipeline_rate'] / result['pipeline_rate']:.3f},"
+                f" worker CPU per message x{judged['cpu_ms'] / result['cpu_ms']:.3f}"
+            )
         if args.baseline_pythonpath:
             with tempfile.TemporaryDirectory() as workdir:
                 old = run_pipeline(args, Path(workdir), args.baseline_pythonpath)

@@ -167,6 +167,22 @@ class ProcessingSettings:
 
 
 @dataclass(frozen=True)
+class ClassifierSettings:
+    """The spam and category models (docs/classifier.md)."""
+
+    retrain_every: str = ""  # e.g. "24h": retrain in the background when agents taught; "" = off
+
+    @property
+    def retrain_seconds(self) -> float:
+        """``retrain_every`` in seconds; 0 when scheduled retraining is off."""
+        if not self.retrain_every:
+            return 0.0
+        from postdesk.daemon.sla.rules import parse_duration  # the parser of every duration
+
+        return parse_duration(self.retrain_every, "classifier.retrain_every").total_seconds()
+
+
+@dataclass(frozen=True)
 class HttpSettings:
     """The optional health and metrics listener."""
 
@@ -257,6 +273,7 @@ class Settings:
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     plugins: PluginSettings = field(default_factory=PluginSettings)
     processing: ProcessingSettings = field(default_factory=ProcessingSettings)
+    classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     log: LogSettings = field(default_factory=LogSettings)
     reports: ReportSettings = field(default_factory=ReportSettings)
@@ -418,6 +435,7 @@ def _join(where: str, key: str) -> str:
 def _validate(settings: Settings) -> None:
     """Cross-field checks the types alone cannot express."""
     settings.smtp.host_port  # noqa: B018 - raises ConfigError when malformed
+    settings.classifier.retrain_seconds  # noqa: B018 - raises ConfigError when malformed
     _validate_database(settings.helpdesk.database)
     if "@" not in settings.helpdesk.address:
         raise ConfigError(f"helpdesk.address: not an email address: {settings.helpdesk.address!r}")
@@ -499,7 +517,6 @@ def _validate_database(url: str) -> None:
         else:
             return
     raise ConfigError(f"helpdesk.database: {problem}; use {DATABASE_FORMS}")
-
 
 
 def _validate_workflow(workflow: WorkflowSettings) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext, SpawnProcess
 
+from postdesk.daemon.classify.loader import preload as preload_models
 from postdesk.daemon.config import Settings
 from postdesk.daemon.ops.counters import CountsRecorder
 from postdesk.daemon.ops.logs import use_log_format
@@ -146,6 +147,7 @@ def run_worker(
     logging.basicConfig(level=log_level, format=LOG_FORMAT)
     use_log_format(settings.log.format)
     runtime = build_runtime(settings, secret)
+    preload_models(settings.data_dir)  # scikit-learn and the models, before the first message
     health = DatabaseHealth(channel.database_ok)
     counts = CountsRecorder(settings.data_dir, parent)
     worker = Worker(runtime.services, runtime.factory, runtime.spool, health, counts.observe)

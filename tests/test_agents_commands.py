@@ -86,7 +86,7 @@ def test_wrong_commands_are_told_to_the_agent_and_the_rest_still_runs(
             "no canned reply 'nosuch' (available: more_info, password_reset, thanks)",
             # A reply token alone never merges (issue 13): #merge needs Authentication-Results.
             "'#merge 99': #merge touches another ticket and needs Authentication-Results",
-            "'#category two words': expected one value",
+            "'#category two words': unknown category (known: billing, outage)",
             "The rest of your reply was sent to the customer.",
         ):
             assert expected in text, expected

@@ -244,3 +244,21 @@ def test_metrics_count_what_they_say() -> None:
     assert cats["coverage"] == pytest.approx(2 / 3, abs=1e-4)
     assert cats["accuracy_above_floor"] == 1.0
     assert cats["confusion"] == {"a": {"a": 1, "b": 1}, "b": {"b": 1}}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hello, World! an a I x 42 B2B don't re-send\tMAIL\n\nnaïve Ünïcode 東京タワー ok",
+        "",
+        "   ",
+        "a bb ccc dddd eeeee ffffff " * 3,
+        "mixed_under_score CamelCase ÀÉÎ 😀 emoji ßtraße İstanbul",
+    ],
+)
+def test_shorter_analyzers_give_the_vectorisers_tokens(text: str) -> None:
+    for name, hasher in model._hashers().items():
+        fast = model.fast_analyzer(hasher)
+        assert sorted(fast(text)) == sorted(hasher.build_analyzer()(text)), name
+    shorter = {name: model.fast_analyzer(h) for name, h in model._hashers().items()}
+    assert (shorter["words"], shorter["chars"]) == (model._words_1_2, model._char_wb_3_5)

@@ -15,6 +15,8 @@ import jinja2
 from postdesk.daemon.agents import assignment, habits, merge, release
 from postdesk.daemon.agents.commands import Command
 from postdesk.daemon.classify import labels as teaching
+from postdesk.daemon.classify.loader import cache_for
+from postdesk.daemon.config import Settings
 from postdesk.daemon.outbound.compose import envelope_address
 from postdesk.daemon.outbound.context import helpdesk_info, ticket_info
 from postdesk.daemon.outbound.templating import CANNED_FOLDER
@@ -104,12 +106,21 @@ def assign(ctx: MessageContext, command: Command, canned: list[str]) -> str:
 
 
 def category(ctx: MessageContext, command: Command, canned: list[str]) -> str:
-    """#category C: set the category, its group, and the group's next agent if it takes turns."""
-    ticket, value = ctx.ticket, command.argument.lower()
+    """#category C: set the category, its group, and the group's next agent if it takes turns.
+
+    C is matched without regard to case against the categories known (``[routing]
+    categories`` and the category model's labels, which may hold spaces: "Technical Support");
+    with none known, any word of letters, digits, '.', '_' or '-' is taken."""
+    ticket, settings = ctx.ticket, ctx.services.settings
     assert ticket is not None
-    if not CATEGORY_NAME.match(value):
-        return "a category is one word of letters, digits, '.', '_' or '-'"
-    settings = ctx.services.settings
+    known = categories_known(settings)
+    value = known.get(command.argument.lower(), "")
+    if not value and known:
+        return f"unknown category (known: {', '.join(sorted(known.values(), key=str.lower))})"
+    if not known:
+        value = command.argument.lower()
+        if not CATEGORY_NAME.match(value):
+            return "a category is one word of letters, digits, '.', '_' or '-'"
     ticket.category = value
     ticket.group_name = assignment.group_of(settings, value) or ticket.group_name
     _event(ctx, "category", {"category": value, "group": ticket.group_name})
@@ -118,6 +129,13 @@ def category(ctx: MessageContext, command: Command, canned: list[str]) -> str:
         detail = {"assignee": ticket.assignee, "how": f"round-robin in {ticket.group_name}"}
         log_event(ctx, "assigned", detail, actor=assignment.SYSTEM_ACTOR)
     return ""
+
+
+def categories_known(settings: Settings) -> dict[str, str]:
+    """Lower-cased name -> name of every category in ``[routing] categories`` and the model."""
+    model = cache_for(settings.data_dir).get("category")
+    names = [*settings.routing.categories, *(model.classes if model is not None else [])]
+    return {name.lower(): name for name in reversed(names)}
 
 
 def spam(ctx: MessageContext, command: Command, canned: list[str]) -> str:

@@ -129,7 +129,7 @@ def _train_spam(settings: Settings, args: argparse.Namespace) -> int:
     if not (ham and spam) and not args.with_feedback:
         raise CommandError("give both --ham PATH... and --spam PATH... (or --with-feedback)")
     samples, labels = _mail_samples({HAM: ham, SPAM: spam}, split)
-    feedback = _feedback(settings, agent_labels.spam_examples) if args.with_feedback else []
+    feedback, upto = _feedback(settings, agent_labels.SPAM_KIND) if args.with_feedback else ([], 0)
     samples += [s for s, _ in feedback]
     labels += [label for _, label in feedback]
     model = train_spam(samples, labels, args.target_fpr)
@@ -138,6 +138,7 @@ def _train_spam(settings: Settings, args: argparse.Namespace) -> int:
         SPAM: [str(p.resolve()) for p in spam],
         "split": split,
         "feedback": len(feedback),
+        "labels_upto": upto,
     }
     save(model, path)
     held = model.meta["held_back"]
@@ -158,9 +159,9 @@ def _train_category(settings: Settings, args: argparse.Namespace) -> int:
     if not 0 <= args.floor <= 1:
         raise CommandError("--floor: expected a probability between 0 and 1, e.g. 0.5")
     if args.from_tickets:
-        examples = _feedback(settings, agent_labels.category_examples)
+        examples, upto = _feedback(settings, agent_labels.CATEGORY_KIND)
         samples, labels = [s for s, _ in examples], [label for _, label in examples]
-        source: dict[str, Any] = {"tickets": len(samples)}
+        source: dict[str, Any] = {"tickets": len(samples), "labels_upto": upto}
     elif args.csv is not None:
         table = read_csv(args.csv, _columns(args.text), args.label, args.split)
         samples, labels = table.samples, table.labels
@@ -290,17 +291,23 @@ def _mail_samples(paths: dict[str, Sequence[Path]], split: str) -> tuple[list[Sa
     return samples, labels
 
 
-def _feedback(settings: Settings, reader: Any) -> list[tuple[Sample, str]]:
-    """Samples from the messages agents labelled (``reader`` picks spam or category labels)."""
+def _feedback(settings: Settings, kind: str) -> tuple[list[tuple[Sample, str]], int]:
+    """Samples from the messages agents labelled (``kind``: spam or category labels), and the
+    id of the newest label of that kind."""
+    reader = {
+        agent_labels.SPAM_KIND: agent_labels.spam_examples,
+        agent_labels.CATEGORY_KIND: agent_labels.category_examples,
+    }[kind]
     engine = make_engine(settings.database_url)
     try:
         upgrade_schema(engine)
         with session_factory(engine)() as session:
+            upto = agent_labels.latest_id(session, kind)
             examples: Iterable[tuple[bytes, str]] = reader(session)
             found = [(featurise(raw), label) for raw, label in examples]
     finally:
         engine.dispose()
-    return [(sample, label) for sample, label in found if sample is not None]
+    return [(sample, label) for sample, label in found if sample is not None], upto
 
 
 def model_status(settings: Settings) -> list[tuple[str, str | None, str]]:

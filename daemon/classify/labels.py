@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from postdesk.models.classify import ClassifyLabel
@@ -56,6 +56,15 @@ def _latest(session: Session, kind: str) -> dict[int, str]:
         .order_by(ClassifyLabel.id)
     ).all()
     return {message_pk: label for message_pk, label in rows}
+
+
+def latest_id(session: Session, kind: str) -> int:
+    """The id of the newest label of ``kind`` (0 when there is none): a model trained with the
+    labels records it, so that a scheduled retraining can tell whether agents taught since."""
+    newest = session.execute(
+        select(func.max(ClassifyLabel.id)).where(ClassifyLabel.kind == kind)
+    ).scalar_one()
+    return int(newest or 0)
 
 
 def spam_examples(session: Session) -> list[tuple[bytes, str]]:

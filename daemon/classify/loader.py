@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from postdesk.daemon.classify.names import KINDS
+
 if TYPE_CHECKING:  # scikit-learn is imported only once a model exists
     from postdesk.daemon.classify.model import Model
 
@@ -62,6 +64,7 @@ class ModelCache:
 
             try:
                 slot.model = load(path)
+                slot.model.prepare()
             except ModelFileError as error:
                 log.error("%s model not loaded, keeping the previous one: %s", kind, error)
             else:
@@ -84,3 +87,11 @@ def cache_for(data_dir: Path) -> ModelCache:
     if key not in _CACHES:
         _CACHES[key] = ModelCache(data_dir)
     return _CACHES[key]
+
+
+def preload(data_dir: Path) -> None:
+    """Load the current models (and with them scikit-learn) now, at worker start, so that the
+    first message does not wait for them. Without a model nothing is imported."""
+    cache = cache_for(data_dir)
+    for kind in KINDS:
+        cache.get(kind)
