@@ -12,10 +12,12 @@ through the stdlib's slow structured-header classes, and addresses are parsed st
 from __future__ import annotations
 
 import email.policy
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import Message
 from email.parser import BytesFeedParser, BytesHeaderParser
 from email.utils import parsedate_to_datetime
@@ -47,9 +49,34 @@ _FEED_CHUNK = 65_536  # bytes handed to the stdlib parser at a time
 _MESSAGE_ID = re.compile(r"<[^<>\s\x00-\x1f\x7f]{1,996}>")
 _BARE_ID = re.compile(r"[^<>\s\"(),;:\\]{1,996}@[^<>\s\"(),;:\\]{1,996}")
 _RECIPIENTS = ("to", "cc", "reply-to")
+_LINE_BREAK = re.compile(r"\n|\r")  # what the stdlib drops from a header value before parsing
 _MAX_SUBJECT = 998
 _MAX_REFERENCES = 100
 _MAX_STDLIB_DEFECTS = 20
+
+
+class _ReusingPolicy(email.policy.EmailPolicy):
+    """``email.policy.default`` that builds each distinct header object once.
+
+    The stdlib re-parses a structured header on every ``get`` (the feed parser alone asks each
+    part for its Content-Type several times); header objects are immutable, so equal raw
+    values can share one.
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        """The header object for ``name: value``, shared by equal raw values."""
+        if hasattr(value, "name"):
+            return value
+        return _header_object(self.header_factory, name, "".join(_LINE_BREAK.split(value)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _header_object(factory: HeaderRegistry, name: str, value: str) -> BaseHeader:
+    """One parsed header object per (name, unfolded value)."""
+    return factory(name, value)
+
+
+_POLICY = _ReusingPolicy()
 
 
 class MessageRejected(Exception):
@@ -172,7 +199,7 @@ def _parse(raw: bytes, limits: ParseLimits) -> ParsedMessage:
 def _feed(raw: bytes) -> Message:
     """The stdlib parse of ``raw``, fed in chunks: ``BytesParser.parsebytes`` would hold the
     whole message again as text (and ``StringIO`` as 4-byte characters) while it parses."""
-    parser = BytesFeedParser(policy=email.policy.default)
+    parser = BytesFeedParser(policy=_POLICY)
     view = memoryview(raw)
     for start in range(0, len(raw), _FEED_CHUNK):
         parser.feed(bytes(view[start : start + _FEED_CHUNK]))
