@@ -2,7 +2,9 @@
 
 ``[routing] categories`` maps a category to a group; agents belong to groups. Groups listed in
 ``[routing] round_robin`` assign each new ticket to the next of their agents, in the order
-the agents are configured; the position is a shared counter row, so several daemons agree.
+the agents are configured; the position is a shared counter row, so several daemons agree (on
+PostgreSQL it is bumped in its own short transaction, so worker processes never queue on it; a
+rolled-back message may skip a turn).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from postdesk.daemon.config import Agent, Settings
-from postdesk.daemon.store.db import next_counter_value
+from postdesk.daemon.store.db import next_shared_value
 from postdesk.models.schema import Ticket
 
 SYSTEM_ACTOR = "postdesk"  # the actor named in events of automatic assignment
@@ -53,6 +55,6 @@ def assign_in_turn(session: Session, settings: Settings, ticket: Ticket) -> Agen
     agents = group_agents(settings, group)
     if not agents:
         return None
-    chosen = agents[(next_counter_value(session, f"rr:{group}") - 1) % len(agents)]
+    chosen = agents[(next_shared_value(session, f"rr:{group}") - 1) % len(agents)]
     ticket.assignee = chosen.email.lower()
     return chosen

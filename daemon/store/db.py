@@ -15,6 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "models" / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+TICKET_COUNTER = "ticket_number"  # SQLite's counter row of ticket numbers
+TICKET_SEQUENCE = "ticket_numbers"  # PostgreSQL's sequence of them (migration 0009)
+_NEXT_TICKET_NUMBER = text(f"SELECT nextval('{TICKET_SEQUENCE}')")
 
 
 def make_engine(url: str) -> Engine:
@@ -130,3 +133,26 @@ def next_counter_value(session: Session, name: str) -> int:
         insert_ignore(session, Counter.__table__, {"name": name, "value": 0}, ["name"])
         value = session.execute(bump).scalar_one()
     return int(value)
+
+
+def next_ticket_number(session: Session) -> int:
+    """The number of a new ticket: unique, increasing, with gaps where a transaction rolled back.
+
+    PostgreSQL takes it from the ``ticket_numbers`` sequence, which locks nothing until commit,
+    so several worker processes create tickets side by side; SQLite (one writer at a time)
+    bumps the ``ticket_number`` counter row.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return int(session.execute(_NEXT_TICKET_NUMBER).scalar_one())
+    return next_counter_value(session, TICKET_COUNTER)
+
+
+def next_shared_value(session: Session, name: str) -> int:
+    """Bump the counter ``name`` for a choice that may skip a value but must not serialise
+    writers (a round-robin turn): on PostgreSQL in its own short transaction, committed at once,
+    so no row lock is held through the caller's transaction; on SQLite in the caller's."""
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql" or not isinstance(bind, Engine):
+        return next_counter_value(session, name)
+    with Session(bind) as own, own.begin():
+        return next_counter_value(own, name)
