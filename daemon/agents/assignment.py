@@ -9,11 +9,12 @@ rolled-back message may skip a turn).
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, object_session
 
 from postdesk.daemon.config import Agent, Settings
 from postdesk.daemon.store.db import next_shared_value
-from postdesk.models.schema import Ticket
+from postdesk.models.schema import Participant, Ticket
 
 SYSTEM_ACTOR = "postdesk"  # the actor named in events of automatic assignment
 
@@ -35,8 +36,25 @@ def recipients(settings: Settings, ticket: Ticket) -> list[Agent]:
 
 
 def _with_assistants(settings: Settings, ticket: Ticket, chosen: list[Agent]) -> list[Agent]:
-    """``chosen`` plus the ticket's assistants (``#assist``), each agent once."""
-    helpers = [settings.agent(p.email) for p in ticket.participants if p.role == "assistant"]
+    """``chosen`` plus the ticket's assistants (``#assist``), each agent once.
+
+    Only the assistants' addresses are read, not every participant as objects (this runs for
+    every notification).
+    """
+    session = object_session(ticket)
+    if session is None:
+        assistants = [p.email for p in ticket.participants if p.role == "assistant"]
+    else:
+        query = (
+            select(Participant.email)
+            .where(Participant.ticket_id == ticket.id, Participant.role == "assistant")
+            .order_by(Participant.id)
+        )
+        if any(isinstance(row, Participant) for row in session.new):
+            session.flush()  # an assistant just added (#assist); nothing else pending counts
+        with session.no_autoflush:
+            assistants = list(session.scalars(query))
+    helpers = [settings.agent(email) for email in assistants]
     unique = {a.email.lower(): a for a in [*chosen, *helpers] if a is not None}
     return list(unique.values())
 

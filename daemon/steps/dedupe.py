@@ -11,32 +11,34 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import select
+from sqlalchemy import case, literal_column, select
 
 from postdesk.daemon.pipeline import Duplicate, MessageContext
 from postdesk.models.schema import Message, Ticket
 
 
 def run(ctx: MessageContext) -> None:
-    """Raise Duplicate when this message is stored already; flag reused Message-IDs."""
+    """Raise Duplicate when this message is stored already; flag reused Message-IDs.
+
+    One query: both keys hash the Message-ID, so every stored copy has the same Message-ID;
+    rows under it that match a key come first.
+    """
     sender = ctx.sender  # the From address: the same whichever way the mail came
     ctx.dedupe_key = dedupe_key(sender, ctx.parsed.message_id, ctx.raw)
     legacy = dedupe_key(None, ctx.parsed.message_id, ctx.raw)
-    known = ctx.session.execute(
-        select(Ticket.number)
+    same = (Message.dedupe_key == ctx.dedupe_key) | (
+        (Message.dedupe_key == legacy) & (Message.author == sender)
+    )
+    found = ctx.session.execute(
+        select(Ticket.number, case((same, 1), else_=0).label("same"))
         .join(Message)
-        .where(
-            (Message.dedupe_key == ctx.dedupe_key)
-            | ((Message.dedupe_key == legacy) & (Message.author == sender))
-        )
+        .where(Message.message_id == ctx.parsed.message_id)
+        .order_by(literal_column("same").desc())
         .limit(1)
-    ).scalar_one_or_none()
-    if known is not None:
-        raise Duplicate(f"already stored in ticket #{known}")
-    reused = ctx.session.execute(
-        select(Message.id).where(Message.message_id == ctx.parsed.message_id).limit(1)
-    ).scalar_one_or_none()
-    ctx.possible_duplicate = reused is not None
+    ).first()
+    if found is not None and found.same:
+        raise Duplicate(f"already stored in ticket #{found.number}")
+    ctx.possible_duplicate = found is not None
 
 
 def dedupe_key(sender: str | None, message_id: str, raw: bytes) -> str:

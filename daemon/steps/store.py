@@ -90,6 +90,8 @@ def add_message(ctx: MessageContext) -> Message:
         created_at=ctx.services.clock(),
     )
     ctx.session.add(message)
+    if not parsed.attachments:
+        return message  # written with the next flush: nothing here needs its id
     ctx.session.flush()
     data_dir = ctx.services.settings.data_dir
     for item in parsed.attachments:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -100,18 +101,19 @@ def ping(engine: Engine) -> None:
 def insert_ignore(session: Session, table: Any, values: dict[str, Any], keys: list[str]) -> None:
     """INSERT a row unless one with the same ``keys`` exists (safe against concurrent inserts)."""
     dialect = session.get_bind().dialect.name
+    session.execute(_insert_ignore_statement(dialect, table, tuple(keys)), values)
+
+
+@functools.cache
+def _insert_ignore_statement(dialect: str, table: Any, keys: tuple[str, ...]) -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO NOTHING`` for ``table``, built once per table."""
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        session.execute(
-            pg_insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
-        )
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        return pg_insert(table).on_conflict_do_nothing(index_elements=list(keys))
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        session.execute(
-            sqlite_insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
-        )
+    return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(keys))
 
 
 def next_counter_value(session: Session, name: str) -> int:
