@@ -11,8 +11,9 @@ import concurrent.futures
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from postdesk.daemon.config import Agent
@@ -100,7 +101,9 @@ class MessageContext:
 
 
 Step = Callable[[MessageContext], None]
-_INSERT_EVENT = insert(Event.__table__)  # built once: each event passes only its values
+_INSERT_EVENT = insert(
+    cast(Table, Event.__table__)
+)  # built once: each event passes only its values
 
 
 def add_participant(ctx: MessageContext, ticket: Ticket, email: str, role: str) -> None:

@@ -14,8 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import make_msgid
+from typing import cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from postdesk.daemon.config import Settings
@@ -28,8 +29,9 @@ log = logging.getLogger("postdesk.outbox")
 
 CHANNEL = "outbox"
 # Built once; each mail passes only its values (building statements per mail costs more).
-_INSERT_ITEM = insert(OutboxItem.__table__).returning(OutboxItem.__table__.c.id)
-_INSERT_MESSAGE = insert(Message.__table__)
+_OUTBOX = cast(Table, OutboxItem.__table__)
+_INSERT_ITEM = insert(_OUTBOX).returning(_OUTBOX.c.id)
+_INSERT_MESSAGE = insert(cast(Table, Message.__table__))
 
 
 def enqueue(
