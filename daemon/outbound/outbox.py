@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from email.utils import make_msgid
 from typing import cast
 
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from postdesk.daemon.config import Settings
@@ -247,22 +247,21 @@ def _auto_refusal(
     """
     if settings.agent(recipient) is not None:
         return None
-    outbound = settings.outbound
-    recent = OutboxItem.created_at > now - timedelta(minutes=10)
-    bouncing = select(Contact.bouncing).where(Contact.email == recipient.lower()).scalar_subquery()
     if any(isinstance(row, OutboxItem) for row in session.new):
         session.flush()  # mail queued just before counts; nothing else pending can change these
-    # The bounce flag and both windows in one statement: this runs for every automatic mail.
     with session.no_autoflush:
         is_bouncing, in_10min, in_day = session.execute(
-            select(bouncing, func.count().filter(recent), func.count()).where(
-                OutboxItem.recipient == recipient,
-                OutboxItem.auto.is_(True),
-                OutboxItem.created_at > now - timedelta(days=1),
-            )
+            _CAPS,
+            {
+                "email": recipient.lower(),
+                "recipient": recipient,
+                "recent": now - timedelta(minutes=10),
+                "day": now - timedelta(days=1),
+            },
         ).one()
     if is_bouncing:
         return "the address is bouncing"
+    outbound = settings.outbound
     windows = (
         (in_10min, outbound.auto_per_recipient_10min, "10 minutes"),
         (in_day, outbound.auto_per_recipient_day, "day"),
@@ -271,3 +270,16 @@ def _auto_refusal(
         if (count or 0) >= limit:
             return f"rate limit of {limit} automatic mails per {label} reached"
     return None
+
+
+# The bounce flag and both rate windows of a recipient in one statement, built once: this runs
+# for every automatic mail.
+_CAPS = select(
+    select(Contact.bouncing).where(Contact.email == bindparam("email")).scalar_subquery(),
+    func.count().filter(OutboxItem.created_at > bindparam("recent")),
+    func.count(),
+).where(
+    OutboxItem.recipient == bindparam("recipient"),
+    OutboxItem.auto.is_(True),
+    OutboxItem.created_at > bindparam("day"),
+)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import case, literal_column, select
+from sqlalchemy import bindparam, case, literal_column, select
 
 from postdesk.daemon.pipeline import Duplicate, MessageContext
 from postdesk.models.schema import Message, Ticket
@@ -25,20 +25,31 @@ def run(ctx: MessageContext) -> None:
     """
     sender = ctx.sender  # the From address: the same whichever way the mail came
     ctx.dedupe_key = dedupe_key(sender, ctx.parsed.message_id, ctx.raw)
-    legacy = dedupe_key(None, ctx.parsed.message_id, ctx.raw)
-    same = (Message.dedupe_key == ctx.dedupe_key) | (
-        (Message.dedupe_key == legacy) & (Message.author == sender)
-    )
     found = ctx.session.execute(
-        select(Ticket.number, case((same, 1), else_=0).label("same"))
-        .join(Message)
-        .where(Message.message_id == ctx.parsed.message_id)
-        .order_by(literal_column("same").desc())
-        .limit(1)
+        _STORED,
+        {
+            "message_id": ctx.parsed.message_id,
+            "key": ctx.dedupe_key,
+            "legacy": dedupe_key(None, ctx.parsed.message_id, ctx.raw),
+            "sender": sender,
+        },
     ).first()
     if found is not None and found.same:
         raise Duplicate(f"already stored in ticket #{found.number}")
     ctx.possible_duplicate = found is not None
+
+
+_SAME = (Message.dedupe_key == bindparam("key")) | (
+    (Message.dedupe_key == bindparam("legacy")) & (Message.author == bindparam("sender"))
+)
+# Built once: the stored message with this Message-ID, one with the same key first.
+_STORED = (
+    select(Ticket.number, case((_SAME, 1), else_=0).label("same"))
+    .join(Message)
+    .where(Message.message_id == bindparam("message_id"))
+    .order_by(literal_column("same").desc())
+    .limit(1)
+)
 
 
 def dedupe_key(sender: str | None, message_id: str, raw: bytes) -> str:
