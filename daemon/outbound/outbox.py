@@ -247,8 +247,8 @@ def _auto_refusal(
     """
     if settings.agent(recipient) is not None:
         return None
-    if any(isinstance(row, OutboxItem) for row in session.new):
-        session.flush()  # mail queued just before counts; nothing else pending can change these
+    if any(isinstance(row, (OutboxItem, Contact)) for row in [*session.new, *session.dirty]):
+        session.flush()  # queued mail and contacts count; nothing else pending changes these
     with session.no_autoflush:
         is_bouncing, in_10min, in_day = session.execute(
             _CAPS,
