@@ -8,7 +8,10 @@
    second, DATA->250 and 250->committed latencies, and the RSS of serve + worker.
 2. Steady load (``--steady-seconds``): mails offered at ``--steady-rate`` per second; p50/p99
    of DATA accepted -> ticket committed.
-3. Outbound: M queued mails sent by the outbox sender to a bare aiosmtpd relay, against a plain
+3. In-process worker (``--in-process N``): the worker alone over N spooled new-ticket mails on
+   SQLite, CPU ms and SQL statements per message (run it with ``PYTHONPATH`` pointing at
+   another checkout to compare).
+4. Outbound: M queued mails sent by the outbox sender to a bare aiosmtpd relay, against a plain
    smtplib client sending the same bytes to the same relay over one connection.
 
     python bench/bench_pipeline.py --messages 5000 --connections 8 --steady-seconds 30
@@ -297,6 +300,36 @@ def run_postgres_workers(args: argparse.Namespace, workers: int) -> float:
     return args.pg_messages / elapsed
 
 
+def run_in_process(args: argparse.Namespace, workdir: Path) -> tuple[float, float]:
+    """The worker alone, in this process, over N spooled new-ticket mails on SQLite: CPU ms and
+    SQL statements per message (no SMTP, no process start-up; steadier on a shared machine)."""
+    from sqlalchemy import event
+
+    from postdesk.daemon.config import load_settings
+    from postdesk.daemon.intake.spool import Envelope
+    from postdesk.daemon.runtime import open_runtime
+    from postdesk.daemon.worker import DatabaseHealth, Worker
+
+    runtime = open_runtime(load_settings(str(write_config(workdir, free_port())), environ={}))
+    for number in range(args.in_process + 1):
+        envelope = Envelope("customer@example.org", ("support@example.com",), "bench", 0.0)
+        runtime.spool.write(message(number, args.size).replace(b"\n", b"\r\n"), envelope)
+    worker = Worker(runtime.services, runtime.factory, runtime.spool, DatabaseHealth())
+    worker.process(runtime.spool.claim())  # type: ignore[arg-type]  # warm-up: imports, caches
+    statements = 0
+
+    def count(*_args: object) -> None:
+        nonlocal statements
+        statements += 1
+
+    event.listen(runtime.engine, "before_cursor_execute", count)
+    started = time.process_time()
+    done = len(worker.drain())
+    cpu = time.process_time() - started
+    runtime.engine.dispose()
+    return cpu * 1000 / done, statements / done
+
+
 def main() -> None:
     """Run every measurement and print numbers with their same-run baselines."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -325,6 +358,9 @@ def main() -> None:
         default="",
         help="a folder of trained models (spam.skops, category.skops from 'postdesk train'):"
         " the pipeline is measured with them too, in the same run",
+    )
+    parser.add_argument(
+        "--in-process", type=int, default=0, help="mails for the in-process worker loop; 0 skips"
     )
     args = parser.parse_args()
     load = os.getloadavg()[0]
@@ -376,6 +412,11 @@ def main() -> None:
                 f"  this checkout / baseline: rate x{result['pipeline_rate'] / old['pipeline_rate']:.2f},"
                 f" worker CPU per message x{result['cpu_ms'] / old['cpu_ms']:.2f}"
             )
+    if args.in_process:
+        with tempfile.TemporaryDirectory() as workdir:
+            cpu_ms, statements = run_in_process(args, Path(workdir))
+        print(f"in-process worker, {args.in_process} new-ticket mails on SQLite:")
+        print(f"  CPU per message {cpu_ms:.2f} ms, SQL statements per message {statements:.1f}")
     if args.steady_seconds:
         with tempfile.TemporaryDirectory() as workdir:
             p50, p99, total = run_steady(args, Path(workdir))

@@ -11,7 +11,9 @@ import concurrent.futures
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from postdesk.daemon.config import Agent
@@ -20,6 +22,7 @@ from postdesk.daemon.mail.parse import ParsedMessage
 from postdesk.daemon.services import Services
 from postdesk.daemon.store.db import insert_ignore
 from postdesk.models.schema import Event, Message, Participant, Ticket
+from postdesk.models.sla import TicketSla
 
 
 class Disposition(Exception):
@@ -78,6 +81,7 @@ class MessageContext:
     facts_pending: concurrent.futures.Future[dict[str, object]] | None = None  # plugin lookups
     facts: dict[str, object] = field(default_factory=dict)  # their answers: contact, orders
     ticket_before: dict[str, object] | None = None  # watched ticket fields before this message
+    sla: TicketSla | None = None  # the ticket's SLA row as the sla step left it
     after_commit: list[Callable[[], None]] = field(default_factory=list)  # plugin events
 
     def run_after_commit(self) -> None:
@@ -97,6 +101,9 @@ class MessageContext:
 
 
 Step = Callable[[MessageContext], None]
+_INSERT_EVENT = insert(
+    cast(Table, Event.__table__)
+)  # built once: each event passes only its values
 
 
 def add_participant(ctx: MessageContext, ticket: Ticket, email: str, role: str) -> None:
@@ -112,14 +119,17 @@ def add_participant(ctx: MessageContext, ticket: Ticket, email: str, role: str) 
 def log_event(
     ctx: MessageContext, kind: str, detail: Mapping[str, object], actor: str = ""
 ) -> None:
-    """Append an entry to the ticket's event log."""
+    """Append an entry to the ticket's event log (a Core insert, written at once)."""
     assert ctx.ticket is not None
-    ctx.session.add(
-        Event(
-            ticket_id=ctx.ticket.id,
-            at=ctx.services.clock(),
-            actor=actor or ctx.sender,
-            kind=kind,
-            detail=json.dumps(detail, default=str),
-        )
+    if ctx.ticket.id is None:
+        ctx.session.flush()
+    ctx.session.execute(
+        _INSERT_EVENT,
+        {
+            "ticket_id": ctx.ticket.id,
+            "at": ctx.services.clock(),
+            "actor": actor or ctx.sender,
+            "kind": kind,
+            "detail": json.dumps(detail, default=str),
+        },
     )

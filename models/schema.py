@@ -201,7 +201,8 @@ class QuarantineItem(Base):
 
 
 class Counter(Base):
-    """Named counters; ``ticket_number`` hands out ticket numbers under a row lock."""
+    """Named counters: ``ticket_number`` (ticket numbers on SQLite; PostgreSQL uses the
+    ``ticket_numbers`` sequence) and ``rr:<group>`` (round-robin turns)."""
 
     __tablename__ = "counters"
 

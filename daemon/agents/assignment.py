@@ -2,16 +2,19 @@
 
 ``[routing] categories`` maps a category to a group; agents belong to groups. Groups listed in
 ``[routing] round_robin`` assign each new ticket to the next of their agents, in the order
-the agents are configured; the position is a shared counter row, so several daemons agree.
+the agents are configured; the position is a shared counter row, so several daemons agree (on
+PostgreSQL it is bumped in its own short transaction, so worker processes never queue on it; a
+rolled-back message may skip a turn).
 """
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, object_session
 
 from postdesk.daemon.config import Agent, Settings
-from postdesk.daemon.store.db import next_counter_value
-from postdesk.models.schema import Ticket
+from postdesk.daemon.store.db import next_shared_value
+from postdesk.models.schema import Participant, Ticket
 
 SYSTEM_ACTOR = "postdesk"  # the actor named in events of automatic assignment
 
@@ -33,8 +36,25 @@ def recipients(settings: Settings, ticket: Ticket) -> list[Agent]:
 
 
 def _with_assistants(settings: Settings, ticket: Ticket, chosen: list[Agent]) -> list[Agent]:
-    """``chosen`` plus the ticket's assistants (``#assist``), each agent once."""
-    helpers = [settings.agent(p.email) for p in ticket.participants if p.role == "assistant"]
+    """``chosen`` plus the ticket's assistants (``#assist``), each agent once.
+
+    Only the assistants' addresses are read, not every participant as objects (this runs for
+    every notification).
+    """
+    session = object_session(ticket)
+    if session is None:
+        assistants = [p.email for p in ticket.participants if p.role == "assistant"]
+    else:
+        query = (
+            select(Participant.email)
+            .where(Participant.ticket_id == ticket.id, Participant.role == "assistant")
+            .order_by(Participant.id)
+        )
+        if any(isinstance(row, Participant) for row in session.new):
+            session.flush()  # an assistant just added (#assist); nothing else pending counts
+        with session.no_autoflush:
+            assistants = list(session.scalars(query))
+    helpers = [settings.agent(email) for email in assistants]
     unique = {a.email.lower(): a for a in [*chosen, *helpers] if a is not None}
     return list(unique.values())
 
@@ -53,6 +73,6 @@ def assign_in_turn(session: Session, settings: Settings, ticket: Ticket) -> Agen
     agents = group_agents(settings, group)
     if not agents:
         return None
-    chosen = agents[(next_counter_value(session, f"rr:{group}") - 1) % len(agents)]
+    chosen = agents[(next_shared_value(session, f"rr:{group}") - 1) % len(agents)]
     ticket.assignee = chosen.email.lower()
     return chosen

@@ -1,7 +1,7 @@
 """The durable outbox: outgoing mail is written in the same transaction as the change causing it.
 
-:func:`enqueue` renders, signs and composes one mail and adds an ``OutboxItem`` plus the
-ticket's outgoing ``Message`` to the caller's session. It never commits; the sender
+:func:`enqueue` renders, signs and composes one mail and adds an ``OutboxItem`` row plus the
+ticket's outgoing ``Message`` row in the caller's transaction. It never commits; the sender
 (:mod:`postdesk.daemon.outbound.sender`) delivers committed rows later. Automatic mail is refused
 here, before anything is written, when the recipient is bouncing or over the rate limits, or
 when all outside addresses together had ``outbound.auto_total_per_hour`` automatic mails within
@@ -17,8 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import make_msgid
+from typing import cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from postdesk.daemon.config import Settings
@@ -33,6 +34,10 @@ log = logging.getLogger("postdesk.outbox")
 CHANNEL = "outbox"
 AUTO_CAP = "auto_cap"  # kind of the agents' alert that automatic mail was stopped
 _TOTAL_CAP = "the hourly cap on automatic mail to outside addresses is reached"
+# Built once; each mail passes only its values (building statements per mail costs more).
+_OUTBOX = cast(Table, OutboxItem.__table__)
+_INSERT_ITEM = insert(_OUTBOX).returning(_OUTBOX.c.id)
+_INSERT_MESSAGE = insert(cast(Table, Message.__table__))
 
 
 def enqueue(
@@ -141,8 +146,7 @@ def enqueue_notice(
         log.error("%s %s not sent: %s", message_id, kind, exc)
         return None
     outgoing = _Outgoing(kind, envelope, message_id, True, raw, rendered, True)
-    item = _item(settings, None, outgoing, now)
-    session.add(item)
+    item = _insert_item(session, settings, None, outgoing, now)
     log.info("%s %s to %s queued", message_id, kind, envelope[0])
     return item
 
@@ -163,45 +167,57 @@ class _Outgoing:
 def _record(
     session: Session, settings: Settings, ticket: Ticket, out: _Outgoing, now: datetime
 ) -> OutboxItem:
-    """Add the OutboxItem and the ticket's outgoing Message to the session."""
+    """Write the outbox row and the ticket's outgoing Message (Core inserts: no unit of work)."""
     if ticket.id is None:
         session.flush()
-    item = _item(settings, ticket.id, out, now)
-    message = Message(
-        ticket_id=ticket.id,
-        message_id=out.message_id,
-        dedupe_key=None,
-        direction="out",
-        author=settings.helpdesk.address,
-        internal=out.internal,
-        auto=out.auto,
-        subject=out.rendered.subject,
-        text=out.rendered.text,
-        new_text=out.rendered.text,
-        channel=CHANNEL,
-        raw=out.raw,
-        created_at=now,
+    item = _insert_item(session, settings, ticket.id, out, now)
+    session.execute(
+        _INSERT_MESSAGE,
+        {
+            "ticket_id": ticket.id,
+            "message_id": out.message_id,
+            "dedupe_key": None,
+            "direction": "out",
+            "author": settings.helpdesk.address,
+            "internal": out.internal,
+            "auto": out.auto,
+            "subject": out.rendered.subject,
+            "text": out.rendered.text,
+            "new_text": out.rendered.text,
+            "channel": CHANNEL,
+            "possible_duplicate": False,
+            "defects": "",
+            "raw": out.raw,
+            "created_at": now,
+        },
     )
-    session.add_all([item, message])
     return item
 
 
-def _item(settings: Settings, ticket_id: int | None, out: _Outgoing, now: datetime) -> OutboxItem:
-    """The outbox row of one composed mail, due now."""
-    return OutboxItem(
-        ticket_id=ticket_id,
-        kind=out.kind,
-        recipient=out.envelope[0],
-        recipients=json.dumps(out.envelope),
-        envelope_from=settings.helpdesk.address,
-        message_id=out.message_id,
-        auto=out.auto,
-        raw=out.raw,
-        status="pending",
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
-    )
+def _insert_item(
+    session: Session, settings: Settings, ticket_id: int | None, out: _Outgoing, now: datetime
+) -> OutboxItem:
+    """Write the outbox row of one composed mail, due now; returned as a detached record."""
+    values: dict[str, object] = {
+        "ticket_id": ticket_id,
+        "kind": out.kind,
+        "recipient": out.envelope[0],
+        "recipients": json.dumps(out.envelope),
+        "envelope_from": settings.helpdesk.address,
+        "message_id": out.message_id,
+        "auto": out.auto,
+        "raw": out.raw,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "claimed_until": None,
+        "claimed_by": None,
+        "last_error": "",
+        "sent_at": None,
+    }
+    item_id = session.execute(_INSERT_ITEM, values).scalar_one()
+    return OutboxItem(id=item_id, **values)
 
 
 def _recipients(
@@ -240,19 +256,21 @@ def _auto_refusal(
     """
     if settings.agent(recipient) is not None:
         return None
-    bouncing = session.scalar(select(Contact.bouncing).where(Contact.email == recipient.lower()))
-    if bouncing:
+    if any(isinstance(row, (OutboxItem, Contact)) for row in [*session.new, *session.dirty]):
+        session.flush()  # queued mail and contacts count; nothing else pending changes these
+    with session.no_autoflush:
+        is_bouncing, in_10min, in_day = session.execute(
+            _CAPS,
+            {
+                "email": recipient.lower(),
+                "recipient": recipient,
+                "recent": now - timedelta(minutes=10),
+                "day": now - timedelta(days=1),
+            },
+        ).one()
+    if is_bouncing:
         return "the address is bouncing"
     outbound = settings.outbound
-    recent = OutboxItem.created_at > now - timedelta(minutes=10)
-    # Both windows in one statement: this runs for every automatic mail.
-    in_10min, in_day = session.execute(
-        select(func.count().filter(recent), func.count()).where(
-            OutboxItem.recipient == recipient,
-            OutboxItem.auto.is_(True),
-            OutboxItem.created_at > now - timedelta(days=1),
-        )
-    ).one()
     windows = (
         (in_10min, outbound.auto_per_recipient_10min, "10 minutes"),
         (in_day, outbound.auto_per_recipient_day, "day"),
@@ -302,3 +320,16 @@ def _alert_total_cap(session: Session, services: Services, now: datetime) -> Non
             template=AGENT_AUTO_CAP,
             context={"helpdesk": helpdesk_info(settings), "cap": cap},
         )
+
+
+# The bounce flag and both rate windows of a recipient in one statement, built once: this runs
+# for every automatic mail.
+_CAPS = select(
+    select(Contact.bouncing).where(Contact.email == bindparam("email")).scalar_subquery(),
+    func.count().filter(OutboxItem.created_at > bindparam("recent")),
+    func.count(),
+).where(
+    OutboxItem.recipient == bindparam("recipient"),
+    OutboxItem.auto.is_(True),
+    OutboxItem.created_at > bindparam("day"),
+)

@@ -87,6 +87,8 @@ class Templates:
             keep_trailing_newline=True,
         )
         self.environment.filters["oneline"] = one_line
+        # mail template parts, read once per process like the configuration: file -> template
+        self._parts: dict[str, jinja2.Template | None] = {}  # None: no such (optional) part
 
     def render(self, name: str, context: Mapping[str, object]) -> Rendered:
         """Render the subject, text and (when present) HTML parts of template ``name``."""
@@ -96,13 +98,22 @@ class Templates:
             context = {**context, "plugins": self.variables(name, context)}
         subject = self._part(name, SUBJECT, context)
         text = self._part(name, TEXT, context)
-        try:
-            html: str | None = self._part(name, HTML, context)
-        except jinja2.TemplateNotFound as exc:
-            if exc.name != f"{name}.{HTML}.j2":
-                raise
-            html = None
+        html = self._part(name, HTML, context, optional=True)
+        assert subject is not None and text is not None
         return Rendered(subject=one_line(subject, limit=998), text=text, html=html)
 
-    def _part(self, name: str, part: str, context: Mapping[str, object]) -> str:
-        return self.environment.get_template(f"{name}.{part}.j2").render(context)
+    def _part(
+        self, name: str, part: str, context: Mapping[str, object], optional: bool = False
+    ) -> str | None:
+        """One part rendered; None for a missing ``optional`` part. Templates are compiled and
+        looked up once (a missing part too: no search of the folders per mail)."""
+        file = f"{name}.{part}.j2"
+        if file not in self._parts:
+            try:
+                self._parts[file] = self.environment.get_template(file)
+            except jinja2.TemplateNotFound as exc:
+                if not optional or exc.name != file:
+                    raise
+                self._parts[file] = None
+        template = self._parts[file]
+        return None if template is None else template.render(context)

@@ -47,13 +47,16 @@ def requester_organization(session: Session, ticket: Ticket) -> str | None:
     return session.scalar(select(Organization.name).where(Organization.domain == domain))
 
 
-def facts(session: Session, ticket: Ticket) -> dict[str, str | None]:
-    """What policies match on, for ``ticket``."""
+def facts(session: Session, ticket: Ticket, rules: Rules | None = None) -> dict[str, str | None]:
+    """What policies match on, for ``ticket``; with ``rules``, the CRM is asked only for the
+    facts some policy matches on (no policies: no query at all)."""
+    tier = rules is None or rules.matches_on("tier")
+    organization = rules is None or rules.matches_on("organization")
     return {
         "priority": ticket.priority,
         "category": ticket.category,
-        "tier": requester_tier(session, ticket),
-        "organization": requester_organization(session, ticket),
+        "tier": requester_tier(session, ticket) if tier else None,
+        "organization": requester_organization(session, ticket) if organization else None,
     }
 
 
@@ -64,9 +67,14 @@ def refresh(
     now: datetime,
     *,
     public_reply: bool = False,
+    new: bool = False,
 ) -> TicketSla:
-    """Bring ``ticket``'s SLA row up to date after a change; ``public_reply`` = an agent answered."""
-    row = session.get(TicketSla, ticket.id)
+    """Bring ``ticket``'s SLA row up to date after a change; ``public_reply`` = an agent answered.
+
+    ``new``: the ticket was created in this transaction, so it has no row yet.
+    """
+    policy = rules.select(facts(session, ticket, rules))  # queries first: no half-made row flushed
+    row = None if new else session.get(TicketSla, ticket.id)
     if row is None:
         row = TicketSla(ticket_id=ticket.id, resolution_paused="[]", timezone="UTC")
         session.add(row)
@@ -86,7 +94,7 @@ def refresh(
         row.first_response_met_at = now
     if ticket.status == "pending" and row.stopped_since is not None:
         paused.append((_utc(row.stopped_since), FOREVER))
-    _due_times(row, rules.select(facts(session, ticket)), _utc(ticket.created_at), paused, rules)
+    _due_times(row, policy, _utc(ticket.created_at), paused, rules)
     row.updated_at = now
     return row
 

@@ -63,6 +63,10 @@ class Rules:
         """The first policy matching ``facts`` (priority, category, tier, organization)."""
         return next((p for p in self.policies if p.matches(facts)), None)
 
+    def matches_on(self, key: str) -> bool:
+        """True when some policy matches on ``key``: facts no policy asks for are not looked up."""
+        return any(key in p.match for p in self.policies)
+
 
 def build_rules(full: Settings) -> Rules:
     """Parse and check ``[sla]`` against the priorities and agent groups that exist."""

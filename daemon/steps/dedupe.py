@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, case, literal_column, select
 
 from postdesk.daemon.pipeline import Duplicate, MessageContext
 from postdesk.models.schema import Message, Ticket
@@ -22,25 +22,38 @@ _WHITESPACE = frozenset(b" \t\n\r\x0b\x0c")  # what bytes.rstrip() removes
 
 
 def run(ctx: MessageContext) -> None:
-    """Raise Duplicate when this message is stored already; flag reused Message-IDs."""
+    """Raise Duplicate when this message is stored already; flag reused Message-IDs.
+
+    One query: both keys hash the Message-ID, so every stored copy has the same Message-ID;
+    rows under it that match a key come first.
+    """
     sender = ctx.sender  # the From address: the same whichever way the mail came
     ctx.dedupe_key = dedupe_key(sender, ctx.parsed.message_id, ctx.raw)
-    legacy = dedupe_key(None, ctx.parsed.message_id, ctx.raw)
-    known = ctx.session.execute(
-        select(Ticket.number)
-        .join(Message)
-        .where(
-            (Message.dedupe_key == ctx.dedupe_key)
-            | ((Message.dedupe_key == legacy) & (Message.author == sender))
-        )
-        .limit(1)
-    ).scalar_one_or_none()
-    if known is not None:
-        raise Duplicate(f"already stored in ticket #{known}")
-    reused = ctx.session.execute(
-        select(Message.id).where(Message.message_id == ctx.parsed.message_id).limit(1)
-    ).scalar_one_or_none()
-    ctx.possible_duplicate = reused is not None
+    found = ctx.session.execute(
+        _STORED,
+        {
+            "message_id": ctx.parsed.message_id,
+            "key": ctx.dedupe_key,
+            "legacy": dedupe_key(None, ctx.parsed.message_id, ctx.raw),
+            "sender": sender,
+        },
+    ).first()
+    if found is not None and found.same:
+        raise Duplicate(f"already stored in ticket #{found.number}")
+    ctx.possible_duplicate = found is not None
+
+
+_SAME = (Message.dedupe_key == bindparam("key")) | (
+    (Message.dedupe_key == bindparam("legacy")) & (Message.author == bindparam("sender"))
+)
+# Built once: the stored message with this Message-ID, one with the same key first.
+_STORED = (
+    select(Ticket.number, case((_SAME, 1), else_=0).label("same"))
+    .join(Message)
+    .where(Message.message_id == bindparam("message_id"))
+    .order_by(literal_column("same").desc())
+    .limit(1)
+)
 
 
 def dedupe_key(sender: str | None, message_id: str, raw: bytes) -> str:

@@ -15,7 +15,7 @@ from postdesk.daemon.outbound.context import attachment_list, helpdesk_info, tic
 from postdesk.daemon.outbound.outbox import enqueue
 from postdesk.daemon.outbound.templating import AGENT_ALERT, AGENT_NOTIFICATION
 from postdesk.daemon.pipeline import MessageContext
-from postdesk.daemon.store.slaview import due_line
+from postdesk.daemon.store.slaview import due_line, due_text
 
 
 def run(ctx: MessageContext) -> None:
@@ -25,32 +25,31 @@ def run(ctx: MessageContext) -> None:
         return
     settings = ctx.services.settings
     if ctx.unverified_agent:
+        shared = _shared(ctx, {"reason": ctx.auth_detail}, attach_budget=0)
         for agent in settings.agents:
-            _send(ctx, agent, AGENT_ALERT, {"reason": ctx.auth_detail}, attach_budget=0)
+            _send(ctx, agent, AGENT_ALERT, *shared)
         return
     if ctx.is_auto or ticket.spam:
         return
     event = "new" if ctx.created else "reopened" if ctx.reopened else "reply"
+    budget = settings.outbound.notify_attach_max_bytes
+    shared = _shared(ctx, {"event": event}, attach_budget=budget)
     for agent in assignment.recipients(settings, ticket):
-        budget = settings.outbound.notify_attach_max_bytes
-        _send(ctx, agent, AGENT_NOTIFICATION, {"event": event}, attach_budget=budget)
+        _send(ctx, agent, AGENT_NOTIFICATION, *shared)
 
 
-def _send(
-    ctx: MessageContext,
-    agent: Agent,
-    template: str,
-    extra: dict[str, object],
-    attach_budget: int,
-) -> None:
-    """Queue one mail about this message to ``agent``: its text, its files up to the budget."""
+def _shared(
+    ctx: MessageContext, extra: dict[str, object], attach_budget: int
+) -> tuple[dict[str, object], list[tuple[str, str, bytes]]]:
+    """What every agent's mail about this message says, built once: the template context but
+    the agent, and the files that fit in ``attach_budget`` bytes."""
     assert ctx.ticket is not None
     settings = ctx.services.settings
     parsed = ctx.parsed
     described, attached = attachment_list(parsed.attachments, attach_budget)
+    sla_due = due_text(ctx.sla, ctx.ticket) if ctx.sla else due_line(ctx.session, ctx.ticket)
     context: dict[str, object] = {
         "helpdesk": helpdesk_info(settings),
-        "agent": {"name": agent.name or agent.email, "email": agent.email},
         "ticket": ticket_info(settings, ctx.ticket),
         "author": {"email": ctx.sender, "name": parsed.from_name},
         "subject": parsed.subject,
@@ -58,9 +57,23 @@ def _send(
         "attachments": described,
         "notes": list(ctx.notes),
         "plugin_facts": ctx.facts,  # contact, orders: see steps/facts.py
-        "sla_due": due_line(ctx.session, ctx.ticket),
+        "sla_due": sla_due,
         **extra,
     }
+    return context, attached
+
+
+def _send(
+    ctx: MessageContext,
+    agent: Agent,
+    template: str,
+    shared: dict[str, object],
+    attached: list[tuple[str, str, bytes]],
+) -> None:
+    """Queue one mail about this message to ``agent``: its text, its files up to the budget."""
+    assert ctx.ticket is not None
+    parsed = ctx.parsed
+    context = {**shared, "agent": {"name": agent.name or agent.email, "email": agent.email}}
     enqueue(
         ctx.session,
         ctx.services,

@@ -19,12 +19,13 @@ def run(ctx: MessageContext) -> None:
     if ctx.ticket is None or ctx.message is None:
         return
     settle(ctx.services.settings, ctx.ticket)
-    refresh(
+    ctx.sla = refresh(
         ctx.session,
         ctx.services.sla,
         ctx.ticket,
         ctx.services.clock(),
         public_reply=_public_reply(ctx),
+        new=ctx.created,
     )
 
 

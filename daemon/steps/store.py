@@ -6,15 +6,13 @@ from datetime import datetime
 
 from postdesk.daemon.pipeline import MessageContext, add_participant, log_event
 from postdesk.daemon.store.attachments import store_blob
-from postdesk.daemon.store.db import insert_ignore, next_counter_value
+from postdesk.daemon.store.db import insert_ignore, next_ticket_number
 from postdesk.models.schema import (
     Attachment,
     Contact,
     Message,
     Ticket,
 )
-
-TICKET_COUNTER = "ticket_number"
 
 
 def run(ctx: MessageContext) -> None:
@@ -47,7 +45,7 @@ def run(ctx: MessageContext) -> None:
 def open_ticket(ctx: MessageContext, now: datetime) -> None:
     """Create a ticket for this message at ``now``, the next number, the sender as requester."""
     ticket = Ticket(
-        number=next_counter_value(ctx.session, TICKET_COUNTER),
+        number=next_ticket_number(ctx.session),
         subject=ctx.parsed.subject or "(no subject)",
         requester=ctx.sender,
         status="new",
@@ -92,6 +90,8 @@ def add_message(ctx: MessageContext) -> Message:
         created_at=ctx.services.clock(),
     )
     ctx.session.add(message)
+    if not parsed.attachments:
+        return message  # written with the next flush: nothing here needs its id
     ctx.session.flush()
     data_dir = ctx.services.settings.data_dir
     for item in parsed.attachments:

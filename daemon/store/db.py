@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "models" / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+TICKET_COUNTER = "ticket_number"  # SQLite's counter row of ticket numbers
+TICKET_SEQUENCE = "ticket_numbers"  # PostgreSQL's sequence of them (migration 0009)
+_NEXT_TICKET_NUMBER = text(f"SELECT nextval('{TICKET_SEQUENCE}')")
 
 
 def make_engine(url: str) -> Engine:
@@ -97,18 +101,19 @@ def ping(engine: Engine) -> None:
 def insert_ignore(session: Session, table: Any, values: dict[str, Any], keys: list[str]) -> None:
     """INSERT a row unless one with the same ``keys`` exists (safe against concurrent inserts)."""
     dialect = session.get_bind().dialect.name
+    session.execute(_insert_ignore_statement(dialect, table, tuple(keys)), values)
+
+
+@functools.cache
+def _insert_ignore_statement(dialect: str, table: Any, keys: tuple[str, ...]) -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO NOTHING`` for ``table``, built once per table."""
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        session.execute(
-            pg_insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
-        )
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        return pg_insert(table).on_conflict_do_nothing(index_elements=list(keys))
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        session.execute(
-            sqlite_insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
-        )
+    return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(keys))
 
 
 def next_counter_value(session: Session, name: str) -> int:
@@ -130,3 +135,26 @@ def next_counter_value(session: Session, name: str) -> int:
         insert_ignore(session, Counter.__table__, {"name": name, "value": 0}, ["name"])
         value = session.execute(bump).scalar_one()
     return int(value)
+
+
+def next_ticket_number(session: Session) -> int:
+    """The number of a new ticket: unique, increasing, with gaps where a transaction rolled back.
+
+    PostgreSQL takes it from the ``ticket_numbers`` sequence, which locks nothing until commit,
+    so several worker processes create tickets side by side; SQLite (one writer at a time)
+    bumps the ``ticket_number`` counter row.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return int(session.execute(_NEXT_TICKET_NUMBER).scalar_one())
+    return next_counter_value(session, TICKET_COUNTER)
+
+
+def next_shared_value(session: Session, name: str) -> int:
+    """Bump the counter ``name`` for a choice that may skip a value but must not serialise
+    writers (a round-robin turn): on PostgreSQL in its own short transaction, committed at once,
+    so no row lock is held through the caller's transaction; on SQLite in the caller's."""
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql" or not isinstance(bind, Engine):
+        return next_counter_value(session, name)
+    with Session(bind) as own, own.begin():
+        return next_counter_value(own, name)

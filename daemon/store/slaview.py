@@ -68,7 +68,11 @@ def sla_dict(session: Session, ticket: Ticket, now: datetime | None = None) -> d
 def due_line(session: Session, ticket: Ticket) -> str:
     """The next unmet due time in the calendar's timezone, e.g. "first response by
     2026-11-30 12:00 MSK (Europe/Moscow)"; "" when nothing is due."""
-    row = session.get(TicketSla, ticket.id)
+    return due_text(session.get(TicketSla, ticket.id), ticket)
+
+
+def due_text(row: TicketSla | None, ticket: Ticket) -> str:
+    """:func:`due_line` for the SLA ``row`` of ``ticket`` in hand."""
     if row is None or row.policy is None or ticket.status in STOPPED:
         return ""
     pending = [

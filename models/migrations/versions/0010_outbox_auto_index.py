@@ -1,15 +1,15 @@
-"""relsuite: an index for the hourly cap on automatic mail to all outside addresses (R-43)
+"""An index for the hourly cap on automatic mail to all outside addresses (R-43)
 
-Revision ID: 0009_relsuite_outbox_auto_index
-Revises: 0008_reports
+Revision ID: 0010_outbox_auto_index
+Revises: 0009_ticket_sequence
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0009_relsuite_outbox_auto_index"
-down_revision = "0008_reports"
+revision = "0010_outbox_auto_index"
+down_revision = "0009_ticket_sequence"
 branch_labels = None
 depends_on = None
 
