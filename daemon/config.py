@@ -159,7 +159,7 @@ class ProcessingSettings:
     max_parts: int = 1000
     max_header_bytes: int = 16_384
     batch_size: int = 50  # messages committed together, each in its own savepoint
-    batch_ms: int = 20  # no new message joins a batch after this many milliseconds
+    batch_ms: int = 200  # no new message joins a batch after this many milliseconds
     workers: int = 1  # worker processes draining the spool; more than one needs PostgreSQL
     flood_max_new_tickets: int = 20  # new tickets per sender per window; more become notes
     flood_window_minutes: int = 60

@@ -114,4 +114,4 @@ def test_batch_settings_are_checked(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=f"processing.{key}"):
             load_settings(str(config), environ={})
     settings = load_settings(None, environ={})
-    assert (settings.processing.batch_size, settings.processing.batch_ms) == (50, 20)
+    assert (settings.processing.batch_size, settings.processing.batch_ms) == (50, 200)

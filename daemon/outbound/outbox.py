@@ -278,20 +278,23 @@ def _auto_refusal(
     for count, limit, label in windows:
         if (count or 0) >= limit:
             return f"rate limit of {limit} automatic mails per {label} reached"
-    if _auto_total(session, settings, now) >= outbound.auto_total_per_hour:
+    if _auto_total_reached(session, settings, now):
         return _TOTAL_CAP
     return None
 
 
-def _auto_total(session: Session, settings: Settings, now: datetime) -> int:
-    """Automatic mails to outside addresses (not agents) queued within the last hour."""
+def _auto_total_reached(session: Session, settings: Settings, now: datetime) -> bool:
+    """Whether outside addresses (not agents) had ``outbound.auto_total_per_hour`` automatic
+    mails queued within the last hour; reads at most that many index entries."""
+    cap = settings.outbound.auto_total_per_hour
     agents = [agent.email.lower() for agent in settings.agents]
-    query = select(func.count()).where(
+    recent = select(OutboxItem.id).where(
         OutboxItem.auto.is_(True), OutboxItem.created_at > now - timedelta(hours=1)
     )
     if agents:
-        query = query.where(OutboxItem.recipient.not_in(agents))
-    return int(session.scalar(query) or 0)
+        recent = recent.where(OutboxItem.recipient.not_in(agents))
+    counted = session.scalar(select(func.count()).select_from(recent.limit(cap).subquery()))
+    return int(counted or 0) >= cap
 
 
 def _alert_total_cap(session: Session, services: Services, now: datetime) -> None:

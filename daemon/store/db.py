@@ -129,6 +129,9 @@ def next_counter_value(session: Session, name: str) -> int:
         .where(Counter.name == name)
         .values(value=Counter.value + 1)
         .returning(Counter.value)
+        # No ORM bookkeeping: counters are never loaded as objects, and matching the session's
+        # identity map against the statement cost more than the statement itself.
+        .execution_options(synchronize_session=False)
     )
     value = session.execute(bump).scalar_one_or_none()
     if value is None:  # the first time only: create the counter, then bump it
