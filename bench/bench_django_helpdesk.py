@@ -175,6 +175,7 @@ secret = "bench-secret"
 [outbound]
 auto_per_recipient_10min = 100000000
 auto_per_recipient_day = 100000000
+auto_total_per_hour = 100000000
 
 [[agents]]
 email = "alice@example.com"
