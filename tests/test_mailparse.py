@@ -256,3 +256,30 @@ def test_html_to_text_keeps_pre_and_survives_broken_markup() -> None:
 )
 def test_html_with_broken_structure_renders_like_a_browser(html: str, text: str) -> None:
     assert html_to_text(html) == text
+
+
+def test_header_objects_are_shared_only_for_short_values() -> None:
+    """Equal short structured headers are parsed once; long distinct ones (hostile mail) are
+    parsed each time and never kept, and both still give the right parts."""
+    from postdesk.daemon.mail import parse as parse_module
+
+    parse_module._header_object.cache_clear()
+    padding = "x=" + "v" * 700  # one long parameter: a Content-Type over 700 bytes
+    parts = "".join(
+        f'--b\r\nContent-Type: application/octet-stream; name="f{n}.bin"; {padding}{n}\r\n'
+        f"Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\n"
+        for n in range(30)
+    )
+    raw = (
+        "From: a@example.org\r\nTo: support@example.com\r\nSubject: many\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        f"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhello\r\n{parts}--b--\r\n"
+    ).encode()
+    parsed = parse_message(raw)
+    assert parsed.text.strip() == "hello"
+    assert [a.filename for a in parsed.attachments] == [f"f{n}.bin" for n in range(30)]
+    assert all(a.data == b"\x00\x01\x02" for a in parsed.attachments)
+    kept = parse_module._header_object.cache_info().currsize
+    assert 0 < kept <= 5, f"{kept} header objects kept: only the short ones may be"
+    parse_message(raw)
+    assert parse_module._header_object.cache_info().hits > 0, "short headers are shared"

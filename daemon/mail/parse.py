@@ -49,6 +49,7 @@ _FEED_CHUNK = 65_536  # bytes handed to the stdlib parser at a time
 _MESSAGE_ID = re.compile(r"<[^<>\s\x00-\x1f\x7f]{1,996}>")
 _BARE_ID = re.compile(r"[^<>\s\"(),;:\\]{1,996}@[^<>\s\"(),;:\\]{1,996}")
 _RECIPIENTS = ("to", "cc", "reply-to")
+_SHARED_HEADER_MAX = 512  # longer header values are parsed each time, never kept
 _LINE_BREAK = re.compile(r"\n|\r")  # what the stdlib drops from a header value before parsing
 _MAX_SUBJECT = 998
 _MAX_REFERENCES = 100
@@ -60,17 +61,21 @@ class _ReusingPolicy(email.policy.EmailPolicy):
 
     The stdlib re-parses a structured header on every ``get`` (the feed parser alone asks each
     part for its Content-Type several times); header objects are immutable, so equal raw
-    values can share one.
+    values can share one. Only short values are kept (``_SHARED_HEADER_MAX``): hostile mail full
+    of long, distinct headers must not fill the worker's memory with their parse trees.
     """
 
     def header_fetch_parse(self, name: str, value: str) -> str:
-        """The header object for ``name: value``, shared by equal raw values."""
+        """The header object for ``name: value``, shared by equal short raw values."""
         if hasattr(value, "name"):
             return value
-        return _header_object(self.header_factory, name, "".join(_LINE_BREAK.split(value)))
+        unfolded = "".join(_LINE_BREAK.split(value))
+        if len(unfolded) > _SHARED_HEADER_MAX:
+            return self.header_factory(name, unfolded)  # type: ignore[no-any-return]
+        return _header_object(self.header_factory, name, unfolded)
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=1024)
 def _header_object(factory: HeaderRegistry, name: str, value: str) -> BaseHeader:
     """One parsed header object per (name, unfolded value)."""
     return factory(name, value)
