@@ -8,10 +8,11 @@ import os
 from email.message import EmailMessage
 from pathlib import Path
 
+import numpy as np
 import pytest
 import skops.io as sio
 
-from postdesk.daemon.classify import features, judge, loader, model, persist
+from postdesk.daemon.classify import fastpath, features, judge, loader, model, persist
 from postdesk.daemon.classify.metrics import category_metrics, spam_metrics
 from postdesk.daemon.mail.parse import parse_message
 from tests.classifymail import ham_mail, spam_mail
@@ -55,7 +56,7 @@ def test_one_message_path_gives_the_same_numbers_as_scikit_learn(
     probe.append(features.from_text("", ""))  # nothing at all to read
     batch = spam_model.spam_scores(probe)
     for one, expected in zip(probe, batch, strict=True):
-        assert spam_model.one(one)[2] == pytest.approx(expected, abs=1e-6)
+        assert spam_model.one(one)[2] == pytest.approx(expected, abs=1e-9)
 
 
 def test_threshold_allows_at_most_the_target_share_of_held_back_ham() -> None:
@@ -224,7 +225,7 @@ def test_category_model_says_unknown_below_its_floor() -> None:
     probe = [features.from_text("", text) for text in ("refund please", "password", "late")]
     for one, (best, score) in zip(probe, trained.categories(probe), strict=True):
         fast_best, fast_score, _ = trained.one(one)
-        assert fast_best == best and fast_score == pytest.approx(score, abs=1e-6)
+        assert fast_best == best and fast_score == pytest.approx(score, abs=1e-9)
 
 
 def test_metrics_count_what_they_say() -> None:
@@ -256,9 +257,20 @@ def test_metrics_count_what_they_say() -> None:
         "mixed_under_score CamelCase ÀÉÎ 😀 emoji ßtraße İstanbul",
     ],
 )
-def test_shorter_analyzers_give_the_vectorisers_tokens(text: str) -> None:
+def test_one_message_columns_are_the_vectorisers_counts(text: str) -> None:
     for name, hasher in model._hashers().items():
-        fast = model.fast_analyzer(hasher)
-        assert sorted(fast(text)) == sorted(hasher.build_analyzer()(text)), name
-    shorter = {name: model.fast_analyzer(h) for name, h in model._hashers().items()}
-    assert (shorter["words"], shorter["chars"]) == (model._words_1_2, model._char_wb_3_5)
+        columns, counts = fastpath.columns_for(hasher).of(text)
+        expected = hasher.transform([text]).tocsr()
+        expected.sum_duplicates()
+        assert columns.tolist() == expected.indices.tolist(), name
+        assert counts.tolist() == expected.data.tolist(), name
+
+
+def test_one_token_hash_is_the_vectorisers_column_for_every_sign() -> None:
+    hasher = model._hashers()["head"]
+    tokens = [f"token{n}" for n in range(2000)] + ["naïve", "東京", "😀"]
+    columns = fastpath.columns_for(hasher)
+    matrix = hasher.transform(tokens).tocsr()
+    assert [columns.column(t) for t in tokens] == matrix.indices.tolist()
+    # -2**31 has no positive 32-bit counterpart: the vectoriser maps it to 2**31 % size
+    assert columns.columns(np.array([-(2**31)]))[0] == 2**31 % columns.size

@@ -14,22 +14,19 @@ A category whose probability is below the model's ``floor`` is unknown (None).
 from __future__ import annotations
 
 import math
-import re
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.feature_extraction import FeatureHasher
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 
+from postdesk.daemon.classify.fastpath import FastPath, columns_for
 from postdesk.daemon.classify.features import Sample
 from postdesk.daemon.classify.names import DEFAULT_FLOOR, DEFAULT_TARGET_FPR, HAM, SPAM
 
@@ -55,7 +52,7 @@ class Model:
     classifier: CalibratedClassifierCV
     threshold: float  # spam: probability above which a message is spam; category: the floor
     meta: dict[str, Any] = field(default_factory=dict)
-    _fast: _FastPath | None = field(default=None, repr=False, compare=False)
+    _fast: FastPath | None = field(default=None, repr=False, compare=False)
 
     @property
     def classes(self) -> list[str]:
@@ -102,7 +99,7 @@ class Model:
     def prepare(self) -> None:
         """Set up the one-message path now rather than on the first message."""
         if self._fast is None:
-            self._fast = _FastPath(self)
+            self._fast = FastPath(self, BLOCKS)
 
     def one(self, sample: Sample) -> tuple[str, float, float]:
         """For one message, fast (no per-call input validation): (the model's choice, its
@@ -135,114 +132,15 @@ class Model:
         for name in BLOCKS:
             hasher = self.hashers[name]
             size = int(hasher.n_features)
-            tokens = sorted(set(hasher.build_analyzer()(getattr(sample, name))))
-            if tokens:
-                index = _hash_indices(tokens, size)
-                for token, column in zip(tokens, index, strict=True):
-                    value = float(x[0, offset + column]) * float(row[offset + column])
-                    if value:
-                        weights[f"{name}:{token.strip()}"] = value
+            column_of = columns_for(hasher).column
+            for token in sorted(set(hasher.build_analyzer()(getattr(sample, name)))):
+                column = column_of(token)
+                value = float(x[0, offset + column]) * float(row[offset + column])
+                if value:
+                    weights[f"{name}:{token.strip()}"] = value
             offset += size
         ranked = sorted(weights.items(), key=lambda item: abs(item[1]), reverse=True)
         return [(feature, round(weight, 4)) for feature, weight in ranked[:top]]
-
-
-class _FastPath:
-    """The model's arithmetic for one sample (the same numbers as the scikit-learn objects,
-    without their per-call input validation, which costs milliseconds per message).
-
-    Tokens are counted before they are hashed, so each distinct token is hashed once.
-    """
-
-    def __init__(self, model: Model) -> None:
-        calibrated = model.classifier.calibrated_classifiers_[0]
-        estimator = calibrated.estimator
-        self.coef = np.asarray(estimator.coef_, dtype=np.float64)
-        self.intercept = np.asarray(estimator.intercept_, dtype=np.float64)
-        self.sigmoids = np.array([(float(c.a_), float(c.b_)) for c in calibrated.calibrators])
-        self.classes = model.classes
-        self.spam_column = self.classes.index(SPAM) if SPAM in self.classes else None
-        self.blocks: list[tuple[str, Any, FeatureHasher, int, np.ndarray[Any, Any]]] = []
-        offset = 0
-        for name in BLOCKS:
-            hasher = model.hashers[name]
-            size = int(hasher.n_features)
-            idf = np.asarray(model.weights[name].idf_, dtype=np.float64)
-            counter = FeatureHasher(n_features=size, input_type="dict", alternate_sign=False)
-            self.blocks.append((name, fast_analyzer(hasher), counter, offset, idf))
-            offset += size
-
-    def score(self, sample: Sample) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-        """(decision values, class probabilities) of one sample."""
-        decision = self.intercept.copy()
-        for name, analyzer, counter, offset, idf in self.blocks:
-            hashed = counter.transform([Counter(analyzer(getattr(sample, name)))])
-            if not hashed.nnz:
-                continue
-            columns = hashed.indices
-            values = (np.log(hashed.data) + 1.0) * idf[columns]
-            norm = float(np.sqrt(values @ values))
-            if norm > 0:
-                decision += self.coef[:, offset + columns] @ (values / norm)
-        calibrated = 1.0 / (1.0 + np.exp(self.sigmoids[:, 0] * decision + self.sigmoids[:, 1]))
-        if decision.shape[0] == 1:
-            return decision, np.array([1.0 - calibrated[0], calibrated[0]])
-        total = float(calibrated.sum())
-        size_ = len(calibrated)
-        return decision, calibrated / total if total > 0 else np.full(size_, 1.0 / size_)
-
-
-_WORD_TOKENS = re.compile(r"(?u)\b\w\w+\b")
-
-
-def fast_analyzer(hasher: HashingVectorizer) -> Callable[[str], list[str]]:
-    """The tokens ``hasher`` would count in a text, by a shorter route for the two settings
-    ``_hashers`` uses (lower-cased word unigrams and bigrams; lower-cased 3-5 character
-    n-grams within word boundaries); any other setting gets the hasher's own analyzer."""
-    params = hasher.get_params()
-    plain = (
-        params["lowercase"]
-        and params["preprocessor"] is None
-        and params["tokenizer"] is None
-        and params["strip_accents"] is None
-        and params["input"] == "content"
-    )
-    if plain and params["analyzer"] == "char_wb" and params["ngram_range"] == (3, 5):
-        return _char_wb_3_5
-    if (
-        plain
-        and params["analyzer"] == "word"
-        and params["ngram_range"] == (1, 2)
-        and params["stop_words"] is None
-        and params["token_pattern"] == _WORD_TOKENS.pattern
-    ):
-        return _words_1_2
-    return cast(Callable[[str], list[str]], hasher.build_analyzer())
-
-
-def _words_1_2(text: str) -> list[str]:
-    tokens: list[str] = _WORD_TOKENS.findall(text.lower())
-    return tokens + [f"{a} {b}" for a, b in pairwise(tokens)]
-
-
-def _char_wb_3_5(text: str) -> list[str]:
-    grams: list[str] = []
-    for word in text.lower().split():
-        padded = f" {word} "
-        size = len(padded)
-        for n in (3, 4, 5):
-            if size <= n:  # a short word counts once, whole
-                grams.append(padded)
-                break
-            grams += [padded[i : i + n] for i in range(size - n + 1)]
-    return grams
-
-
-def _hash_indices(tokens: list[str], size: int) -> list[int]:
-    """The column each token hashes to (the same hash HashingVectorizer uses)."""
-    hasher = FeatureHasher(n_features=size, input_type="string", alternate_sign=False)
-    matrix = hasher.transform([[token] for token in tokens]).tocsr()
-    return [int(matrix.indices[matrix.indptr[i]]) for i in range(len(tokens))]
 
 
 def _hashers() -> dict[str, HashingVectorizer]:
