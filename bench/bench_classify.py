@@ -62,8 +62,10 @@ def messages(base: Path, split: str) -> tuple[list[bytes], list[str]]:
     return raws, labels
 
 
-def bench_spam(base: Path) -> dict[str, float]:
-    """Train on the train part, measure on the test part; print and return the numbers."""
+def bench_spam(base: Path) -> tuple[dict[str, float], classifier.Model, list[bytes]]:
+    """Train on the train part, measure on the test part; print and return the numbers (and
+    the model and every fourth message of the train part, which the one-message path has not
+    seen yet, for the worker's path)."""
     train_raw, train_labels = messages(base, "train")
     test_raw, test_labels = messages(base, "test")
     started, cpu = time.monotonic(), time.process_time()
@@ -105,12 +107,13 @@ def bench_spam(base: Path) -> dict[str, float]:
         f"  ours: training {train_cpu:.1f} s CPU ({train_wall:.1f} s wall) incl. reading and "
         f"parsing; model file {size_mb:.1f} MB"
     )
-    return {
+    numbers = {
         "recall": result["spam_recall"],
         "fpr": result["ham_false_positive_rate"],
         "f1": result["f1"],
         "per_second": len(test_raw) / used,
     }
+    return numbers, model, train_raw[::4]
 
 
 def _split_timings(model: classifier.Model, raws: list[bytes]) -> dict[str, float]:
@@ -244,8 +247,10 @@ def _wait_for_port(port: int, timeout: float = 300.0) -> None:
     raise SystemExit(f"spamd did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
 
 
-def bench_categories(base: Path) -> None:
-    """Macro-F1 of ours, TF-IDF + LinearSVC and the majority class on each category set."""
+def bench_categories(base: Path) -> classifier.Model | None:
+    """Macro-F1 of ours, TF-IDF + LinearSVC and the majority class on each category set;
+    returns the last category model trained (the ticket queues, as a help desk would use)."""
+    model = None
     for name, relative, columns, label in CATEGORY_SETS:
         path = base / "categories" / relative
         if not path.is_file():
@@ -276,6 +281,26 @@ def bench_categories(base: Path) -> None:
             f"{baseline:.4f}  majority {floor:.4f}  (ratio ours/baseline {ours / baseline:.3f}; "
             f"{coverage:.0%} above the {model.threshold} floor; training {seconds:.1f} s CPU)"
         )
+    return model
+
+
+def bench_worker_path(
+    spam: classifier.Model, category: classifier.Model | None, raws: list[bytes]
+) -> None:
+    """CPU per message of what the worker's classify step does after the parse: the features,
+    then the spam and the category model on that one message (``judge``)."""
+    models = [spam] if category is None else [spam, category]
+    parsed = [parse_message(raw) for raw in raws]
+    cpu = time.process_time()
+    for one in parsed:
+        sample = from_message(one)
+        for model in models:
+            model.one(sample)
+    used = (time.process_time() - cpu) / len(parsed)
+    print(
+        f"worker path (features + {' + '.join(m.kind for m in models)} model, one message at a "
+        f"time): {1000 * used:.3f} ms CPU per message"
+    )
 
 
 def main() -> None:
@@ -287,10 +312,10 @@ def main() -> None:
     base = corpus_dir(args.corpus)
     if not (base / "spamassassin").is_dir():
         sys.exit(f"no corpus at {base} (give --corpus or set POSTDESK_CORPUS)")
-    ours = bench_spam(base / "spamassassin")
+    ours, spam_model, unseen = bench_spam(base / "spamassassin")
     if not args.no_sa:
         bench_spamassassin(base / "spamassassin", ours)
-    bench_categories(base)
+    bench_worker_path(spam_model, bench_categories(base), unseen)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ word as one packed array), so a known word costs one look-up instead of a dozen 
 from __future__ import annotations
 
 import re
+from array import array
 from collections.abc import Callable, Sequence
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any, cast
@@ -75,9 +76,10 @@ class Columns:
         return int(self.columns(np.array([mmh3.hash(token)]))[0])
 
     def _word_grams(self, word: str) -> bytes:
-        """The columns of every 3-5 character n-gram of one word, packed as int32."""
-        hashes = np.array(list(map(mmh3.hash, _char_wb_3_5(word))), dtype=np.int64)
-        return self.columns(hashes).astype(np.int32).tobytes()
+        """The columns of every 3-5 character n-gram of one word, packed as int32 (Python's
+        ``abs`` of -2**31 is 2**31, as in :meth:`columns`)."""
+        size = self.size
+        return array("i", [abs(h) % size for h in map(mmh3.hash, _char_wb_3_5(word))]).tobytes()
 
     def of(self, text: str) -> tuple[Array, Array]:
         """(sorted distinct columns, their counts) of ``text``; the last answer is reused when

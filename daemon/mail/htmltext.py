@@ -52,27 +52,30 @@ class _Writer:
         self._links: list[tuple[str | None, int]] = []
 
     def walk(self, root: LexborNode) -> None:
-        """Visit every node under ``root`` in document order (an explicit stack, no recursion)."""
-        stack: list[tuple[LexborNode, bool]] = [(root, False)]
+        """Visit every node under ``root`` in document order (an explicit stack, no recursion).
+
+        The stack holds nodes to enter and, as plain strings, the tags of elements to leave.
+        """
+        stack: list[LexborNode | str] = [root]
+        push, pop = stack.append, stack.pop
         while stack:
-            node, leaving = stack.pop()
-            tag = node.tag or ""
-            if leaving:
-                self._end(tag)
+            node = pop()
+            if type(node) is str:
+                self._end(node)
                 continue
+            assert isinstance(node, LexborNode)
+            tag = node.tag or ""
             if tag == "-text":
                 self._text(node.text_content or "")
                 continue
             if tag.startswith(("-", "_", "!")) or tag in _SKIP:
                 continue  # comments, doctype, and elements that are not content
             self._start(node, tag)
-            stack.append((node, True))
-            children: list[LexborNode] = []
-            child = node.child
+            push(tag)
+            child = node.last_child
             while child is not None:
-                children.append(child)
-                child = child.next
-            stack.extend((c, False) for c in reversed(children))
+                push(child)
+                child = child.prev
 
     def _start(self, node: LexborNode, tag: str) -> None:
         """Open an element: break lines or remember a link target."""
