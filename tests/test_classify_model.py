@@ -274,3 +274,20 @@ def test_one_token_hash_is_the_vectorisers_column_for_every_sign() -> None:
     assert [columns.column(t) for t in tokens] == matrix.indices.tolist()
     # -2**31 has no positive 32-bit counterpart: the vectoriser maps it to 2**31 % size
     assert columns.columns(np.array([-(2**31)]))[0] == 2**31 % columns.size
+
+
+def test_word_memo_stays_bounded_and_keeps_giving_the_vectorisers_columns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fastpath, "MEMO_LIMIT", 50)
+    hasher = model._hashers()["chars"]
+    columns = fastpath.Columns(hasher)  # a fresh memo, not the shared one
+    texts = [" ".join(f"w{n}x{k}" for k in range(30)) for n in range(20)]
+    for text in texts * 2:  # the second round meets words the memo has forgotten
+        found, counts = columns.of(text)
+        expected = hasher.transform([text]).tocsr()
+        expected.sum_duplicates()
+        assert found.tolist() == expected.indices.tolist()
+        assert counts.tolist() == expected.data.tolist()
+    memo = columns.grams
+    assert len(memo) <= 50 and len(memo.previous) <= 50

@@ -63,6 +63,7 @@ class Columns:
 
     def __init__(self, hasher: HashingVectorizer) -> None:
         self.size = int(hasher.n_features)
+        self.grams = _Memo(self._word_grams)  # word -> its character n-grams' columns
         self.tokens = _tokenizer(hasher, self)
         self._last: tuple[str, tuple[Array, Array]] | None = None
 
@@ -104,7 +105,7 @@ def _tokenizer(hasher: HashingVectorizer, columns: Columns) -> Callable[[str], A
         and params["input"] == "content"
     )
     if plain and params["analyzer"] == "char_wb" and params["ngram_range"] == (3, 5):
-        grams = _Memo(columns._word_grams)
+        grams = columns.grams
 
         def chars(text: str) -> Array:
             packed = b"".join([grams[word] for word in text.lower().split()])
