@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from postdesk.daemon.classify.model import Model
 
 Array = np.ndarray[Any, Any]
-MEMO_LIMIT = 50_000  # words per memo generation (bounded memory)
+MEMO_LIMIT = 20_000  # words per memo generation: at most ~8 MB for two generations
 _WORD_TOKENS = re.compile(r"(?u)\b\w\w+\b")
 
 
