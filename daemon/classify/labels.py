@@ -81,7 +81,8 @@ def category_examples(session: Session, data_dir: Path) -> Iterator[tuple[bytes,
 
 
 def _examples(session: Session, data_dir: Path, kind: str) -> Iterator[tuple[bytes, str]]:
-    """(raw message, latest label of ``kind``), one message read at a time."""
+    """(raw message, latest label of ``kind``), one message read at a time; a large message
+    whose file is in another daemon's data dir is left out."""
     latest = _latest(session, kind)
     if not latest:
         return
@@ -89,4 +90,6 @@ def _examples(session: Session, data_dir: Path, kind: str) -> Iterator[tuple[byt
         select(Message.id, Message.raw, Message.raw_sha256).where(Message.id.in_(latest))
     ).all()
     for pk, raw, raw_sha256 in rows:
-        yield message_raw(data_dir, raw, raw_sha256), latest[pk]
+        found = message_raw(data_dir, raw, raw_sha256)
+        if found is not None:  # a large message another daemon stored: not on this host
+            yield found, latest[pk]

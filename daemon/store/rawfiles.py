@@ -27,6 +27,12 @@ def store_raw(data_dir: Path, entry: SpoolEntry) -> str | None:
         return store_stream(data_dir, handle)[0]
 
 
-def message_raw(data_dir: Path, raw: bytes, raw_sha256: str | None) -> bytes:
-    """A stored message's raw bytes: its file when it has one, else its column."""
-    return blob_path(data_dir, raw_sha256).read_bytes() if raw_sha256 else bytes(raw)
+def message_raw(data_dir: Path, raw: bytes, raw_sha256: str | None) -> bytes | None:
+    """A stored message's raw bytes: its file when it has one, else its column; None when its
+    file is not in ``data_dir`` (another daemon's data dir holds it, or it was lost)."""
+    if not raw_sha256:
+        return bytes(raw)
+    try:
+        return blob_path(data_dir, raw_sha256).read_bytes()
+    except FileNotFoundError:
+        return None
