@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email.policy
 import hashlib
+import io
 import os
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -15,6 +16,8 @@ from alembic import command
 from sqlalchemy import insert, select
 
 from postdesk.daemon.classify.labels import spam_examples
+from postdesk.daemon.mail.parse import Attachment as Parsed
+from postdesk.daemon.mail.parse import parse_file, parse_message
 from postdesk.daemon.store.attachments import blob_path
 from postdesk.daemon.store.db import alembic_config, make_engine, session_factory, upgrade_schema
 from postdesk.daemon.store.rawfiles import IN_ROW_MAX, message_raw
@@ -67,6 +70,29 @@ def stored_rows(daemon: Daemon) -> list[tuple[Message, list[tuple[str, int, str]
             ).scalars()
             found.append((message, [(a.filename, a.size, a.sha256) for a in attachments]))
         return found
+
+
+def test_parsing_from_a_file_gives_what_parsing_the_bytes_gives() -> None:
+    files = [os.urandom(5000), b"%PDF tiny"]
+    cases = [
+        large_mail(files),
+        b"From carol@example.org Mon Jan  1 00:00:00 2024\n" + large_mail(files),
+        b"From " + b"x" * 70_000 + b"\nSubject: a long mbox line\n\nbody\n",
+        b"Subject: " + b"y" * 40_000 + b"\n\ncut header, rewritten by the pre-scan\n",
+        b"no header at all",
+        b"",
+    ]
+    for raw in cases:
+        kept: list[Parsed] = []
+
+        def keep(item: Parsed, kept: list[Parsed] = kept) -> Parsed:
+            kept.append(item)
+            return item
+
+        parsed = parse_file(io.BytesIO(raw), keep=keep)
+        assert parsed == parse_message(raw), raw[:40]
+        assert kept == list(parsed.attachments)
+    assert [item.data for item in parse_file(io.BytesIO(cases[1])).attachments] == files
 
 
 def test_25_mb_message_is_a_file_equal_to_what_was_sent_written_once(

@@ -200,11 +200,11 @@ def _parse_file(
 ) -> ParsedMessage:
     """``_parse`` for a file: the tree is fed from the file unless the pre-scan rewrote it."""
     start = handle.tell()
-    raw = handle.read()
-    prescan = structure.check(_strip_mbox_from(raw), limits)
+    stripped = _strip_mbox_from(handle.read())
+    prescan = structure.check(stripped, limits)
     defects = list(prescan.defects)
-    rewritten = prescan.raw if prescan.raw is not raw else None
-    del raw, prescan  # not held while the tree is built
+    rewritten = prescan.raw if prescan.raw is not stripped else None
+    del stripped, prescan  # not held while the tree is built
     if rewritten is None:
         handle.seek(start)
         message = _feed_file(handle)
@@ -279,12 +279,12 @@ def _feed(raw: bytes) -> Message:
 def _feed_file(handle: BinaryIO) -> Message:
     """``_feed`` reading from ``handle`` (the mbox ``From `` line skipped)."""
     parser = BytesFeedParser(policy=_POLICY)
-    first = handle.read(_FEED_CHUNK)
-    if first.startswith(b"From "):
-        first = _strip_mbox_from(first + handle.readline())
-    while first:
-        parser.feed(first)
-        first = handle.read(_FEED_CHUNK)
+    head = handle.read(_FEED_CHUNK)
+    if head.startswith(b"From "):
+        head = _strip_mbox_from(head + handle.readline())
+    parser.feed(head)
+    while chunk := handle.read(_FEED_CHUNK):
+        parser.feed(chunk)
     return parser.close()
 
 
