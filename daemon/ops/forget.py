@@ -2,11 +2,11 @@
 
 What goes: the text and raw bytes of the person's messages and of every message on the tickets
 they opened (replies quote them; acknowledgements repeat their subject), those tickets'
-subjects, the attachments of those messages and the raw files of the large ones (the files too,
-unless another message still uses the same content), their contact card, quarantined mail from them, outgoing mail to them (rows
-and the Maildir copies), and unprocessed spool files from them. What stays: ticket numbers,
-statuses, timings and the event log, with the address replaced by a pseudonym, and one
-``erased`` event on each of their tickets.
+subjects, the attachments of those messages and the raw files of the large ones (the files
+unless another message still uses the same content), their contact card, quarantined mail from
+them, outgoing mail to them (rows and the Maildir copies), and unprocessed spool files from
+them. What stays: ticket numbers, statuses, timings and the event log, with the address
+replaced by a pseudonym, and one ``erased`` event on each of their tickets.
 
 On SQLite the file is vacuumed with ``secure_delete`` on and the write-ahead log truncated, so
 no freed page keeps the old bytes. On PostgreSQL, old row versions stay in the server's files
