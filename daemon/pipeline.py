@@ -11,13 +11,14 @@ import concurrent.futures
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import cast
 
 from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from postdesk.daemon.config import Agent
-from postdesk.daemon.intake.spool import Envelope
+from postdesk.daemon.intake.spool import Envelope, SpoolEntry
 from postdesk.daemon.mail.parse import ParsedMessage
 from postdesk.daemon.services import Services
 from postdesk.daemon.store.db import insert_ignore
@@ -53,7 +54,7 @@ class MessageContext:
     session: Session
     spool_id: str
     envelope: Envelope
-    raw: bytes
+    spooled: SpoolEntry  # the claimed file: its raw bytes are read in pieces where they can be
     parsed: ParsedMessage = field(init=False)
     dedupe_key: str = ""
     sender: str = ""
@@ -83,6 +84,12 @@ class MessageContext:
     ticket_before: dict[str, object] | None = None  # watched ticket fields before this message
     sla: TicketSla | None = None  # the ticket's SLA row as the sla step left it
     after_commit: list[Callable[[], None]] = field(default_factory=list)  # plugin events
+
+    @cached_property
+    def raw(self) -> bytes:
+        """The raw message, read when a step first needs it whole (after parsing, which reads
+        the file in pieces, so the bytes and the parse tree are never in memory together)."""
+        return self.spooled.raw
 
     def run_after_commit(self) -> None:
         """Hand over what must happen once this message's transaction has committed."""

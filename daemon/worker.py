@@ -160,7 +160,7 @@ class Worker:
         try:
             with session.begin_nested():
                 ctx = MessageContext(
-                    self.services, session, entry.spool_id, entry.envelope, entry.raw
+                    self.services, session, entry.spool_id, entry.envelope, entry
                 )
                 for step in PIPELINE:
                     step(ctx)
@@ -226,7 +226,7 @@ class Worker:
         try:
             with transaction(self.factory) as session:
                 ctx = MessageContext(
-                    self.services, session, entry.spool_id, entry.envelope, entry.raw
+                    self.services, session, entry.spool_id, entry.envelope, entry
                 )
                 for step in PIPELINE:
                     step(ctx)

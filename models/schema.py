@@ -98,7 +98,8 @@ class Participant(Base):
 
 
 class Message(Base):
-    """One mail received into, or sent from, a ticket; the raw bytes are kept."""
+    """One mail received into, or sent from, a ticket; the raw bytes are kept: in ``raw``, or
+    for a large message in the blob store, named by ``raw_sha256`` (``raw`` then empty)."""
 
     __tablename__ = "messages"
 
@@ -117,6 +118,7 @@ class Message(Base):
     possible_duplicate: Mapped[bool] = mapped_column(Boolean, default=False)
     defects: Mapped[str] = mapped_column(Text, default="")
     raw: Mapped[bytes] = mapped_column(LargeBinary)
+    raw_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     ticket: Mapped[Ticket] = relationship(back_populates="messages")

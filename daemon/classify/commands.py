@@ -303,7 +303,7 @@ def _feedback(settings: Settings, kind: str) -> tuple[list[tuple[Sample, str]], 
         upgrade_schema(engine)
         with session_factory(engine)() as session:
             upto = agent_labels.latest_id(session, kind)
-            examples: Iterable[tuple[bytes, str]] = reader(session)
+            examples: Iterable[tuple[bytes, str]] = reader(session, settings.data_dir)
             found = [(featurise(raw), label) for raw, label in examples]
     finally:
         engine.dispose()

@@ -6,11 +6,14 @@ when the ticket was opened. For retraining, the latest label of a kind per messa
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from postdesk.daemon.store.rawfiles import message_raw
 from postdesk.models.classify import ClassifyLabel
 from postdesk.models.schema import Message, Ticket
 
@@ -67,19 +70,26 @@ def latest_id(session: Session, kind: str) -> int:
     return int(newest or 0)
 
 
-def spam_examples(session: Session) -> list[tuple[bytes, str]]:
+def spam_examples(session: Session, data_dir: Path) -> Iterator[tuple[bytes, str]]:
     """(raw message, "spam" or "ham") for every message agents labelled."""
-    latest = _latest(session, SPAM_KIND)
-    if not latest:
-        return []
-    rows = session.execute(select(Message.id, Message.raw).where(Message.id.in_(latest))).all()
-    return [(bytes(raw), latest[pk]) for pk, raw in rows]
+    return _examples(session, data_dir, SPAM_KIND)
 
 
-def category_examples(session: Session) -> list[tuple[bytes, str]]:
+def category_examples(session: Session, data_dir: Path) -> Iterator[tuple[bytes, str]]:
     """(raw message, category) for every message whose ticket an agent categorised."""
-    latest = _latest(session, CATEGORY_KIND)
+    return _examples(session, data_dir, CATEGORY_KIND)
+
+
+def _examples(session: Session, data_dir: Path, kind: str) -> Iterator[tuple[bytes, str]]:
+    """(raw message, latest label of ``kind``), one message read at a time; a large message
+    whose file is in another daemon's data dir is left out."""
+    latest = _latest(session, kind)
     if not latest:
-        return []
-    rows = session.execute(select(Message.id, Message.raw).where(Message.id.in_(latest))).all()
-    return [(bytes(raw), latest[pk]) for pk, raw in rows]
+        return
+    rows = session.execute(
+        select(Message.id, Message.raw, Message.raw_sha256).where(Message.id.in_(latest))
+    ).all()
+    for pk, raw, raw_sha256 in rows:
+        found = message_raw(data_dir, raw, raw_sha256)
+        if found is not None:  # a large message another daemon stored: not on this host
+            yield found, latest[pk]

@@ -44,13 +44,29 @@ class Envelope:
 
 @dataclass(frozen=True)
 class SpoolEntry:
-    """A claimed message: the worker owns it until ``done``, ``retry`` or ``give_up``."""
+    """A claimed message: the worker owns it until ``done``, ``retry`` or ``give_up``.
+
+    Its raw bytes stay in the file (from ``offset`` on) until asked for: a large message is
+    read in pieces (``open_raw``) rather than held whole (R-36).
+    """
 
     spool_id: str
     attempts: int
     path: Path
     envelope: Envelope
-    raw: bytes
+    offset: int
+
+    def open_raw(self) -> BinaryIO:
+        """The spool file, open for reading at the first byte of the raw message."""
+        handle = self.path.open("rb")
+        handle.seek(self.offset)
+        return handle
+
+    @property
+    def raw(self) -> bytes:
+        """The raw message, read from the file in one piece."""
+        with self.open_raw() as handle:  # one exact-size read: no growing buffer copied
+            return handle.read(os.fstat(handle.fileno()).st_size - self.offset)
 
 
 class Spool:
@@ -241,11 +257,9 @@ def _read_entry(path: Path) -> SpoolEntry:
     spool_id, attempts = _split_name(path.name)
     with path.open("rb") as handle:
         header = handle.readline()
-        handle.seek(len(header))  # empties the read buffer: the raw bytes are read in one piece
-        raw = handle.read(os.fstat(handle.fileno()).st_size - len(header))
     fields = json.loads(header)
     fields["rcpt_tos"] = tuple(fields["rcpt_tos"])
-    return SpoolEntry(spool_id, attempts, path, Envelope(**fields), raw)
+    return SpoolEntry(spool_id, attempts, path, Envelope(**fields), len(header))
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -15,12 +15,14 @@ import email.policy
 import functools
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import Message
 from email.parser import BytesFeedParser, BytesHeaderParser
 from email.utils import parsedate_to_datetime
+from typing import BinaryIO
 
 from postdesk.daemon.mail import limits as structure
 from postdesk.daemon.mail.body import collect_body, part_info
@@ -39,6 +41,7 @@ __all__ = [
     "MessageRejected",
     "ParseLimits",
     "ParsedMessage",
+    "parse_file",
     "parse_message",
     "sender_and_subject",
 ]
@@ -152,8 +155,27 @@ def parse_message(raw: bytes, limits: ParseLimits = ParseLimits()) -> ParsedMess
     """Parse raw RFC 5322 bytes; never raises anything but MessageRejected."""
     if not isinstance(raw, bytes | bytearray | memoryview):
         raise MessageRejected(f"raw message is {type(raw).__name__}, not bytes")
+    return _rejecting(lambda: _parse(bytes(raw), limits))
+
+
+def parse_file(
+    handle: BinaryIO,
+    limits: ParseLimits = ParseLimits(),
+    keep: Callable[[Attachment], Attachment] | None = None,
+) -> ParsedMessage:
+    """Parse the message in ``handle`` (from its position to the end) like ``parse_message``.
+
+    For large mail (R-36): the bytes are read whole only for the limits pre-scan and let go
+    before the parse tree is built from the file in pieces; ``keep`` receives each attachment as
+    soon as it is decoded and returns what the result holds instead (e.g. a stored copy).
+    """
+    return _rejecting(lambda: _parse_file(handle, limits, keep))
+
+
+def _rejecting(parse: Callable[[], ParsedMessage]) -> ParsedMessage:
+    """Run ``parse``, turning every failure into MessageRejected."""
     try:
-        return _parse(bytes(raw), limits)
+        return parse()
     except MessageRejected:
         raise
     except structure.LimitExceeded as exc:
@@ -167,15 +189,58 @@ def parse_message(raw: bytes, limits: ParseLimits = ParseLimits()) -> ParsedMess
 def _parse(raw: bytes, limits: ParseLimits) -> ParsedMessage:
     """The parse proper; may raise anything (``parse_message`` translates)."""
     prescan = structure.check(_strip_mbox_from(raw), limits)
-    defects = list(prescan.defects)
     message = _feed(prescan.raw)
+    return _assemble(
+        message, list(prescan.defects), limits, lambda: hashlib.sha256(raw).hexdigest(), Attachment
+    )
+
+
+def _parse_file(
+    handle: BinaryIO, limits: ParseLimits, keep: Callable[[Attachment], Attachment] | None
+) -> ParsedMessage:
+    """``_parse`` for a file: the tree is fed from the file unless the pre-scan rewrote it."""
+    start = handle.tell()
+    stripped = _strip_mbox_from(handle.read())
+    prescan = structure.check(stripped, limits)
+    defects = list(prescan.defects)
+    rewritten = prescan.raw if prescan.raw is not stripped else None
+    del stripped, prescan  # not held while the tree is built
+    if rewritten is None:
+        handle.seek(start)
+        message = _feed_file(handle)
+    else:
+        message = _feed(rewritten)
+        del rewritten
+
+    def digest() -> str:
+        handle.seek(start)
+        found = hashlib.sha256()
+        while chunk := handle.read(_FEED_CHUNK):
+            found.update(chunk)
+        return found.hexdigest()
+
+    def make(name: str, ctype: str, data: bytes, inline: bool, cid: str | None) -> Attachment:
+        item = Attachment(name, ctype, data, inline, cid)
+        return item if keep is None else keep(item)
+
+    return _assemble(message, defects, limits, digest, make)
+
+
+def _assemble(
+    message: Message,
+    defects: list[str],
+    limits: ParseLimits,
+    raw_digest: Callable[[], str],
+    make_attachment: Callable[[str, str, bytes, bool, str | None], Attachment],
+) -> ParsedMessage:
+    """The ParsedMessage of a parsed tree (``raw_digest`` names mail without a Message-ID)."""
     hint = _charset_hint(message)
     headers = _headers(message, limits, hint, defects)
     from_addr, from_name = _sender(message, limits, hint, defects)
-    message_id, generated = _message_id(headers, raw, defects)
+    message_id, generated = _message_id(headers, raw_digest, defects)
     to, cc, reply_to = (_recipients(message, name, limits, hint, defects) for name in _RECIPIENTS)
     date = _date(headers, defects)
-    body = collect_body(message, defects, Attachment)
+    body = collect_body(message, defects, make_attachment)
     content_type = part_info(message).ctype
     defects.extend(_stdlib_defects(message))
     return ParsedMessage(
@@ -208,6 +273,18 @@ def _feed(raw: bytes) -> Message:
     view = memoryview(raw)
     for start in range(0, len(raw), _FEED_CHUNK):
         parser.feed(bytes(view[start : start + _FEED_CHUNK]))
+    return parser.close()
+
+
+def _feed_file(handle: BinaryIO) -> Message:
+    """``_feed`` reading from ``handle`` (the mbox ``From `` line skipped)."""
+    parser = BytesFeedParser(policy=_POLICY)
+    head = handle.read(_FEED_CHUNK)
+    if head.startswith(b"From "):
+        head = _strip_mbox_from(head + handle.readline())
+    parser.feed(head)
+    while chunk := handle.read(_FEED_CHUNK):
+        parser.feed(chunk)
     return parser.close()
 
 
@@ -289,7 +366,7 @@ def _recipients(
 
 
 def _message_id(
-    headers: dict[str, tuple[str, ...]], raw: bytes, defects: list[str]
+    headers: dict[str, tuple[str, ...]], raw_digest: Callable[[], str], defects: list[str]
 ) -> tuple[str, bool]:
     """The Message-ID as "<...>", or a stable one derived from the raw bytes."""
     values = headers.get("message-id", ())
@@ -305,7 +382,7 @@ def _message_id(
         return f"<{value}>", False
     if value:
         defects.append("unusable Message-ID replaced by a generated one")
-    return f"<{hashlib.sha256(raw).hexdigest()[:32]}@generated.postdesk>", True
+    return f"<{raw_digest()[:32]}@generated.postdesk>", True
 
 
 def _ids(values: tuple[str, ...]) -> tuple[str, ...]:

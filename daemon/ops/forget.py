@@ -2,11 +2,11 @@
 
 What goes: the text and raw bytes of the person's messages and of every message on the tickets
 they opened (replies quote them; acknowledgements repeat their subject), those tickets'
-subjects, the attachments of those messages (the files too, unless another message still uses
-the same content), their contact card, quarantined mail from them, outgoing mail to them (rows
-and the Maildir copies), and unprocessed spool files from them. What stays: ticket numbers,
-statuses, timings and the event log, with the address replaced by a pseudonym, and one
-``erased`` event on each of their tickets.
+subjects, the attachments of those messages and the raw files of the large ones (the files
+unless another message still uses the same content), their contact card, quarantined mail from
+them, outgoing mail to them (rows and the Maildir copies), and unprocessed spool files from
+them. What stays: ticket numbers, statuses, timings and the event log, with the address
+replaced by a pseudonym, and one ``erased`` event on each of their tickets.
 
 On SQLite the file is vacuumed with ``secure_delete`` on and the write-ahead log truncated, so
 no freed page keeps the old bytes. On PostgreSQL, old row versions stay in the server's files
@@ -60,7 +60,7 @@ class ErasurePlan:
     outbox: list[int] = field(default_factory=list)
     quarantine: list[int] = field(default_factory=list)
     contact: bool = False
-    files: list[Path] = field(default_factory=list)  # attachment files not shared, Maildir, spool
+    files: list[Path] = field(default_factory=list)  # blobs not shared, Maildir, spool
 
     def lines(self) -> list[str]:
         """Human-readable lines: what goes and what stays."""
@@ -73,7 +73,8 @@ class ErasurePlan:
             f"outgoing mails erased: {len(self.outbox)}",
             f"quarantined mails deleted: {len(self.quarantine)}",
             f"contact card: {'deleted' if self.contact else 'none'}",
-            f"files deleted (attachments not shared, sent-mail copies, spool): {len(self.files)}",
+            f"files deleted (attachments and raw mail not shared, sent-mail copies, spool): "
+            f"{len(self.files)}",
         ]
 
 
@@ -109,20 +110,14 @@ def _plan(session: Session, data_dir: Path, address: str) -> ErasurePlan:
         Message.ticket_id.in_(plan.tickets),
         (Message.direction == "in") & (func.lower(Message.author) == address),
     )
-    plan.messages = list(session.execute(select(Message.id).where(theirs)).scalars())
+    messages = session.execute(select(Message.id, Message.raw_sha256).where(theirs)).all()
+    plan.messages = [row.id for row in messages]
     attachments = session.execute(
         select(Attachment.id, Attachment.sha256).where(Attachment.message_pk.in_(plan.messages))
     ).all()
     plan.attachments = [row.id for row in attachments]
-    digests = {row.sha256 for row in attachments}
-    shared = set(
-        session.execute(
-            select(Attachment.sha256).where(
-                Attachment.sha256.in_(digests), Attachment.message_pk.not_in(plan.messages)
-            )
-        ).scalars()
-    )
-    plan.files += [blob_path(data_dir, digest) for digest in sorted(digests - shared)]
+    digests = {row.sha256 for row in attachments} | {r.raw_sha256 for r in messages if r.raw_sha256}
+    plan.files += [blob_path(data_dir, digest) for digest in _unshared(session, plan, digests)]
     to_them = or_(
         OutboxItem.ticket_id.in_(plan.tickets),
         func.lower(OutboxItem.recipient) == address,
@@ -143,13 +138,29 @@ def _plan(session: Session, data_dir: Path, address: str) -> ErasurePlan:
     return plan
 
 
+def _unshared(session: Session, plan: ErasurePlan, digests: set[str]) -> list[str]:
+    """The blobs (attachments, raw files of large messages) that only the plan's messages use."""
+    shared = set(
+        session.execute(
+            select(Attachment.sha256).where(
+                Attachment.sha256.in_(digests), Attachment.message_pk.not_in(plan.messages)
+            )
+        ).scalars()
+    )
+    raw_files = select(Message.raw_sha256).where(
+        Message.raw_sha256.in_(digests), Message.id.not_in(plan.messages)
+    )
+    shared.update(digest for digest in session.execute(raw_files).scalars() if digest)
+    return sorted(digests - shared)
+
+
 def _erase(session: Session, plan: ErasurePlan) -> None:
     """Carry out the plan in the caller's transaction (files are removed after commit)."""
     address, pseudonym = plan.email, plan.pseudonym
     session.execute(
         update(Message)
         .where(Message.id.in_(plan.messages))
-        .values(subject="", text="", new_text="", raw=b"", defects="")
+        .values(subject="", text="", new_text="", raw=b"", raw_sha256=None, defects="")
     )
     session.execute(
         update(Message).where(func.lower(Message.author) == address).values(author=pseudonym)

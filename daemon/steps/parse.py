@@ -1,23 +1,59 @@
-"""Step: turn the raw bytes into a ParsedMessage, within the configured hard limits."""
+"""Step: turn the raw bytes into a ParsedMessage, within the configured hard limits.
+
+The message is parsed from its spool file, and each attachment is written to the blob store as
+soon as it is decoded, so a large message's decoded files are never all in memory (R-36).
+"""
 
 from __future__ import annotations
 
-from postdesk.daemon.mail.parse import MessageRejected, ParseLimits, parse_message
+from pathlib import Path
+
+from postdesk.daemon.mail.parse import Attachment, MessageRejected, ParseLimits, parse_file
 from postdesk.daemon.pipeline import Hold, MessageContext
+from postdesk.daemon.store.attachments import blob_path, store_blob
+
+
+class StoredAttachment(Attachment):
+    """An attachment already in the blob store: its bytes are read from there when asked for."""
+
+    sha256: str
+    size: int
+    _data_dir: Path
+
+    def __init__(self, item: Attachment, data_dir: Path) -> None:
+        fields = {
+            "filename": item.filename,
+            "content_type": item.content_type,
+            "inline": item.inline,
+            "content_id": item.content_id,
+            "sha256": store_blob(data_dir, item.data),
+            "size": len(item.data),
+            "_data_dir": data_dir,
+        }
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)  # a frozen dataclass underneath
+
+    @property
+    def data(self) -> bytes:
+        """The decoded bytes, read from the blob store."""
+        return blob_path(self._data_dir, self.sha256).read_bytes()
 
 
 def run(ctx: MessageContext) -> None:
     """Parse the message; hold it when it breaks a limit or names no usable sender."""
     limits = ctx.services.settings.processing
+    data_dir = ctx.services.settings.data_dir
     try:
-        ctx.parsed = parse_message(
-            ctx.raw,
-            ParseLimits(
-                max_depth=limits.max_mime_depth,
-                max_parts=limits.max_parts,
-                max_header_bytes=limits.max_header_bytes,
-            ),
-        )
+        with ctx.spooled.open_raw() as handle:
+            ctx.parsed = parse_file(
+                handle,
+                ParseLimits(
+                    max_depth=limits.max_mime_depth,
+                    max_parts=limits.max_parts,
+                    max_header_bytes=limits.max_header_bytes,
+                ),
+                keep=lambda item: StoredAttachment(item, data_dir),
+            )
     except MessageRejected as exc:
         raise Hold(exc.reason) from None
     if ctx.parsed.from_addr is None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from postdesk.daemon.pipeline import MessageContext, add_participant, log_event
-from postdesk.daemon.store.attachments import store_blob
+from postdesk.daemon.steps.parse import StoredAttachment
 from postdesk.daemon.store.db import insert_ignore, next_ticket_number
+from postdesk.daemon.store.rawfiles import store_raw
 from postdesk.models.schema import (
     Attachment,
     Contact,
@@ -70,9 +71,11 @@ def add_collaborators(ctx: MessageContext, ticket: Ticket) -> None:
 
 
 def add_message(ctx: MessageContext) -> Message:
-    """Store the inbound message with its raw bytes and its attachments."""
+    """Store the inbound message with its raw bytes (a large one as a file) and attachments."""
     parsed = ctx.parsed
     assert ctx.ticket is not None
+    data_dir = ctx.services.settings.data_dir
+    raw_sha256 = store_raw(data_dir, ctx.spooled)
     message = Message(
         ticket_id=ctx.ticket.id,
         message_id=parsed.message_id,
@@ -86,22 +89,23 @@ def add_message(ctx: MessageContext) -> Message:
         channel=ctx.envelope.channel,
         possible_duplicate=ctx.possible_duplicate,
         defects="\n".join(parsed.defects),
-        raw=ctx.raw,
+        raw=b"" if raw_sha256 else ctx.raw,
+        raw_sha256=raw_sha256,
         created_at=ctx.services.clock(),
     )
     ctx.session.add(message)
     if not parsed.attachments:
         return message  # written with the next flush: nothing here needs its id
     ctx.session.flush()
-    data_dir = ctx.services.settings.data_dir
     for item in parsed.attachments:
+        stored = item if isinstance(item, StoredAttachment) else StoredAttachment(item, data_dir)
         ctx.session.add(
             Attachment(
                 message_pk=message.id,
                 filename=item.filename,
                 content_type=item.content_type,
-                size=len(item.data),
-                sha256=store_blob(data_dir, item.data),
+                size=stored.size,
+                sha256=stored.sha256,
                 inline=item.inline,
                 content_id=item.content_id,
             )

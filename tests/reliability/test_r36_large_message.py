@@ -23,6 +23,7 @@ from sqlalchemy import select
 from postdesk.daemon.intake.spool import IN_MEMORY, Envelope, Spool
 from postdesk.daemon.store.attachments import blob_path
 from postdesk.daemon.store.db import make_engine, session_factory
+from postdesk.daemon.store.rawfiles import message_raw
 from postdesk.models.schema import Attachment, Message
 from tests.support import CUSTOMER, HELPDESK, Daemon, SmtpSink, send, wait_until, write_config
 
@@ -102,7 +103,11 @@ def test_r36_large_message_is_stored_byte_for_byte_with_intact_attachments(
     try:
         with session_factory(engine)() as session:
             message = session.execute(select(Message).where(Message.direction == "in")).scalar_one()
-            assert message.raw == raw, "dot-unstuffed, byte for byte as sent"
+            assert message.raw == b"" and message.raw_sha256 is not None, "a file, not the row"
+            data_dir = big_daemon.settings.data_dir
+            assert message_raw(data_dir, message.raw, message.raw_sha256) == raw, (
+                "dot-unstuffed, byte for byte as sent"
+            )
             stored = session.execute(
                 select(Attachment)
                 .where(Attachment.message_pk == message.id)
