@@ -70,15 +70,18 @@ def test_r43_acknowledgement_echoes_the_subject_only_to_a_verified_sender(
     tmp_path: Path, sqlite_url: str, sink: SmtpSink
 ) -> None:
     spam = "WIN $$$ cheap watches http://spam.example.net/"
-    claims = (
-        "mx.example.com; spf=pass smtp.mailfrom={who}; dmarc=pass header.from=example.org"
-    )
+    claims = "mx.example.com; spf=pass smtp.mailfrom={who}; dmarc=pass header.from=example.org"
     cases = [  # (sender, peer, Authentication-Results, subject echoed?)
         ("forged1@example.org", OUTSIDE, claims, False),  # not from our MX: not believed
         ("forged2@example.org", MX, "", False),
         ("forged3@example.org", MX, "mx.example.com; spf=fail smtp.mailfrom={who}", False),
         ("forged4@example.org", MX, "other.example.net; dmarc=pass header.from=example.org", False),
-        ("forged5@example.org", MX, "mx.example.com; dmarc=pass header.from=spam.example.net", False),
+        (
+            "forged5@example.org",
+            MX,
+            "mx.example.com; dmarc=pass header.from=spam.example.net",
+            False,
+        ),
         ("dmarc@example.org", MX, "mx.example.com; dmarc=pass header.from=example.org", True),
         ("spf@example.org", MX, "mx.example.com; spf=pass smtp.mailfrom={who}", True),
     ]
@@ -88,7 +91,9 @@ def test_r43_acknowledgement_echoes_the_subject_only_to_a_verified_sender(
             raw = make_mail(subject=spam, body=SPAM_BODY, sender=sender, headers=headers)
             assert send_via(daemon.port, raw, sender, peer) == 250
             ack = _ack_to(sink, sender)
-            wanted = f"[Example #{number}] " + (f"Re: {spam}" if echoed else "We received your request")
+            wanted = f"[Example #{number}] " + (
+                f"Re: {spam}" if echoed else "We received your request"
+            )
             assert ack["Subject"] == wanted, sender
             assert "cheap watches" not in ack.get_body(("plain",)).get_content()
             assert "cheap watches" not in ack.get_body(("html",)).get_content()
