@@ -175,11 +175,14 @@ def test_misdirected_reply_is_acknowledged_under_its_bare_subject(
     stranger = make_mail(
         subject="Re: RE: [Example #1] Printer on fire", sender="dave@example.org", headers=spf
     )
-    offline.cli("ingest", str(first), str(write(mails, "b.eml", stranger)))
-    subjects = [
-        str(email.message_from_bytes(row.raw, policy=email.policy.default)["subject"])
-        for row in offline.outbox()
-    ]
+    try:
+        offline.cli("ingest", str(first), str(write(mails, "b.eml", stranger)))
+        subjects = [
+            str(email.message_from_bytes(row.raw, policy=email.policy.default)["subject"])
+            for row in offline.outbox()
+        ]
+    finally:
+        offline.stop()  # disposes of the test's own database connections
     assert subjects == ["[Example #1] Re: Printer on fire", "[Example #2] Re: Printer on fire"]
 
 
