@@ -14,6 +14,7 @@ import os
 import signal
 import ssl
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -27,6 +28,7 @@ from postdesk.daemon.ops.metrics import LiveSources
 from postdesk.daemon.ops.tls import server_context
 from postdesk.daemon.outbound.lease import release_own_claims
 from postdesk.daemon.outbound.sender import OutboxSender
+from postdesk.daemon.oversize import notice_sender
 from postdesk.daemon.preflight import SERVE_LOCK, ensure_data_dir, ensure_smtp_listen
 from postdesk.daemon.reclaim import requeue_claims
 from postdesk.daemon.reports.schedule import weekly_reports
@@ -83,7 +85,10 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
     owner = daemon_id(settings.data_dir)
     await asyncio.to_thread(release_own_claims, runtime.factory, owner)
     sender = OutboxSender(settings, runtime.factory, on_alert=plugins.alert, owner=owner)
-    pollers = imap_pollers(settings, runtime.factory, runtime.spool, wake, plugins.alert, owner)
+    pollers = imap_pollers(
+        *(settings, runtime.factory, runtime.spool, wake, plugins.alert, owner),
+        on_oversize=partial(notice_sender, runtime.services, runtime.factory),
+    )
     for each in workers:
         each.start()
     server = await start_smtp(handler, settings, tls)

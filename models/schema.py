@@ -120,6 +120,7 @@ class Message(Base):
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     raw_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # sent mail: 1st MDN
 
     ticket: Mapped[Ticket] = relationship(back_populates="messages")
     attachments: Mapped[list[Attachment]] = relationship(

@@ -164,16 +164,25 @@ def test_quarantine_lists_from_and_subject(offline: Daemon, tmp_path: Path) -> N
 
 
 def test_misdirected_reply_is_acknowledged_under_its_bare_subject(
-    offline: Daemon, tmp_path: Path
+    tmp_path: Path, database_url: str
 ) -> None:
+    # the subject is echoed to verified senders only: both pass SPF at our trusted MX
+    auth = '[auth]\ntrusted_authserv_ids = ["mx.example.org"]\n'
+    offline = Daemon(write_config(tmp_path, database_url, extra=auth), tmp_path)
+    spf = {"Authentication-Results": "mx.example.org; spf=pass smtp.mailfrom=x@example.org"}
     mails = tmp_path / "mails"
-    first = write(mails, "a.eml", make_mail(subject="Printer on fire"))
-    stranger = make_mail(subject="Re: RE: [Example #1] Printer on fire", sender="dave@example.org")
-    offline.cli("ingest", str(first), str(write(mails, "b.eml", stranger)))
-    subjects = [
-        str(email.message_from_bytes(row.raw, policy=email.policy.default)["subject"])
-        for row in offline.outbox()
-    ]
+    first = write(mails, "a.eml", make_mail(subject="Printer on fire", headers=spf))
+    stranger = make_mail(
+        subject="Re: RE: [Example #1] Printer on fire", sender="dave@example.org", headers=spf
+    )
+    try:
+        offline.cli("ingest", str(first), str(write(mails, "b.eml", stranger)))
+        subjects = [
+            str(email.message_from_bytes(row.raw, policy=email.policy.default)["subject"])
+            for row in offline.outbox()
+        ]
+    finally:
+        offline.stop()  # disposes of the test's own database connections
     assert subjects == ["[Example #1] Re: Printer on fire", "[Example #2] Re: Printer on fire"]
 
 

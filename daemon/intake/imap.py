@@ -4,7 +4,9 @@ Per mailbox, in its own task and crash boundary: take the mailbox's lease, conne
 take every message whose UID is above the saved watermark (never "UNSEEN": mail a person already
 read is still taken in), batch by batch: sizes and flags first, bodies of those within the size
 limit, each body into the spool (the point of commitment), then MOVE or flag them on the server,
-then save the watermark. A crash anywhere in between only means a message is fetched and spooled
+then save the watermark. A message over the size limit is never fetched: its sender is read from
+a few header fields, the operator is alerted, the sender may get one notice (``on_oversize``),
+and the message is moved to the ``TooLarge`` folder (flagged where the server refuses that). A crash anywhere in between only means a message is fetched and spooled
 again, and the worker's dedupe step stores it once. Then IDLE (or sleep) and repeat.
 """
 
@@ -12,6 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.parser
+import email.policy
+import email.utils
 import logging
 import random
 import time
@@ -31,6 +36,10 @@ log = logging.getLogger("postdesk.imap")
 FLAG_SPOOLED = "$PostdeskSpooled"  # flag mode: the message is in our spool
 FLAG_TOO_LARGE = "$PostdeskTooLarge"  # over smtp.max_message_bytes: left on the server
 FLAG_QUARANTINED = "$PostdeskQuarantined"  # could not be processed: in quarantine, left here
+TOO_LARGE_FOLDER = "TooLarge"  # over smtp.max_message_bytes: set aside here (R-26)
+NOTICE_HEADERS = ("from", "return-path", "auto-submitted", "precedence", "list-id")
+AUTOMATIC_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
+SYSTEM_LOCALPARTS = {"mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply"}
 BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
 ALERT_AFTER_FAILURES = 5
@@ -50,10 +59,12 @@ def imap_pollers(
     on_spooled: Callable[[], None],
     on_alert: Callable[[str, dict[str, object]], None] | None = None,
     owner: str | None = None,
+    on_oversize: Callable[[str, dict[str, object]], object] | None = None,
 ) -> list[MailboxPoller]:
     """One poller per configured mailbox; raises ConfigError when a password is missing.
 
-    ``on_alert(event, detail)`` hears of mail left on the server (``alert.imap_oversize``).
+    ``on_alert(event, detail)`` hears of mail left on the server (``alert.imap_oversize``);
+    ``on_oversize(sender, detail)`` (run in a thread) may send that mail's sender a notice.
     ``owner`` names this daemon in the leases (``serve`` passes its stable daemon_id, so a
     restarted daemon takes back its own lease at once); by default a per-process name.
     """
@@ -61,7 +72,7 @@ def imap_pollers(
         secret_value(mailbox.password, mailbox.password_env, f"imap.{mailbox.name}.password")
     owner = owner or owner_id()
     return [
-        MailboxPoller(m, settings, factory, spool, on_spooled, owner, on_alert)
+        MailboxPoller(m, settings, factory, spool, on_spooled, owner, on_alert, on_oversize)
         for m in settings.imap
     ]
 
@@ -78,9 +89,11 @@ class MailboxPoller:
         on_spooled: Callable[[], None],
         owner: str,
         on_alert: Callable[[str, dict[str, object]], None] | None = None,
+        on_oversize: Callable[[str, dict[str, object]], object] | None = None,
     ) -> None:
         self.mailbox = mailbox
         self.on_alert = on_alert
+        self.on_oversize = on_oversize
         self.max_bytes = settings.smtp.max_message_bytes
         self.recipient = settings.helpdesk.address
         self.spool = spool
@@ -219,16 +232,7 @@ class MailboxPoller:
                 *(self.mailbox.name, ", ".join(map(str, poison)), FLAG_QUARANTINED),
             )
         await self._flag(connection, poison, FLAG_QUARANTINED)
-        for info in too_large:
-            log.warning(
-                "ALERT mailbox %s: UID %d is %d bytes, over smtp.max_message_bytes (%d): "
-                "left on the server and flagged %s",
-                *(self.mailbox.name, info.uid, info.size, self.max_bytes, FLAG_TOO_LARGE),
-            )
-            if self.on_alert is not None:
-                detail = {"mailbox": self.mailbox.name, "uid": info.uid, "size": info.size}
-                self.on_alert("alert.imap_oversize", {**detail, "limit": self.max_bytes})
-        await self._flag(connection, [i.uid for i in too_large], FLAG_TOO_LARGE)
+        await self._set_aside(connection, too_large)
         if self.mailbox.after == "move" and (spooled or taken_before):
             await connection.move(sorted(spooled + taken_before), self.mailbox.move_to)
         elif self.mailbox.after == "flag":
@@ -243,6 +247,42 @@ class MailboxPoller:
                 uids[-1],
             )
         return mark
+
+    async def _set_aside(self, connection: ImapConnection, too_large: list[MessageInfo]) -> None:
+        """Alert on each message over the limit, notice its sender, move it out of the way."""
+        if not too_large:
+            return
+        uids = [info.uid for info in too_large]
+        headers = await connection.fetch_headers(uids, NOTICE_HEADERS)
+        for info in too_large:
+            sender = notice_address(headers.get(info.uid, b""))
+            log.warning(
+                "ALERT mailbox %s: UID %d from %s is %d bytes, over smtp.max_message_bytes (%d): "
+                "set aside in %s",
+                *(self.mailbox.name, info.uid, sender or "-", info.size, self.max_bytes),
+                TOO_LARGE_FOLDER,
+            )
+            detail: dict[str, object] = {
+                "mailbox": self.mailbox.name,
+                "uid": info.uid,
+                "size": info.size,
+                "limit": self.max_bytes,
+                "from": sender or "",
+            }
+            if self.on_alert is not None:
+                self.on_alert("alert.imap_oversize", detail)
+            if sender and self.on_oversize is not None:
+                await asyncio.to_thread(self.on_oversize, sender, detail)
+        try:
+            await connection.create(TOO_LARGE_FOLDER)
+            await connection.move(uids, TOO_LARGE_FOLDER)
+        except ImapError as error:
+            log.warning(
+                "mailbox %s: cannot move UID(s) %s to %s (%s): flagged %s instead",
+                *(self.mailbox.name, ", ".join(map(str, uids)), TOO_LARGE_FOLDER),
+                *(" ".join(str(error).split())[:200], FLAG_TOO_LARGE),
+            )
+            await self._flag(connection, uids, FLAG_TOO_LARGE)
 
     async def _spool_bodies(
         self, connection: ImapConnection, wanted: list[MessageInfo]
@@ -287,6 +327,26 @@ class MailboxPoller:
             await connection.idle(seconds)
         else:
             await asyncio.sleep(seconds)
+
+
+def notice_address(header_bytes: bytes) -> str | None:
+    """Where a "too large" notice may go: the sender of a person's mail, None for automatic mail.
+
+    Prefers Return-Path (the bounce address) to From; ``<>`` and the RFC 3834 markers mean none.
+    """
+    headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(header_bytes)
+    return_path = str(headers.get("return-path", "")).strip()
+    auto = str(headers.get("auto-submitted", "no")).split(";")[0].strip().lower()
+    precedence = str(headers.get("precedence", "")).strip().lower()
+    if return_path == "<>" or auto != "no" or precedence in AUTOMATIC_PRECEDENCE:
+        return None
+    if headers.get("list-id") is not None:
+        return None
+    _name, address = email.utils.parseaddr(return_path or str(headers.get("from", "")))
+    address = address.strip().lower()
+    if address.count("@") != 1 or any(c.isspace() or c in "<>,;\r\n" for c in address):
+        return None
+    return None if address.partition("@")[0] in SYSTEM_LOCALPARTS else address
 
 
 def backoff_seconds(failures: int) -> float:

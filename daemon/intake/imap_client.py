@@ -168,6 +168,17 @@ class ImapConnection:
                 bodies[int(uid.group(1))] = literal
         return bodies
 
+    async def fetch_headers(self, uids: list[int], names: Iterable[str]) -> dict[int, bytes]:
+        """Only the header fields ``names`` of ``uids`` by UID, without setting \\Seen."""
+        items = f"(UID BODY.PEEK[HEADER.FIELDS ({' '.join(names).upper()})])"
+        headers: dict[int, bytes] = {}
+        lines, wanted = await self._fetch(uids, items), set(uids)
+        for text, literal in _fetch_records(lines):
+            uid = _UID.search(text)
+            if uid and literal is not None and int(uid.group(1)) in wanted:
+                headers[int(uid.group(1))] = literal
+        return headers
+
     async def _fetch(self, uids: list[int], items: str) -> list[Any]:
         response = await self._call("UID FETCH", self._imap.uid("fetch", uid_set(uids), items))
         _expect_ok(response, "UID FETCH")

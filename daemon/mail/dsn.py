@@ -1,8 +1,10 @@
-"""Delivery status notifications (RFC 3464): who failed for good, and which mail it was about.
+"""Delivery status notifications (RFC 3464): who failed for good, and which mail it was about;
+message disposition notifications (RFC 8098, read receipts): which mail was displayed.
 
-Pure functions on raw bytes. Only ``message/delivery-status`` parts are read; the original
-message is named by an ``Original-Message-ID`` field or by the Message-ID in the returned
-``message/rfc822`` / ``text/rfc822-headers`` part.
+Pure functions on raw bytes. Only ``message/delivery-status`` and
+``message/disposition-notification`` parts are read; the original message is named by an
+``Original-Message-ID`` field or by the Message-ID in the returned ``message/rfc822`` /
+``text/rfc822-headers`` part.
 """
 
 from __future__ import annotations
@@ -41,6 +43,32 @@ def read_report(raw: bytes) -> DeliveryReport | None:
                 if address and address not in failed and len(failed) < MAX_RECIPIENTS:
                     failed.append(address)
     return DeliveryReport(tuple(failed), original or _returned_message_id(message))
+
+
+@dataclass(frozen=True)
+class ReadReceipt:
+    """An MDN: the mail it is about, and whether the disposition says it was displayed."""
+
+    original_message_id: str | None
+    displayed: bool
+
+
+def read_receipt(raw: bytes) -> ReadReceipt | None:
+    """The read receipt in ``raw``, or None when it holds no ``message/disposition-notification``."""
+    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    parts = [
+        p for p in message.walk() if p.get_content_type() == "message/disposition-notification"
+    ]
+    if not parts:
+        return None
+    original, displayed = None, False
+    for part in parts:
+        for block in _field_blocks(part):
+            original = original or _message_id(block.get("original-message-id", ""))
+            # "manual-action/MDN-sent-manually; displayed" (RFC 8098 section 3.2.6)
+            kind = block.get("disposition", "").partition(";")[2].partition("/")[0]
+            displayed = displayed or kind.strip().lower() == "displayed"
+    return ReadReceipt(original or _returned_message_id(message), displayed)
 
 
 def _field_blocks(part: Message) -> list[dict[str, str]]:

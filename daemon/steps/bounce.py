@@ -1,11 +1,14 @@
 """Step: delivery reports about our mail mark the failed addresses bouncing (R-29, R-38);
+read receipts (MDN) about our mail record when it was first displayed (its ``read_at``);
 a person's reply from a bouncing address to mail we sent clears the flag.
 
 A new mail from a bouncing address does not clear it (a forged or receive-dead address can
 still send); a reply referencing one of our HMAC Message-IDs proves the mailbox gets our mail.
 
 A report is believed only when the mail it reports carries one of our HMAC Message-IDs, and only
-for the recipients that mail was sent to; it is threaded to that mail's ticket as a reply.
+for the recipients that mail was sent to; a read receipt only from one of those recipients.
+Either is threaded to that mail's ticket as an automatic reply: no new ticket, no answer, no
+reopening.
 """
 
 from __future__ import annotations
@@ -13,12 +16,12 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from postdesk.daemon.mail.dsn import read_report
+from postdesk.daemon.mail.dsn import read_receipt, read_report
 from postdesk.daemon.pipeline import MessageContext
 from postdesk.daemon.store.bounces import clear_bouncing, mark_bouncing
-from postdesk.models.schema import OutboxItem
+from postdesk.models.schema import Message, OutboxItem
 
 
 def run(ctx: MessageContext) -> None:
@@ -35,6 +38,9 @@ def run(ctx: MessageContext) -> None:
             ctx.parsed, in_reply_to=(*ctx.parsed.in_reply_to, original)
         )
         return
+    if ctx.parsed.report_type == "disposition-notification":
+        _record_read(ctx)
+        return
     if (
         not ctx.is_auto
         and ctx.sender
@@ -42,6 +48,29 @@ def run(ctx: MessageContext) -> None:
         and clear_bouncing(ctx.session, ctx.sender)
     ):
         ctx.notes.append(f"{ctx.sender} wrote again: no longer bouncing")
+
+
+def _record_read(ctx: MessageContext) -> None:
+    """Set ``read_at`` on the mail a believable "displayed" receipt is about; thread it there."""
+    receipt = read_receipt(ctx.raw)
+    tokens = ctx.services.tokens
+    named = [receipt.original_message_id] if receipt and receipt.original_message_id else []
+    original = next((m for m in (*named, *ctx.parsed.in_reply_to) if tokens.is_ours(m)), None)
+    if receipt is None or original is None:
+        return
+    ctx.parsed = dataclasses.replace(ctx.parsed, in_reply_to=(*ctx.parsed.in_reply_to, original))
+    if not receipt.displayed or ctx.sender.lower() not in _recipients_of(ctx, original):
+        return
+    ctx.session.execute(
+        update(Message)
+        .where(
+            Message.message_id == original,
+            Message.direction == "out",
+            Message.read_at.is_(None),
+        )
+        .values(read_at=ctx.services.clock())
+    )
+    ctx.notes.append(f"read receipt from {ctx.sender} for {original}")
 
 
 def _replies_to_us(ctx: MessageContext) -> bool:

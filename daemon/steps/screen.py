@@ -48,6 +48,9 @@ def automatic_reason(ctx: MessageContext) -> str | None:
         return f"Precedence: {precedence}"
     if parsed.header("list-id"):
         return "List-Id"
+    loop = parsed.header("x-loop")
+    if loop is not None:  # someone else's loop guard (our own value was dropped by run())
+        return f"X-Loop: {loop.strip()[:80]}"
     for name in AUTO_FLAG_HEADERS:
         if parsed.header(name):
             return name

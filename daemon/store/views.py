@@ -78,6 +78,7 @@ def message_dict(message: Message) -> dict[str, Any]:
         "channel": message.channel,
         "possible_duplicate": message.possible_duplicate,
         "created_at": iso(message.created_at),
+        "read_at": iso(message.read_at) if message.read_at else None,  # sent mail, by MDN
         "attachments": [
             {"filename": a.filename, "content_type": a.content_type, "size": a.size}
             for a in message.attachments

@@ -4,9 +4,13 @@ tests/test_imap.py, whose fixtures and helpers they share."""
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
+import json
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +21,7 @@ from postdesk.daemon.intake.imap import (
     FLAG_QUARANTINED,
     FLAG_SPOOLED,
     FLAG_TOO_LARGE,
+    TOO_LARGE_FOLDER,
     MailboxPoller,
 )
 from postdesk.daemon.intake.imap_client import ImapConnection, ImapError, MessageInfo
@@ -25,7 +30,7 @@ from postdesk.daemon.intake.spool import Spool
 from postdesk.daemon.store.db import make_engine, session_factory, upgrade_schema
 from tests.dovecot import Dovecot
 from tests.relay import TcpRelay
-from tests.support import Daemon, make_mail, send, wait_until
+from tests.support import Daemon, make_mail, send, wait_until, write_config
 from tests.test_imap import (  # the fixtures and helpers these cases share with test_imap.py
     dovecot,
     in_process_poller,
@@ -141,21 +146,82 @@ def test_r24_poison_message_is_quarantined_and_the_rest_flows(
     assert FLAG_SPOOLED not in dovecot.flags()[2]
 
 
-def test_r26_oversize_message_is_left_flagged_and_skipped(
+ALERTS_PLUGIN = """
+import json, os
+from postdesk.plugins import hookimpl
+
+@hookimpl
+def postdesk_notify(event, ticket, detail):
+    if event.startswith("alert."):
+        with open(os.environ["RECORDER_FILE"], "a") as out:
+            out.write(json.dumps([event, ticket, dict(detail)], default=str) + "\\n")
+"""
+
+
+def _huge(subject: str, sender: str, headers: dict[str, str] | None = None) -> bytes:
+    return make_mail(
+        subject=subject, sender=sender, body=("y" * 76 + "\n") * 20_000, headers=headers
+    )
+
+
+def test_r26_oversize_mail_is_moved_aside_with_one_notice_per_sender_and_an_alert(
     tmp_path: Path, sqlite_url: str, dovecot: Dovecot, run_daemon: list[Daemon]
 ) -> None:
     dovecot.append(make_mail(subject="small 1"))
-    big = dovecot.append(
-        make_mail(subject="huge", body="x" * 76 + "\n" * 1 + ("y" * 76 + "\n") * 20_000)
-    )
+    big = [
+        dovecot.append(_huge("huge 1", "carol@example.org")),
+        dovecot.append(_huge("huge 2", "Carol <CAROL@example.org>")),  # the same sender again
+        dovecot.append(_huge("huge 3", "robot@example.org", {"Auto-Submitted": "auto-generated"})),
+        dovecot.append(_huge("huge 4", "noreply@example.org")),
+    ]
     dovecot.append(make_mail(subject="small 2"))
-    toml = dovecot.toml(idle=False, poll_seconds=1)
-    run_daemon.append(daemon := start_daemon(tmp_path, sqlite_url, toml, max_bytes=1_000_000))
+    (tmp_path / "alerts.py").write_text(ALERTS_PLUGIN)
+    recorded = tmp_path / "alerts.jsonl"
+    plugins = '[plugins]\nenabled = ["alerts"]\n'
+    config = write_config(
+        tmp_path, sqlite_url, extra=dovecot.toml(idle=False, poll_seconds=1) + plugins
+    )
+    env = {"PYTHONPATH": str(tmp_path), "RECORDER_FILE": str(recorded)}
+    run_daemon.append(daemon := Daemon(config, tmp_path, env=env))
+    daemon.start()
     settled(daemon, 2, wait=3)  # three more polls: no re-fetch loop
+    assert dovecot.count(TOO_LARGE_FOLDER) == 4, "every oversized message moved aside"
+    assert not set(big) & set(dovecot.flags()), "none left in INBOX"
+    assert daemon.log().count("over smtp.max_message_bytes") == 4, "each alerted once"
+    assert not {"huge 1", "huge 2"} & {t["subject"] for t in daemon.tickets()}
+    notices = [r for r in daemon.outbox() if r.kind == "too_large"]
+    assert [r.recipient for r in notices] == ["carol@example.org"], "one notice, people only"
+    notice = email.message_from_bytes(notices[0].raw, policy=email.policy.default)
+    assert notice["Auto-Submitted"] == "auto-replied" and "huge" not in notice.as_string()
+    alerts = wait_until(lambda: _records(recorded) if len(_records(recorded)) == 4 else [])
+    assert {event for event, _ticket, _detail in alerts} == {"alert.imap_oversize"}
+    assert sorted(d["from"] for _e, _t, d in alerts) == ["", ""] + ["carol@example.org"] * 2
+    assert all(d["size"] > d["limit"] == 1_000_000 for _e, _t, d in alerts)
+
+
+def _records(path: Path) -> list[list[Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_r26_where_the_server_refuses_the_folder_the_message_is_flagged_instead(
+    tmp_path: Path, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(intake_imap, "TOO_LARGE_FOLDER", "~TooLarge")  # Dovecot refuses the name
+    small, big = (
+        dovecot.append(make_mail(subject="small")),
+        dovecot.append(_huge("huge", "c@x.org")),
+    )
+    poller, spool = in_process_poller(tmp_path, mailbox(dovecot))
+    poller.max_bytes = 1_000_000
+    noticed: list[str] = []
+    poller.on_oversize = lambda sender, _detail: noticed.append(sender)
+    poll_until(poller, lambda: poller.state.load().last_uid == big, worker=spool)
     flags = dovecot.flags()
     assert FLAG_TOO_LARGE in flags[big] and FLAG_SPOOLED not in flags[big]
-    assert daemon.log().count("over smtp.max_message_bytes") == 1
-    assert "huge" not in {t["subject"] for t in daemon.tickets()}
+    assert FLAG_SPOOLED in flags[small]
+    assert noticed == ["c@x.org"]
 
 
 def test_r16_same_mail_by_smtp_and_imap_is_stored_once(

@@ -167,6 +167,8 @@ AUTOMATIC = [  # (header, value) or (None, system sender); each must be stored, 
     ("Precedence", "list"),
     ("Precedence", "auto_reply"),
     ("List-Id", "<announce.example.org>"),
+    ("X-Loop", "support@other-helpdesk.example.net"),  # another system's loop guard
+    ("X-Loop", ""),  # present, even empty
     ("X-Autoreply", "yes"),
     ("X-Autorespond", "yes"),
     ("X-Auto-Response-Suppress", "All"),
