@@ -1,7 +1,7 @@
 """When a recipient's read receipt (MDN) said our mail was displayed (R-38)
 
-Revision ID: 0011_message_read_at
-Revises: 0010_outbox_auto_index
+Revision ID: 0012_message_read_at
+Revises: 0011_raw_message_files
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_message_read_at"
-down_revision = "0010_outbox_auto_index"
+revision = "0012_message_read_at"
+down_revision = "0011_raw_message_files"
 branch_labels = None
 depends_on = None
 
