@@ -116,10 +116,12 @@ class CommandParser(argparse.ArgumentParser):
 def configure_logging(debug: bool, command: str) -> None:
     """INFO for the daemon (one line per message), WARNING for one-shot commands, all with --debug.
 
-    aiosmtpd's per-command protocol log (``mail.log``) is shown only with --debug.
+    aiosmtpd's per-command protocol log (``mail.log``) is shown only with --debug. Alembic's
+    plugin set-up lines, logged when it is imported (by the command, after this), never are.
     """
     level = logging.DEBUG if debug else logging.INFO if command == "serve" else logging.WARNING
     logging.basicConfig(level=level, format=LOG_FORMAT)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     if not debug:
         logging.getLogger("mail.log").setLevel(logging.WARNING)
 
