@@ -281,7 +281,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="reuse the desk generated there before")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="postdesk-bench-reports-"))
-    (workdir / "empty").mkdir(exist_ok=True)
+    (workdir / "empty").mkdir(parents=True, exist_ok=True)
     empty = write_config(workdir / "empty", f"sqlite:///{workdir / 'empty' / 'data' / 'e.db'}")
     database = workdir / "data" / "postdesk.db"
     config = write_config(workdir, f"sqlite:///{database}", extra=SLA_TOML)

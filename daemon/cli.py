@@ -8,34 +8,42 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import importlib.metadata
 import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc as sa_exc
 
-from postdesk.daemon import checks, ingest_report
-from postdesk.daemon.classify import commands as classify_commands
 from postdesk.daemon.config import ConfigError, LogSettings, Settings, load_settings
-from postdesk.daemon.intake import files
-from postdesk.daemon.mail.parse import sender_and_subject
-from postdesk.daemon.ops import commands as ops
+from postdesk.daemon.intake.files import IngestError
 from postdesk.daemon.ops.errors import OpsError, OpsUsageError
-from postdesk.daemon.ops.logs import use_log_format
-from postdesk.daemon.preflight import serve_running
-from postdesk.daemon.reports import commands as reports
-from postdesk.daemon.runtime import Runtime, open_runtime
-from postdesk.daemon.serve import AlreadyRunning, serve
+from postdesk.daemon.ops.logs import LOG_FORMAT, use_log_format
 from postdesk.daemon.sla import listing
-from postdesk.daemon.store import quarantine, views
-from postdesk.daemon.store.db import transaction
-from postdesk.daemon.worker import DatabaseHealth, Outcome, Worker
-from postdesk.daemon.workerproc import LOG_FORMAT
-from postdesk.plugins.crm import commands as contacts
+
+if TYPE_CHECKING:
+    from postdesk.daemon.runtime import Runtime
+    from postdesk.daemon.worker import Outcome
+
+# Each command imports what it needs when it runs (``postdesk report`` or ``--help`` must not
+# load the worker, the classifier, the SMTP server...): the handlers, the options of the heavier
+# commands and the errors below are named by module, not imported up front.
+Handler = Callable[[Settings, argparse.Namespace], int]
+REPORTS = "postdesk.daemon.reports.commands"
+CLASSIFY = "postdesk.daemon.classify.commands"
+OPS = "postdesk.daemon.ops.commands"
+# Errors that mean "fix your command or configuration" (exit 2) or a runtime failure (exit 1);
+# those of a module not imported yet cannot have been raised.
+LAZY_USAGE_ERRORS = (
+    (REPORTS, "ReportUsageError"),
+    (CLASSIFY, "CommandError"),
+    ("postdesk.plugins.crm.importer", "ImportFileError"),
+)
+LAZY_RUNTIME_ERRORS = (("postdesk.daemon.serve", "AlreadyRunning"),)
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -57,17 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = dataclasses.replace(settings, log=LogSettings(format=args.log_format))
         use_log_format(settings.log.format)
         return int(args.handler(settings, args))
-    except (
-        ConfigError,
-        UsageError,
-        files.IngestError,
-        OpsUsageError,
-        reports.ReportUsageError,
-        classify_commands.CommandError,
-        contacts.ImportFileError,
-    ) as error:
+    except _errors(LAZY_USAGE_ERRORS, ConfigError, UsageError, IngestError, OpsUsageError) as error:
         return _fail(args, error, EXIT_USAGE, "")
-    except (AlreadyRunning, OpsError) as error:
+    except _errors(LAZY_RUNTIME_ERRORS, OpsError) as error:
         return _fail(args, error, EXIT_RUNTIME, "")
     except (sa_exc.OperationalError, sa_exc.InterfaceError) as error:
         return _fail(
@@ -79,13 +79,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(args, error, EXIT_RUNTIME, "unexpected error (run with --debug for details): ")
 
 
+def _errors(
+    names: Sequence[tuple[str, str]], *eager: type[BaseException]
+) -> tuple[type[BaseException], ...]:
+    """``eager`` and the exception classes ``(module, name)`` of the modules imported so far."""
+    loaded = [getattr(sys.modules[m], name) for m, name in names if m in sys.modules]
+    return (*eager, *loaded)
+
+
+def lazy(module: str, name: str) -> Handler:
+    """The command handler ``name`` of ``module``, imported when the command runs."""
+
+    def handler(settings: Settings, args: argparse.Namespace) -> int:
+        return int(getattr(importlib.import_module(module), name)(settings, args))
+
+    return handler
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser whose options may come from the command's module (``options``,
+    ``(module, function)``): they are added when the command is used, not for every command."""
+
+    options: tuple[str, str] | None = None
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """Add the deferred options, then parse as usual."""
+        if self.options is not None:
+            module, function = self.options
+            self.options = None
+            getattr(importlib.import_module(module), function)(self)
+        return super().parse_known_args(args, namespace)
+
+
 def configure_logging(debug: bool, command: str) -> None:
     """INFO for the daemon (one line per message), WARNING for one-shot commands, all with --debug.
 
-    aiosmtpd's per-command protocol log (``mail.log``) is shown only with --debug.
+    aiosmtpd's per-command protocol log (``mail.log``) is shown only with --debug. Alembic's
+    plugin set-up lines, logged when it is imported (by the command, after this), never are.
     """
     level = logging.DEBUG if debug else logging.INFO if command == "serve" else logging.WARNING
     logging.basicConfig(level=level, format=LOG_FORMAT)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     if not debug:
         logging.getLogger("mail.log").setLevel(logging.WARNING)
 
@@ -119,12 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-format", choices=["text", "json"], help="log lines as text or JSON (log.format)"
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=CommandParser
+    )
 
     def add(
-        name: str, handler: Callable[..., int], help_text: str, example: str
+        name: str,
+        handler: Handler,
+        help_text: str,
+        example: str,
+        options: tuple[str, str] | None = None,
     ) -> argparse.ArgumentParser:
-        sub = commands.add_parser(
+        sub: CommandParser = commands.add_parser(
             name,
             help=help_text,
             description=help_text,
@@ -132,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         sub.set_defaults(handler=handler)
+        sub.options = options
         return sub
 
     add("serve", cmd_serve, "Run the daemon: SMTP intake, processing, outbox.", "postdesk serve")
@@ -167,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--all", action="store_true", help="replay every held message")
     sub = add(
         "backup",
-        ops.cmd_backup,
+        lazy(OPS, "cmd_backup"),
         "Back up the database, spool and attachments while the daemon runs; or --verify one.",
         "postdesk backup /var/backups/postdesk/$(date +%F)   |   postdesk backup --verify DIR",
     )
@@ -175,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--verify", action="store_true", help="check DIR; change nothing")
     sub = add(
         "restore",
-        ops.cmd_restore,
+        lazy(OPS, "cmd_restore"),
         "Rebuild the data dir and database from a backup (checksums verified first).",
         "postdesk restore /var/backups/postdesk/2026-11-29",
     )
@@ -183,14 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--force", action="store_true", help="replace a non-empty data dir/database")
     sub = add(
         "status",
-        ops.cmd_status,
+        lazy(OPS, "cmd_status"),
         "Show spool, outbox, quarantine, database and worker facts (as /metrics has them).",
         "postdesk status --json",
     )
     sub.add_argument("--json", action="store_true", help="print JSON")
     sub = add(
         "forget",
-        ops.cmd_forget,
+        lazy(OPS, "cmd_forget"),
         "Erase a person's messages, attachments and contact card; keep tickets as statistics.",
         "postdesk forget carol@example.org --dry-run",
     )
@@ -201,30 +244,30 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_report,
         "Volume, speed, satisfaction, backlog and spam figures of a date range.",
         "postdesk report --from 2026-01-01 --to 2026-03-31 --by month --html q1.html",
+        (REPORTS, "add_arguments"),
     )
-    reports.add_arguments(sub)
-    sub = add(
+    add(
         "train",
-        classify_commands.train,
+        lazy(CLASSIFY, "train"),
         "Train the spam or category model.",
         "postdesk train spam --ham ~/mail/ham --spam ~/mail/spam.mbox   |   "
         "postdesk train category --csv tickets.csv --text subject,body --label queue",
+        (CLASSIFY, "train_arguments"),
     )
-    classify_commands.train_arguments(sub)
-    sub = add(
+    add(
         "evaluate",
-        classify_commands.evaluate,
+        lazy(CLASSIFY, "evaluate"),
         "Measure the current spam or category model on labelled data.",
         "postdesk evaluate spam --ham ~/mail/ham --spam ~/mail/spam --json",
+        (CLASSIFY, "evaluate_arguments"),
     )
-    classify_commands.evaluate_arguments(sub)
-    sub = add(
+    add(
         "classify",
-        classify_commands.classify_file,
+        lazy(CLASSIFY, "classify_file"),
         "Classify one message with the current models.",
         "postdesk classify message.eml --json --explain",
+        (CLASSIFY, "classify_arguments"),
     )
-    classify_commands.classify_arguments(sub)
     sub = add(
         "contacts",
         cmd_contacts,
@@ -246,11 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM or SIGINT."""
+    from postdesk.daemon.serve import serve
+
     return serve(settings)
 
 
 def cmd_init(settings: Settings, _args: argparse.Namespace) -> int:
     """Create or upgrade the schema."""
+    from postdesk.daemon.runtime import open_runtime
+
     runtime = open_runtime(settings)
     print(f"database ready: {runtime.engine.url.render_as_string(hide_password=True)}")
     return 0
@@ -258,6 +305,11 @@ def cmd_init(settings: Settings, _args: argparse.Namespace) -> int:
 
 def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
     """Spool the given mail and process it now (or let the running ``serve`` do it)."""
+    from postdesk.daemon import ingest_report
+    from postdesk.daemon.intake import files
+    from postdesk.daemon.preflight import serve_running
+    from postdesk.daemon.runtime import open_runtime
+
     runtime = open_runtime(settings)
     ids = files.spool_paths(runtime.spool, args.paths, settings.helpdesk.address)
     if serve_running(settings):
@@ -267,6 +319,9 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_tickets(settings: Settings, args: argparse.Namespace) -> int:
     """Print the list of tickets."""
+    from postdesk.daemon.runtime import open_runtime
+    from postdesk.daemon.store import views
+
     runtime = open_runtime(settings)
     with runtime.factory() as session:
         tickets = views.list_tickets(session, args.status)
@@ -286,6 +341,9 @@ def cmd_tickets(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_ticket(settings: Settings, args: argparse.Namespace) -> int:
     """Print one ticket and its messages."""
+    from postdesk.daemon.runtime import open_runtime
+    from postdesk.daemon.store import views
+
     runtime = open_runtime(settings)
     with runtime.factory() as session:
         ticket = views.load_ticket(session, args.number)
@@ -308,6 +366,10 @@ def cmd_ticket(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_quarantine(settings: Settings, args: argparse.Namespace) -> int:
     """List quarantined messages, or replay them through the pipeline."""
+    from postdesk.daemon.mail.parse import sender_and_subject
+    from postdesk.daemon.runtime import open_runtime
+    from postdesk.daemon.store import quarantine, views
+
     runtime = open_runtime(settings)
     if args.action == "replay":
         return _replay(runtime, args)
@@ -337,6 +399,10 @@ def cmd_quarantine(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _replay(runtime: Runtime, args: argparse.Namespace) -> int:
+    from postdesk.daemon import ingest_report
+    from postdesk.daemon.store import quarantine
+    from postdesk.daemon.store.db import transaction
+
     if args.id is None and not args.all:
         raise UsageError("say which record to replay: quarantine replay ID, or --all")
     with transaction(runtime.factory) as session:
@@ -352,11 +418,17 @@ def _replay(runtime: Runtime, args: argparse.Namespace) -> int:
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     """Print or write the report of a date range."""
+    from postdesk.daemon.reports import commands as reports
+    from postdesk.daemon.runtime import open_runtime
+
     return reports.run(settings, open_runtime(settings).engine, args)
 
 
 def cmd_contacts(settings: Settings, args: argparse.Namespace) -> int:
     """List contacts, or import a contact file."""
+    from postdesk.daemon.runtime import open_runtime
+    from postdesk.plugins.crm import commands as contacts
+
     runtime = open_runtime(settings)
     if args.action == "import":
         if not args.file:
@@ -367,6 +439,8 @@ def cmd_contacts(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_check(settings: Settings, _args: argparse.Namespace) -> int:
     """Check the configuration and every external endpoint."""
+    from postdesk.daemon import checks
+
     results = checks.run_all(settings)
     for line in results.lines:
         print(line)
@@ -376,6 +450,8 @@ def cmd_check(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _drain(runtime: Runtime) -> list[Outcome]:
+    from postdesk.daemon.worker import DatabaseHealth, Worker
+
     worker = Worker(runtime.services, runtime.factory, runtime.spool, DatabaseHealth())
     outcomes = worker.drain()
     runtime.services.plugins.drain(PLUGIN_DRAIN_SECONDS)  # events fired after the commits

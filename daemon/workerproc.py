@@ -24,7 +24,7 @@ from multiprocessing.context import SpawnContext, SpawnProcess
 from postdesk.daemon.classify.loader import preload as preload_models
 from postdesk.daemon.config import Settings
 from postdesk.daemon.ops.counters import CountsRecorder
-from postdesk.daemon.ops.logs import use_log_format
+from postdesk.daemon.ops.logs import LOG_FORMAT, use_log_format
 from postdesk.daemon.runtime import build_runtime
 from postdesk.daemon.worker import DatabaseHealth, Flag, Worker
 
@@ -35,7 +35,6 @@ PLUGIN_DRAIN_SECONDS = 5.0
 DOWN_PROBE_SECONDS = 1.0  # how often the worker asks a database that is down
 WORKER_NICENESS = 10
 PR_SET_PDEATHSIG = 1
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import json
 import logging
 from datetime import UTC, datetime
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # the text log line
 MESSAGE_FIELDS = ("message_id", "spool_id", "ticket", "outcome", "duration")
 
 

@@ -8,13 +8,14 @@ solved again counts twice. The channel of a ticket is that of its first (inbound
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, not_, or_, select
+from sqlalchemy import ColumnElement, and_, func, not_, or_, select
 from sqlalchemy.engine import Connection
 
 from postdesk.daemon.reports.periods import Window, iso
-from postdesk.daemon.reports.sql import grouped, materialized, per_period
+from postdesk.daemon.reports.sql import per_period
 from postdesk.models.schema import Event, Message, Ticket
 
 TICKETS = Ticket.__table__
@@ -28,6 +29,27 @@ def compute(conn: Connection, window: Window) -> dict[str, Any]:
     created = per_period(conn, periods, Ticket.created_at, TICKETS, not_spam())
     reopened = per_period(conn, periods, Event.at, EVENTS, Event.kind == "reopened")
     solved = per_period(conn, periods, Event.at, EVENTS, solved_event())
+    by_category, by_channel = _created_by_category_and_channel(conn, window)
+    return {
+        "totals": {"created": sum(created), "reopened": sum(reopened), "solved": sum(solved)},
+        "periods": [
+            {"period": p.label, "start": iso(p.start), "created": c, "reopened": r, "solved": s}
+            for p, c, r, s in zip(periods, created, reopened, solved, strict=True)
+        ],
+        "by_category": by_category,
+        "by_channel": by_channel,
+    }
+
+
+def _created_by_category_and_channel(
+    conn: Connection, window: Window
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Tickets created in the window counted per category and per channel (NULL as ``""``),
+    keys sorted.
+
+    One grouped statement counts each (category, channel) pair; the few pairs are summed up
+    here per dimension, rather than the tickets being materialised and grouped twice.
+    """
     first_channel = (
         select(Message.channel)
         .where(Message.ticket_id == Ticket.id, Message.direction == "in")
@@ -35,22 +57,19 @@ def compute(conn: Connection, window: Window) -> dict[str, Any]:
         .limit(1)
         .scalar_subquery()
     )
-    created_rows = materialized(
-        select(Ticket.category.label("category"), first_channel.label("channel")).where(
-            Ticket.created_at >= window.start, Ticket.created_at < window.end, not_spam()
-        ),
-        "created",
+    category = func.coalesce(Ticket.category, "").label("category")
+    channel = func.coalesce(first_channel, "").label("channel")
+    query = (
+        select(category, channel, func.count())
+        .where(Ticket.created_at >= window.start, Ticket.created_at < window.end, not_spam())
+        .group_by(category, channel)
     )
-    counts = grouped(conn, created_rows, ("category", "channel"))
-    return {
-        "totals": {"created": sum(created), "reopened": sum(reopened), "solved": sum(solved)},
-        "periods": [
-            {"period": p.label, "start": iso(p.start), "created": c, "reopened": r, "solved": s}
-            for p, c, r, s in zip(periods, created, reopened, solved, strict=True)
-        ],
-        "by_category": {k: n for k, (n, _) in counts["category"].items()},
-        "by_channel": {k: n for k, (n, _) in counts["channel"].items()},
-    }
+    by_category: Counter[str] = Counter()
+    by_channel: Counter[str] = Counter()
+    for category_key, channel_key, n in conn.execute(query):
+        by_category[str(category_key)] += int(n)
+        by_channel[str(channel_key)] += int(n)
+    return dict(sorted(by_category.items())), dict(sorted(by_channel.items()))
 
 
 def not_spam() -> ColumnElement[bool]:
