@@ -419,9 +419,9 @@ def _replay(runtime: Runtime, args: argparse.Namespace) -> int:
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     """Print or write the report of a date range."""
     from postdesk.daemon.reports import commands as reports
-    from postdesk.daemon.runtime import open_runtime
+    from postdesk.daemon.runtime import open_database
 
-    return reports.run(settings, open_runtime(settings).engine, args)
+    return reports.run(settings, open_database(settings), args)
 
 
 def cmd_contacts(settings: Settings, args: argparse.Namespace) -> int:

@@ -32,12 +32,18 @@ class Runtime:
     secret: bytes
 
 
-def open_runtime(settings: Settings) -> Runtime:
-    """Create the data dir, upgrade the schema and load the HMAC secret; raises when the
-    database cannot be reached."""
+def open_database(settings: Settings) -> Engine:
+    """Create the data dir and upgrade the schema; raises when the database cannot be reached."""
     ensure_data_dir(settings)
     engine = make_engine(settings.database_url)
     upgrade_schema(engine)
+    return engine
+
+
+def open_runtime(settings: Settings) -> Runtime:
+    """Open the database (:func:`open_database`) and load the HMAC secret; raises when the
+    database cannot be reached."""
+    engine = open_database(settings)
     with transaction(session_factory(engine)) as session:
         secret = load_secret(session, settings)
     return build_runtime(settings, secret, engine)
