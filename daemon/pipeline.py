@@ -123,7 +123,7 @@ def log_event(
     assert ctx.ticket is not None
     if ctx.ticket.id is None:
         ctx.session.flush()
-    ctx.session.execute(
+    ctx.session.connection().execute(  # a Core statement: no ORM layer between
         _INSERT_EVENT,
         {
             "ticket_id": ctx.ticket.id,

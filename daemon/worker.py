@@ -118,31 +118,36 @@ class Worker:
         """Process a group of spooled messages committed together; empty when the spool is.
 
         Each message runs in its own savepoint; its spool file is settled after the commit.
-        If the commit fails for another reason than an outage, each message runs alone.
+        If the commit fails for another reason than an outage, each message runs alone. When
+        only one message is waiting it runs alone at once: its own transaction is its crash
+        boundary, and a savepoint would only cost statements.
         """
         processing = self.services.settings.processing
         first = self.spool.claim()
         if first is None:
             return []
-        if processing.batch_size <= 1:
+        second = self.spool.claim() if processing.batch_size > 1 else None
+        if second is None:
             return [self.process(first)]
         deadline = time.monotonic() + processing.batch_ms / 1000
         pending: list[_Pending] = []
-        entry: SpoolEntry | None = first
+        in_hand: list[SpoolEntry] = [first, second]  # claimed, not yet run
         try:
             with transaction(self.factory) as session:
-                while entry is not None:
-                    pending.append(self._in_savepoint(session, entry))
-                    entry = None
-                    if len(pending) < processing.batch_size and time.monotonic() < deadline:
-                        entry = self.spool.claim()
+                while in_hand:
+                    pending.append(self._in_savepoint(session, in_hand[0]))
+                    del in_hand[0]
+                    if in_hand or len(pending) >= processing.batch_size:
+                        continue
+                    if time.monotonic() < deadline and (entry := self.spool.claim()) is not None:
+                        in_hand.append(entry)
         except DATABASE_DOWN as error:
             self.health.failed(error)
-            unfinished = [] if entry is None else [_Pending(entry, time.monotonic(), _NONE, _keep)]
+            unfinished = [_Pending(entry, time.monotonic(), _NONE, _keep) for entry in in_hand]
             return [self._defer(item, error) for item in [*pending, *unfinished]]
         except Exception as error:
             log.warning("batch of %d failed, one by one now: %s", len(pending), _one_line(error))
-            again = [item.entry for item in pending] + ([] if entry is None else [entry])
+            again = [item.entry for item in pending] + in_hand
             return [self.process(claimed) for claimed in again]
         self.health.recovered()
         outcomes = [item.settle() for item in pending]
@@ -156,14 +161,9 @@ class Worker:
         Raises the DATABASE_DOWN errors, which end the whole batch.
         """
         started = time.monotonic()
-        ctx: MessageContext | None = None
+        ctx = MessageContext(self.services, session, entry.spool_id, entry.envelope, entry.raw)
         try:
-            with session.begin_nested():
-                ctx = MessageContext(
-                    self.services, session, entry.spool_id, entry.envelope, entry.raw
-                )
-                for step in PIPELINE:
-                    step(ctx)
+            _run_in_savepoint(ctx)
         except (Duplicate, Discard) as outcome:
             kind = "duplicate" if isinstance(outcome, Duplicate) else "discarded"
             result = Outcome(entry.spool_id, kind, _message_id(ctx), detail=outcome.reason)
@@ -187,7 +187,7 @@ class Worker:
                 return self._hold_in(session, entry, reason, ctx, started)
             result = Outcome(entry.spool_id, "retry", _message_id(ctx), detail=_one_line(error))
             return _Pending(entry, started, result, lambda e: self.spool.retry(e, True))
-        assert ctx is not None and ctx.ticket is not None
+        assert ctx.ticket is not None
         result = Outcome(
             entry.spool_id, "stored", ctx.parsed.message_id, ctx.ticket.number, ctx.created
         )
@@ -313,6 +313,21 @@ class _Pending:
         self.settle_file(self.entry)
         self.after_commit()
         return self.outcome
+
+
+def _run_in_savepoint(ctx: MessageContext) -> None:
+    """Run the pipeline over ``ctx`` in a savepoint of its session.
+
+    When the savepoint rolls back, every object leaves the session: rows the steps wrote at once
+    (``store.db.add_row``) went with it, and the next message may be given their ids.
+    """
+    try:
+        with ctx.session.begin_nested():
+            for step in PIPELINE:
+                step(ctx)
+    except BaseException:
+        ctx.session.expunge_all()
+        raise
 
 
 _NONE = Outcome("", "")  # no outcome yet: the message was in hand when the database failed

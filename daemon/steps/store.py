@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from postdesk.daemon.pipeline import MessageContext, add_participant, log_event
+from postdesk.daemon.sla.labels import default_label
 from postdesk.daemon.store.attachments import store_blob
-from postdesk.daemon.store.db import insert_ignore, next_ticket_number
+from postdesk.daemon.store.db import add_row, insert_ignore, next_ticket_number
 from postdesk.models.schema import (
     Attachment,
     Contact,
@@ -49,12 +50,12 @@ def open_ticket(ctx: MessageContext, now: datetime) -> None:
         subject=ctx.parsed.subject or "(no subject)",
         requester=ctx.sender,
         status="new",
+        status_label=default_label(ctx.services.settings, "new"),  # as the sla step would set
         follows=ctx.follows,
         created_at=now,
         updated_at=now,
     )
-    ctx.session.add(ticket)
-    ctx.session.flush()
+    add_row(ctx.session, ticket)
     add_participant(ctx, ticket, ctx.sender, "requester")
     ctx.ticket, ctx.created = ticket, True
     add_collaborators(ctx, ticket)
@@ -89,10 +90,9 @@ def add_message(ctx: MessageContext) -> Message:
         raw=ctx.raw,
         created_at=ctx.services.clock(),
     )
-    ctx.session.add(message)
+    add_row(ctx.session, message)
     if not parsed.attachments:
-        return message  # written with the next flush: nothing here needs its id
-    ctx.session.flush()
+        return message
     data_dir = ctx.services.settings.data_dir
     for item in parsed.attachments:
         ctx.session.add(
