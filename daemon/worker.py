@@ -118,36 +118,31 @@ class Worker:
         """Process a group of spooled messages committed together; empty when the spool is.
 
         Each message runs in its own savepoint; its spool file is settled after the commit.
-        If the commit fails for another reason than an outage, each message runs alone. When
-        only one message is waiting it runs alone at once: its own transaction is its crash
-        boundary, and a savepoint would only cost statements.
+        If the commit fails for another reason than an outage, each message runs alone.
         """
         processing = self.services.settings.processing
         first = self.spool.claim()
         if first is None:
             return []
-        second = self.spool.claim() if processing.batch_size > 1 else None
-        if second is None:
+        if processing.batch_size <= 1:
             return [self.process(first)]
         deadline = time.monotonic() + processing.batch_ms / 1000
         pending: list[_Pending] = []
-        in_hand: list[SpoolEntry] = [first, second]  # claimed, not yet run
+        entry: SpoolEntry | None = first
         try:
             with transaction(self.factory) as session:
-                while in_hand:
-                    pending.append(self._in_savepoint(session, in_hand[0]))
-                    del in_hand[0]
-                    if in_hand or len(pending) >= processing.batch_size:
-                        continue
-                    if time.monotonic() < deadline and (entry := self.spool.claim()) is not None:
-                        in_hand.append(entry)
+                while entry is not None:
+                    pending.append(self._in_savepoint(session, entry))
+                    entry = None
+                    if len(pending) < processing.batch_size and time.monotonic() < deadline:
+                        entry = self.spool.claim()
         except DATABASE_DOWN as error:
             self.health.failed(error)
-            unfinished = [_Pending(entry, time.monotonic(), _NONE, _keep) for entry in in_hand]
+            unfinished = [] if entry is None else [_Pending(entry, time.monotonic(), _NONE, _keep)]
             return [self._defer(item, error) for item in [*pending, *unfinished]]
         except Exception as error:
             log.warning("batch of %d failed, one by one now: %s", len(pending), _one_line(error))
-            again = [item.entry for item in pending] + in_hand
+            again = [item.entry for item in pending] + ([] if entry is None else [entry])
             return [self.process(claimed) for claimed in again]
         self.health.recovered()
         outcomes = [item.settle() for item in pending]
