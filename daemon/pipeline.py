@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import cast
@@ -127,16 +127,25 @@ def log_event(
     ctx: MessageContext, kind: str, detail: Mapping[str, object], actor: str = ""
 ) -> None:
     """Append an entry to the ticket's event log (a Core insert, written at once)."""
+    log_events(ctx, [(kind, detail)], actor)
+
+
+def log_events(
+    ctx: MessageContext, entries: Sequence[tuple[str, Mapping[str, object]]], actor: str = ""
+) -> None:
+    """Append ``(kind, detail)`` entries to the ticket's event log, in order, in one statement."""
     assert ctx.ticket is not None
     if ctx.ticket.id is None:
         ctx.session.flush()
-    ctx.session.execute(
-        _INSERT_EVENT,
+    at = ctx.services.clock()
+    rows = [
         {
             "ticket_id": ctx.ticket.id,
-            "at": ctx.services.clock(),
+            "at": at,
             "actor": actor or ctx.sender,
             "kind": kind,
             "detail": json.dumps(detail, default=str),
-        },
-    )
+        }
+        for kind, detail in entries
+    ]
+    ctx.session.connection().execute(_INSERT_EVENT, rows)  # Core: no ORM layer between

@@ -156,14 +156,9 @@ class Worker:
         Raises the DATABASE_DOWN errors, which end the whole batch.
         """
         started = time.monotonic()
-        ctx: MessageContext | None = None
+        ctx = MessageContext(self.services, session, entry.spool_id, entry.envelope, entry)
         try:
-            with session.begin_nested():
-                ctx = MessageContext(
-                    self.services, session, entry.spool_id, entry.envelope, entry
-                )
-                for step in PIPELINE:
-                    step(ctx)
+            _run_in_savepoint(ctx)
         except (Duplicate, Discard) as outcome:
             kind = "duplicate" if isinstance(outcome, Duplicate) else "discarded"
             result = Outcome(entry.spool_id, kind, _message_id(ctx), detail=outcome.reason)
@@ -187,7 +182,7 @@ class Worker:
                 return self._hold_in(session, entry, reason, ctx, started)
             result = Outcome(entry.spool_id, "retry", _message_id(ctx), detail=_one_line(error))
             return _Pending(entry, started, result, lambda e: self.spool.retry(e, True))
-        assert ctx is not None and ctx.ticket is not None
+        assert ctx.ticket is not None
         result = Outcome(
             entry.spool_id, "stored", ctx.parsed.message_id, ctx.ticket.number, ctx.created
         )
@@ -313,6 +308,21 @@ class _Pending:
         self.settle_file(self.entry)
         self.after_commit()
         return self.outcome
+
+
+def _run_in_savepoint(ctx: MessageContext) -> None:
+    """Run the pipeline over ``ctx`` in a savepoint of its session.
+
+    When the savepoint rolls back, every object leaves the session: rows the steps wrote at once
+    (``store.db.add_row``) went with it, and the next message may be given their ids.
+    """
+    try:
+        with ctx.session.begin_nested():
+            for step in PIPELINE:
+                step(ctx)
+    except BaseException:
+        ctx.session.expunge_all()
+        raise
 
 
 _NONE = Outcome("", "")  # no outcome yet: the message was in hand when the database failed

@@ -108,6 +108,22 @@ def test_poison_in_the_middle_of_a_batch(runtime: Runtime, monkeypatch: pytest.M
     assert counts(runtime) == (6, 6, 6) and runtime.spool.pending() == 0
 
 
+def test_poison_after_its_ticket_is_written(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows the poison message wrote go with its savepoint; the next message may be given
+    the same row ids (SQLite) and must not meet the poison message's objects in the session."""
+    monkeypatch.setattr(worker_module, "PIPELINE", (*PIPELINE, poisoned("poison")))
+    spool_many(runtime, ["one", "poison", "three", "four"])
+    worker = Worker(runtime.services, runtime.factory, runtime.spool, DatabaseHealth())
+    batch = worker.process_batch()
+    assert [o.disposition for o in batch] == ["stored", "retry", "stored", "stored"]
+    assert counts(runtime) == (3, 3, 3)
+    with runtime.factory() as session:
+        subjects = session.scalars(select(Ticket.subject).order_by(Ticket.id)).all()
+    assert subjects == ["one", "three", "four"]
+
+
 def test_batch_settings_are_checked(tmp_path: Path) -> None:
     for extra, key in (("batch_size = 0", "batch_size"), ("batch_ms = -1", "batch_ms")):
         config = write_config(tmp_path, "sqlite:///x.db", extra=f"[processing]\n{extra}\n")

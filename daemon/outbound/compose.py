@@ -18,6 +18,7 @@ to the same headers and parts as the stdlib ``EmailMessage`` composer it replace
 from __future__ import annotations
 
 import binascii
+import functools
 import re
 import secrets
 from collections.abc import Iterable, Sequence
@@ -98,6 +99,7 @@ def compose(
     return head + _B_CRLF + _body(rendered, attachments)
 
 
+@functools.lru_cache(maxsize=1024)  # the same recipients come again and again (agents)
 def mailbox(value: str) -> tuple[str, str]:
     """One recipient (``addr`` or ``Name <addr>``) as a cleaned ``(name, address)``.
 
@@ -209,8 +211,25 @@ def _mailbox_atoms(mailboxes: Sequence[tuple[str, str]]) -> list[str]:
 # -- bodies --------------------------------------------------------------------------------
 
 
+# The body last built, with what it was built from: the agents of one ticket are sent the same
+# rendered text and files, so the second agent's mail reuses the first one's body. The entry
+# holds its keys alive, so an identity match is never a recycled object.
+_last_body: tuple[Rendered, Sequence[tuple[str, str, bytes]], bytes] | None = None
+
+
 def _body(rendered: Rendered, attachments: Sequence[tuple[str, str, bytes]]) -> bytes:
-    """The Content-* headers of the top part, a blank line and the body."""
+    """The Content-* headers of the top part, a blank line and the body (see ``_last_body``)."""
+    global _last_body
+    last = _last_body
+    if last is not None and last[0] is rendered and last[1] is attachments:
+        return last[2]
+    body = _build_body(rendered, attachments)
+    _last_body = (rendered, attachments, body)
+    return body
+
+
+def _build_body(rendered: Rendered, attachments: Sequence[tuple[str, str, bytes]]) -> bytes:
+    """The Content-* headers of the top part, a blank line and the body, built."""
     body = _text_part("plain", rendered.text)
     if rendered.html is not None:
         body = _multipart("alternative", [body, _text_part("html", rendered.html)])

@@ -38,6 +38,8 @@ _TOTAL_CAP = "the hourly cap on automatic mail to outside addresses is reached"
 _OUTBOX = cast(Table, OutboxItem.__table__)
 _INSERT_ITEM = insert(_OUTBOX).returning(_OUTBOX.c.id)
 _INSERT_MESSAGE = insert(cast(Table, Message.__table__))
+# session.info key: (transaction, count) of automatic mail to outside addresses within the hour
+_TOTAL_KEPT = "postdesk.outbox.auto_total"
 
 
 def enqueue(
@@ -57,13 +59,15 @@ def enqueue(
     from_name: str | None = None,
     attachments: Sequence[tuple[str, str, bytes]] = (),
     internal_copy: bool = False,
+    rendered: Rendered | None = None,
 ) -> OutboxItem | None:
     """Queue one mail about ``ticket`` in the caller's session (no commit) and record it.
 
     Helpdesk addresses are dropped from the recipients. Returns None, writing nothing, when no
     valid recipient is left, or when ``auto`` is set and the first recipient is bouncing or
     over ``outbound.auto_per_recipient_10min`` / ``auto_per_recipient_day`` /
-    ``auto_total_per_hour`` (the last also alerts the agents, once an hour).
+    ``auto_total_per_hour`` (the last also alerts the agents, once an hour). ``rendered``,
+    when given, is ``template`` already rendered with ``context``.
     """
     settings = services.settings
     now = services.clock()
@@ -79,7 +83,8 @@ def enqueue(
         if refusal == _TOTAL_CAP:
             _alert_total_cap(session, services, now)
         return None
-    rendered = services.templates.render(template, context)
+    if rendered is None:
+        rendered = services.templates.render(template, context)
     message_id = services.tokens.mint(ticket.number, agent)
     try:
         raw = compose(
@@ -171,7 +176,7 @@ def _record(
     if ticket.id is None:
         session.flush()
     item = _insert_item(session, settings, ticket.id, out, now)
-    session.execute(
+    session.connection().execute(  # Core statements: no ORM layer between
         _INSERT_MESSAGE,
         {
             "ticket_id": ticket.id,
@@ -216,7 +221,8 @@ def _insert_item(
         "last_error": "",
         "sent_at": None,
     }
-    item_id = session.execute(_INSERT_ITEM, values).scalar_one()
+    item_id = session.connection().execute(_INSERT_ITEM, values).scalar_one()
+    _count_outside_auto(session, settings, out)
     return OutboxItem(id=item_id, **values)
 
 
@@ -285,16 +291,40 @@ def _auto_refusal(
 
 def _auto_total_reached(session: Session, settings: Settings, now: datetime) -> bool:
     """Whether outside addresses (not agents) had ``outbound.auto_total_per_hour`` automatic
-    mails queued within the last hour; reads at most that many index entries."""
+    mails queued within the last hour; reads at most that many index entries.
+
+    Counted once per transaction: the count is kept (see :func:`_count_outside_auto`) and is
+    an upper bound for the rest of the transaction, since the hour only moves on and this
+    transaction's own mails are added to it; counted again only once that bound reaches the cap.
+    """
     cap = settings.outbound.auto_total_per_hour
+    kept = session.info.get(_TOTAL_KEPT)
+    if kept is not None and kept[0] is session.get_transaction() and kept[1] < cap:
+        return False
+    counted = _count_total(session, settings, now, cap)
+    session.info[_TOTAL_KEPT] = (session.get_transaction(), counted)
+    return counted >= cap
+
+
+def _count_outside_auto(session: Session, settings: Settings, out: _Outgoing) -> None:
+    """Add a queued automatic mail to an outside address to the transaction's kept count."""
+    kept = session.info.get(_TOTAL_KEPT)
+    if kept is None or not out.auto or settings.agent(out.envelope[0]) is not None:
+        return
+    session.info[_TOTAL_KEPT] = (kept[0], kept[1] + 1)
+
+
+def _count_total(session: Session, settings: Settings, now: datetime, cap: int) -> int:
+    """Automatic mails to outside addresses within the hour before ``now``, counted up to ``cap``."""
     agents = [agent.email.lower() for agent in settings.agents]
     recent = select(OutboxItem.id).where(
         OutboxItem.auto.is_(True), OutboxItem.created_at > now - timedelta(hours=1)
     )
     if agents:
         recent = recent.where(OutboxItem.recipient.not_in(agents))
-    counted = session.scalar(select(func.count()).select_from(recent.limit(cap).subquery()))
-    return int(counted or 0) >= cap
+    with session.no_autoflush:  # _auto_refusal flushed any pending outbox row
+        counted = session.scalar(select(func.count()).select_from(recent.limit(cap).subquery()))
+    return int(counted or 0)
 
 
 def _alert_total_cap(session: Session, services: Services, now: datetime) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+import jinja2.meta
 
 import postdesk.daemon
 from postdesk.daemon.config import Settings
@@ -75,7 +76,8 @@ class Templates:
         """Build the Jinja2 environment for ``settings.helpdesk.templates_dir`` plus built-ins.
 
         ``variables(name, context)``, when given, returns what plugins add: templates see it
-        as ``plugins``.
+        as ``plugins``. It must depend on ``name`` and ``context["ticket"]`` only, so one
+        rendering may serve several agents (:meth:`uses`).
         """
         self.variables = variables
         search = [Path(settings.helpdesk.templates_dir)] if settings.helpdesk.templates_dir else []
@@ -89,6 +91,7 @@ class Templates:
         self.environment.filters["oneline"] = one_line
         # mail template parts, read once per process like the configuration: file -> template
         self._parts: dict[str, jinja2.Template | None] = {}  # None: no such (optional) part
+        self._uses: dict[tuple[str, str], bool] = {}  # (template, variable) -> may read it
 
     def render(self, name: str, context: Mapping[str, object]) -> Rendered:
         """Render the subject, text and (when present) HTML parts of template ``name``."""
@@ -101,6 +104,41 @@ class Templates:
         html = self._part(name, HTML, context, optional=True)
         assert subject is not None and text is not None
         return Rendered(subject=one_line(subject, limit=998), text=text, html=html)
+
+    def uses(self, name: str, variable: str) -> bool:
+        """Whether template ``name`` may read ``variable``: some part, or a template it
+        includes, names it; always True when the name of an included template is computed.
+        (The plugins' variables depend on the template name and the ticket only.) Answered once
+        per name."""
+        key = (name, variable)
+        if key not in self._uses:
+            files = [f"{name}.{part}.j2" for part in (SUBJECT, TEXT, HTML)]
+            self._uses[key] = self._names(files, variable)
+        return self._uses[key]
+
+    def _names(self, files: list[str], variable: str) -> bool:
+        """Whether any of ``files`` (missing ones skipped), or what they include, names
+        ``variable`` or includes a template whose name is computed."""
+        loader = self.environment.loader
+        assert loader is not None
+        seen: set[str] = set()
+        while files:
+            file = files.pop()
+            if file in seen:
+                continue
+            seen.add(file)
+            try:
+                source = loader.get_source(self.environment, file)[0]
+            except jinja2.TemplateNotFound:
+                continue
+            tree = self.environment.parse(source)
+            if variable in jinja2.meta.find_undeclared_variables(tree):
+                return True
+            for included in jinja2.meta.find_referenced_templates(tree):
+                if included is None:
+                    return True
+                files.append(included)
+        return False
 
     def _part(
         self, name: str, part: str, context: Mapping[str, object], optional: bool = False

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from postdesk.daemon.sla.calendar import Interval
 from postdesk.daemon.sla.rules import Policy, Rules
+from postdesk.daemon.store.db import add_row
 from postdesk.daemon.store.slaview import STOPPED, aware
 from postdesk.models.crm import Organization
 from postdesk.models.schema import Contact, Ticket
@@ -75,9 +76,11 @@ def refresh(
     """
     policy = rules.select(facts(session, ticket, rules))  # queries first: no half-made row flushed
     row = None if new else session.get(TicketSla, ticket.id)
+    created = row is None
     if row is None:
         row = TicketSla(ticket_id=ticket.id, resolution_paused="[]", timezone="UTC")
-        session.add(row)
+        if not new:
+            session.add(row)
     paused = _load(row.resolution_paused)
     running = ticket.status not in (*STOPPED, *PAUSING)
     if not running and row.stopped_since is None:
@@ -96,6 +99,8 @@ def refresh(
         paused.append((_utc(row.stopped_since), FOREVER))
     _due_times(row, policy, _utc(ticket.created_at), paused, rules)
     row.updated_at = now
+    if created and new:
+        add_row(session, row)  # complete now: one INSERT, no unit of work
     return row
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from postdesk.daemon.outbound.context import helpdesk_info, ticket_info
 from postdesk.daemon.outbound.outbox import enqueue
@@ -106,9 +106,14 @@ def settle(ctx: MessageContext) -> None:
         )
 
 
+# Built once: this runs for every mail that would open a ticket.
+_NEW_TICKETS = select(func.count()).where(
+    Ticket.requester == bindparam("sender"), Ticket.created_at > bindparam("since")
+)
+
+
 def _new_tickets(ctx: MessageContext, since: datetime) -> int:
-    query = select(func.count()).where(Ticket.requester == ctx.sender, Ticket.created_at > since)
-    return int(ctx.session.scalar(query) or 0)
+    return int(ctx.session.scalar(_NEW_TICKETS, {"sender": ctx.sender, "since": since}) or 0)
 
 
 def _acknowledged_since(ctx: MessageContext, since: datetime) -> bool:

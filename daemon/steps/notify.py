@@ -13,7 +13,7 @@ from postdesk.daemon.agents import assignment
 from postdesk.daemon.config import Agent
 from postdesk.daemon.outbound.context import attachment_list, helpdesk_info, ticket_info, trimmed
 from postdesk.daemon.outbound.outbox import enqueue
-from postdesk.daemon.outbound.templating import AGENT_ALERT, AGENT_NOTIFICATION
+from postdesk.daemon.outbound.templating import AGENT_ALERT, AGENT_NOTIFICATION, Rendered
 from postdesk.daemon.pipeline import MessageContext
 from postdesk.daemon.store.slaview import due_line, due_text
 
@@ -34,8 +34,10 @@ def run(ctx: MessageContext) -> None:
     event = "new" if ctx.created else "reopened" if ctx.reopened else "reply"
     budget = settings.outbound.notify_attach_max_bytes
     shared = _shared(ctx, {"event": event}, attach_budget=budget)
+    rendered: Rendered | None = None  # the same for every agent unless the template says "agent"
+    per_agent = ctx.services.templates.uses(AGENT_NOTIFICATION, "agent")
     for agent in assignment.recipients(settings, ticket):
-        _send(ctx, agent, AGENT_NOTIFICATION, *shared)
+        rendered = _send(ctx, agent, AGENT_NOTIFICATION, *shared, None if per_agent else rendered)
 
 
 def _shared(
@@ -69,11 +71,17 @@ def _send(
     template: str,
     shared: dict[str, object],
     attached: list[tuple[str, str, bytes]],
-) -> None:
-    """Queue one mail about this message to ``agent``: its text, its files up to the budget."""
+    rendered: Rendered | None = None,
+) -> Rendered:
+    """Queue one mail about this message to ``agent``: its text, its files up to the budget.
+
+    ``rendered``, when given, is the template already rendered for another agent (the caller
+    knows it does not depend on the agent); returns what the mail says."""
     assert ctx.ticket is not None
     parsed = ctx.parsed
     context = {**shared, "agent": {"name": agent.name or agent.email, "email": agent.email}}
+    if rendered is None:
+        rendered = ctx.services.templates.render(template, context)
     enqueue(
         ctx.session,
         ctx.services,
@@ -88,4 +96,6 @@ def _send(
         agent=agent.email,
         attachments=attached,
         internal_copy=True,
+        rendered=rendered,
     )
+    return rendered

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from postdesk.daemon.pipeline import MessageContext, add_participant, log_event
+from postdesk.daemon.pipeline import MessageContext, add_participant, log_events
+from postdesk.daemon.sla.labels import default_label
 from postdesk.daemon.steps.parse import StoredAttachment
-from postdesk.daemon.store.db import insert_ignore, next_ticket_number
+from postdesk.daemon.store.db import add_row, insert_ignore, next_ticket_number
 from postdesk.daemon.store.rawfiles import store_raw
 from postdesk.models.schema import (
     Attachment,
@@ -26,40 +27,43 @@ def run(ctx: MessageContext) -> None:
         {"email": ctx.sender, "name": parsed.from_name, "created_at": now},
         ["email"],
     )
+    events: list[tuple[str, dict[str, object]]] = []  # written together, in this order
     if ctx.ticket is None:
         open_ticket(ctx, now)
+        events.append(("created", {"requester": ctx.sender, "auto": ctx.auto_reason}))
     elif ctx.keeps_status:
         pass  # a CSAT rating, or an agent's reply: the status changes only by command
     elif ctx.ticket.status in ("solved", "closed") and not ctx.is_auto:
         ctx.ticket.status = "open"
         ctx.ticket.solved_at = None
         ctx.reopened = True
-        log_event(ctx, "reopened", {"by": ctx.sender})
+        events.append(("reopened", {"by": ctx.sender}))
     elif ctx.ticket.status == "pending" and not ctx.is_auto:
         ctx.ticket.status = "open"
     assert ctx.ticket is not None
     ctx.ticket.updated_at = now
     ctx.message = add_message(ctx)
-    log_event(ctx, "received", {"message_id": parsed.message_id, "notes": ctx.notes})
+    events.append(("received", {"message_id": parsed.message_id, "notes": ctx.notes}))
+    log_events(ctx, events)
 
 
 def open_ticket(ctx: MessageContext, now: datetime) -> None:
-    """Create a ticket for this message at ``now``, the next number, the sender as requester."""
+    """Create a ticket for this message at ``now``, the next number, the sender as requester
+    (the caller logs its "created" event)."""
     ticket = Ticket(
         number=next_ticket_number(ctx.session),
         subject=ctx.parsed.subject or "(no subject)",
         requester=ctx.sender,
         status="new",
+        status_label=default_label(ctx.services.settings, "new"),  # as the sla step would set
         follows=ctx.follows,
         created_at=now,
         updated_at=now,
     )
-    ctx.session.add(ticket)
-    ctx.session.flush()
+    add_row(ctx.session, ticket)
     add_participant(ctx, ticket, ctx.sender, "requester")
     ctx.ticket, ctx.created = ticket, True
     add_collaborators(ctx, ticket)
-    log_event(ctx, "created", {"requester": ctx.sender, "auto": ctx.auto_reason})
 
 
 def add_collaborators(ctx: MessageContext, ticket: Ticket) -> None:
@@ -93,10 +97,9 @@ def add_message(ctx: MessageContext) -> Message:
         raw_sha256=raw_sha256,
         created_at=ctx.services.clock(),
     )
-    ctx.session.add(message)
+    add_row(ctx.session, message)
     if not parsed.attachments:
-        return message  # written with the next flush: nothing here needs its id
-    ctx.session.flush()
+        return message
     for item in parsed.attachments:
         stored = item if isinstance(item, StoredAttachment) else StoredAttachment(item, data_dir)
         ctx.session.add(
