@@ -116,9 +116,11 @@ class IntakeHandler:
         return self.spool.open(meta)
 
     async def commit(self, incoming: IncomingFile, peer: str) -> str:
-        """Make a fully received message durable (fsync) and answer 250 only once it is safe."""
-        if self.closing:
-            return SHUTTING_DOWN
+        """Make a fully received message durable (fsync) and answer 250 only once it is safe.
+
+        A DATA still arriving when the daemon is told to stop finishes (R-11): the spool keeps
+        it for the next start, so the client need not send it again.
+        """
         spool_id = await asyncio.to_thread(incoming.commit)
         self.accepted += 1
         self.on_spooled()
