@@ -327,8 +327,8 @@ def main() -> None:
         verdict = "" if cfg is empty else ("  met" if wall < TARGET_SECONDS else "  over 5 s")
         print(f"{label:<42} {wall:6.2f}s {cpu:6.2f}s  {cpu / baseline:5.1f}x{verdict}")
     print(
-        "(wall is what a user waits; CPU is the process's own time: on an idle machine the "
-        "report is single-threaded, so wall = CPU)"
+        "(wall is what a user waits; CPU is the process's own time, summed over the two "
+        "connections that read sections at once, so it may exceed wall)"
     )
     _, _, output = timed(config, *year, "--by", "month")
     print("\n" + "\n".join(output.splitlines()[:12]))
