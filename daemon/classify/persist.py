@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import platform
 import tempfile
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,7 @@ def save(model: Model, path: Path) -> None:
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as out:
-            out.write(sio.dumps(payload))
+            out.write(sio.dumps(payload, compression=zipfile.ZIP_DEFLATED))  # mostly zeros
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, path)
