@@ -94,6 +94,7 @@ def test_backup_under_load_restores_every_accepted_message_once(
     try:
         senders.start()
         wait_until(lambda: len(senders.accepted) >= 100, timeout=60, what="100 accepted mails")
+        wait_until(daemon.tickets, timeout=60, what="the first tickets committed")
         began = time.monotonic()
         backup_dir = tmp_path / "backup"
         result = daemon.cli("backup", str(backup_dir))

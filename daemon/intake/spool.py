@@ -121,7 +121,7 @@ class Spool:
         attempts = entry.attempts + (1 if count_attempt else 0)
         target = self.new / f"{entry.spool_id}.{attempts}{SUFFIX}"
         os.rename(entry.path, target)
-        _fsync_dir(self.new)
+        fsync_dir(self.new)
 
     def recover(self) -> int:
         """At start-up: requeue interrupted work (counting the attempt) and drop partial writes."""
@@ -133,7 +133,7 @@ class Spool:
             os.rename(path, self.new / f"{spool_id}.{attempts + 1}{SUFFIX}")
             count += 1
         if count:
-            _fsync_dir(self.new)
+            fsync_dir(self.new)
             log.warning("requeued %d message(s) interrupted by the last shutdown", count)
         return count
 
@@ -199,7 +199,7 @@ class IncomingFile:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.rename(self.path, self._new / self.name)
-            _fsync_dir(self._new)
+            fsync_dir(self._new)
         except BaseException:
             self.path.unlink(missing_ok=True)
             raise
@@ -262,7 +262,8 @@ def _read_entry(path: Path) -> SpoolEntry:
     return SpoolEntry(spool_id, attempts, path, Envelope(**fields), len(header))
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make the entries of ``folder`` durable (after a rename or unlink in it)."""
     descriptor = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(descriptor)

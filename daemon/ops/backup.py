@@ -23,10 +23,10 @@ from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from postdesk.daemon.config import Settings
-from postdesk.daemon.intake.spool import SUFFIX
+from postdesk.daemon.intake.spool import SUFFIX, fsync_dir
 from postdesk.daemon.ops import pgtools
 from postdesk.daemon.ops.errors import OpsError, OpsUsageError
-from postdesk.daemon.ops.files import copy_file, fsync_dir, is_blob_name, progress, sha256_file
+from postdesk.daemon.ops.files import copy_file, is_blob_name, progress, sha256_file
 from postdesk.daemon.ops.manifest import Manifest
 from postdesk.daemon.store.db import make_engine
 from postdesk.models.schema import QuarantineItem, Ticket

@@ -42,15 +42,6 @@ def sha256_file(path: Path, bar: tqdm[None] | None = None) -> str:
     return digest.hexdigest()
 
 
-def fsync_dir(folder: Path) -> None:
-    """Make the entries of ``folder`` durable."""
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def is_blob_name(name: str) -> bool:
     """Whether ``name`` is an attachment file name (a sha256 in hex), not a temporary file."""
     return len(name) == 64 and all(c in "0123456789abcdef" for c in name)

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from postdesk.daemon.intake.spool import fsync_dir
 from postdesk.daemon.ops.errors import OpsError
-from postdesk.daemon.ops.files import fsync_dir, progress, sha256_file
+from postdesk.daemon.ops.files import progress, sha256_file
 
 MANIFEST = "manifest.json"
 FORMAT = 1

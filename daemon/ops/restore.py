@@ -16,10 +16,11 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 
 from postdesk.daemon.config import Settings
+from postdesk.daemon.intake.spool import fsync_dir
 from postdesk.daemon.ops import pgtools
 from postdesk.daemon.ops.backup import PG_FILE, SQLITE_FILE
 from postdesk.daemon.ops.errors import OpsUsageError
-from postdesk.daemon.ops.files import copy_file, fsync_dir, progress
+from postdesk.daemon.ops.files import copy_file, progress
 from postdesk.daemon.ops.manifest import Manifest, verify
 from postdesk.daemon.store.db import make_engine
 

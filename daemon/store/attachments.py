@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
+from postdesk.daemon.intake.spool import fsync_dir
+
 _CHUNK = 1 << 20  # bytes copied at a time by ``store_stream``
 
 
@@ -54,7 +56,7 @@ def store_stream(data_dir: Path, source: BinaryIO) -> tuple[str, int]:
         return name, size
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(temporary, target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     return name, size
 
 
@@ -63,11 +65,3 @@ def blob_path(data_dir: Path, digest: str) -> Path:
     if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
         raise ValueError("not a sha256 digest")
     return data_dir / "attachments" / digest[:2] / digest[2:4] / digest
-
-
-def _fsync_dir(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
