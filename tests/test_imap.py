@@ -275,6 +275,18 @@ def in_process_poller(tmp_path: Path, box: ImapMailbox) -> tuple[MailboxPoller, 
     return MailboxPoller(box, Settings(), session_factory(engine), spool, lambda: None, "me"), spool
 
 
+@dataclasses.dataclass(frozen=True)
+class Settled(SpoolEntry):
+    """A spooled message settled by :func:`poll_until`: its file is gone, its bytes kept."""
+
+    content: bytes = b""
+
+    @property
+    def raw(self) -> bytes:
+        """The raw message as it was read before the file was settled."""
+        return self.content
+
+
 def poll_until(
     poller: MailboxPoller,
     done: Callable[[], bool],
@@ -292,7 +304,8 @@ def poll_until(
         while not done():
             assert time.monotonic() < deadline, "timed out"
             while worker is not None and (entry := worker.claim()) is not None:
-                settled.append(entry)
+                fields = {f.name: getattr(entry, f.name) for f in dataclasses.fields(entry)}
+                settled.append(Settled(**fields, content=entry.raw))  # read, as stored
                 worker.done(entry)
             await asyncio.sleep(0.05)
         stop.set()
