@@ -226,15 +226,15 @@ class Worker:
                 for step in PIPELINE:
                     step(ctx)
         except (Duplicate, Discard) as outcome:
-            self.spool.done(entry)
             kind = "duplicate" if isinstance(outcome, Duplicate) else "discarded"
             result = Outcome(entry.spool_id, kind, _message_id(ctx), detail=outcome.reason)
+            self.spool.done(entry)  # after the Message-ID: the file may be read for it
         except Hold as held:
             result = self._hold(entry, held.reason, ctx)
         except DATABASE_DOWN as error:
             self.health.failed(error)
-            self.spool.retry(entry, count_attempt=False)
             result = Outcome(entry.spool_id, "deferred", _message_id(ctx), detail=_one_line(error))
+            self.spool.retry(entry, count_attempt=False)
         except Exception as error:
             result = self._failed(entry, error, ctx)
         else:
@@ -261,26 +261,26 @@ class Worker:
 
     def _failed(self, entry: SpoolEntry, error: Exception, ctx: MessageContext | None) -> Outcome:
         attempts = entry.attempts + 1
-        log.error(
-            "%s failed (attempt %d)", _message_id(ctx) or entry.spool_id, attempts, exc_info=error
-        )
+        message_id = _message_id(ctx)
+        log.error("%s failed (attempt %d)", message_id or entry.spool_id, attempts, exc_info=error)
         if attempts >= self.services.settings.processing.max_attempts:
             reason = f"failed {attempts} times, last: {type(error).__name__}: {_one_line(error)}"
             return self._hold(entry, reason, ctx)
         self.spool.retry(entry, count_attempt=True)
-        return Outcome(entry.spool_id, "retry", _message_id(ctx), detail=_one_line(error))
+        return Outcome(entry.spool_id, "retry", message_id, detail=_one_line(error))
 
     def _hold(self, entry: SpoolEntry, reason: str, ctx: MessageContext | None) -> Outcome:
+        message_id = _message_id(ctx)  # now: the file may be read for it, and is settled below
         try:
             with transaction(self.factory) as session:
                 quarantine.hold(session, entry, reason)
         except DATABASE_DOWN as error:
             self.health.failed(error)
             self.spool.retry(entry, count_attempt=False)
-            return Outcome(entry.spool_id, "deferred", _message_id(ctx), detail=_one_line(error))
+            return Outcome(entry.spool_id, "deferred", message_id, detail=_one_line(error))
         self.spool.done(entry)
         self._alert_held(entry, reason)
-        return Outcome(entry.spool_id, "held", _message_id(ctx), detail=reason)
+        return Outcome(entry.spool_id, "held", message_id, detail=reason)
 
     def database_answers(self) -> bool:
         """Ping the database, recording whether it answered."""
