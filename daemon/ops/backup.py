@@ -23,7 +23,7 @@ from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from postdesk.daemon.config import Settings
-from postdesk.daemon.intake.spool import SUFFIX, fsync_dir
+from postdesk.daemon.intake.spool import OWNER_SEPARATOR, SUFFIX, fsync_dir
 from postdesk.daemon.ops import pgtools
 from postdesk.daemon.ops.errors import OpsError, OpsUsageError
 from postdesk.daemon.ops.files import copy_file, is_blob_name, progress, sha256_file
@@ -96,11 +96,12 @@ def _copy_spool(spool: Path, dest: Path, manifest: Manifest) -> int:
                 source = found.get(spool_id)
                 if source is None:
                     continue
+                name = _unclaimed(source.name)  # restored as waiting, whoever had claimed it
                 try:
-                    digest = copy_file(source, target / source.name, bar)
+                    digest = copy_file(source, target / name, bar)
                 except FileNotFoundError:
                     continue  # moved on between the listing and the open: look again
-                manifest.add(f"spool/{source.name}", digest, (target / source.name).stat().st_size)
+                manifest.add(f"spool/{name}", digest, (target / name).stat().st_size)
                 copied.add(spool_id)
             if copied >= wanted:
                 break
@@ -186,7 +187,13 @@ def _listing(folder: Path) -> list[str]:
 
 
 def _spool_id(name: str) -> str:
-    return name.removesuffix(SUFFIX).rpartition(".")[0]
+    """The message a spool file holds, the same in ``new/`` and, once claimed, in ``work/``."""
+    return _unclaimed(name).removesuffix(SUFFIX).rpartition(".")[0]
+
+
+def _unclaimed(name: str) -> str:
+    """A spool file's name without the ``<pid>~`` a worker's claim puts in front of it."""
+    return name.rpartition(OWNER_SEPARATOR)[2]
 
 
 def _size(path: Path) -> int:
