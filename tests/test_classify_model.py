@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import zipfile
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -89,6 +90,8 @@ def test_saved_model_loads_with_the_same_scores_and_metadata(
     assert loaded.meta["versions"]["scikit-learn"]
     assert loaded.meta["counts"] == {"ham": HAM_COUNT, "spam": SPAM_COUNT}
     assert path.stat().st_size < 50_000_000
+    with zipfile.ZipFile(path) as packed:  # mostly zeros: written deflated
+        assert {item.compress_type for item in packed.infolist()} == {zipfile.ZIP_DEFLATED}
 
 
 class Gadget:
