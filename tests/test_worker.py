@@ -19,6 +19,7 @@ from postdesk.daemon.steps import PIPELINE
 from postdesk.daemon.worker import DatabaseHealth, Worker
 from postdesk.models.schema import QuarantineItem
 from tests.support import make_mail
+from tests.test_imap import nested_mime
 
 
 @pytest.fixture
@@ -96,3 +97,16 @@ def test_database_outage_defers_without_counting(
     monkeypatch.setattr(worker_module, "PIPELINE", PIPELINE)
     (outcome,) = worker.drain()
     assert outcome.disposition == "stored" and outcome.created and health.ok
+
+
+def test_a_refused_message_held_one_by_one_keeps_its_message_id(runtime: Runtime) -> None:
+    """The Message-ID of mail the parser refuses comes from its spool file, read before the
+    file is settled (the one-by-one path, as after a failed batch)."""
+    envelope = Envelope("carol@example.org", ("support@localhost",), "smtp", time.time())
+    runtime.spool.write(nested_mime(60), envelope)
+    worker = Worker(runtime.services, runtime.factory, runtime.spool, DatabaseHealth())
+    entry = runtime.spool.claim()
+    assert entry is not None
+    outcome = worker.process(entry)
+    assert (outcome.disposition, outcome.message_id) == ("held", "<poison@example.org>")
+    assert runtime.spool.pending() == 0
