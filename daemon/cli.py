@@ -453,8 +453,11 @@ def _drain(runtime: Runtime) -> list[Outcome]:
     from postdesk.daemon.worker import DatabaseHealth, Worker
 
     worker = Worker(runtime.services, runtime.factory, runtime.spool, DatabaseHealth())
+    journal = runtime.services.plugins.journal
+    journal.sweep(runtime.factory, force=True)  # events a killed process left unanswered
     outcomes = worker.drain()
     runtime.services.plugins.drain(PLUGIN_DRAIN_SECONDS)  # events fired after the commits
+    journal.sweep(runtime.factory, force=True)  # forget the answered ones before exiting
     return outcomes
 
 

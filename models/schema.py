@@ -258,5 +258,5 @@ Index(
 
 # Tables kept in their own modules, registered on Base here so that metadata sees them all.
 from postdesk.models import classify as _classify_tables  # noqa: E402, F401
-from postdesk.models import crm, webhooks  # noqa: E402, F401
+from postdesk.models import crm, plugin_events, webhooks  # noqa: E402, F401
 from postdesk.models import sla as _sla_tables  # noqa: E402, F401

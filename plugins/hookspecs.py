@@ -21,11 +21,13 @@ from postdesk.plugins.snapshots import Snapshot
 
 
 @hookspec
-def postdesk_ticket_created(ticket: Snapshot) -> None:
+def postdesk_ticket_created(ticket: Snapshot, event_id: str) -> None:
     """A new ticket was stored.
 
     :param ticket: the new ticket (no messages; the first one follows in
         ``postdesk_message_added``).
+    :param event_id: this event's idempotency key: the same when postdesk runs the call again
+        after its process died in the middle (R-17), so a plugin can skip what it already did.
     :returns: nothing; answers are ignored.
 
     Called once per new ticket, after the worker committed it. Every implementation is
@@ -34,11 +36,13 @@ def postdesk_ticket_created(ticket: Snapshot) -> None:
 
 
 @hookspec
-def postdesk_message_added(ticket: Snapshot, message: Snapshot) -> None:
+def postdesk_message_added(ticket: Snapshot, message: Snapshot, event_id: str) -> None:
     """A message was stored in a ticket: a customer's mail, or an agent's reply.
 
     :param ticket: the ticket the message belongs to, as it is after the message.
     :param message: the stored inbound message (``direction`` is ``"in"``).
+    :param event_id: this event's idempotency key: the same when postdesk runs the call again
+        after its process died in the middle (R-17), so a plugin can skip what it already did.
     :returns: nothing; answers are ignored.
 
     Called after commit for every stored inbound message (duplicates and discarded mail are
@@ -47,12 +51,16 @@ def postdesk_message_added(ticket: Snapshot, message: Snapshot) -> None:
 
 
 @hookspec
-def postdesk_ticket_updated(ticket: Snapshot, changes: Mapping[str, tuple[Any, Any]]) -> None:
+def postdesk_ticket_updated(
+    ticket: Snapshot, changes: Mapping[str, tuple[Any, Any]], event_id: str
+) -> None:
     """A ticket's status, priority, assignee or category changed.
 
     :param ticket: the ticket as it is after the change.
     :param changes: field name -> ``(old, new)`` for each of ``status``, ``priority``,
         ``assignee``, ``category`` that changed while one message was processed.
+    :param event_id: this event's idempotency key: the same when postdesk runs the call again
+        after its process died in the middle (R-17), so a plugin can skip what it already did.
     :returns: nothing; answers are ignored.
 
     Called after commit, once per processed message that changed an existing ticket (a new
@@ -61,7 +69,9 @@ def postdesk_ticket_updated(ticket: Snapshot, changes: Mapping[str, tuple[Any, A
 
 
 @hookspec
-def postdesk_notify(event: str, ticket: Snapshot | None, detail: Mapping[str, Any]) -> None:
+def postdesk_notify(
+    event: str, ticket: Snapshot | None, detail: Mapping[str, Any], event_id: str
+) -> None:
     """Something people should hear about happened: deliver it (webhook, chat, mail...).
 
     :param event: what happened: ``ticket.created``, ``ticket.updated``, ``ticket.assigned``,
@@ -70,6 +80,8 @@ def postdesk_notify(event: str, ticket: Snapshot | None, detail: Mapping[str, An
         ``sla.breached``.
     :param ticket: the ticket concerned, or None for alerts about no ticket.
     :param detail: event-specific facts (read-only), e.g. ``reason`` for alerts.
+    :param event_id: this event's idempotency key: the same when postdesk runs the call again
+        after its process died in the middle (R-17), so a plugin can skip what it already did.
     :returns: nothing; answers are ignored.
 
     Called after commit (alerts: when they are raised, besides the mail they send). Every

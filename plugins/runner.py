@@ -16,12 +16,14 @@ import contextlib
 import logging
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Container, Coroutine, Mapping
 from typing import Any
 
 from postdesk.plugins.facade import Hooks
 from postdesk.plugins.host import PluginHost
+from postdesk.plugins.journal import EventJournal
 from postdesk.plugins.snapshots import Snapshot, freeze, thaw
 
 log = logging.getLogger("postdesk.plugins")
@@ -52,6 +54,7 @@ class PluginRunner:
         self._inflight: dict[tuple[str, str], asyncio.Future[Facts]] = {}
         self._prefetching = False
         self._prefetched: dict[str, None] = {}  # spool files looked ahead at, oldest first
+        self.journal = EventJournal(self)  # event calls recorded with their change (R-17)
 
     @property
     def hooks(self) -> Hooks | None:
@@ -65,11 +68,18 @@ class PluginRunner:
 
     # --- events: handed over, never waited for ------------------------------------------
 
-    def fire(self, hook: str, **kwargs: Any) -> None:
-        """Call an event hook in the background; returns at once."""
+    def fire(self, hook: str, **kwargs: Any) -> concurrent.futures.Future[None] | None:
+        """Call an event hook in the background; returns at once, with a future that is done
+        when every implementation has answered (None when none implements ``hook``).
+
+        ``event_id`` identifies the event to plugins; a new one is made unless given (the
+        journal gives a recorded event's own, so that a re-run carries the same).
+        """
         facade = self.hooks
-        if facade is not None and facade.implemented(hook):
-            self._submit(facade.fire(hook, **kwargs))
+        if facade is None or not facade.implemented(hook):
+            return None
+        kwargs.setdefault("event_id", uuid.uuid4().hex)
+        return self._submit(facade.fire(hook, **kwargs))
 
     def notify(self, event: str, ticket: Snapshot | None, detail: Mapping[str, Any]) -> None:
         """Fire ``postdesk_notify`` for ``event`` in the background."""

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from postdesk.daemon.config import Settings, load_settings
 from postdesk.daemon.store.db import make_engine, session_factory
@@ -261,6 +261,11 @@ class Daemon:
         """Every outbox row."""
         with self._factory() as session:
             return list(session.execute(select(OutboxItem).order_by(OutboxItem.id)).scalars())
+
+    def count(self, model: type) -> int:
+        """How many rows the table of ``model`` holds."""
+        with self._factory() as session:
+            return int(session.execute(select(func.count()).select_from(model)).scalar_one())
 
     def spool_files(self) -> list[Path]:
         """Files still in the spool (waiting, in work, or half-written)."""

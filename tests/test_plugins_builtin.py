@@ -135,8 +135,10 @@ def test_webhooks_survive_a_receiver_outage_and_are_signed(tmp_path: Path) -> No
         plugin = _webhook(tmp_path, receiver)
 
         async def notify() -> None:
-            await plugin.postdesk_notify("ticket.created", ticket, freeze({}))
-            await plugin.postdesk_notify("alert.quarantined", None, freeze({"reason": "too deep"}))
+            await plugin.postdesk_notify("ticket.created", ticket, freeze({}), "e1")
+            await plugin.postdesk_notify(
+                "alert.quarantined", None, freeze({"reason": "too deep"}), "e2"
+            )
             await plugin.flush()
 
         asyncio.run(notify())
@@ -147,6 +149,7 @@ def test_webhooks_survive_a_receiver_outage_and_are_signed(tmp_path: Path) -> No
         assert headers["X-Postdesk-Signature"] == f"sha256={digest}"
     document = next(json.loads(b) for _h, b in receiver.received if b"ticket.created" in b)
     assert document["ticket"]["number"] == 7
+    assert document["id"] == "e1", "the event_id rides in the body: receivers can deduplicate"
     assert plugin.deliverer.counts["retried"] == 3 and plugin.deliverer.counts["sent"] == 2
 
 
@@ -157,7 +160,7 @@ def test_a_hanging_receiver_is_retried_and_loses_nothing(tmp_path: Path) -> None
         detail = freeze({"reason": "550 no such user"})
 
         async def notify() -> None:
-            await plugin.postdesk_notify("alert.relay_refused", None, detail)
+            await plugin.postdesk_notify("alert.relay_refused", None, detail, "e1")
             await plugin.flush()
 
         asyncio.run(notify())
@@ -180,7 +183,7 @@ def test_sent_webhook_rows_are_purged_after_keep_sent_days_failed_ones_kept(
         async def notify() -> None:
             for number in range(3):
                 ticket = freeze({"number": number, "subject": "Hi", "status": "open"})
-                await plugin.postdesk_notify("ticket.created", ticket, freeze({}))
+                await plugin.postdesk_notify("ticket.created", ticket, freeze({}), f"e{number}")
             await plugin.flush()
 
         asyncio.run(notify())
@@ -189,7 +192,7 @@ def test_sent_webhook_rows_are_purged_after_keep_sent_days_failed_ones_kept(
         plugin = _webhook(tmp_path, receiver, keep_sent_days=2, max_attempts=1, timeout_seconds=0.2)
 
         async def alert() -> None:
-            await plugin.postdesk_notify("alert.quarantined", None, freeze({"reason": "x"}))
+            await plugin.postdesk_notify("alert.quarantined", None, freeze({"reason": "x"}), "e9")
             await plugin.flush()
 
         asyncio.run(alert())

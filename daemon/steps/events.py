@@ -1,8 +1,10 @@
-"""Step: prepare the plugin events of this message, fired once its transaction commits.
+"""Step: record the plugin events of this message, fired once its transaction commits.
 
-Snapshots are taken now (inside the transaction, from what this message stored); the hooks
-are called only after commit (``MessageContext.after_commit``), in the background, so a
-slow or failing plugin never delays mail and never hears of a change that was rolled back.
+Snapshots are taken now (inside the transaction, from what this message stored) and written
+to the plugin event journal (:mod:`postdesk.plugins.journal`) in the same transaction; the
+hooks are called only after commit (``MessageContext.after_commit``), in the background, so a
+slow or failing plugin never delays mail and never hears of a change that was rolled back,
+and a call cut short by a crash is run again with the same ``event_id`` (R-17).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ EVENT_HOOKS = (
 
 
 def run(ctx: MessageContext) -> None:
-    """Queue the events this message caused for after commit."""
+    """Record the events this message caused; they are fired after commit."""
     runner = ctx.services.plugins
     if ctx.ticket is None or not runner.implemented(*EVENT_HOOKS):
         return
@@ -42,20 +44,20 @@ def run(ctx: MessageContext) -> None:
         if "assignee" in changes:
             notices.append(("ticket.assigned", {"assignee": ctx.ticket.assignee}))
     if ctx.message is not None:
-        if runner.implemented("postdesk_message_added"):
+        if runner.implemented("postdesk_message_added"):  # the snapshot costs: only when heard
             message = freeze(message_dict(ctx.message))
             calls.append(("postdesk_message_added", {"ticket": ticket, "message": message}))
         notices.append(("message.added", {"message_id": ctx.message.message_id}))
     if ctx.unverified_agent:
         notices.append(("alert.spoofed_agent", {"from": ctx.sender, "reason": ctx.auth_detail}))
 
-    def fire() -> None:
-        for hook, kwargs in calls:
-            runner.fire(hook, **kwargs)
-        for event, detail in notices:
-            runner.notify(event, ticket, detail)
-
-    ctx.after_commit.append(fire)
+    calls += [
+        ("postdesk_notify", {"event": event, "ticket": ticket, "detail": freeze(detail)})
+        for event, detail in notices
+    ]
+    implemented = [(hook, kwargs) for hook, kwargs in calls if runner.implemented(hook)]
+    owed = runner.journal.record(ctx.session, implemented)
+    ctx.after_commit.append(lambda: runner.journal.fire(owed))
 
 
 def _changes(ctx: MessageContext) -> dict[str, list[Any]]:

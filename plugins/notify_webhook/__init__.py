@@ -86,16 +86,22 @@ class NotifyWebhook:
 
     @hookimpl
     async def postdesk_notify(
-        self, event: str, ticket: Mapping[str, Any] | None, detail: Mapping[str, Any]
+        self,
+        event: str,
+        ticket: Mapping[str, Any] | None,
+        detail: Mapping[str, Any],
+        event_id: str,
     ) -> None:
-        """Queue the event, one row per URL; rows are written within ``FLUSH_SECONDS``,
-        the events of several messages in one transaction."""
+        """Queue the event, one row per URL, and return once the rows are written: within
+        ``FLUSH_SECONDS``, the events of several messages in one transaction. Answering only
+        then lets postdesk run the call again if the process dies before (R-17)."""
         if self.settings.events and event not in self.settings.events:
             return
-        body = render_body(self.settings.format, event, ticket, detail, utcnow())
+        body = render_body(self.settings.format, event, ticket, detail, utcnow(), event_id)
         self._pending.extend((url, event, body) for url in self.settings.urls)
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.ensure_future(self._flush_soon())
+        await asyncio.shield(self._flushing)
 
     async def flush(self) -> None:
         """Wait until every event handed over so far is in the database."""

@@ -20,11 +20,17 @@ def render_body(
     ticket: Mapping[str, Any] | None,
     detail: Mapping[str, Any],
     at: datetime,
+    event_id: str,
 ) -> str:
-    """The body to send for ``event``: postdesk's JSON document, or Slack's ``{"text"}``."""
+    """The body to send for ``event``: postdesk's JSON document, or Slack's ``{"text"}``.
+
+    The document's ``id`` is the event's ``event_id``: a receiver that sees one twice (the
+    event was re-run after a crash) can ignore the second.
+    """
     if style == "slack":
         return json.dumps({"text": slack_text(event, ticket, detail)}, ensure_ascii=False)
     document = {
+        "id": event_id,
         "event": event,
         "at": at.isoformat(),
         "ticket": thaw(ticket) if ticket is not None else None,

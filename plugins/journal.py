@@ -1,0 +1,223 @@
+"""Plugin events that survive a crash: written with their change, re-run after a kill (R-17).
+
+The events step records each event hook call as a ``plugin_events`` row in the message's own
+transaction, so the row exists exactly when the change it announces does. After the commit
+the call is fired in the background with the row's key as ``event_id``, and the row is
+deleted once every implementation has answered, failed or timed out (a failing plugin is
+skipped, not retried). When the process that fired it dies first (``kill -9``, a plugin that
+calls ``os._exit``), the row stays; the next :meth:`EventJournal.sweep` of a live process
+fires it again with the same ``event_id``, so plugins can tell a re-run from a new event.
+
+A row belongs to its owner, ``host:pid``. A sweep takes over the rows of owners on its own host
+whose process is gone at once, and anyone's rows once their lease has run out (an owner on
+another host that died). An event that has been fired ``MAX_ATTEMPTS`` times without an answer
+(a hook that kills its process every time) is dropped with an error, like a poison message.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from postdesk.daemon.store.db import transaction
+from postdesk.models.plugin_events import PluginEvent
+from postdesk.models.schema import utcnow
+from postdesk.plugins.snapshots import freeze, thaw
+
+if TYPE_CHECKING:
+    from postdesk.plugins.runner import PluginRunner
+
+log = logging.getLogger("postdesk.plugins")
+
+LEASE_SECONDS = 600.0  # how long an owner on another host has before its events are re-run
+SWEEP_SECONDS = 2.0  # answered rows are deleted, dead owners' rows re-run, this often
+MAX_ATTEMPTS = 3
+DELETE_CHUNK = 500
+_TABLE = cast(Table, PluginEvent.__table__)
+_INSERT = insert(_TABLE)  # built once: each event passes only its values
+
+
+@dataclass(frozen=True)
+class OwedCall:
+    """One recorded event hook call: its key (the hooks' ``event_id``), hook and arguments."""
+
+    key: str
+    hook: str
+    arguments: Mapping[str, Any]
+
+
+def owner_name() -> str:
+    """This process, as it owns journal rows: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class EventJournal:
+    """Records event hook calls in a transaction, fires them after it, and re-runs the dead's."""
+
+    def __init__(self, runner: PluginRunner) -> None:
+        """Fire recorded calls through ``runner``."""
+        self.runner = runner
+        self._answered: list[str] = []  # keys whose calls have all answered, not yet deleted
+        self._lock = threading.Lock()
+        self._swept_at = 0.0
+
+    def record(
+        self, session: Session, calls: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> list[OwedCall]:
+        """Write ``calls`` (hook, arguments) in ``session``'s transaction; fire them after it
+        commits with :meth:`fire`."""
+        now = utcnow()
+        owed = [OwedCall(uuid.uuid4().hex, hook, arguments) for hook, arguments in calls]
+        if owed:
+            session.execute(
+                _INSERT,
+                [
+                    {
+                        "key": call.key,
+                        "hook": call.hook,
+                        "arguments": json.dumps(thaw(call.arguments), default=str),
+                        "owner": owner_name(),
+                        "lease_until": now + timedelta(seconds=LEASE_SECONDS),
+                        "attempts": 1,
+                        "created_at": now,
+                    }
+                    for call in owed
+                ],
+            )
+        return owed
+
+    def fire(self, owed: Sequence[OwedCall]) -> None:
+        """Fire recorded calls in the background; each row is forgotten once answered."""
+        for call in owed:
+            future = self.runner.fire(call.hook, event_id=call.key, **call.arguments)
+            if future is None:  # no plugin implements it (any more): nothing is owed
+                self._answer(call.key)
+            else:
+                future.add_done_callback(functools.partial(self._answered_call, call.key))
+
+    def _answer(self, key: str) -> None:
+        with self._lock:
+            self._answered.append(key)
+
+    def _answered_call(self, key: str, _done: Future[None]) -> None:
+        self._answer(key)
+
+    def sweep(self, factory: sessionmaker[Session], force: bool = False) -> None:
+        """Delete the rows of answered calls and re-run the calls of dead owners; at most every
+        ``SWEEP_SECONDS`` unless ``force``. Database trouble waits for the next sweep."""
+        if not force and time.monotonic() - self._swept_at < SWEEP_SECONDS:
+            return
+        self._swept_at = time.monotonic()
+        try:
+            self._forget_answered(factory)
+            self.fire(self._take_over(factory))
+        except Exception as error:
+            log.warning("plugin event journal: sweep failed, will retry: %s", error)
+
+    def _forget_answered(self, factory: sessionmaker[Session]) -> None:
+        with self._lock:
+            answered, self._answered = self._answered, []
+        if not answered:
+            return
+        try:
+            with transaction(factory) as session:
+                for start in range(0, len(answered), DELETE_CHUNK):
+                    chunk = answered[start : start + DELETE_CHUNK]
+                    session.execute(delete(_TABLE).where(_TABLE.c.key.in_(chunk)))
+        except Exception:
+            with self._lock:
+                self._answered[:0] = answered
+            raise
+
+    def _take_over(self, factory: sessionmaker[Session]) -> list[OwedCall]:
+        """Claim the rows of dead owners (one conditional UPDATE each, so of several live
+        processes only one takes a row); the calls to fire again."""
+        me, now = owner_name(), utcnow()
+        with factory() as session:
+            rows = session.execute(
+                select(_TABLE.c.key, _TABLE.c.owner, _TABLE.c.lease_until).where(
+                    _TABLE.c.owner != me
+                )
+            ).all()
+        dead = [row for row in rows if _gone(row.owner) or _aware(row.lease_until) < now]
+        if not dead:
+            return []
+        taken: list[OwedCall] = []
+        with transaction(factory) as session:
+            for row in dead:
+                claimed = session.execute(
+                    update(_TABLE)
+                    .where(_TABLE.c.key == row.key, _TABLE.c.owner == row.owner)
+                    .values(
+                        owner=me,
+                        lease_until=now + timedelta(seconds=LEASE_SECONDS),
+                        attempts=_TABLE.c.attempts + 1,
+                    )
+                    .returning(_TABLE.c.hook, _TABLE.c.arguments, _TABLE.c.attempts)
+                ).first()
+                if claimed is None:
+                    continue  # another process took it first
+                if claimed.attempts > MAX_ATTEMPTS:
+                    log.error(
+                        "plugin event %s (%s) dropped: its process died %d times while it ran",
+                        row.key,
+                        claimed.hook,
+                        MAX_ATTEMPTS,
+                    )
+                    session.execute(delete(_TABLE).where(_TABLE.c.key == row.key))
+                    continue
+                arguments = {k: freeze(v) for k, v in json.loads(claimed.arguments).items()}
+                log.warning(
+                    "plugin event %s (%s) of %s re-run (attempt %d)",
+                    row.key,
+                    claimed.hook,
+                    row.owner,
+                    claimed.attempts,
+                )
+                taken.append(OwedCall(row.key, claimed.hook, arguments))
+        return taken
+
+
+def _gone(owner: str) -> bool:
+    """True when ``owner`` (``host:pid``) is a process of this host that no longer runs."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return _zombie(int(pid))
+
+
+def _zombie(pid: int) -> bool:
+    """True when ``pid`` has exited but its parent has not reaped it yet (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _aware(at: datetime) -> datetime:
+    """SQLite hands back naive datetimes (stored as UTC): make them comparable."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=utcnow().tzinfo)
+
+
+__all__ = ["EventJournal", "OwedCall", "owner_name"]

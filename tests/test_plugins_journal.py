@@ -1,0 +1,172 @@
+"""The plugin event journal (R-17): recorded with the change, forgotten once answered, run
+again with the same ``event_id`` when its process died; a live process's events are its own."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pluggy
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from postdesk.daemon.store.db import make_engine, session_factory, transaction, upgrade_schema
+from postdesk.models.plugin_events import PluginEvent
+from postdesk.models.schema import utcnow
+from postdesk.plugins import PROJECT, hookimpl, hookspecs
+from postdesk.plugins.facade import Hooks
+from postdesk.plugins.host import PluginHost
+from postdesk.plugins.journal import LEASE_SECONDS, owner_name
+from postdesk.plugins.runner import PluginRunner
+from postdesk.plugins.snapshots import freeze
+from tests.support import wait_until
+
+
+class Recorder:
+    """Remembers every ``postdesk_ticket_created`` call it hears."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, str]] = []
+        self.lock = threading.Lock()
+
+    @hookimpl
+    def postdesk_ticket_created(self, ticket: Any, event_id: str) -> None:
+        with self.lock:
+            self.calls.append((ticket["number"], event_id))
+
+
+def _runner(recorder: Recorder) -> PluginRunner:
+    manager = pluggy.PluginManager(PROJECT)
+    manager.add_hookspecs(hookspecs)
+    manager.register(recorder, name="recorder")
+    return PluginRunner(PluginHost(manager, Hooks(manager, 5.0), {"recorder": recorder}))
+
+
+@pytest.fixture
+def factory(database_url: str) -> Iterator[sessionmaker[Session]]:
+    """A migrated database of each kind."""
+    engine = make_engine(database_url)
+    upgrade_schema(engine)
+    yield session_factory(engine)
+    engine.dispose()
+
+
+def _record(runner: PluginRunner, factory: sessionmaker[Session], number: int) -> list[Any]:
+    with transaction(factory) as session:
+        return runner.journal.record(
+            session, [("postdesk_ticket_created", {"ticket": freeze({"number": number})})]
+        )
+
+
+def _rows(factory: sessionmaker[Session]) -> list[tuple[str, str, int]]:
+    with factory() as session:
+        query = select(PluginEvent.key, PluginEvent.owner, PluginEvent.attempts)
+        return [tuple(row) for row in session.execute(query.order_by(PluginEvent.id))]
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_an_answered_event_is_forgotten_and_a_dead_processs_is_run_again(
+    factory: sessionmaker[Session],
+) -> None:
+    recorder = Recorder()
+    runner = _runner(recorder)
+    try:
+        fired = _record(runner, factory, 1)
+        runner.journal.fire(fired)
+        wait_until(lambda: len(recorder.calls) == 1, what="the call")
+        assert recorder.calls == [(1, fired[0].key)], "the row's key is the event_id"
+        runner.journal.sweep(factory, force=True)
+        assert _rows(factory) == [], "answered: forgotten"
+
+        # A process of this host that recorded an event and died before answering it.
+        orphan = _record(runner, factory, 2)[0]
+        host = owner_name().rpartition(":")[0]
+        with transaction(factory) as session:
+            session.execute(update(PluginEvent).values(owner=f"{host}:{_dead_pid()}"))
+        runner.journal.sweep(factory, force=True)
+        wait_until(lambda: len(recorder.calls) == 2, what="the re-run")
+        assert recorder.calls[1] == (2, orphan.key), "run again with the same event_id"
+        assert _rows(factory) == [(orphan.key, owner_name(), 2)], "taken over, attempt 2"
+        runner.journal.sweep(factory, force=True)
+        assert _rows(factory) == []
+    finally:
+        runner.close()
+
+
+def test_a_live_processs_events_are_left_alone_until_its_lease_runs_out(
+    factory: sessionmaker[Session],
+) -> None:
+    recorder = Recorder()
+    runner = _runner(recorder)
+    try:
+        _record(runner, factory, 3)
+        live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        try:
+            host = owner_name().rpartition(":")[0]
+            with transaction(factory) as session:  # another live worker's, and another host's
+                session.execute(update(PluginEvent).values(owner=f"{host}:{live.pid}"))
+            _record(runner, factory, 4)
+            with transaction(factory) as session:
+                session.execute(
+                    update(PluginEvent)
+                    .where(PluginEvent.owner == owner_name())
+                    .values(owner="elsewhere.example:42")
+                )
+            runner.journal.sweep(factory, force=True)
+            assert recorder.calls == [], "a live owner's event, and a fresh lease, are theirs"
+            with transaction(factory) as session:
+                expired = utcnow() - timedelta(seconds=1)
+                session.execute(
+                    update(PluginEvent)
+                    .where(PluginEvent.owner == "elsewhere.example:42")
+                    .values(lease_until=expired)
+                )
+            runner.journal.sweep(factory, force=True)
+            wait_until(lambda: len(recorder.calls) == 1, what="the expired lease's re-run")
+            assert recorder.calls[0][0] == 4
+            runner.journal.sweep(factory, force=True)
+            assert [owner for _k, owner, _a in _rows(factory)] == [f"{host}:{live.pid}"]
+        finally:
+            live.kill()
+            live.wait()
+    finally:
+        runner.close()
+    assert LEASE_SECONDS >= 60, "an owner on another host gets time before its events are taken"
+
+
+def test_an_event_whose_process_died_three_times_is_dropped(factory: sessionmaker[Session]) -> None:
+    recorder = Recorder()
+    runner = _runner(recorder)
+    try:
+        _record(runner, factory, 5)
+        host = owner_name().rpartition(":")[0]
+        with transaction(factory) as session:
+            session.execute(update(PluginEvent).values(owner=f"{host}:{_dead_pid()}", attempts=3))
+        runner.journal.sweep(factory, force=True)
+        assert _rows(factory) == [] and recorder.calls == [], "dropped, not fired a fourth time"
+    finally:
+        runner.close()
+
+
+def test_the_journal_stays_empty_for_events_nobody_implements(
+    factory: sessionmaker[Session],
+) -> None:
+    runner = _runner(Recorder())
+    try:
+        with transaction(factory) as session:
+            owed = runner.journal.record(session, [("postdesk_ticket_updated", {"ticket": {}})])
+        runner.journal.fire(owed)  # no implementation: answered at once
+        runner.journal.sweep(factory, force=True)
+        assert _rows(factory) == []
+    finally:
+        runner.close()
