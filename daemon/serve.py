@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import ssl
+import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -42,6 +43,7 @@ from postdesk.models.schema import OutboxItem
 log = logging.getLogger("postdesk.serve")
 
 SHUTDOWN_TIMEOUT_SECONDS = 25.0
+DATA_GRACE_SECONDS = 20.0  # a DATA transfer in progress at a stop may finish within this
 PLUGIN_DRAIN_SECONDS = 5.0  # events in flight when stopping
 
 
@@ -137,6 +139,7 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
     _done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_TIMEOUT_SECONDS)
     for task in pending:
         task.cancel()
+    await _let_data_finish(handler)
     server.close()
     if http is not None:
         http.close()
@@ -148,6 +151,20 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
         runtime.spool.pending(),
         await asyncio.to_thread(_outbox_pending, runtime),
     )
+
+
+async def _let_data_finish(handler: IntakeHandler) -> None:
+    """Wait (up to DATA_GRACE_SECONDS) for messages still arriving to be spooled and answered,
+    so that a client in the middle of DATA when the stop came gets its 250 (R-11)."""
+    deadline = time.monotonic() + DATA_GRACE_SECONDS
+    if handler.receiving:
+        log.info(
+            "waiting up to %.0f s for %d message(s) still arriving",
+            DATA_GRACE_SECONDS,
+            handler.receiving,
+        )
+    while handler.receiving and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
 
 
 def _outbox_pending(runtime: Runtime) -> int:

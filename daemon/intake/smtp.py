@@ -55,6 +55,7 @@ class IntakeHandler:
         self.closing = False
         self.accepted = 0
         self.connections = 0  # open SMTP sessions, against smtp.max_connections
+        self.receiving = 0  # DATA transfers in progress: a stop waits for them (R-11)
         self.refused_connections = 0
         self._refusal_logged_at = -REFUSAL_LOG_SECONDS
 
@@ -219,14 +220,16 @@ class IntakeSMTP(SMTP):
             return
         await self.push(START_DATA)
         incoming = self._intake.open_message(self.session, self.envelope)
+        self._intake.receiving += 1
         try:
             refusal = await self._receive(incoming)
             peer = str(self.session.peer[0]) if self.session.peer else ""
             status = refusal or await self._intake.commit(incoming, peer)
+            await self.push(status)
         finally:
+            self._intake.receiving -= 1
             incoming.discard()
             self._set_post_data_state()  # type: ignore[no-untyped-call]
-        await self.push(status)
 
     async def _receive(self, incoming: IncomingFile) -> str | None:
         """Copy DATA lines (dot-unstuffed) to ``incoming`` up to the lone dot; a refusal, if any.

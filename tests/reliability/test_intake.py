@@ -215,6 +215,37 @@ def test_r11_sigterm_refuses_new_mail_and_exits_cleanly(daemon: Daemon) -> None:
     assert "postdesk stopped: accepted 1 message(s)" in daemon.log()
 
 
+def test_r11_a_data_transfer_in_progress_at_sigterm_finishes_with_250_and_is_kept(
+    daemon: Daemon,
+) -> None:
+    """The client holds its final dot until the daemon has begun stopping, and a while more
+    (longer than an idle daemon takes to exit): the daemon waits for it, answers 250, and the
+    message is stored at the next start."""
+    raw = make_mail(subject="in flight at the stop", message_id="<held-dot@example.org>")
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"220")
+        for command in (b"HELO client.example.org", f"MAIL FROM:<{CUSTOMER}>".encode()):
+            sock.sendall(command + b"\r\n")
+            assert reader.readline().startswith(b"250")
+        sock.sendall(f"RCPT TO:<{HELPDESK}>\r\n".encode())
+        assert reader.readline().startswith(b"250")
+        sock.sendall(b"DATA\r\n")
+        assert reader.readline().startswith(b"354")
+        sock.sendall(raw)
+        assert daemon.process is not None
+        daemon.process.terminate()
+        wait_until(lambda: "stopping: refusing new mail" in daemon.log(), what="the stop")
+        time.sleep(6.0)  # an idle daemon that did not wait is gone after ~3 s
+        assert daemon.process.poll() is None, "the daemon waits for the message in flight"
+        sock.sendall(b"\r\n.\r\n")
+        assert reader.readline().startswith(b"250 "), "the message that arrived is accepted"
+    assert daemon.process.wait(timeout=30) == 0
+    daemon.start()
+    wait_until(lambda: daemon.tickets(), what="the ticket after the restart")
+    assert daemon.inbound_message_ids() == ["<held-dot@example.org>"]
+
+
 def test_r12_unknown_recipient_is_refused_at_rcpt(daemon: Daemon) -> None:
     code, reply = send(daemon.port, make_mail(to="nobody@example.com"), to="nobody@example.com")
     assert code == 550 and reply.startswith(b"5.1.1")
