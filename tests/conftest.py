@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
 
+from postdesk.daemon.store.db import make_engine, session_factory, upgrade_schema
 from tests.support import Daemon, SmtpSink, write_config
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -62,6 +64,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite:///{tmp_path / 'data' / 'postdesk.db'}"
         return
     yield from fresh_postgres_database(request.getfixturevalue("postgres_server"))
+
+
+@pytest.fixture
+def factory(database_url: str) -> Iterator[sessionmaker[Session]]:
+    """Sessions on a migrated database (SQLite, and PostgreSQL when reachable)."""
+    engine = make_engine(database_url)
+    upgrade_schema(engine)
+    yield session_factory(engine)
+    engine.dispose()
 
 
 @pytest.fixture

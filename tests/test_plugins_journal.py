@@ -6,16 +6,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pluggy
-import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from postdesk.daemon.store.db import make_engine, session_factory, transaction, upgrade_schema
+from postdesk.daemon.store.db import transaction
 from postdesk.models.plugin_events import PluginEvent
 from postdesk.models.schema import utcnow
 from postdesk.plugins import PROJECT, hookimpl, hookspecs
@@ -45,15 +43,6 @@ def _runner(recorder: Recorder) -> PluginRunner:
     manager.add_hookspecs(hookspecs)
     manager.register(recorder, name="recorder")
     return PluginRunner(PluginHost(manager, Hooks(manager, 5.0), {"recorder": recorder}))
-
-
-@pytest.fixture
-def factory(database_url: str) -> Iterator[sessionmaker[Session]]:
-    """A migrated database of each kind."""
-    engine = make_engine(database_url)
-    upgrade_schema(engine)
-    yield session_factory(engine)
-    engine.dispose()
 
 
 def _record(runner: PluginRunner, factory: sessionmaker[Session], number: int) -> list[Any]:

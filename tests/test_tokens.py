@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import func, select
@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.daemon.agents.tokens import SECRET_KEY, Token, Tokens, load_secret
 from postdesk.daemon.config import ConfigError, HelpdeskSettings, Settings
-from postdesk.daemon.store.db import make_engine, session_factory, transaction, upgrade_schema
+from postdesk.daemon.store.db import transaction
 from postdesk.models.schema import KeyValue
 
 SECRET = b"s3cret-for-tests"
@@ -20,15 +20,6 @@ SECRET = b"s3cret-for-tests"
 def tokens() -> Tokens:
     """Tokens on the test secret and domain."""
     return Tokens(SECRET, "example.com")
-
-
-@pytest.fixture
-def factory(database_url: str) -> Iterator[sessionmaker[Session]]:
-    """Sessions on a migrated database (SQLite, and PostgreSQL when reachable)."""
-    engine = make_engine(database_url)
-    upgrade_schema(engine)
-    yield session_factory(engine)
-    engine.dispose()
 
 
 def test_customer_token_round_trip(tokens: Tokens) -> None:
