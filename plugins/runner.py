@@ -123,12 +123,52 @@ class PluginRunner:
             return {}
         limit = self._waited(*LOOKUP_HOOKS)
         try:
-            return pending.result(timeout=limit + 0.5)
+            return pending.result(timeout=self.lookup_wait())
         except concurrent.futures.TimeoutError:
             log.warning("plugin lookups took longer than %.1f s; notifying without them", limit)
         except Exception:
             log.exception("plugin lookups failed; notifying without them")
         return {}
+
+    def lookup_wait(self) -> float:
+        """The longest a lookup's facts are waited for (the plugins' lookup timeouts)."""
+        return self._waited(*LOOKUP_HOOKS) + 0.5
+
+    def ready(self, pending: concurrent.futures.Future[Facts] | None) -> Facts | None:
+        """The facts a :meth:`lookup` gathered if it has finished (``{}`` when it failed or
+        none was started), else None: never waits."""
+        if pending is None:
+            return {}
+        if not pending.done():
+            return None
+        if pending.exception() is not None:
+            log.error("plugin lookups failed; notifying without them", exc_info=pending.exception())
+            return {}
+        return pending.result()
+
+    def later(
+        self, pending: concurrent.futures.Future[Facts], then: Callable[[Facts], None]
+    ) -> None:
+        """Call ``then(facts)`` in a worker thread once the lookups of ``pending`` finish, or
+        with ``{}`` when they fail or take longer than the timeout; returns at once."""
+        self._submit(self._later(pending, then))
+
+    async def _later(
+        self, pending: concurrent.futures.Future[Facts], then: Callable[[Facts], None]
+    ) -> None:
+        limit = self._waited(*LOOKUP_HOOKS)
+        try:
+            facts = await asyncio.wait_for(asyncio.wrap_future(pending), self.lookup_wait())
+        except TimeoutError:
+            log.warning("plugin lookups took longer than %.1f s; notifying without them", limit)
+            facts = {}
+        except Exception:
+            log.exception("plugin lookups failed; notifying without them")
+            facts = {}
+        try:
+            await asyncio.to_thread(then, facts)
+        except Exception:
+            log.exception("completing what waited for the plugin lookups failed")
 
     def prefetch(self, upcoming: Upcoming) -> None:
         """Start lookups for what ``upcoming(seen)`` returns: (name, (email, text)) of the next
