@@ -73,6 +73,7 @@ def test_orders_by_number_and_by_email_mapped_and_cached() -> None:
         ]
         assert second == first and len(shop.requests) == 2, "the second lookup is cached"
         assert asyncio.run(plugin.postdesk_lookup_orders("x@example.org", "order 99999")) is None
+        asyncio.run(plugin.aclose())
 
 
 def test_orders_from_a_hanging_or_failing_shop_cost_at_most_the_timeout() -> None:
@@ -85,7 +86,9 @@ def test_orders_from_a_hanging_or_failing_shop_cost_at_most_the_timeout() -> Non
         )
         assert time.monotonic() - started < 1.5
     with Shop(token="right") as shop:  # 401 without the token: logged, no orders
-        assert asyncio.run(_orders(shop).postdesk_lookup_orders("a@b.cd", "order 10001")) is None
+        plugin = _orders(shop)
+        assert asyncio.run(plugin.postdesk_lookup_orders("a@b.cd", "order 10001")) is None
+        asyncio.run(plugin.aclose())
 
 
 def test_orders_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
