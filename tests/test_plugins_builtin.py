@@ -340,3 +340,27 @@ def test_lookups_look_ahead_in_the_spool_so_a_slow_shop_answers_in_parallel(
             assert len(shop.requests) == 12
         finally:
             runner.close()
+
+
+def test_looking_ahead_gives_the_key_the_worker_will_look_up(tmp_path: Path) -> None:
+    """A quoted-printable message (as most mail clients send long lines) is looked ahead at
+    with its decoded text, so the worker finds its facts instead of looking up again."""
+    from email.message import EmailMessage
+
+    from postdesk.daemon.intake.spool import Envelope, Spool
+    from postdesk.daemon.mail.parse import parse_message
+    from postdesk.plugins.prefetch import lookahead
+
+    mail = EmailMessage()
+    mail["From"] = "Carol <Carol@Example.org>"
+    mail["To"] = "support@example.com"
+    mail["Subject"] = "Order 10001 is late"
+    mail.set_content("Where is my order 10001? " * 20 + "\n\n> an older quoted line\n")
+    raw = mail.as_bytes()
+    assert b"quoted-printable" in raw
+    spool = Spool(tmp_path / "spool")
+    spool.write(raw, Envelope("carol@example.org", ("support@example.com",), "smtp", time.time()))
+    [(_name, key)] = lookahead(spool.new, 8, 65536)
+    parsed = parse_message(raw)  # as the parse step sees it
+    assert key == ("carol@example.org", f"{parsed.subject}\n{parsed.new_text}")
+    assert "an older quoted line" not in key[1] and "=\n" not in key[1]
