@@ -33,6 +33,7 @@ LOOKUP_HOOKS = ("postdesk_lookup_contact", "postdesk_lookup_orders")
 CONTACT = "\0contact"  # cache key part: a contact is cached by address, not by text
 
 PREFETCH_MEMORY = 4096  # spool file names remembered as looked ahead at
+PREFETCH_EVERY = 8  # messages between two looks ahead (each reaches further than that)
 Facts = dict[str, Any]
 Upcoming = Callable[[Container[str]], list[tuple[str, tuple[str, str]]]]
 
@@ -51,6 +52,7 @@ class PluginRunner:
         self._cache_lock = threading.Lock()
         self._inflight: dict[tuple[str, str], asyncio.Future[Facts]] = {}
         self._prefetching = False
+        self._prefetch_calls = 0
         self._prefetched: dict[str, None] = {}  # spool files looked ahead at, oldest first
 
     @property
@@ -177,10 +179,12 @@ class PluginRunner:
 
         The worker handles one message at a time; looking ahead lets a slow shop answer for
         many messages at once (bounded concurrency), so that by the time the worker reaches
-        a message the plugins' caches hold its answers. One scan runs at a time; returns at
+        a message the plugins' caches hold its answers. One scan runs at a time, on every
+        PREFETCH_EVERY-th call (each hand-over to the loop thread costs the worker); returns at
         once.
         """
-        if self._prefetching or not self.implemented(*LOOKUP_HOOKS):
+        calls, self._prefetch_calls = self._prefetch_calls, self._prefetch_calls + 1
+        if calls % PREFETCH_EVERY or self._prefetching or not self.implemented(*LOOKUP_HOOKS):
             return
         self._prefetching = True
         self._submit(self._prefetch(upcoming))
