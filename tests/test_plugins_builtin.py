@@ -364,3 +364,39 @@ def test_looking_ahead_gives_the_key_the_worker_will_look_up(tmp_path: Path) -> 
     parsed = parse_message(raw)  # as the parse step sees it
     assert key == ("carol@example.org", f"{parsed.subject}\n{parsed.new_text}")
     assert "an older quoted line" not in key[1] and "=\n" not in key[1]
+
+
+def test_later_hands_over_the_facts_or_nothing_after_the_timeout() -> None:
+    """What a held notification is completed with: the lookups' facts once they answer,
+    ``{}`` once the lookup timeout has passed."""
+    import concurrent.futures
+    import dataclasses
+
+    from postdesk.daemon.config import PluginSettings
+    from postdesk.plugins.host import load_plugins
+    from postdesk.plugins.runner import PluginRunner
+
+    with Shop() as shop:
+        options = {
+            "orders_http": {
+                "by_number_url": f"{shop.url}/orders/{{number}}",
+                "fields": {"number": "id"},
+            }
+        }
+        plugins = PluginSettings(
+            enabled=("postdesk.plugins.orders_http",), lookup_timeout_seconds=1.0, options=options
+        )
+        runner = PluginRunner(load_plugins(dataclasses.replace(Settings(), plugins=plugins)))
+        try:
+            for hang, expected in ((False, "10001"), (True, None)):
+                shop.hang = hang
+                handed: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+                pending = runner.lookup(f"{hang}@example.org", f"order 1000{int(hang) + 1}")
+                assert pending is not None
+                runner.later(pending, handed.set_result)
+                facts = handed.result(timeout=10)
+                numbers = [order["number"] for order in facts.get("orders", [])]
+                assert numbers == ([expected] if expected else [])
+        finally:
+            shop.released.set()
+            runner.close()
