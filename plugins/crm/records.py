@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select
+from sqlalchemy import Connection, Table, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from postdesk.models.crm import Organization
@@ -17,7 +17,7 @@ PERSONAL_DOMAINS = (
 )  # fmt: skip  # never an organization's own domain
 
 
-def find_contact(session: Session, email: str) -> dict[str, Any] | None:
+def find_contact(session: Session | Connection, email: str) -> dict[str, Any] | None:
     """The card of ``email``: name, email, organization, tier, phone; None when unknown."""
     address = email.lower()
     row = session.execute(_FIND, {"email": address, "domain": address.rpartition("@")[2]}).first()
