@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from postdesk.daemon.config import Agent
 from postdesk.daemon.intake.spool import Envelope, SpoolEntry
 from postdesk.daemon.mail.parse import ParsedMessage
+from postdesk.daemon.outbound.held import HeldMail
 from postdesk.daemon.services import Services
 from postdesk.daemon.store.db import insert_ignore
 from postdesk.models.schema import Event, Message, Participant, Ticket
@@ -81,6 +82,7 @@ class MessageContext:
     category_score: float | None = None
     facts_pending: concurrent.futures.Future[dict[str, object]] | None = None  # plugin lookups
     facts: dict[str, object] = field(default_factory=dict)  # their answers: contact, orders
+    held: list[HeldMail] | None = None  # notifications held until the lookups end (steps.facts)
     ticket_before: dict[str, object] | None = None  # watched ticket fields before this message
     sla: TicketSla | None = None  # the ticket's SLA row as the sla step left it
     after_commit: list[Callable[[], None]] = field(default_factory=list)  # plugin events

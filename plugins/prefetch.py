@@ -1,20 +1,19 @@
-"""Looking ahead in the spool: who sent the next messages and what they say, cheaply.
+"""Looking ahead in the spool: who sent the next messages and what they say.
 
-Only the headers are parsed and the start of the body is taken as it is (no MIME decoding):
-this feeds lookups that warm the plugins' caches, never anything stored or shown.
+Each message is parsed as the worker will parse it (the first ``limit`` bytes of it), so the
+lookups started here have the very keys the worker's own lookups will have: when the worker
+reaches a message, its facts are usually there already (see ``PluginRunner.prefetch``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Container
-from email.parser import BytesHeaderParser
-from email.policy import default
-from email.utils import parseaddr
 from pathlib import Path
 
 from postdesk.daemon.intake.spool import peek_waiting
+from postdesk.daemon.mail.parse import MessageRejected, parse_message
 
-LookupKey = tuple[str, str]  # (sender address, subject and text)
+LookupKey = tuple[str, str]  # (sender address, subject and new text)
 
 
 def lookahead(
@@ -24,10 +23,17 @@ def lookahead(
     but those named in ``seen`` (looked at already: neither read nor parsed again)."""
     keys: list[tuple[str, LookupKey]] = []
     for name, raw in peek_waiting(waiting, depth, limit, seen):
-        head, _, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
-        headers = BytesHeaderParser(policy=default).parsebytes(head + b"\n\n")
-        sender = parseaddr(str(headers.get("From", "")))[1].lower()
-        if sender:
-            text = f"{headers.get('Subject', '')}\n{body.decode('utf-8', 'replace')}"
-            keys.append((name, (sender, text)))
+        try:
+            parsed = parse_message(raw)
+        except MessageRejected:
+            continue  # the worker will hold it: nothing to look up
+        if parsed.from_addr:
+            keys.append(
+                (name, (parsed.from_addr.lower(), lookup_text(parsed.subject, parsed.new_text)))
+            )
     return keys
+
+
+def lookup_text(subject: str, new_text: str) -> str:
+    """The text the lookups of a message are given: its subject and new text."""
+    return f"{subject}\n{new_text}"

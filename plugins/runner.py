@@ -35,6 +35,7 @@ LOOKUP_HOOKS = ("postdesk_lookup_contact", "postdesk_lookup_orders")
 CONTACT = "\0contact"  # cache key part: a contact is cached by address, not by text
 
 PREFETCH_MEMORY = 4096  # spool file names remembered as looked ahead at
+PREFETCH_EVERY = 8  # messages between two looks ahead (each reaches further than that)
 Facts = dict[str, Any]
 Upcoming = Callable[[Container[str]], list[tuple[str, tuple[str, str]]]]
 
@@ -53,6 +54,7 @@ class PluginRunner:
         self._cache_lock = threading.Lock()
         self._inflight: dict[tuple[str, str], asyncio.Future[Facts]] = {}
         self._prefetching = False
+        self._prefetch_calls = 0
         self._prefetched: dict[str, None] = {}  # spool files looked ahead at, oldest first
         self.journal = EventJournal(self)  # event calls recorded with their change (R-17)
 
@@ -133,12 +135,52 @@ class PluginRunner:
             return {}
         limit = self._waited(*LOOKUP_HOOKS)
         try:
-            return pending.result(timeout=limit + 0.5)
+            return pending.result(timeout=self.lookup_wait())
         except concurrent.futures.TimeoutError:
             log.warning("plugin lookups took longer than %.1f s; notifying without them", limit)
         except Exception:
             log.exception("plugin lookups failed; notifying without them")
         return {}
+
+    def lookup_wait(self) -> float:
+        """The longest a lookup's facts are waited for (the plugins' lookup timeouts)."""
+        return self._waited(*LOOKUP_HOOKS) + 0.5
+
+    def ready(self, pending: concurrent.futures.Future[Facts] | None) -> Facts | None:
+        """The facts a :meth:`lookup` gathered if it has finished (``{}`` when it failed or
+        none was started), else None: never waits."""
+        if pending is None:
+            return {}
+        if not pending.done():
+            return None
+        if pending.exception() is not None:
+            log.error("plugin lookups failed; notifying without them", exc_info=pending.exception())
+            return {}
+        return pending.result()
+
+    def later(
+        self, pending: concurrent.futures.Future[Facts], then: Callable[[Facts], None]
+    ) -> None:
+        """Call ``then(facts)`` in a worker thread once the lookups of ``pending`` finish, or
+        with ``{}`` when they fail or take longer than the timeout; returns at once."""
+        self._submit(self._later(pending, then))
+
+    async def _later(
+        self, pending: concurrent.futures.Future[Facts], then: Callable[[Facts], None]
+    ) -> None:
+        limit = self._waited(*LOOKUP_HOOKS)
+        try:
+            facts = await asyncio.wait_for(asyncio.wrap_future(pending), self.lookup_wait())
+        except TimeoutError:
+            log.warning("plugin lookups took longer than %.1f s; notifying without them", limit)
+            facts = {}
+        except Exception:
+            log.exception("plugin lookups failed; notifying without them")
+            facts = {}
+        try:
+            await asyncio.to_thread(then, facts)
+        except Exception:
+            log.exception("completing what waited for the plugin lookups failed")
 
     def prefetch(self, upcoming: Upcoming) -> None:
         """Start lookups for what ``upcoming(seen)`` returns: (name, (email, text)) of the next
@@ -147,10 +189,12 @@ class PluginRunner:
 
         The worker handles one message at a time; looking ahead lets a slow shop answer for
         many messages at once (bounded concurrency), so that by the time the worker reaches
-        a message the plugins' caches hold its answers. One scan runs at a time; returns at
+        a message the plugins' caches hold its answers. One scan runs at a time, on every
+        PREFETCH_EVERY-th call (each hand-over to the loop thread costs the worker); returns at
         once.
         """
-        if self._prefetching or not self.implemented(*LOOKUP_HOOKS):
+        calls, self._prefetch_calls = self._prefetch_calls, self._prefetch_calls + 1
+        if calls % PREFETCH_EVERY or self._prefetching or not self.implemented(*LOOKUP_HOOKS):
             return
         self._prefetching = True
         self._submit(self._prefetch(upcoming))

@@ -37,6 +37,7 @@ class Shop(_Server):
         super().__init__(_ShopHandler)
         self.delay = delay
         self.hang = False
+        self.released = threading.Event()  # ends a hang before its 30 s
         self.token = token
         self.requests: list[tuple[str, str]] = []  # (path with query, Authorization)
         self.orders = {
@@ -51,7 +52,7 @@ class _ShopHandler(BaseHTTPRequestHandler):
         shop: Shop = self.server.owner  # type: ignore[attr-defined]
         shop.requests.append((self.path, self.headers.get("Authorization", "")))
         if shop.hang:
-            time.sleep(30)
+            shop.released.wait(30)
         time.sleep(shop.delay)
         if shop.token and self.headers.get("Authorization") != f"Bearer {shop.token}":
             return self._answer(401, {"error": "unauthorized"})

@@ -73,6 +73,7 @@ def test_orders_by_number_and_by_email_mapped_and_cached() -> None:
         ]
         assert second == first and len(shop.requests) == 2, "the second lookup is cached"
         assert asyncio.run(plugin.postdesk_lookup_orders("x@example.org", "order 99999")) is None
+        asyncio.run(plugin.aclose())
 
 
 def test_orders_from_a_hanging_or_failing_shop_cost_at_most_the_timeout() -> None:
@@ -85,7 +86,9 @@ def test_orders_from_a_hanging_or_failing_shop_cost_at_most_the_timeout() -> Non
         )
         assert time.monotonic() - started < 1.5
     with Shop(token="right") as shop:  # 401 without the token: logged, no orders
-        assert asyncio.run(_orders(shop).postdesk_lookup_orders("a@b.cd", "order 10001")) is None
+        plugin = _orders(shop)
+        assert asyncio.run(plugin.postdesk_lookup_orders("a@b.cd", "order 10001")) is None
+        asyncio.run(plugin.aclose())
 
 
 def test_orders_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -339,4 +342,64 @@ def test_lookups_look_ahead_in_the_spool_so_a_slow_shop_answers_in_parallel(
             assert time.monotonic() - started < 0.5, "every answer came from the cache"
             assert len(shop.requests) == 12
         finally:
+            runner.close()
+
+
+def test_looking_ahead_gives_the_key_the_worker_will_look_up(tmp_path: Path) -> None:
+    """A quoted-printable message (as most mail clients send long lines) is looked ahead at
+    with its decoded text, so the worker finds its facts instead of looking up again."""
+    from email.message import EmailMessage
+
+    from postdesk.daemon.intake.spool import Envelope, Spool
+    from postdesk.daemon.mail.parse import parse_message
+    from postdesk.plugins.prefetch import lookahead
+
+    mail = EmailMessage()
+    mail["From"] = "Carol <Carol@Example.org>"
+    mail["To"] = "support@example.com"
+    mail["Subject"] = "Order 10001 is late"
+    mail.set_content("Where is my order 10001? " * 20 + "\n\n> an older quoted line\n")
+    raw = mail.as_bytes()
+    assert b"quoted-printable" in raw
+    spool = Spool(tmp_path / "spool")
+    spool.write(raw, Envelope("carol@example.org", ("support@example.com",), "smtp", time.time()))
+    [(_name, key)] = lookahead(spool.new, 8, 65536)
+    parsed = parse_message(raw)  # as the parse step sees it
+    assert key == ("carol@example.org", f"{parsed.subject}\n{parsed.new_text}")
+    assert "an older quoted line" not in key[1] and "=\n" not in key[1]
+
+
+def test_later_hands_over_the_facts_or_nothing_after_the_timeout() -> None:
+    """What a held notification is completed with: the lookups' facts once they answer,
+    ``{}`` once the lookup timeout has passed."""
+    import concurrent.futures
+    import dataclasses
+
+    from postdesk.daemon.config import PluginSettings
+    from postdesk.plugins.host import load_plugins
+    from postdesk.plugins.runner import PluginRunner
+
+    with Shop() as shop:
+        options = {
+            "orders_http": {
+                "by_number_url": f"{shop.url}/orders/{{number}}",
+                "fields": {"number": "id"},
+            }
+        }
+        plugins = PluginSettings(
+            enabled=("postdesk.plugins.orders_http",), lookup_timeout_seconds=1.0, options=options
+        )
+        runner = PluginRunner(load_plugins(dataclasses.replace(Settings(), plugins=plugins)))
+        try:
+            for hang, expected in ((False, "10001"), (True, None)):
+                shop.hang = hang
+                handed: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+                pending = runner.lookup(f"{hang}@example.org", f"order 1000{int(hang) + 1}")
+                assert pending is not None
+                runner.later(pending, handed.set_result)
+                facts = handed.result(timeout=10)
+                numbers = [order["number"] for order in facts.get("orders", [])]
+                assert numbers == ([expected] if expected else [])
+        finally:
+            shop.released.set()
             runner.close()

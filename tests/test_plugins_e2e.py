@@ -87,7 +87,7 @@ def _write(*record):
 
 @hookimpl
 def postdesk_ticket_created(ticket):
-    _write("created", ticket["number"], ticket["priority"])
+    _write("created", ticket["number"], ticket["status"])
 
 @hookimpl
 async def postdesk_message_added(ticket, message):
@@ -136,6 +136,8 @@ def test_builtin_plugins_fill_the_notification_set_priority_and_deliver_webhooks
         assert "Order:     10001, status: shipped, total: 49.90" in text
         assert "Order:     10002, status: processing" in text, "the sender's own orders too"
         assert all(auth == "Bearer t0ken" for _path, auth in shop.requests)
+        # The gold tier raises the priority: with the ticket, or once the lookups answer (the
+        # notification is released in the same transaction).
         assert daemon.ticket(1)["priority"] == "high", "gold tier raises the priority"
 
         # The receiver failed twice; retries deliver every event, each correctly signed.
@@ -172,13 +174,48 @@ def test_builtin_plugins_fill_the_notification_set_priority_and_deliver_webhooks
         wait_until(lambda: len(_records(recorded)) == 4, what="recorded events")
         assert sorted(_records(recorded), key=str) == sorted(
             [
-                ["created", 1, "high"],
+                ["created", 1, "new"],
                 ["message", 1, "Where is order 10001?", "in"],
                 ["message", 1, "Re: [Example #1] Where is order 10001?", "in"],
                 ["updated", 1, {"status": ["solved", "open"]}],
             ],
             key=str,
         )
+
+
+def test_a_hanging_shop_never_delays_the_acknowledgement(
+    tmp_path: Path, database_url: str, sink: SmtpSink
+) -> None:
+    """The shop hangs until the test lets it answer: the acknowledgement is out before that,
+    the agent notification is held meanwhile and then carries the orders."""
+    extra = textwrap.dedent(
+        """
+        [plugins]
+        enabled = ["postdesk.plugins.crm", "postdesk.plugins.orders_http"]
+        lookup_timeout_seconds = 60
+        [plugins.orders_http]
+        by_number_url = "{url}/orders/{{number}}"
+        by_email_url = "{url}/orders?email={{email}}"
+        list_field = "orders"
+        fields = {{ number = "id", status = "state", total = "total.amount" }}
+        timeout_seconds = 60
+        """
+    )
+    with Shop() as shop:
+        shop.hang = True
+        with _serve(tmp_path, database_url, sink, extra.format(url=shop.url)) as daemon:
+            code, _ = send(daemon.port, make_mail(subject="Where is order 10001?", body="Late.\n"))
+            assert code == 250
+            ack = wait_until(lambda: sink.to(CUSTOMER), what="acknowledgement")[0]
+            assert "[Example #1]" in str(ack["Subject"])
+            assert shop.requests, "the shop was asked and has not answered yet"
+            assert not sink.to(AGENT), "the notification waits for the lookups"
+            shop.released.set()
+            mail = wait_until(lambda: sink.to(AGENT), what="agent notification")[0]
+            assert "Order:     10001, status: shipped, total: 49.90" in _plain(mail)
+            copy = [m for m in daemon.ticket(1)["messages"] if m["direction"] == "out"]
+            assert any("Order:     10001" in m["text"] for m in copy), "the ticket's copy too"
+            assert len(sink.to(CUSTOMER)) == 1 and len(sink.to(AGENT)) == 1
 
 
 def test_an_installed_plugin_loads_by_its_entry_point(

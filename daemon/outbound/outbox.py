@@ -60,6 +60,7 @@ def enqueue(
     attachments: Sequence[tuple[str, str, bytes]] = (),
     internal_copy: bool = False,
     rendered: Rendered | None = None,
+    held_until: datetime | None = None,
 ) -> OutboxItem | None:
     """Queue one mail about ``ticket`` in the caller's session (no commit) and record it.
 
@@ -67,7 +68,8 @@ def enqueue(
     valid recipient is left, or when ``auto`` is set and the first recipient is bouncing or
     over ``outbound.auto_per_recipient_10min`` / ``auto_per_recipient_day`` /
     ``auto_total_per_hour`` (the last also alerts the agents, once an hour). ``rendered``,
-    when given, is ``template`` already rendered with ``context``.
+    when given, is ``template`` already rendered with ``context``. ``held_until``: the mail
+    is not sent before then unless :func:`postdesk.daemon.outbound.held.complete` releases it.
     """
     settings = services.settings
     now = services.clock()
@@ -104,7 +106,7 @@ def enqueue(
         log.error("%s %s for ticket %s not sent: %s", message_id, kind, ticket.number, exc)
         return None
     outgoing = _Outgoing(kind, envelope, message_id, auto, raw, rendered, internal_copy)
-    item = _record(session, settings, ticket, outgoing, now)
+    item = _record(session, settings, ticket, outgoing, now, held_until or now)
     log.info("%s %s to %s for ticket %s queued", message_id, kind, envelope[0], ticket.number)
     return item
 
@@ -151,7 +153,7 @@ def enqueue_notice(
         log.error("%s %s not sent: %s", message_id, kind, exc)
         return None
     outgoing = _Outgoing(kind, envelope, message_id, True, raw, rendered, True)
-    item = _insert_item(session, settings, None, outgoing, now)
+    item = _insert_item(session, settings, None, outgoing, now, now)
     log.info("%s %s to %s queued", message_id, kind, envelope[0])
     return item
 
@@ -170,12 +172,17 @@ class _Outgoing:
 
 
 def _record(
-    session: Session, settings: Settings, ticket: Ticket, out: _Outgoing, now: datetime
+    session: Session,
+    settings: Settings,
+    ticket: Ticket,
+    out: _Outgoing,
+    now: datetime,
+    due: datetime,
 ) -> OutboxItem:
     """Write the outbox row and the ticket's outgoing Message (Core inserts: no unit of work)."""
     if ticket.id is None:
         session.flush()
-    item = _insert_item(session, settings, ticket.id, out, now)
+    item = _insert_item(session, settings, ticket.id, out, now, due)
     session.connection().execute(  # Core statements: no ORM layer between
         _INSERT_MESSAGE,
         {
@@ -200,9 +207,14 @@ def _record(
 
 
 def _insert_item(
-    session: Session, settings: Settings, ticket_id: int | None, out: _Outgoing, now: datetime
+    session: Session,
+    settings: Settings,
+    ticket_id: int | None,
+    out: _Outgoing,
+    now: datetime,
+    due: datetime,
 ) -> OutboxItem:
-    """Write the outbox row of one composed mail, due now; returned as a detached record."""
+    """Write the outbox row of one composed mail, due at ``due``; returned as a detached record."""
     values: dict[str, object] = {
         "ticket_id": ticket_id,
         "kind": out.kind,
@@ -214,7 +226,7 @@ def _insert_item(
         "raw": out.raw,
         "status": "pending",
         "attempts": 0,
-        "next_attempt_at": now,
+        "next_attempt_at": due,
         "created_at": now,
         "claimed_until": None,
         "claimed_by": None,

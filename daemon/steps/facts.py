@@ -1,29 +1,106 @@
-"""Step: collect what the plugins' lookups found, and let a new ticket's contact set its priority.
+"""Step: take what the plugins' lookups found, and let a new ticket's contact set its priority.
 
-The lookups started in the ``lookup`` step ran while the message was stored; here their
-answers are awaited (at most the lookup timeout: mail is never held longer than that, and a
-plugin that answers late is simply left out). A contact card may carry a ``priority`` (the
-CRM maps its tier to one, ``[plugins.crm] tier_priority``): a new ticket is raised to it.
+The lookups started in the ``lookup`` step ran while the message was stored. If they have
+answered (or were answered from a cache), their facts go into this message's notifications
+now. If not, nothing waits for them: the acknowledgement and the ticket commit at once, the
+agent notifications are queued held (``daemon/outbound/held.py``), and after the commit
+:func:`_complete` fills the facts in and releases them once the lookups answer or time out
+(a plugin that answers late is left out). A contact card may carry a ``priority`` (the CRM
+maps its tier to one, ``[plugins.crm] tier_priority``): a new ticket is raised to it, then or
+in :func:`_complete`.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.orm import Session
+
+from postdesk.daemon.outbound.context import ticket_info
+from postdesk.daemon.outbound.held import HeldMail, complete
 from postdesk.daemon.pipeline import MessageContext, log_event
-from postdesk.models.schema import PRIORITIES
+from postdesk.daemon.services import Services
+from postdesk.daemon.sla.clock import refresh
+from postdesk.daemon.store.slaview import due_text
+from postdesk.models.schema import PRIORITIES, Event, Ticket
 
 ACTOR = "plugins"
 
 
 def run(ctx: MessageContext) -> None:
-    """Fill ``ctx.facts``; raise a new ticket's priority to its contact's."""
-    ctx.facts = ctx.services.plugins.facts(ctx.facts_pending)
-    contact = ctx.facts.get("contact")
-    if not ctx.created or ctx.ticket is None or not isinstance(contact, dict):
+    """Fill ``ctx.facts`` and raise a new ticket's priority to its contact's, or, while the
+    lookups still run, hold the notifications and complete them after the commit."""
+    facts = ctx.services.plugins.ready(ctx.facts_pending)
+    if facts is None:
+        if ctx.ticket is not None:
+            _hold(ctx)
         return
-    wanted = contact.get("priority")
-    current = ctx.ticket.priority
+    ctx.facts = facts
+    if ctx.created and ctx.ticket is not None:
+        change = _priority_change(ctx.ticket, facts)
+        if change is not None:
+            log_event(ctx, "priority", change, ACTOR)
+            ctx.ticket.priority = str(change["to"])
+
+
+def _hold(ctx: MessageContext) -> None:
+    """Have the ``notify`` step hold its mails; complete them once the lookups are done."""
+    assert ctx.ticket is not None and ctx.facts_pending is not None
+    if ctx.ticket.id is None:
+        ctx.session.flush()
+    ctx.held = []
+    finish = functools.partial(
+        _complete, ctx.services, ctx.session.get_bind(), ctx.ticket.id, ctx.created, ctx.held
+    )
+    plugins, pending = ctx.services.plugins, ctx.facts_pending
+    ctx.after_commit.append(lambda: plugins.later(pending, finish))
+
+
+def _complete(
+    services: Services,
+    engine: Engine | Connection,
+    ticket_id: int,
+    created: bool,
+    held: list[HeldMail],
+    facts: dict[str, Any],
+) -> None:
+    """After the commit, in a thread: raise a new ticket's priority and release its held
+    notifications with the facts, in one transaction."""
+    with Session(engine) as session, session.begin():
+        ticket = session.get(Ticket, ticket_id)
+        if ticket is None:
+            return
+        changes: dict[str, object] = {"plugin_facts": facts}
+        change = _priority_change(ticket, facts) if created else None
+        if change is not None:
+            session.add(
+                Event(
+                    ticket_id=ticket_id,
+                    at=services.clock(),
+                    actor=ACTOR,
+                    kind="priority",
+                    detail=json.dumps(change),
+                )
+            )
+            ticket.priority = str(change["to"])
+            sla = refresh(session, services.sla, ticket, services.clock())
+            changes |= {
+                "ticket": ticket_info(services.settings, ticket),
+                "sla_due": due_text(sla, ticket),
+            }
+        for mail in held:
+            complete(session, services, mail, changes)
+
+
+def _priority_change(ticket: Ticket, facts: dict[str, Any]) -> dict[str, object] | None:
+    """The priority change the contact card in ``facts`` asks of ``ticket``, if any."""
+    contact = facts.get("contact")
+    if not isinstance(contact, dict):
+        return None
+    wanted, current = contact.get("priority"), ticket.priority
     if wanted in PRIORITIES and PRIORITIES.index(wanted) > PRIORITIES.index(current):
-        log_event(
-            ctx, "priority", {"from": current, "to": wanted, "tier": contact.get("tier")}, ACTOR
-        )
-        ctx.ticket.priority = str(wanted)
+        return {"from": current, "to": wanted, "tier": contact.get("tier")}
+    return None

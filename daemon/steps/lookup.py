@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 
 from postdesk.daemon.pipeline import MessageContext
-from postdesk.plugins.prefetch import lookahead
+from postdesk.plugins.prefetch import lookahead, lookup_text
 
 WATCHED = ("status", "priority", "assignee", "category")
 SPOOL_WAITING = "spool/new"  # where runtime.build_runtime's Spool keeps waiting messages
@@ -26,7 +26,7 @@ def run(ctx: MessageContext) -> None:
         ctx.ticket_before = {name: getattr(ctx.ticket, name) for name in WATCHED}
     if ctx.agent is not None or ctx.unverified_agent or ctx.is_auto or ctx.rating is not None:
         return
-    text = f"{ctx.parsed.subject}\n{ctx.parsed.new_text}"
+    text = lookup_text(ctx.parsed.subject, ctx.parsed.new_text)
     plugins = ctx.services.plugins
     ctx.facts_pending = plugins.lookup(ctx.sender, text)
     waiting = ctx.services.settings.data_dir / SPOOL_WAITING

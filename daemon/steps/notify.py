@@ -9,9 +9,12 @@ messages of the ticket.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from postdesk.daemon.agents import assignment
 from postdesk.daemon.config import Agent
 from postdesk.daemon.outbound.context import attachment_list, helpdesk_info, ticket_info, trimmed
+from postdesk.daemon.outbound.held import HOLD_MARGIN_SECONDS, HeldMail
 from postdesk.daemon.outbound.outbox import enqueue
 from postdesk.daemon.outbound.templating import AGENT_ALERT, AGENT_NOTIFICATION, Rendered
 from postdesk.daemon.pipeline import MessageContext
@@ -76,13 +79,18 @@ def _send(
     """Queue one mail about this message to ``agent``: its text, its files up to the budget.
 
     ``rendered``, when given, is the template already rendered for another agent (the caller
-    knows it does not depend on the agent); returns what the mail says."""
+    knows it does not depend on the agent); returns what the mail says. While the plugins'
+    lookups still run (``ctx.held``), the mail is held for them (see ``steps.facts``)."""
     assert ctx.ticket is not None
     parsed = ctx.parsed
     context = {**shared, "agent": {"name": agent.name or agent.email, "email": agent.email}}
     if rendered is None:
         rendered = ctx.services.templates.render(template, context)
-    enqueue(
+    held_until = None
+    if ctx.held is not None:
+        hold = ctx.services.plugins.lookup_wait() + HOLD_MARGIN_SECONDS
+        held_until = ctx.services.clock() + timedelta(seconds=hold)
+    item = enqueue(
         ctx.session,
         ctx.services,
         ticket=ctx.ticket,
@@ -97,5 +105,19 @@ def _send(
         attachments=attached,
         internal_copy=True,
         rendered=rendered,
+        held_until=held_until,
     )
+    if item is not None and ctx.held is not None:
+        ctx.held.append(
+            HeldMail(
+                item.id,
+                item.message_id,
+                template,
+                context,
+                [agent.email],
+                parsed.message_id,
+                [*parsed.references, parsed.message_id],
+                attached,
+            )
+        )
     return rendered

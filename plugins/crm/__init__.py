@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import phonenumbers
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.daemon.config import ConfigError
@@ -51,13 +52,13 @@ class Crm:
     def __init__(self, settings: CrmSettings, factory: sessionmaker[Session]) -> None:
         """Answer lookups from the database of ``factory``."""
         self.settings = settings
-        self.factory = factory
+        self.engine: Engine = factory.kw["bind"]  # a lookup needs a connection, not a session
 
     @hookimpl
     def postdesk_lookup_contact(self, email: str) -> dict[str, Any] | None:
         """The contact's card; None when the address is unknown."""
-        with self.factory() as session:
-            card = find_contact(session, email)
+        with self.engine.connect() as connection:
+            card = find_contact(connection, email)
         if card is None:
             return None
         priority = self.settings.tier_priority.get(card.get("tier") or "")

@@ -1,0 +1,80 @@
+"""Held mail: written in the message's transaction, completed and released after it commits.
+
+An agent notification waits for the plugins' lookups (contact, orders) without holding back
+the message's transaction: it is queued with ``held_until`` (:func:`outbox.enqueue`), a due
+time past the lookups' timeout, and :func:`complete` renders it again with the facts and makes
+it due now. Nothing else is needed for a crash in between: the row, complete but for the
+facts, simply becomes due at ``held_until`` and is sent as it is. :func:`complete` only
+rewrites a row that is still held (due later, never claimed or tried), so a mail is released
+once and never changes while it is being sent or after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Table, update
+from sqlalchemy.orm import Session
+
+from postdesk.daemon.outbound.compose import compose
+from postdesk.daemon.services import Services
+from postdesk.models.schema import Message, OutboxItem
+
+HOLD_MARGIN_SECONDS = 30.0  # past the lookups' timeout: time to write the completed mail
+_OUTBOX = cast(Table, OutboxItem.__table__)
+_MESSAGE = cast(Table, Message.__table__)
+
+
+@dataclass(frozen=True)
+class HeldMail:
+    """What rendering a held mail again takes: its row, template, context and headers."""
+
+    item_id: int
+    message_id: str
+    template: str
+    context: Mapping[str, object]
+    to: Sequence[str]
+    in_reply_to: str | None
+    references: Sequence[str]
+    attachments: Sequence[tuple[str, str, bytes]]
+
+
+def complete(
+    session: Session, services: Services, mail: HeldMail, changes: Mapping[str, object]
+) -> bool:
+    """Render ``mail`` with ``changes`` to its context and release it to be sent now, with the
+    ticket's copy updated; False (nothing written) when it was released already."""
+    rendered = services.templates.render(mail.template, {**mail.context, **changes})
+    raw = compose(
+        services,
+        to=mail.to,
+        subject=rendered.subject,
+        rendered=rendered,
+        message_id=mail.message_id,
+        in_reply_to=mail.in_reply_to,
+        references=mail.references,
+        auto=True,
+        attachments=mail.attachments,
+    )
+    now = services.clock()
+    released = session.execute(
+        update(_OUTBOX)
+        .where(
+            _OUTBOX.c.id == mail.item_id,
+            _OUTBOX.c.status == "pending",
+            _OUTBOX.c.attempts == 0,
+            _OUTBOX.c.claimed_by.is_(None),
+            _OUTBOX.c.next_attempt_at > now,  # still held
+        )
+        .values(raw=raw, next_attempt_at=now)
+    )
+    if not cast(CursorResult[Any], released).rowcount:
+        return False
+    session.execute(
+        update(_MESSAGE)
+        .where(_MESSAGE.c.message_id == mail.message_id, _MESSAGE.c.direction == "out")
+        .values(subject=rendered.subject, text=rendered.text, new_text=rendered.text, raw=raw)
+    )
+    return True
