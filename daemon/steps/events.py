@@ -14,7 +14,7 @@ from typing import Any
 from postdesk.daemon.pipeline import MessageContext
 from postdesk.daemon.steps.lookup import WATCHED
 from postdesk.daemon.store.views import message_dict, ticket_dict
-from postdesk.plugins.snapshots import freeze
+from postdesk.plugins.snapshots import Snapshot, freeze
 
 EVENT_HOOKS = (
     "postdesk_ticket_created",
@@ -39,8 +39,7 @@ def run(ctx: MessageContext) -> None:
         if ctx.ticket.assignee:
             notices.append(("ticket.assigned", {"assignee": ctx.ticket.assignee}))
     elif changes:
-        calls.append(("postdesk_ticket_updated", {"ticket": ticket, "changes": freeze(changes)}))
-        notices.append(("ticket.updated", {"changes": changes}))
+        calls += updated_calls(ticket, changes)
         if "assignee" in changes:
             notices.append(("ticket.assigned", {"assignee": ctx.ticket.assignee}))
     if ctx.message is not None:
@@ -58,6 +57,19 @@ def run(ctx: MessageContext) -> None:
     implemented = [(hook, kwargs) for hook, kwargs in calls if runner.implemented(hook)]
     owed = runner.journal.record(ctx.session, implemented)
     ctx.after_commit.append(lambda: runner.journal.fire(owed))
+
+
+def updated_calls(
+    ticket: Snapshot, changes: dict[str, list[Any]]
+) -> list[tuple[str, dict[str, Any]]]:
+    """The hook calls that announce ``changes`` (field -> [old, new]) of ``ticket``."""
+    return [
+        ("postdesk_ticket_updated", {"ticket": ticket, "changes": freeze(changes)}),
+        (
+            "postdesk_notify",
+            {"event": "ticket.updated", "ticket": ticket, "detail": freeze({"changes": changes})},
+        ),
+    ]
 
 
 def _changes(ctx: MessageContext) -> dict[str, list[Any]]:

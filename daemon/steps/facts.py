@@ -24,8 +24,12 @@ from postdesk.daemon.outbound.held import HeldMail, complete
 from postdesk.daemon.pipeline import MessageContext, log_event
 from postdesk.daemon.services import Services
 from postdesk.daemon.sla.clock import refresh
+from postdesk.daemon.steps.events import updated_calls
 from postdesk.daemon.store.slaview import due_text
+from postdesk.daemon.store.views import ticket_dict
 from postdesk.models.schema import PRIORITIES, Event, Ticket
+from postdesk.plugins.journal import OwedCall
+from postdesk.plugins.snapshots import freeze
 
 ACTOR = "plugins"
 
@@ -68,7 +72,8 @@ def _complete(
     facts: dict[str, Any],
 ) -> None:
     """After the commit, in a thread: raise a new ticket's priority and release its held
-    notifications with the facts, in one transaction."""
+    notifications with the facts, in one transaction; then tell the plugins of the raise."""
+    owed: list[OwedCall] = []
     with Session(engine) as session, session.begin():
         ticket = session.get(Ticket, ticket_id)
         if ticket is None:
@@ -91,8 +96,20 @@ def _complete(
                 "ticket": ticket_info(services.settings, ticket),
                 "sla_due": due_text(sla, ticket),
             }
+            owed = _announce(services, session, ticket, [change["from"], change["to"]])
         for mail in held:
             complete(session, services, mail, changes)
+    services.plugins.journal.fire(owed)
+
+
+def _announce(
+    services: Services, session: Session, ticket: Ticket, priority: list[Any]
+) -> list[OwedCall]:
+    """Record, in ``session``'s transaction, the plugin events of a priority raised late."""
+    runner = services.plugins
+    snapshot = freeze(ticket_dict(ticket, services.settings.helpdesk.tag, False))
+    calls = updated_calls(snapshot, {"priority": priority})
+    return runner.journal.record(session, [c for c in calls if runner.implemented(c[0])])
 
 
 def _priority_change(ticket: Ticket, facts: dict[str, Any]) -> dict[str, object] | None:
