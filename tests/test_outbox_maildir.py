@@ -65,6 +65,17 @@ def test_a_mail_that_cannot_be_written_is_retried_alone(env: Env) -> None:
     ]
 
 
+def test_a_maildir_that_cannot_be_set_up_retries_the_mails(env: Env) -> None:
+    item = queue(env)
+    assert item is not None
+    env.settings.data_dir.mkdir(parents=True, exist_ok=True)
+    (env.settings.data_dir / "outbox-sent").write_bytes(b"")  # a file where the folder goes
+    assert drain(env) == 1
+    [row] = outbox(env)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert "NotADirectoryError" in row.last_error
+
+
 def test_a_mail_a_reader_picked_up_is_not_written_again(tmp_path: Path) -> None:
     root = tmp_path / "Maildir"
     assert maildir.deliver(root, [(7, b"first")]) == {7: None}

@@ -28,11 +28,14 @@ def deliver(root: Path, mails: Sequence[tuple[int, bytes]]) -> dict[int, OSError
     """Write ``(row id, raw bytes)`` mails into the Maildir at ``root``, durably.
 
     Returns, per row id, None once its file is on stable storage, or the error that kept it out
-    (a failed sync of ``new/`` fails every mail of the group).
+    (a Maildir that cannot be set up or a failed sync of ``new/`` fails every mail of the group).
     """
-    for sub in ("tmp", "new", "cur"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    picked_up = sorted(os.listdir(root / "cur"))  # a reader renames a file "<name>:2,<flags>"
+    try:
+        for sub in ("tmp", "new", "cur"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        picked_up = sorted(os.listdir(root / "cur"))  # a reader renames a file "<name>:2,<flags>"
+    except OSError as error:
+        return {row_id: error for row_id, _ in mails}
     outcome: dict[int, OSError | None] = {}
     written: list[tuple[int, Path, BinaryIO]] = []
     for row_id, raw in mails:
