@@ -79,16 +79,24 @@ def count_queued(session: Session, settings: Settings, auto: bool, recipient: st
 
 
 def _count_total(session: Session, settings: Settings, now: datetime, cap: int) -> int:
-    """Automatic mails to outside addresses within the hour before ``now``, counted up to ``cap``."""
+    """Automatic mails to outside addresses within the hour before ``now``, at most ``cap``.
+
+    Counted as every automatic mail of the hour less those to agents: both counts are answered
+    by an index alone (``ix_outbox_auto_created``, ``ix_outbox_recipient_auto``), where
+    testing each row's recipient would read the rows themselves.
+    """
     agents = [agent.email.lower() for agent in settings.agents]
-    recent = select(OutboxItem.id).where(
-        OutboxItem.auto.is_(True), OutboxItem.created_at > now - timedelta(hours=1)
-    )
+    recent = (OutboxItem.auto.is_(True), OutboxItem.created_at > now - timedelta(hours=1))
+    counted = select(func.count()).select_from(OutboxItem).where(*recent)
     if agents:
-        recent = recent.where(OutboxItem.recipient.not_in(agents))
-    with session.no_autoflush:  # _auto_refusal flushed any pending outbox row
-        counted = session.scalar(select(func.count()).select_from(recent.limit(cap).subquery()))
-    return int(counted or 0)
+        to_agents = (
+            select(func.count())
+            .select_from(OutboxItem)
+            .where(*recent, OutboxItem.recipient.in_(agents))
+        )
+        counted = select(counted.scalar_subquery() - to_agents.scalar_subquery())
+    # a Core statement (no ORM layer, no autoflush): refusal() flushed any pending outbox row
+    return min(int(session.connection().execute(counted).scalar() or 0), cap)
 
 
 # The bounce flag and both rate windows of a recipient in one statement, built once: this runs
