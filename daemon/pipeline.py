@@ -21,6 +21,7 @@ from postdesk.daemon.config import Agent
 from postdesk.daemon.intake.spool import Envelope, SpoolEntry
 from postdesk.daemon.mail.parse import ParsedMessage
 from postdesk.daemon.outbound.held import HeldMail
+from postdesk.daemon.outbound.outbox import Mail
 from postdesk.daemon.services import Services
 from postdesk.daemon.store.db import insert_ignore
 from postdesk.models.schema import Event, Message, Participant, Ticket
@@ -86,6 +87,7 @@ class MessageContext:
     ticket_before: dict[str, object] | None = None  # watched ticket fields before this message
     sla: TicketSla | None = None  # the ticket's SLA row as the sla step left it
     after_commit: list[Callable[[], None]] = field(default_factory=list)  # plugin events
+    mails: list[Mail] = field(default_factory=list)  # to queue together (steps.enqueue)
 
     @cached_property
     def raw(self) -> bytes:

@@ -24,14 +24,17 @@ def group_agents(settings: Settings, group: str | None) -> list[Agent]:
     return [a for a in settings.agents if group and group in a.groups]
 
 
-def recipients(settings: Settings, ticket: Ticket) -> list[Agent]:
+def recipients(settings: Settings, ticket: Ticket, opened_now: bool = False) -> list[Agent]:
     """Whom to tell about ``ticket``: its assignee, else its group, else every agent; and its
-    assistants."""
+    assistants. ``opened_now``: the ticket was opened by the message at hand, not by an agent,
+    so it has no assistants yet (only an agent's ``#assist`` adds one): none are looked up."""
     assignee = settings.agent(ticket.assignee)
     if assignee is not None:
         chosen = [assignee]
     else:
         chosen = group_agents(settings, ticket.group_name) or list(settings.agents)
+    if opened_now:
+        return list({a.email.lower(): a for a in chosen}.values())
     return _with_assistants(settings, ticket, chosen)
 
 

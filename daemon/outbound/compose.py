@@ -261,6 +261,8 @@ def _text_part(subtype: str, text: str) -> bytes:
         sniff_qp = quoprimime.body_encode(sniff.decode("latin-1"), LINE)
         if len(sniff_qp) > len(binascii.b2a_base64(sniff)):
             cte, payload = "base64", _base64(_B_CRLF.join(lines) + _B_CRLF)
+        elif len(lines) <= 10:  # the sniff was the whole text: only its line ends differ
+            cte, payload = "quoted-printable", sniff_qp.replace("\n", _CRLF).encode("ascii")
         else:
             joined = (b"\n".join(lines) + b"\n").decode("latin-1")
             encoded = quoprimime.body_encode(joined, LINE, eol=_CRLF)

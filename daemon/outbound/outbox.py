@@ -1,12 +1,12 @@
 """The durable outbox: outgoing mail is written in the same transaction as the change causing it.
 
 :func:`enqueue` renders, signs and composes one mail and adds an ``OutboxItem`` row plus the
-ticket's outgoing ``Message`` row in the caller's transaction. It never commits; the sender
+ticket's outgoing ``Message`` row in the caller's transaction; :func:`enqueue_all` does so for
+several mails with one INSERT per table. It never commits; the sender
 (:mod:`postdesk.daemon.outbound.sender`) delivers committed rows later. Automatic mail is refused
 here, before anything is written, when the recipient is bouncing or over the rate limits, or
 when all outside addresses together had ``outbound.auto_total_per_hour`` automatic mails within
-the hour (R-43: forged senders must not turn the helpdesk into a mail cannon); the agents then
-get one alert per hour.
+the hour (R-43, :mod:`postdesk.daemon.outbound.caps`); the agents then get one alert per hour.
 """
 
 from __future__ import annotations
@@ -17,29 +17,29 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import make_msgid
-from typing import cast
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from postdesk.daemon.config import Settings
+from postdesk.daemon.outbound import caps
 from postdesk.daemon.outbound.compose import compose, envelope_address
 from postdesk.daemon.outbound.context import helpdesk_info
 from postdesk.daemon.outbound.templating import AGENT_AUTO_CAP, Rendered
 from postdesk.daemon.services import Services
-from postdesk.models.schema import Contact, Message, OutboxItem, Ticket
+from postdesk.models.schema import Message, OutboxItem, Ticket
 
 log = logging.getLogger("postdesk.outbox")
 
 CHANNEL = "outbox"
 AUTO_CAP = "auto_cap"  # kind of the agents' alert that automatic mail was stopped
-_TOTAL_CAP = "the hourly cap on automatic mail to outside addresses is reached"
 # Built once; each mail passes only its values (building statements per mail costs more).
 _OUTBOX = cast(Table, OutboxItem.__table__)
-_INSERT_ITEM = insert(_OUTBOX).returning(_OUTBOX.c.id)
+# Several rows go in one statement; each comes back with its (freshly minted, unique)
+# Message-ID, since the order of RETURNING rows is not that of the VALUES.
+_INSERT_ITEM = insert(_OUTBOX).returning(_OUTBOX.c.message_id, _OUTBOX.c.id)
 _INSERT_MESSAGE = insert(cast(Table, Message.__table__))
-# session.info key: (transaction, count) of automatic mail to outside addresses within the hour
-_TOTAL_KEPT = "postdesk.outbox.auto_total"
 
 
 def enqueue(
@@ -71,23 +71,121 @@ def enqueue(
     when given, is ``template`` already rendered with ``context``. ``held_until``: the mail
     is not sent before then unless :func:`postdesk.daemon.outbound.held.complete` releases it.
     """
+    mail = Mail(
+        kind=kind,
+        to=to,
+        template=template,
+        context=context,
+        in_reply_to=in_reply_to,
+        references=references,
+        auto=auto,
+        cc=cc,
+        agent=agent,
+        from_name=from_name,
+        attachments=attachments,
+        internal_copy=internal_copy,
+        rendered=rendered,
+        held_until=held_until,
+    )
+    [row] = _queue(session, services, ticket, [mail])
+    return None if row is None else OutboxItem(**row)
+
+
+@dataclass(frozen=True)
+class Mail:
+    """One mail about a ticket, for :func:`enqueue_all`: the arguments of :func:`enqueue`."""
+
+    kind: str
+    to: Sequence[str]
+    template: str
+    context: Mapping[str, object]
+    in_reply_to: str | None
+    references: Sequence[str]
+    auto: bool
+    cc: Sequence[str] = ()
+    agent: str | None = None
+    from_name: str | None = None
+    attachments: Sequence[tuple[str, str, bytes]] = ()
+    internal_copy: bool = False
+    rendered: Rendered | None = None
+    held_until: datetime | None = None  # not sent before then unless released (outbound.held)
+
+
+class Queued(NamedTuple):
+    """A mail :func:`enqueue_all` queued: its outbox row and Message-ID."""
+
+    id: int
+    message_id: str
+
+
+def enqueue_all(
+    session: Session, services: Services, ticket: Ticket, mails: Sequence[Mail]
+) -> list[Queued | None]:
+    """Queue ``mails`` about ``ticket`` as :func:`enqueue` queues each, writing their rows
+    together: one INSERT per table for the lot. Returns what was queued, in order (None for a
+    mail not queued).
+
+    An automatic mail to an outside address is checked against the caps after the mails
+    before it are written, so they count.
+    """
+    return [
+        None if row is None else Queued(int(row["id"]), str(row["message_id"]))
+        for row in _queue(session, services, ticket, mails)
+    ]
+
+
+def _queue(
+    session: Session, services: Services, ticket: Ticket, mails: Sequence[Mail]
+) -> list[dict[str, Any] | None]:
+    """:func:`enqueue_all`, returning the outbox rows' values (with ``id``)."""
     settings = services.settings
     now = services.clock()
-    recipients = _recipients(settings, kind, f"ticket {ticket.number}", to, cc)
-    if recipients is None:
-        return None
+    items: list[dict[str, Any] | None] = []
+    unwritten: list[tuple[int, _Outgoing]] = []  # (position in items, composed mail)
+
+    def write() -> None:
+        written = _record(session, settings, ticket, [out for _, out in unwritten], now)
+        for (position, _), item in zip(unwritten, written, strict=True):
+            items[position] = item
+        unwritten.clear()
+
+    for mail in mails:
+        items.append(None)
+        recipients = _recipients(settings, mail.kind, f"ticket {ticket.number}", mail.to, mail.cc)
+        if recipients is None:
+            continue
+        if unwritten and mail.auto and settings.agent(recipients[2][0]) is None:
+            write()
+        outgoing = _outgoing(session, services, ticket, mail, recipients, now)
+        if outgoing is not None:
+            unwritten.append((len(items) - 1, outgoing))
+    if unwritten:
+        write()
+    return items
+
+
+def _outgoing(
+    session: Session,
+    services: Services,
+    ticket: Ticket,
+    mail: Mail,
+    recipients: tuple[list[str], list[str], list[str]],
+    now: datetime,
+) -> _Outgoing | None:
+    """``mail`` rendered and composed, or None when the caps refuse it or it cannot be built."""
     to_list, cc_list, envelope = recipients
-    refusal = _auto_refusal(session, settings, envelope[0], now) if auto else None
+    refusal = caps.refusal(session, services.settings, envelope[0], now) if mail.auto else None
     if refusal is not None:
         log.warning(
-            "%s to %s for ticket %s not sent: %s", kind, envelope[0], ticket.number, refusal
+            "%s to %s for ticket %s not sent: %s", mail.kind, envelope[0], ticket.number, refusal
         )
-        if refusal == _TOTAL_CAP:
+        if refusal == caps.TOTAL_CAP:
             _alert_total_cap(session, services, now)
         return None
+    rendered = mail.rendered
     if rendered is None:
-        rendered = services.templates.render(template, context)
-    message_id = services.tokens.mint(ticket.number, agent)
+        rendered = services.templates.render(mail.template, mail.context)
+    message_id = services.tokens.mint(ticket.number, mail.agent)
     try:
         raw = compose(
             services,
@@ -96,19 +194,20 @@ def enqueue(
             subject=rendered.subject,
             rendered=rendered,
             message_id=message_id,
-            in_reply_to=in_reply_to,
-            references=references,
-            auto=auto,
-            from_name=from_name,
-            attachments=attachments,
+            in_reply_to=mail.in_reply_to,
+            references=mail.references,
+            auto=mail.auto,
+            from_name=mail.from_name,
+            attachments=mail.attachments,
         )
     except ValueError as exc:
-        log.error("%s %s for ticket %s not sent: %s", message_id, kind, ticket.number, exc)
+        log.error("%s %s for ticket %s not sent: %s", message_id, mail.kind, ticket.number, exc)
         return None
-    outgoing = _Outgoing(kind, envelope, message_id, auto, raw, rendered, internal_copy)
-    item = _record(session, settings, ticket, outgoing, now, held_until or now)
-    log.info("%s %s to %s for ticket %s queued", message_id, kind, envelope[0], ticket.number)
-    return item
+    log.info("%s %s to %s for ticket %s queued", message_id, mail.kind, envelope[0], ticket.number)
+    due = mail.held_until or now
+    return _Outgoing(
+        mail.kind, envelope, message_id, mail.auto, raw, rendered, mail.internal_copy, due
+    )
 
 
 def enqueue_notice(
@@ -131,7 +230,7 @@ def enqueue_notice(
     if recipients is None:
         return None
     to_list, _cc, envelope = recipients
-    refusal = _auto_refusal(session, settings, envelope[0], now)
+    refusal = caps.refusal(session, settings, envelope[0], now)
     if refusal is not None:
         log.warning("%s to %s not sent: %s", kind, envelope[0], refusal)
         return None
@@ -152,10 +251,10 @@ def enqueue_notice(
     except ValueError as exc:
         log.error("%s %s not sent: %s", message_id, kind, exc)
         return None
-    outgoing = _Outgoing(kind, envelope, message_id, True, raw, rendered, True)
-    item = _insert_item(session, settings, None, outgoing, now, now)
+    outgoing = _Outgoing(kind, envelope, message_id, True, raw, rendered, True, now)
+    [row] = _insert_items(session, settings, None, [outgoing], now)
     log.info("%s %s to %s queued", message_id, kind, envelope[0])
-    return item
+    return OutboxItem(**row)
 
 
 @dataclass(frozen=True)
@@ -169,22 +268,18 @@ class _Outgoing:
     raw: bytes
     rendered: Rendered
     internal: bool
+    due: datetime  # when the sender may take it: now, or later for a held mail
 
 
 def _record(
-    session: Session,
-    settings: Settings,
-    ticket: Ticket,
-    out: _Outgoing,
-    now: datetime,
-    due: datetime,
-) -> OutboxItem:
-    """Write the outbox row and the ticket's outgoing Message (Core inserts: no unit of work)."""
+    session: Session, settings: Settings, ticket: Ticket, outs: list[_Outgoing], now: datetime
+) -> list[dict[str, Any]]:
+    """Write the outbox rows and the ticket's outgoing Messages (Core inserts: no unit of
+    work), one statement per table."""
     if ticket.id is None:
         session.flush()
-    item = _insert_item(session, settings, ticket.id, out, now, due)
-    session.connection().execute(  # Core statements: no ORM layer between
-        _INSERT_MESSAGE,
+    items = _insert_items(session, settings, ticket.id, outs, now)
+    rows = [
         {
             "ticket_id": ticket.id,
             "message_id": out.message_id,
@@ -201,41 +296,51 @@ def _record(
             "defects": "",
             "raw": out.raw,
             "created_at": now,
-        },
-    )
-    return item
+        }
+        for out in outs
+    ]
+    session.connection().execute(_INSERT_MESSAGE, rows)  # Core: no ORM layer between
+    return items
 
 
-def _insert_item(
+def _insert_items(
     session: Session,
     settings: Settings,
     ticket_id: int | None,
-    out: _Outgoing,
+    outs: list[_Outgoing],
     now: datetime,
-    due: datetime,
-) -> OutboxItem:
-    """Write the outbox row of one composed mail, due at ``due``; returned as a detached record."""
-    values: dict[str, object] = {
-        "ticket_id": ticket_id,
-        "kind": out.kind,
-        "recipient": out.envelope[0],
-        "recipients": json.dumps(out.envelope),
-        "envelope_from": settings.helpdesk.address,
-        "message_id": out.message_id,
-        "auto": out.auto,
-        "raw": out.raw,
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt_at": due,
-        "created_at": now,
-        "claimed_until": None,
-        "claimed_by": None,
-        "last_error": "",
-        "sent_at": None,
-    }
-    item_id = session.connection().execute(_INSERT_ITEM, values).scalar_one()
-    _count_outside_auto(session, settings, out)
-    return OutboxItem(id=item_id, **values)
+) -> list[dict[str, Any]]:
+    """Write the outbox rows of composed mails, each due at its ``due``, in one statement; returns their
+    values, ``id`` included (plain dicts: building ORM objects nobody reads costs more)."""
+    rows: list[dict[str, Any]] = [
+        {
+            "ticket_id": ticket_id,
+            "kind": out.kind,
+            "recipient": out.envelope[0],
+            "recipients": json.dumps(out.envelope),
+            "envelope_from": settings.helpdesk.address,
+            "message_id": out.message_id,
+            "auto": out.auto,
+            "raw": out.raw,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": out.due,
+            "created_at": now,
+            "claimed_until": None,
+            "claimed_by": None,
+            "last_error": "",
+            "sent_at": None,
+        }
+        for out in outs
+    ]
+    connection = session.connection()
+    result = connection.execute(_INSERT_ITEM, rows[0] if len(rows) == 1 else rows)
+    ids: dict[str, int] = {message_id: item_id for message_id, item_id in result}
+    for out in outs:
+        caps.count_queued(session, settings, out.auto, out.envelope[0])
+    for out, values in zip(outs, rows, strict=True):
+        values["id"] = ids[out.message_id]
+    return rows
 
 
 def _recipients(
@@ -264,81 +369,6 @@ def _recipients(
     return kept_to, kept_cc, envelope
 
 
-def _auto_refusal(
-    session: Session, settings: Settings, recipient: str, now: datetime
-) -> str | None:
-    """Why automatic mail to ``recipient`` must not be sent now, or None when it may.
-
-    Agents are exempt: the caps protect outside addresses from loops and floods, and an agent
-    must never silently stop hearing about tickets on a busy day.
-    """
-    if settings.agent(recipient) is not None:
-        return None
-    if any(isinstance(row, (OutboxItem, Contact)) for row in [*session.new, *session.dirty]):
-        session.flush()  # queued mail and contacts count; nothing else pending changes these
-    with session.no_autoflush:
-        is_bouncing, in_10min, in_day = session.execute(
-            _CAPS,
-            {
-                "email": recipient.lower(),
-                "recipient": recipient,
-                "recent": now - timedelta(minutes=10),
-                "day": now - timedelta(days=1),
-            },
-        ).one()
-    if is_bouncing:
-        return "the address is bouncing"
-    outbound = settings.outbound
-    windows = (
-        (in_10min, outbound.auto_per_recipient_10min, "10 minutes"),
-        (in_day, outbound.auto_per_recipient_day, "day"),
-    )
-    for count, limit, label in windows:
-        if (count or 0) >= limit:
-            return f"rate limit of {limit} automatic mails per {label} reached"
-    if _auto_total_reached(session, settings, now):
-        return _TOTAL_CAP
-    return None
-
-
-def _auto_total_reached(session: Session, settings: Settings, now: datetime) -> bool:
-    """Whether outside addresses (not agents) had ``outbound.auto_total_per_hour`` automatic
-    mails queued within the last hour; reads at most that many index entries.
-
-    Counted once per transaction: the count is kept (see :func:`_count_outside_auto`) and is
-    an upper bound for the rest of the transaction, since the hour only moves on and this
-    transaction's own mails are added to it; counted again only once that bound reaches the cap.
-    """
-    cap = settings.outbound.auto_total_per_hour
-    kept = session.info.get(_TOTAL_KEPT)
-    if kept is not None and kept[0] is session.get_transaction() and kept[1] < cap:
-        return False
-    counted = _count_total(session, settings, now, cap)
-    session.info[_TOTAL_KEPT] = (session.get_transaction(), counted)
-    return counted >= cap
-
-
-def _count_outside_auto(session: Session, settings: Settings, out: _Outgoing) -> None:
-    """Add a queued automatic mail to an outside address to the transaction's kept count."""
-    kept = session.info.get(_TOTAL_KEPT)
-    if kept is None or not out.auto or settings.agent(out.envelope[0]) is not None:
-        return
-    session.info[_TOTAL_KEPT] = (kept[0], kept[1] + 1)
-
-
-def _count_total(session: Session, settings: Settings, now: datetime, cap: int) -> int:
-    """Automatic mails to outside addresses within the hour before ``now``, counted up to ``cap``."""
-    agents = [agent.email.lower() for agent in settings.agents]
-    recent = select(OutboxItem.id).where(
-        OutboxItem.auto.is_(True), OutboxItem.created_at > now - timedelta(hours=1)
-    )
-    if agents:
-        recent = recent.where(OutboxItem.recipient.not_in(agents))
-    with session.no_autoflush:  # _auto_refusal flushed any pending outbox row
-        counted = session.scalar(select(func.count()).select_from(recent.limit(cap).subquery()))
-    return int(counted or 0)
-
-
 def _alert_total_cap(session: Session, services: Services, now: datetime) -> None:
     """Tell every agent, once an hour, that automatic mail to outside addresses stopped."""
     alerted = session.scalar(
@@ -365,16 +395,3 @@ def _alert_total_cap(session: Session, services: Services, now: datetime) -> Non
             template=AGENT_AUTO_CAP,
             context={"helpdesk": helpdesk_info(settings), "cap": cap},
         )
-
-
-# The bounce flag and both rate windows of a recipient in one statement, built once: this runs
-# for every automatic mail.
-_CAPS = select(
-    select(Contact.bouncing).where(Contact.email == bindparam("email")).scalar_subquery(),
-    func.count().filter(OutboxItem.created_at > bindparam("recent")),
-    func.count(),
-).where(
-    OutboxItem.recipient == bindparam("recipient"),
-    OutboxItem.auto.is_(True),
-    OutboxItem.created_at > bindparam("day"),
-)

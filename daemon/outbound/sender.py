@@ -7,9 +7,10 @@ are free again within a minute. They are sent over ``outbound.connections`` pers
 connections in parallel (:mod:`postdesk.daemon.outbound.relaypool`); rows claimed but not
 reached when the sender stops are released at once. A 5xx reply fails
 the row for good; a 4xx reply, a timeout or a network error retries it with exponential
-backoff until ``outbound.max_attempts``. Without a relay, mail goes into
-``<data_dir>/outbox-sent/new/`` under a name derived from the row id, so sending again after
-a crash overwrites the file instead of duplicating it.
+backoff until ``outbound.max_attempts``. Without a relay, claimed mail is
+written into ``<data_dir>/outbox-sent/new/`` in ``outbound.connections`` parallel groups, one
+folder sync per group (:mod:`postdesk.daemon.outbound.maildir`), under names derived from the
+row ids, so sending again after a crash overwrites a file instead of duplicating it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import random
 import re
 from collections.abc import Callable
@@ -29,6 +29,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.daemon.config import Settings
+from postdesk.daemon.outbound import maildir
 from postdesk.daemon.outbound.bounced import refused_for_good
 from postdesk.daemon.outbound.lease import LEASE_SECONDS, kept
 from postdesk.daemon.outbound.relaypool import RelayPool
@@ -168,7 +169,16 @@ class OutboxSender:
 
         try:
             async with kept(self._factory, [item.id for item in items], self._owner, self._lease):
-                await asyncio.gather(*(lane() for _ in range(min(lanes, len(items)))))
+                if self._settings.outbound.relay:
+                    await asyncio.gather(*(lane() for _ in range(min(lanes, len(items)))))
+                elif stop is not None and stop.is_set():
+                    unreached.extend(item.id for item in items)
+                else:
+                    writers = min(lanes, len(items))
+                    groups = [items[start::writers] for start in range(writers)]
+                    for written in await asyncio.gather(*map(self._to_maildir, groups)):
+                        results.extend(written)
+                    handled.extend(item.id for item in items)
         finally:
             if unreached:
                 await asyncio.to_thread(self._release, unreached)
@@ -259,7 +269,7 @@ class OutboxSender:
     async def _handle(self, item: _Claimed) -> _Result | None:
         """Deliver one claimed row; a retry is recorded (and logged) here, the rest returned."""
         try:
-            note = await asyncio.wait_for(self._deliver(item), DELIVERY_DEADLINE_SECONDS)
+            note = await asyncio.wait_for(self._relay(item), DELIVERY_DEADLINE_SECONDS)
         except PermanentFailure as exc:
             if exc.refused:
                 await asyncio.to_thread(mark_bouncing_now, self._factory, exc.refused, str(exc))
@@ -273,11 +283,22 @@ class OutboxSender:
             return None
         return _Result(item, SENT, note)
 
-    async def _deliver(self, item: _Claimed) -> str:
-        if self._settings.outbound.relay:
-            return await self._relay(item)
-        await asyncio.to_thread(self._write_maildir, item)
-        return ""
+    async def _to_maildir(self, items: list[_Claimed]) -> list[_Result]:
+        """Write claimed rows into the Maildir as one group; a row that could not be written is
+        retried later (recorded and logged here), the others are returned as sent."""
+        root = self._settings.data_dir / MAILDIR
+        errors = await asyncio.to_thread(
+            maildir.deliver, root, [(item.id, item.raw) for item in items]
+        )
+        results: list[_Result] = []
+        for item in items:
+            error = errors[item.id]
+            if error is None:
+                results.append(_Result(item, SENT, ""))
+                continue
+            outcome = await asyncio.to_thread(self._retry_later, item, _describe(error))
+            log.warning("%s %s to %s: %s", item.message_id, item.kind, item.recipient, outcome)
+        return results
 
     async def _relay(self, item: _Claimed) -> str:
         """Hand the raw bytes to the relay; raise PermanentFailure on a 5xx reply."""
@@ -312,26 +333,6 @@ class OutboxSender:
         if self._relays is not None:
             relays, self._relays = self._relays, None
             await relays.close()
-
-    def _write_maildir(self, item: _Claimed) -> None:
-        """Write tmp/, flush, fsync, rename into new/ under a name fixed by the row id."""
-        root = self._settings.data_dir / MAILDIR
-        for sub in ("tmp", "new", "cur"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
-        name = f"{item.id:010d}.postdesk.eml"
-        if any((root / "cur").glob(f"{name}*")):
-            return  # already delivered and picked up by a reader
-        tmp = root / "tmp" / f"{name}.{os.getpid()}"
-        with tmp.open("wb") as handle:
-            handle.write(item.raw)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, root / "new" / name)
-        directory = os.open(root / "new", os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
 
     def _finish(self, results: list[_Result]) -> None:
         """Record the sent and permanently failed rows of a group in one transaction."""

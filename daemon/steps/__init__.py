@@ -10,6 +10,7 @@ from postdesk.daemon.steps import (
     classify,
     commands,
     dedupe,
+    enqueue,
     events,
     facts,
     flood,
@@ -46,8 +47,9 @@ PIPELINE: tuple[Step, ...] = (
     facts.run,  # the lookups' answers; a new ticket takes its contact's tier priority
     commands.run,  # an authenticated agent's #commands
     sla.run,  # policy, due times, first response met, resolution clock paused or stopped
-    respond.run,  # acknowledgement through the outbox
+    respond.run,  # acknowledgement of a new ticket
     notify.run,  # agents hear of new tickets and replies; alerts on forged agent mail
+    enqueue.run,  # the acknowledgement and the agents' mails into the outbox, together
     relay.run,  # an agent's reply to the customers, CSAT request, command errors to the agent
     events.run,  # plugin events (created, updated, message added, alerts), fired after commit
 )

@@ -14,33 +14,36 @@ from datetime import timedelta
 from postdesk.daemon.agents import assignment
 from postdesk.daemon.config import Agent
 from postdesk.daemon.outbound.context import attachment_list, helpdesk_info, ticket_info, trimmed
-from postdesk.daemon.outbound.held import HOLD_MARGIN_SECONDS, HeldMail
-from postdesk.daemon.outbound.outbox import enqueue
+from postdesk.daemon.outbound.held import HOLD_MARGIN_SECONDS
+from postdesk.daemon.outbound.outbox import Mail
 from postdesk.daemon.outbound.templating import AGENT_ALERT, AGENT_NOTIFICATION, Rendered
 from postdesk.daemon.pipeline import MessageContext
 from postdesk.daemon.store.slaview import due_line, due_text
 
 
 def run(ctx: MessageContext) -> None:
-    """Queue the notifications, or the alert, this message calls for."""
+    """Have the notifications, or the alert, this message calls for queued."""
     ticket = ctx.ticket
     if ticket is None or ctx.agent is not None or ctx.rating is not None:
         return
     settings = ctx.services.settings
     if ctx.unverified_agent:
         shared = _shared(ctx, {"reason": ctx.auth_detail}, attach_budget=0)
-        for agent in settings.agents:
-            _send(ctx, agent, AGENT_ALERT, *shared)
+        mails = [_mail(ctx, agent, AGENT_ALERT, *shared) for agent in settings.agents]
+    elif ctx.is_auto or ticket.spam:
         return
-    if ctx.is_auto or ticket.spam:
-        return
-    event = "new" if ctx.created else "reopened" if ctx.reopened else "reply"
-    budget = settings.outbound.notify_attach_max_bytes
-    shared = _shared(ctx, {"event": event}, attach_budget=budget)
-    rendered: Rendered | None = None  # the same for every agent unless the template says "agent"
-    per_agent = ctx.services.templates.uses(AGENT_NOTIFICATION, "agent")
-    for agent in assignment.recipients(settings, ticket):
-        rendered = _send(ctx, agent, AGENT_NOTIFICATION, *shared, None if per_agent else rendered)
+    else:
+        event = "new" if ctx.created else "reopened" if ctx.reopened else "reply"
+        budget = settings.outbound.notify_attach_max_bytes
+        shared = _shared(ctx, {"event": event}, attach_budget=budget)
+        rendered: Rendered | None = None  # the same for every agent unless it says "agent"
+        per_agent = ctx.services.templates.uses(AGENT_NOTIFICATION, "agent")
+        mails = []
+        for agent in assignment.recipients(settings, ticket, opened_now=ctx.created):
+            mail = _mail(ctx, agent, AGENT_NOTIFICATION, *shared, None if per_agent else rendered)
+            rendered = mail.rendered
+            mails.append(mail)
+    ctx.mails.extend(mails)  # queued together (steps.enqueue)
 
 
 def _shared(
@@ -68,20 +71,19 @@ def _shared(
     return context, attached
 
 
-def _send(
+def _mail(
     ctx: MessageContext,
     agent: Agent,
     template: str,
     shared: dict[str, object],
     attached: list[tuple[str, str, bytes]],
     rendered: Rendered | None = None,
-) -> Rendered:
-    """Queue one mail about this message to ``agent``: its text, its files up to the budget.
+) -> Mail:
+    """The mail about this message to ``agent``: its text, its files up to the budget.
 
     ``rendered``, when given, is the template already rendered for another agent (the caller
-    knows it does not depend on the agent); returns what the mail says. While the plugins'
-    lookups still run (``ctx.held``), the mail is held for them (see ``steps.facts``)."""
-    assert ctx.ticket is not None
+    knows it does not depend on the agent). While the plugins' lookups still run
+    (``ctx.held``), the mail is held for them (see ``steps.facts`` and ``steps.enqueue``)."""
     parsed = ctx.parsed
     context = {**shared, "agent": {"name": agent.name or agent.email, "email": agent.email}}
     if rendered is None:
@@ -90,10 +92,7 @@ def _send(
     if ctx.held is not None:
         hold = ctx.services.plugins.lookup_wait() + HOLD_MARGIN_SECONDS
         held_until = ctx.services.clock() + timedelta(seconds=hold)
-    item = enqueue(
-        ctx.session,
-        ctx.services,
-        ticket=ctx.ticket,
+    return Mail(
         kind=template.rpartition("/")[2],
         to=[agent.email],
         template=template,
@@ -107,17 +106,3 @@ def _send(
         rendered=rendered,
         held_until=held_until,
     )
-    if item is not None and ctx.held is not None:
-        ctx.held.append(
-            HeldMail(
-                item.id,
-                item.message_id,
-                template,
-                context,
-                [agent.email],
-                parsed.message_id,
-                [*parsed.references, parsed.message_id],
-                attached,
-            )
-        )
-    return rendered

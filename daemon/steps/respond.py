@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from postdesk.daemon.agents import authresults
 from postdesk.daemon.outbound.context import helpdesk_info, ticket_info
-from postdesk.daemon.outbound.outbox import enqueue
+from postdesk.daemon.outbound.outbox import Mail
 from postdesk.daemon.outbound.templating import CUSTOMER_ACKNOWLEDGEMENT
 from postdesk.daemon.pipeline import MessageContext
 from postdesk.daemon.steps.authenticate import trusted_results
@@ -21,7 +21,7 @@ VERIFYING_METHODS = frozenset({"spf", "dmarc"})
 
 
 def run(ctx: MessageContext) -> None:
-    """Queue the acknowledgement of a new ticket opened by a person."""
+    """Have the acknowledgement of a new ticket opened by a person queued."""
     if not ctx.created or ctx.is_auto or ctx.ticket is None or ctx.ticket.spam:
         return
     settings, parsed = ctx.services.settings, ctx.parsed
@@ -29,10 +29,7 @@ def run(ctx: MessageContext) -> None:
     # a misdirected reply ("Re: [Support #1] ...") opened this ticket: answer its bare subject
     verified = ctx.agent is not None or sender_verified(ctx)
     ticket["subject"] = bare_subject(settings.helpdesk.tag, ctx.ticket.subject) if verified else ""
-    enqueue(
-        ctx.session,
-        ctx.services,
-        ticket=ctx.ticket,
+    acknowledgement = Mail(
         kind="acknowledgement",
         to=[ctx.ticket.requester],  # the sender, or the customer named by #requester
         template=CUSTOMER_ACKNOWLEDGEMENT,
@@ -41,6 +38,7 @@ def run(ctx: MessageContext) -> None:
         references=[*parsed.references, parsed.message_id],
         auto=True,
     )
+    ctx.mails.append(acknowledgement)  # queued with the agents' mails (steps.enqueue)
 
 
 def sender_verified(ctx: MessageContext) -> bool:

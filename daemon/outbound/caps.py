@@ -1,0 +1,112 @@
+"""The caps on automatic mail (R-43): per recipient, bouncing addresses, and the hourly total.
+
+Forged senders must not turn the helpdesk into a mail cannon: :func:`refusal` says why an
+automatic mail to an outside address must not be sent now; agents are exempt.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.orm import Session
+
+from postdesk.daemon.config import Settings
+from postdesk.models.schema import Contact, OutboxItem
+
+TOTAL_CAP = "the hourly cap on automatic mail to outside addresses is reached"
+# session.info key: (transaction, count) of automatic mail to outside addresses within the hour
+_TOTAL_KEPT = "postdesk.outbox.auto_total"
+
+
+def refusal(session: Session, settings: Settings, recipient: str, now: datetime) -> str | None:
+    """Why automatic mail to ``recipient`` must not be sent now, or None when it may.
+
+    Agents are exempt: the caps protect outside addresses from loops and floods, and an agent
+    must never silently stop hearing about tickets on a busy day.
+    """
+    if settings.agent(recipient) is not None:
+        return None
+    if any(isinstance(row, (OutboxItem, Contact)) for row in [*session.new, *session.dirty]):
+        session.flush()  # queued mail and contacts count; nothing else pending changes these
+    values = {
+        "email": recipient.lower(),
+        "recipient": recipient,
+        "recent": now - timedelta(minutes=10),
+        "day": now - timedelta(days=1),
+    }
+    # a Core statement (no ORM layer, no autoflush): pending rows were flushed just above
+    is_bouncing, in_10min, in_day = session.connection().execute(_CAPS, values).one()
+    if is_bouncing:
+        return "the address is bouncing"
+    outbound = settings.outbound
+    windows = (
+        (in_10min, outbound.auto_per_recipient_10min, "10 minutes"),
+        (in_day, outbound.auto_per_recipient_day, "day"),
+    )
+    for count, limit, label in windows:
+        if (count or 0) >= limit:
+            return f"rate limit of {limit} automatic mails per {label} reached"
+    if _auto_total_reached(session, settings, now):
+        return TOTAL_CAP
+    return None
+
+
+def _auto_total_reached(session: Session, settings: Settings, now: datetime) -> bool:
+    """Whether outside addresses (not agents) had ``outbound.auto_total_per_hour`` automatic
+    mails queued within the last hour; reads at most that many index entries.
+
+    Counted once per transaction: the count is kept (see :func:`count_queued`) and is
+    an upper bound for the rest of the transaction, since the hour only moves on and this
+    transaction's own mails are added to it; counted again only once that bound reaches the cap.
+    """
+    cap = settings.outbound.auto_total_per_hour
+    kept = session.info.get(_TOTAL_KEPT)
+    if kept is not None and kept[0] is session.get_transaction() and kept[1] < cap:
+        return False
+    counted = _count_total(session, settings, now, cap)
+    session.info[_TOTAL_KEPT] = (session.get_transaction(), counted)
+    return counted >= cap
+
+
+def count_queued(session: Session, settings: Settings, auto: bool, recipient: str) -> None:
+    """Add a mail just queued to ``recipient`` to the transaction's kept count, if it is an
+    automatic mail to an outside address."""
+    kept = session.info.get(_TOTAL_KEPT)
+    if kept is None or not auto or settings.agent(recipient) is not None:
+        return
+    session.info[_TOTAL_KEPT] = (kept[0], kept[1] + 1)
+
+
+def _count_total(session: Session, settings: Settings, now: datetime, cap: int) -> int:
+    """Automatic mails to outside addresses within the hour before ``now``, at most ``cap``.
+
+    Counted as every automatic mail of the hour less those to agents: both counts are answered
+    by an index alone (``ix_outbox_auto_created``, ``ix_outbox_recipient_auto``), where
+    testing each row's recipient would read the rows themselves.
+    """
+    agents = [agent.email.lower() for agent in settings.agents]
+    recent = (OutboxItem.auto.is_(True), OutboxItem.created_at > now - timedelta(hours=1))
+    counted = select(func.count()).select_from(OutboxItem).where(*recent)
+    if agents:
+        to_agents = (
+            select(func.count())
+            .select_from(OutboxItem)
+            .where(*recent, OutboxItem.recipient.in_(agents))
+        )
+        counted = select(counted.scalar_subquery() - to_agents.scalar_subquery())
+    # a Core statement (no ORM layer, no autoflush): refusal() flushed any pending outbox row
+    return min(int(session.connection().execute(counted).scalar() or 0), cap)
+
+
+# The bounce flag and both rate windows of a recipient in one statement, built once: this runs
+# for every automatic mail.
+_CAPS = select(
+    select(Contact.bouncing).where(Contact.email == bindparam("email")).scalar_subquery(),
+    func.count().filter(OutboxItem.created_at > bindparam("recent")),
+    func.count(),
+).where(
+    OutboxItem.recipient == bindparam("recipient"),
+    OutboxItem.auto.is_(True),
+    OutboxItem.created_at > bindparam("day"),
+)

@@ -1,0 +1,86 @@
+"""Outgoing mail into the Maildir in groups: each file durable before its row is marked sent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from postdesk.daemon.outbound import maildir
+from postdesk.daemon.outbound.sender import OutboxSender
+from tests.test_outbox_sender import Env, drain, env, outbox, queue
+
+__all__ = ["env"]  # the fixture, shared with the sender's tests
+
+
+def test_a_group_syncs_every_file_then_the_folder_once_then_marks_rows_sent(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = env.outbound(connections=1)  # one writer: the whole claimed group at once
+    items = [queue(env, number=number) for number in range(1, 7)]
+    new = env.settings.data_dir / "outbox-sent" / "new"
+    steps: list[str] = []
+    real_fsync, real_finish = os.fsync, OutboxSender._finish
+
+    def fsync(descriptor: int) -> None:
+        path = Path(os.readlink(f"/proc/self/fd/{descriptor}"))
+        steps.append("folder" if path == new else "file")
+        if path == new:  # everything renamed by now, nothing marked sent yet
+            assert len(list(new.iterdir())) == len(items)
+            assert {row.status for row in outbox(env)} == {"pending"}
+        real_fsync(descriptor)
+
+    def finish(sender: OutboxSender, results: list[object]) -> None:
+        steps.append("finish")
+        real_finish(sender, results)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(OutboxSender, "_finish", finish)
+    assert drain(env) == len(items)
+    assert steps == ["file"] * len(items) + ["folder", "finish"]
+    for item in items:
+        assert item is not None
+        assert (new / maildir.file_name(item.id)).read_bytes() == item.raw
+    assert {row.status for row in outbox(env)} == {"sent"}
+
+
+def test_a_mail_that_cannot_be_written_is_retried_alone(env: Env) -> None:
+    env = env.outbound(connections=1)
+    items = [queue(env, number=number) for number in range(1, 4)]
+    assert all(item is not None for item in items)
+    blocked = items[1]
+    assert blocked is not None
+    tmp = env.settings.data_dir / "outbox-sent" / "tmp"
+    tmp.mkdir(parents=True)
+    (tmp / f"{maildir.file_name(blocked.id)}.{os.getpid()}").mkdir()  # open() fails on it
+    assert drain(env) == 3
+    rows = {row.id: row for row in outbox(env)}
+    assert [rows[item.id].status for item in items if item] == ["sent", "pending", "sent"]
+    assert rows[blocked.id].attempts == 1
+    assert "IsADirectoryError" in rows[blocked.id].last_error
+    new = env.settings.data_dir / "outbox-sent" / "new"
+    assert sorted(p.name for p in new.iterdir()) == [
+        maildir.file_name(item.id) for item in items if item and item is not blocked
+    ]
+
+
+def test_a_maildir_that_cannot_be_set_up_retries_the_mails(env: Env) -> None:
+    item = queue(env)
+    assert item is not None
+    env.settings.data_dir.mkdir(parents=True, exist_ok=True)
+    (env.settings.data_dir / "outbox-sent").write_bytes(b"")  # a file where the folder goes
+    assert drain(env) == 1
+    [row] = outbox(env)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert "NotADirectoryError" in row.last_error
+
+
+def test_a_mail_a_reader_picked_up_is_not_written_again(tmp_path: Path) -> None:
+    root = tmp_path / "Maildir"
+    assert maildir.deliver(root, [(7, b"first")]) == {7: None}
+    name = maildir.file_name(7)
+    os.rename(root / "new" / name, root / "cur" / f"{name}:2,S")
+    assert maildir.deliver(root, [(7, b"again"), (8, b"other")]) == {7: None, 8: None}
+    assert sorted(p.name for p in (root / "new").iterdir()) == [maildir.file_name(8)]
+    assert (root / "cur" / f"{name}:2,S").read_bytes() == b"first"
