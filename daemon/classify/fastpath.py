@@ -5,10 +5,11 @@ The numbers are the scikit-learn objects' own (``HashingVectorizer`` -> ``TfidfT
 without the input validation and sparse-matrix building that cost milliseconds per message.
 
 Tokens become columns by the hash ``HashingVectorizer`` uses (signed MurmurHash3 of the UTF-8
-bytes, seed 0), remembered in a bounded memo shared by every model with the same hasher
-settings: the spam and the category model read one message's tokens once, and common words
-are hashed once per process. Character n-grams are remembered per word (all the n-grams of a
-word as one packed array), so a known word costs one look-up instead of a dozen hashes.
+bytes, seed 0); the columns are shared by every model with the same hasher settings, so the
+spam and the category model read one message's tokens once. Word unigrams and bigrams are
+counted first and each distinct one is hashed once (mail repeats its words). Character n-grams
+are remembered per word in a bounded memo (all the n-grams of a word as one packed array), so
+a known word costs one look-up instead of a dozen hashes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import re
 from array import array
 from collections.abc import Callable, Sequence
-from itertools import pairwise
 from typing import TYPE_CHECKING, Any, cast
 
 import mmh3
@@ -30,7 +30,11 @@ if TYPE_CHECKING:
 
 Array = np.ndarray[Any, Any]
 MEMO_LIMIT = 20_000  # words per memo generation: at most ~8 MB for two generations
-_WORD_TOKENS = re.compile(r"(?u)\b\w\w+\b")
+_WORD_TOKENS = re.compile(r"(?u)\b\w\w+\b")  # the vectoriser's default token_pattern
+# finds the same tokens, without testing word boundaries: a greedy run of two or more word
+# characters starts after a non-word character (the scan moved past the ones before) and ends
+# before one
+_WORD_RUNS = re.compile(r"\w\w+")
 
 
 class _Memo(dict[str, bytes]):
@@ -55,6 +59,9 @@ class _Memo(dict[str, bytes]):
             value = self.make(key)
         self[key] = value
         return value
+
+
+Tokens = Callable[[str], tuple[Array, Array | None]]
 
 
 class Columns:
@@ -88,14 +95,17 @@ class Columns:
         last = self._last
         if last is not None and last[0] is text:
             return last[1]
-        found = np.unique(self.tokens(text), return_counts=True)
+        columns, counts = self.tokens(text)
+        distinct, where = np.unique(columns, return_inverse=True)
+        found = (distinct, np.bincount(where.ravel(), weights=counts))
         self._last = (text, found)
         return found
 
 
-def _tokenizer(hasher: HashingVectorizer, columns: Columns) -> Callable[[str], Array]:
-    """Text -> column of every token (with repeats), by a short route for the two settings
-    ``model._hashers`` uses for text, else by the hasher's own analyzer."""
+def _tokenizer(hasher: HashingVectorizer, columns: Columns) -> Tokens:
+    """Text -> (columns, their counts, None for one each; a column may repeat), by a short
+    route for the two settings ``model._hashers`` uses for text, else by the hasher's own
+    analyzer."""
     params = hasher.get_params()
     plain = (
         params["lowercase"]
@@ -107,9 +117,9 @@ def _tokenizer(hasher: HashingVectorizer, columns: Columns) -> Callable[[str], A
     if plain and params["analyzer"] == "char_wb" and params["ngram_range"] == (3, 5):
         grams = columns.grams
 
-        def chars(text: str) -> Array:
+        def chars(text: str) -> tuple[Array, None]:
             packed = b"".join([grams[word] for word in text.lower().split()])
-            return np.frombuffer(packed, dtype=np.int32)
+            return np.frombuffer(packed, dtype=np.int32), None
 
         return chars
     if (
@@ -120,15 +130,29 @@ def _tokenizer(hasher: HashingVectorizer, columns: Columns) -> Callable[[str], A
         and params["token_pattern"] == _WORD_TOKENS.pattern
     ):
 
-        def words(text: str) -> Array:
-            tokens: list[str] = _WORD_TOKENS.findall(text.lower())
-            hashes = list(map(mmh3.hash, tokens))
-            hashes += map(mmh3.hash, [f"{a} {b}" for a, b in pairwise(tokens)])
-            return columns.columns(np.array(hashes, dtype=np.int64))
+        def words(text: str) -> tuple[Array, Array]:
+            grams, counts = _unigrams_bigrams(_WORD_RUNS.findall(text.lower()))
+            hashes = np.fromiter(map(mmh3.hash, grams), dtype=np.int64, count=len(grams))
+            return columns.columns(hashes), counts
 
         return words
     analyzer = cast(Callable[[str], list[str]], hasher.build_analyzer())
-    return lambda text: columns.columns(np.array(list(map(mmh3.hash, analyzer(text)))))
+    return lambda text: (columns.columns(np.array(list(map(mmh3.hash, analyzer(text))))), None)
+
+
+def _unigrams_bigrams(tokens: list[str]) -> tuple[list[str], Array]:
+    """The distinct tokens and distinct pairs of neighbours (``"a b"``) with their counts.
+
+    Each token gets a number; a pair is the number ``first * distinct + second``, so pairs
+    are counted by numpy and only the distinct ones become strings.
+    """
+    distinct = list(dict.fromkeys(tokens))
+    size = len(distinct)
+    number = dict(zip(distinct, range(size), strict=True))
+    ids = np.fromiter(map(number.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+    pairs, pair_counts = np.unique(ids[:-1] * size + ids[1:], return_counts=True)
+    grams = distinct + [f"{distinct[p // size]} {distinct[p % size]}" for p in pairs.tolist()]
+    return grams, np.concatenate([np.bincount(ids, minlength=size), pair_counts])
 
 
 def _char_wb_3_5(word: str) -> list[str]:
