@@ -31,10 +31,16 @@ if TYPE_CHECKING:
 Array = np.ndarray[Any, Any]
 MEMO_LIMIT = 20_000  # words per memo generation: at most ~8 MB for two generations
 _WORD_TOKENS = re.compile(r"(?u)\b\w\w+\b")  # the vectoriser's default token_pattern
-# finds the same tokens, without testing word boundaries: a greedy run of two or more word
-# characters starts after a non-word character (the scan moved past the ones before) and ends
-# before one
-_WORD_RUNS = re.compile(r"\w\w+")
+# its tokens are the runs of word characters longer than one: found without testing word
+# boundaries, and for ASCII text without the regular-expression engine at all (lower-case the
+# letters, blank everything but letters, digits and "_", split)
+_WORD_RUNS = re.compile(r"\w+")
+_ASCII_WORDS = (
+    bytes(
+        ord(chr(c).lower()) if chr(c).isalnum() or chr(c) == "_" else ord(" ") for c in range(128)
+    )
+    + b" " * 128
+)
 
 
 class _Memo(dict[str, bytes]):
@@ -131,7 +137,10 @@ def _tokenizer(hasher: HashingVectorizer, columns: Columns) -> Tokens:
     ):
 
         def words(text: str) -> tuple[Array, Array]:
-            grams, counts = _unigrams_bigrams(_WORD_RUNS.findall(text.lower()))
+            if text.isascii():  # mmh3 hashes the same bytes as for the str
+                grams, counts = _unigrams_bigrams(text.encode().translate(_ASCII_WORDS).split())
+            else:
+                grams, counts = _unigrams_bigrams(_WORD_RUNS.findall(text.lower()))
             hashes = np.fromiter(map(mmh3.hash, grams), dtype=np.int64, count=len(grams))
             return columns.columns(hashes), counts
 
@@ -140,19 +149,27 @@ def _tokenizer(hasher: HashingVectorizer, columns: Columns) -> Tokens:
     return lambda text: (columns.columns(np.array(list(map(mmh3.hash, analyzer(text))))), None)
 
 
-def _unigrams_bigrams(tokens: list[str]) -> tuple[list[str], Array]:
-    """The distinct tokens and distinct pairs of neighbours (``"a b"``) with their counts.
+def _unigrams_bigrams(runs: list[str] | list[bytes]) -> tuple[list[Any], Array]:
+    """The distinct tokens (``runs`` longer than one character) and distinct pairs of
+    neighbouring tokens (``"a b"``), with their counts.
 
-    Each token gets a number; a pair is the number ``first * distinct + second``, so pairs
-    are counted by numpy and only the distinct ones become strings.
+    Each run gets a number; runs of one character are dropped from the numbers, and a pair
+    is the number ``first * distinct + second``, so counting is numpy's and only the distinct
+    tokens and pairs stay Python objects.
     """
-    distinct = list(dict.fromkeys(tokens))
+    distinct: list[Any] = list(dict.fromkeys(runs))
     size = len(distinct)
     number = dict(zip(distinct, range(size), strict=True))
-    ids = np.fromiter(map(number.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+    ids = np.fromiter(map(number.__getitem__, runs), dtype=np.int64, count=len(runs))
+    long = np.fromiter(map(len, distinct), dtype=np.int64, count=size) > 1
+    ids = ids[long[ids]]
     pairs, pair_counts = np.unique(ids[:-1] * size + ids[1:], return_counts=True)
-    grams = distinct + [f"{distinct[p // size]} {distinct[p % size]}" for p in pairs.tolist()]
-    return grams, np.concatenate([np.bincount(ids, minlength=size), pair_counts])
+    counts = np.bincount(ids, minlength=size)
+    kept = np.flatnonzero(counts)
+    space = b" " if distinct and isinstance(distinct[0], bytes) else " "
+    grams = [distinct[i] for i in kept.tolist()]
+    grams += [space.join((distinct[p // size], distinct[p % size])) for p in pairs.tolist()]
+    return grams, np.concatenate([counts[kept], pair_counts])
 
 
 def _char_wb_3_5(word: str) -> list[str]:
@@ -181,6 +198,39 @@ def columns_for(hasher: HashingVectorizer) -> Columns:
     return found
 
 
+class _Row:
+    """One sample's hashed counts, joined over the blocks: the columns, their sublinear term
+    frequencies (``1 + log(count)`` in the hashers' dtype) and where each block starts."""
+
+    def __init__(self, blocks: Sequence[tuple[str, Columns, int]], dtype: Any, sample: object):
+        found: list[Array] = []
+        counts: list[Array] = []
+        for name, columns, offset in blocks:
+            block_found, block_counts = columns.of(getattr(sample, name))
+            if block_found.size:
+                found.append(block_found + offset)
+                counts.append(block_counts)
+        self.lengths = [len(part) for part in found]
+        self.where = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+        self.tf = np.log(np.concatenate(counts).astype(dtype)) if found else np.zeros(0, dtype)
+        self.tf += dtype.type(1.0)
+        self.starts = np.cumsum([0, *self.lengths[:-1]])
+
+
+_LAST_ROW: list[tuple[object, object, _Row]] = []  # (sample, blocks, row): the last one asked
+
+
+def _row_of(blocks: list[tuple[str, Columns, int]], dtype: Any, sample: object) -> _Row:
+    """The :class:`_Row` of ``sample``, reused when the next model with the same blocks asks
+    for the same sample object (the spam then the category model)."""
+    key = (blocks, dtype)
+    if _LAST_ROW and _LAST_ROW[0][0] is sample and _LAST_ROW[0][1] == key:
+        return _LAST_ROW[0][2]
+    row = _Row(blocks, dtype, sample)
+    _LAST_ROW[:] = [(sample, key, row)]
+    return row
+
+
 class FastPath:
     """One sample through ``model``: decision values and calibrated class probabilities.
 
@@ -188,12 +238,21 @@ class FastPath:
     each block are computed in the hashers' dtype (float32) with the norm summed in float64,
     as ``TfidfTransformer`` and ``normalize`` do; the decision is that row times the
     coefficients, the probabilities the calibrators' sigmoids of it.
+
+    The coefficients are kept as a compact table: one row per column that some class weighs
+    (a category model weighs a few percent of its columns; its full matrix is tens of MB, so
+    reading it column by column missed the cache for every class), row 0 all zeros for the
+    columns no class weighs.
     """
 
     def __init__(self, model: Model, blocks: Sequence[str]) -> None:
         calibrated = model.classifier.calibrated_classifiers_[0]
         estimator = calibrated.estimator
-        self.coef = np.asarray(estimator.coef_, dtype=np.float64)
+        coef = np.asarray(estimator.coef_, dtype=np.float64)
+        weighed = np.flatnonzero(coef.any(axis=0))
+        self.rows = np.zeros(coef.shape[1], dtype=np.int32)
+        self.rows[weighed] = np.arange(1, weighed.size + 1, dtype=np.int32)
+        self.weights = np.vstack([np.zeros((1, coef.shape[0])), coef[:, weighed].T])
         self.intercept = np.asarray(estimator.intercept_, dtype=np.float64)
         self.sigmoids = np.array([(float(c.a_), float(c.b_)) for c in calibrated.calibrators])
         self.classes = model.classes
@@ -209,25 +268,14 @@ class FastPath:
 
     def score(self, sample: object) -> tuple[Array, Array]:
         """(decision values, class probabilities) of one sample."""
-        found: list[Array] = []
-        counts: list[Array] = []
-        for name, columns, offset in self.blocks:
-            block_found, block_counts = columns.of(getattr(sample, name))
-            if block_found.size:
-                found.append(block_found + offset)
-                counts.append(block_counts)
+        row = _row_of(self.blocks, self.dtype, sample)
         decision = self.intercept.copy()
-        if found:
-            lengths = [len(part) for part in found]
-            where = np.concatenate(found)
-            dtype = self.dtype
-            tf = np.log(np.concatenate(counts).astype(dtype))
-            tf += dtype.type(1.0)
-            values = (tf * self.idf[where]).astype(dtype, copy=False)
-            starts = np.cumsum([0, *lengths[:-1]])
-            norms = np.sqrt(np.add.reduceat(np.square(values).astype(np.float64), starts))
-            scaled = (values.astype(np.float64) / np.repeat(norms, lengths)).astype(dtype)
-            decision += self.coef[:, where] @ scaled.astype(np.float64)
+        if row.lengths:
+            where, dtype = row.where, self.dtype
+            values = (row.tf * self.idf[where]).astype(dtype, copy=False)
+            norms = np.sqrt(np.add.reduceat(np.square(values).astype(np.float64), row.starts))
+            scaled = (values.astype(np.float64) / np.repeat(norms, row.lengths)).astype(dtype)
+            decision += scaled.astype(np.float64) @ self.weights[self.rows[where]]
         calibrated = 1.0 / (1.0 + np.exp(self.sigmoids[:, 0] * decision + self.sigmoids[:, 1]))
         if decision.shape[0] == 1:
             return decision, np.array([1.0 - calibrated[0], calibrated[0]])
