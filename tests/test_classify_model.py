@@ -274,6 +274,7 @@ def test_metrics_count_what_they_say() -> None:
         "a bb ccc dddd eeeee ffffff " * 3,
         "the cat the cat the the cat sat, the cat sat " * 5,
         "Re: [ticket #42] x_y A_B don't\x0b\x1fre-send\r\nMAIL @ b2b.example I a 1 _ __",
+        "rzjchxgn ok estqjflz ok rzjchxgn no estqjflz",  # two words, one MurmurHash3 value
         "mixed_under_score CamelCase ÀÉÎ 😀 emoji ßtraße İstanbul",
     ],
 )
