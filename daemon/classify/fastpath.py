@@ -14,7 +14,6 @@ a known word costs one look-up instead of a dozen hashes.
 
 from __future__ import annotations
 
-import operator
 import re
 from array import array
 from collections.abc import Callable, Sequence
@@ -157,12 +156,15 @@ def _unigrams_bigrams(runs: list[str] | list[bytes]) -> tuple[list[Any], Array]:
     """The distinct tokens (``runs`` longer than one character) and distinct pairs of
     neighbouring tokens (``"a b"``), with their counts.
 
-    Runs of one character are dropped from the numbers of :func:`_numbered`, and a pair is
-    the number ``first * distinct + second``, so counting is numpy's and only the distinct
+    Each run gets a number; runs of one character are dropped from the numbers, and a pair
+    is the number ``first * distinct + second``, so counting is numpy's and only the distinct
     tokens and pairs stay Python objects.
     """
-    distinct, ids = _numbered(runs)
+    number: dict[Any, int] = dict.fromkeys(runs, 0)
+    distinct: list[Any] = list(number)
     size = len(distinct)
+    number.update(zip(distinct, range(size), strict=True))
+    ids = np.fromiter(map(number.__getitem__, runs), dtype=np.int64, count=len(runs))
     long = np.fromiter(map(len, distinct), dtype=np.int64, count=size) > 1
     ids = ids[long[ids]]
     pairs, pair_counts = np.unique(ids[:-1] * size + ids[1:], return_counts=True)
@@ -172,24 +174,6 @@ def _unigrams_bigrams(runs: list[str] | list[bytes]) -> tuple[list[Any], Array]:
     grams = [distinct[i] for i in kept.tolist()]
     grams += [space.join((distinct[p // size], distinct[p % size])) for p in pairs.tolist()]
     return grams, np.concatenate([counts[kept], pair_counts])
-
-
-def _numbered(runs: list[str] | list[bytes]) -> tuple[list[Any], Array]:
-    """The distinct runs and, for each run, the index of its distinct run.
-
-    Numbered by their MurmurHash3 (cheaper than a dict over every run), checked against
-    the runs themselves: two different runs with one hash are numbered by a dict instead.
-    """
-    hashes = np.fromiter(map(mmh3.hash, runs), dtype=np.int64, count=len(runs))
-    _, first, ids = np.unique(hashes, return_index=True, return_inverse=True)
-    ids = ids.ravel()
-    distinct: list[Any] = [runs[i] for i in first.tolist()]
-    if all(map(operator.eq, runs, map(distinct.__getitem__, ids.tolist()))):
-        return distinct, ids
-    number: dict[Any, int] = dict.fromkeys(runs, 0)
-    distinct = list(number)
-    number.update(zip(distinct, range(len(distinct)), strict=True))
-    return distinct, np.fromiter(map(number.__getitem__, runs), dtype=np.int64, count=len(runs))
 
 
 def _char_wb_3_5(word: str) -> list[str]:
