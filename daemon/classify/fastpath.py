@@ -171,8 +171,10 @@ def _unigrams_bigrams(runs: list[str] | list[bytes]) -> tuple[list[Any], Array]:
     counts = np.bincount(ids, minlength=size)
     kept = np.flatnonzero(counts)
     space = b" " if distinct and isinstance(distinct[0], bytes) else " "
-    grams = [distinct[i] for i in kept.tolist()]
-    grams += [space.join((distinct[p // size], distinct[p % size])) for p in pairs.tolist()]
+    word = distinct.__getitem__
+    grams = list(map(word, kept.tolist()))  # no Python loop per token or pair below either
+    firsts, seconds = map(word, (pairs // size).tolist()), map(word, (pairs % size).tolist())
+    grams += map(space.join, zip(firsts, seconds, strict=True))
     return grams, np.concatenate([counts[kept], pair_counts])
 
 
