@@ -208,6 +208,21 @@ def test_header_evidence_names_sender_structure_links_and_path() -> None:
     assert expected <= tokens
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        "see http://www.a.example/x and WWW.B.example, HTTPS://c.example:8080/",
+        "xhttp://glued.example is no link, but (http://ok.example) is",
+        "wwww.four.example www.www.example https://http.example/http://x.example",
+        "İstanbul http://i̇.example www.Büro.example",  # lower-casing İ adds a character
+        "httphttp://a.example http:// www. ftp://no.example",
+        "",
+    ],
+)
+def test_link_hosts_are_what_the_link_pattern_finds(source: str) -> None:
+    assert features.link_hosts(source) == [m.group(1) for m in features._URL.finditer(source)]
+
+
 def test_category_model_says_unknown_below_its_floor() -> None:
     texts = {
         "billing": ["I was charged twice", "refund my invoice", "wrong amount on the bill"],
@@ -257,6 +272,9 @@ def test_metrics_count_what_they_say() -> None:
         "",
         "   ",
         "a bb ccc dddd eeeee ffffff " * 3,
+        "the cat the cat the the cat sat, the cat sat " * 5,
+        "Re: [ticket #42] x_y A_B don't\x0b\x1fre-send\r\nMAIL @ b2b.example I a 1 _ __",
+        "rzjchxgn ok estqjflz ok rzjchxgn no estqjflz",  # two words, one MurmurHash3 value
         "mixed_under_score CamelCase ÀÉÎ 😀 emoji ßtraße İstanbul",
     ],
 )

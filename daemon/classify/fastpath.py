@@ -5,10 +5,11 @@ The numbers are the scikit-learn objects' own (``HashingVectorizer`` -> ``TfidfT
 without the input validation and sparse-matrix building that cost milliseconds per message.
 
 Tokens become columns by the hash ``HashingVectorizer`` uses (signed MurmurHash3 of the UTF-8
-bytes, seed 0), remembered in a bounded memo shared by every model with the same hasher
-settings: the spam and the category model read one message's tokens once, and common words
-are hashed once per process. Character n-grams are remembered per word (all the n-grams of a
-word as one packed array), so a known word costs one look-up instead of a dozen hashes.
+bytes, seed 0); the columns are shared by every model with the same hasher settings, so the
+spam and the category model read one message's tokens once. Word unigrams and bigrams are
+counted first and each distinct one is hashed once (mail repeats its words). Character n-grams
+are remembered per word in a bounded memo (all the n-grams of a word as one packed array), so
+a known word costs one look-up instead of a dozen hashes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import re
 from array import array
 from collections.abc import Callable, Sequence
-from itertools import pairwise
 from typing import TYPE_CHECKING, Any, cast
 
 import mmh3
@@ -30,7 +30,17 @@ if TYPE_CHECKING:
 
 Array = np.ndarray[Any, Any]
 MEMO_LIMIT = 20_000  # words per memo generation: at most ~8 MB for two generations
-_WORD_TOKENS = re.compile(r"(?u)\b\w\w+\b")
+_WORD_TOKENS = re.compile(r"(?u)\b\w\w+\b")  # the vectoriser's default token_pattern
+# its tokens are the runs of word characters longer than one: found without testing word
+# boundaries, and for ASCII text without the regular-expression engine at all (lower-case the
+# letters, blank everything but letters, digits and "_", split)
+_WORD_RUNS = re.compile(r"\w+")
+_ASCII_WORDS = (
+    bytes(
+        ord(chr(c).lower()) if chr(c).isalnum() or chr(c) == "_" else ord(" ") for c in range(128)
+    )
+    + b" " * 128
+)
 
 
 class _Memo(dict[str, bytes]):
@@ -55,6 +65,9 @@ class _Memo(dict[str, bytes]):
             value = self.make(key)
         self[key] = value
         return value
+
+
+Tokens = Callable[[str], tuple[Array, Array | None]]
 
 
 class Columns:
@@ -88,14 +101,20 @@ class Columns:
         last = self._last
         if last is not None and last[0] is text:
             return last[1]
-        found = np.unique(self.tokens(text), return_counts=True)
+        columns, counts = self.tokens(text)
+        if counts is None:
+            found = np.unique(columns, return_counts=True)
+        else:
+            distinct, where = np.unique(columns, return_inverse=True)
+            found = (distinct, np.bincount(where.ravel(), weights=counts))
         self._last = (text, found)
         return found
 
 
-def _tokenizer(hasher: HashingVectorizer, columns: Columns) -> Callable[[str], Array]:
-    """Text -> column of every token (with repeats), by a short route for the two settings
-    ``model._hashers`` uses for text, else by the hasher's own analyzer."""
+def _tokenizer(hasher: HashingVectorizer, columns: Columns) -> Tokens:
+    """Text -> (columns, their counts, None for one each; a column may repeat), by a short
+    route for the two settings ``model._hashers`` uses for text, else by the hasher's own
+    analyzer."""
     params = hasher.get_params()
     plain = (
         params["lowercase"]
@@ -107,9 +126,9 @@ def _tokenizer(hasher: HashingVectorizer, columns: Columns) -> Callable[[str], A
     if plain and params["analyzer"] == "char_wb" and params["ngram_range"] == (3, 5):
         grams = columns.grams
 
-        def chars(text: str) -> Array:
+        def chars(text: str) -> tuple[Array, None]:
             packed = b"".join([grams[word] for word in text.lower().split()])
-            return np.frombuffer(packed, dtype=np.int32)
+            return np.frombuffer(packed, dtype=np.int32), None
 
         return chars
     if (
@@ -120,15 +139,43 @@ def _tokenizer(hasher: HashingVectorizer, columns: Columns) -> Callable[[str], A
         and params["token_pattern"] == _WORD_TOKENS.pattern
     ):
 
-        def words(text: str) -> Array:
-            tokens: list[str] = _WORD_TOKENS.findall(text.lower())
-            hashes = list(map(mmh3.hash, tokens))
-            hashes += map(mmh3.hash, [f"{a} {b}" for a, b in pairwise(tokens)])
-            return columns.columns(np.array(hashes, dtype=np.int64))
+        def words(text: str) -> tuple[Array, Array]:
+            if text.isascii():  # mmh3 hashes the same bytes as for the str
+                grams, counts = _unigrams_bigrams(text.encode().translate(_ASCII_WORDS).split())
+            else:
+                grams, counts = _unigrams_bigrams(_WORD_RUNS.findall(text.lower()))
+            hashes = np.fromiter(map(mmh3.hash, grams), dtype=np.int64, count=len(grams))
+            return columns.columns(hashes), counts
 
         return words
     analyzer = cast(Callable[[str], list[str]], hasher.build_analyzer())
-    return lambda text: columns.columns(np.array(list(map(mmh3.hash, analyzer(text)))))
+    return lambda text: (columns.columns(np.array(list(map(mmh3.hash, analyzer(text))))), None)
+
+
+def _unigrams_bigrams(runs: list[str] | list[bytes]) -> tuple[list[Any], Array]:
+    """The distinct tokens (``runs`` longer than one character) and distinct pairs of
+    neighbouring tokens (``"a b"``), with their counts.
+
+    Each run gets a number; runs of one character are dropped from the numbers, and a pair
+    is the number ``first * distinct + second``, so counting is numpy's and only the distinct
+    tokens and pairs stay Python objects.
+    """
+    number: dict[Any, int] = dict.fromkeys(runs, 0)
+    distinct: list[Any] = list(number)
+    size = len(distinct)
+    number.update(zip(distinct, range(size), strict=True))
+    ids = np.fromiter(map(number.__getitem__, runs), dtype=np.int64, count=len(runs))
+    long = np.fromiter(map(len, distinct), dtype=np.int64, count=size) > 1
+    ids = ids[long[ids]]
+    pairs, pair_counts = np.unique(ids[:-1] * size + ids[1:], return_counts=True)
+    counts = np.bincount(ids, minlength=size)
+    kept = np.flatnonzero(counts)
+    space = b" " if distinct and isinstance(distinct[0], bytes) else " "
+    word = distinct.__getitem__
+    grams = list(map(word, kept.tolist()))  # no Python loop per token or pair below either
+    firsts, seconds = map(word, (pairs // size).tolist()), map(word, (pairs % size).tolist())
+    grams += map(space.join, zip(firsts, seconds, strict=True))
+    return grams, np.concatenate([counts[kept], pair_counts])
 
 
 def _char_wb_3_5(word: str) -> list[str]:
@@ -157,6 +204,39 @@ def columns_for(hasher: HashingVectorizer) -> Columns:
     return found
 
 
+class _Row:
+    """One sample's hashed counts, joined over the blocks: the columns, their sublinear term
+    frequencies (``1 + log(count)`` in the hashers' dtype) and where each block starts."""
+
+    def __init__(self, blocks: Sequence[tuple[str, Columns, int]], dtype: Any, sample: object):
+        found: list[Array] = []
+        counts: list[Array] = []
+        for name, columns, offset in blocks:
+            block_found, block_counts = columns.of(getattr(sample, name))
+            if block_found.size:
+                found.append(block_found + offset)
+                counts.append(block_counts)
+        self.lengths = [len(part) for part in found]
+        self.where = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+        self.tf = np.log(np.concatenate(counts).astype(dtype)) if found else np.zeros(0, dtype)
+        self.tf += dtype.type(1.0)
+        self.starts = np.cumsum([0, *self.lengths[:-1]])
+
+
+_LAST_ROW: list[tuple[object, object, _Row]] = []  # (sample, blocks, row): the last one asked
+
+
+def _row_of(blocks: list[tuple[str, Columns, int]], dtype: Any, sample: object) -> _Row:
+    """The :class:`_Row` of ``sample``, reused when the next model with the same blocks asks
+    for the same sample object (the spam then the category model)."""
+    key = (blocks, dtype)
+    if _LAST_ROW and _LAST_ROW[0][0] is sample and _LAST_ROW[0][1] == key:
+        return _LAST_ROW[0][2]
+    row = _Row(blocks, dtype, sample)
+    _LAST_ROW[:] = [(sample, key, row)]
+    return row
+
+
 class FastPath:
     """One sample through ``model``: decision values and calibrated class probabilities.
 
@@ -164,12 +244,21 @@ class FastPath:
     each block are computed in the hashers' dtype (float32) with the norm summed in float64,
     as ``TfidfTransformer`` and ``normalize`` do; the decision is that row times the
     coefficients, the probabilities the calibrators' sigmoids of it.
+
+    The coefficients are kept as a compact table: one row per column that some class weighs
+    (a category model weighs a few percent of its columns; its full matrix is tens of MB, so
+    reading it column by column missed the cache for every class), row 0 all zeros for the
+    columns no class weighs.
     """
 
     def __init__(self, model: Model, blocks: Sequence[str]) -> None:
         calibrated = model.classifier.calibrated_classifiers_[0]
         estimator = calibrated.estimator
-        self.coef = np.asarray(estimator.coef_, dtype=np.float64)
+        coef = np.asarray(estimator.coef_, dtype=np.float64)
+        weighed = np.flatnonzero(coef.any(axis=0))
+        self.rows = np.zeros(coef.shape[1], dtype=np.int32)
+        self.rows[weighed] = np.arange(1, weighed.size + 1, dtype=np.int32)
+        self.weights = np.vstack([np.zeros((1, coef.shape[0])), coef[:, weighed].T])
         self.intercept = np.asarray(estimator.intercept_, dtype=np.float64)
         self.sigmoids = np.array([(float(c.a_), float(c.b_)) for c in calibrated.calibrators])
         self.classes = model.classes
@@ -185,25 +274,14 @@ class FastPath:
 
     def score(self, sample: object) -> tuple[Array, Array]:
         """(decision values, class probabilities) of one sample."""
-        found: list[Array] = []
-        counts: list[Array] = []
-        for name, columns, offset in self.blocks:
-            block_found, block_counts = columns.of(getattr(sample, name))
-            if block_found.size:
-                found.append(block_found + offset)
-                counts.append(block_counts)
+        row = _row_of(self.blocks, self.dtype, sample)
         decision = self.intercept.copy()
-        if found:
-            lengths = [len(part) for part in found]
-            where = np.concatenate(found)
-            dtype = self.dtype
-            tf = np.log(np.concatenate(counts).astype(dtype))
-            tf += dtype.type(1.0)
-            values = (tf * self.idf[where]).astype(dtype, copy=False)
-            starts = np.cumsum([0, *lengths[:-1]])
-            norms = np.sqrt(np.add.reduceat(np.square(values).astype(np.float64), starts))
-            scaled = (values.astype(np.float64) / np.repeat(norms, lengths)).astype(dtype)
-            decision += self.coef[:, where] @ scaled.astype(np.float64)
+        if row.lengths:
+            where, dtype = row.where, self.dtype
+            values = (row.tf * self.idf[where]).astype(dtype, copy=False)
+            norms = np.sqrt(np.add.reduceat(np.square(values).astype(np.float64), row.starts))
+            scaled = (values.astype(np.float64) / np.repeat(norms, row.lengths)).astype(dtype)
+            decision += scaled.astype(np.float64) @ self.weights[self.rows[where]]
         calibrated = 1.0 / (1.0 + np.exp(self.sigmoids[:, 0] * decision + self.sigmoids[:, 1]))
         if decision.shape[0] == 1:
             return decision, np.array([1.0 - calibrated[0], calibrated[0]])
