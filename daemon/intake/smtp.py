@@ -222,12 +222,20 @@ class IntakeSMTP(SMTP):
         incoming = self._intake.open_message(self.session, self.envelope)
         self._intake.receiving += 1
         try:
-            refusal = await self._receive(incoming)
-            peer = str(self.session.peer[0]) if self.session.peer else ""
-            status = refusal or await self._intake.commit(incoming, peer)
+            status = await self._spooled(incoming)
             await self.push(status)
         finally:
             self._intake.receiving -= 1
+
+    async def _spooled(self, incoming: IncomingFile) -> str:
+        """Receive the message into ``incoming`` and commit it; the reply to give. Nothing of a
+        refused message is left once this returns."""
+        assert self.session is not None
+        try:
+            refusal = await self._receive(incoming)
+            peer = str(self.session.peer[0]) if self.session.peer else ""
+            return refusal or await self._intake.commit(incoming, peer)
+        finally:
             incoming.discard()
             self._set_post_data_state()  # type: ignore[no-untyped-call]
 
