@@ -180,7 +180,12 @@ class EventJournal:
                     )
                     session.execute(delete(_TABLE).where(_TABLE.c.key == row.key))
                     continue
-                arguments = {k: freeze(v) for k, v in json.loads(claimed.arguments).items()}
+                try:
+                    arguments = {k: freeze(v) for k, v in json.loads(claimed.arguments).items()}
+                except (ValueError, AttributeError) as error:
+                    log.error("plugin event %s dropped: unreadable arguments: %s", row.key, error)
+                    session.execute(delete(_TABLE).where(_TABLE.c.key == row.key))
+                    continue
                 log.warning(
                     "plugin event %s (%s) of %s re-run (attempt %d)",
                     row.key,

@@ -147,6 +147,31 @@ def test_an_event_whose_process_died_three_times_is_dropped(factory: sessionmake
         runner.close()
 
 
+def test_an_event_with_unreadable_arguments_is_dropped_and_the_rest_run(
+    factory: sessionmaker[Session],
+) -> None:
+    recorder = Recorder()
+    runner = _runner(recorder)
+    try:
+        _record(runner, factory, 6)
+        _record(runner, factory, 7)
+        host = owner_name().rpartition(":")[0]
+        with transaction(factory) as session:
+            session.execute(update(PluginEvent).values(owner=f"{host}:{_dead_pid()}"))
+            first = session.execute(select(PluginEvent.id).order_by(PluginEvent.id)).first()
+            assert first is not None
+            session.execute(
+                update(PluginEvent).where(PluginEvent.id == first[0]).values(arguments="{broken")
+            )
+        runner.journal.sweep(factory, force=True)
+        wait_until(lambda: len(recorder.calls) == 1, what="the readable event re-run")
+        assert recorder.calls[0][0] == 7
+        runner.journal.sweep(factory, force=True)
+        assert _rows(factory) == [], "the unreadable row is dropped, not retried for ever"
+    finally:
+        runner.close()
+
+
 def test_the_journal_stays_empty_for_events_nobody_implements(
     factory: sessionmaker[Session],
 ) -> None:
