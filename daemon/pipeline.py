@@ -131,13 +131,15 @@ def log_event(
     ctx: MessageContext, kind: str, detail: Mapping[str, object], actor: str = ""
 ) -> None:
     """Append an entry to the ticket's event log (a Core insert, written at once)."""
-    log_events(ctx, [(kind, detail)], actor)
+    log_events(ctx, [(kind, detail, actor)])
 
 
-def log_events(
-    ctx: MessageContext, entries: Sequence[tuple[str, Mapping[str, object]]], actor: str = ""
-) -> None:
-    """Append ``(kind, detail)`` entries to the ticket's event log, in order, in one statement."""
+EventEntry = tuple[str, Mapping[str, object], str]  # kind, detail, actor ("": the sender)
+
+
+def log_events(ctx: MessageContext, entries: Sequence[EventEntry]) -> None:
+    """Append ``(kind, detail, actor)`` entries to the ticket's event log, in order, in one
+    statement; an empty actor is the message's sender."""
     assert ctx.ticket is not None
     if ctx.ticket.id is None:
         ctx.session.flush()
@@ -150,6 +152,6 @@ def log_events(
             "kind": kind,
             "detail": json.dumps(detail, default=str),
         }
-        for kind, detail in entries
+        for kind, detail, actor in entries
     ]
     ctx.session.connection().execute(_INSERT_EVENT, rows)  # Core: no ORM layer between
