@@ -46,7 +46,7 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _SIMPLE_ADDRESS = re.compile(rf"^{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*$")
 _PHRASE_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
 _CRLF = "\r\n"
-_QP_QUOTED = re.compile(r"[^\t\n\r -<>-~]")  # what quoted-printable bodies escape
+_QP_PLAIN = bytes(range(32, 127)).replace(b"=", b"") + b"\t\r\n"  # left as they are in QP
 _B_CRLF = b"\r\n"
 
 
@@ -258,25 +258,27 @@ def _text_part(subtype: str, text: str) -> bytes:
         payload = _B_CRLF.join(lines) + _B_CRLF
     else:
         sniff = _B_CRLF.join(lines[:10]) + _B_CRLF
-        sniff_qp = _quoted_printable(sniff.decode("latin-1"), "\n")
+        sniff_qp = _quoted_printable(sniff, "\n")
         if len(sniff_qp) > len(binascii.b2a_base64(sniff)):
             cte, payload = "base64", _base64(_B_CRLF.join(lines) + _B_CRLF)
         elif len(lines) <= 10:  # the sniff was the whole text: only its line ends differ
             cte, payload = "quoted-printable", sniff_qp.replace("\n", _CRLF).encode("ascii")
         else:
-            joined = (b"\n".join(lines) + b"\n").decode("latin-1")
-            encoded = _quoted_printable(joined, _CRLF)
+            encoded = _quoted_printable(b"\n".join(lines) + b"\n", _CRLF)
             cte, payload = "quoted-printable", encoded.encode("ascii")
     head = f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: {cte}\r\n'
     return head.encode("ascii") + _B_CRLF + payload
 
 
-def _quoted_printable(body: str, eol: str) -> str:
-    """``email.quoprimime.body_encode(body, LINE, eol)``, the same text, with the escaping done
-    by the regex engine instead of a per-character translation table (~50x fewer instructions)."""
-    if not body:
-        return body
-    body = _QP_QUOTED.sub(lambda found: f"={ord(found.group()):02X}", body)
+def _quoted_printable(data: bytes, eol: str) -> str:
+    """``email.quoprimime.body_encode(data.decode("latin-1"), LINE, eol)``, the same text, with
+    each byte to escape replaced throughout at once instead of a per-character translation
+    table (~50x fewer instructions)."""
+    if not data:
+        return ""
+    for byte in sorted(set(data.translate(None, _QP_PLAIN)), key=lambda byte: byte != 0x3D):
+        data = data.replace(bytes((byte,)), b"=%02X" % byte)  # "=" first: escapes add more
+    body = data.decode("ascii")
     encoded: list[str] = []
     for line in body.splitlines():
         start, last_start = 0, len(line) - 1 - LINE
