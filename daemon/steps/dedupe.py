@@ -29,7 +29,7 @@ def run(ctx: MessageContext) -> None:
     """
     sender = ctx.sender  # the From address: the same whichever way the mail came
     ctx.dedupe_key = dedupe_key(sender, ctx.parsed.message_id, ctx.raw)
-    found = ctx.session.execute(
+    found = ctx.session.connection().execute(  # Core: no ORM layer between
         _STORED,
         {
             "message_id": ctx.parsed.message_id,

@@ -113,7 +113,8 @@ _NEW_TICKETS = select(func.count()).where(
 
 
 def _new_tickets(ctx: MessageContext, since: datetime) -> int:
-    return int(ctx.session.scalar(_NEW_TICKETS, {"sender": ctx.sender, "since": since}) or 0)
+    connection = ctx.session.connection()  # Core: no ORM layer between
+    return int(connection.scalar(_NEW_TICKETS, {"sender": ctx.sender, "since": since}) or 0)
 
 
 def _acknowledged_since(ctx: MessageContext, since: datetime) -> bool:
