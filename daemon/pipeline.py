@@ -72,6 +72,7 @@ class MessageContext:
     unverified_agent: bool = False  # From is an agent but the mail is not authenticated
     auth_detail: str = ""  # how the agent was authenticated, or why not
     token_ticket: int | None = None  # the agent was believed on a token for this ticket only
+    recent_new_tickets: int | None = None  # the sender's within the flood window (steps.dedupe)
     flooded: bool = False  # the sender is over the new-ticket cap (steps.flood)
     rating: int | None = None  # CSAT rating this reply records (the ticket stays solved)
     reply_text: str = ""  # what an agent's reply says to the customer (no commands, no quote)

@@ -96,10 +96,19 @@ def drain_recording(runtime: Runtime, raw: bytes, sender: str) -> tuple[list[str
 
 
 def test_a_new_ticket_is_written_without_an_orm_flush(runtime: Runtime) -> None:
+    first = make_mail(subject="First", sender="dave@example.org", to="support@localhost")
+    drain_recording(runtime, first, "dave@example.org")  # creates the ticket number counter
     raw = make_mail(subject="Printer on fire", to="support@localhost")
     statements, flushes = drain_recording(runtime, raw, "carol@example.org")
     assert flushes == 0  # nothing written at once is set again to the value it has
     assert not [s for s in statements if s.startswith("UPDATE tickets")]
+    start = next(i for i, s in enumerate(statements) if s.startswith("SAVEPOINT")) + 1
+    end = next(i for i, s in enumerate(statements) if s.startswith("RELEASE SAVEPOINT"))
+    inside = statements[start:end]
+    # dedupe (with the sender's recent tickets), contact, ticket number, ticket, participant,
+    # message, events, SLA, the caps (per recipient, and the hourly total once per transaction),
+    # outbox rows, outgoing messages
+    assert len(inside) == 12
 
 
 def test_a_spam_ticket_is_written_closed_with_its_verdict_in_the_same_statements(

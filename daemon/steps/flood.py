@@ -31,7 +31,9 @@ def divert(ctx: MessageContext) -> None:
         return
     limits = ctx.services.settings.processing
     now = ctx.services.clock()
-    count = _new_tickets(ctx, now - timedelta(minutes=limits.flood_window_minutes))
+    count = ctx.recent_new_tickets  # counted by the dedupe step
+    if count is None:
+        count = _new_tickets(ctx, now - timedelta(minutes=limits.flood_window_minutes))
     if count < limits.flood_max_new_tickets:
         return
     ctx.flooded = True
