@@ -5,8 +5,8 @@ from __future__ import annotations
 import email
 import email.policy
 import random
-from email import quoprimime
 from datetime import UTC, datetime
+from email import quoprimime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
