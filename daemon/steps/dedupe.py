@@ -15,9 +15,10 @@ from __future__ import annotations
 import hashlib
 from datetime import timedelta
 
-from sqlalchemy import bindparam, case, func, literal, literal_column, select, true
+from sqlalchemy import bindparam, case, literal, literal_column, select, true
 
 from postdesk.daemon.pipeline import Duplicate, MessageContext
+from postdesk.daemon.steps.flood import NEW_TICKETS
 from postdesk.models.schema import Message, Ticket
 
 _CHUNK = 1 << 20
@@ -35,20 +36,14 @@ def run(ctx: MessageContext) -> None:
     sender = ctx.sender  # the From address: the same whichever way the mail came
     ctx.dedupe_key = dedupe_key(sender, ctx.parsed.message_id, ctx.raw)
     window = timedelta(minutes=ctx.services.settings.processing.flood_window_minutes)
-    found = (
-        ctx.session.connection()
-        .execute(  # Core: no ORM layer between
-            _STORED,
-            {
-                "message_id": ctx.parsed.message_id,
-                "key": ctx.dedupe_key,
-                "legacy": dedupe_key(None, ctx.parsed.message_id, ctx.raw),
-                "sender": sender,
-                "since": ctx.services.clock() - window,
-            },
-        )
-        .one()
-    )
+    values = {
+        "message_id": ctx.parsed.message_id,
+        "key": ctx.dedupe_key,
+        "legacy": dedupe_key(None, ctx.parsed.message_id, ctx.raw),
+        "sender": sender,
+        "since": ctx.services.clock() - window,
+    }
+    found = ctx.session.connection().execute(_STORED, values).one()  # Core: no ORM layer
     if found.same:
         raise Duplicate(f"already stored in ticket #{found.number}")
     ctx.possible_duplicate = found.number is not None
@@ -68,11 +63,8 @@ _FOUND = (
     .subquery()
 )
 # ... (none: NULLs) beside the number of tickets the sender opened since ``since``: one row.
-_RECENT = select(func.count()).where(
-    Ticket.requester == bindparam("sender"), Ticket.created_at > bindparam("since")
-)
 _STORED = select(
-    _RECENT.scalar_subquery().label("recent"), _FOUND.c.number, _FOUND.c.same
+    NEW_TICKETS.scalar_subquery().label("recent"), _FOUND.c.number, _FOUND.c.same
 ).outerjoin_from(select(literal(1)).subquery(), _FOUND, true())
 
 

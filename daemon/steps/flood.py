@@ -108,15 +108,15 @@ def settle(ctx: MessageContext) -> None:
         )
 
 
-# Built once: this runs for every mail that would open a ticket.
-_NEW_TICKETS = select(func.count()).where(
+# Built once: the tickets a sender opened since then (the dedupe step asks it of every mail).
+NEW_TICKETS = select(func.count()).where(
     Ticket.requester == bindparam("sender"), Ticket.created_at > bindparam("since")
 )
 
 
 def _new_tickets(ctx: MessageContext, since: datetime) -> int:
     connection = ctx.session.connection()  # Core: no ORM layer between
-    return int(connection.scalar(_NEW_TICKETS, {"sender": ctx.sender, "since": since}) or 0)
+    return int(connection.scalar(NEW_TICKETS, {"sender": ctx.sender, "since": since}) or 0)
 
 
 def _acknowledged_since(ctx: MessageContext, since: datetime) -> bool:
