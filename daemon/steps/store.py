@@ -87,7 +87,7 @@ def add_message(ctx: MessageContext) -> Message:
     parsed = ctx.parsed
     assert ctx.ticket is not None
     data_dir = ctx.services.settings.data_dir
-    raw_sha256 = store_raw(data_dir, ctx.spooled)
+    raw_sha256 = store_raw(data_dir, ctx.spooled, len(ctx.raw))  # read by the dedupe step
     message = Message(
         ticket_id=ctx.ticket.id,
         message_id=parsed.message_id,
