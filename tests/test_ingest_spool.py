@@ -94,3 +94,11 @@ def test_sync_file_system_flushes_a_real_folder(tmp_path: Path) -> None:
     sync_file_system(tmp_path)  # no error on a real file system
     with pytest.raises(OSError):
         sync_file_system(tmp_path / "missing")
+
+
+def test_a_group_cut_short_by_an_unreadable_path_leaves_nothing_behind(tmp_path: Path) -> None:
+    queue = Spool(tmp_path / "spool")
+    folder = _eml_folder(tmp_path, 2)
+    with pytest.raises(files.IngestError, match="does not exist"):
+        files.spool_paths(queue, [folder, tmp_path / "missing.mbox"], "support@example.com")
+    assert list(queue.tmp.iterdir()) == [] and list(queue.new.iterdir()) == []
