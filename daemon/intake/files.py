@@ -18,6 +18,7 @@ escaped as ``>From `` (any number of ``>``) lose one ``>``, which restores what 
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import time
@@ -40,6 +41,7 @@ _ENVELOPE = re.compile(rb"From \S*[ \t]+.*\b\d{4}(?:[ \t]+[+-]?\w+)?[ \t]*\r?\n?
 _ESCAPED_FROM = re.compile(rb"^>(>*From )", re.M)
 _BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))', re.I)
 _LINE = re.compile(rb"[^\n]*\n|[^\n]+")
+SPOOL_GROUP = 256  # messages spooled with one sync of the file system (Spool.write_many)
 
 
 class IngestError(Exception):
@@ -157,10 +159,14 @@ def wait_until_processed(spool: Spool, ids: list[str], patience: float) -> list[
 
 
 def spool_paths(spool: Spool, paths: list[Path], recipient: str) -> list[str]:
-    """Spool every message found at ``paths``; returns the spool ids, in order."""
+    """Spool every message found at ``paths``, ``SPOOL_GROUP`` at a time; returns the spool
+    ids, in order."""
+    messages = (
+        (raw, Envelope("", (recipient,), "ingest", time.time(), peer=str(path)))
+        for path in paths
+        for raw in read_messages(path)
+    )
     ids: list[str] = []
-    for path in paths:
-        for raw in read_messages(path):
-            envelope = Envelope("", (recipient,), "ingest", time.time(), peer=str(path))
-            ids.append(spool.write(raw, envelope))
+    while group := spool.write_many(itertools.islice(messages, SPOOL_GROUP)):
+        ids.extend(group)  # one message in memory at a time: each is written as it is read
     return ids

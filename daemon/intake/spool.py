@@ -6,7 +6,8 @@ followed by the raw message bytes; in ``work/`` its name starts with ``<pid>~``,
 process, so the claims of a worker that died can be told from those of live ones. ``write``
 (or ``open`` ... ``IncomingFile.commit`` for a message streamed in pieces) returns only after
 the bytes and the directory entry are on stable storage (write, flush, fsync, rename, fsync the
-directory), so a ``250`` that follows it is a promise a crash cannot break.
+directory), so a ``250`` that follows it is a promise a crash cannot break. ``write_many``
+keeps that promise for a group of messages with one sync of the file system for all of them.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import shutil
 import time
 import uuid
 from collections import deque
-from collections.abc import Container
+from collections.abc import Container, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from postdesk.daemon.syncfs import sync_file_system
 
 log = logging.getLogger("postdesk.spool")
 
@@ -87,6 +90,35 @@ class Spool:
             return incoming.commit()
         finally:
             incoming.discard()
+
+    def write_many(self, messages: Iterable[tuple[bytes, Envelope]]) -> list[str]:
+        """Store a group of messages durably and return their spool ids, in order.
+
+        The files are written to ``tmp/`` unsynced, made durable by one sync of the file system,
+        then renamed into ``new/``, and ``new/`` is synced once: each file in ``new/`` is as
+        durable as one from ``write``, for two syncs per group instead of two per message.
+        Raises OSError; the files not yet in ``new/`` are then removed.
+        """
+        staged: list[tuple[str, Path]] = []
+        try:
+            for raw, envelope in messages:
+                spool_id = new_spool_id()
+                path = self.tmp / f"{spool_id}.0{SUFFIX}"
+                staged.append((spool_id, path))
+                with path.open("xb") as handle:
+                    handle.write(_envelope_line(envelope))
+                    handle.write(raw)
+            if not staged:
+                return []
+            sync_file_system(self.tmp)
+            for _spool_id, path in staged:
+                os.rename(path, self.new / path.name)
+            fsync_dir(self.new)
+        except BaseException:
+            for _spool_id, path in staged:
+                path.unlink(missing_ok=True)
+            raise
+        return [spool_id for spool_id, _path in staged]
 
     def open(self, envelope: Envelope) -> IncomingFile:
         """Start a message to be written piece by piece (SMTP streams DATA here); see
@@ -171,12 +203,12 @@ class IncomingFile:
     """
 
     def __init__(self, spool: Spool, envelope: Envelope) -> None:
-        self.spool_id = f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}"
+        self.spool_id = new_spool_id()
         self.name = f"{self.spool_id}.0{SUFFIX}"
         self.path = spool.tmp / self.name
         self.size = 0  # message bytes written so far
         self._new = spool.new
-        self._pending = bytearray(json.dumps(asdict(envelope)).encode() + b"\n")
+        self._pending = bytearray(_envelope_line(envelope))
         self._handle: BinaryIO | None = None
         self._settled = False
 
@@ -245,6 +277,16 @@ def peek_waiting(
         except FileNotFoundError:
             continue
     return found
+
+
+def new_spool_id() -> str:
+    """A fresh spool id: the time in nanoseconds (so ids sort by arrival) and a random part."""
+    return f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}"
+
+
+def _envelope_line(envelope: Envelope) -> bytes:
+    """The first line of a spool file: the envelope as JSON."""
+    return json.dumps(asdict(envelope)).encode() + b"\n"
 
 
 def _split_name(name: str) -> tuple[str, int]:
