@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 from pathlib import Path
 
@@ -10,27 +9,19 @@ import pytest
 
 from postdesk.daemon.outbound import maildir
 from postdesk.daemon.outbound.sender import OutboxSender
-from postdesk.daemon.syncfs import sync_file_system
 from tests.test_outbox_sender import Env, drain, env, outbox, queue
 
 __all__ = ["env"]  # the fixture, shared with the sender's tests
 
 
-def test_a_group_syncs_the_file_system_once_then_the_folder_then_marks_rows_sent(
+def test_a_group_syncs_every_file_then_the_folder_once_then_marks_rows_sent(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = env.outbound(connections=1)  # one writer: the whole claimed group at once
     items = [queue(env, number=number) for number in range(1, 7)]
-    root = env.settings.data_dir / "outbox-sent"
-    new = root / "new"
+    new = env.settings.data_dir / "outbox-sent" / "new"
     steps: list[str] = []
     real_fsync, real_finish = os.fsync, OutboxSender._finish
-
-    def sync(folder: Path) -> None:  # every file written, none in new/ yet
-        assert folder == root / "tmp" and len(list(folder.iterdir())) == len(items)
-        assert list(new.iterdir()) == []
-        steps.append("file system")
-        sync_file_system(folder)
 
     def fsync(descriptor: int) -> None:
         path = Path(os.readlink(f"/proc/self/fd/{descriptor}"))
@@ -44,34 +35,14 @@ def test_a_group_syncs_the_file_system_once_then_the_folder_then_marks_rows_sent
         steps.append("finish")
         real_finish(sender, results)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(maildir, "sync_file_system", sync)
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(OutboxSender, "_finish", finish)
     assert drain(env) == len(items)
-    assert steps == ["file system", "folder", "finish"]
+    assert steps == ["file"] * len(items) + ["folder", "finish"]
     for item in items:
         assert item is not None
         assert (new / maildir.file_name(item.id)).read_bytes() == item.raw
     assert {row.status for row in outbox(env)} == {"sent"}
-
-
-def test_a_failed_sync_keeps_the_group_pending_and_out_of_new(
-    env: Env, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    env = env.outbound(connections=1)
-    items = [queue(env, number=number) for number in range(1, 4)]
-
-    def broken(folder: Path) -> None:
-        raise OSError(errno.EIO, "injected I/O error")
-
-    monkeypatch.setattr(maildir, "sync_file_system", broken)
-    assert drain(env) == 3
-    root = env.settings.data_dir / "outbox-sent"
-    assert list((root / "new").iterdir()) == [] and list((root / "tmp").iterdir()) == []
-    rows = outbox(env)
-    assert len(rows) == len(items)
-    assert {(row.status, row.attempts) for row in rows} == {("pending", 1)}
-    assert all("injected" in row.last_error for row in rows)
 
 
 def test_a_mail_that_cannot_be_written_is_retried_alone(env: Env) -> None:

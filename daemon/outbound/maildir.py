@@ -2,10 +2,10 @@
 
 Each mail is named after its outbox row id, so writing it again after a crash replaces the file
 instead of adding a second one; a mail a reader already moved to ``cur/`` is not written again.
-A group costs two syncs, whatever its size: every file is written to ``tmp/``, one sync of the
-file system makes them all durable, then all are renamed into ``new/`` and the folder is synced
-once. Only then is a mail reported delivered, so the caller marks a row sent only once its file
-is durable.
+A group costs one fsync per file and one of ``new/``: every file is written first and synced
+after (the first sync commits the others' data with it), then all are renamed into ``new/`` and
+the folder is synced once. Only then is a mail reported delivered, so the caller marks a row sent
+only once its file is durable.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ import bisect
 import os
 from collections.abc import Sequence
 from pathlib import Path
-
-from postdesk.daemon.syncfs import sync_file_system
+from typing import BinaryIO
 
 SUFFIX = ".postdesk.eml"
 
@@ -38,7 +37,7 @@ def deliver(root: Path, mails: Sequence[tuple[int, bytes]]) -> dict[int, OSError
     except OSError as error:
         return {row_id: error for row_id, _ in mails}
     outcome: dict[int, OSError | None] = {}
-    written: list[tuple[int, Path]] = []
+    written: list[tuple[int, Path, BinaryIO]] = []
     for row_id, raw in mails:
         name = file_name(row_id)
         position = bisect.bisect_left(picked_up, name)
@@ -47,11 +46,18 @@ def deliver(root: Path, mails: Sequence[tuple[int, bytes]]) -> dict[int, OSError
             continue
         tmp = root / "tmp" / f"{name}.{os.getpid()}"
         try:
-            tmp.write_bytes(raw)
+            handle = tmp.open("wb")
         except OSError as error:
             outcome[row_id] = error
             continue
-        written.append((row_id, tmp))
+        try:
+            handle.write(raw)
+            handle.flush()
+        except OSError as error:
+            handle.close()
+            outcome[row_id] = error
+            continue
+        written.append((row_id, tmp, handle))
     renamed = _sync_and_rename(root, written, outcome)
     if renamed:
         try:
@@ -62,22 +68,14 @@ def deliver(root: Path, mails: Sequence[tuple[int, bytes]]) -> dict[int, OSError
 
 
 def _sync_and_rename(
-    root: Path, written: list[tuple[int, Path]], outcome: dict[int, OSError | None]
+    root: Path, written: list[tuple[int, Path, BinaryIO]], outcome: dict[int, OSError | None]
 ) -> list[int]:
-    """Make the written files durable with one sync, then move each into ``new/``; returns the
-    ids moved (none when the sync fails: the files are removed and every mail gets the error)."""
-    if not written:
-        return []
-    try:
-        sync_file_system(root / "tmp")
-    except OSError as error:
-        for row_id, tmp in written:
-            tmp.unlink(missing_ok=True)
-            outcome[row_id] = error
-        return []
+    """Sync each written file and move it into ``new/``; returns the ids moved."""
     renamed: list[int] = []
-    for row_id, tmp in written:
+    for row_id, tmp, handle in written:
         try:
+            with handle:
+                os.fsync(handle.fileno())
             os.replace(tmp, root / "new" / tmp.name.rpartition(".")[0])
         except OSError as error:
             outcome[row_id] = error
