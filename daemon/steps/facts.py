@@ -24,12 +24,10 @@ from postdesk.daemon.outbound.held import HeldMail, complete
 from postdesk.daemon.pipeline import MessageContext, log_event
 from postdesk.daemon.services import Services
 from postdesk.daemon.sla.clock import refresh
-from postdesk.daemon.steps.events import updated_calls
+from postdesk.daemon.steps.events import ticket_snapshot, updated_calls
 from postdesk.daemon.store.slaview import due_text
-from postdesk.daemon.store.views import ticket_dict
 from postdesk.models.schema import PRIORITIES, Event, Ticket
 from postdesk.plugins.journal import OwedCall
-from postdesk.plugins.snapshots import freeze
 
 ACTOR = "plugins"
 
@@ -107,7 +105,7 @@ def _announce(
 ) -> list[OwedCall]:
     """Record, in ``session``'s transaction, the plugin events of a priority raised late."""
     runner = services.plugins
-    snapshot = freeze(ticket_dict(ticket, services.settings.helpdesk.tag, False))
+    snapshot = ticket_snapshot(session, ticket, services.settings.helpdesk.tag)
     calls = updated_calls(snapshot, {"priority": priority})
     return runner.journal.record(session, [c for c in calls if runner.implemented(c[0])])
 
