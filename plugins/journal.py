@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from postdesk.daemon.store.db import transaction
 from postdesk.models.plugin_events import PluginEvent
 from postdesk.models.schema import utcnow
-from postdesk.plugins.snapshots import freeze
+from postdesk.plugins.snapshots import freeze, json_default
 
 if TYPE_CHECKING:
     from postdesk.plugins.runner import PluginRunner
@@ -216,14 +216,9 @@ def _json_object(arguments: Mapping[str, Any], written: dict[int, str]) -> str:
     for name, value in arguments.items():
         text = written.get(id(value))
         if text is None:
-            text = written[id(value)] = json.dumps(value, default=_plain)
+            text = written[id(value)] = json.dumps(value, default=json_default)
         parts.append(f"{json.dumps(name)}: {text}")
     return "{" + ", ".join(parts) + "}"
-
-
-def _plain(value: Any) -> Any:
-    """What ``json.dumps`` writes for a snapshot's mapping, or anything else it cannot."""
-    return dict(value) if isinstance(value, Mapping) else str(value)
 
 
 def _gone(owner: str) -> bool:
