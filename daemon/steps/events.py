@@ -77,7 +77,8 @@ def ticket_snapshot(session: Session, ticket: Ticket, tag: str) -> Snapshot:
     session.flush()
     rows = session.connection().execute(_ROLES, {"ticket": ticket.id})
     participants = [(email, role) for email, role in rows]
-    return freeze(ticket_dict(ticket, tag, False, participants=participants))
+    snapshot: Snapshot = freeze(ticket_dict(ticket, tag, False, participants=participants))
+    return snapshot
 
 
 def updated_calls(
