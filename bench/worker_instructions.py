@@ -10,12 +10,15 @@ fast the machine is. Compare two checkouts in one go::
     PYTHONPATH=<folder holding postdesk/{daemon,models,plugins,templates} of another checkout> \\
         valgrind ... python bench/worker_instructions.py 60
 
-and divide the "Collected" count valgrind prints by N (about 1.5 minutes each).
+and divide the "Collected" count valgrind prints by N (about 1.5 minutes each). A second
+argument, a folder holding trained ``spam.skops``/``category.skops`` (``postdesk train``), counts
+the worker with the classifier's models.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,10 +43,13 @@ def instrument(state: str) -> None:
 
 
 def main() -> None:
-    """Spool N + warm-up new-ticket mails, warm up, then drain N with instrumentation on."""
+    """Spool N + warm-up new-ticket mails, warm up, then drain N with instrumentation on
+    (with the models in the folder given second, if any)."""
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 60
     with tempfile.TemporaryDirectory() as workdir:
         config = write_config(Path(workdir), free_port(), extra=BATCHES)
+        if len(sys.argv) > 2:  # the models are loaded while warming up
+            shutil.copytree(sys.argv[2], Path(workdir) / "data" / "models")
         runtime = open_runtime(load_settings(str(config), environ={}))
         for number in range(count + WARM_UP):
             envelope = Envelope("customer@example.org", ("support@example.com",), "bench", 0.0)

@@ -72,6 +72,7 @@ class MessageContext:
     unverified_agent: bool = False  # From is an agent but the mail is not authenticated
     auth_detail: str = ""  # how the agent was authenticated, or why not
     token_ticket: int | None = None  # the agent was believed on a token for this ticket only
+    recent_new_tickets: int | None = None  # the sender's within the flood window (steps.dedupe)
     flooded: bool = False  # the sender is over the new-ticket cap (steps.flood)
     rating: int | None = None  # CSAT rating this reply records (the ticket stays solved)
     reply_text: str = ""  # what an agent's reply says to the customer (no commands, no quote)
@@ -131,13 +132,15 @@ def log_event(
     ctx: MessageContext, kind: str, detail: Mapping[str, object], actor: str = ""
 ) -> None:
     """Append an entry to the ticket's event log (a Core insert, written at once)."""
-    log_events(ctx, [(kind, detail)], actor)
+    log_events(ctx, [(kind, detail, actor)])
 
 
-def log_events(
-    ctx: MessageContext, entries: Sequence[tuple[str, Mapping[str, object]]], actor: str = ""
-) -> None:
-    """Append ``(kind, detail)`` entries to the ticket's event log, in order, in one statement."""
+EventEntry = tuple[str, Mapping[str, object], str]  # kind, detail, actor ("": the sender)
+
+
+def log_events(ctx: MessageContext, entries: Sequence[EventEntry]) -> None:
+    """Append ``(kind, detail, actor)`` entries to the ticket's event log, in order, in one
+    statement; an empty actor is the message's sender."""
     assert ctx.ticket is not None
     if ctx.ticket.id is None:
         ctx.session.flush()
@@ -150,6 +153,6 @@ def log_events(
             "kind": kind,
             "detail": json.dumps(detail, default=str),
         }
-        for kind, detail in entries
+        for kind, detail, actor in entries
     ]
     ctx.session.connection().execute(_INSERT_EVENT, rows)  # Core: no ORM layer between

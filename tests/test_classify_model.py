@@ -312,3 +312,15 @@ def test_word_memo_stays_bounded_and_keeps_giving_the_vectorisers_columns(
         assert counts.tolist() == expected.data.tolist()
     memo = columns.grams
     assert len(memo) <= 50 and len(memo.previous) <= 50
+
+
+def test_every_spelling_of_a_data_dir_shares_one_model_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    monkeypatch.chdir(tmp_path)
+    cache = loader.cache_for(data)
+    assert loader.cache_for(tmp_path / "data" / ".." / "data") is cache
+    assert loader.cache_for(Path("data")) is cache
+    assert loader.cache_for(data) is cache

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import email
 import email.policy
+import random
 from datetime import UTC, datetime
+from email import quoprimime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,13 @@ import pytest
 
 from postdesk.daemon.agents.tokens import Tokens
 from postdesk.daemon.config import HelpdeskSettings, Settings
-from postdesk.daemon.outbound.compose import MAX_REFERENCES, clean_msgid, compose
+from postdesk.daemon.outbound.compose import (
+    LINE,
+    MAX_REFERENCES,
+    _quoted_printable,
+    clean_msgid,
+    compose,
+)
 from postdesk.daemon.outbound.templating import (
     CUSTOMER_ACKNOWLEDGEMENT,
     Rendered,
@@ -109,6 +117,20 @@ def test_non_ascii_names_and_subjects_are_encoded() -> None:
     msg = build(to=["Jürgen Müller <juergen@example.org>"], subject="Grüße 🙂")
     assert msg["Subject"] == "Grüße 🙂"
     assert msg["To"].addresses[0].display_name == "Jürgen Müller"
+
+
+def test_quoted_printable_bodies_are_the_stdlib_encoders_text() -> None:
+    """Soft breaks next to escapes and trailing white space at every position of a line."""
+    rnd = random.Random(8)
+    alphabet = "ab =\t\r\n\x00\x0b\x0c\x85\xe9\xff~<>xxxxxxxx"
+    bodies = ["", "=", " ", "a\t\n", "=" * 200, "x" * 76 + " \n"]
+    for _ in range(3000):
+        bodies.append("".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 240))))
+        bodies.append("".join(rnd.choice("ab \t=") for _ in range(rnd.randint(70, 240))))
+    for body in bodies:
+        for eol in ("\n", "\r\n"):
+            encoded = _quoted_printable(body.encode("latin-1"), eol)
+            assert encoded == quoprimime.body_encode(body, LINE, eol)
 
 
 def test_one_line() -> None:

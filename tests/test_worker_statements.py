@@ -8,12 +8,17 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
+from postdesk.daemon.classify import features, model, persist
+from postdesk.daemon.classify.loader import model_path
 from postdesk.daemon.config import load_settings
 from postdesk.daemon.intake.spool import Envelope
+from postdesk.daemon.mail.parse import parse_message
 from postdesk.daemon.runtime import Runtime, open_runtime
 from postdesk.daemon.worker import DatabaseHealth, Worker
-from postdesk.models.schema import Message, OutboxItem
+from postdesk.models.schema import Event, Message, OutboxItem, Ticket
+from tests.classifymail import ham_mail, spam_mail
 from tests.support import make_mail, write_config
 
 AGENTS = """
@@ -63,3 +68,65 @@ def test_a_new_ticket_writes_its_three_mails_in_one_statement_per_table(
     assert kinds == ["acknowledgement", "notification", "notification"]
     assert recipients == ["carol@example.org", "alice@example.com", "bob@example.com"]
     assert len(copies) == 3
+
+
+def drain_recording(runtime: Runtime, raw: bytes, sender: str) -> tuple[list[str], int]:
+    """Spool and process ``raw``: the SQL statements run and the number of ORM flushes."""
+    runtime.spool.write(raw, Envelope(sender, ("support@localhost",), "smtp", time.time()))
+    statements: list[str] = []
+    flushes: list[object] = []
+
+    def record(*args: object) -> None:
+        statements.append(" ".join(str(args[2]).split()))
+
+    def flushing(*args: object) -> None:
+        flushes.append(args)
+
+    event.listen(runtime.engine, "before_cursor_execute", record)
+    event.listen(Session, "before_flush", flushing)
+    try:
+        [outcome] = Worker(
+            runtime.services, runtime.factory, runtime.spool, DatabaseHealth()
+        ).drain()
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", record)
+        event.remove(Session, "before_flush", flushing)
+    assert outcome.disposition == "stored" and outcome.created
+    return statements, len(flushes)
+
+
+def test_a_new_ticket_is_written_without_an_orm_flush(runtime: Runtime) -> None:
+    first = make_mail(subject="First", sender="dave@example.org", to="support@localhost")
+    drain_recording(runtime, first, "dave@example.org")  # creates the ticket number counter
+    raw = make_mail(subject="Printer on fire", to="support@localhost")
+    statements, flushes = drain_recording(runtime, raw, "carol@example.org")
+    assert flushes == 0  # nothing written at once is set again to the value it has
+    assert not [s for s in statements if s.startswith("UPDATE tickets")]
+    start = next(i for i, s in enumerate(statements) if s.startswith("SAVEPOINT")) + 1
+    end = next(i for i, s in enumerate(statements) if s.startswith("RELEASE SAVEPOINT"))
+    inside = statements[start:end]
+    # dedupe (with the sender's recent tickets), contact, ticket number, ticket, participant,
+    # message, events, SLA, the caps (per recipient, and the hourly total once per transaction),
+    # outbox rows, outgoing messages
+    assert len(inside) == 12
+
+
+def test_a_spam_ticket_is_written_closed_with_its_verdict_in_the_same_statements(
+    runtime: Runtime,
+) -> None:
+    samples = [features.from_message(parse_message(ham_mail(n))) for n in range(40)]
+    samples += [features.from_message(parse_message(spam_mail(n))) for n in range(30)]
+    trained = model.train_spam(samples, ["ham"] * 40 + ["spam"] * 30, target_fpr=0.0)
+    persist.save(trained, model_path(runtime.services.settings.data_dir, "spam"))
+    statements, flushes = drain_recording(runtime, spam_mail(101), "spam@example.net")
+    assert flushes == 0
+    assert not [s for s in statements if s.startswith("UPDATE tickets")]
+    assert len([s for s in statements if s.startswith("INSERT INTO events")]) == 1
+    with runtime.factory() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        kinds = session.scalars(select(Event.kind).order_by(Event.id)).all()
+        actors = session.scalars(select(Event.actor).order_by(Event.id)).all()
+    assert ticket.spam and ticket.status == "closed" and ticket.status_label == "closed"
+    assert ticket.spam_score is not None and ticket.spam_score > 0.5
+    assert kinds == ["created", "received", "classified", "spam"]
+    assert actors[2:] == ["postdesk", "postdesk"] and actors[0] == actors[1] != "postdesk"

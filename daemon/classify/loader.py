@@ -78,15 +78,18 @@ def model_path(data_dir: Path, kind: str) -> Path:
     return data_dir / MODELS_FOLDER / f"{kind}.skops"
 
 
-_CACHES: dict[Path, ModelCache] = {}
+_CACHES: dict[Path, ModelCache] = {}  # by the data dir resolved
+_AS_GIVEN: dict[Path, ModelCache] = {}  # by the path as given: resolving costs a system call
+# per path component, and the worker asks for every message
 
 
 def cache_for(data_dir: Path) -> ModelCache:
     """The process-wide model cache of ``data_dir``."""
-    key = data_dir.resolve()
-    if key not in _CACHES:
-        _CACHES[key] = ModelCache(data_dir)
-    return _CACHES[key]
+    cache = _AS_GIVEN.get(data_dir)
+    if cache is None:
+        cache = _CACHES.setdefault(data_dir.resolve(), ModelCache(data_dir))
+        _AS_GIVEN[data_dir] = cache
+    return cache
 
 
 def preload(data_dir: Path) -> None:

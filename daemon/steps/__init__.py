@@ -40,8 +40,7 @@ PIPELINE: tuple[Step, ...] = (
     flood.divert,  # over the new-ticket cap: join the sender's newest open ticket
     rating.run,  # a CSAT answer is recorded and does not reopen the ticket
     lookup.run,  # plugins' contact and order lookups start; the ticket as it was
-    store.run,  # ticket, contact, participants, message, attachments, events
-    classify.mark,  # a new ticket gets the verdict: spam is closed quietly, category kept
+    store.run,  # ticket (spam closed quietly, category kept), contact, message, events
     flood.settle,  # a flood's mail becomes a note; one alert to the agents
     route.run,  # a new ticket's group, and its agent when the group takes turns
     facts.run,  # the lookups' answers; a new ticket takes its contact's tier priority

@@ -5,15 +5,20 @@ between SMTP and IMAP), the Message-ID and the body, so a copy that only gained 
 its way is the same message, while two people's mail under one Message-ID and body (a reused
 template, a forged or sloppy Message-ID) is stored twice. A different body under a reused
 Message-ID is stored and flagged as a possible duplicate.
+
+The same statement counts the tickets the sender opened within the flood window, for
+``steps.flood`` (one statement fewer for every message that opens a ticket).
 """
 
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 
-from sqlalchemy import bindparam, case, literal_column, select
+from sqlalchemy import bindparam, case, literal, literal_column, select, true
 
 from postdesk.daemon.pipeline import Duplicate, MessageContext
+from postdesk.daemon.steps.flood import NEW_TICKETS
 from postdesk.models.schema import Message, Ticket
 
 _CHUNK = 1 << 20
@@ -22,38 +27,45 @@ _WHITESPACE = frozenset(b" \t\n\r\x0b\x0c")  # what bytes.rstrip() removes
 
 
 def run(ctx: MessageContext) -> None:
-    """Raise Duplicate when this message is stored already; flag reused Message-IDs.
+    """Raise Duplicate when this message is stored already; flag reused Message-IDs; count the
+    sender's recent new tickets (``ctx.recent_new_tickets``).
 
     One query: both keys hash the Message-ID, so every stored copy has the same Message-ID;
     rows under it that match a key come first.
     """
     sender = ctx.sender  # the From address: the same whichever way the mail came
     ctx.dedupe_key = dedupe_key(sender, ctx.parsed.message_id, ctx.raw)
-    found = ctx.session.execute(
-        _STORED,
-        {
-            "message_id": ctx.parsed.message_id,
-            "key": ctx.dedupe_key,
-            "legacy": dedupe_key(None, ctx.parsed.message_id, ctx.raw),
-            "sender": sender,
-        },
-    ).first()
-    if found is not None and found.same:
+    window = timedelta(minutes=ctx.services.settings.processing.flood_window_minutes)
+    values = {
+        "message_id": ctx.parsed.message_id,
+        "key": ctx.dedupe_key,
+        "legacy": dedupe_key(None, ctx.parsed.message_id, ctx.raw),
+        "sender": sender,
+        "since": ctx.services.clock() - window,
+    }
+    found = ctx.session.connection().execute(_STORED, values).one()  # Core: no ORM layer
+    if found.same:
         raise Duplicate(f"already stored in ticket #{found.number}")
-    ctx.possible_duplicate = found is not None
+    ctx.possible_duplicate = found.number is not None
+    ctx.recent_new_tickets = found.recent
 
 
 _SAME = (Message.dedupe_key == bindparam("key")) | (
     (Message.dedupe_key == bindparam("legacy")) & (Message.author == bindparam("sender"))
 )
-# Built once: the stored message with this Message-ID, one with the same key first.
-_STORED = (
+# Built once: the stored message with this Message-ID, one with the same key first ...
+_FOUND = (
     select(Ticket.number, case((_SAME, 1), else_=0).label("same"))
     .join(Message)
     .where(Message.message_id == bindparam("message_id"))
     .order_by(literal_column("same").desc())
     .limit(1)
+    .subquery()
 )
+# ... (none: NULLs) beside the number of tickets the sender opened since ``since``: one row.
+_STORED = select(
+    NEW_TICKETS.scalar_subquery().label("recent"), _FOUND.c.number, _FOUND.c.same
+).outerjoin_from(select(literal(1)).subquery(), _FOUND, true())
 
 
 def dedupe_key(sender: str | None, message_id: str, raw: bytes) -> str:

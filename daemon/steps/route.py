@@ -18,7 +18,9 @@ def run(ctx: MessageContext) -> None:
         return
     settings = ctx.services.settings
     mapped = assignment.group_of(settings, ticket.category) if ticket.category else None
-    ticket.group_name = ticket.group_name or mapped or settings.routing.default_group or None
+    group = ticket.group_name or mapped or settings.routing.default_group or None
+    if group != ticket.group_name:  # setting the same value would dirty the ticket for nothing
+        ticket.group_name = group
     if ctx.is_auto or ticket.spam:
         return
     if assignment.assign_in_turn(ctx.session, settings, ticket) is not None:

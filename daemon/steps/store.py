@@ -1,11 +1,13 @@
-"""Step: write the ticket, contact, participants, message, attachments and events."""
+"""Step: write the ticket (with the classifier's verdict when it opens one), contact,
+participants, message, attachments and events."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from postdesk.daemon.pipeline import MessageContext, add_participant, log_events
+from postdesk.daemon.pipeline import EventEntry, MessageContext, add_participant, log_events
 from postdesk.daemon.sla.labels import default_label
+from postdesk.daemon.steps import classify
 from postdesk.daemon.steps.parse import StoredAttachment
 from postdesk.daemon.store.db import add_row, insert_ignore, next_ticket_number
 from postdesk.daemon.store.rawfiles import store_raw
@@ -27,35 +29,41 @@ def run(ctx: MessageContext) -> None:
         {"email": ctx.sender, "name": parsed.from_name, "created_at": now},
         ["email"],
     )
-    events: list[tuple[str, dict[str, object]]] = []  # written together, in this order
+    events: list[EventEntry] = []  # written together, in this order
     if ctx.ticket is None:
         open_ticket(ctx, now)
-        events.append(("created", {"requester": ctx.sender, "auto": ctx.auto_reason}))
+        events.append(("created", {"requester": ctx.sender, "auto": ctx.auto_reason}, ""))
     elif ctx.keeps_status:
         pass  # a CSAT rating, or an agent's reply: the status changes only by command
     elif ctx.ticket.status in ("solved", "closed") and not ctx.is_auto:
         ctx.ticket.status = "open"
         ctx.ticket.solved_at = None
         ctx.reopened = True
-        events.append(("reopened", {"by": ctx.sender}))
+        events.append(("reopened", {"by": ctx.sender}, ""))
     elif ctx.ticket.status == "pending" and not ctx.is_auto:
         ctx.ticket.status = "open"
     assert ctx.ticket is not None
-    ctx.ticket.updated_at = now
+    if not ctx.created:  # a new ticket was written with it: setting it again dirties it
+        ctx.ticket.updated_at = now
     ctx.message = add_message(ctx)
-    events.append(("received", {"message_id": parsed.message_id, "notes": ctx.notes}))
+    events.append(("received", {"message_id": parsed.message_id, "notes": ctx.notes}, ""))
+    if ctx.created:
+        events += classify.ticket_events(ctx)
     log_events(ctx, events)
 
 
 def open_ticket(ctx: MessageContext, now: datetime) -> None:
-    """Create a ticket for this message at ``now``, the next number, the sender as requester
-    (the caller logs its "created" event)."""
+    """Create a ticket for this message at ``now``, the next number, the sender as requester,
+    the classifier's verdict (the caller logs its "created" and verdict events)."""
+    verdict = classify.ticket_columns(ctx)
+    status = str(verdict.pop("status", "new"))
     ticket = Ticket(
+        **verdict,
         number=next_ticket_number(ctx.session),
         subject=ctx.parsed.subject or "(no subject)",
         requester=ctx.sender,
-        status="new",
-        status_label=default_label(ctx.services.settings, "new"),  # as the sla step would set
+        status=status,
+        status_label=default_label(ctx.services.settings, status),  # as the sla step would set
         follows=ctx.follows,
         created_at=now,
         updated_at=now,
@@ -79,7 +87,7 @@ def add_message(ctx: MessageContext) -> Message:
     parsed = ctx.parsed
     assert ctx.ticket is not None
     data_dir = ctx.services.settings.data_dir
-    raw_sha256 = store_raw(data_dir, ctx.spooled)
+    raw_sha256 = store_raw(data_dir, ctx.spooled, len(ctx.raw))  # read by the dedupe step
     message = Message(
         ticket_id=ctx.ticket.id,
         message_id=parsed.message_id,

@@ -9,7 +9,6 @@ bytes in the column, no digest) read as they always did.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from postdesk.daemon.intake.spool import SpoolEntry
@@ -18,12 +17,12 @@ from postdesk.daemon.store.attachments import blob_path, store_stream
 IN_ROW_MAX = 1 << 20  # raw messages up to this size stay in their row (one write, no file)
 
 
-def store_raw(data_dir: Path, entry: SpoolEntry) -> str | None:
-    """Copy a large claimed message into the blob store and return its sha256; None for a
-    message small enough to keep in its row."""
+def store_raw(data_dir: Path, entry: SpoolEntry, size: int) -> str | None:
+    """Copy a large claimed message of ``size`` bytes into the blob store and return its
+    sha256; None for a message small enough to keep in its row (its file is not opened)."""
+    if size <= IN_ROW_MAX:
+        return None
     with entry.open_raw() as handle:
-        if os.fstat(handle.fileno()).st_size - entry.offset <= IN_ROW_MAX:
-            return None
         return store_stream(data_dir, handle)[0]
 
 
