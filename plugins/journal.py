@@ -16,7 +16,7 @@ another host that died). An event that has been fired ``MAX_ATTEMPTS`` times wit
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import json
 import logging
 import os
@@ -25,7 +25,6 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -36,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from postdesk.daemon.store.db import transaction
 from postdesk.models.plugin_events import PluginEvent
 from postdesk.models.schema import utcnow
-from postdesk.plugins.snapshots import freeze, thaw
+from postdesk.plugins.snapshots import freeze, json_default
 
 if TYPE_CHECKING:
     from postdesk.plugins.runner import PluginRunner
@@ -79,42 +78,55 @@ class EventJournal:
         self, session: Session, calls: Sequence[tuple[str, Mapping[str, Any]]]
     ) -> list[OwedCall]:
         """Write ``calls`` (hook, arguments) in ``session``'s transaction; fire them after it
-        commits with :meth:`fire`."""
-        now = utcnow()
+        commits with :meth:`fire`. An argument several calls share (the ticket's snapshot) is
+        turned into JSON once."""
         owed = [OwedCall(uuid.uuid4().hex, hook, arguments) for hook, arguments in calls]
-        if owed:
-            session.execute(
-                _INSERT,
-                [
-                    {
-                        "key": call.key,
-                        "hook": call.hook,
-                        "arguments": json.dumps(thaw(call.arguments), default=str),
-                        "owner": owner_name(),
-                        "lease_until": now + timedelta(seconds=LEASE_SECONDS),
-                        "attempts": 1,
-                        "created_at": now,
-                    }
-                    for call in owed
-                ],
-            )
+        if not owed:
+            return owed
+        now, owner = utcnow(), owner_name()
+        written: dict[int, str] = {}
+        lease_until = now + timedelta(seconds=LEASE_SECONDS)
+        rows = [
+            {
+                "key": call.key,
+                "hook": call.hook,
+                "arguments": _json_object(call.arguments, written),
+                "owner": owner,
+                "lease_until": lease_until,
+                "attempts": 1,
+                "created_at": now,
+            }
+            for call in owed
+        ]
+        session.connection().execute(_INSERT, rows)  # Core: no ORM layer between
         return owed
 
     def fire(self, owed: Sequence[OwedCall]) -> None:
-        """Fire recorded calls in the background; each row is forgotten once answered."""
+        """Fire recorded calls in the background (one hand-over to the plugins' loop for all);
+        each row is forgotten once its call is answered."""
+        heard = []
         for call in owed:
-            future = self.runner.fire(call.hook, event_id=call.key, **call.arguments)
-            if future is None:  # no plugin implements it (any more): nothing is owed
+            if self.runner.implemented(call.hook):
+                heard.append(call)
+            else:  # no plugin implements it (any more): nothing is owed
                 self._answer(call.key)
-            else:
-                future.add_done_callback(functools.partial(self._answered_call, call.key))
+        if heard:
+            self.runner.submit(self._fire_all(heard))
+
+    async def _fire_all(self, owed: Sequence[OwedCall]) -> None:
+        await asyncio.gather(*(self._fire(call) for call in owed))
+
+    async def _fire(self, call: OwedCall) -> None:
+        facade = self.runner.hooks
+        try:
+            if facade is not None:
+                await facade.fire(call.hook, event_id=call.key, **call.arguments)
+        finally:
+            self._answer(call.key)
 
     def _answer(self, key: str) -> None:
         with self._lock:
             self._answered.append(key)
-
-    def _answered_call(self, key: str, _done: Future[None]) -> None:
-        self._answer(key)
 
     def sweep(self, factory: sessionmaker[Session], force: bool = False) -> None:
         """Delete the rows of answered calls and re-run the calls of dead owners; at most every
@@ -195,6 +207,18 @@ class EventJournal:
                 )
                 taken.append(OwedCall(row.key, claimed.hook, arguments))
         return taken
+
+
+def _json_object(arguments: Mapping[str, Any], written: dict[int, str]) -> str:
+    """``arguments`` as a JSON object, each value turned into JSON once per ``written`` (by
+    identity: snapshots are read-only, so the same object always reads the same)."""
+    parts = []
+    for name, value in arguments.items():
+        text = written.get(id(value))
+        if text is None:
+            text = written[id(value)] = json.dumps(value, default=json_default)
+        parts.append(f"{json.dumps(name)}: {text}")
+    return "{" + ", ".join(parts) + "}"
 
 
 def _gone(owner: str) -> bool:

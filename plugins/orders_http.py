@@ -7,10 +7,9 @@ Answers are mapped to postdesk's field names with ``fields`` (dotted paths into 
 JSON) and cached for ``cache_seconds``. Every request has ``timeout_seconds``; a shop that
 fails or hangs costs at most that and the notification goes out without orders.
 
-Requests go through the standard library's ``http.client`` in a small pool of threads, each
-keeping its connections to the shop alive: a request costs a fraction of the CPU an async
-client spends on it (measured with bench/bench_plugins.py), and the threads bound how many
-requests the shop gets at once.
+Requests go through a :class:`~postdesk.plugins.httppool.HttpPool` of SHOP_THREADS threads,
+each keeping its connection to the shop alive; the threads bound how many requests the shop
+gets at once.
 """
 
 from __future__ import annotations
@@ -21,24 +20,21 @@ import json
 import logging
 import os
 import re
-import ssl
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import SplitResult, quote, urlsplit
+from urllib.parse import quote
 
 from postdesk.daemon.config import ConfigError
 from postdesk.plugins import hookimpl
 from postdesk.plugins.host import PluginContext
+from postdesk.plugins.httppool import HttpPool
 
 log = logging.getLogger("postdesk.plugins.orders_http")
 
 DEFAULT_PATTERN = r"(?i)\border\s*(?:no\.?|number|#)?\s*:?\s*#?\s*([A-Z0-9-]*\d[A-Z0-9-]{2,})"
 DEFAULT_FIELDS = {"number": "number", "status": "status", "total": "total", "url": "url"}
-SHOP_THREADS = 16  # requests to the shop at once, each thread with its own kept-alive connections
-STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+SHOP_THREADS = 16  # requests to the shop at once, each thread with its own kept-alive connection
 
 
 @dataclass(frozen=True)
@@ -97,10 +93,7 @@ class OrdersHttp:
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
         self._cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
-        self._threads = ThreadPoolExecutor(SHOP_THREADS, thread_name_prefix="postdesk-shop")
-        self._local = threading.local()  # each thread's connections, by (scheme, host:port)
-        self._opened: list[http.client.HTTPConnection] = []  # every connection, to close them
-        self._opened_lock = threading.Lock()
+        self._http = HttpPool(SHOP_THREADS, settings.timeout_seconds, "postdesk-shop")
         self._inflight: dict[str, asyncio.Future[list[dict[str, Any]]]] = {}
 
     def numbers(self, text: str) -> list[str]:
@@ -147,9 +140,8 @@ class OrdersHttp:
         return await asyncio.shield(running)
 
     async def _get_fresh(self, url: str, many: bool) -> list[dict[str, Any]]:
-        loop = asyncio.get_running_loop()
         try:
-            orders = await loop.run_in_executor(self._threads, self._fetch, url, many)
+            orders = self._orders(*await self._http.request("GET", url, headers=self.headers), many)
         except (OSError, http.client.HTTPException, ValueError) as error:  # not cached: retried
             log.warning(
                 "shop lookup %s failed: %s",
@@ -162,9 +154,8 @@ class OrdersHttp:
             self._cache.pop(next(iter(self._cache)))
         return orders
 
-    def _fetch(self, url: str, many: bool) -> list[dict[str, Any]]:
-        """The orders at ``url`` (in a pool thread)."""
-        status, body = self._request(url)
+    def _orders(self, status: int, body: bytes, many: bool) -> list[dict[str, Any]]:
+        """The orders in the shop's answer to a request by number or (``many``) by email."""
         if status == 404:
             return []
         if status >= 400:
@@ -177,55 +168,9 @@ class OrdersHttp:
             items = [data] if isinstance(data, dict) else []
         return [o for o in (self._mapped(i) for i in items if isinstance(i, dict)) if o]
 
-    def _request(self, url: str) -> tuple[int, bytes]:
-        """GET ``url`` over this thread's connection to its host: (status, body). A kept-alive
-        connection the shop has closed meanwhile is opened again once."""
-        parts = urlsplit(url)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        connection = self._connection(parts)
-        try:
-            try:
-                return self._get_on(connection, target)
-            except STALE:
-                connection.close()  # the next request opens it again
-                return self._get_on(connection, target)
-        except Exception:
-            connection.close()  # in no state to be used again (a timeout mid-answer)
-            raise
-
-    def _get_on(self, connection: http.client.HTTPConnection, target: str) -> tuple[int, bytes]:
-        connection.request("GET", target, headers=self.headers)
-        response = connection.getresponse()
-        return response.status, response.read()
-
-    def _connection(self, parts: SplitResult) -> http.client.HTTPConnection:
-        """This thread's connection to the host of ``parts``, opened on first use."""
-        kept: dict[tuple[str, str], http.client.HTTPConnection] = self._local.__dict__.setdefault(
-            "connections", {}
-        )
-        key = (parts.scheme, parts.netloc)
-        connection = kept.get(key)
-        if connection is None:
-            host, port, timeout = parts.hostname or "", parts.port, self.settings.timeout_seconds
-            if parts.scheme == "https":
-                context = ssl.create_default_context()
-                connection = http.client.HTTPSConnection(
-                    host, port, timeout=timeout, context=context
-                )
-            else:
-                connection = http.client.HTTPConnection(host, port, timeout=timeout)
-            kept[key] = connection
-            with self._opened_lock:
-                self._opened.append(connection)
-        return connection
-
     async def aclose(self) -> None:
         """Close the connections to the shop and let the request threads go."""
-        self._threads.shutdown(wait=False, cancel_futures=True)
-        with self._opened_lock:
-            for connection in self._opened:
-                connection.close()
-            self._opened.clear()
+        self._http.close()
 
     def _mapped(self, item: dict[str, Any]) -> dict[str, Any] | None:
         order = {}

@@ -81,7 +81,7 @@ class PluginRunner:
         if facade is None or not facade.implemented(hook):
             return None
         kwargs.setdefault("event_id", uuid.uuid4().hex)
-        return self._submit(facade.fire(hook, **kwargs))
+        return self.submit(facade.fire(hook, **kwargs))
 
     def notify(self, event: str, ticket: Snapshot | None, detail: Mapping[str, Any]) -> None:
         """Fire ``postdesk_notify`` for ``event`` in the background."""
@@ -127,7 +127,7 @@ class PluginRunner:
             done: concurrent.futures.Future[Facts] = concurrent.futures.Future()
             done.set_result(cached)
             return done
-        return self._submit(self._lookup(key))
+        return self.submit(self._lookup(key))
 
     def facts(self, pending: concurrent.futures.Future[Facts] | None) -> Facts:
         """The facts a :meth:`lookup` gathered, or ``{}`` when none arrive within the timeout."""
@@ -163,7 +163,7 @@ class PluginRunner:
     ) -> None:
         """Call ``then(facts)`` in a worker thread once the lookups of ``pending`` finish, or
         with ``{}`` when they fail or take longer than the timeout; returns at once."""
-        self._submit(self._later(pending, then))
+        self.submit(self._later(pending, then))
 
     async def _later(
         self, pending: concurrent.futures.Future[Facts], then: Callable[[Facts], None]
@@ -197,7 +197,7 @@ class PluginRunner:
         if calls % PREFETCH_EVERY or self._prefetching or not self.implemented(*LOOKUP_HOOKS):
             return
         self._prefetching = True
-        self._submit(self._prefetch(upcoming))
+        self.submit(self._prefetch(upcoming))
 
     async def _prefetch(self, upcoming: Upcoming) -> None:
         try:
@@ -292,7 +292,7 @@ class PluginRunner:
             return {}
         call = facade.collect(hook, template=template, ticket=ticket)
         try:
-            answers = self._submit(call).result(timeout=self._waited(hook) + 0.5)
+            answers = self.submit(call).result(timeout=self._waited(hook) + 0.5)
         except Exception:
             log.exception("plugin template variables failed; rendering without them")
             return {}
@@ -303,7 +303,9 @@ class PluginRunner:
 
     # --- the loop thread -----------------------------------------------------------------
 
-    def _submit(self, coroutine: Any) -> concurrent.futures.Future[Any]:
+    def submit(self, coroutine: Any) -> concurrent.futures.Future[Any]:
+        """Run ``coroutine`` on the plugins' loop thread (started on first use); returns at
+        once with its future."""
         return asyncio.run_coroutine_threadsafe(coroutine, self._running_loop())
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:

@@ -29,3 +29,9 @@ def thaw(value: Any) -> Any:
     if isinstance(value, tuple):
         return [thaw(v) for v in value]
     return value
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps``' ``default`` for snapshots, so they need no :func:`thaw` first: a
+    mapping is written as an object (tuples are arrays already), anything else as its str."""
+    return dict(value) if isinstance(value, Mapping) else str(value)

@@ -85,6 +85,7 @@ class Receiver(_Server):
         self.hang = False
         self.attempts = 0
         self.received: list[tuple[dict[str, str], bytes]] = []  # successful deliveries
+        self.connections: set[int] = set()  # client ports POSTs came from
 
     def events(self) -> list[str]:
         """The ``event`` of each delivered JSON document."""
@@ -92,10 +93,13 @@ class Receiver(_Server):
 
 
 class _ReceiverHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # connections stay open for the next POST
+
     def do_POST(self) -> None:
         receiver: Receiver = self.server.owner  # type: ignore[attr-defined]
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         receiver.attempts += 1
+        receiver.connections.add(self.client_address[1])
         if receiver.hang:
             time.sleep(30)
             return
@@ -106,6 +110,7 @@ class _ReceiverHandler(BaseHTTPRequestHandler):
             return
         receiver.received.append(({k: v for k, v in self.headers.items()}, body))
         self.send_response(204)
+        self.send_header("Content-Length", "0")
         self.end_headers()
 
     def log_message(self, *_args: object) -> None:

@@ -7,12 +7,12 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openpyxl
 import pytest
 from sqlalchemy import select
@@ -23,6 +23,8 @@ from postdesk.models.webhooks import WebhookDelivery
 from postdesk.plugins import crm, notify_webhook, orders_http
 from postdesk.plugins.crm.importer import import_contacts
 from postdesk.plugins.host import PluginContext
+from postdesk.plugins.httppool import HttpPool
+from postdesk.plugins.notify_webhook import delivery
 from postdesk.plugins.snapshots import freeze
 from tests.httpstub import Receiver, Shop
 
@@ -122,12 +124,15 @@ def _webhook(tmp_path: Path, receiver: Receiver, **extra: Any) -> notify_webhook
 
 def _deliver_until(plugin: notify_webhook.NotifyWebhook, done: Any, rounds: int = 40) -> None:
     async def loop() -> None:
-        async with httpx.AsyncClient(timeout=plugin.settings.timeout_seconds) as client:
+        senders = HttpPool(2, plugin.settings.timeout_seconds, "test-webhook")
+        try:
             for _ in range(rounds):
-                await plugin.deliverer.deliver_due(client)
+                await plugin.deliverer.deliver_due(senders)
                 if done():
                     return
                 await asyncio.sleep(0.1)
+        finally:
+            senders.close()
 
     asyncio.run(loop())
 
@@ -175,6 +180,27 @@ def test_a_hanging_receiver_is_retried_and_loses_nothing(tmp_path: Path) -> None
         _deliver_until(plugin, lambda: receiver.received, rounds=60)
     body = json.loads(receiver.received[0][1])
     assert body == {"text": "*alert.relay_refused* reason: 550 no such user"}
+
+
+def test_webhooks_go_over_a_few_kept_alive_connections_one_info_line_a_round(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Receiver() as receiver:
+        plugin = _webhook(tmp_path, receiver)
+
+        async def notify() -> None:
+            for number in range(30):
+                ticket = freeze({"number": number, "subject": "Hi", "status": "open"})
+                await plugin.postdesk_notify("ticket.created", ticket, freeze({}), f"e{number}")
+            await plugin.flush()
+
+        asyncio.run(notify())
+        with caplog.at_level(logging.INFO, logger="postdesk.plugins.notify_webhook"):
+            _deliver_until(plugin, lambda: len(receiver.received) == 30)
+    assert len(receiver.received) == 30
+    assert len(receiver.connections) <= delivery.SENDERS, "connections are kept and reused"
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert lines == ["webhook round: 30 delivered, 0 not"], "each delivery is logged at DEBUG"
 
 
 def test_sent_webhook_rows_are_purged_after_keep_sent_days_failed_ones_kept(

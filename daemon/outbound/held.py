@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, update
+from sqlalchemy import CursorResult, Table, bindparam, update
 from sqlalchemy.orm import Session
 
 from postdesk.daemon.outbound.compose import compose
@@ -25,6 +25,28 @@ from postdesk.models.schema import Message, OutboxItem
 HOLD_MARGIN_SECONDS = 30.0  # past the lookups' timeout: time to write the completed mail
 _OUTBOX = cast(Table, OutboxItem.__table__)
 _MESSAGE = cast(Table, Message.__table__)
+# Built once (each completion passes only its values): releases a row that is still held.
+_RELEASE = (
+    update(_OUTBOX)
+    .where(
+        _OUTBOX.c.id == bindparam("item"),
+        _OUTBOX.c.status == "pending",
+        _OUTBOX.c.attempts == 0,
+        _OUTBOX.c.claimed_by.is_(None),
+        _OUTBOX.c.next_attempt_at > bindparam("now"),  # still held
+    )
+    .values(raw=bindparam("raw"), next_attempt_at=bindparam("now"))
+)
+_COPY = (  # the ticket's copy of the mail, as released
+    update(_MESSAGE)
+    .where(_MESSAGE.c.message_id == bindparam("mid"), _MESSAGE.c.direction == "out")
+    .values(
+        subject=bindparam("subject"),
+        text=bindparam("text"),
+        new_text=bindparam("text"),
+        raw=bindparam("raw"),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -58,23 +80,14 @@ def complete(
         auto=True,
         attachments=mail.attachments,
     )
-    now = services.clock()
-    released = session.execute(
-        update(_OUTBOX)
-        .where(
-            _OUTBOX.c.id == mail.item_id,
-            _OUTBOX.c.status == "pending",
-            _OUTBOX.c.attempts == 0,
-            _OUTBOX.c.claimed_by.is_(None),
-            _OUTBOX.c.next_attempt_at > now,  # still held
-        )
-        .values(raw=raw, next_attempt_at=now)
+    connection = session.connection()  # Core statements: no ORM layer between
+    released = connection.execute(
+        _RELEASE, {"item": mail.item_id, "now": services.clock(), "raw": raw}
     )
     if not cast(CursorResult[Any], released).rowcount:
         return False
-    session.execute(
-        update(_MESSAGE)
-        .where(_MESSAGE.c.message_id == mail.message_id, _MESSAGE.c.direction == "out")
-        .values(subject=rendered.subject, text=rendered.text, new_text=rendered.text, raw=raw)
+    connection.execute(
+        _COPY,
+        {"mid": mail.message_id, "subject": rendered.subject, "text": rendered.text, "raw": raw},
     )
     return True

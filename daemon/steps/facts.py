@@ -24,12 +24,10 @@ from postdesk.daemon.outbound.held import HeldMail, complete
 from postdesk.daemon.pipeline import MessageContext, log_event
 from postdesk.daemon.services import Services
 from postdesk.daemon.sla.clock import refresh
-from postdesk.daemon.steps.events import updated_calls
+from postdesk.daemon.steps.events import ticket_snapshot, updated_calls
 from postdesk.daemon.store.slaview import due_text
-from postdesk.daemon.store.views import ticket_dict
 from postdesk.models.schema import PRIORITIES, Event, Ticket
 from postdesk.plugins.journal import OwedCall
-from postdesk.plugins.snapshots import freeze
 
 ACTOR = "plugins"
 
@@ -72,15 +70,15 @@ def _complete(
     facts: dict[str, Any],
 ) -> None:
     """After the commit, in a thread: raise a new ticket's priority and release its held
-    notifications with the facts, in one transaction; then tell the plugins of the raise."""
+    notifications with the facts, in one transaction; then tell the plugins of the raise.
+    The ticket is read only when its contact asks for a priority."""
     owed: list[OwedCall] = []
     with Session(engine) as session, session.begin():
-        ticket = session.get(Ticket, ticket_id)
-        if ticket is None:
-            return
         changes: dict[str, object] = {"plugin_facts": facts}
-        change = _priority_change(ticket, facts) if created else None
-        if change is not None:
+        wanted = created and _wanted_priority(facts) is not None
+        ticket = session.get(Ticket, ticket_id) if wanted else None
+        change = _priority_change(ticket, facts) if ticket is not None else None
+        if ticket is not None and change is not None:
             session.add(
                 Event(
                     ticket_id=ticket_id,
@@ -107,17 +105,21 @@ def _announce(
 ) -> list[OwedCall]:
     """Record, in ``session``'s transaction, the plugin events of a priority raised late."""
     runner = services.plugins
-    snapshot = freeze(ticket_dict(ticket, services.settings.helpdesk.tag, False))
+    snapshot = ticket_snapshot(session, ticket, services.settings.helpdesk.tag)
     calls = updated_calls(snapshot, {"priority": priority})
     return runner.journal.record(session, [c for c in calls if runner.implemented(c[0])])
 
 
 def _priority_change(ticket: Ticket, facts: dict[str, Any]) -> dict[str, object] | None:
     """The priority change the contact card in ``facts`` asks of ``ticket``, if any."""
-    contact = facts.get("contact")
-    if not isinstance(contact, dict):
-        return None
-    wanted, current = contact.get("priority"), ticket.priority
-    if wanted in PRIORITIES and PRIORITIES.index(wanted) > PRIORITIES.index(current):
-        return {"from": current, "to": wanted, "tier": contact.get("tier")}
+    wanted, current = _wanted_priority(facts), ticket.priority
+    if wanted is not None and PRIORITIES.index(wanted) > PRIORITIES.index(current):
+        return {"from": current, "to": wanted, "tier": facts["contact"].get("tier")}
     return None
+
+
+def _wanted_priority(facts: dict[str, Any]) -> str | None:
+    """The priority the contact card in ``facts`` asks for, if it names one."""
+    contact = facts.get("contact")
+    wanted = contact.get("priority") if isinstance(contact, dict) else None
+    return wanted if wanted in PRIORITIES else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,11 +20,15 @@ def ticket_dict(
     tag: str,
     with_messages: bool = True,
     labels: Mapping[str, str] | None = None,
+    participants: Sequence[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
     """One ticket as a JSON-ready dict, with its messages unless told otherwise.
 
-    ``labels`` (``[workflow]`` label -> base state) names the status in the team's words.
+    ``labels`` (``[workflow]`` label -> base state) names the status in the team's words;
+    ``participants`` ((email, role) by id) spares loading them when the caller has them.
     """
+    if participants is None:
+        participants = [(p.email, p.role) for p in ticket.participants]
     data: dict[str, Any] = {
         "number": ticket.number,
         "tag": format_tag(tag, ticket.number),
@@ -43,8 +47,8 @@ def ticket_dict(
         "follows": ticket.follows,
         "created_at": iso(ticket.created_at),
         "updated_at": iso(ticket.updated_at),
-        "participants": [p.email for p in ticket.participants],
-        "assistants": [p.email for p in ticket.participants if p.role == "assistant"],
+        "participants": [email for email, _role in participants],
+        "assistants": [email for email, role in participants if role == "assistant"],
     }
     session = object_session(ticket)
     if session is not None:

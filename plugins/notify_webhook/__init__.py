@@ -15,8 +15,9 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.daemon.config import ConfigError, secret_value
@@ -31,6 +32,8 @@ from postdesk.plugins.notify_webhook.delivery import Deliverer
 log = logging.getLogger("postdesk.plugins.notify_webhook")
 
 FLUSH_SECONDS = 1.0  # events wait at most this long to be written, together
+_TABLE = cast(Table, WebhookDelivery.__table__)
+_INSERT = insert(_TABLE).values(status="pending", attempts=0, last_error="")  # built once
 
 
 @dataclass(frozen=True)
@@ -124,14 +127,12 @@ class NotifyWebhook:
 
     def _write(self, rows: list[tuple[str, str, str]]) -> None:
         now = utcnow()
+        values = [
+            {"url": url, "event": event, "body": body, "next_attempt_at": now, "created_at": now}
+            for url, event, body in rows
+        ]
         with transaction(self.factory) as session:
-            session.add_all(
-                WebhookDelivery(
-                    url=url, event=event, body=body, status="pending", attempts=0,
-                    next_attempt_at=now, last_error="",
-                )
-                for url, event, body in rows
-            )  # fmt: skip
+            session.connection().execute(_INSERT, values)  # Core: no ORM layer between
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Deliver queued events until ``stop`` is set (run by ``postdesk serve``)."""

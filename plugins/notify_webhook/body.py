@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from postdesk.plugins.snapshots import thaw
+from postdesk.plugins.snapshots import json_default
 
 SIGNATURE_HEADER = "X-Postdesk-Signature"
 
@@ -33,10 +33,10 @@ def render_body(
         "id": event_id,
         "event": event,
         "at": at.isoformat(),
-        "ticket": thaw(ticket) if ticket is not None else None,
-        "detail": thaw(detail),
+        "ticket": ticket,
+        "detail": detail,
     }
-    return json.dumps(document, ensure_ascii=False, default=str)
+    return json.dumps(document, ensure_ascii=False, default=json_default)
 
 
 def slack_text(event: str, ticket: Mapping[str, Any] | None, detail: Mapping[str, Any]) -> str:

@@ -1,7 +1,8 @@
 """Delivering the webhook queue: lease due rows, POST them, record the outcome.
 
 Rows are leased with one conditional UPDATE (several daemons on one database never POST the
-same row at once). A 2xx answer marks the row sent; anything else (an error status, a
+same row at once) and POSTed by a few threads keeping their connections to the receivers
+alive (:mod:`postdesk.plugins.httppool`). A 2xx answer marks the row sent; anything else (an error status, a
 refused connection, a timeout) retries it with exponential backoff and jitter until
 ``max_attempts``, then marks it failed with the last error. Sent rows are deleted once
 ``keep_sent_days`` old; failed rows stay for inspection.
@@ -9,12 +10,14 @@ refused connection, a timeout) retries it with exponential backoff and jitter un
 Each write transaction competes with the worker's on SQLite (one writer at a time), so a
 round writes only when there is something to do: a read (which never waits for the writer)
 finds whether anything is due, one UPDATE leases a batch, one UPDATE records its successes.
+Each delivery is logged at DEBUG, failures at WARNING, and each round's outcome in one INFO line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import logging
 import random
 import time
@@ -22,13 +25,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-import httpx
 from sqlalchemy import CursorResult, delete, exists, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.daemon.store.db import transaction
 from postdesk.models.schema import utcnow
 from postdesk.models.webhooks import WebhookDelivery
+from postdesk.plugins.httppool import HttpPool
 from postdesk.plugins.notify_webhook.body import SIGNATURE_HEADER, signature
 
 if TYPE_CHECKING:
@@ -38,6 +41,7 @@ log = logging.getLogger("postdesk.plugins.notify_webhook")
 
 POLL_SECONDS = 1.0
 BATCH = 100
+SENDERS = 8  # POSTs at once, each thread with its own kept-alive connections
 PURGE_SECONDS = 3600.0  # sent rows older than keep_sent_days are deleted this often
 LEASE_SECONDS = 300.0
 MAX_BACKOFF_SECONDS = 3600.0
@@ -74,10 +78,11 @@ class Deliverer:
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver every second until ``stop`` is set; database trouble waits for the next round."""
         purged_at = 0.0
-        async with httpx.AsyncClient(timeout=self.settings.timeout_seconds) as client:
+        senders = HttpPool(SENDERS, self.settings.timeout_seconds, "postdesk-webhook")
+        try:
             while not stop.is_set():
                 try:
-                    await self.deliver_due(client)
+                    await self.deliver_due(senders)
                     if time.monotonic() - purged_at >= PURGE_SECONDS:
                         await asyncio.to_thread(self.purge)
                         purged_at = time.monotonic()
@@ -85,28 +90,32 @@ class Deliverer:
                     log.warning("webhook round failed, will retry: %s", error)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), POLL_SECONDS)
+        finally:
+            senders.close()
         log.info(
             "webhook deliveries stopped: %s", ", ".join(f"{v} {k}" for k, v in self.counts.items())
         )
 
-    async def deliver_due(self, client: httpx.AsyncClient) -> int:
-        """POST the rows due now, concurrently, and record the outcomes in one transaction
-        (few write transactions: on SQLite each one competes with the worker's)."""
+    async def deliver_due(self, senders: HttpPool) -> int:
+        """POST the rows due now through ``senders`` and record the outcomes in one
+        transaction (few write transactions: on SQLite each one competes with the worker's)."""
         if not await asyncio.to_thread(self._any_due):
             return 0
         claimed = await asyncio.to_thread(self._claim)
         if not claimed:
             return 0
-        errors = await asyncio.gather(*(self._post(client, item) for item in claimed))
+        errors = await asyncio.gather(*(self._post(senders, item) for item in claimed))
         outcomes = await asyncio.to_thread(
             self._record_all, list(zip(claimed, errors, strict=True))
         )
         for item, error, outcome in outcomes:
-            level = logging.INFO if error is None else logging.WARNING
+            level = logging.DEBUG if error is None else logging.WARNING
             log.log(level, "webhook %s #%d to %s: %s", item.event, item.id, item.url, outcome)
+        delivered = errors.count(None)
+        log.info("webhook round: %d delivered, %d not", delivered, len(claimed) - delivered)
         return len(claimed)
 
-    async def _post(self, client: httpx.AsyncClient, item: _Claimed) -> str | None:
+    async def _post(self, senders: HttpPool, item: _Claimed) -> str | None:
         """POST one row; None when the receiver took it (2xx), else what went wrong."""
         body = item.body.encode()
         headers = {
@@ -116,10 +125,10 @@ class Deliverer:
             "X-Postdesk-Delivery": str(item.id),
         }
         try:
-            response = await client.post(item.url, content=body, headers=headers)
-        except httpx.HTTPError as failure:
+            status, _answer = await senders.request("POST", item.url, body, headers)
+        except (OSError, http.client.HTTPException) as failure:
             return f"{type(failure).__name__}: {' '.join(str(failure).split())}".rstrip(": ")
-        return None if response.is_success else f"HTTP {response.status_code}"
+        return None if 200 <= status < 300 else f"HTTP {status}"
 
     def _any_due(self) -> bool:
         """True when a row is due: a read, which takes no write lock."""
