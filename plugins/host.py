@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.metadata
-import logging
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -89,7 +88,6 @@ class PluginHost:
 
 def load_plugins(settings: Settings, factory: sessionmaker[Session] | None = None) -> PluginHost:
     """Load every enabled and installed plugin; raise ConfigError naming what is wrong."""
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # not one INFO line per request
     manager = pluggy.PluginManager(PROJECT)
     manager.add_hookspecs(hookspecs)
     found = _enabled(settings) | _installed()
