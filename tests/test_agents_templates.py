@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,19 @@ def test_a_site_template_overrides_the_built_in_one(tmp_path: Path) -> None:
     rendered = Templates(settings).render(CUSTOMER_CSAT_REQUEST, CONTEXT)
     assert rendered.subject == "Rate [Example #7]"
     assert "1 (poor) to 5 (excellent)" in rendered.text, "parts not overridden stay built in"
+
+
+def test_an_included_template_is_read_once_per_process_like_the_parts(tmp_path: Path) -> None:
+    """Included files are not checked on disk again for every mail: like the template parts
+    (and the configuration), a change applies when the daemon restarts."""
+    (tmp_path / "agent").mkdir()
+    facts = tmp_path / "agent" / "_facts.txt.j2"
+    facts.write_text("Facts: first\n")
+    settings = Settings(helpdesk=HelpdeskSettings(templates_dir=str(tmp_path)))
+    templates = Templates(settings)
+    assert "Facts: first" in templates.render(AGENT_NOTIFICATION, CONTEXT).text
+    facts.write_text("Facts: second\n")
+    os.utime(facts, (facts.stat().st_atime, facts.stat().st_mtime + 10))
+    rendered = templates.render(AGENT_NOTIFICATION, CONTEXT).text
+    assert "Facts: first" in rendered and "Facts: second" not in rendered
+    assert "Facts: second" in Templates(settings).render(AGENT_NOTIFICATION, CONTEXT).text

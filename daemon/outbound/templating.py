@@ -87,6 +87,7 @@ class Templates:
             undefined=jinja2.StrictUndefined,
             autoescape=_autoescape,
             keep_trailing_newline=True,
+            auto_reload=False,  # read once per process: no stat of an included file per mail
         )
         self.environment.filters["oneline"] = one_line
         # mail template parts, read once per process like the configuration: file -> template
