@@ -73,15 +73,14 @@ def compose(
     own_id = clean_msgid(message_id)
     if own_id is None:
         raise ValueError(f"not a valid Message-ID: {message_id!r}")
-    sender = (one_line(from_name or helpdesk.name, NAME_LIMIT), _checked(helpdesk.address))
-    headers = [
-        _fold("From", _mailbox_atoms([sender])),
-        _fold("To", _mailbox_atoms([mailbox(a) for a in to])),
-    ]
+    from_line, reply_to_line, loop_line = _sender_headers(
+        from_name or helpdesk.name, helpdesk.address
+    )
+    headers = [from_line, _address_header("To", tuple(to))]
     if cc:
-        headers.append(_fold("Cc", _mailbox_atoms([mailbox(a) for a in cc])))
-    headers.append(_fold("Reply-To", [sender[1]]))
-    headers.append(_fold("Subject", _text_atoms(one_line(subject, SUBJECT_LIMIT))))
+        headers.append(_address_header("Cc", tuple(cc)))
+    headers.append(reply_to_line)
+    headers.append(_subject_header(subject))
     headers.append(f"Date: {format_datetime(services.clock())}")
     headers.append(f"Message-ID: {own_id}")
     parent = clean_msgid(in_reply_to) if in_reply_to else None
@@ -93,7 +92,7 @@ def compose(
     if auto:
         headers.append(f"Auto-Submitted: {AUTO_SUBMITTED}")
         headers.append("X-Auto-Response-Suppress: All")
-    headers.append(_fold("X-Loop", [sender[1]]))
+    headers.append(loop_line)
     headers.append("MIME-Version: 1.0")
     head = _CRLF.join(headers).encode("ascii")
     return head + _B_CRLF + _body(rendered, attachments)
@@ -156,6 +155,31 @@ def _references(references: Iterable[str], parent: str | None) -> list[str]:
 
 
 # -- headers -------------------------------------------------------------------------------
+# The header lines that repeat from mail to mail (the helpdesk as sender, the agents as
+# recipients, one subject for every agent of a ticket) are built once and remembered.
+
+
+@functools.lru_cache(maxsize=64)
+def _sender_headers(name: str, address: str) -> tuple[str, str, str]:
+    """The From, Reply-To and X-Loop lines of mail from ``name`` at the helpdesk ``address``."""
+    sender = (one_line(name, NAME_LIMIT), _checked(address))
+    return (
+        _fold("From", _mailbox_atoms([sender])),
+        _fold("Reply-To", [sender[1]]),
+        _fold("X-Loop", [sender[1]]),
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _address_header(field: str, values: tuple[str, ...]) -> str:
+    """The ``field`` (To, Cc) line for the recipients ``values``, cleaned (see :func:`mailbox`)."""
+    return _fold(field, _mailbox_atoms([mailbox(value) for value in values]))
+
+
+@functools.lru_cache(maxsize=64)
+def _subject_header(subject: str) -> str:
+    """The Subject line: ``subject`` on one line, cut, encoded when it is not plain ASCII."""
+    return _fold("Subject", _text_atoms(one_line(subject, SUBJECT_LIMIT)))
 
 
 def _fold(name: str, atoms: Sequence[str]) -> str:
