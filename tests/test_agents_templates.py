@@ -90,3 +90,19 @@ def test_an_included_template_is_read_once_per_process_like_the_parts(tmp_path: 
     rendered = templates.render(AGENT_NOTIFICATION, CONTEXT).text
     assert "Facts: first" in rendered and "Facts: second" not in rendered
     assert "Facts: second" in Templates(settings).render(AGENT_NOTIFICATION, CONTEXT).text
+
+
+def test_templates_see_jinjas_global_helpers(tmp_path: Path) -> None:
+    """range, namespace and dict stay available to site templates (the globals every template
+    gets are built when it is loaded)."""
+    (tmp_path / "agent").mkdir()
+    helpers = (
+        "{% set ns = namespace(n=0) %}{% for i in range(3) %}{% set ns.n = ns.n + i %}{% endfor %}"
+    )
+    (tmp_path / "agent" / "alert.subject.j2").write_text(
+        helpers + "Sum {{ ns.n }} {{ dict(a=1).a }}"
+    )
+    settings = Settings(helpdesk=HelpdeskSettings(templates_dir=str(tmp_path)))
+    templates = Templates(settings)
+    for _ in range(2):
+        assert templates.render(AGENT_ALERT, CONTEXT).subject == "Sum 3 1"

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import jinja2.meta
@@ -65,6 +66,16 @@ def _autoescape(name: str | None) -> bool:
     return name is not None and name.endswith(".html.j2")
 
 
+class _Environment(jinja2.Environment):
+    """A Jinja2 environment whose templates' globals are a plain dict made when a template is
+    loaded: Jinja's ``ChainMap`` is copied key by key in Python into every render's (and
+    every include's) context. The environment's globals are never changed after start-up."""
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        """The environment's globals overlaid with the template's own ``d``, in one dict."""
+        return {**self.globals, **(d or {})}
+
+
 class Templates:
     """Renders the named mail templates; override folder first, then the built-in one."""
 
@@ -82,7 +93,7 @@ class Templates:
         self.variables = variables
         search = [Path(settings.helpdesk.templates_dir)] if settings.helpdesk.templates_dir else []
         search.append(BUILTIN_DIR)
-        self.environment = jinja2.Environment(
+        self.environment = _Environment(
             loader=jinja2.FileSystemLoader([str(p) for p in search]),
             undefined=jinja2.StrictUndefined,
             autoescape=_autoescape,
