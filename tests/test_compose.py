@@ -127,6 +127,9 @@ def test_quoted_printable_bodies_are_the_stdlib_encoders_text() -> None:
     for _ in range(3000):
         bodies.append("".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 240))))
         bodies.append("".join(rnd.choice("ab \t=") for _ in range(rnd.randint(70, 240))))
+        bodies.append("".join(rnd.choice("ab \t\n") for _ in range(rnd.randint(70, 400))))
+    for length in range(70, 400):  # long lines without escapes, ending in every way
+        bodies += ["y" * length, "y" * length + " ", "y" * (length - 1) + "\t\n" + "y" * length]
     for body in bodies:
         for eol in ("\n", "\r\n"):
             encoded = _quoted_printable(body.encode("latin-1"), eol)

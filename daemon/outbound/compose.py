@@ -306,6 +306,10 @@ def _quoted_printable(data: bytes, eol: str) -> str:
     encoded: list[str] = []
     for line in body.splitlines():
         start, last_start = 0, len(line) - 1 - LINE
+        if "=" not in line and last_start >= 0:  # no escape to keep whole: even pieces
+            starts = range(0, last_start + 1, LINE - 1)
+            encoded += [line[piece : piece + LINE - 1] + "=" for piece in starts]
+            start = starts[-1] + LINE - 1
         while start <= last_start:  # pieces of LINE - 1 characters, never splitting an escape
             stop = start + LINE - 1
             if line[stop - 2] == "=":
