@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import jinja2
 import pytest
 
 from postdesk.daemon.config import HelpdeskSettings, Settings
@@ -106,3 +107,18 @@ def test_templates_see_jinjas_global_helpers(tmp_path: Path) -> None:
     templates = Templates(settings)
     for _ in range(2):
         assert templates.render(AGENT_ALERT, CONTEXT).subject == "Sum 3 1"
+
+
+def test_dotted_names_read_a_dicts_methods_first_then_its_items(tmp_path: Path) -> None:
+    """``value.items`` is the dict's method, as in Jinja; ``value.tag`` its item; a missing
+    one is an error (StrictUndefined)."""
+    (tmp_path / "agent").mkdir()
+    source = "{{ ticket.tag }} {{ ticket.items() | list | length }} {{ plugins.get('x', 1) }}"
+    (tmp_path / "agent" / "alert.subject.j2").write_text(source)
+    (tmp_path / "agent" / "flood.subject.j2").write_text("{{ ticket.nothing }}")
+    settings = Settings(helpdesk=HelpdeskSettings(templates_dir=str(tmp_path)))
+    templates = Templates(settings, lambda name, context: {"items": 5, "get": 6})
+    context = {**CONTEXT, "ticket": {**CONTEXT["ticket"], "items": "shadowed"}}  # type: ignore[dict-item]
+    assert templates.render(AGENT_ALERT, context).subject == "[Example #7] 10 1"
+    with pytest.raises(jinja2.UndefinedError):
+        templates.render("agent/flood", context)
