@@ -22,6 +22,7 @@ import functools
 import re
 import secrets
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 from email.header import Header
 from email.headerregistry import Address
 from email.utils import format_datetime, parseaddr
@@ -81,7 +82,7 @@ def compose(
         headers.append(_address_header("Cc", tuple(cc)))
     headers.append(reply_to_line)
     headers.append(_subject_header(subject))
-    headers.append(f"Date: {format_datetime(services.clock())}")
+    headers.append(_date_header(services.clock()))
     headers.append(f"Message-ID: {own_id}")
     parent = clean_msgid(in_reply_to) if in_reply_to else None
     if parent:
@@ -174,6 +175,18 @@ def _sender_headers(name: str, address: str) -> tuple[str, str, str]:
 def _address_header(field: str, values: tuple[str, ...]) -> str:
     """The ``field`` (To, Cc) line for the recipients ``values``, cleaned (see :func:`mailbox`)."""
     return _fold(field, _mailbox_atoms([mailbox(value) for value in values]))
+
+
+def _date_header(moment: datetime) -> str:
+    """The Date line for ``moment`` (to the second, in its own offset)."""
+    return _date_line(moment.replace(microsecond=0), moment.utcoffset())
+
+
+@functools.lru_cache(maxsize=4)  # the mails of one message are composed within a second
+def _date_line(moment: datetime, offset: timedelta | None) -> str:
+    """``Date: <RFC 5322 date>``; ``offset`` is part of the key because datetimes at the same
+    instant in different zones are equal, and their lines are not."""
+    return f"Date: {format_datetime(moment)}"
 
 
 @functools.lru_cache(maxsize=64)
