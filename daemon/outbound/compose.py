@@ -171,7 +171,7 @@ def _sender_headers(name: str, address: str) -> tuple[str, str, str]:
     )
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=256)  # agents stay: they come with every ticket
 def _address_header(field: str, values: tuple[str, ...]) -> str:
     """The ``field`` (To, Cc) line for the recipients ``values``, cleaned (see :func:`mailbox`)."""
     return _fold(field, _mailbox_atoms([mailbox(value) for value in values]))
