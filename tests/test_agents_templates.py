@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import jinja2
 import pytest
 
 from postdesk.daemon.config import HelpdeskSettings, Settings
@@ -73,3 +75,50 @@ def test_a_site_template_overrides_the_built_in_one(tmp_path: Path) -> None:
     rendered = Templates(settings).render(CUSTOMER_CSAT_REQUEST, CONTEXT)
     assert rendered.subject == "Rate [Example #7]"
     assert "1 (poor) to 5 (excellent)" in rendered.text, "parts not overridden stay built in"
+
+
+def test_an_included_template_is_read_once_per_process_like_the_parts(tmp_path: Path) -> None:
+    """Included files are not checked on disk again for every mail: like the template parts
+    (and the configuration), a change applies when the daemon restarts."""
+    (tmp_path / "agent").mkdir()
+    facts = tmp_path / "agent" / "_facts.txt.j2"
+    facts.write_text("Facts: first\n")
+    settings = Settings(helpdesk=HelpdeskSettings(templates_dir=str(tmp_path)))
+    templates = Templates(settings)
+    assert "Facts: first" in templates.render(AGENT_NOTIFICATION, CONTEXT).text
+    facts.write_text("Facts: second\n")
+    os.utime(facts, (facts.stat().st_atime, facts.stat().st_mtime + 10))
+    rendered = templates.render(AGENT_NOTIFICATION, CONTEXT).text
+    assert "Facts: first" in rendered and "Facts: second" not in rendered
+    assert "Facts: second" in Templates(settings).render(AGENT_NOTIFICATION, CONTEXT).text
+
+
+def test_templates_see_jinjas_global_helpers(tmp_path: Path) -> None:
+    """range, namespace and dict stay available to site templates (the globals every template
+    gets are built when it is loaded)."""
+    (tmp_path / "agent").mkdir()
+    helpers = (
+        "{% set ns = namespace(n=0) %}{% for i in range(3) %}{% set ns.n = ns.n + i %}{% endfor %}"
+    )
+    (tmp_path / "agent" / "alert.subject.j2").write_text(
+        helpers + "Sum {{ ns.n }} {{ dict(a=1).a }}"
+    )
+    settings = Settings(helpdesk=HelpdeskSettings(templates_dir=str(tmp_path)))
+    templates = Templates(settings)
+    for _ in range(2):
+        assert templates.render(AGENT_ALERT, CONTEXT).subject == "Sum 3 1"
+
+
+def test_dotted_names_read_a_dicts_methods_first_then_its_items(tmp_path: Path) -> None:
+    """``value.items`` is the dict's method, as in Jinja; ``value.tag`` its item; a missing
+    one is an error (StrictUndefined)."""
+    (tmp_path / "agent").mkdir()
+    source = "{{ ticket.tag }} {{ ticket.items() | list | length }} {{ plugins.get('x', 1) }}"
+    (tmp_path / "agent" / "alert.subject.j2").write_text(source)
+    (tmp_path / "agent" / "flood.subject.j2").write_text("{{ ticket.nothing }}")
+    settings = Settings(helpdesk=HelpdeskSettings(templates_dir=str(tmp_path)))
+    templates = Templates(settings, lambda name, context: {"items": 5, "get": 6})
+    context = {**CONTEXT, "ticket": {**CONTEXT["ticket"], "items": "shadowed"}}  # type: ignore[dict-item]
+    assert templates.render(AGENT_ALERT, context).subject == "[Example #7] 10 1"
+    with pytest.raises(jinja2.UndefinedError):
+        templates.render("agent/flood", context)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from email import quoprimime
 from email.message import EmailMessage
 from pathlib import Path
@@ -127,6 +128,9 @@ def test_quoted_printable_bodies_are_the_stdlib_encoders_text() -> None:
     for _ in range(3000):
         bodies.append("".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 240))))
         bodies.append("".join(rnd.choice("ab \t=") for _ in range(rnd.randint(70, 240))))
+        bodies.append("".join(rnd.choice("ab \t\n") for _ in range(rnd.randint(70, 400))))
+    for length in range(70, 400):  # long lines without escapes, ending in every way
+        bodies += ["y" * length, "y" * length + " ", "y" * (length - 1) + "\t\n" + "y" * length]
     for body in bodies:
         for eol in ("\n", "\r\n"):
             encoded = _quoted_printable(body.encode("latin-1"), eol)
@@ -161,3 +165,27 @@ def test_override_dir_wins_and_html_is_optional(tmp_path: Path) -> None:
 def test_bad_template_names_are_refused() -> None:
     with pytest.raises(ValueError):
         make_services().templates.render("../../etc/passwd", {})
+
+
+def test_the_date_line_follows_the_clock_to_the_second_in_its_own_zone() -> None:
+    """Date lines are remembered between mails: the same instant in another zone, or the next
+    second, still gets its own line."""
+    services = make_services()
+    moments = [
+        datetime(2026, 3, 1, 12, 30, 5, 100, tzinfo=UTC),
+        datetime(2026, 3, 1, 12, 30, 5, 900_000, tzinfo=UTC),
+        datetime(2026, 3, 1, 14, 30, 5, tzinfo=timezone(timedelta(hours=2))),
+        datetime(2026, 3, 1, 12, 30, 6, tzinfo=UTC),
+        datetime(2026, 3, 1, 12, 30, 5, 100, tzinfo=UTC),
+    ]
+    dates = []
+    for moment in moments:
+        services = dataclasses.replace(services, clock=lambda moment=moment: moment)
+        dates.append(build(services)["Date"])
+    assert dates == [
+        "Sun, 01 Mar 2026 12:30:05 +0000",
+        "Sun, 01 Mar 2026 12:30:05 +0000",
+        "Sun, 01 Mar 2026 14:30:05 +0200",
+        "Sun, 01 Mar 2026 12:30:06 +0000",
+        "Sun, 01 Mar 2026 12:30:05 +0000",
+    ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable
 
 import pytest
@@ -138,3 +140,16 @@ def test_ids_verify_after_a_restart(factory: sessionmaker[Session]) -> None:
     with transaction(factory) as session:
         again = Tokens(load_secret(session, settings), "example.com")
     assert again.verify(tokens.mint(9)) == Token(9, None)
+
+
+def test_minted_ids_and_agent_keys_keep_their_documented_hmac(tokens: Tokens) -> None:
+    """IDs already sent out must keep verifying: the MAC and agent key are HMAC-SHA256 over
+    exactly these bytes, whatever is precomputed or remembered between calls."""
+    for _ in range(3):
+        for agent in ("Alice@Example.com", " alice@example.com ", "bob@example.com", None):
+            body, _, mac = tokens.mint(9, agent)[1:].partition("@")[0].rpartition(".")
+            expected = hmac.new(SECRET, b"message-id\0" + body.encode(), hashlib.sha256)
+            assert mac == expected.hexdigest()[:20]
+            if agent is not None:
+                key = hmac.new(SECRET, b"agent\0" + agent.strip().lower().encode(), hashlib.sha256)
+                assert body.split(".")[2] == tokens.agent_key(agent) == key.hexdigest()[:8]

@@ -37,6 +37,7 @@ LEGACY_NONCE_BYTES = 5
 TIME_CHARS = 7  # hex Unix minutes: enough until the year 2480
 MAC_CHARS = 20  # 80 bits: forging needs that many guesses against the live helpdesk
 MAX_TICKET_DIGITS = 18
+AGENT_KEYS_KEPT = 1024  # agent keys remembered per Tokens: the agents, not every address seen
 _ID_PATTERN = re.compile(
     rf"^{PREFIX}\.([0-9]{{1,{MAX_TICKET_DIGITS}}})\.({CUSTOMER}|[0-9a-f]{{{AGENT_KEY_CHARS}}})"
     rf"\.((?:[0-9a-f]{{{TIME_CHARS}}}\.)?)([0-9a-f]{{{NONCE_BYTES * 2}}}|[0-9a-f]{{{LEGACY_NONCE_BYTES * 2}}})"
@@ -63,6 +64,9 @@ class Tokens:
             raise ValueError("the HMAC secret must not be empty")
         self._secret = secret
         self._domain = domain or "localhost"
+        # keyed once: every MAC copies this state instead of hashing the key again
+        self._message_id_mac = hmac.new(secret, b"message-id\0", hashlib.sha256)
+        self._agent_keys: dict[str, str] = {}  # address as given -> agent_key (few agents)
 
     def mint(self, ticket_number: int, agent: str | None = None, now: float | None = None) -> str:
         """A fresh Message-ID "<pd.N.A.TIME.NONCE.MAC@domain>"; A = agent_key(agent) or "c"."""
@@ -98,15 +102,21 @@ class Tokens:
 
     def agent_key(self, email: str) -> str:
         """A short keyed hash of the lower-cased address (never the address itself)."""
-        digest = hmac.new(self._secret, b"agent\0" + email.strip().lower().encode(), hashlib.sha256)
-        return digest.hexdigest()[:AGENT_KEY_CHARS]
+        key = self._agent_keys.get(email)
+        if key is None:
+            data = b"agent\0" + email.strip().lower().encode()
+            key = hmac.new(self._secret, data, hashlib.sha256).hexdigest()[:AGENT_KEY_CHARS]
+            if len(self._agent_keys) < AGENT_KEYS_KEPT:
+                self._agent_keys[email] = key
+        return key
 
     def is_ours(self, message_id: str) -> bool:
         """True when ``message_id`` was minted with our secret."""
         return self.verify(message_id) is not None
 
     def _mac(self, body: str) -> str:
-        digest = hmac.new(self._secret, b"message-id\0" + body.encode(), hashlib.sha256)
+        digest = self._message_id_mac.copy()
+        digest.update(body.encode())
         return digest.hexdigest()[:MAC_CHARS]
 
 

@@ -22,6 +22,7 @@ import functools
 import re
 import secrets
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 from email.header import Header
 from email.headerregistry import Address
 from email.utils import format_datetime, parseaddr
@@ -73,16 +74,15 @@ def compose(
     own_id = clean_msgid(message_id)
     if own_id is None:
         raise ValueError(f"not a valid Message-ID: {message_id!r}")
-    sender = (one_line(from_name or helpdesk.name, NAME_LIMIT), _checked(helpdesk.address))
-    headers = [
-        _fold("From", _mailbox_atoms([sender])),
-        _fold("To", _mailbox_atoms([mailbox(a) for a in to])),
-    ]
+    from_line, reply_to_line, loop_line = _sender_headers(
+        from_name or helpdesk.name, helpdesk.address
+    )
+    headers = [from_line, _address_header("To", tuple(to))]
     if cc:
-        headers.append(_fold("Cc", _mailbox_atoms([mailbox(a) for a in cc])))
-    headers.append(_fold("Reply-To", [sender[1]]))
-    headers.append(_fold("Subject", _text_atoms(one_line(subject, SUBJECT_LIMIT))))
-    headers.append(f"Date: {format_datetime(services.clock())}")
+        headers.append(_address_header("Cc", tuple(cc)))
+    headers.append(reply_to_line)
+    headers.append(_subject_header(subject))
+    headers.append(_date_header(services.clock()))
     headers.append(f"Message-ID: {own_id}")
     parent = clean_msgid(in_reply_to) if in_reply_to else None
     if parent:
@@ -93,7 +93,7 @@ def compose(
     if auto:
         headers.append(f"Auto-Submitted: {AUTO_SUBMITTED}")
         headers.append("X-Auto-Response-Suppress: All")
-    headers.append(_fold("X-Loop", [sender[1]]))
+    headers.append(loop_line)
     headers.append("MIME-Version: 1.0")
     head = _CRLF.join(headers).encode("ascii")
     return head + _B_CRLF + _body(rendered, attachments)
@@ -156,6 +156,43 @@ def _references(references: Iterable[str], parent: str | None) -> list[str]:
 
 
 # -- headers -------------------------------------------------------------------------------
+# The header lines that repeat from mail to mail (the helpdesk as sender, the agents as
+# recipients, one subject for every agent of a ticket) are built once and remembered.
+
+
+@functools.lru_cache(maxsize=64)
+def _sender_headers(name: str, address: str) -> tuple[str, str, str]:
+    """The From, Reply-To and X-Loop lines of mail from ``name`` at the helpdesk ``address``."""
+    sender = (one_line(name, NAME_LIMIT), _checked(address))
+    return (
+        _fold("From", _mailbox_atoms([sender])),
+        _fold("Reply-To", [sender[1]]),
+        _fold("X-Loop", [sender[1]]),
+    )
+
+
+@functools.lru_cache(maxsize=256)  # agents stay: they come with every ticket
+def _address_header(field: str, values: tuple[str, ...]) -> str:
+    """The ``field`` (To, Cc) line for the recipients ``values``, cleaned (see :func:`mailbox`)."""
+    return _fold(field, _mailbox_atoms([mailbox(value) for value in values]))
+
+
+def _date_header(moment: datetime) -> str:
+    """The Date line for ``moment`` (to the second, in its own offset)."""
+    return _date_line(moment.replace(microsecond=0), moment.utcoffset())
+
+
+@functools.lru_cache(maxsize=4)  # the mails of one message are composed within a second
+def _date_line(moment: datetime, offset: timedelta | None) -> str:
+    """``Date: <RFC 5322 date>``; ``offset`` is part of the key because datetimes at the same
+    instant in different zones are equal, and their lines are not."""
+    return f"Date: {format_datetime(moment)}"
+
+
+@functools.lru_cache(maxsize=64)
+def _subject_header(subject: str) -> str:
+    """The Subject line: ``subject`` on one line, cut, encoded when it is not plain ASCII."""
+    return _fold("Subject", _text_atoms(one_line(subject, SUBJECT_LIMIT)))
 
 
 def _fold(name: str, atoms: Sequence[str]) -> str:
@@ -282,6 +319,10 @@ def _quoted_printable(data: bytes, eol: str) -> str:
     encoded: list[str] = []
     for line in body.splitlines():
         start, last_start = 0, len(line) - 1 - LINE
+        if "=" not in line and last_start >= 0:  # no escape to keep whole: even pieces
+            starts = range(0, last_start + 1, LINE - 1)
+            encoded += [line[piece : piece + LINE - 1] + "=" for piece in starts]
+            start = starts[-1] + LINE - 1
         while start <= last_start:  # pieces of LINE - 1 characters, never splitting an escape
             stop = start + LINE - 1
             if line[stop - 2] == "=":
