@@ -81,14 +81,3 @@ def test_a_database_ahead_or_unknown_is_refused(database_url: str, revision: str
         upgrade_schema(engine)
     engine.dispose()
     assert _versions(database_url) == [revision]
-
-
-def test_the_cli_and_runtime_load_neither_alembic_nor_holidays() -> None:
-    code = (
-        "import sys\n"
-        "import postdesk.daemon.cli, postdesk.daemon.runtime\n"
-        "print(sorted(m for m in ('alembic', 'holidays') if m in sys.modules))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
