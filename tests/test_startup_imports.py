@@ -1,5 +1,5 @@
-"""What a command's process imports at start: Alembic, holidays, scikit-learn and skops only
-when they are needed (each costs tens to hundreds of milliseconds per process)."""
+"""What a command's process imports at start: Alembic, holidays, scikit-learn, skops and numpy
+only when they are needed (each costs tens to hundreds of milliseconds per process)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tests.support import write_config
 
-HEAVY = ("alembic", "holidays", "sklearn", "skops")
+HEAVY = ("alembic", "holidays", "sklearn", "skops", "numpy")
 
 
 def _loaded_after(code: str) -> list[str]:
@@ -23,6 +23,10 @@ def _loaded_after(code: str) -> list[str]:
 
 def test_the_cli_and_runtime_load_none_of_them() -> None:
     assert _loaded_after("import postdesk.daemon.cli, postdesk.daemon.runtime") == []
+
+
+def test_serve_loads_none_of_them_before_a_report_is_asked_for() -> None:
+    assert _loaded_after("import postdesk.daemon.cli, postdesk.daemon.serve") == []
 
 
 def test_check_without_models_loads_none_of_them(tmp_path: Path, sqlite_url: str) -> None:
