@@ -311,15 +311,16 @@ def _feedback(settings: Settings, kind: str) -> tuple[list[tuple[Sample, str]], 
 
 
 def model_status(settings: Settings) -> list[tuple[str, str | None, str]]:
-    """(check name, error or None, detail) per model, for ``postdesk check``."""
-    from postdesk.daemon.classify.persist import ModelFileError, load
-
+    """(check name, error or None, detail) per model, for ``postdesk check``; scikit-learn and
+    skops are imported only when a model file exists."""
     found: list[tuple[str, str | None, str]] = []
     for kind in KINDS:
         path = model_path(settings.data_dir, kind)
         if not path.exists():
             found.append((f"{kind} model", None, f"none at {path} (run 'postdesk train {kind}')"))
             continue
+        from postdesk.daemon.classify.persist import ModelFileError, load
+
         try:
             found.append((f"{kind} model", None, _describe(load(path))))
         except ModelFileError as error:

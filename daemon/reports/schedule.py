@@ -10,7 +10,6 @@ import logging
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from postdesk.daemon.reports.mail import queue_weekly
 from postdesk.daemon.services import Services
 
 log = logging.getLogger("postdesk.reports")
@@ -25,9 +24,12 @@ async def weekly_reports(
     stop: asyncio.Event,
     every: float = CHECK_SECONDS,
 ) -> None:
-    """Until ``stop``: queue last week's report when it is due; nothing when no list is set."""
+    """Until ``stop``: queue last week's report when it is due; nothing when no list is set
+    (then the report builder and numpy are never imported)."""
     if not services.settings.reports.weekly_to:
         return
+    from postdesk.daemon.reports.mail import queue_weekly
+
     while not stop.is_set():
         try:
             await asyncio.to_thread(queue_weekly, services, engine, factory)

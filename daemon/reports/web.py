@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 from postdesk.daemon.config import Settings, secret_value
-from postdesk.daemon.reports.html import report_page
 from postdesk.daemon.reports.periods import make_window, parse_date
 from postdesk.models.schema import utcnow
 
@@ -56,7 +55,7 @@ class ReportsPage:
         except ValueError as error:
             return 400, TEXT, f"bad request: {error}\n".encode()
         async with self.busy:
-            page = await asyncio.to_thread(report_page, self.settings, self.engine, first, last, by)
+            page = await asyncio.to_thread(_render, self.settings, self.engine, first, last, by)
         return 200, "text/html; charset=utf-8", page.encode()
 
     def _range(self, params: dict[str, list[str]]) -> tuple[date | None, date | None, str]:
@@ -70,6 +69,16 @@ class ReportsPage:
         except ValueError as error:
             raise ValueError(str(error).replace("--", "")) from None
         return first, last, by
+
+
+def _render(
+    settings: Settings, engine: Engine, first: date | None, last: date | None, by: str
+) -> str:
+    """The report page; the report builder (and numpy) is imported with the first request, in
+    the rendering thread, not when ``serve`` starts."""
+    from postdesk.daemon.reports.html import report_page
+
+    return report_page(settings, engine, first, last, by)
 
 
 def _digest(value: bytes) -> bytes:

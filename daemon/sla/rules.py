@@ -9,12 +9,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, time, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-import holidays
 
 from postdesk.daemon.config import ConfigError, Settings, SlaCalendarSettings, SlaPolicySettings
 from postdesk.daemon.sla.calendar import Calendar, Ranges
+
+if TYPE_CHECKING:  # the holidays library loads only when a calendar names a country
+    import holidays
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MATCH_KEYS = ("priority", "category", "tier", "organization")
@@ -181,6 +183,8 @@ def _national_holidays(value: str, key: str) -> holidays.HolidayBase | None:
     """The ``holidays`` calendar for ``"RU"`` or ``"DE-BY"`` (country, then subdivision)."""
     if not value:
         return None
+    import holidays
+
     country, _, subdivision = value.strip().partition("-")
     try:
         return holidays.country_holidays(country.upper(), subdiv=subdivision.upper() or None)

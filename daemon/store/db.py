@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import (
     Connection,
     Engine,
@@ -24,6 +23,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Mapper, Session, make_transient_to_detached, sessionmaker
+
+if TYPE_CHECKING:  # Alembic loads only when the schema is not known to be at head
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "models" / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -111,6 +113,8 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 def alembic_config(engine: Engine) -> Config:
     """An Alembic configuration bound to ``engine`` (no alembic.ini needed)."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["engine"] = engine
@@ -118,7 +122,16 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade_schema(engine: Engine) -> None:
-    """Create or upgrade the schema to the newest migration; safe to run at every start."""
+    """Create or upgrade the schema to the newest migration; safe to run at every start.
+
+    A database whose one recorded revision is the newest migration's is left as it is without
+    loading Alembic; any other (new, behind, ahead, unknown) goes through Alembic as always.
+    """
+    head = _head_revision()
+    if head is not None and _recorded_revisions(engine) == [head]:
+        return
+    from alembic import command
+
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
             # Several daemons may start at once: let one migrate while the others wait.
@@ -126,6 +139,41 @@ def upgrade_schema(engine: Engine) -> None:
         config = alembic_config(engine)
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def _recorded_revisions(engine: Engine) -> list[str] | None:
+    """The revisions in the database's ``alembic_version`` table, None when it has none."""
+    with engine.begin() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        return list(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+
+
+_REVISION = re.compile(r"""^revision\s*(?::[^=\n]*)?=\s*(["'])([^"'\n]+)\1\s*$""", re.MULTILINE)
+_DOWN_REVISION = re.compile(
+    r"""^down_revision\s*(?::[^=\n]*)?=\s*(?:None|(["'])([^"'\n]+)\1)\s*$""", re.MULTILINE
+)
+
+
+@functools.cache
+def _head_revision() -> str | None:
+    """The newest migration's revision, read from the files of ``versions/`` without Alembic;
+    None when that cannot be told for sure (a file without one plain ``revision`` and
+    ``down_revision``, a merge, several heads): then Alembic decides."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        source = path.read_text(encoding="utf-8")
+        revision, down = _REVISION.findall(source), _DOWN_REVISION.findall(source)
+        if len(revision) != 1 or len(down) != 1:
+            return None
+        revisions.add(revision[0][1])
+        if down[0][1]:
+            parents.add(down[0][1])
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
 
 
 def ping(engine: Engine) -> None:
