@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import text
 
-from postdesk.daemon.store.db import _head_revision, alembic_config, make_engine, upgrade_schema
+from postdesk.daemon.store.db import SCHEMA_HEAD, alembic_config, make_engine, upgrade_schema
 
 
 def _versions(database_url: str) -> list[str]:
@@ -36,11 +36,11 @@ def _set_version(database_url: str, revision: str) -> None:
     engine.dispose()
 
 
-def test_head_read_from_the_files_is_alembics_head(sqlite_url: str) -> None:
+def test_schema_head_is_the_newest_migration(sqlite_url: str) -> None:
     engine = make_engine(sqlite_url)
     script = ScriptDirectory.from_config(alembic_config(engine))
     engine.dispose()
-    assert _head_revision() == script.get_current_head()
+    assert script.get_current_head() == SCHEMA_HEAD
 
 
 def test_a_database_at_head_is_checked_without_alembic(database_url: str) -> None:
@@ -56,7 +56,7 @@ def test_a_database_at_head_is_checked_without_alembic(database_url: str) -> Non
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
-    assert _versions(database_url) == [_head_revision()]
+    assert _versions(database_url) == [SCHEMA_HEAD]
 
 
 def test_a_database_behind_is_upgraded(database_url: str) -> None:
@@ -66,10 +66,10 @@ def test_a_database_behind_is_upgraded(database_url: str) -> None:
         config = alembic_config(engine)
         config.attributes["connection"] = connection
         command.downgrade(config, "-1")
-    assert _versions(database_url) != [_head_revision()]
+    assert _versions(database_url) != [SCHEMA_HEAD]
     upgrade_schema(engine)
     engine.dispose()
-    assert _versions(database_url) == [_head_revision()]
+    assert _versions(database_url) == [SCHEMA_HEAD]
 
 
 @pytest.mark.parametrize("revision", ["9999_from_a_newer_postdesk", "not_a_revision"])

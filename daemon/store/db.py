@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +27,7 @@ if TYPE_CHECKING:  # Alembic loads only when the schema is not known to be at he
     from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "models" / "migrations"
+SCHEMA_HEAD = "0013_plugin_events"  # the newest migration (tests/test_schema_startup.py checks)
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 TICKET_COUNTER = "ticket_number"  # SQLite's counter row of ticket numbers
 TICKET_SEQUENCE = "ticket_numbers"  # PostgreSQL's sequence of them (migration 0009)
@@ -127,8 +127,7 @@ def upgrade_schema(engine: Engine) -> None:
     A database whose one recorded revision is the newest migration's is left as it is without
     loading Alembic; any other (new, behind, ahead, unknown) goes through Alembic as always.
     """
-    head = _head_revision()
-    if head is not None and _recorded_revisions(engine) == [head]:
+    if _recorded_revisions(engine) == [SCHEMA_HEAD]:
         return
     from alembic import command
 
@@ -147,33 +146,6 @@ def _recorded_revisions(engine: Engine) -> list[str] | None:
         if not inspect(connection).has_table("alembic_version"):
             return None
         return list(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
-
-
-_REVISION = re.compile(r"""^revision\s*(?::[^=\n]*)?=\s*(["'])([^"'\n]+)\1\s*$""", re.MULTILINE)
-_DOWN_REVISION = re.compile(
-    r"""^down_revision\s*(?::[^=\n]*)?=\s*(?:None|(["'])([^"'\n]+)\1)\s*$""", re.MULTILINE
-)
-
-
-@functools.cache
-def _head_revision() -> str | None:
-    """The newest migration's revision, read from the files of ``versions/`` without Alembic;
-    None when that cannot be told for sure (a file without one plain ``revision`` and
-    ``down_revision``, a merge, several heads): then Alembic decides."""
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
-        if path.name == "__init__.py":
-            continue
-        source = path.read_text(encoding="utf-8")
-        revision, down = _REVISION.findall(source), _DOWN_REVISION.findall(source)
-        if len(revision) != 1 or len(down) != 1:
-            return None
-        revisions.add(revision[0][1])
-        if down[0][1]:
-            parents.add(down[0][1])
-    heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else None
 
 
 def ping(engine: Engine) -> None:

@@ -2,6 +2,8 @@
 
 Revision ID: ${up_revision}
 Revises: ${down_revision | comma,n}
+
+Set postdesk.daemon.store.db.SCHEMA_HEAD to this revision (a test checks it).
 """
 
 from __future__ import annotations
