@@ -126,6 +126,26 @@ def test_hanging_and_blocking_plugins_cost_at_most_the_timeout_and_never_stall_t
     hooks.close()
 
 
+def test_a_lone_implementation_is_called_without_a_task_of_its_own_and_still_cut_off() -> None:
+    # One implementation has nothing to run concurrently with: it is awaited in the caller's
+    # task (cheaper), yet a hanging one is still cut off at its timeout and counted.
+    hooks = Hooks(_manager(AnswersLater({"name": "never"}, 60)), 0.2)
+    created: list[Any] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        created.append(coro)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    async def scenario() -> tuple[Any, Any, list[Any]]:
+        asyncio.get_running_loop().set_task_factory(factory)
+        first = await hooks.first("postdesk_lookup_contact", email="a@b.c")
+        collected = await hooks.collect("postdesk_lookup_orders", email="a", text="t")
+        return first, collected, list(created)
+
+    assert asyncio.run(scenario()) == (None, [], [])
+    assert hooks.failures == {"p0": 2}
+
+
 def test_snapshots_are_read_only() -> None:
     snapshot = freeze({"number": 1, "participants": ["a@b.c"], "nested": {"x": 1}})
     with pytest.raises(TypeError):
