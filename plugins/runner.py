@@ -233,10 +233,11 @@ class PluginRunner:
         facade = self.hooks
         assert facade is not None
         email, text = key
-        contact, orders = await asyncio.gather(
-            self._contact(facade, email),
-            facade.collect("postdesk_lookup_orders", email=email, text=text),
-        )
+        contact = self._contact(facade, email)  # runs while the orders are collected here
+        orders = await facade.collect("postdesk_lookup_orders", email=email, text=text)
+        if isinstance(contact, asyncio.Future):
+            await asyncio.wait([contact])  # unlike await, never cancels a shared lookup
+            contact = contact.result().get("contact")
         facts: Facts = {"contact": contact} if contact is not None else {}
         joined = [thaw(order) for answer in orders for order in answer]
         if joined:
@@ -244,9 +245,10 @@ class PluginRunner:
         self._remember(key, facts)
         return facts
 
-    async def _contact(self, facade: Hooks, email: str) -> Any:
-        """The contact card, cached by address alone (looking ahead finds the same address);
-        a lookup of the same address already in flight is shared."""
+    def _contact(self, facade: Hooks, email: str) -> Any:
+        """The cached contact card (cached by address alone: looking ahead finds the same
+        address), else the lookup of it (shared with one already in flight), a future of
+        ``{"contact": card}`` or ``{}``."""
         key = (email, CONTACT)
         cached = self._cached(key)
         if cached is not None:
@@ -256,7 +258,7 @@ class PluginRunner:
             running = asyncio.ensure_future(self._ask_contact(facade, key))
             self._inflight[key] = running
             running.add_done_callback(lambda _done: self._inflight.pop(key, None))
-        return (await asyncio.shield(running)).get("contact")
+        return running
 
     async def _ask_contact(self, facade: Hooks, key: tuple[str, str]) -> Facts:
         answer = await facade.first("postdesk_lookup_contact", email=key[0])
