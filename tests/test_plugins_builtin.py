@@ -386,12 +386,21 @@ def test_lookups_look_ahead_in_the_spool_so_a_slow_shop_answers_in_parallel(
             plugins=PluginSettings(enabled=("postdesk.plugins.orders_http",), options=options),
         )
         runner = PluginRunner(load_plugins(settings))
+        created: list[str] = []
+
+        def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+            created.append(coro.__qualname__)
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
         try:
+            runner._running_loop().set_task_factory(factory)
             runner.prefetch(functools.partial(lookahead, spool.new, 32, 65536))
             time.sleep(1.5)  # 12 lookups of 0.2 s each: in parallel, well within this
             assert sorted(p for p, _auth in shop.requests) == sorted(
                 f"/orders/2000{n}" for n in range(12)
             )
+            # The scan, then for each message one lookup and one shop request.
+            assert len(created) == 1 + 12 * 2, created
             started = time.monotonic()
             for n, sender in enumerate(senders):
                 runner.facts(runner.lookup(sender, f"Order 2000{n}\nWhere is it?\n"))
