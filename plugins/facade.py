@@ -79,13 +79,19 @@ class Hooks:
 
     async def fire(self, hook: str, **kwargs: Any) -> None:
         """Call every implementation of an event hook concurrently; results are ignored."""
-        calls = [self._safe(impl, hook, kwargs) for impl in self.implementations(hook)]
-        await asyncio.gather(*calls)
+        await self._all(hook, kwargs)
 
     async def collect(self, hook: str, **kwargs: Any) -> list[Any]:
         """Every non-None answer, in call order; implementations run concurrently."""
-        calls = [self._safe(impl, hook, kwargs) for impl in self.implementations(hook)]
-        return [value for ok, value in await asyncio.gather(*calls) if ok and value is not None]
+        return [value for ok, value in await self._all(hook, kwargs) if ok and value is not None]
+
+    async def _all(self, hook: str, kwargs: dict[str, Any]) -> list[tuple[bool, Any]]:
+        """Every implementation's ``_safe`` outcome; a single one is awaited in the caller's
+        task (no task of its own: nothing to run concurrently with)."""
+        implementations = self.implementations(hook)
+        if len(implementations) == 1:
+            return [await self._safe(implementations[0], hook, kwargs)]
+        return list(await asyncio.gather(*(self._safe(i, hook, kwargs) for i in implementations)))
 
     async def first(self, hook: str, **kwargs: Any) -> Any:
         """The first non-None answer in call order, or None.
@@ -93,10 +99,11 @@ class Hooks:
         All implementations start at once; the answer of an earlier one is awaited before a
         later one is believed, and the rest are cancelled once an answer is found.
         """
-        tasks = [
-            asyncio.ensure_future(self._safe(impl, hook, kwargs))
-            for impl in self.implementations(hook)
-        ]
+        implementations = self.implementations(hook)
+        if len(implementations) == 1:  # the only answer: awaited in the caller's task
+            ok, value = await self._safe(implementations[0], hook, kwargs)
+            return value if ok else None
+        tasks = [asyncio.ensure_future(self._safe(impl, hook, kwargs)) for impl in implementations]
         try:
             for task in tasks:
                 ok, value = await task

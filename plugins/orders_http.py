@@ -108,27 +108,30 @@ class OrdersHttp:
     @hookimpl
     async def postdesk_lookup_orders(self, email: str, text: str) -> list[dict[str, Any]] | None:
         """The orders ``text`` mentions, then the sender's own; None when there are none."""
-        calls = []
+        urls = []
         if self.settings.by_number_url:
             for number in self.numbers(text):
-                calls.append(
-                    self._get(
-                        self.settings.by_number_url.format(number=quote(number, safe="")), False
-                    )
+                urls.append(
+                    (self.settings.by_number_url.format(number=quote(number, safe="")), False)
                 )
         if self.settings.by_email_url and email:
-            calls.append(
-                self._get(self.settings.by_email_url.format(email=quote(email, safe="@")), True)
-            )
+            urls.append((self.settings.by_email_url.format(email=quote(email, safe="@")), True))
+        answers = [self._get(url, many) for url, many in urls]
+        waiting = [answer for answer in answers if isinstance(answer, asyncio.Future)]
+        if waiting:  # unlike gather, wait never cancels these shared requests
+            await asyncio.wait(waiting)
         orders: list[dict[str, Any]] = []
-        for answer in await asyncio.gather(*calls):
-            for order in answer:
+        for answer in answers:
+            for order in answer.result() if isinstance(answer, asyncio.Future) else answer:
                 if all(order["number"] != o["number"] for o in orders):
                     orders.append(order)
         return orders[: self.settings.max_orders] or None
 
-    async def _get(self, url: str, many: bool) -> list[dict[str, Any]]:
-        """The orders at ``url``: cached, or shared with a request in flight, or fetched."""
+    def _get(
+        self, url: str, many: bool
+    ) -> list[dict[str, Any]] | asyncio.Future[list[dict[str, Any]]]:
+        """The orders at ``url`` if cached, else the request for them (shared with a request
+        in flight for the same URL)."""
         cached = self._cache.get(url)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
@@ -137,7 +140,7 @@ class OrdersHttp:
             running = asyncio.ensure_future(self._get_fresh(url, many))
             self._inflight[url] = running
             running.add_done_callback(lambda _done: self._inflight.pop(url, None))
-        return await asyncio.shield(running)
+        return running
 
     async def _get_fresh(self, url: str, many: bool) -> list[dict[str, Any]]:
         try:

@@ -208,35 +208,41 @@ class PluginRunner:
                 del self._prefetched[next(iter(self._prefetched))]
             if self._limit is None:
                 self._limit = asyncio.Semaphore(LOOKUP_CONCURRENCY)
-            await asyncio.gather(*(self._ahead(self._limit, key) for _name, key in fresh))
+            limit, ahead = self._limit, []
+            for _name, key in fresh:  # at most LOOKUP_CONCURRENCY at once, while the lookup
+                await limit.acquire()  # of the message in hand never waits for them
+                running = self._start(key)
+                running.add_done_callback(lambda _done: limit.release())
+                ahead.append(running)
+            if ahead:
+                await asyncio.wait(ahead)
         except Exception:
             log.exception("looking ahead in the spool failed")
         finally:
             self._prefetching = False
 
-    async def _ahead(self, limit: asyncio.Semaphore, key: tuple[str, str]) -> None:
-        """One looked-ahead lookup; at most LOOKUP_CONCURRENCY run at once, while the lookup
-        of the message in hand never waits for them."""
-        async with limit:
-            await self._lookup(key)
-
     async def _lookup(self, key: tuple[str, str]) -> Facts:
-        """The facts for ``key``, sharing a lookup already in flight for the same key."""
+        """The facts for ``key`` (see :meth:`_start`)."""
+        return await asyncio.shield(self._start(key))
+
+    def _start(self, key: tuple[str, str]) -> asyncio.Future[Facts]:
+        """The lookup of ``key``: the one already in flight for the same key, or a new one."""
         running = self._inflight.get(key)
         if running is None:
             running = asyncio.ensure_future(self._gather(key))
             self._inflight[key] = running
             running.add_done_callback(lambda _done: self._inflight.pop(key, None))
-        return await asyncio.shield(running)
+        return running
 
     async def _gather(self, key: tuple[str, str]) -> Facts:
         facade = self.hooks
         assert facade is not None
         email, text = key
-        contact, orders = await asyncio.gather(
-            self._contact(facade, email),
-            facade.collect("postdesk_lookup_orders", email=email, text=text),
-        )
+        contact = self._contact(facade, email)  # runs while the orders are collected here
+        orders = await facade.collect("postdesk_lookup_orders", email=email, text=text)
+        if isinstance(contact, asyncio.Future):
+            await asyncio.wait([contact])  # unlike await, never cancels a shared lookup
+            contact = contact.result().get("contact")
         facts: Facts = {"contact": contact} if contact is not None else {}
         joined = [thaw(order) for answer in orders for order in answer]
         if joined:
@@ -244,9 +250,12 @@ class PluginRunner:
         self._remember(key, facts)
         return facts
 
-    async def _contact(self, facade: Hooks, email: str) -> Any:
-        """The contact card, cached by address alone (looking ahead finds the same address);
-        a lookup of the same address already in flight is shared."""
+    def _contact(self, facade: Hooks, email: str) -> Any:
+        """The cached contact card (cached by address alone: looking ahead finds the same
+        address), else the lookup of it (shared with one already in flight), a future of
+        ``{"contact": card}`` or ``{}``."""
+        if not facade.implemented("postdesk_lookup_contact"):
+            return None
         key = (email, CONTACT)
         cached = self._cached(key)
         if cached is not None:
@@ -256,7 +265,7 @@ class PluginRunner:
             running = asyncio.ensure_future(self._ask_contact(facade, key))
             self._inflight[key] = running
             running.add_done_callback(lambda _done: self._inflight.pop(key, None))
-        return (await asyncio.shield(running)).get("contact")
+        return running
 
     async def _ask_contact(self, facade: Hooks, key: tuple[str, str]) -> Facts:
         answer = await facade.first("postdesk_lookup_contact", email=key[0])

@@ -78,6 +78,36 @@ def test_orders_by_number_and_by_email_mapped_and_cached() -> None:
         asyncio.run(plugin.aclose())
 
 
+def test_orders_requests_are_shared_past_a_cut_off_caller_and_cached_ones_cost_no_task() -> None:
+    with Shop() as shop:
+        plugin = _orders(shop, timeout_seconds=1.0)
+        created: list[Any] = []
+
+        def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+            created.append(coro)
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        async def scenario() -> tuple[Any, int]:
+            asyncio.get_running_loop().set_task_factory(factory)
+            text = "where is order 10001?"
+            cut_off = asyncio.create_task(plugin.postdesk_lookup_orders("carol@example.org", text))
+            await asyncio.sleep(0)  # its requests are on their way
+            cut_off.cancel()  # a caller's timeout must not cancel the requests others share
+            answer = await plugin.postdesk_lookup_orders("carol@example.org", text)
+            created.clear()
+            assert await plugin.postdesk_lookup_orders("carol@example.org", text) == answer
+            return answer, len(created)
+
+        answer, tasks = asyncio.run(scenario())
+        assert answer == [
+            {"number": "10001", "status": "shipped", "total": "49.90"},
+            {"number": "10002", "status": "processing", "total": "5.00"},
+        ]
+        assert len(shop.requests) == 2, "each URL asked once"
+        assert tasks == 0, "a cached lookup runs in the caller's task"
+        asyncio.run(plugin.aclose())
+
+
 def test_orders_from_a_hanging_or_failing_shop_cost_at_most_the_timeout() -> None:
     with Shop() as shop:
         shop.hang = True
@@ -356,12 +386,21 @@ def test_lookups_look_ahead_in_the_spool_so_a_slow_shop_answers_in_parallel(
             plugins=PluginSettings(enabled=("postdesk.plugins.orders_http",), options=options),
         )
         runner = PluginRunner(load_plugins(settings))
+        created: list[str] = []
+
+        def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+            created.append(coro.__qualname__)
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
         try:
+            runner._running_loop().set_task_factory(factory)
             runner.prefetch(functools.partial(lookahead, spool.new, 32, 65536))
             time.sleep(1.5)  # 12 lookups of 0.2 s each: in parallel, well within this
             assert sorted(p for p, _auth in shop.requests) == sorted(
                 f"/orders/2000{n}" for n in range(12)
             )
+            # The scan, then for each message one lookup and one shop request.
+            assert len(created) == 1 + 12 * 2, created
             started = time.monotonic()
             for n, sender in enumerate(senders):
                 runner.facts(runner.lookup(sender, f"Order 2000{n}\nWhere is it?\n"))

@@ -3,6 +3,7 @@ again with the same ``event_id`` when its process died; a live process's events 
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
@@ -182,5 +183,29 @@ def test_the_journal_stays_empty_for_events_nobody_implements(
         runner.journal.fire(owed)  # no implementation: answered at once
         runner.journal.sweep(factory, force=True)
         assert _rows(factory) == []
+    finally:
+        runner.close()
+
+
+def test_a_messages_events_are_fired_at_once_one_task_each(
+    factory: sessionmaker[Session],
+) -> None:
+    recorder = Recorder()
+    runner = _runner(recorder)
+    created: list[str] = []
+
+    def factory_(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        created.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    try:
+        runner._running_loop().set_task_factory(factory_)
+        with transaction(factory) as session:
+            calls = [("postdesk_ticket_created", {"ticket": freeze({"number": n})}) for n in (5, 6)]
+            fired = runner.journal.record(session, calls)
+        runner.journal.fire(fired)
+        wait_until(lambda: len(recorder.calls) == 2, what="both calls")
+        assert sorted(recorder.calls) == sorted((5 + n, call.key) for n, call in enumerate(fired))
+        assert len(created) == 2, created
     finally:
         runner.close()
