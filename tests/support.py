@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import os
@@ -271,3 +272,15 @@ class Daemon:
         """Files still in the spool (waiting, in work, or half-written)."""
         root = self.settings.data_dir / "spool"
         return [p for sub in ("tmp", "new", "work") for p in (root / sub).glob("*")]
+
+
+def count_tasks(loop: asyncio.AbstractEventLoop) -> list[str]:
+    """From now on, the qualified name of every coroutine ``loop`` makes a task of, in order."""
+    created: list[str] = []
+
+    def factory(owner: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        created.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=owner, **kwargs)
+
+    loop.set_task_factory(factory)
+    return created

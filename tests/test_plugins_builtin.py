@@ -27,6 +27,7 @@ from postdesk.plugins.httppool import HttpPool
 from postdesk.plugins.notify_webhook import delivery
 from postdesk.plugins.snapshots import freeze
 from tests.httpstub import Receiver, Shop
+from tests.support import count_tasks
 
 PERSONAL = frozenset(crm.PERSONAL_DOMAINS)
 
@@ -81,14 +82,9 @@ def test_orders_by_number_and_by_email_mapped_and_cached() -> None:
 def test_orders_requests_are_shared_past_a_cut_off_caller_and_cached_ones_cost_no_task() -> None:
     with Shop() as shop:
         plugin = _orders(shop, timeout_seconds=1.0)
-        created: list[Any] = []
-
-        def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
-            created.append(coro)
-            return asyncio.Task(coro, loop=loop, **kwargs)
 
         async def scenario() -> tuple[Any, int]:
-            asyncio.get_running_loop().set_task_factory(factory)
+            created = count_tasks(asyncio.get_running_loop())
             text = "where is order 10001?"
             cut_off = asyncio.create_task(plugin.postdesk_lookup_orders("carol@example.org", text))
             await asyncio.sleep(0)  # its requests are on their way
@@ -386,14 +382,8 @@ def test_lookups_look_ahead_in_the_spool_so_a_slow_shop_answers_in_parallel(
             plugins=PluginSettings(enabled=("postdesk.plugins.orders_http",), options=options),
         )
         runner = PluginRunner(load_plugins(settings))
-        created: list[str] = []
-
-        def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
-            created.append(coro.__qualname__)
-            return asyncio.Task(coro, loop=loop, **kwargs)
-
         try:
-            runner._running_loop().set_task_factory(factory)
+            created = count_tasks(runner._running_loop())
             runner.prefetch(functools.partial(lookahead, spool.new, 32, 65536))
             time.sleep(1.5)  # 12 lookups of 0.2 s each: in parallel, well within this
             assert sorted(p for p, _auth in shop.requests) == sorted(

@@ -19,7 +19,7 @@ from postdesk.plugins.facade import Hooks
 from postdesk.plugins.host import PluginHost
 from postdesk.plugins.runner import PluginRunner
 from postdesk.plugins.snapshots import freeze
-from tests.support import write_config
+from tests.support import count_tasks, write_config
 
 
 def _manager(*plugins: object) -> pluggy.PluginManager:
@@ -132,14 +132,9 @@ def test_a_lone_implementation_is_called_without_a_task_of_its_own_and_still_cut
     # One implementation has nothing to run concurrently with: it is awaited in the caller's
     # task (cheaper), yet a hanging one is still cut off at its timeout and counted.
     hooks = Hooks(_manager(AnswersLater({"name": "never"}, 60)), 0.2)
-    created: list[Any] = []
 
-    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
-        created.append(coro)
-        return asyncio.Task(coro, loop=loop, **kwargs)
-
-    async def scenario() -> tuple[Any, Any, list[Any]]:
-        asyncio.get_running_loop().set_task_factory(factory)
+    async def scenario() -> tuple[Any, Any, list[str]]:
+        created = count_tasks(asyncio.get_running_loop())
         first = await hooks.first("postdesk_lookup_contact", email="a@b.c")
         collected = await hooks.collect("postdesk_lookup_orders", email="a", text="t")
         return first, collected, list(created)
@@ -152,14 +147,8 @@ def test_a_lookup_asks_contact_and_orders_at_once_in_few_tasks() -> None:
     plugin = Answers([{"number": "1"}])  # a plain contact card and orders in one
     manager = _manager(plugin)
     runner = PluginRunner(PluginHost(manager, Hooks(manager, 2.0), {"p0": plugin}))
-    created: list[str] = []
-
-    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
-        created.append(coro.__qualname__)
-        return asyncio.Task(coro, loop=loop, **kwargs)
-
     try:
-        runner._running_loop().set_task_factory(factory)
+        created = count_tasks(runner._running_loop())
         facts = runner.facts(runner.lookup("carol@example.org", "order 1"))
         assert facts == {"contact": [{"number": "1"}], "orders": [{"number": "1"}]}
         assert len(created) <= 3, created  # the lookup, its gathering, the shared contact

@@ -3,7 +3,6 @@ again with the same ``event_id`` when its process died; a live process's events 
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ from postdesk.plugins.host import PluginHost
 from postdesk.plugins.journal import LEASE_SECONDS, owner_name
 from postdesk.plugins.runner import PluginRunner
 from postdesk.plugins.snapshots import freeze
-from tests.support import wait_until
+from tests.support import count_tasks, wait_until
 
 
 class Recorder:
@@ -192,14 +191,8 @@ def test_a_messages_events_are_fired_at_once_one_task_each(
 ) -> None:
     recorder = Recorder()
     runner = _runner(recorder)
-    created: list[str] = []
-
-    def factory_(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
-        created.append(coro.__qualname__)
-        return asyncio.Task(coro, loop=loop, **kwargs)
-
     try:
-        runner._running_loop().set_task_factory(factory_)
+        created = count_tasks(runner._running_loop())
         with transaction(factory) as session:
             calls = [("postdesk_ticket_created", {"ticket": freeze({"number": n})}) for n in (5, 6)]
             fired = runner.journal.record(session, calls)
