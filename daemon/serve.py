@@ -91,6 +91,7 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
         *(settings, runtime.factory, runtime.spool, wake, plugins.alert, owner),
         on_oversize=partial(notice_sender, runtime.services, runtime.factory),
     )
+    stop_looking = plugins.start_looking_ahead(runtime.spool.new)  # before any worker looks
     for each in workers:
         each.start()
     server = await start_smtp(handler, settings, tls)
@@ -136,6 +137,7 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
     handler.closing = True
     stop.set()
     await asyncio.gather(*(each.stop(SHUTDOWN_TIMEOUT_SECONDS) for each in workers))
+    stop_looking()
     _done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_TIMEOUT_SECONDS)
     for task in pending:
         task.cancel()
