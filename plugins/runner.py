@@ -133,10 +133,11 @@ class PluginRunner:
         key = (email.lower(), text)
         ahead, found = (self.ahead if spool_id else None), None
         if ahead is not None:
-            on_its_way = ahead.expected(spool_id)
             found = ahead.take(spool_id)
-            if found is None and on_its_way:
+            if found is None and ahead.expected(spool_id):
                 return self.submit(self._wait_ahead(ahead, spool_id, key))
+            if found is None:  # the facts may have come between the two looks
+                found = ahead.take(spool_id)
         if found is None:
             found = self._cached(key)
         if found is None:
