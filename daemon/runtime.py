@@ -15,8 +15,8 @@ from postdesk.daemon.outbound.templating import Templates
 from postdesk.daemon.preflight import ensure_data_dir
 from postdesk.daemon.services import Services
 from postdesk.daemon.store.db import make_engine, session_factory, transaction, upgrade_schema
+from postdesk.plugins.facts import FactsFolder
 from postdesk.plugins.host import load_plugins
-from postdesk.plugins.prefetch import FactsFolder
 from postdesk.plugins.runner import PluginRunner
 from postdesk.plugins.snapshots import freeze
 

@@ -39,6 +39,7 @@ from postdesk.daemon.sla import digest, escalation
 from postdesk.daemon.store.identity import daemon_id
 from postdesk.daemon.workerproc import WorkerProcess
 from postdesk.models.schema import OutboxItem
+from postdesk.plugins.prefetch import waiting_in
 
 log = logging.getLogger("postdesk.serve")
 
@@ -91,7 +92,7 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
         *(settings, runtime.factory, runtime.spool, wake, plugins.alert, owner),
         on_oversize=partial(notice_sender, runtime.services, runtime.factory),
     )
-    stop_looking = plugins.start_looking_ahead(runtime.spool.new)  # before any worker looks
+    stop_looking = plugins.start_looking_ahead(waiting_in(runtime.spool.new))  # before workers
     for each in workers:
         each.start()
     server = await start_smtp(handler, settings, tls)
@@ -118,7 +119,7 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
         tasks.append(asyncio.create_task(escalation.run(stop, runtime.services, runtime.factory)))
     if runtime.services.sla.digest is not None:
         tasks.append(asyncio.create_task(digest.run(stop, runtime.services, runtime.factory)))
-    tasks += [asyncio.create_task(job) for job in plugins.background(stop)]
+    tasks += [asyncio.create_task(job) for job in plugins.background(stop, runtime.factory)]
     if settings.classifier.retrain_seconds:
         from postdesk.daemon.classify import schedule  # serve imports it only when it is on
 

@@ -3,46 +3,42 @@
 The process that spools mail (``serve``, or ``ingest`` beside its worker) reads the messages
 waiting in the spool, parsed as the worker will parse them (the first ``limit`` bytes of each),
 so its lookups have the very keys the worker's own would have, and leaves their answers in a
-:class:`FactsFolder` for the worker (see ``PluginRunner.start_looking_ahead``). The worker then
+:class:`~postdesk.plugins.facts.FactsFolder` for the worker (see ``PluginRunner.start_looking_ahead``). The worker then
 spends no time of its own on contacts and orders: a slow shop answers many messages at once
 in another process.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import time
+import functools
 from collections.abc import Container
 from pathlib import Path
-from typing import Any
 
 from postdesk.daemon.intake.spool import peek_waiting
 from postdesk.daemon.mail.parse import MessageRejected, parse_message
-from postdesk.plugins.snapshots import json_default
+from postdesk.plugins.facts import Upcoming, Waiting
 
-LookupKey = tuple[str, str]  # (sender address, subject and new text)
-Facts = dict[str, Any]
-
-EXPECTED, READY, PARTIAL = ".wait", ".json", ".part"  # file name endings in a FactsFolder
+LOOK_AHEAD_DEPTH = 64  # spooled messages looked ahead at, oldest first
+PEEK_BYTES = 65536  # of each: the headers and the start of the text
 
 
-def lookahead(
-    waiting: Path, depth: int, limit: int, seen: Container[str] = ()
-) -> list[tuple[str, LookupKey]]:
-    """(spool file name, lookup key) for the oldest ``depth`` messages waiting in ``waiting``,
-    but those named in ``seen`` (looked at already: neither read nor parsed again)."""
-    keys: list[tuple[str, LookupKey]] = []
+def waiting_in(folder: Path) -> Upcoming:
+    """What the look-ahead reads: the messages waiting in the spool folder ``folder``."""
+    return functools.partial(lookahead, folder, LOOK_AHEAD_DEPTH, PEEK_BYTES)
+
+
+def lookahead(waiting: Path, depth: int, limit: int, seen: Container[str] = ()) -> list[Waiting]:
+    """(spool file name, spool id, lookup key) for the oldest ``depth`` messages waiting in
+    ``waiting``, but those named in ``seen`` (looked at already: neither read nor parsed again)."""
+    keys: list[Waiting] = []
     for name, raw in peek_waiting(waiting, depth, limit, seen):
         try:
             parsed = parse_message(raw)
         except MessageRejected:
             continue  # the worker will hold it: nothing to look up
         if parsed.from_addr:
-            keys.append(
-                (name, (parsed.from_addr.lower(), lookup_text(parsed.subject, parsed.new_text)))
-            )
+            key = (parsed.from_addr.lower(), lookup_text(parsed.subject, parsed.new_text))
+            keys.append((name, spool_id_of(name), key))
     return keys
 
 
@@ -54,68 +50,3 @@ def lookup_text(subject: str, new_text: str) -> str:
 def spool_id_of(name: str) -> str:
     """The spool id in a waiting file's name (``<spool id>.<attempts>.eml``)."""
     return name.partition(".")[0]
-
-
-class FactsFolder:
-    """The facts looked up ahead of the worker: a small JSON file per spooled message.
-
-    The look-ahead marks a message as expected (``<spool id>.wait``) before its lookups
-    start, writes its facts (``<spool id>.json``, whole or not at all) once they answer, and
-    only then removes the mark; the worker takes the facts, or waits for them while the mark
-    is there. The files are a cache, never the only copy of anything: a missing one only
-    means that the worker looks up itself.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        """Keep the files in ``folder`` (made by :meth:`clear`)."""
-        self.folder = folder
-
-    def _path(self, spool_id: str, ending: str) -> str:
-        return os.path.join(self.folder, spool_id + ending)
-
-    def expect(self, spool_id: str) -> None:
-        """Mark the facts of ``spool_id`` as on their way."""
-        with open(self._path(spool_id, EXPECTED), "wb"):
-            pass
-
-    def expected(self, spool_id: str) -> bool:
-        """True while the facts of ``spool_id`` are on their way."""
-        return os.path.exists(self._path(spool_id, EXPECTED))
-
-    def put(self, spool_id: str, facts: Facts) -> None:
-        """Leave the facts of ``spool_id`` for the worker, then drop the mark."""
-        partial = self._path(spool_id, PARTIAL)
-        with open(partial, "w", encoding="utf-8") as handle:
-            json.dump(facts, handle, default=json_default)
-        os.replace(partial, self._path(spool_id, READY))
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._path(spool_id, EXPECTED))
-
-    def take(self, spool_id: str) -> Facts | None:
-        """The facts left for ``spool_id`` (removed from the folder), or None if there are none."""
-        path = self._path(spool_id, READY)
-        try:
-            with open(path, encoding="utf-8") as handle:
-                facts: Facts = json.load(handle)
-        except FileNotFoundError:
-            return None
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        return facts
-
-    def prune(self, older_than: float) -> int:
-        """Remove the files not touched for ``older_than`` seconds (their message was done
-        without them, or their look-ahead died); how many were removed."""
-        cutoff, removed = time.time() - older_than, 0
-        for entry in os.scandir(self.folder):
-            with contextlib.suppress(FileNotFoundError):
-                if entry.stat().st_mtime < cutoff:
-                    os.unlink(entry.path)
-                    removed += 1
-        return removed
-
-    def clear(self) -> None:
-        """Make the folder, or remove every file in it: when a look-ahead starts, before any
-        worker looks (the marks of one that stopped would make the worker wait in vain)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.prune(-1.0)

@@ -15,19 +15,21 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import threading
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Container, Coroutine, Mapping
-from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from postdesk.plugins.facade import Hooks
+from postdesk.plugins.facts import Facts, FactsFolder, LookupKey, Upcoming, Waiting
 from postdesk.plugins.host import PluginHost
-from postdesk.plugins.journal import EventJournal
-from postdesk.plugins.prefetch import Facts, FactsFolder, LookupKey, lookahead, spool_id_of
+from postdesk.plugins.journal import EVENT_HOOKS, EventJournal
 from postdesk.plugins.snapshots import Snapshot, freeze, thaw
 
 log = logging.getLogger("postdesk.plugins")
@@ -38,8 +40,6 @@ CACHE_ENTRIES = 2048
 LOOKUP_HOOKS = ("postdesk_lookup_contact", "postdesk_lookup_orders")
 CONTACT = "\0contact"  # cache key part: a contact is cached by address, not by text
 
-LOOK_AHEAD_DEPTH = 64  # spooled messages looked ahead at, oldest first
-PEEK_BYTES = 65536  # of each: the headers and the start of the text
 LOOK_AHEAD_PAUSE = 0.02  # seconds between two looks when nothing new waits
 SEEN_MEMORY = 4096  # spool file names remembered as looked ahead at
 STALE_SECONDS = 600.0  # facts files untouched this long are removed, every PRUNE_SECONDS
@@ -96,13 +96,19 @@ class PluginRunner:
         """Fire ``postdesk_notify`` for an alert about no ticket (relay, IMAP)."""
         self.notify(event, None, detail)
 
-    def background(self, stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
+    def background(
+        self, stop: asyncio.Event, factory: sessionmaker[Session]
+    ) -> list[Coroutine[Any, Any, None]]:
         """The plugins' long-running jobs (``async def serve(stop)``), for ``postdesk serve``:
         each runs on the plugins' loop thread (never on the caller's SMTP loop) and is told to
-        stop when ``stop`` is set; the coroutines returned end when the jobs do."""
+        stop when ``stop`` is set; the coroutines returned end when the jobs do. With them
+        runs the firing of the events the workers journal in ``factory``'s database."""
         if self.host is None:
             return []
-        return [self._on_plugin_loop(serve, stop) for serve in self.host.background()]
+        jobs = list(self.host.background())
+        if self.implemented(*EVENT_HOOKS):  # the workers leave their events to serve
+            jobs.append(functools.partial(self.journal.serve, factory))
+        return [self._on_plugin_loop(serve, stop) for serve in jobs]
 
     async def _on_plugin_loop(
         self, serve: Callable[[asyncio.Event], Coroutine[Any, Any, None]], stop: asyncio.Event
@@ -162,10 +168,11 @@ class PluginRunner:
 
     # --- looking ahead: lookups of the messages waiting, in the process that spools them --
 
-    def start_looking_ahead(self, waiting: Path) -> Callable[[], None]:
-        """Look up, on the plugins' loop, the messages waiting in the spool folder ``waiting``
-        and leave their facts in :attr:`ahead` for the worker; returns the function that
-        stops it. Does nothing when no plugin looks anything up.
+    def start_looking_ahead(self, upcoming: Upcoming) -> Callable[[], None]:
+        """Look up, on the plugins' loop, the messages ``upcoming(seen)`` finds waiting (see
+        :func:`postdesk.plugins.prefetch.waiting_in`) and leave their facts in :attr:`ahead`
+        for the worker; returns the function that stops it. Does nothing when no plugin looks
+        anything up.
 
         Called by the process that spools mail, so that the worker spends no time on lookups:
         by the time it reaches a message, its facts are usually there (see ``lookup``).
@@ -176,30 +183,32 @@ class PluginRunner:
         ahead.clear()  # marks of a look-ahead that is gone would make the worker wait
         loop = self._running_loop()
         stop = asyncio.Event()
-        self.submit(self._look_ahead(waiting, ahead, stop))
+        self.submit(self._look_ahead(upcoming, ahead, stop))
 
         def stop_looking() -> None:
             loop.call_soon_threadsafe(stop.set)
 
         return stop_looking
 
-    async def _look_ahead(self, waiting: Path, ahead: FactsFolder, stop: asyncio.Event) -> None:
+    async def _look_ahead(
+        self, upcoming: Upcoming, ahead: FactsFolder, stop: asyncio.Event
+    ) -> None:
         seen: dict[str, None] = {}  # spool files looked at, oldest first
         limit = asyncio.Semaphore(LOOKUP_CONCURRENCY)
         pruned_at = time.monotonic()
         while not stop.is_set():
             try:
-                fresh = await asyncio.to_thread(self._scan, waiting, ahead, frozenset(seen))
+                fresh = await asyncio.to_thread(self._scan, upcoming, ahead, frozenset(seen))
             except Exception:
                 log.exception("looking ahead in the spool failed")
                 fresh = []
-            for name, _key in fresh:
+            for name, _spool_id, _key in fresh:
                 seen[name] = None
             while len(seen) > SEEN_MEMORY:
                 del seen[next(iter(seen))]
-            for name, key in fresh:  # at most LOOKUP_CONCURRENCY at once
+            for _name, spool_id, key in fresh:  # at most LOOKUP_CONCURRENCY at once
                 await limit.acquire()
-                running = asyncio.ensure_future(self._look_up_ahead(ahead, spool_id_of(name), key))
+                running = asyncio.ensure_future(self._look_up_ahead(ahead, spool_id, key))
                 running.add_done_callback(lambda _done: limit.release())
             if time.monotonic() - pruned_at > PRUNE_SECONDS:
                 pruned_at = time.monotonic()
@@ -209,13 +218,11 @@ class PluginRunner:
                     await asyncio.wait_for(stop.wait(), LOOK_AHEAD_PAUSE)
 
     @staticmethod
-    def _scan(
-        waiting: Path, ahead: FactsFolder, seen: Container[str]
-    ) -> list[tuple[str, LookupKey]]:
-        """In a thread: the keys of the messages newly waiting, each marked as expected."""
-        fresh = lookahead(waiting, LOOK_AHEAD_DEPTH, PEEK_BYTES, seen)
-        for name, _key in fresh:
-            ahead.expect(spool_id_of(name))
+    def _scan(upcoming: Upcoming, ahead: FactsFolder, seen: Container[str]) -> list[Waiting]:
+        """In a thread: the messages newly waiting, each marked as expected."""
+        fresh = upcoming(seen)
+        for _name, spool_id, _key in fresh:
+            ahead.expect(spool_id)
         return fresh
 
     async def _look_up_ahead(self, ahead: FactsFolder, spool_id: str, key: LookupKey) -> None:

@@ -387,7 +387,8 @@ def test_the_spooling_process_looks_ahead_and_the_worker_takes_the_facts(
     slow shop, and leaves their facts; the worker (another runner, as in another process)
     takes them without asking the shop again."""
     from postdesk.daemon.intake.spool import Envelope, Spool
-    from postdesk.plugins.prefetch import FactsFolder, spool_id_of
+    from postdesk.plugins.facts import FactsFolder
+    from postdesk.plugins.prefetch import spool_id_of, waiting_in
     from tests.support import make_mail
 
     spool = Spool(tmp_path / "spool")
@@ -401,7 +402,7 @@ def test_the_spooling_process_looks_ahead_and_the_worker_takes_the_facts(
         shop.orders.update({f"2000{n}": {"id": f"2000{n}"} for n in range(12)})
         spooling, worker = _orders_runner(shop, folder), _orders_runner(shop, folder)
         try:
-            stop_looking = spooling.start_looking_ahead(spool.new)
+            stop_looking = spooling.start_looking_ahead(waiting_in(spool.new))
             time.sleep(1.5)  # 12 lookups of 0.2 s each: in parallel, well within this
             stop_looking()
             assert sorted(p for p, _auth in shop.requests) == sorted(
@@ -427,7 +428,7 @@ def test_the_worker_waits_for_facts_on_their_way_and_looks_up_when_they_never_co
     """A message marked as being looked up ahead: the worker's lookup waits for those facts
     instead of asking the shop; once the mark is gone without facts (the look-ahead stopped),
     it asks itself."""
-    from postdesk.plugins.prefetch import FactsFolder
+    from postdesk.plugins.facts import FactsFolder
 
     folder = FactsFolder(tmp_path / "lookups")
     folder.clear()
@@ -468,7 +469,7 @@ def test_looking_ahead_gives_the_key_the_worker_will_look_up(tmp_path: Path) -> 
     assert b"quoted-printable" in raw
     spool = Spool(tmp_path / "spool")
     spool.write(raw, Envelope("carol@example.org", ("support@example.com",), "smtp", time.time()))
-    [(_name, key)] = lookahead(spool.new, 8, 65536)
+    [(_name, _spool_id, key)] = lookahead(spool.new, 8, 65536)
     parsed = parse_message(raw)  # as the parse step sees it
     assert key == ("carol@example.org", f"{parsed.subject}\n{parsed.new_text}")
     assert "an older quoted line" not in key[1] and "=\n" not in key[1]
