@@ -39,6 +39,7 @@ from postdesk.daemon.sla import digest, escalation
 from postdesk.daemon.store.identity import daemon_id
 from postdesk.daemon.workerproc import WorkerProcess
 from postdesk.models.schema import OutboxItem
+from postdesk.plugins.journal import EVENT_HOOKS
 from postdesk.plugins.prefetch import waiting_in
 
 log = logging.getLogger("postdesk.serve")
@@ -139,6 +140,8 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
     stop.set()
     await asyncio.gather(*(each.stop(SHUTDOWN_TIMEOUT_SECONDS) for each in workers))
     stop_looking()
+    if plugins.implemented(*EVENT_HOOKS):  # the events of the workers' last messages
+        await asyncio.to_thread(plugins.journal.fire_owed_here, runtime.factory)
     _done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_TIMEOUT_SECONDS)
     for task in pending:
         task.cancel()

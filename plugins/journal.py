@@ -175,6 +175,17 @@ class EventJournal:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), POLL_SECONDS)
 
+    def fire_owed_here(self, factory: sessionmaker[Session]) -> None:
+        """Fire the rows in this process's name not fired yet: once more when serve stops,
+        for the events of the workers' last messages (if the database answers; else the
+        next start re-runs them)."""
+        try:
+            owed = self._owed_here(factory)
+        except Exception as error:
+            log.warning("plugin event journal: could not read it at stop: %s", error)
+            return
+        self.fire(owed)
+
     def _owed_here(self, factory: sessionmaker[Session]) -> list[OwedCall]:
         """The rows in this process's name not fired yet (read in two steps: the keys, then
         the arguments of the new ones only)."""
