@@ -200,8 +200,10 @@ class PluginRunner:
             try:
                 fresh = await asyncio.to_thread(self._scan, upcoming, ahead, frozenset(seen))
             except Exception:
-                log.exception("looking ahead in the spool failed")
-                fresh = []
+                log.exception("looking ahead in the spool failed; trying again in a second")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                continue
             for name, _spool_id, _key in fresh:
                 seen[name] = None
             while len(seen) > SEEN_MEMORY:
