@@ -15,9 +15,12 @@ from postdesk.daemon.outbound.templating import Templates
 from postdesk.daemon.preflight import ensure_data_dir
 from postdesk.daemon.services import Services
 from postdesk.daemon.store.db import make_engine, session_factory, transaction, upgrade_schema
+from postdesk.plugins.facts import FactsFolder
 from postdesk.plugins.host import load_plugins
 from postdesk.plugins.runner import PluginRunner
 from postdesk.plugins.snapshots import freeze
+
+FACTS = "lookups"  # in the data dir: what the plugins looked up ahead of the worker
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ def build_runtime(settings: Settings, secret: bytes, engine: Engine | None = Non
     """The runtime for a schema and secret already prepared; touches no database."""
     engine = engine or make_engine(settings.database_url)
     factory = session_factory(engine)
-    plugins = PluginRunner(load_plugins(settings, factory))
+    plugins = PluginRunner(load_plugins(settings, factory), FactsFolder(settings.data_dir / FACTS))
 
     def variables(name: str, context: Mapping[str, object]) -> Mapping[str, object]:
         return plugins.template_variables(name, freeze(context.get("ticket")))

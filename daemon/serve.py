@@ -39,6 +39,8 @@ from postdesk.daemon.sla import digest, escalation
 from postdesk.daemon.store.identity import daemon_id
 from postdesk.daemon.workerproc import WorkerProcess
 from postdesk.models.schema import OutboxItem
+from postdesk.plugins.journal import EVENT_HOOKS
+from postdesk.plugins.prefetch import waiting_in
 
 log = logging.getLogger("postdesk.serve")
 
@@ -91,6 +93,7 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
         *(settings, runtime.factory, runtime.spool, wake, plugins.alert, owner),
         on_oversize=partial(notice_sender, runtime.services, runtime.factory),
     )
+    stop_looking = plugins.start_looking_ahead(waiting_in(runtime.spool.new))  # before workers
     for each in workers:
         each.start()
     server = await start_smtp(handler, settings, tls)
@@ -117,7 +120,7 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
         tasks.append(asyncio.create_task(escalation.run(stop, runtime.services, runtime.factory)))
     if runtime.services.sla.digest is not None:
         tasks.append(asyncio.create_task(digest.run(stop, runtime.services, runtime.factory)))
-    tasks += [asyncio.create_task(job) for job in plugins.background(stop)]
+    tasks += [asyncio.create_task(job) for job in plugins.background(stop, runtime.factory)]
     if settings.classifier.retrain_seconds:
         from postdesk.daemon.classify import schedule  # serve imports it only when it is on
 
@@ -136,6 +139,9 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
     handler.closing = True
     stop.set()
     await asyncio.gather(*(each.stop(SHUTDOWN_TIMEOUT_SECONDS) for each in workers))
+    stop_looking()
+    if plugins.implemented(*EVENT_HOOKS):  # the events of the workers' last messages
+        await asyncio.to_thread(plugins.journal.fire_owed_here, runtime.factory)
     _done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_TIMEOUT_SECONDS)
     for task in pending:
         task.cancel()

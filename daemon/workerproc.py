@@ -151,6 +151,7 @@ def run_worker(
     counts = CountsRecorder(settings.data_dir, parent)
     worker = Worker(runtime.services, runtime.factory, runtime.spool, health, counts.observe)
     journal = runtime.services.plugins.journal  # plugin events: re-run a dead worker's
+    journal.fire_elsewhere(parent)  # serve fires them: plugin code never runs in the worker
     while not channel.stopping.value and os.getppid() == parent:
         if not health.ok and not worker.database_answers():
             channel.sleep(DOWN_PROBE_SECONDS)  # fixed and short: mail flows soon after recovery

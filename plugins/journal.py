@@ -8,6 +8,11 @@ skipped, not retried). When the process that fired it dies first (``kill -9``, a
 calls ``os._exit``), the row stays; the next :meth:`EventJournal.sweep` of a live process
 fires it again with the same ``event_id``, so plugins can tell a re-run from a new event.
 
+Under ``postdesk serve`` the worker processes leave the firing to ``serve`` (see
+:meth:`EventJournal.fire_elsewhere`): they write their rows in serve's name and fire nothing,
+and serve's :meth:`EventJournal.serve` job fires every row in its name that it has not fired
+yet, within ``POLL_SECONDS`` of its commit, so that plugin code never runs in a worker.
+
 A row belongs to its owner, ``host:pid``. A sweep takes over the rows of owners on its own host
 whose process is gone at once, and anyone's rows once their lease has run out (an owner on
 another host that died). An event that has been fired ``MAX_ATTEMPTS`` times without an answer
@@ -17,6 +22,7 @@ another host that died). An event that has been fired ``MAX_ATTEMPTS`` times wit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -44,7 +50,14 @@ log = logging.getLogger("postdesk.plugins")
 
 LEASE_SECONDS = 600.0  # how long an owner on another host has before its events are re-run
 SWEEP_SECONDS = 2.0  # answered rows are deleted, dead owners' rows re-run, this often
+POLL_SECONDS = 0.1  # how often serve looks for rows the workers wrote in its name
 MAX_ATTEMPTS = 3
+EVENT_HOOKS = (  # the hooks whose calls are journaled
+    "postdesk_ticket_created",
+    "postdesk_message_added",
+    "postdesk_ticket_updated",
+    "postdesk_notify",
+)
 DELETE_CHUNK = 500
 _TABLE = cast(Table, PluginEvent.__table__)
 _INSERT = insert(_TABLE)  # built once: each event passes only its values
@@ -59,9 +72,9 @@ class OwedCall:
     arguments: Mapping[str, Any]
 
 
-def owner_name() -> str:
-    """This process, as it owns journal rows: ``host:pid``."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+def owner_name(pid: int | None = None) -> str:
+    """This process (or process ``pid`` of this host), as it owns journal rows: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
 
 
 class EventJournal:
@@ -73,6 +86,15 @@ class EventJournal:
         self._answered: list[str] = []  # keys whose calls have all answered, not yet deleted
         self._lock = threading.Lock()
         self._swept_at = 0.0
+        self._firer: str | None = None  # who fires this process's rows, when not itself
+        self._fired: set[str] = set()  # keys fired by serve's job, until their rows are gone
+        self._firing: set[asyncio.Future[None]] = set()  # its calls in flight
+
+    def fire_elsewhere(self, pid: int) -> None:
+        """Leave the firing of this process's events to process ``pid`` of this host (the
+        worker's ``serve``, which runs :meth:`serve`): rows are written in its name, and
+        :meth:`fire` does nothing."""
+        self._firer = owner_name(pid)
 
     def record(
         self, session: Session, calls: Sequence[tuple[str, Mapping[str, Any]]]
@@ -83,7 +105,7 @@ class EventJournal:
         owed = [OwedCall(uuid.uuid4().hex, hook, arguments) for hook, arguments in calls]
         if not owed:
             return owed
-        now, owner = utcnow(), owner_name()
+        now, owner = utcnow(), self._firer or owner_name()
         written: dict[int, str] = {}
         lease_until = now + timedelta(seconds=LEASE_SECONDS)
         rows = [
@@ -103,7 +125,10 @@ class EventJournal:
 
     def fire(self, owed: Sequence[OwedCall]) -> None:
         """Fire recorded calls in the background (one hand-over to the plugins' loop for all);
-        each row is forgotten once its call is answered."""
+        each row is forgotten once its call is answered. Calls another process fires (see
+        :meth:`fire_elsewhere`) are left to it."""
+        if self._firer is not None:
+            return
         heard = []
         for call in owed:
             if self.runner.implemented(call.hook):
@@ -131,6 +156,63 @@ class EventJournal:
     def _answer(self, key: str) -> None:
         with self._lock:
             self._answered.append(key)
+
+    async def serve(self, factory: sessionmaker[Session], stop: asyncio.Event) -> None:
+        """In ``serve``, on the plugins' loop until ``stop`` is set: fire the rows the workers
+        wrote in this process's name, and sweep (:meth:`sweep`)."""
+        while not stop.is_set():
+            try:
+                owed = await asyncio.to_thread(self._owed_here, factory)
+            except Exception as error:
+                log.warning("plugin event journal: reading it failed, will retry: %s", error)
+                owed = []
+            if owed:
+                firing = asyncio.ensure_future(self._fire_all(owed))
+                self._firing.add(firing)
+                firing.add_done_callback(self._firing.discard)
+            await asyncio.to_thread(self.sweep, factory)
+            if not owed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), POLL_SECONDS)
+
+    def fire_owed_here(self, factory: sessionmaker[Session]) -> None:
+        """Fire the rows in this process's name not fired yet: once more when serve stops,
+        for the events of the workers' last messages (if the database answers; else the
+        next start re-runs them)."""
+        try:
+            owed = self._owed_here(factory)
+        except Exception as error:
+            log.warning("plugin event journal: could not read it at stop: %s", error)
+            return
+        self.fire(owed)
+
+    def _owed_here(self, factory: sessionmaker[Session]) -> list[OwedCall]:
+        """The rows in this process's name not fired yet (read in two steps: the keys, then
+        the arguments of the new ones only)."""
+        me = owner_name()
+        with factory() as session:
+            keys = set(session.scalars(select(_TABLE.c.key).where(_TABLE.c.owner == me)))
+            self._fired &= keys  # the rows deleted since are gone for good
+            new = keys - self._fired
+            if not new:
+                return []
+            rows = session.execute(
+                select(_TABLE.c.key, _TABLE.c.hook, _TABLE.c.arguments).where(_TABLE.c.key.in_(new))
+            ).all()
+        owed = []
+        for key, hook, arguments in rows:
+            self._fired.add(key)
+            try:
+                loaded = {k: freeze(v) for k, v in json.loads(arguments).items()}
+            except (ValueError, AttributeError) as error:
+                log.error("plugin event %s dropped: unreadable arguments: %s", key, error)
+                self._answer(key)
+                continue
+            if self.runner.implemented(hook):
+                owed.append(OwedCall(key, hook, loaded))
+            else:
+                self._answer(key)
+        return owed
 
     def sweep(self, factory: sessionmaker[Session], force: bool = False) -> None:
         """Delete the rows of answered calls and re-run the calls of dead owners; at most every
@@ -162,7 +244,7 @@ class EventJournal:
     def _take_over(self, factory: sessionmaker[Session]) -> list[OwedCall]:
         """Claim the rows of dead owners (one conditional UPDATE each, so of several live
         processes only one takes a row); the calls to fire again."""
-        me, now = owner_name(), utcnow()
+        me, now = self._firer or owner_name(), utcnow()
         with factory() as session:
             rows = session.execute(
                 select(_TABLE.c.key, _TABLE.c.owner, _TABLE.c.lease_until).where(
@@ -253,4 +335,4 @@ def _aware(at: datetime) -> datetime:
     return at if at.tzinfo is not None else at.replace(tzinfo=utcnow().tzinfo)
 
 
-__all__ = ["EventJournal", "OwedCall", "owner_name"]
+__all__ = ["EVENT_HOOKS", "EventJournal", "OwedCall", "owner_name"]

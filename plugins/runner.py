@@ -3,9 +3,11 @@
 The worker is synchronous and must never wait on a plugin longer than a lookup's timeout;
 the serve process must never run plugin code on its SMTP event loop. So the :class:`Hooks`
 facade, and the plugins' background jobs, run on an event loop in a background thread
-(started on first use): events are
-handed over and not waited for, lookups return a future the caller waits on with a deadline,
-and lookups run with bounded concurrency and a brief cache of their answers.
+(started on first use): events are handed over and not waited for, lookups return a future
+the caller waits on with a deadline, and lookups run with bounded concurrency and a brief
+cache of their answers. The process that spools mail looks the waiting messages up ahead of
+the worker and leaves their facts in files (:meth:`PluginRunner.start_looking_ahead`), so
+that the worker's own CPU goes to the pipeline, not to contacts and orders.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -21,9 +24,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Container, Coroutine, Mapping
 from typing import Any
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from postdesk.plugins.facade import Hooks
+from postdesk.plugins.facts import Facts, FactsFolder, LookupKey, Upcoming, Waiting
 from postdesk.plugins.host import PluginHost
-from postdesk.plugins.journal import EventJournal
+from postdesk.plugins.journal import EVENT_HOOKS, EventJournal
 from postdesk.plugins.snapshots import Snapshot, freeze, thaw
 
 log = logging.getLogger("postdesk.plugins")
@@ -34,28 +40,27 @@ CACHE_ENTRIES = 2048
 LOOKUP_HOOKS = ("postdesk_lookup_contact", "postdesk_lookup_orders")
 CONTACT = "\0contact"  # cache key part: a contact is cached by address, not by text
 
-PREFETCH_MEMORY = 4096  # spool file names remembered as looked ahead at
-PREFETCH_EVERY = 8  # messages between two looks ahead (each reaches further than that)
-Facts = dict[str, Any]
-Upcoming = Callable[[Container[str]], list[tuple[str, tuple[str, str]]]]
+LOOK_AHEAD_PAUSE = 0.02  # seconds between two looks when nothing new waits
+SEEN_MEMORY = 4096  # spool file names remembered as looked ahead at
+STALE_SECONDS = 600.0  # facts files untouched this long are removed, every PRUNE_SECONDS
+PRUNE_SECONDS = 60.0
+AHEAD_POLL_SECONDS = 0.01  # how often the worker looks for facts on their way
 
 
 class PluginRunner:
     """Calls hooks from synchronous code; a runner without a host does nothing."""
 
-    def __init__(self, host: PluginHost | None = None) -> None:
-        """Run ``host``'s hooks (each call with its plugin's timeout, see the facade)."""
+    def __init__(self, host: PluginHost | None = None, ahead: FactsFolder | None = None) -> None:
+        """Run ``host``'s hooks (each call with its plugin's timeout, see the facade); the
+        facts of messages looked up ahead are left in, and taken from, ``ahead``."""
         self.host = host
+        self.ahead = ahead
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        self._limit: asyncio.Semaphore | None = None
         self._cache: OrderedDict[tuple[str, str], tuple[float, Facts]] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._inflight: dict[tuple[str, str], asyncio.Future[Facts]] = {}
-        self._prefetching = False
-        self._prefetch_calls = 0
-        self._prefetched: dict[str, None] = {}  # spool files looked ahead at, oldest first
         self.journal = EventJournal(self)  # event calls recorded with their change (R-17)
 
     @property
@@ -91,13 +96,19 @@ class PluginRunner:
         """Fire ``postdesk_notify`` for an alert about no ticket (relay, IMAP)."""
         self.notify(event, None, detail)
 
-    def background(self, stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
+    def background(
+        self, stop: asyncio.Event, factory: sessionmaker[Session]
+    ) -> list[Coroutine[Any, Any, None]]:
         """The plugins' long-running jobs (``async def serve(stop)``), for ``postdesk serve``:
         each runs on the plugins' loop thread (never on the caller's SMTP loop) and is told to
-        stop when ``stop`` is set; the coroutines returned end when the jobs do."""
+        stop when ``stop`` is set; the coroutines returned end when the jobs do. With them
+        runs the firing of the events the workers journal in ``factory``'s database."""
         if self.host is None:
             return []
-        return [self._on_plugin_loop(serve, stop) for serve in self.host.background()]
+        jobs = list(self.host.background())
+        if self.implemented(*EVENT_HOOKS):  # the workers leave their events to serve
+            jobs.append(functools.partial(self.journal.serve, factory))
+        return [self._on_plugin_loop(serve, stop) for serve in jobs]
 
     async def _on_plugin_loop(
         self, serve: Callable[[asyncio.Event], Coroutine[Any, Any, None]], stop: asyncio.Event
@@ -117,17 +128,115 @@ class PluginRunner:
 
     # --- lookups: bounded, cached, waited for with a deadline ---------------------------
 
-    def lookup(self, email: str, text: str) -> concurrent.futures.Future[Facts] | None:
-        """Start gathering contact and order facts; None when no plugin looks anything up."""
+    def lookup(
+        self, email: str, text: str, spool_id: str = ""
+    ) -> concurrent.futures.Future[Facts] | None:
+        """Start gathering contact and order facts for the message ``spool_id``; None when no
+        plugin looks anything up. Facts looked up ahead (see :meth:`start_looking_ahead`) are
+        taken, or waited for while on their way, instead of looking up again."""
         if not self.implemented(*LOOKUP_HOOKS):
             return None
         key = (email.lower(), text)
-        cached = self._cached(key)
-        if cached is not None:
-            done: concurrent.futures.Future[Facts] = concurrent.futures.Future()
-            done.set_result(cached)
-            return done
-        return self.submit(self._lookup(key))
+        ahead, found = (self.ahead if spool_id else None), None
+        if ahead is not None:
+            found = ahead.take(spool_id)
+            if found is None and ahead.expected(spool_id):
+                return self.submit(self._wait_ahead(ahead, spool_id, key))
+            if found is None:  # the facts may have come between the two looks
+                found = ahead.take(spool_id)
+        if found is None:
+            found = self._cached(key)
+        if found is None:
+            return self.submit(self._lookup(key))
+        done: concurrent.futures.Future[Facts] = concurrent.futures.Future()
+        done.set_result(found)
+        return done
+
+    async def _wait_ahead(self, ahead: FactsFolder, spool_id: str, key: LookupKey) -> Facts:
+        """The facts looked up ahead for ``spool_id`` once they are there; the lookup's own
+        answer when the look-ahead gave up on them (its process stopped)."""
+        deadline = time.monotonic() + self.lookup_wait()
+        while time.monotonic() < deadline:
+            on_its_way = ahead.expected(spool_id)
+            found = ahead.take(spool_id)
+            if found is not None:
+                return found
+            if not on_its_way:
+                break
+            await asyncio.sleep(AHEAD_POLL_SECONDS)
+        return await self._lookup(key)
+
+    # --- looking ahead: lookups of the messages waiting, in the process that spools them --
+
+    def start_looking_ahead(self, upcoming: Upcoming) -> Callable[[], None]:
+        """Look up, on the plugins' loop, the messages ``upcoming(seen)`` finds waiting (see
+        :func:`postdesk.plugins.prefetch.waiting_in`) and leave their facts in :attr:`ahead`
+        for the worker; returns the function that stops it. Does nothing when no plugin looks
+        anything up.
+
+        Called by the process that spools mail, so that the worker spends no time on lookups:
+        by the time it reaches a message, its facts are usually there (see ``lookup``).
+        """
+        ahead = self.ahead
+        if ahead is None or not self.implemented(*LOOKUP_HOOKS):
+            return lambda: None
+        ahead.clear()  # marks of a look-ahead that is gone would make the worker wait
+        loop = self._running_loop()
+        stop = asyncio.Event()
+        self.submit(self._look_ahead(upcoming, ahead, stop))
+
+        def stop_looking() -> None:
+            loop.call_soon_threadsafe(stop.set)
+
+        return stop_looking
+
+    async def _look_ahead(
+        self, upcoming: Upcoming, ahead: FactsFolder, stop: asyncio.Event
+    ) -> None:
+        seen: dict[str, None] = {}  # spool files looked at, oldest first
+        limit = asyncio.Semaphore(LOOKUP_CONCURRENCY)
+        pruned_at = time.monotonic()
+        while not stop.is_set():
+            try:
+                fresh = await asyncio.to_thread(self._scan, upcoming, ahead, frozenset(seen))
+            except Exception:
+                log.exception("looking ahead in the spool failed; trying again in a second")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                continue
+            for name, _spool_id, _key in fresh:
+                seen[name] = None
+            while len(seen) > SEEN_MEMORY:
+                del seen[next(iter(seen))]
+            for _name, spool_id, key in fresh:  # at most LOOKUP_CONCURRENCY at once
+                await limit.acquire()
+                running = asyncio.ensure_future(self._look_up_ahead(ahead, spool_id, key))
+                running.add_done_callback(lambda _done: limit.release())
+            if time.monotonic() - pruned_at > PRUNE_SECONDS:
+                pruned_at = time.monotonic()
+                await asyncio.to_thread(ahead.prune, STALE_SECONDS)
+            if not fresh:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), LOOK_AHEAD_PAUSE)
+
+    @staticmethod
+    def _scan(upcoming: Upcoming, ahead: FactsFolder, seen: Container[str]) -> list[Waiting]:
+        """In a thread: the messages newly waiting, each marked as expected."""
+        fresh = upcoming(seen)
+        for _name, spool_id, _key in fresh:
+            ahead.expect(spool_id)
+        return fresh
+
+    async def _look_up_ahead(self, ahead: FactsFolder, spool_id: str, key: LookupKey) -> None:
+        try:
+            facts = await self._lookup(key)
+        except Exception:
+            log.exception("plugin lookups failed; notifying without them")
+            facts = {}
+        try:
+            ahead.put(spool_id, facts)
+        except OSError as error:  # the worker then looks up itself
+            log.warning("could not leave looked-up facts for the worker: %s", error)
 
     def facts(self, pending: concurrent.futures.Future[Facts] | None) -> Facts:
         """The facts a :meth:`lookup` gathered, or ``{}`` when none arrive within the timeout."""
@@ -181,45 +290,6 @@ class PluginRunner:
             await asyncio.to_thread(then, facts)
         except Exception:
             log.exception("completing what waited for the plugin lookups failed")
-
-    def prefetch(self, upcoming: Upcoming) -> None:
-        """Start lookups for what ``upcoming(seen)`` returns: (name, (email, text)) of the next
-        messages waiting but those named in ``seen`` (see
-        :func:`postdesk.plugins.prefetch.lookahead`); it runs in a thread.
-
-        The worker handles one message at a time; looking ahead lets a slow shop answer for
-        many messages at once (bounded concurrency), so that by the time the worker reaches
-        a message the plugins' caches hold its answers. One scan runs at a time, on every
-        PREFETCH_EVERY-th call (each hand-over to the loop thread costs the worker); returns at
-        once.
-        """
-        calls, self._prefetch_calls = self._prefetch_calls, self._prefetch_calls + 1
-        if calls % PREFETCH_EVERY or self._prefetching or not self.implemented(*LOOKUP_HOOKS):
-            return
-        self._prefetching = True
-        self.submit(self._prefetch(upcoming))
-
-    async def _prefetch(self, upcoming: Upcoming) -> None:
-        try:
-            fresh = await asyncio.to_thread(upcoming, frozenset(self._prefetched))
-            for name, _key in fresh:
-                self._prefetched[name] = None
-            while len(self._prefetched) > PREFETCH_MEMORY:
-                del self._prefetched[next(iter(self._prefetched))]
-            if self._limit is None:
-                self._limit = asyncio.Semaphore(LOOKUP_CONCURRENCY)
-            limit, ahead = self._limit, []
-            for _name, key in fresh:  # at most LOOKUP_CONCURRENCY at once, while the lookup
-                await limit.acquire()  # of the message in hand never waits for them
-                running = self._start(key)
-                running.add_done_callback(lambda _done: limit.release())
-                ahead.append(running)
-            if ahead:
-                await asyncio.wait(ahead)
-        except Exception:
-            log.exception("looking ahead in the spool failed")
-        finally:
-            self._prefetching = False
 
     async def _lookup(self, key: tuple[str, str]) -> Facts:
         """The facts for ``key`` (see :meth:`_start`)."""

@@ -357,17 +357,38 @@ def test_a_file_without_an_email_column_is_refused(tmp_path: Path) -> None:
         _import(tmp_path, path)
 
 
-def test_lookups_look_ahead_in_the_spool_so_a_slow_shop_answers_in_parallel(
-    tmp_path: Path,
-) -> None:
+def _orders_runner(shop: Shop, ahead: Any = None, timeout: float = 5.0) -> Any:
+    """A plugin runner with the order lookup against ``shop``, leaving or taking facts in
+    the facts folder ``ahead``."""
     import dataclasses
-    import functools
 
     from postdesk.daemon.config import PluginSettings
-    from postdesk.daemon.intake.spool import Envelope, Spool
     from postdesk.plugins.host import load_plugins
-    from postdesk.plugins.prefetch import lookahead
     from postdesk.plugins.runner import PluginRunner
+
+    options = {
+        "orders_http": {
+            "by_number_url": f"{shop.url}/orders/{{number}}",
+            "fields": {"number": "id"},
+        }
+    }
+    plugins = PluginSettings(
+        enabled=("postdesk.plugins.orders_http",),
+        lookup_timeout_seconds=timeout,
+        options=options,
+    )
+    return PluginRunner(load_plugins(dataclasses.replace(Settings(), plugins=plugins)), ahead)
+
+
+def test_the_spooling_process_looks_ahead_and_the_worker_takes_the_facts(
+    tmp_path: Path,
+) -> None:
+    """The process that spools mail looks the waiting messages up, many at once against a
+    slow shop, and leaves their facts; the worker (another runner, as in another process)
+    takes them without asking the shop again."""
+    from postdesk.daemon.intake.spool import Envelope, Spool
+    from postdesk.plugins.facts import FactsFolder
+    from postdesk.plugins.prefetch import spool_id_of, waiting_in
     from tests.support import make_mail
 
     spool = Spool(tmp_path / "spool")
@@ -375,29 +396,59 @@ def test_lookups_look_ahead_in_the_spool_so_a_slow_shop_answers_in_parallel(
     for n, sender in enumerate(senders):
         raw = make_mail(subject=f"Order 2000{n}", body="Where is it?\n", sender=sender)
         spool.write(raw, Envelope(sender, ("support@example.com",), "smtp", time.time()))
+    names = sorted(p.name for p in spool.new.iterdir())
+    folder = FactsFolder(tmp_path / "lookups")
     with Shop(delay=0.2) as shop:
-        options = {"orders_http": {"by_number_url": f"{shop.url}/orders/{{number}}"}}
-        settings = dataclasses.replace(
-            Settings(),
-            plugins=PluginSettings(enabled=("postdesk.plugins.orders_http",), options=options),
-        )
-        runner = PluginRunner(load_plugins(settings))
+        shop.orders.update({f"2000{n}": {"id": f"2000{n}"} for n in range(12)})
+        spooling, worker = _orders_runner(shop, folder), _orders_runner(shop, folder)
         try:
-            created = count_tasks(runner._running_loop())
-            runner.prefetch(functools.partial(lookahead, spool.new, 32, 65536))
+            stop_looking = spooling.start_looking_ahead(waiting_in(spool.new))
             time.sleep(1.5)  # 12 lookups of 0.2 s each: in parallel, well within this
+            stop_looking()
             assert sorted(p for p, _auth in shop.requests) == sorted(
                 f"/orders/2000{n}" for n in range(12)
             )
-            # The scan, then for each message one lookup and one shop request.
-            assert len(created) == 1 + 12 * 2, created
-            started = time.monotonic()
-            for n, sender in enumerate(senders):
-                runner.facts(runner.lookup(sender, f"Order 2000{n}\nWhere is it?\n"))
-            assert time.monotonic() - started < 0.5, "every answer came from the cache"
-            assert len(shop.requests) == 12
+            assert sorted(p.name for p in folder.folder.iterdir()) == sorted(
+                spool_id_of(name) + ".json" for name in names
+            )
+            for n, (sender, name) in enumerate(zip(senders, names, strict=True)):
+                pending = worker.lookup(sender, f"Order 2000{n}\nWhere is it?\n", spool_id_of(name))
+                assert pending.done(), "the facts were there"
+                assert [o["number"] for o in worker.facts(pending)["orders"]] == [f"2000{n}"]
+            assert len(shop.requests) == 12, "the worker asked the shop nothing"
+            assert not list(folder.folder.iterdir()), "the worker took every file"
         finally:
-            runner.close()
+            spooling.close()
+            worker.close()
+
+
+def test_the_worker_waits_for_facts_on_their_way_and_looks_up_when_they_never_come(
+    tmp_path: Path,
+) -> None:
+    """A message marked as being looked up ahead: the worker's lookup waits for those facts
+    instead of asking the shop; once the mark is gone without facts (the look-ahead stopped),
+    it asks itself."""
+    from postdesk.plugins.facts import FactsFolder
+
+    folder = FactsFolder(tmp_path / "lookups")
+    folder.clear()
+    with Shop() as shop:
+        worker = _orders_runner(shop, folder)
+        try:
+            folder.expect("s1")
+            pending = worker.lookup("c@example.org", "Order 10001", "s1")
+            time.sleep(0.2)
+            assert not pending.done() and not shop.requests, "it waits, and asks no one"
+            folder.put("s1", {"orders": [{"number": "looked up ahead"}]})
+            assert worker.facts(pending) == {"orders": [{"number": "looked up ahead"}]}
+
+            folder.expect("s2")
+            pending = worker.lookup("c@example.org", "Order 10002", "s2")
+            (folder.folder / "s2.wait").unlink()  # the look-ahead's process was stopped
+            assert [o["number"] for o in worker.facts(pending)["orders"]] == ["10002"]
+            assert [p for p, _auth in shop.requests] == ["/orders/10002"]
+        finally:
+            worker.close()
 
 
 def test_looking_ahead_gives_the_key_the_worker_will_look_up(tmp_path: Path) -> None:
@@ -418,7 +469,7 @@ def test_looking_ahead_gives_the_key_the_worker_will_look_up(tmp_path: Path) -> 
     assert b"quoted-printable" in raw
     spool = Spool(tmp_path / "spool")
     spool.write(raw, Envelope("carol@example.org", ("support@example.com",), "smtp", time.time()))
-    [(_name, key)] = lookahead(spool.new, 8, 65536)
+    [(_name, _spool_id, key)] = lookahead(spool.new, 8, 65536)
     parsed = parse_message(raw)  # as the parse step sees it
     assert key == ("carol@example.org", f"{parsed.subject}\n{parsed.new_text}")
     assert "an older quoted line" not in key[1] and "=\n" not in key[1]

@@ -202,3 +202,46 @@ def test_a_messages_events_are_fired_at_once_one_task_each(
         assert len(created) == 2, created
     finally:
         runner.close()
+
+
+def test_a_workers_events_are_fired_by_serve_never_in_the_worker(
+    factory: sessionmaker[Session],
+) -> None:
+    """Under ``serve`` the worker records its events in serve's name and fires none; serve's
+    job fires each one once (with the row's key as ``event_id``) and forgets it. A dead
+    process's event that the worker's sweep takes over is fired by serve too."""
+    import asyncio
+    import os
+
+    in_worker, in_serve = Recorder(), Recorder()
+    worker, serve = _runner(in_worker), _runner(in_serve)
+    worker.journal.fire_elsewhere(os.getpid())  # serve is this process here
+    stop = asyncio.Event()
+    try:
+        fired = _record(worker, factory, 1) + _record(worker, factory, 2)
+        worker.journal.fire(fired)
+        [job] = serve.background(stop, factory)
+        running = asyncio.run_coroutine_threadsafe(job, serve._running_loop())
+        wait_until(lambda: len(in_serve.calls) == 2, what="serve fires the worker's events")
+        assert sorted(in_serve.calls) == [(1, fired[0].key), (2, fired[1].key)]
+        wait_until(lambda: _rows(factory) == [], what="answered rows forgotten")
+
+        orphan = _record(worker, factory, 3)[0]
+        host = owner_name().rpartition(":")[0]
+        with transaction(factory) as session:
+            session.execute(update(PluginEvent).values(owner=f"{host}:{_dead_pid()}"))
+        worker.journal.sweep(factory, force=True)  # taken over, in serve's name
+        wait_until(lambda: len(in_serve.calls) == 3, what="serve re-runs the orphan")
+        assert in_serve.calls[2] == (3, orphan.key)
+        serve._running_loop().call_soon_threadsafe(stop.set)
+        running.result(timeout=10)
+
+        last = _record(worker, factory, 4)[0]  # the worker's last message, as serve stops
+        serve.journal.fire_owed_here(factory)
+        wait_until(lambda: len(in_serve.calls) == 4, what="the last event at stop")
+        assert in_serve.calls[3] == (4, last.key)
+        assert in_worker.calls == [], "no plugin code ran in the worker"
+    finally:
+        serve._running_loop().call_soon_threadsafe(stop.set)
+        worker.close()
+        serve.close()

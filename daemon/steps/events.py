@@ -18,6 +18,7 @@ from postdesk.daemon.pipeline import MessageContext
 from postdesk.daemon.steps.lookup import WATCHED
 from postdesk.daemon.store.views import message_dict, ticket_dict
 from postdesk.models.schema import Participant, Ticket
+from postdesk.plugins.journal import EVENT_HOOKS
 from postdesk.plugins.snapshots import Snapshot, freeze
 
 _PARTICIPANTS = cast(Table, Participant.__table__)
@@ -25,13 +26,6 @@ _ROLES = (  # built once: (email, role) of a ticket's participants, as the relat
     select(_PARTICIPANTS.c.email, _PARTICIPANTS.c.role)
     .where(_PARTICIPANTS.c.ticket_id == bindparam("ticket"))
     .order_by(_PARTICIPANTS.c.id)
-)
-
-EVENT_HOOKS = (
-    "postdesk_ticket_created",
-    "postdesk_message_added",
-    "postdesk_ticket_updated",
-    "postdesk_notify",
 )
 
 
