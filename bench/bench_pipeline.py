@@ -418,6 +418,10 @@ def main() -> None:
                 f" {old['pipeline_rate'] / bare:.3f}); worker CPU {old['cpu_ms']:.2f} ms/msg"
             )
             print(
+                f"  until the last ticket commit {old['worker_rate']:8.1f} msg/s (then"
+                f" {old['outbox_tail']:.1f} s of outbox); 250->committed p50 {old['lag50']:.0f} ms"
+            )
+            print(
                 f"  this checkout / baseline: rate x{result['pipeline_rate'] / old['pipeline_rate']:.2f},"
                 f" worker CPU per message x{result['cpu_ms'] / old['cpu_ms']:.2f}"
             )
