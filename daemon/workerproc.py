@@ -149,7 +149,7 @@ def run_worker(
     preload_models(settings.data_dir)  # scikit-learn and the models, before the first message
     health = DatabaseHealth(channel.database_ok)
     counts = CountsRecorder(settings.data_dir, parent)
-    worker = Worker(runtime.services, runtime.factory, runtime.spool, health, counts.observe)
+    worker = Worker(runtime.services, runtime.factory, runtime.spool, health, counts.count)
     journal = runtime.services.plugins.journal  # plugin events: re-run a dead worker's
     journal.fire_elsewhere(parent)  # serve fires them: plugin code never runs in the worker
     while not channel.stopping.value and os.getppid() == parent:
@@ -157,7 +157,9 @@ def run_worker(
             channel.sleep(DOWN_PROBE_SECONDS)  # fixed and short: mail flows soon after recovery
             continue
         journal.sweep(runtime.factory)
-        if not worker.process_batch():
+        if worker.process_batch():
+            counts.publish()  # once per batch: a file rewrite per message costs more than it tells
+        else:
             channel.sleep(1.0)
     runtime.services.plugins.drain(PLUGIN_DRAIN_SECONDS)  # events of the last messages
     journal.sweep(runtime.factory, force=True)  # forget the answered ones before exiting

@@ -37,6 +37,16 @@ def test_a_new_worker_removes_files_of_an_earlier_serve_and_publishes_its_own(
     _write(tmp_path, 14, WorkerCounts(serve_pid=100, outcomes={"stored": 2}))
     recorder = CountsRecorder(tmp_path, serve_pid=100)
     assert not counts_path(tmp_path, 13).exists(), "an earlier serve's counts are gone"
-    recorder.observe("stored", 0.01)
+    recorder.count("stored", 0.01)
+    recorder.publish()
     assert counts_path(tmp_path, os.getpid()).exists()
     assert read_counts(tmp_path).outcomes == {"stored": 3}, "a dead worker's counts still count"
+
+
+def test_counting_writes_nothing_until_the_counts_are_published(tmp_path: Path) -> None:
+    recorder = CountsRecorder(tmp_path, serve_pid=100)
+    recorder.count("stored", 0.01)
+    recorder.count("held", 0.02)
+    assert not counts_path(tmp_path, os.getpid()).exists(), "no file rewrite per message"
+    recorder.publish()
+    assert read_counts(tmp_path).outcomes == {"stored": 1, "held": 1}

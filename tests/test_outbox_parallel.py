@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import event
 
 from postdesk.daemon.outbound.sender import OutboxSender
 from tests.support import SmtpSink
@@ -60,6 +61,23 @@ def test_many_mails_over_few_persistent_connections(env: Env, relay: CountingSin
     assert 1 <= len(set(relay.peers)) <= 3, "connections are reused, at most 3 at a time"
     rows = outbox(env)
     assert {row.status for row in rows} == {"sent"} and {row.attempts for row in rows} == {1}
+
+
+def test_a_backlog_goes_out_in_few_write_transactions(env: Env) -> None:
+    """Each write transaction may queue behind the worker's group commit (SQLite has one
+    writer): 128 mails over 4 Maildir writers are claimed at once and recorded at once."""
+    for number in range(1, 129):
+        queue(env, number=number, to=f"c{number}@example.org")
+    transactions = 0
+
+    def count(*_args: object) -> None:
+        nonlocal transactions
+        transactions += 1
+
+    event.listen(env.engine, "begin", count)
+    assert drain(env.outbound(connections=4)) == 128
+    assert transactions == 3, "one claim, one finish, then the claim that finds nothing"
+    assert {row.status for row in outbox(env)} == {"sent"}
 
 
 def test_a_connection_the_relay_closed_is_replaced_without_a_failed_attempt(

@@ -1,8 +1,8 @@
 """What the worker processes have done, shared with ``serve`` through small JSON files.
 
 Workers run in their own processes, so their counts cannot live in serve's memory. After each
-message a worker rewrites its own ``<data_dir>/worker-counts.<pid>.json`` (write to a temporary
-name, then rename: a reader sees the old or the new file, never half of one); readers add up
+batch of messages a worker rewrites its own ``<data_dir>/worker-counts.<pid>.json`` (write to a
+temporary name, then rename: a reader sees the old or the new file, never half of one); readers add up
 the files of one serve. No fsync: these are statistics, and a restart of serve starts them
 afresh (each file carries serve's pid; files of an earlier serve are ignored and removed when a
 worker starts), which Prometheus handles as a counter reset.
@@ -76,7 +76,8 @@ def read_counts(data_dir: Path, serve_pid: int | None = None) -> WorkerCounts:
 
 
 class CountsRecorder:
-    """In the worker process: the ``Worker`` observer that keeps the counts file current."""
+    """In the worker process: counts each outcome (the ``Worker`` observer) and publishes the
+    counts file after each batch."""
 
     def __init__(self, data_dir: Path, serve_pid: int) -> None:
         self.path = counts_path(data_dir, os.getpid())
@@ -87,16 +88,23 @@ class CountsRecorder:
             if counts is not None and counts.serve_pid != serve_pid:
                 stale.unlink(missing_ok=True)
 
-    def observe(self, disposition: str, seconds: float) -> None:
-        """Count one outcome and its processing time, then publish the counts."""
+    def count(self, disposition: str, seconds: float) -> None:
+        """Count one outcome and its processing time, in memory only (see :meth:`publish`)."""
         counts = self.counts
         counts.outcomes[disposition] = counts.outcomes.get(disposition, 0) + 1
         counts.buckets[bisect.bisect_left(BUCKETS, seconds)] += 1
         counts.seconds_sum += seconds
+
+    def publish(self) -> None:
+        """Rewrite the counts file with what was counted so far.
+
+        The worker calls this once per batch: a file rewrite (create, write, rename over the
+        old one) cost about 0.7 ms per message when done after each one.
+        """
         path = self.path
         temporary = path.with_name(f".{path.name}.tmp")
         try:
-            temporary.write_text(json.dumps(asdict(counts)))
+            temporary.write_text(json.dumps(asdict(self.counts)))
             os.replace(temporary, path)
         except OSError as error:  # statistics must never stop the worker
             log.warning("cannot write %s: %s", path, error)
