@@ -138,11 +138,13 @@ def run_pipeline(
         )
         serve_cpu = cpu_seconds(serve.pid) - serve_before
         loop_cpu = cpu_seconds(serve.pid, serve.pid) - loop_before
+        worker_intake_cpu = cpu_seconds(worker) - cpu_before
         if args.intake_only:
             return {
                 "intake_rate": args.messages / wall,
                 "serve_cpu_ms": serve_cpu * 1000 / args.messages,
                 "loop_cpu_ms": loop_cpu * 1000 / args.messages,
+                "worker_intake_cpu_ms": worker_intake_cpu * 1000 / args.messages,
                 "p50": pct(latencies, 50),
                 "p99": pct(latencies, 99),
             }
@@ -168,6 +170,7 @@ def run_pipeline(
         "cpu_ms": cpu * 1000 / args.messages,
         "serve_cpu_ms": serve_cpu * 1000 / args.messages,
         "loop_cpu_ms": loop_cpu * 1000 / args.messages,
+        "worker_intake_cpu_ms": worker_intake_cpu * 1000 / args.messages,
         "per_cpu_second": args.messages / cpu if cpu else float("inf"),
         "p50": pct(latencies, 50),
         "p99": pct(latencies, 99),
@@ -466,6 +469,10 @@ def _print_intake(result: dict[str, float], bare: float) -> None:
         f"  serve CPU per message (intake): {result['serve_cpu_ms']:8.2f} ms"
         f"  (event loop thread {result['loop_cpu_ms']:.2f} ms; the rest: fsync and outbound"
         " threads)"
+    )
+    print(
+        f"  worker CPU meanwhile          : {result['worker_intake_cpu_ms']:8.2f} ms per message"
+        " received (it competes with intake for the cores)"
     )
     print(f"  DATA->250 p50/p99             : {result['p50']:.1f} / {result['p99']:.1f} ms")
 
