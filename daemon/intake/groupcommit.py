@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from postdesk.daemon.intake.spool import IncomingFile, Spool
 
@@ -14,14 +15,16 @@ log = logging.getLogger("postdesk.intake")
 
 class GroupCommit:
     """Flushes fully received messages to the spool in groups, one group at a time, off the
-    event loop (``Spool.commit_group`` in a thread). ``flushes`` counts the flushes so far:
-    one per group, however many messages it held."""
+    event loop (``Spool.commit_group`` in a thread of its own, so a flush never queues behind
+    the outbound sender's work in the loop's shared pool). ``flushes`` counts the flushes so
+    far: one per group, however many messages it held."""
 
     def __init__(self, spool: Spool) -> None:
         self.spool = spool
         self.flushes = 0
         self._waiting: list[tuple[IncomingFile, asyncio.Future[str | None]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="postdesk-spool")
 
     @property
     def waiting(self) -> int:
@@ -56,7 +59,8 @@ class GroupCommit:
     async def _flush(self, group: list[IncomingFile]) -> list[str] | list[None]:
         """One flush: the group's spool ids, or one None each when it failed (logged once)."""
         try:
-            return await asyncio.to_thread(self.spool.commit_group, group)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._thread, self.spool.commit_group, group)
         except Exception as error:  # a disk error or a bug: 451 to each, never 5xx
             log.error(
                 "spooling %d message(s) failed, answering 451 to each: %r",
