@@ -7,7 +7,9 @@
    rates and their ratio, the worker process's CPU per message and messages per worker-CPU
    second, serve's CPU per message during intake (SMTP and spooling), DATA->250 and
    250->committed latencies, and the RSS of serve + worker. ``--intake-only`` stops at the
-   last 250 (intake rate, serve CPU and DATA->250 only).
+   last 250 (intake rate, serve CPU and DATA->250 only); with ``--baseline-pythonpath`` and
+   ``--rounds N`` it alternates this checkout and the baseline (ABBA..., a bare run before each
+   round) and prints the medians.
 2. Steady load (``--steady-seconds``): mails offered at ``--steady-rate`` per second; p50/p99
    of DATA accepted -> ticket committed.
 3. In-process worker (``--in-process N``): the worker alone over N spooled new-ticket mails on
@@ -385,12 +387,20 @@ def main() -> None:
         help="stop each pipeline run at the last 250: intake rate, serve CPU, DATA->250",
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="with --intake-only and --baseline-pythonpath: alternating rounds, medians printed",
+    )
+    parser.add_argument(
         "--in-process", type=int, default=0, help="mails for the in-process worker loop; 0 skips"
     )
     args = parser.parse_args()
     load = os.getloadavg()[0]
     print(f"cpus {os.cpu_count()}, load average at start {load:.1f} (a shared machine)")
-    if args.messages:
+    if args.messages and args.intake_only and args.baseline_pythonpath and args.rounds > 1:
+        _intake_rounds(args)
+    elif args.messages:
         bare = args.messages / asyncio.run(_bare(args))
         with tempfile.TemporaryDirectory() as workdir:
             result = run_pipeline(args, Path(workdir))
@@ -492,6 +502,35 @@ def _print_pipeline(result: dict[str, float], bare: float) -> None:
         f"  RSS serve+worker              : first quarter {result['rss_early']:.1f} MiB,"
         f" last quarter {result['rss_late']:.1f} MiB, peak {result['rss_peak']:.1f} MiB"
     )
+
+
+def _intake_rounds(args: argparse.Namespace) -> None:
+    """Intake of this checkout and the baseline in alternating order, round after round (a
+    bare run first in each); per-run lines, then the medians."""
+    runs: dict[str, list[dict[str, float]]] = {"this checkout": [], "baseline": []}
+    paths = {"this checkout": "", "baseline": args.baseline_pythonpath}
+    for number in range(args.rounds):
+        bare = args.messages / asyncio.run(_bare(args))
+        order = list(runs) if number % 2 == 0 else list(reversed(runs))
+        for name in order:
+            with tempfile.TemporaryDirectory() as workdir:
+                result = run_pipeline(args, Path(workdir), paths[name])
+            result["ratio"] = result["intake_rate"] / bare
+            runs[name].append(result)
+            print(
+                f"round {number} {name:13s}: {result['intake_rate']:6.1f} msg/s (bare {bare:.1f},"
+                f" ratio {result['ratio']:.3f}), serve CPU {result['serve_cpu_ms']:.2f} ms/msg"
+                f" (loop {result['loop_cpu_ms']:.2f}), DATA->250 p50/p99 {result['p50']:.1f} /"
+                f" {result['p99']:.1f} ms"
+            )
+    for name, results in runs.items():
+        median = {key: statistics.median(r[key] for r in results) for key in results[0]}
+        print(
+            f"median {name:13s}: {median['intake_rate']:6.1f} msg/s, ratio to bare"
+            f" {median['ratio']:.3f}, serve CPU {median['serve_cpu_ms']:.2f} ms/msg (loop"
+            f" {median['loop_cpu_ms']:.2f}), DATA->250 p50/p99 {median['p50']:.1f} /"
+            f" {median['p99']:.1f} ms"
+        )
 
 
 async def _bare(args: argparse.Namespace) -> float:
