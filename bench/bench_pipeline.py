@@ -5,7 +5,11 @@
    acknowledgement and two agent notifications, written to the outbox Maildir). The postdesk
    rate runs until the last ticket is committed and its three mails are written. Prints both
    rates and their ratio, the worker process's CPU per message and messages per worker-CPU
-   second, DATA->250 and 250->committed latencies, and the RSS of serve + worker.
+   second, serve's CPU per message during intake (SMTP and spooling), DATA->250 and
+   250->committed latencies, and the RSS of serve + worker. ``--intake-only`` stops at the
+   last 250 (intake rate, serve CPU and DATA->250 only); with ``--baseline-pythonpath`` and
+   ``--rounds N`` it alternates this checkout and the baseline (ABBA..., a bare run before each
+   round) and prints the medians.
 2. Steady load (``--steady-seconds``): mails offered at ``--steady-rate`` per second; p50/p99
    of DATA accepted -> ticket committed.
 3. In-process worker (``--in-process N``): the worker alone over N spooled new-ticket mails on
@@ -72,9 +76,11 @@ def worker_pid(serve: int) -> int:
     raise SystemExit("no worker process found")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by process ``pid``."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, thread: int = 0) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (by its ``thread`` only when
+    given: the main thread of serve runs the event loop)."""
+    stat = Path(f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -125,12 +131,25 @@ def run_pipeline(
         expected = len(list(Path(models).glob("*.skops"))) if models else 0
         while (workdir / "daemon.log").read_bytes().count(b"model loaded from") < expected:
             time.sleep(0.2)  # the worker loads the models at start: not part of the burst
-        cpu_before = cpu_seconds(worker)
+        cpu_before, serve_before = cpu_seconds(worker), cpu_seconds(serve.pid)
+        loop_before = cpu_seconds(serve.pid, serve.pid)
         sampler.start()
         first = time.time()
         wall, accepted, latencies = asyncio.run(
             blast(port, args.messages, args.connections, args.size)
         )
+        serve_cpu = cpu_seconds(serve.pid) - serve_before
+        loop_cpu = cpu_seconds(serve.pid, serve.pid) - loop_before
+        worker_intake_cpu = cpu_seconds(worker) - cpu_before
+        if args.intake_only:
+            return {
+                "intake_rate": args.messages / wall,
+                "serve_cpu_ms": serve_cpu * 1000 / args.messages,
+                "loop_cpu_ms": loop_cpu * 1000 / args.messages,
+                "worker_intake_cpu_ms": worker_intake_cpu * 1000 / args.messages,
+                "p50": pct(latencies, 50),
+                "p99": pct(latencies, 99),
+            }
         engine = create_engine(f"sqlite:///{workdir / 'data' / 'postdesk.db'}")
         deadline = time.time() + 3600
         drained = 0.0  # when the last ticket was committed (the worker's part done)
@@ -156,6 +175,9 @@ def run_pipeline(
         "worker_rate": args.messages / (drained - first),
         "outbox_tail": done - drained,
         "cpu_ms": cpu * 1000 / args.messages,
+        "serve_cpu_ms": serve_cpu * 1000 / args.messages,
+        "loop_cpu_ms": loop_cpu * 1000 / args.messages,
+        "worker_intake_cpu_ms": worker_intake_cpu * 1000 / args.messages,
         "per_cpu_second": args.messages / cpu if cpu else float("inf"),
         "p50": pct(latencies, 50),
         "p99": pct(latencies, 99),
@@ -365,12 +387,25 @@ def main() -> None:
         " the pipeline is measured with them too, in the same run",
     )
     parser.add_argument(
+        "--intake-only",
+        action="store_true",
+        help="stop each pipeline run at the last 250: intake rate, serve CPU, DATA->250",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="with --intake-only and --baseline-pythonpath: alternating rounds, medians printed",
+    )
+    parser.add_argument(
         "--in-process", type=int, default=0, help="mails for the in-process worker loop; 0 skips"
     )
     args = parser.parse_args()
     load = os.getloadavg()[0]
     print(f"cpus {os.cpu_count()}, load average at start {load:.1f} (a shared machine)")
-    if args.messages:
+    if args.messages and args.intake_only and args.baseline_pythonpath and args.rounds > 1:
+        _intake_rounds(args)
+    elif args.messages:
         bare = args.messages / asyncio.run(_bare(args))
         with tempfile.TemporaryDirectory() as workdir:
             result = run_pipeline(args, Path(workdir))
@@ -378,26 +413,10 @@ def main() -> None:
             f"pipeline: {args.messages} mails x ~{args.size} B over {args.connections} connections"
         )
         print(f"  bare aiosmtpd                 : {bare:8.1f} msg/s")
-        print(f"  postdesk intake (250s)        : {result['intake_rate']:8.1f} msg/s")
-        print(
-            f"  postdesk full pipeline        : {result['pipeline_rate']:8.1f} msg/s"
-            f"  ratio to bare {result['pipeline_rate'] / bare:.3f}"
-        )
-        print(
-            f"  until the last ticket commit  : {result['worker_rate']:8.1f} msg/s"
-            f"  (then {result['outbox_tail']:.1f} s until the outbox wrote the last mail)"
-        )
-        print(
-            f"  worker CPU per message        : {result['cpu_ms']:8.2f} ms"
-            f"  ({result['per_cpu_second']:.0f} msg per worker-CPU-second)"
-        )
-        print(f"  DATA->250 p50/p99             : {result['p50']:.1f} / {result['p99']:.1f} ms")
-        print(f"  250->committed p50/p99        : {result['lag50']:.0f} / {result['lag99']:.0f} ms")
-        print(
-            f"  RSS serve+worker              : first quarter {result['rss_early']:.1f} MiB,"
-            f" last quarter {result['rss_late']:.1f} MiB, peak {result['rss_peak']:.1f} MiB"
-        )
-        if args.models:
+        _print_intake(result, bare)
+        if not args.intake_only:
+            _print_pipeline(result, bare)
+        if args.models and not args.intake_only:
             with tempfile.TemporaryDirectory() as workdir:
                 judged = run_pipeline(args, Path(workdir), models=args.models)
             print(f"with the classifier's models ({args.models}), same burst:")
@@ -413,18 +432,24 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as workdir:
                 old = run_pipeline(args, Path(workdir), args.baseline_pythonpath)
             print(f"baseline checkout ({args.baseline_pythonpath}), same burst:")
+            _print_intake(old, bare)
             print(
-                f"  full pipeline {old['pipeline_rate']:8.1f} msg/s (ratio to bare"
-                f" {old['pipeline_rate'] / bare:.3f}); worker CPU {old['cpu_ms']:.2f} ms/msg"
+                f"  this checkout / baseline: intake x{result['intake_rate'] / old['intake_rate']:.2f},"
+                f" serve CPU per message x{result['serve_cpu_ms'] / old['serve_cpu_ms']:.2f}"
             )
-            print(
-                f"  until the last ticket commit {old['worker_rate']:8.1f} msg/s (then"
-                f" {old['outbox_tail']:.1f} s of outbox); 250->committed p50 {old['lag50']:.0f} ms"
-            )
-            print(
-                f"  this checkout / baseline: rate x{result['pipeline_rate'] / old['pipeline_rate']:.2f},"
-                f" worker CPU per message x{result['cpu_ms'] / old['cpu_ms']:.2f}"
-            )
+            if not args.intake_only:
+                print(
+                    f"  full pipeline {old['pipeline_rate']:8.1f} msg/s (ratio to bare"
+                    f" {old['pipeline_rate'] / bare:.3f}); worker CPU {old['cpu_ms']:.2f} ms/msg"
+                )
+                print(
+                    f"  until the last ticket commit {old['worker_rate']:8.1f} msg/s (then"
+                    f" {old['outbox_tail']:.1f} s of outbox); 250->committed p50 {old['lag50']:.0f} ms"
+                )
+                print(
+                    f"  this checkout / baseline: rate x{result['pipeline_rate'] / old['pipeline_rate']:.2f},"
+                    f" worker CPU per message x{result['cpu_ms'] / old['cpu_ms']:.2f}"
+                )
     if args.in_process:
         with tempfile.TemporaryDirectory() as workdir:
             cpu_ms, statements = run_in_process(args, Path(workdir))
@@ -450,6 +475,74 @@ def main() -> None:
         print(
             f"  postdesk sender, {args.relay_connections} connections: {ours:8.1f} mails/s"
             f"  ratio {ours / plain:.2f}"
+        )
+
+
+def _print_intake(result: dict[str, float], bare: float) -> None:
+    """The intake lines of a pipeline run: rate (and ratio to bare), serve CPU, DATA->250."""
+    print(
+        f"  postdesk intake (250s)        : {result['intake_rate']:8.1f} msg/s"
+        f"  ratio to bare {result['intake_rate'] / bare:.3f}"
+    )
+    print(
+        f"  serve CPU per message (intake): {result['serve_cpu_ms']:8.2f} ms"
+        f"  (event loop thread {result['loop_cpu_ms']:.2f} ms; the rest: fsync and outbound"
+        " threads)"
+    )
+    print(
+        f"  worker CPU meanwhile          : {result['worker_intake_cpu_ms']:8.2f} ms per message"
+        " received (it competes with intake for the cores)"
+    )
+    print(f"  DATA->250 p50/p99             : {result['p50']:.1f} / {result['p99']:.1f} ms")
+
+
+def _print_pipeline(result: dict[str, float], bare: float) -> None:
+    """The full-pipeline lines of a pipeline run: rate, worker CPU, commit lag, RSS."""
+    print(
+        f"  postdesk full pipeline        : {result['pipeline_rate']:8.1f} msg/s"
+        f"  ratio to bare {result['pipeline_rate'] / bare:.3f}"
+    )
+    print(
+        f"  until the last ticket commit  : {result['worker_rate']:8.1f} msg/s"
+        f"  (then {result['outbox_tail']:.1f} s until the outbox wrote the last mail)"
+    )
+    print(
+        f"  worker CPU per message        : {result['cpu_ms']:8.2f} ms"
+        f"  ({result['per_cpu_second']:.0f} msg per worker-CPU-second)"
+    )
+    print(f"  250->committed p50/p99        : {result['lag50']:.0f} / {result['lag99']:.0f} ms")
+    print(
+        f"  RSS serve+worker              : first quarter {result['rss_early']:.1f} MiB,"
+        f" last quarter {result['rss_late']:.1f} MiB, peak {result['rss_peak']:.1f} MiB"
+    )
+
+
+def _intake_rounds(args: argparse.Namespace) -> None:
+    """Intake of this checkout and the baseline in alternating order, round after round (a
+    bare run first in each); per-run lines, then the medians."""
+    runs: dict[str, list[dict[str, float]]] = {"this checkout": [], "baseline": []}
+    paths = {"this checkout": "", "baseline": args.baseline_pythonpath}
+    for number in range(args.rounds):
+        bare = args.messages / asyncio.run(_bare(args))
+        order = list(runs) if number % 2 == 0 else list(reversed(runs))
+        for name in order:
+            with tempfile.TemporaryDirectory() as workdir:
+                result = run_pipeline(args, Path(workdir), paths[name])
+            result["ratio"] = result["intake_rate"] / bare
+            runs[name].append(result)
+            print(
+                f"round {number} {name:13s}: {result['intake_rate']:6.1f} msg/s (bare {bare:.1f},"
+                f" ratio {result['ratio']:.3f}), serve CPU {result['serve_cpu_ms']:.2f} ms/msg"
+                f" (loop {result['loop_cpu_ms']:.2f}), DATA->250 p50/p99 {result['p50']:.1f} /"
+                f" {result['p99']:.1f} ms"
+            )
+    for name, results in runs.items():
+        median = {key: statistics.median(r[key] for r in results) for key in results[0]}
+        print(
+            f"median {name:13s}: {median['intake_rate']:6.1f} msg/s, ratio to bare"
+            f" {median['ratio']:.3f}, serve CPU {median['serve_cpu_ms']:.2f} ms/msg (loop"
+            f" {median['loop_cpu_ms']:.2f}), DATA->250 p50/p99 {median['p50']:.1f} /"
+            f" {median['p99']:.1f} ms"
         )
 
 

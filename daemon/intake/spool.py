@@ -7,7 +7,8 @@ process, so the claims of a worker that died can be told from those of live ones
 (or ``open`` ... ``IncomingFile.commit`` for a message streamed in pieces) returns only after
 the bytes and the directory entry are on stable storage (write, flush, fsync, rename, fsync the
 directory), so a ``250`` that follows it is a promise a crash cannot break. ``write_many``
-keeps that promise for a group of messages with one sync of the file system for all of them.
+keeps that promise for a group of messages with one sync of the file system for all of them;
+``commit_group`` does the same for messages streamed in pieces (SMTP's group commit).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Container, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -119,6 +120,37 @@ class Spool:
                 path.unlink(missing_ok=True)
             raise
         return [spool_id for spool_id, _path in staged]
+
+    def commit_group(self, group: list[IncomingFile]) -> list[str]:
+        """Make a group of fully received messages durable; their spool ids, in order.
+
+        One message is committed on its own (fsync, rename, fsync of ``new/``: less than a sync
+        of the whole file system). A larger group is staged in ``tmp/`` unsynced, made durable
+        by one sync of the file system, renamed into ``new/``, and ``new/`` is synced once. On
+        any failure (OSError or a bug) none of the group is left in ``tmp/`` or ``new/`` (short
+        of one a worker claimed already, which the dedupe step recognises if sent again) and
+        the error is raised.
+        """
+        if len(group) == 1:
+            return [group[0].commit()]
+        renamed: list[Path] = []
+        try:
+            for incoming in group:
+                incoming.stage()
+            sync_file_system(self.tmp)
+            for incoming in group:
+                target = self.new / incoming.name
+                os.rename(incoming.path, target)
+                renamed.append(target)
+            fsync_dir(self.new)
+        except BaseException:
+            for incoming in group:
+                incoming.discard()  # one not staged yet: its open file, if any
+                incoming.path.unlink(missing_ok=True)
+            for path in renamed:
+                path.unlink(missing_ok=True)
+            raise
+        return [incoming.spool_id for incoming in group]
 
     def open(self, envelope: Envelope) -> IncomingFile:
         """Start a message to be written piece by piece (SMTP streams DATA here); see
@@ -223,7 +255,8 @@ class IncomingFile:
     def commit(self) -> str:
         """Write, fsync, rename into ``new/`` and fsync the folder; returns the spool id.
 
-        Raises OSError on any failure, after removing the partial file.
+        Raises OSError on any failure, after removing the file (from ``new/`` too: the message
+        is refused, so it must not be processed unless a worker claimed it already).
         """
         self._settled = True
         try:
@@ -234,8 +267,16 @@ class IncomingFile:
             fsync_dir(self._new)
         except BaseException:
             self.path.unlink(missing_ok=True)
+            (self._new / self.name).unlink(missing_ok=True)
             raise
         return self.spool_id
+
+    def stage(self) -> None:
+        """Write the whole message to its file in ``tmp/`` and close it, not synced: the
+        first step of ``Spool.commit_group``, which syncs, renames and cleans up."""
+        self._settled = True
+        with self._file():
+            pass
 
     def discard(self) -> None:
         """Drop the partial message, unless ``commit`` has started (it cleans up itself)."""
@@ -286,7 +327,7 @@ def new_spool_id() -> str:
 
 def _envelope_line(envelope: Envelope) -> bytes:
     """The first line of a spool file: the envelope as JSON."""
-    return json.dumps(asdict(envelope)).encode() + b"\n"
+    return json.dumps(vars(envelope)).encode() + b"\n"  # asdict's deep copy is not needed
 
 
 def _split_name(name: str) -> tuple[str, int]:
