@@ -161,8 +161,18 @@ def _single_byte(codec: str) -> bool:
 
 
 def no_surrogates(text: str) -> str:
-    """Replace lone surrogates (UTF-7 can produce them; databases refuse them) with U+FFFD."""
-    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
+    """Replace lone surrogates (UTF-7 can produce them; databases refuse them) with U+FFFD.
+
+    Text without any is told apart at C speed (ASCII in O(1), else a strict UTF-8 encode,
+    which fails exactly on surrogates): the regex search costs ~10 us per 4 KB body.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
 
 
 @functools.lru_cache(maxsize=256)
