@@ -23,6 +23,7 @@ from postdesk.daemon.outbound.compose import (
     _quoted_printable,
     clean_msgid,
     compose,
+    mailbox,
 )
 from postdesk.daemon.outbound.templating import (
     CUSTOMER_ACKNOWLEDGEMENT,
@@ -96,6 +97,19 @@ def test_clean_msgid() -> None:
     assert clean_msgid("<no-at>") is None
     assert clean_msgid("<" + "a" * 300 + "@b>") is None
     assert clean_msgid(None) is None
+    assert clean_msgid("<a@b>\n") == "<a@b>"  # a clean-looking id with a line end is cleaned
+    assert clean_msgid("<a\x00b@c>") == "<ab@c>"
+    assert clean_msgid("<" + "a" * 246 + "@b>") == "<" + "a" * 246 + "@b>"  # 250: the limit
+    assert clean_msgid("<" + "a" * 247 + "@b>") is None
+
+
+def test_mailbox_of_a_bare_address_and_of_one_that_needs_parsing() -> None:
+    assert mailbox("ana.b+x@example.org") == ("", "ana.b+x@example.org")
+    assert mailbox("ana@example.org\n") == ("", "ana@example.org")
+    assert mailbox("Ana <ana@example.org>") == ("Ana", "ana@example.org")
+    assert mailbox('"a b"@example.org') == ("", '"a b"@example.org')
+    with pytest.raises(ValueError):
+        mailbox("a" * 321 + "@example.org")
 
 
 def test_html_alternative_and_attachment() -> None:
