@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import binascii
 import dataclasses
 import email
 import email.policy
@@ -21,6 +22,8 @@ from postdesk.daemon.outbound.compose import (
     LINE,
     MAX_REFERENCES,
     _quoted_printable,
+    _surely_qp,
+    _text_part,
     clean_msgid,
     compose,
     mailbox,
@@ -149,6 +152,26 @@ def test_quoted_printable_bodies_are_the_stdlib_encoders_text() -> None:
         for eol in ("\n", "\r\n"):
             encoded = _quoted_printable(body.encode("latin-1"), eol)
             assert encoded == quoprimime.body_encode(body, LINE, eol)
+
+
+def test_the_quoted_printable_shortcut_never_overrules_the_stdlibs_choice() -> None:
+    """``_surely_qp`` only answers True where the sniff's QP is no longer than its base64, and
+    text parts take the transfer encoding the stdlib content manager gives, with its text."""
+    rnd = random.Random(9)
+    for _ in range(3000):
+        lines = [
+            "".join(rnd.choice(rnd.choice(["ab \t.", "ab=", "=\u00e9", "a"])) for _ in range(n))
+            for n in (rnd.randint(0, 300) for _ in range(rnd.randint(1, 12)))
+        ]
+        sniff = "\r\n".join(lines[:10]).encode() + b"\r\n"
+        if _surely_qp(sniff, min(len(lines), 10)):
+            assert len(_quoted_printable(sniff, "\n")) <= len(binascii.b2a_base64(sniff))
+        text = "\n".join(lines) + "\n"
+        reference = EmailMessage()
+        reference.set_content(text, charset="utf-8")
+        ours = email.message_from_bytes(_text_part("plain", text), policy=email.policy.default)
+        assert ours["Content-Transfer-Encoding"] == reference["Content-Transfer-Encoding"]
+        assert ours.get_content().replace("\r\n", "\n") == reference.get_content()
 
 
 def test_one_line() -> None:
