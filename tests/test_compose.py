@@ -179,6 +179,35 @@ def test_one_line() -> None:
     assert one_line("x" * 10, limit=5) == "xxxx…"
 
 
+def test_plugin_variables_are_asked_for_only_by_templates_that_may_read_them(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "customer").mkdir()
+    (tmp_path / "customer" / "acknowledgement.subject.j2").write_text("{{ ticket.tag }}")
+    (tmp_path / "customer" / "acknowledgement.txt.j2").write_text(
+        '{% include "customer/_greeting.txt.j2" %}Thanks.\n'
+    )
+    (tmp_path / "customer" / "_greeting.txt.j2").write_text("{{ plugins.greeting }} ")
+    (tmp_path / "customer" / "agent_reply.subject.j2").write_text("{{ ticket.tag }}")
+    (tmp_path / "customer" / "agent_reply.txt.j2").write_text("{{ text }}")
+    (tmp_path / "customer" / "agent_reply.html.j2").write_text("<p>{{ text }}</p>")
+    asked: list[str] = []
+
+    def variables(name: str, context: Any) -> dict[str, object]:
+        asked.append(name)
+        return {"greeting": "Ahoy,"}
+
+    settings = make_services(str(tmp_path)).settings
+    templates = Templates(settings, variables)
+    rendered = templates.render(CUSTOMER_ACKNOWLEDGEMENT, ack_context())
+    assert rendered.text == "Ahoy, Thanks.\n"  # named in an included template
+    reply = templates.render("customer/agent_reply", {"ticket": {"tag": "[X]"}, "text": "hi"})
+    assert reply.text == "hi"
+    assert asked == [CUSTOMER_ACKNOWLEDGEMENT]  # agent_reply never names plugins
+    assert templates.uses(CUSTOMER_ACKNOWLEDGEMENT, "ticket")
+    assert not templates.uses("customer/agent_reply", "plugins")
+
+
 def test_missing_variable_is_an_error() -> None:
     with pytest.raises(jinja2.UndefinedError):
         make_services().templates.render(CUSTOMER_ACKNOWLEDGEMENT, {"ticket": {}})
