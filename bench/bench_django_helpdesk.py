@@ -25,13 +25,18 @@ per message (user+sys of the child processes), the ratio postdesk/django-helpdes
 
     python bench/bench_django_helpdesk.py --workdir /tmp/dh-bench --messages 1000 --repeat 5
 
-The machine may be shared: the load average is printed; CPU per message depends less on it.
+``--baseline-python`` adds a third side to every repetition: the same ``postdesk`` steps run by
+another interpreter (e.g. the venv of a checkout of ``main``), so that a change is measured
+against its baseline in the same run; the ratio of both against django-helpdesk is printed.
+
+The machine may be shared: the load average is printed; CPU per message depends less on it,
+and user CPU (printed beside it) less still: system CPU (file creation, fsync) varies with the
+other I/O of the machine.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import resource
 import shutil
@@ -270,27 +275,37 @@ def prepare_django(python: Path, workdir: Path, version: str) -> Path:
     return project
 
 
-def byte_compile_postdesk() -> None:
-    """Compile postdesk's modules to bytecode, as ``pip install`` does for a regular install."""
-    folders = []
+BYTE_COMPILE = textwrap.dedent(
+    """
+    import compileall, importlib.util, sys
+
     for package in ("postdesk.daemon", "postdesk.models", "postdesk.plugins"):
         spec = importlib.util.find_spec(package)
         if spec is None or spec.submodule_search_locations is None:
-            raise BenchError(f"{package} is not installed")
-        folders.extend(spec.submodule_search_locations)
-    run([sys.executable, "-m", "compileall", "-q", *folders], "byte-compiling postdesk")
+            sys.exit(f"{package} is not installed")
+        for folder in spec.submodule_search_locations:
+            if not compileall.compile_dir(folder, quiet=1):
+                sys.exit(f"cannot byte-compile {folder}")
+    """
+)
 
 
-def prepare_postdesk(workdir: Path) -> Path:
-    """A postdesk database with the schema of this checkout (``postdesk init``)."""
-    byte_compile_postdesk()
-    data = workdir / "postdesk-template"
+def byte_compile_postdesk(python: str) -> None:
+    """Compile the modules of the postdesk that ``python`` imports to bytecode, as ``pip
+    install`` does for a regular install."""
+    run([python, "-c", BYTE_COMPILE], f"byte-compiling postdesk for {python}")
+
+
+def prepare_postdesk(workdir: Path, python: str, name: str) -> Path:
+    """A postdesk database with the schema of the postdesk ``python`` imports (``init``)."""
+    byte_compile_postdesk(python)
+    data = workdir / f"{name}-template"
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
     config = data / "postdesk.toml"
     config.write_text(POSTDESK_CONFIG.format(data=data / "data"))
-    cli = [sys.executable, "-m", "postdesk.daemon.cli", "--config", str(config)]
-    run([*cli, "init"], "postdesk init")
+    cli = [python, "-m", "postdesk.daemon.cli", "--config", str(config)]
+    run([*cli, "init"], f"{name} init")
     return data / "data" / "postdesk.db"
 
 
@@ -316,29 +331,37 @@ def child_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def child_system_cpu() -> float:
+    """System (kernel) CPU seconds of all waited-for child processes so far: file creation,
+    fsync and the like, which varies with the other I/O of a shared machine."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime
+
+
 def count(database: Path, query: str) -> int:
     """The single integer ``query`` returns from ``database``."""
     with sqlite3.connect(database) as connection:
         return int(connection.execute(query).fetchone()[0])
 
 
-def run_postdesk(folder: Path, template: Path, mails: list[bytes]) -> dict[str, float]:
-    """``postdesk ingest`` of the mails, then the outbox written; times, CPU, counts."""
+def run_postdesk(python: str, folder: Path, template: Path, mails: list[bytes]) -> dict[str, float]:
+    """``postdesk ingest`` of the mails by ``python``, then the outbox written; times, CPU,
+    counts."""
     data = folder / "data"
     copy_database(template, data / "postdesk.db")
     config = folder / "postdesk.toml"
     config.write_text(POSTDESK_CONFIG.format(data=data))
     write_mails(folder / "mail", mails)
-    cli = [sys.executable, "-m", "postdesk.daemon.cli", "--config", str(config)]
-    cpu, started = child_cpu(), time.perf_counter()
+    cli = [python, "-m", "postdesk.daemon.cli", "--config", str(config)]
+    cpu, system, started = child_cpu(), child_system_cpu(), time.perf_counter()
     run([*cli, "ingest", str(folder / "mail")], "postdesk ingest")
     ingested, ingest_cpu = time.perf_counter(), child_cpu()
-    run([sys.executable, "-c", FLUSH_OUTBOX, str(config)], "writing postdesk's outbox")
+    run([python, "-c", FLUSH_OUTBOX, str(config)], "writing postdesk's outbox")
     finished = time.perf_counter()
     outbox = data / "outbox-sent" / "new"
     return {
         "wall": finished - started,
         "cpu": child_cpu() - cpu,
+        "system": child_system_cpu() - system,
         "ingest_wall": ingested - started,
         "ingest_cpu": ingest_cpu - cpu,
         "tickets": count(data / "postdesk.db", "SELECT count(*) FROM tickets"),
@@ -356,7 +379,7 @@ def run_django(python: Path, project: Path, folder: Path, mails: list[bytes]) ->
     shutil.rmtree(inbox)
     write_mails(inbox, mails)
     env = django_env(project, database, outbox)
-    cpu, started = child_cpu(), time.perf_counter()
+    cpu, system, started = child_cpu(), child_system_cpu(), time.perf_counter()
     run([str(python), "manage.py", "get_email", "--quiet"], "get_email", cwd=project, env=env)
     finished = time.perf_counter()
     sent = sum(
@@ -365,16 +388,24 @@ def run_django(python: Path, project: Path, folder: Path, mails: list[bytes]) ->
     return {
         "wall": finished - started,
         "cpu": child_cpu() - cpu,
+        "system": child_system_cpu() - system,
         "tickets": count(database, "SELECT count(*) FROM helpdesk_ticket"),
         "sent": sent,
     }
+
+
+def _user(result: dict[str, float]) -> float:
+    """User CPU seconds of a run (its CPU less the kernel's share)."""
+    return result["cpu"] - result["system"]
 
 
 def describe(name: str, result: dict[str, float], total: int) -> str:
     """One line of a run's figures."""
     return (
         f"  {name:<15} {total / result['wall']:8.1f} msg/s  {result['cpu'] * 1000 / total:7.2f} ms"
-        f" CPU/msg  {int(result['tickets'])} tickets, {int(result['sent'])} mails written"
+        f" CPU/msg (user {(result['cpu'] - result['system']) * 1000 / total:.2f}, system"
+        f" {result['system'] * 1000 / total:.2f})  {int(result['tickets'])} tickets,"
+        f" {int(result['sent'])} mails written"
     )
 
 
@@ -391,6 +422,11 @@ def main() -> int:
         help="keeps the venv and migrated project for reruns (else a temp dir)",
     )
     parser.add_argument("--keep", action="store_true", help="keep each run's files and databases")
+    parser.add_argument(
+        "--baseline-python",
+        metavar="PYTHON",
+        help="also run postdesk with this interpreter (e.g. a venv of main), in the same pairs",
+    )
     args = parser.parse_args()
     if args.messages < 1 or args.repeat < 1:
         parser.error("--messages and --repeat must be at least 1")
@@ -413,25 +449,29 @@ def compare(args: argparse.Namespace, workdir: Path) -> int:
     """The paired repetitions; 0 when every run stored every ticket."""
     python, version = ensure_venv(workdir, args.helpdesk_version)
     project = prepare_django(python, workdir, version)
-    template = prepare_postdesk(workdir)
+    postdesks = {"postdesk": sys.executable}
+    if args.baseline_python:
+        postdesks["baseline"] = args.baseline_python
+    templates = {name: prepare_postdesk(workdir, exe, name) for name, exe in postdesks.items()}
     mails = [message(number, args.size) for number in range(args.messages)]
     total = args.messages
     print(
         f"{total} mails x {statistics.mean(map(len, mails)):.0f} B, django-helpdesk {version},"
         f" cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} (a shared machine)"
     )
-    runs: dict[str, list[dict[str, float]]] = {"postdesk": [], "django-helpdesk": []}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in postdesks}
+    runs["django-helpdesk"] = []
     honest = True
     for repetition in range(args.repeat):
         folder = workdir / f"run-{repetition}"
         shutil.rmtree(folder, ignore_errors=True)
-        order = ["postdesk", "django-helpdesk"]
+        order = list(runs)
         if repetition % 2:
             order.reverse()
-        print(f"repetition {repetition + 1} ({' first, '.join(order)} second):", flush=True)
+        print(f"repetition {repetition + 1} (order: {', '.join(order)}):", flush=True)
         for name in order:
-            if name == "postdesk":
-                result = run_postdesk(folder / "postdesk", template, mails)
+            if name in postdesks:
+                result = run_postdesk(postdesks[name], folder / name, templates[name], mails)
             else:
                 result = run_django(python, project, folder / "django", mails)
             runs[name].append(result)
@@ -441,25 +481,41 @@ def compare(args: argparse.Namespace, workdir: Path) -> int:
                 print(f"  !! {name} stored {int(result['tickets'])} tickets, not {total}")
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
-    ours, theirs = runs["postdesk"], runs["django-helpdesk"]
-    rate_ratios = [t["wall"] / o["wall"] for o, t in zip(ours, theirs, strict=True)]
-    cpu_ratios = [t["cpu"] / o["cpu"] for o, t in zip(ours, theirs, strict=True)]
     print(f"medians of {args.repeat} paired runs (load average now {os.getloadavg()[0]:.1f}):")
     for name, results in runs.items():
         rate = statistics.median(total / r["wall"] for r in results)
         cpu = statistics.median(r["cpu"] * 1000 / total for r in results)
-        print(f"  {name:<15} {rate:8.1f} msg/s  {cpu:7.2f} ms CPU/msg")
-    ingest_rate = statistics.median(total / r["ingest_wall"] for r in ours)
-    ingest_cpu = statistics.median(r["ingest_cpu"] * 1000 / total for r in ours)
-    print(
-        f"  postdesk ingest alone (outbox rows stored, not yet written): {ingest_rate:.1f} msg/s,"
-        f" {ingest_cpu:.2f} ms CPU/msg"
-    )
-    print(
-        f"ratio postdesk/django-helpdesk: rate x{statistics.median(rate_ratios):.2f}"
-        f" (per pair {', '.join(f'{r:.2f}' for r in rate_ratios)}),"
-        f" CPU per message (theirs/ours) x{statistics.median(cpu_ratios):.2f}; target >= 3x"
-    )
+        user = statistics.median((r["cpu"] - r["system"]) * 1000 / total for r in results)
+        print(f"  {name:<15} {rate:8.1f} msg/s  {cpu:7.2f} ms CPU/msg (user {user:.2f})")
+    theirs = runs["django-helpdesk"]
+    for name in postdesks:
+        ours = runs[name]
+        ingest_rate = statistics.median(total / r["ingest_wall"] for r in ours)
+        ingest_cpu = statistics.median(r["ingest_cpu"] * 1000 / total for r in ours)
+        print(
+            f"  {name} ingest alone (outbox rows stored, not yet written): {ingest_rate:.1f}"
+            f" msg/s, {ingest_cpu:.2f} ms CPU/msg"
+        )
+    for name in postdesks:
+        ours = runs[name]
+        rate_ratios = [t["wall"] / o["wall"] for o, t in zip(ours, theirs, strict=True)]
+        cpu_ratios = [t["cpu"] / o["cpu"] for o, t in zip(ours, theirs, strict=True)]
+        user_ratios = [_user(t) / _user(o) for o, t in zip(ours, theirs, strict=True)]
+        print(
+            f"ratio {name}/django-helpdesk: rate x{statistics.median(rate_ratios):.2f}"
+            f" (per pair {', '.join(f'{r:.2f}' for r in rate_ratios)}),"
+            f" CPU per message (theirs/ours) x{statistics.median(cpu_ratios):.2f}"
+            f" (user CPU x{statistics.median(user_ratios):.2f}); target >= 3x"
+        )
+    if "baseline" in runs:
+        pairs = list(zip(runs["postdesk"], runs["baseline"], strict=True))
+        cpu_gain = [b["cpu"] / o["cpu"] for o, b in pairs]
+        user_gain = [_user(b) / _user(o) for o, b in pairs]
+        print(
+            f"CPU per message baseline/postdesk: x{statistics.median(cpu_gain):.3f}"
+            f" (per run {', '.join(f'{r:.3f}' for r in cpu_gain)}); user CPU"
+            f" x{statistics.median(user_gain):.3f} (per run {', '.join(f'{r:.3f}' for r in user_gain)})"
+        )
     if not honest:
         print("FAILED: a run did not store every mail as a ticket; the ratios are not comparable")
         return 1

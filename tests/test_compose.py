@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import binascii
 import dataclasses
 import email
 import email.policy
@@ -21,8 +22,11 @@ from postdesk.daemon.outbound.compose import (
     LINE,
     MAX_REFERENCES,
     _quoted_printable,
+    _surely_qp,
+    _text_part,
     clean_msgid,
     compose,
+    mailbox,
 )
 from postdesk.daemon.outbound.templating import (
     CUSTOMER_ACKNOWLEDGEMENT,
@@ -96,6 +100,19 @@ def test_clean_msgid() -> None:
     assert clean_msgid("<no-at>") is None
     assert clean_msgid("<" + "a" * 300 + "@b>") is None
     assert clean_msgid(None) is None
+    assert clean_msgid("<a@b>\n") == "<a@b>"  # a clean-looking id with a line end is cleaned
+    assert clean_msgid("<a\x00b@c>") == "<ab@c>"
+    assert clean_msgid("<" + "a" * 246 + "@b>") == "<" + "a" * 246 + "@b>"  # 250: the limit
+    assert clean_msgid("<" + "a" * 247 + "@b>") is None
+
+
+def test_mailbox_of_a_bare_address_and_of_one_that_needs_parsing() -> None:
+    assert mailbox("ana.b+x@example.org") == ("", "ana.b+x@example.org")
+    assert mailbox("ana@example.org\n") == ("", "ana@example.org")
+    assert mailbox("Ana <ana@example.org>") == ("Ana", "ana@example.org")
+    assert mailbox('"a b"@example.org') == ("", '"a b"@example.org')
+    with pytest.raises(ValueError):
+        mailbox("a" * 321 + "@example.org")
 
 
 def test_html_alternative_and_attachment() -> None:
@@ -137,9 +154,58 @@ def test_quoted_printable_bodies_are_the_stdlib_encoders_text() -> None:
             assert encoded == quoprimime.body_encode(body, LINE, eol)
 
 
+def test_the_quoted_printable_shortcut_never_overrules_the_stdlibs_choice() -> None:
+    """``_surely_qp`` only answers True where the sniff's QP is no longer than its base64, and
+    text parts take the transfer encoding the stdlib content manager gives, with its text."""
+    rnd = random.Random(9)
+    for _ in range(3000):
+        lines = [
+            "".join(rnd.choice(rnd.choice(["ab \t.", "ab=", "=\u00e9", "a"])) for _ in range(n))
+            for n in (rnd.randint(0, 300) for _ in range(rnd.randint(1, 12)))
+        ]
+        sniff = "\r\n".join(lines[:10]).encode() + b"\r\n"
+        if _surely_qp(sniff, min(len(lines), 10)):
+            assert len(_quoted_printable(sniff, "\n")) <= len(binascii.b2a_base64(sniff))
+        text = "\n".join(lines) + "\n"
+        reference = EmailMessage()
+        reference.set_content(text, charset="utf-8")
+        ours = email.message_from_bytes(_text_part("plain", text), policy=email.policy.default)
+        assert ours["Content-Transfer-Encoding"] == reference["Content-Transfer-Encoding"]
+        assert ours.get_content().replace("\r\n", "\n") == reference.get_content()
+
+
 def test_one_line() -> None:
     assert one_line(" a\r\n b\u2028c\x00d\u202e ") == "a b c d"
     assert one_line("x" * 10, limit=5) == "xxxx…"
+
+
+def test_plugin_variables_are_asked_for_only_by_templates_that_may_read_them(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "customer").mkdir()
+    (tmp_path / "customer" / "acknowledgement.subject.j2").write_text("{{ ticket.tag }}")
+    (tmp_path / "customer" / "acknowledgement.txt.j2").write_text(
+        '{% include "customer/_greeting.txt.j2" %}Thanks.\n'
+    )
+    (tmp_path / "customer" / "_greeting.txt.j2").write_text("{{ plugins.greeting }} ")
+    (tmp_path / "customer" / "agent_reply.subject.j2").write_text("{{ ticket.tag }}")
+    (tmp_path / "customer" / "agent_reply.txt.j2").write_text("{{ text }}")
+    (tmp_path / "customer" / "agent_reply.html.j2").write_text("<p>{{ text }}</p>")
+    asked: list[str] = []
+
+    def variables(name: str, context: Any) -> dict[str, object]:
+        asked.append(name)
+        return {"greeting": "Ahoy,"}
+
+    settings = make_services(str(tmp_path)).settings
+    templates = Templates(settings, variables)
+    rendered = templates.render(CUSTOMER_ACKNOWLEDGEMENT, ack_context())
+    assert rendered.text == "Ahoy, Thanks.\n"  # named in an included template
+    reply = templates.render("customer/agent_reply", {"ticket": {"tag": "[X]"}, "text": "hi"})
+    assert reply.text == "hi"
+    assert asked == [CUSTOMER_ACKNOWLEDGEMENT]  # agent_reply never names plugins
+    assert templates.uses(CUSTOMER_ACKNOWLEDGEMENT, "ticket")
+    assert not templates.uses("customer/agent_reply", "plugins")
 
 
 def test_missing_variable_is_an_error() -> None:

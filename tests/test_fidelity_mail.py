@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from postdesk.daemon.mail.charset import decode_bytes
+from postdesk.daemon.mail.charset import decode_bytes, no_surrogates
 from postdesk.daemon.mail.headers import decode_words
 from postdesk.daemon.mail.parse import parse_message
 
@@ -105,3 +105,25 @@ def test_many_at_signs_in_a_name_parse_quickly() -> None:
 def test_outlook_express_big5_label_is_big5() -> None:
     text = "我知道你需要更多機會"
     assert decode_bytes(text.encode("big5"), "chinesebig5", [], "x") == text
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        ("plain ascii", "plain ascii"),
+        ("caf\u00e9 \u20ac \U0001f600", "caf\u00e9 \u20ac \U0001f600"),  # astral: no surrogate
+        ("a\ud800b", "a\ufffdb"),
+        ("\udc80 tail", "\ufffd tail"),
+        (
+            "\ud83d\ude00 \u00e9",
+            "\ufffd\ufffd \u00e9",
+        ),  # a surrogate pair in a str is two lone ones
+    ],
+)
+def test_lone_surrogates_become_replacement_characters(text: str, cleaned: str) -> None:
+    assert no_surrogates(text) == cleaned
+    assert no_surrogates(text).encode("utf-8").decode("utf-8") == cleaned
+
+
+def test_utf7_surrogates_from_a_declared_charset_are_replaced() -> None:
+    assert decode_bytes(b"x+2D0-y", "utf-7", [], "x") == "x\ufffdy"

@@ -104,7 +104,11 @@ def mailbox(value: str) -> tuple[str, str]:
     """One recipient (``addr`` or ``Name <addr>``) as a cleaned ``(name, address)``.
 
     Raises ValueError when there is no address, or one that cannot be written in a header.
+    A plain ``local@domain`` (every customer's first mail) is what ``parseaddr`` would return
+    it as, without its ~5 us tokenizer.
     """
+    if len(value) <= ADDRESS_LIMIT and _SIMPLE_ADDRESS.fullmatch(value):
+        return "", value
     name, addr = parseaddr(one_line(value, ADDRESS_LIMIT + NAME_LIMIT))
     if "@" not in addr or len(addr) > ADDRESS_LIMIT:
         raise ValueError(f"not an email address: {value!r}")
@@ -120,6 +124,9 @@ def clean_msgid(value: str | None) -> str | None:
     """A Message-ID with whitespace and control characters removed, or None if it is no msg-id."""
     if not value:
         return None
+    clean = len(value) <= MSGID_LIMIT and value.isascii() and value.isprintable()
+    if clean and _MSGID.fullmatch(value):  # what the cleaning below would return
+        return value
     compact = "".join(one_line(value, MSGID_LIMIT * 4).split())
     if not compact.startswith("<"):
         compact = f"<{compact}>"
@@ -295,16 +302,29 @@ def _text_part(subtype: str, text: str) -> bytes:
         payload = _B_CRLF.join(lines) + _B_CRLF
     else:
         sniff = _B_CRLF.join(lines[:10]) + _B_CRLF
-        sniff_qp = _quoted_printable(sniff, "\n")
-        if len(sniff_qp) > len(binascii.b2a_base64(sniff)):
+        sniff_qp = (
+            None if _surely_qp(sniff, min(len(lines), 10)) else _quoted_printable(sniff, "\n")
+        )
+        if sniff_qp is not None and len(sniff_qp) > len(binascii.b2a_base64(sniff)):
             cte, payload = "base64", _base64(_B_CRLF.join(lines) + _B_CRLF)
-        elif len(lines) <= 10:  # the sniff was the whole text: only its line ends differ
+        elif sniff_qp is not None and len(lines) <= 10:  # the sniff was the whole text
             cte, payload = "quoted-printable", sniff_qp.replace("\n", _CRLF).encode("ascii")
         else:
             encoded = _quoted_printable(b"\n".join(lines) + b"\n", _CRLF)
             cte, payload = "quoted-printable", encoded.encode("ascii")
     head = f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: {cte}\r\n'
     return head.encode("ascii") + _B_CRLF + payload
+
+
+def _surely_qp(sniff: bytes, lines: int) -> bool:
+    """True when the quoted-printable of ``sniff`` (``lines`` lines) cannot be longer than its
+    base64, so the stdlib's choice is quoted-printable without encoding the sniff: each byte to
+    escape adds 2 characters, a soft break (2 characters) comes at the latest every 75
+    characters and once more per line, trailing white space adds at most 4 per line, and line
+    ends only shrink."""
+    escaped = len(sniff) + 2 * len(sniff.translate(None, _QP_PLAIN))
+    longest = escaped + 2 * (escaped // (LINE - 3) + lines) + 4 * lines + 1
+    return longest <= 4 * ((len(sniff) + 2) // 3) + 1  # len(binascii.b2a_base64(sniff))
 
 
 def _quoted_printable(data: bytes, eol: str) -> str:

@@ -96,7 +96,8 @@ class Templates:
 
         ``variables(name, context)``, when given, returns what plugins add: templates see it
         as ``plugins``. It must depend on ``name`` and ``context["ticket"]`` only, so one
-        rendering may serve several agents (:meth:`uses`).
+        rendering may serve several agents (:meth:`uses`), and it is called only for templates
+        that may read ``plugins``.
         """
         self.variables = variables
         search = [Path(settings.helpdesk.templates_dir)] if settings.helpdesk.templates_dir else []
@@ -112,12 +113,14 @@ class Templates:
         # mail template parts, read once per process like the configuration: file -> template
         self._parts: dict[str, jinja2.Template | None] = {}  # None: no such (optional) part
         self._uses: dict[tuple[str, str], bool] = {}  # (template, variable) -> may read it
+        # file -> (variables it names, templates it includes; None: computed), None: missing
+        self._reads: dict[str, tuple[frozenset[str], tuple[str | None, ...]] | None] = {}
 
     def render(self, name: str, context: Mapping[str, object]) -> Rendered:
         """Render the subject, text and (when present) HTML parts of template ``name``."""
         if not _NAME.match(name):
             raise ValueError(f"template names look like 'audience/event', got {name!r}")
-        if self.variables is not None:
+        if self.variables is not None and self.uses(name, "plugins"):  # asked only if read
             context = {**context, "plugins": self.variables(name, context)}
         subject = self._part(name, SUBJECT, context)
         text = self._part(name, TEXT, context)
@@ -139,26 +142,38 @@ class Templates:
     def _names(self, files: list[str], variable: str) -> bool:
         """Whether any of ``files`` (missing ones skipped), or what they include, names
         ``variable`` or includes a template whose name is computed."""
-        loader = self.environment.loader
-        assert loader is not None
         seen: set[str] = set()
         while files:
             file = files.pop()
             if file in seen:
                 continue
             seen.add(file)
+            reads = self._file_reads(file)
+            if reads is None:
+                continue
+            names, included = reads
+            if variable in names or None in included:
+                return True
+            files.extend(name for name in included if name is not None)
+        return False
+
+    def _file_reads(self, file: str) -> tuple[frozenset[str], tuple[str | None, ...]] | None:
+        """The variables ``file`` names and the templates it includes (None for a computed
+        name), parsed once per file whatever variable is asked about; None when missing."""
+        if file not in self._reads:
+            loader = self.environment.loader
+            assert loader is not None
             try:
                 source = loader.get_source(self.environment, file)[0]
             except jinja2.TemplateNotFound:
-                continue
+                self._reads[file] = None
+                return None
             tree = self.environment.parse(source)
-            if variable in jinja2.meta.find_undeclared_variables(tree):
-                return True
-            for included in jinja2.meta.find_referenced_templates(tree):
-                if included is None:
-                    return True
-                files.append(included)
-        return False
+            self._reads[file] = (
+                frozenset(jinja2.meta.find_undeclared_variables(tree)),
+                tuple(jinja2.meta.find_referenced_templates(tree)),
+            )
+        return self._reads[file]
 
     def _part(
         self, name: str, part: str, context: Mapping[str, object], optional: bool = False
