@@ -21,6 +21,7 @@ from typing import IO
 
 from sqlalchemy import func, select
 
+from postdesk.daemon import pluginproc
 from postdesk.daemon.config import Settings
 from postdesk.daemon.intake.imap import imap_pollers
 from postdesk.daemon.intake.smtp import IntakeHandler, start_smtp
@@ -39,8 +40,6 @@ from postdesk.daemon.sla import digest, escalation
 from postdesk.daemon.store.identity import daemon_id
 from postdesk.daemon.workerproc import WorkerProcess
 from postdesk.models.schema import OutboxItem
-from postdesk.plugins.journal import EVENT_HOOKS
-from postdesk.plugins.prefetch import waiting_in
 
 log = logging.getLogger("postdesk.serve")
 
@@ -93,8 +92,16 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
         *(settings, runtime.factory, runtime.spool, wake, plugins.alert, owner),
         on_oversize=partial(notice_sender, runtime.services, runtime.factory),
     )
-    stop_looking = plugins.start_looking_ahead(waiting_in(runtime.spool.new))  # before workers
-    for each in workers:
+    helpers = (  # plugin hooks run there, never in a worker nor here
+        [
+            WorkerProcess(
+                settings, runtime.secret, level, main=(pluginproc.NAME, pluginproc.run_plugins)
+            )
+        ]
+        if pluginproc.wanted(plugins)
+        else []
+    )
+    for each in workers + helpers:
         each.start()
     server = await start_smtp(handler, settings, tls)
     live = LiveSources(
@@ -110,7 +117,7 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, shutdown.set)
-    tasks = [asyncio.create_task(each.supervise()) for each in workers]
+    tasks = [asyncio.create_task(each.supervise()) for each in workers + helpers]
     tasks.append(asyncio.create_task(sender.run(stop)))
     tasks += [asyncio.create_task(poller.run(stop)) for poller in pollers]
     tasks.append(
@@ -120,7 +127,7 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
         tasks.append(asyncio.create_task(escalation.run(stop, runtime.services, runtime.factory)))
     if runtime.services.sla.digest is not None:
         tasks.append(asyncio.create_task(digest.run(stop, runtime.services, runtime.factory)))
-    tasks += [asyncio.create_task(job) for job in plugins.background(stop, runtime.factory)]
+    tasks += [asyncio.create_task(job) for job in plugins.background(stop)]
     if settings.classifier.retrain_seconds:
         from postdesk.daemon.classify import schedule  # serve imports it only when it is on
 
@@ -139,9 +146,7 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
     handler.closing = True
     stop.set()
     await asyncio.gather(*(each.stop(SHUTDOWN_TIMEOUT_SECONDS) for each in workers))
-    stop_looking()
-    if plugins.implemented(*EVENT_HOOKS):  # the events of the workers' last messages
-        await asyncio.to_thread(plugins.journal.fire_owed_here, runtime.factory)
+    await asyncio.gather(*(each.stop(SHUTDOWN_TIMEOUT_SECONDS) for each in helpers))  # then
     _done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_TIMEOUT_SECONDS)
     for task in pending:
         task.cancel()

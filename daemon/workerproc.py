@@ -72,8 +72,12 @@ class WorkerChannel:
             os.read(self.wake_reader.fileno(), 65536)
 
 
+ChildMain = Callable[[Settings, bytes, "WorkerChannel", int, int], None]
+
+
 class WorkerProcess:
-    """Starts, supervises and stops the worker process."""
+    """Starts, supervises and stops the worker process (or another child of serve: the
+    plugins process, ``daemon/pluginproc.py``)."""
 
     def __init__(
         self,
@@ -82,15 +86,18 @@ class WorkerProcess:
         log_level: int,
         channel: WorkerChannel | None = None,
         on_death: Callable[[int], object] | None = None,
+        main: tuple[str, ChildMain] | None = None,
     ) -> None:
         """A worker for ``settings``; pass the ``channel`` of another to share its flags and pipe.
 
         ``on_death(pid)`` runs (in a thread) after the worker died, before its restart.
+        ``main`` is another child's (name, entry point), called like :func:`run_worker`.
         """
         self.settings = settings
         self.on_death = on_death
         self.secret = secret
         self.log_level = log_level
+        self.name, self.main = main or ("worker", run_worker)
         self.context = multiprocessing.get_context("spawn")
         self.channel = channel or WorkerChannel.create(self.context)
         self.process: SpawnProcess | None = None
@@ -98,9 +105,9 @@ class WorkerProcess:
     def start(self) -> None:
         """Start (or restart) the worker process."""
         self.process = self.context.Process(
-            target=run_worker,
+            target=self.main,
             args=(self.settings, self.secret, self.channel, os.getpid(), self.log_level),
-            name="postdesk-worker",
+            name=f"postdesk-{self.name}",
             daemon=True,
         )
         self.process.start()
@@ -112,7 +119,9 @@ class WorkerProcess:
             died = self.process is not None and not self.process.is_alive()
             if died and not self.channel.stopping.value:
                 assert self.process is not None
-                log.error("worker process exited with %s; restarting it", self.process.exitcode)
+                log.error(
+                    "%s process exited with %s; restarting it", self.name, self.process.exitcode
+                )
                 if self.on_death is not None and self.process.pid is not None:
                     await asyncio.to_thread(self.on_death, self.process.pid)
                 self.start()
@@ -126,7 +135,7 @@ class WorkerProcess:
             return
         await asyncio.to_thread(self.process.join, timeout)
         if self.process.is_alive():
-            log.error("worker did not stop within %.0f s; terminating it", timeout)
+            log.error("%s did not stop within %.0f s; terminating it", self.name, timeout)
             self.process.terminate()
             await asyncio.to_thread(self.process.join, 5)
 
@@ -139,7 +148,7 @@ def run_worker(
     Start-up touches no database (the parent migrated and loaded the secret), so the worker
     starts even during a database outage and reports it through the health flag.
     """
-    _die_with_parent()
+    die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     # Answering SMTP clients is what cannot wait; processing may lag behind under load.
     os.nice(WORKER_NICENESS)
@@ -151,7 +160,7 @@ def run_worker(
     counts = CountsRecorder(settings.data_dir, parent)
     worker = Worker(runtime.services, runtime.factory, runtime.spool, health, counts.count)
     journal = runtime.services.plugins.journal  # plugin events: re-run a dead worker's (R-17)
-    journal.fire_elsewhere(parent)  # serve fires them: plugin code never runs in the worker
+    journal.fire_elsewhere(parent)  # the plugins process fires them (daemon/pluginproc.py)
     while not channel.stopping.value and os.getppid() == parent:
         if not health.ok and not worker.database_answers():
             channel.sleep(DOWN_PROBE_SECONDS)  # fixed and short: mail flows soon after recovery
@@ -166,7 +175,7 @@ def run_worker(
     runtime.engine.dispose()
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """On Linux, have the kernel kill this process when ``serve`` dies (even by SIGKILL)."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)

@@ -8,10 +8,13 @@ skipped, not retried). When the process that fired it dies first (``kill -9``, a
 calls ``os._exit``), the row stays; the next :meth:`EventJournal.sweep` of a live process
 fires it again with the same ``event_id``, so plugins can tell a re-run from a new event.
 
-Under ``postdesk serve`` the worker processes leave the firing to ``serve`` (see
+Under ``postdesk serve`` the worker processes leave the firing to the plugins process (see
 :meth:`EventJournal.fire_elsewhere`): they write their rows in serve's name and fire nothing,
-and serve's :meth:`EventJournal.serve` job fires every row in its name that it has not fired
-yet, within ``POLL_SECONDS`` of its commit, so that plugin code never runs in a worker.
+and the plugins process (``daemon/pluginproc.py``) fires every row in serve's name that it has
+not fired yet, within ``POLL_SECONDS`` of its commit (:meth:`EventJournal.fire_journaled`), so
+that plugin code costs the worker nothing and a plugin that kills its process kills neither
+a worker nor serve. A restarted plugins process fires the rows still waiting again, each
+counting an attempt.
 
 A row belongs to its owner, ``host:pid``. A sweep takes over the rows of owners on its own host
 whose process is gone at once, and anyone's rows once their lease has run out (an owner on
@@ -87,13 +90,13 @@ class EventJournal:
         self._lock = threading.Lock()
         self._swept_at = 0.0
         self._firer: str | None = None  # who fires this process's rows, when not itself
-        self._fired: set[str] = set()  # keys fired by serve's job, until their rows are gone
+        self._fired: set[str] = set()  # keys fire_journaled fired, until their rows are gone
         self._firing: set[asyncio.Future[None]] = set()  # its calls in flight
 
     def fire_elsewhere(self, pid: int) -> None:
-        """Leave the firing of this process's events to process ``pid`` of this host (the
-        worker's ``serve``, which runs :meth:`serve`): rows are written in its name, and
-        :meth:`fire` does nothing."""
+        """Write this process's events in the name of process ``pid`` of this host (serve),
+        for the plugins process to fire (:meth:`fire_journaled`); :meth:`fire` does nothing.
+        The plugins process calls it too: it fires the rows in serve's name."""
         self._firer = owner_name(pid)
 
     def record(
@@ -157,12 +160,15 @@ class EventJournal:
         with self._lock:
             self._answered.append(key)
 
-    async def serve(self, factory: sessionmaker[Session], stop: asyncio.Event) -> None:
-        """In ``serve``, on the plugins' loop until ``stop`` is set: fire the rows the workers
-        wrote in this process's name, and sweep (:meth:`sweep`)."""
+    async def fire_journaled(self, factory: sessionmaker[Session], stop: asyncio.Event) -> None:
+        """In the plugins process, on the plugins' loop until ``stop`` is set: fire the rows
+        the workers wrote in serve's name (see :meth:`fire_elsewhere`) within
+        ``POLL_SECONDS`` of their commit, and sweep (:meth:`sweep`). Rows waiting when it
+        starts count an attempt: one of them may have killed the process before it."""
+        await asyncio.to_thread(self._count_reruns, factory)
         while not stop.is_set():
             try:
-                owed = await asyncio.to_thread(self._owed_here, factory)
+                owed = await asyncio.to_thread(self._owed, factory)
             except Exception as error:
                 log.warning("plugin event journal: reading it failed, will retry: %s", error)
                 owed = []
@@ -175,21 +181,39 @@ class EventJournal:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), POLL_SECONDS)
 
-    def fire_owed_here(self, factory: sessionmaker[Session]) -> None:
-        """Fire the rows in this process's name not fired yet: once more when serve stops,
-        for the events of the workers' last messages (if the database answers; else the
-        next start re-runs them)."""
+    def fire_remaining(self, factory: sessionmaker[Session]) -> None:
+        """Fire the rows not fired yet once more as the plugins process stops, for the events
+        of the workers' last messages (if the database answers; else the next start re-runs
+        them)."""
         try:
-            owed = self._owed_here(factory)
+            owed = self._owed(factory)
         except Exception as error:
             log.warning("plugin event journal: could not read it at stop: %s", error)
             return
-        self.fire(owed)
+        if owed:
+            self.runner.submit(self._fire_all(owed))
 
-    def _owed_here(self, factory: sessionmaker[Session]) -> list[OwedCall]:
-        """The rows in this process's name not fired yet (read in two steps: the keys, then
-        the arguments of the new ones only)."""
-        me = owner_name()
+    def _count_reruns(self, factory: sessionmaker[Session]) -> None:
+        """Count an attempt for every row waiting to be fired; drop those past MAX_ATTEMPTS."""
+        owner = self._firer or owner_name()
+        with transaction(factory) as session:
+            rows = session.execute(
+                update(_TABLE)
+                .where(_TABLE.c.owner == owner)
+                .values(attempts=_TABLE.c.attempts + 1)
+                .returning(_TABLE.c.key, _TABLE.c.hook, _TABLE.c.attempts)
+            ).all()
+            for key, hook, attempts in rows:
+                if attempts > MAX_ATTEMPTS:
+                    _log_dropped(key, hook)
+                    session.execute(delete(_TABLE).where(_TABLE.c.key == key))
+                else:
+                    log.warning("plugin event %s (%s) re-run (attempt %d)", key, hook, attempts)
+
+    def _owed(self, factory: sessionmaker[Session]) -> list[OwedCall]:
+        """The rows this process fires that it has not fired yet (read in two steps: the
+        keys, then the arguments of the new ones only)."""
+        me = self._firer or owner_name()
         with factory() as session:
             keys = set(session.scalars(select(_TABLE.c.key).where(_TABLE.c.owner == me)))
             self._fired &= keys  # the rows deleted since are gone for good
@@ -270,12 +294,7 @@ class EventJournal:
                 if claimed is None:
                     continue  # another process took it first
                 if claimed.attempts > MAX_ATTEMPTS:
-                    log.error(
-                        "plugin event %s (%s) dropped: its process died %d times while it ran",
-                        row.key,
-                        claimed.hook,
-                        MAX_ATTEMPTS,
-                    )
+                    _log_dropped(row.key, claimed.hook)
                     session.execute(delete(_TABLE).where(_TABLE.c.key == row.key))
                     continue
                 try:
@@ -293,6 +312,15 @@ class EventJournal:
                 )
                 taken.append(OwedCall(row.key, claimed.hook, arguments))
         return taken
+
+
+def _log_dropped(key: str, hook: str) -> None:
+    log.error(
+        "plugin event %s (%s) dropped: its process died %d times while it ran",
+        key,
+        hook,
+        MAX_ATTEMPTS,
+    )
 
 
 def _json_object(arguments: Mapping[str, Any], written: dict[int, str]) -> str:

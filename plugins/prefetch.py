@@ -1,6 +1,6 @@
 """Looking ahead in the spool: the lookups of the next messages, done before the worker's turn.
 
-The process that spools mail (``serve``, or ``ingest`` beside its worker) reads the messages
+The plugins process of ``serve`` (or ``ingest``, beside its worker) reads the messages
 waiting in the spool, parsed as the worker will parse them (the first ``limit`` bytes of each),
 so its lookups have the very keys the worker's own would have, and leaves their answers in a
 :class:`~postdesk.plugins.facts.FactsFolder` for the worker (see ``PluginRunner.start_looking_ahead``). The worker then

@@ -5,7 +5,7 @@ the serve process must never run plugin code on its SMTP event loop. So the :cla
 facade, and the plugins' background jobs, run on an event loop in a background thread
 (started on first use): events are handed over and not waited for, lookups return a future
 the caller waits on with a deadline, and lookups run with bounded concurrency and a brief
-cache of their answers. The process that spools mail looks the waiting messages up ahead of
+cache of their answers. Serve's plugins process looks the waiting messages up ahead of
 the worker and leaves their facts in files (:meth:`PluginRunner.start_looking_ahead`), so
 that the worker's own CPU goes to the pipeline, not to contacts and orders.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import functools
 import logging
 import threading
 import time
@@ -96,19 +95,29 @@ class PluginRunner:
         """Fire ``postdesk_notify`` for an alert about no ticket (relay, IMAP)."""
         self.notify(event, None, detail)
 
-    def background(
-        self, stop: asyncio.Event, factory: sessionmaker[Session]
-    ) -> list[Coroutine[Any, Any, None]]:
+    def background(self, stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
         """The plugins' long-running jobs (``async def serve(stop)``), for ``postdesk serve``:
         each runs on the plugins' loop thread (never on the caller's SMTP loop) and is told to
-        stop when ``stop`` is set; the coroutines returned end when the jobs do. With them
-        runs the firing of the events the workers journal in ``factory``'s database."""
+        stop when ``stop`` is set; the coroutines returned end when the jobs do."""
         if self.host is None:
             return []
-        jobs = list(self.host.background())
-        if self.implemented(*EVENT_HOOKS):  # the workers leave their events to serve
-            jobs.append(functools.partial(self.journal.serve, factory))
-        return [self._on_plugin_loop(serve, stop) for serve in jobs]
+        return [self._on_plugin_loop(serve, stop) for serve in self.host.background()]
+
+    def start_firing(self, factory: sessionmaker[Session]) -> Callable[[], None]:
+        """Fire, on the plugins' loop, the events the workers journal in ``factory``'s
+        database (:meth:`EventJournal.fire_journaled`); returns the function that stops it and
+        fires what is left. Does nothing when no plugin hears events."""
+        if not self.implemented(*EVENT_HOOKS):
+            return lambda: None
+        loop = self._running_loop()
+        stop = asyncio.Event()
+        self.submit(self.journal.fire_journaled(factory, stop))
+
+        def stop_firing() -> None:
+            loop.call_soon_threadsafe(stop.set)
+            self.journal.fire_remaining(factory)
+
+        return stop_firing
 
     async def _on_plugin_loop(
         self, serve: Callable[[asyncio.Event], Coroutine[Any, Any, None]], stop: asyncio.Event
@@ -166,7 +175,7 @@ class PluginRunner:
             await asyncio.sleep(AHEAD_POLL_SECONDS)
         return await self._lookup(key)
 
-    # --- looking ahead: lookups of the messages waiting, in the process that spools them --
+    # --- looking ahead: lookups of the messages waiting, in the plugins process ---------
 
     def start_looking_ahead(self, upcoming: Upcoming) -> Callable[[], None]:
         """Look up, on the plugins' loop, the messages ``upcoming(seen)`` finds waiting (see
@@ -174,7 +183,7 @@ class PluginRunner:
         for the worker; returns the function that stops it. Does nothing when no plugin looks
         anything up.
 
-        Called by the process that spools mail, so that the worker spends no time on lookups:
+        Called by serve's plugins process (or ingest), so that the worker spends no time on lookups:
         by the time it reaches a message, its facts are usually there (see ``lookup``).
         """
         ahead = self.ahead

@@ -204,26 +204,25 @@ def test_a_messages_events_are_fired_at_once_one_task_each(
         runner.close()
 
 
-def test_a_workers_events_are_fired_by_serve_never_in_the_worker(
+def test_a_workers_events_are_fired_by_the_plugins_process_never_in_the_worker(
     factory: sessionmaker[Session],
 ) -> None:
-    """Under ``serve`` the worker records its events in serve's name and fires none; serve's
-    job fires each one once (with the row's key as ``event_id``) and forgets it. A dead
-    process's event that the worker's sweep takes over is fired by serve too."""
-    import asyncio
+    """Under ``serve`` the worker records its events in serve's name and fires none; the
+    plugins process fires each one once (with the row's key as ``event_id``) and forgets it,
+    fires a dead process's event that a sweep takes over, and fires what is left as it stops.
+    A restarted plugins process fires the events still waiting again, counting an attempt."""
     import os
 
-    in_worker, in_serve = Recorder(), Recorder()
-    worker, serve = _runner(in_worker), _runner(in_serve)
-    worker.journal.fire_elsewhere(os.getpid())  # serve is this process here
-    stop = asyncio.Event()
+    in_worker, in_plugins = Recorder(), Recorder()
+    worker, plugins = _runner(in_worker), _runner(in_plugins)
+    for runner in (worker, plugins):
+        runner.journal.fire_elsewhere(os.getpid())  # serve is this process here
     try:
         fired = _record(worker, factory, 1) + _record(worker, factory, 2)
         worker.journal.fire(fired)
-        [job] = serve.background(stop, factory)
-        running = asyncio.run_coroutine_threadsafe(job, serve._running_loop())
-        wait_until(lambda: len(in_serve.calls) == 2, what="serve fires the worker's events")
-        assert sorted(in_serve.calls) == [(1, fired[0].key), (2, fired[1].key)]
+        stop_firing = plugins.start_firing(factory)
+        wait_until(lambda: len(in_plugins.calls) == 2, what="the plugins process fires them")
+        assert sorted(in_plugins.calls) == [(1, fired[0].key), (2, fired[1].key)]
         wait_until(lambda: _rows(factory) == [], what="answered rows forgotten")
 
         orphan = _record(worker, factory, 3)[0]
@@ -231,17 +230,32 @@ def test_a_workers_events_are_fired_by_serve_never_in_the_worker(
         with transaction(factory) as session:
             session.execute(update(PluginEvent).values(owner=f"{host}:{_dead_pid()}"))
         worker.journal.sweep(factory, force=True)  # taken over, in serve's name
-        wait_until(lambda: len(in_serve.calls) == 3, what="serve re-runs the orphan")
-        assert in_serve.calls[2] == (3, orphan.key)
-        serve._running_loop().call_soon_threadsafe(stop.set)
-        running.result(timeout=10)
+        wait_until(lambda: len(in_plugins.calls) == 3, what="the orphan fired again")
+        assert in_plugins.calls[2] == (3, orphan.key)
 
+        stop_firing()
         last = _record(worker, factory, 4)[0]  # the worker's last message, as serve stops
-        serve.journal.fire_owed_here(factory)
-        wait_until(lambda: len(in_serve.calls) == 4, what="the last event at stop")
-        assert in_serve.calls[3] == (4, last.key)
+        stop_firing()
+        wait_until(lambda: len(in_plugins.calls) == 4, what="the last event at stop")
+        assert in_plugins.calls[3] == (4, last.key)
         assert in_worker.calls == [], "no plugin code ran in the worker"
+        plugins.drain(5)
+        plugins.journal.sweep(factory, force=True)  # as the plugins process does at its end
+        assert _rows(factory) == []
     finally:
-        serve._running_loop().call_soon_threadsafe(stop.set)
         worker.close()
-        serve.close()
+        plugins.close()
+
+    # A plugins process that died while an event waited: its successor fires it again.
+    waiting = _record(worker, factory, 5)[0]
+    again, successor = Recorder(), None
+    try:
+        successor = _runner(again)
+        successor.journal.fire_elsewhere(os.getpid())
+        stop_firing = successor.start_firing(factory)
+        wait_until(lambda: again.calls == [(5, waiting.key)], what="the waiting event re-run")
+        wait_until(lambda: _rows(factory) == [], what="forgotten once answered (a sweep)")
+        stop_firing()
+    finally:
+        if successor is not None:
+            successor.close()

@@ -1,11 +1,11 @@
 """R-17, the kill point inside a pluggy hook: a plugin whose ``postdesk_ticket_created`` kills
-the worker process (``os._exit(137)``).
+its process (``os._exit(137)``), the plugins process, where hooks run under ``serve``.
 
 The message being announced was committed before its hooks ran, and its events were written
-to the plugin event journal in the same transaction. So after the worker's restart nothing is
-lost or doubled (P1-P4), its acknowledgement is queued once, and the killed call is run again
-with the same ``event_id``; every other call runs once. A hook that kills the worker every
-time is dropped after three attempts, and mail keeps flowing.
+to the plugin event journal in the same transaction. So after the plugins process's restart
+nothing is lost or doubled (P1-P4), its acknowledgement is queued once, and the killed call is
+run again with the same ``event_id``; every other call runs once. A hook that kills its process
+every time is dropped after three attempts, and mail keeps flowing.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _killer_daemon(tmp_path: Path, database_url: str, always: bool) -> tuple[Dae
 
 
 def _calls(recorded: Path) -> list[tuple[int, str, int]]:
-    """(ticket number, event_id, worker pid) of every call the plugin saw."""
+    """(ticket number, event_id, process id) of every call the plugin saw."""
     lines = recorded.read_text().splitlines() if recorded.exists() else []
     return [tuple(json.loads(line)) for line in lines]  # type: ignore[misc]
 
@@ -57,7 +57,7 @@ def _send_and_check(daemon: Daemon, kills: int) -> dict[str, int]:
     log = SendLog()
     assert log.send_new(daemon.port, "first", 0) == 250
     wait_until(
-        lambda: daemon.log().count("worker process exited with 137") >= kills, what="the kills"
+        lambda: daemon.log().count("plugins process exited with 137") >= kills, what="the kills"
     )
     for n in range(1, 6):
         assert log.send_new(daemon.port, "after", n) == 250
@@ -90,17 +90,18 @@ def test_r17_kill_inside_a_plugin_hook_reruns_it_with_the_same_event_id(
         calls = _calls(recorded)
         first = [(key, pid) for n, key, pid in calls if n == 1]
         assert first[0][0] == first[1][0], f"the re-run carries the same event_id: {first}"
-        assert first[0][1] != first[1][1], "the re-run is the restarted worker's"
+        assert first[0][1] != first[1][1], "the re-run is the restarted process's"
         numbers = Counter(n for n, *_ in calls)
         assert all(numbers[n] == 1 for n in range(2, 7)), f"every other call ran once: {numbers}"
         assert len({key for _n, key, _pid in calls}) == 6, "one event_id per ticket"
-        assert daemon.log().count("worker process exited with 137") == 1
+        assert daemon.log().count("plugins process exited with 137") == 1
+        assert "worker process exited" not in daemon.log(), "no worker ran the hook"
         assert "re-run (attempt 2)" in daemon.log()
         wait_until(lambda: _journal_rows(daemon) == 0, what="the answered events forgotten")
     print(f"R-17 hook kill figures: {figures}")
 
 
-def test_r17_a_hook_that_kills_the_worker_every_time_is_dropped_after_three_attempts(
+def test_r17_a_hook_that_kills_its_process_every_time_is_dropped_after_three_attempts(
     tmp_path: Path, database_url: str
 ) -> None:
     started, recorded = _killer_daemon(tmp_path, database_url, always=True)
@@ -109,7 +110,7 @@ def test_r17_a_hook_that_kills_the_worker_every_time_is_dropped_after_three_atte
         wait_until(lambda: "dropped: its process died 3 times" in daemon.log(), what="the drop")
         wait_until(lambda: {n for n, *_ in _calls(recorded)} >= {2, 3, 4, 5, 6}, what="the rest")
         assert [n for n, *_ in _calls(recorded)].count(1) == 3
-        assert daemon.log().count("worker process exited with 137") == 3
+        assert daemon.log().count("plugins process exited with 137") == 3
         wait_until(lambda: _journal_rows(daemon) == 0, what="the journal emptied")
 
 
