@@ -81,6 +81,14 @@ class FactsFolder:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(spool_id, TAKEN))
 
+    def answered(self) -> list[str]:
+        """The spool ids whose answers wait to be taken (one listing of the folder)."""
+        return [
+            entry.name.removesuffix(ANSWERED)
+            for entry in os.scandir(self.folder)
+            if entry.name.endswith(ANSWERED)
+        ]
+
     def take(self, spool_id: str) -> Facts | None:
         """The answer for ``spool_id`` (removed from the folder), or None if there is none yet."""
         path = self._path(spool_id, ANSWERED)

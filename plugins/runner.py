@@ -53,6 +53,8 @@ class PluginRunner:
         self.host = host
         self.folder = folder
         self.asked: FactsFolder | None = None  # where lookups are asked, when not done here
+        self._awaited: dict[str, asyncio.Future[Facts]] = {}  # spool id -> its answer's waiter
+        self._collector: asyncio.Future[None] | None = None  # hands the answers over
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -162,17 +164,34 @@ class PluginRunner:
         self.asked = self.folder
 
     async def _answer_for(self, asked: FactsFolder, spool_id: str, key: LookupKey) -> Facts:
-        """The answer to the question about ``spool_id`` once it is there; the lookup's own
-        when none came within the lookup timeout (the answering process is down)."""
-        deadline = time.monotonic() + self._waited(*LOOKUP_HOOKS)
-        while time.monotonic() < deadline:
-            found = asked.take(spool_id)
-            if found is not None:
-                return found
+        """The answer to the question about ``spool_id`` once it is there (one collector
+        looks for every awaited answer at once); the lookup's own when none came within the
+        lookup timeout (the answering process is down)."""
+        waiter: asyncio.Future[Facts] = asyncio.get_running_loop().create_future()
+        self._awaited[spool_id] = waiter
+        if self._collector is None or self._collector.done():
+            self._collector = asyncio.ensure_future(self._collect(asked))
+        try:
+            return await asyncio.wait_for(waiter, self._waited(*LOOKUP_HOOKS))
+        except TimeoutError:
+            log.warning("no answer to the plugin lookups of %s; looking up here", spool_id)
+            asked.withdraw(spool_id)
+            return await self._lookup(key)
+        finally:
+            self._awaited.pop(spool_id, None)
+
+    async def _collect(self, asked: FactsFolder) -> None:
+        """While answers are awaited: hand each one that arrived to its waiter."""
+        while self._awaited:
+            try:
+                for spool_id in asked.answered():
+                    waiter = self._awaited.get(spool_id)
+                    found = asked.take(spool_id) if waiter is not None else None
+                    if waiter is not None and found is not None and not waiter.done():
+                        waiter.set_result(found)
+            except OSError as error:
+                log.warning("reading the plugin lookups' answers failed, will retry: %s", error)
             await asyncio.sleep(ANSWER_POLL_SECONDS)
-        log.warning("no answer to the plugin lookups of %s; looking up here", spool_id)
-        asked.withdraw(spool_id)
-        return await self._lookup(key)
 
     # --- answering the lookups the workers ask for, in the plugins process -----------
 
