@@ -451,16 +451,11 @@ def cmd_check(settings: Settings, _args: argparse.Namespace) -> int:
 
 def _drain(runtime: Runtime) -> list[Outcome]:
     from postdesk.daemon.worker import DatabaseHealth, Worker
-    from postdesk.plugins.prefetch import waiting_in
 
     worker = Worker(runtime.services, runtime.factory, runtime.spool, DatabaseHealth())
     journal = runtime.services.plugins.journal
     journal.sweep(runtime.factory, force=True)  # events a killed process left unanswered
-    stop_looking = runtime.services.plugins.start_looking_ahead(waiting_in(runtime.spool.new))
-    try:
-        outcomes = worker.drain()
-    finally:
-        stop_looking()
+    outcomes = worker.drain()
     runtime.services.plugins.drain(PLUGIN_DRAIN_SECONDS)  # events fired after the commits
     journal.sweep(runtime.factory, force=True)  # forget the answered ones before exiting
     return outcomes

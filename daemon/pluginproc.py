@@ -1,9 +1,9 @@
 """The plugins process: plugin hooks run here, beside the workers, never inside one.
 
 ``serve`` starts it (supervised and restarted like a worker, see ``WorkerProcess``) when a
-plugin looks contacts or orders up or hears events. It looks the messages waiting in the spool
-up ahead of the workers and leaves their facts for them (``PluginRunner.start_looking_ahead``),
-and it fires the events the workers journal in serve's name (``EventJournal.fire_journaled``).
+plugin looks contacts or orders up or hears events. It answers the lookups the workers ask
+(``PluginRunner.start_answering``), and it fires the events the workers journal in serve's
+name (``EventJournal.fire_journaled``).
 So a slow shop or a busy plugin costs the workers no CPU, and a plugin that crashes its process
 takes down neither a worker nor the SMTP front: serve restarts this process, which fires the
 events still waiting again with the same ``event_id`` (R-17).
@@ -20,7 +20,6 @@ from postdesk.daemon.ops.logs import LOG_FORMAT, use_log_format
 from postdesk.daemon.runtime import build_runtime
 from postdesk.daemon.workerproc import PLUGIN_DRAIN_SECONDS, WorkerChannel, die_with_parent
 from postdesk.plugins.journal import EVENT_HOOKS
-from postdesk.plugins.prefetch import waiting_in
 from postdesk.plugins.runner import LOOKUP_HOOKS, PluginRunner
 
 NAME = "plugins"
@@ -42,11 +41,11 @@ def run_plugins(
     runtime = build_runtime(settings, secret)
     plugins = runtime.services.plugins
     plugins.journal.fire_elsewhere(parent)  # the events are in serve's name
-    stop_looking = plugins.start_looking_ahead(waiting_in(runtime.spool.new))
+    stop_answering = plugins.start_answering()  # the lookups the workers ask
     stop_firing = plugins.start_firing(runtime.factory)
     while not channel.stopping.value and os.getppid() == parent:
         channel.sleep(1.0)
-    stop_looking()
+    stop_answering()
     stop_firing()  # and the events of the workers' last messages
     plugins.drain(PLUGIN_DRAIN_SECONDS)
     plugins.journal.sweep(runtime.factory, force=True)  # forget the answered ones

@@ -161,6 +161,7 @@ def run_worker(
     worker = Worker(runtime.services, runtime.factory, runtime.spool, health, counts.count)
     journal = runtime.services.plugins.journal  # plugin events: re-run a dead worker's
     journal.fire_elsewhere(parent)  # the plugins process fires them (daemon/pluginproc.py)
+    runtime.services.plugins.look_up_elsewhere()  # and answers the lookups
     while not channel.stopping.value and os.getppid() == parent:
         if not health.ok and not worker.database_answers():
             channel.sleep(DOWN_PROBE_SECONDS)  # fixed and short: mail flows soon after recovery

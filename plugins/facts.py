@@ -1,5 +1,13 @@
-"""The facts looked up ahead of the worker, left in files for it (see
-``PluginRunner.start_looking_ahead``)."""
+"""Lookups asked by the worker and answered by the plugins process, through small files.
+
+The worker asks for the facts of a message (``<spool id>.ask``, holding the lookup key) and
+goes on with the next message; the plugins process takes the question (renamed to
+``<spool id>.wait``), looks it up and leaves the answer (``<spool id>.json``, whole or not at
+all); the worker takes it in the background and completes the held notification (see
+``PluginRunner.lookup`` and ``PluginRunner.start_answering``). The files are a hand-over, never
+the only copy of anything: a question left unanswered only means that the worker looks up
+itself once the lookup timeout has passed.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,6 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Container
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +22,17 @@ from postdesk.plugins.snapshots import json_default
 
 Facts = dict[str, Any]
 LookupKey = tuple[str, str]  # (sender address, subject and new text)
-Waiting = tuple[str, str, LookupKey]  # (spool file name, spool id, lookup key)
-Upcoming = Callable[[Container[str]], list[Waiting]]  # seen file names -> the others waiting
 
-EXPECTED, READY, PARTIAL = ".wait", ".json", ".part"  # file name endings
+ASKED, TAKEN, ANSWERED, PARTIAL = ".ask", ".wait", ".json", ".part"  # file name endings
+
+
+def lookup_text(subject: str, new_text: str) -> str:
+    """The text the lookups of a message are given: its subject and new text."""
+    return f"{subject}\n{new_text}"
 
 
 class FactsFolder:
-    """The facts looked up ahead of the worker: a small JSON file per spooled message.
-
-    The look-ahead marks a message as expected (``<spool id>.wait``) before its lookups
-    start, writes its facts (``<spool id>.json``, whole or not at all) once they answer, and
-    only then removes the mark; the worker takes the facts, or waits for them while the mark
-    is there. The files are a cache, never the only copy of anything: a missing one only
-    means that the worker looks up itself.
-    """
+    """Questions and answers about the facts of spooled messages, a small file each."""
 
     def __init__(self, folder: Path) -> None:
         """Keep the files in ``folder`` (made by :meth:`clear`)."""
@@ -38,27 +41,57 @@ class FactsFolder:
     def _path(self, spool_id: str, ending: str) -> str:
         return os.path.join(self.folder, spool_id + ending)
 
-    def expect(self, spool_id: str) -> None:
-        """Mark the facts of ``spool_id`` as on their way."""
-        with open(self._path(spool_id, EXPECTED), "wb"):
-            pass
-
-    def expected(self, spool_id: str) -> bool:
-        """True while the facts of ``spool_id`` are on their way."""
-        return os.path.exists(self._path(spool_id, EXPECTED))
-
-    def put(self, spool_id: str, facts: Facts) -> None:
-        """Leave the facts of ``spool_id`` for the worker, then drop the mark."""
+    def _write(self, spool_id: str, ending: str, data: object) -> None:
+        """Write ``data`` as JSON to ``<spool id><ending>``, whole or not at all."""
         partial = self._path(spool_id, PARTIAL)
         with open(partial, "w", encoding="utf-8") as handle:
-            json.dump(facts, handle, default=json_default)
-        os.replace(partial, self._path(spool_id, READY))
+            json.dump(data, handle, default=json_default)
+        os.replace(partial, self._path(spool_id, ending))
+
+    def ask(self, spool_id: str, key: LookupKey) -> None:
+        """Ask for the facts of ``spool_id`` (the worker)."""
+        self._write(spool_id, ASKED, list(key))
+
+    def withdraw(self, spool_id: str) -> None:
+        """Take back the question about ``spool_id`` unless it is being answered already."""
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._path(spool_id, EXPECTED))
+            os.unlink(self._path(spool_id, ASKED))
+
+    def questions(self) -> list[tuple[str, LookupKey]]:
+        """Take the questions asked since the last call: (spool id, lookup key) each (the
+        plugins process; a question is taken once, by renaming it)."""
+        taken = []
+        for entry in os.scandir(self.folder):
+            if not entry.name.endswith(ASKED):
+                continue
+            spool_id = entry.name.removesuffix(ASKED)
+            waiting = self._path(spool_id, TAKEN)
+            try:
+                os.rename(entry.path, waiting)
+                with open(waiting, encoding="utf-8") as handle:
+                    email, text = json.load(handle)
+            except (OSError, ValueError):
+                continue  # gone (pruned), or not a question this version wrote
+            taken.append((spool_id, (str(email), str(text))))
+        return taken
+
+    def answer(self, spool_id: str, facts: Facts) -> None:
+        """Leave the facts of ``spool_id`` for the worker, then drop the question."""
+        self._write(spool_id, ANSWERED, facts)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(spool_id, TAKEN))
+
+    def answered(self) -> list[str]:
+        """The spool ids whose answers wait to be taken (one listing of the folder)."""
+        return [
+            entry.name.removesuffix(ANSWERED)
+            for entry in os.scandir(self.folder)
+            if entry.name.endswith(ANSWERED)
+        ]
 
     def take(self, spool_id: str) -> Facts | None:
-        """The facts left for ``spool_id`` (removed from the folder), or None if there are none."""
-        path = self._path(spool_id, READY)
+        """The answer for ``spool_id`` (removed from the folder), or None if there is none yet."""
+        path = self._path(spool_id, ANSWERED)
         try:
             with open(path, encoding="utf-8") as handle:
                 facts: Facts = json.load(handle)
@@ -69,8 +102,8 @@ class FactsFolder:
         return facts
 
     def prune(self, older_than: float) -> int:
-        """Remove the files not touched for ``older_than`` seconds (their message was done
-        without them, or their look-ahead died); how many were removed."""
+        """Remove the files not touched for ``older_than`` seconds (answers nobody took,
+        questions of a stopped process); how many were removed."""
         cutoff, removed = time.time() - older_than, 0
         for entry in os.scandir(self.folder):
             with contextlib.suppress(FileNotFoundError):
@@ -79,8 +112,11 @@ class FactsFolder:
                     removed += 1
         return removed
 
-    def clear(self) -> None:
-        """Make the folder, or remove every file in it: when a look-ahead starts, before any
-        worker looks (the marks of one that stopped would make the worker wait in vain)."""
+    def reopen(self) -> None:
+        """When the answering (re)starts: make the folder, and ask again the questions taken
+        by an answering process that stopped before it answered them."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.prune(-1.0)
+        for entry in os.scandir(self.folder):
+            if entry.name.endswith(TAKEN):
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(entry.path, self._path(entry.name.removesuffix(TAKEN), ASKED))

@@ -118,7 +118,7 @@ class EventJournal:
                 "arguments": _json_object(call.arguments, written),
                 "owner": owner,
                 "lease_until": lease_until,
-                "attempts": 1,
+                "attempts": 0 if self._firer else 1,  # fired here after the commit, or not yet
                 "created_at": now,
             }
             for call in owed
@@ -163,9 +163,7 @@ class EventJournal:
     async def fire_journaled(self, factory: sessionmaker[Session], stop: asyncio.Event) -> None:
         """In the plugins process, on the plugins' loop until ``stop`` is set: fire the rows
         the workers wrote in serve's name (see :meth:`fire_elsewhere`) within
-        ``POLL_SECONDS`` of their commit, and sweep (:meth:`sweep`). Rows waiting when it
-        starts count an attempt: one of them may have killed the process before it."""
-        await asyncio.to_thread(self._count_reruns, factory)
+        ``POLL_SECONDS`` of their commit, and sweep (:meth:`sweep`)."""
         while not stop.is_set():
             try:
                 owed = await asyncio.to_thread(self._owed, factory)
@@ -193,49 +191,44 @@ class EventJournal:
         if owed:
             self.runner.submit(self._fire_all(owed))
 
-    def _count_reruns(self, factory: sessionmaker[Session]) -> None:
-        """Count an attempt for every row waiting to be fired; drop those past MAX_ATTEMPTS."""
-        owner = self._firer or owner_name()
-        with transaction(factory) as session:
-            rows = session.execute(
-                update(_TABLE)
-                .where(_TABLE.c.owner == owner)
-                .values(attempts=_TABLE.c.attempts + 1)
-                .returning(_TABLE.c.key, _TABLE.c.hook, _TABLE.c.attempts)
-            ).all()
-            for key, hook, attempts in rows:
-                if attempts > MAX_ATTEMPTS:
-                    _log_dropped(key, hook)
-                    session.execute(delete(_TABLE).where(_TABLE.c.key == key))
-                else:
-                    log.warning("plugin event %s (%s) re-run (attempt %d)", key, hook, attempts)
-
     def _owed(self, factory: sessionmaker[Session]) -> list[OwedCall]:
-        """The rows this process fires that it has not fired yet (read in two steps: the
-        keys, then the arguments of the new ones only)."""
+        """The rows this process fires that it has not fired yet, each counting an attempt
+        (a restarted plugins process fires again what its predecessor was firing when it
+        died; past MAX_ATTEMPTS a row is dropped). The keys are read first, so that only the
+        new rows are written to."""
         me = self._firer or owner_name()
         with factory() as session:
             keys = set(session.scalars(select(_TABLE.c.key).where(_TABLE.c.owner == me)))
-            self._fired &= keys  # the rows deleted since are gone for good
-            new = keys - self._fired
-            if not new:
-                return []
-            rows = session.execute(
-                select(_TABLE.c.key, _TABLE.c.hook, _TABLE.c.arguments).where(_TABLE.c.key.in_(new))
-            ).all()
+        self._fired &= keys  # the rows deleted since are gone for good
+        new = keys - self._fired
+        if not new:
+            return []
         owed = []
-        for key, hook, arguments in rows:
-            self._fired.add(key)
-            try:
-                loaded = {k: freeze(v) for k, v in json.loads(arguments).items()}
-            except (ValueError, AttributeError) as error:
-                log.error("plugin event %s dropped: unreadable arguments: %s", key, error)
-                self._answer(key)
-                continue
-            if self.runner.implemented(hook):
-                owed.append(OwedCall(key, hook, loaded))
-            else:
-                self._answer(key)
+        with transaction(factory) as session:
+            rows = session.execute(
+                update(_TABLE)
+                .where(_TABLE.c.key.in_(new), _TABLE.c.owner == me)
+                .values(attempts=_TABLE.c.attempts + 1)
+                .returning(_TABLE.c.key, _TABLE.c.hook, _TABLE.c.arguments, _TABLE.c.attempts)
+            ).all()
+            for key, hook, arguments, attempts in rows:
+                self._fired.add(key)
+                if attempts > MAX_ATTEMPTS:
+                    _log_dropped(key, hook)
+                    session.execute(delete(_TABLE).where(_TABLE.c.key == key))
+                    continue
+                if attempts > 1:
+                    log.warning("plugin event %s (%s) re-run (attempt %d)", key, hook, attempts)
+                try:
+                    loaded = {k: freeze(v) for k, v in json.loads(arguments).items()}
+                except (ValueError, AttributeError) as error:
+                    log.error("plugin event %s dropped: unreadable arguments: %s", key, error)
+                    self._answer(key)
+                    continue
+                if self.runner.implemented(hook):
+                    owed.append(OwedCall(key, hook, loaded))
+                else:
+                    self._answer(key)
         return owed
 
     def sweep(self, factory: sessionmaker[Session], force: bool = False) -> None:
@@ -287,12 +280,12 @@ class EventJournal:
                     .values(
                         owner=me,
                         lease_until=now + timedelta(seconds=LEASE_SECONDS),
-                        attempts=_TABLE.c.attempts + 1,
+                        attempts=_TABLE.c.attempts + (0 if self._firer else 1),  # see _owed
                     )
                     .returning(_TABLE.c.hook, _TABLE.c.arguments, _TABLE.c.attempts)
                 ).first()
-                if claimed is None:
-                    continue  # another process took it first
+                if claimed is None or self._firer is not None:
+                    continue  # another process took it first, or the plugins process fires it
                 if claimed.attempts > MAX_ATTEMPTS:
                     _log_dropped(row.key, claimed.hook)
                     session.execute(delete(_TABLE).where(_TABLE.c.key == row.key))

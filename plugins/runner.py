@@ -5,9 +5,9 @@ the serve process must never run plugin code on its SMTP event loop. So the :cla
 facade, and the plugins' background jobs, run on an event loop in a background thread
 (started on first use): events are handed over and not waited for, lookups return a future
 the caller waits on with a deadline, and lookups run with bounded concurrency and a brief
-cache of their answers. Serve's plugins process looks the waiting messages up ahead of
-the worker and leaves their facts in files (:meth:`PluginRunner.start_looking_ahead`), so
-that the worker's own CPU goes to the pipeline, not to contacts and orders.
+cache of their answers. Under serve the worker asks its lookups of the plugins process, which
+answers them through small files (:meth:`PluginRunner.start_answering`), so that the worker's
+own CPU goes to the pipeline, not to contacts and orders.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Container, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.plugins.facade import Hooks
-from postdesk.plugins.facts import Facts, FactsFolder, LookupKey, Upcoming, Waiting
+from postdesk.plugins.facts import Facts, FactsFolder, LookupKey
 from postdesk.plugins.host import PluginHost
 from postdesk.plugins.journal import EVENT_HOOKS, EventJournal
 from postdesk.plugins.snapshots import Snapshot, freeze, thaw
@@ -39,21 +39,22 @@ CACHE_ENTRIES = 2048
 LOOKUP_HOOKS = ("postdesk_lookup_contact", "postdesk_lookup_orders")
 CONTACT = "\0contact"  # cache key part: a contact is cached by address, not by text
 
-LOOK_AHEAD_PAUSE = 0.02  # seconds between two looks when nothing new waits
-SEEN_MEMORY = 4096  # spool file names remembered as looked ahead at
-STALE_SECONDS = 600.0  # facts files untouched this long are removed, every PRUNE_SECONDS
+ANSWER_POLL_SECONDS = 0.01  # how often questions and answers are looked for
+STALE_SECONDS = 600.0  # files untouched this long are removed, every PRUNE_SECONDS
 PRUNE_SECONDS = 60.0
-AHEAD_POLL_SECONDS = 0.01  # how often the worker looks for facts on their way
 
 
 class PluginRunner:
     """Calls hooks from synchronous code; a runner without a host does nothing."""
 
-    def __init__(self, host: PluginHost | None = None, ahead: FactsFolder | None = None) -> None:
-        """Run ``host``'s hooks (each call with its plugin's timeout, see the facade); the
-        facts of messages looked up ahead are left in, and taken from, ``ahead``."""
+    def __init__(self, host: PluginHost | None = None, folder: FactsFolder | None = None) -> None:
+        """Run ``host``'s hooks (each call with its plugin's timeout, see the facade); lookups
+        asked of another process go through ``folder``."""
         self.host = host
-        self.ahead = ahead
+        self.folder = folder
+        self.asked: FactsFolder | None = None  # where lookups are asked, when not done here
+        self._awaited: dict[str, asyncio.Future[Facts]] = {}  # spool id -> its answer's waiter
+        self._collector: asyncio.Future[None] | None = None  # hands the answers over
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -141,111 +142,107 @@ class PluginRunner:
         self, email: str, text: str, spool_id: str = ""
     ) -> concurrent.futures.Future[Facts] | None:
         """Start gathering contact and order facts for the message ``spool_id``; None when no
-        plugin looks anything up. Facts looked up ahead (see :meth:`start_looking_ahead`) are
-        taken, or waited for while on their way, instead of looking up again."""
+        plugin looks anything up. When another process answers lookups (see
+        :meth:`look_up_elsewhere`), the question is handed to it instead."""
         if not self.implemented(*LOOKUP_HOOKS):
             return None
         key = (email.lower(), text)
-        ahead, found = (self.ahead if spool_id else None), None
-        if ahead is not None:
-            found = ahead.take(spool_id)
-            if found is None and ahead.expected(spool_id):
-                return self.submit(self._wait_ahead(ahead, spool_id, key))
-            if found is None:  # the facts may have come between the two looks
-                found = ahead.take(spool_id)
-        if found is None:
-            found = self._cached(key)
+        if self.asked is not None and spool_id:
+            self.asked.ask(spool_id, key)
+            return self.submit(self._answer_for(self.asked, spool_id, key))
+        found = self._cached(key)
         if found is None:
             return self.submit(self._lookup(key))
         done: concurrent.futures.Future[Facts] = concurrent.futures.Future()
         done.set_result(found)
         return done
 
-    async def _wait_ahead(self, ahead: FactsFolder, spool_id: str, key: LookupKey) -> Facts:
-        """The facts looked up ahead for ``spool_id`` once they are there; the lookup's own
-        answer when the look-ahead gave up on them (its process stopped)."""
-        deadline = time.monotonic() + self.lookup_wait()
-        while time.monotonic() < deadline:
-            on_its_way = ahead.expected(spool_id)
-            found = ahead.take(spool_id)
-            if found is not None:
-                return found
-            if not on_its_way:
-                break
-            await asyncio.sleep(AHEAD_POLL_SECONDS)
-        return await self._lookup(key)
+    def look_up_elsewhere(self) -> None:
+        """Hand this process's lookups to the process answering them through :attr:`folder`
+        (serve's plugins process, see :meth:`start_answering`): the worker then spends no time
+        on contacts and orders."""
+        self.asked = self.folder
 
-    # --- looking ahead: lookups of the messages waiting, in the plugins process ---------
+    async def _answer_for(self, asked: FactsFolder, spool_id: str, key: LookupKey) -> Facts:
+        """The answer to the question about ``spool_id`` once it is there (one collector
+        looks for every awaited answer at once); the lookup's own when none came within the
+        lookup timeout (the answering process is down)."""
+        waiter: asyncio.Future[Facts] = asyncio.get_running_loop().create_future()
+        self._awaited[spool_id] = waiter
+        if self._collector is None or self._collector.done():
+            self._collector = asyncio.ensure_future(self._collect(asked))
+        try:
+            return await asyncio.wait_for(waiter, self._waited(*LOOKUP_HOOKS))
+        except TimeoutError:
+            log.warning("no answer to the plugin lookups of %s; looking up here", spool_id)
+            asked.withdraw(spool_id)
+            return await self._lookup(key)
+        finally:
+            self._awaited.pop(spool_id, None)
 
-    def start_looking_ahead(self, upcoming: Upcoming) -> Callable[[], None]:
-        """Look up, on the plugins' loop, the messages ``upcoming(seen)`` finds waiting (see
-        :func:`postdesk.plugins.prefetch.waiting_in`) and leave their facts in :attr:`ahead`
-        for the worker; returns the function that stops it. Does nothing when no plugin looks
-        anything up.
+    async def _collect(self, asked: FactsFolder) -> None:
+        """While answers are awaited: hand each one that arrived to its waiter."""
+        while self._awaited:
+            try:
+                for spool_id in asked.answered():
+                    waiter = self._awaited.get(spool_id)
+                    found = asked.take(spool_id) if waiter is not None else None
+                    if waiter is not None and found is not None and not waiter.done():
+                        waiter.set_result(found)
+            except OSError as error:
+                log.warning("reading the plugin lookups' answers failed, will retry: %s", error)
+            await asyncio.sleep(ANSWER_POLL_SECONDS)
 
-        Called by serve's plugins process (or ingest), so that the worker spends no time on lookups:
-        by the time it reaches a message, its facts are usually there (see ``lookup``).
-        """
-        ahead = self.ahead
-        if ahead is None or not self.implemented(*LOOKUP_HOOKS):
+    # --- answering the lookups the workers ask for, in the plugins process -----------
+
+    def start_answering(self) -> Callable[[], None]:
+        """Answer, on the plugins' loop, the lookups asked in :attr:`folder` (many at once, at
+        most LOOKUP_CONCURRENCY); returns the function that stops it. Does nothing when no
+        plugin looks anything up. Run by serve's plugins process, so that plugin lookups never
+        cost a worker its CPU."""
+        folder = self.folder
+        if folder is None or not self.implemented(*LOOKUP_HOOKS):
             return lambda: None
-        ahead.clear()  # marks of a look-ahead that is gone would make the worker wait
+        folder.reopen()
         loop = self._running_loop()
         stop = asyncio.Event()
-        self.submit(self._look_ahead(upcoming, ahead, stop))
+        self.submit(self._answer(folder, stop))
 
-        def stop_looking() -> None:
+        def stop_answering() -> None:
             loop.call_soon_threadsafe(stop.set)
 
-        return stop_looking
+        return stop_answering
 
-    async def _look_ahead(
-        self, upcoming: Upcoming, ahead: FactsFolder, stop: asyncio.Event
-    ) -> None:
-        seen: dict[str, None] = {}  # spool files looked at, oldest first
+    async def _answer(self, folder: FactsFolder, stop: asyncio.Event) -> None:
         limit = asyncio.Semaphore(LOOKUP_CONCURRENCY)
         pruned_at = time.monotonic()
         while not stop.is_set():
             try:
-                fresh = await asyncio.to_thread(self._scan, upcoming, ahead, frozenset(seen))
-            except Exception:
-                log.exception("looking ahead in the spool failed; trying again in a second")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
-                continue
-            for name, _spool_id, _key in fresh:
-                seen[name] = None
-            while len(seen) > SEEN_MEMORY:
-                del seen[next(iter(seen))]
-            for _name, spool_id, key in fresh:  # at most LOOKUP_CONCURRENCY at once
+                asked = await asyncio.to_thread(folder.questions)
+            except OSError as error:
+                log.warning("reading the plugin lookups asked failed, will retry: %s", error)
+                asked = []
+            for spool_id, key in asked:
                 await limit.acquire()
-                running = asyncio.ensure_future(self._look_up_ahead(ahead, spool_id, key))
+                running = asyncio.ensure_future(self._answer_one(folder, spool_id, key))
                 running.add_done_callback(lambda _done: limit.release())
             if time.monotonic() - pruned_at > PRUNE_SECONDS:
                 pruned_at = time.monotonic()
-                await asyncio.to_thread(ahead.prune, STALE_SECONDS)
-            if not fresh:
+                await asyncio.to_thread(folder.prune, STALE_SECONDS)
+            if not asked:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), LOOK_AHEAD_PAUSE)
+                    await asyncio.wait_for(stop.wait(), ANSWER_POLL_SECONDS)
 
-    @staticmethod
-    def _scan(upcoming: Upcoming, ahead: FactsFolder, seen: Container[str]) -> list[Waiting]:
-        """In a thread: the messages newly waiting, each marked as expected."""
-        fresh = upcoming(seen)
-        for _name, spool_id, _key in fresh:
-            ahead.expect(spool_id)
-        return fresh
-
-    async def _look_up_ahead(self, ahead: FactsFolder, spool_id: str, key: LookupKey) -> None:
+    async def _answer_one(self, folder: FactsFolder, spool_id: str, key: LookupKey) -> None:
         try:
             facts = await self._lookup(key)
         except Exception:
             log.exception("plugin lookups failed; notifying without them")
             facts = {}
         try:
-            ahead.put(spool_id, facts)
+            folder.answer(spool_id, facts)
         except OSError as error:  # the worker then looks up itself
-            log.warning("could not leave looked-up facts for the worker: %s", error)
+            log.warning("could not leave the looked-up facts for the worker: %s", error)
 
     def facts(self, pending: concurrent.futures.Future[Facts] | None) -> Facts:
         """The facts a :meth:`lookup` gathered, or ``{}`` when none arrive within the timeout."""
@@ -330,8 +327,8 @@ class PluginRunner:
         return facts
 
     def _contact(self, facade: Hooks, email: str) -> Any:
-        """The cached contact card (cached by address alone: looking ahead finds the same
-        address), else the lookup of it (shared with one already in flight), a future of
+        """The cached contact card (cached by address alone: a sender's messages share it),
+        else the lookup of it (shared with one already in flight), a future of
         ``{"contact": card}`` or ``{}``."""
         if not facade.implemented("postdesk_lookup_contact"):
             return None

@@ -27,7 +27,7 @@ from postdesk.plugins.httppool import HttpPool
 from postdesk.plugins.notify_webhook import delivery
 from postdesk.plugins.snapshots import freeze
 from tests.httpstub import Receiver, Shop
-from tests.support import count_tasks
+from tests.support import count_tasks, wait_until
 
 PERSONAL = frozenset(crm.PERSONAL_DOMAINS)
 
@@ -357,9 +357,9 @@ def test_a_file_without_an_email_column_is_refused(tmp_path: Path) -> None:
         _import(tmp_path, path)
 
 
-def _orders_runner(shop: Shop, ahead: Any = None, timeout: float = 5.0) -> Any:
-    """A plugin runner with the order lookup against ``shop``, leaving or taking facts in
-    the facts folder ``ahead``."""
+def _orders_runner(shop: Shop, folder: Any = None, timeout: float = 5.0) -> Any:
+    """A plugin runner with the order lookup against ``shop``, asking or answering lookups
+    through the facts folder ``folder``."""
     import dataclasses
 
     from postdesk.daemon.config import PluginSettings
@@ -377,102 +377,72 @@ def _orders_runner(shop: Shop, ahead: Any = None, timeout: float = 5.0) -> Any:
         lookup_timeout_seconds=timeout,
         options=options,
     )
-    return PluginRunner(load_plugins(dataclasses.replace(Settings(), plugins=plugins)), ahead)
+    return PluginRunner(load_plugins(dataclasses.replace(Settings(), plugins=plugins)), folder)
 
 
-def test_the_spooling_process_looks_ahead_and_the_worker_takes_the_facts(
-    tmp_path: Path,
-) -> None:
-    """The process that spools mail looks the waiting messages up, many at once against a
-    slow shop, and leaves their facts; the worker (another runner, as in another process)
-    takes them without asking the shop again."""
-    from postdesk.daemon.intake.spool import Envelope, Spool
+def test_the_worker_asks_and_the_plugins_process_answers_many_at_once(tmp_path: Path) -> None:
+    """Under serve the worker hands its lookups to the plugins process (another runner, as in
+    another process): it asks and goes on; the questions of many messages are answered at once
+    against a slow shop, and the worker takes the answers without asking the shop itself."""
     from postdesk.plugins.facts import FactsFolder
-    from postdesk.plugins.prefetch import spool_id_of, waiting_in
-    from tests.support import make_mail
 
-    spool = Spool(tmp_path / "spool")
-    senders = [f"c{n}@example.org" for n in range(12)]
-    for n, sender in enumerate(senders):
-        raw = make_mail(subject=f"Order 2000{n}", body="Where is it?\n", sender=sender)
-        spool.write(raw, Envelope(sender, ("support@example.com",), "smtp", time.time()))
-    names = sorted(p.name for p in spool.new.iterdir())
     folder = FactsFolder(tmp_path / "lookups")
     with Shop(delay=0.2) as shop:
         shop.orders.update({f"2000{n}": {"id": f"2000{n}"} for n in range(12)})
-        spooling, worker = _orders_runner(shop, folder), _orders_runner(shop, folder)
+        answering, worker = _orders_runner(shop, folder), _orders_runner(shop, folder)
         try:
-            stop_looking = spooling.start_looking_ahead(waiting_in(spool.new))
-            time.sleep(1.5)  # 12 lookups of 0.2 s each: in parallel, well within this
-            stop_looking()
+            stop_answering = answering.start_answering()
+            worker.look_up_elsewhere()
+            started = time.monotonic()
+            pending = [
+                worker.lookup(f"c{n}@example.org", f"Order 2000{n}", f"spool-{n}")
+                for n in range(12)
+            ]
+            assert time.monotonic() - started < 0.5, "asking never waits for the shop"
+            for n, facts in enumerate(worker.facts(p) for p in pending):
+                assert [o["number"] for o in facts["orders"]] == [f"2000{n}"]
+            assert time.monotonic() - started < 1.5, "12 answers of 0.2 s each, in parallel"
             assert sorted(p for p, _auth in shop.requests) == sorted(
                 f"/orders/2000{n}" for n in range(12)
-            )
-            assert sorted(p.name for p in folder.folder.iterdir()) == sorted(
-                spool_id_of(name) + ".json" for name in names
-            )
-            for n, (sender, name) in enumerate(zip(senders, names, strict=True)):
-                pending = worker.lookup(sender, f"Order 2000{n}\nWhere is it?\n", spool_id_of(name))
-                assert pending.done(), "the facts were there"
-                assert [o["number"] for o in worker.facts(pending)["orders"]] == [f"2000{n}"]
-            assert len(shop.requests) == 12, "the worker asked the shop nothing"
-            assert not list(folder.folder.iterdir()), "the worker took every file"
+            ), "each asked once, by the answering process"
+            assert not list(folder.folder.iterdir()), "every question and answer taken"
+            stop_answering()
         finally:
-            spooling.close()
+            answering.close()
             worker.close()
 
 
-def test_the_worker_waits_for_facts_on_their_way_and_looks_up_when_they_never_come(
+def test_an_unanswered_question_is_looked_up_by_the_worker_after_the_timeout(
     tmp_path: Path,
 ) -> None:
-    """A message marked as being looked up ahead: the worker's lookup waits for those facts
-    instead of asking the shop; once the mark is gone without facts (the look-ahead stopped),
-    it asks itself."""
+    """No process answers (the plugins process is down): once the lookup timeout has passed,
+    the worker looks up itself; a restarted answering process answers the question its
+    predecessor had taken."""
     from postdesk.plugins.facts import FactsFolder
 
     folder = FactsFolder(tmp_path / "lookups")
-    folder.clear()
+    folder.reopen()
     with Shop() as shop:
-        worker = _orders_runner(shop, folder)
+        worker = _orders_runner(shop, folder, timeout=0.5)
+        worker.look_up_elsewhere()
         try:
-            folder.expect("s1")
             pending = worker.lookup("c@example.org", "Order 10001", "s1")
-            time.sleep(0.2)
-            assert not pending.done() and not shop.requests, "it waits, and asks no one"
-            folder.put("s1", {"orders": [{"number": "looked up ahead"}]})
-            assert worker.facts(pending) == {"orders": [{"number": "looked up ahead"}]}
-
-            folder.expect("s2")
-            pending = worker.lookup("c@example.org", "Order 10002", "s2")
-            (folder.folder / "s2.wait").unlink()  # the look-ahead's process was stopped
-            assert [o["number"] for o in worker.facts(pending)["orders"]] == ["10002"]
-            assert [p for p, _auth in shop.requests] == ["/orders/10002"]
+            time.sleep(0.3)
+            assert not pending.done() and not shop.requests, "it waits for an answer"
+            assert [o["number"] for o in worker.facts(pending)["orders"]] == ["10001"]
+            assert [p for p, _auth in shop.requests] == ["/orders/10001"]
         finally:
             worker.close()
 
-
-def test_looking_ahead_gives_the_key_the_worker_will_look_up(tmp_path: Path) -> None:
-    """A quoted-printable message (as most mail clients send long lines) is looked ahead at
-    with its decoded text, so the worker finds its facts instead of looking up again."""
-    from email.message import EmailMessage
-
-    from postdesk.daemon.intake.spool import Envelope, Spool
-    from postdesk.daemon.mail.parse import parse_message
-    from postdesk.plugins.prefetch import lookahead
-
-    mail = EmailMessage()
-    mail["From"] = "Carol <Carol@Example.org>"
-    mail["To"] = "support@example.com"
-    mail["Subject"] = "Order 10001 is late"
-    mail.set_content("Where is my order 10001? " * 20 + "\n\n> an older quoted line\n")
-    raw = mail.as_bytes()
-    assert b"quoted-printable" in raw
-    spool = Spool(tmp_path / "spool")
-    spool.write(raw, Envelope("carol@example.org", ("support@example.com",), "smtp", time.time()))
-    [(_name, _spool_id, key)] = lookahead(spool.new, 8, 65536)
-    parsed = parse_message(raw)  # as the parse step sees it
-    assert key == ("carol@example.org", f"{parsed.subject}\n{parsed.new_text}")
-    assert "an older quoted line" not in key[1] and "=\n" not in key[1]
+        folder.ask("s2", ("c@example.org", "Order 10002"))
+        assert [spool_id for spool_id, _key in folder.questions()] == ["s2"]  # then it died
+        successor = _orders_runner(shop, folder)
+        try:
+            stop_answering = successor.start_answering()
+            wait_until(lambda: folder.take("s2"), what="the taken question answered again")
+            stop_answering()
+        finally:
+            successor.close()
 
 
 def test_later_hands_over_the_facts_or_nothing_after_the_timeout() -> None:

@@ -216,7 +216,7 @@ def test_a_hanging_shop_never_delays_the_acknowledgement(
             assert code == 250
             ack = wait_until(lambda: sink.to(CUSTOMER), what="acknowledgement")[0]
             assert "[Example #1]" in str(ack["Subject"])
-            assert shop.requests, "the shop was asked and has not answered yet"
+            wait_until(lambda: shop.requests, what="the shop asked (it has not answered yet)")
             assert not sink.to(AGENT), "the notification waits for the lookups"
             shop.released.set()
             mail = wait_until(lambda: sink.to(AGENT), what="agent notification")[0]

@@ -21,7 +21,7 @@ import shutil
 import time
 import uuid
 from collections import deque
-from collections.abc import Container, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -296,28 +296,6 @@ class IncomingFile:
             self._handle.write(self._pending)
             self._pending.clear()
         return self._handle
-
-
-def peek_waiting(
-    waiting: Path, count: int, limit: int, skip: Container[str] = ()
-) -> list[tuple[str, bytes]]:
-    """The oldest ``count`` waiting messages of the folder ``waiting`` (a spool's ``new/``)
-    as (file name, first ``limit`` bytes of the raw message), without claiming them; those
-    named in ``skip`` count but are not read.
-
-    For looking ahead only: a file may be claimed and gone a moment later (it is skipped).
-    """
-    found: list[tuple[str, bytes]] = []
-    for name in sorted(os.listdir(waiting))[:count]:
-        if name in skip:
-            continue
-        try:
-            with (waiting / name).open("rb") as handle:
-                handle.readline()  # the envelope line
-                found.append((name, handle.read(limit)))
-        except FileNotFoundError:
-            continue
-    return found
 
 
 def new_spool_id() -> str:

@@ -1,17 +1,16 @@
 """Step: start the plugins' contact and order lookups, and remember the ticket as it was.
 
-Usually the process that spooled the message has looked it up already, while it waited in
-the spool (``PluginRunner.start_looking_ahead``): its facts are taken, or waited for in the
-background. Otherwise the lookups run in the background (``postdesk.plugins.runner``:
-bounded concurrency, a timeout per call, a brief cache) while the following steps store the
-message; the ``facts`` step collects the answers. The watched fields of an existing ticket
-are kept so that the ``events`` step can report what changed.
+Under serve the lookups are asked of the plugins process (``PluginRunner.lookup``): the worker
+spends no time on them. Otherwise they run in the background (``postdesk.plugins.runner``:
+a timeout per call, a brief cache) while the following steps store the message. Either way
+the ``facts`` step collects the answers. The watched fields of an existing ticket are kept so
+that the ``events`` step can report what changed.
 """
 
 from __future__ import annotations
 
 from postdesk.daemon.pipeline import MessageContext
-from postdesk.plugins.prefetch import lookup_text
+from postdesk.plugins.facts import lookup_text
 
 WATCHED = ("status", "priority", "assignee", "category")
 
