@@ -1,9 +1,11 @@
 """Lookups asked by the worker and answered by the plugins process, through small files.
 
-The worker asks for the facts of a message (``<spool id>.ask``, holding the lookup key) and
-goes on with the next message; the plugins process takes the question (renamed to
-``<spool id>.wait``), looks it up and leaves the answer (``<spool id>.json``, whole or not at
-all); the worker takes it in the background and completes the held notification (see
+The worker asks for the facts of a message (``asked/<spool id>.ask``, holding the lookup key)
+and goes on with the next message; the plugins process takes the question (renamed to
+``asked/<spool id>.wait``), looks it up and leaves the answer (``answers/<spool id>.json``,
+whole or not at all); questions and answers live apart, so that the worker, which looks for
+answers every few milliseconds, lists only the few answers waiting, not a backlog of questions;
+the worker takes it in the background and completes the held notification (see
 ``PluginRunner.lookup`` and ``PluginRunner.start_answering``). The files are a hand-over, never
 the only copy of anything: a question left unanswered only means that the worker looks up
 itself once the lookup timeout has passed.
@@ -35,18 +37,20 @@ class FactsFolder:
     """Questions and answers about the facts of spooled messages, a small file each."""
 
     def __init__(self, folder: Path) -> None:
-        """Keep the files in ``folder`` (made by :meth:`clear`)."""
+        """Keep the files in ``folder`` (made by :meth:`reopen`)."""
         self.folder = folder
+        self.asked, self.answers = folder / "asked", folder / "answers"
 
     def _path(self, spool_id: str, ending: str) -> str:
-        return os.path.join(self.folder, spool_id + ending)
+        return os.path.join(self.answers if ending == ANSWERED else self.asked, spool_id + ending)
 
     def _write(self, spool_id: str, ending: str, data: object) -> None:
         """Write ``data`` as JSON to ``<spool id><ending>``, whole or not at all."""
-        partial = self._path(spool_id, PARTIAL)
+        final = self._path(spool_id, ending)
+        partial = final + PARTIAL
         with open(partial, "w", encoding="utf-8") as handle:
             json.dump(data, handle, default=json_default)
-        os.replace(partial, self._path(spool_id, ending))
+        os.replace(partial, final)
 
     def ask(self, spool_id: str, key: LookupKey) -> None:
         """Ask for the facts of ``spool_id`` (the worker)."""
@@ -61,7 +65,7 @@ class FactsFolder:
         """Take the questions asked since the last call: (spool id, lookup key) each (the
         plugins process; a question is taken once, by renaming it)."""
         taken = []
-        for entry in os.scandir(self.folder):
+        for entry in os.scandir(self.asked):
             if not entry.name.endswith(ASKED):
                 continue
             spool_id = entry.name.removesuffix(ASKED)
@@ -85,7 +89,7 @@ class FactsFolder:
         """The spool ids whose answers wait to be taken (one listing of the folder)."""
         return [
             entry.name.removesuffix(ANSWERED)
-            for entry in os.scandir(self.folder)
+            for entry in os.scandir(self.answers)
             if entry.name.endswith(ANSWERED)
         ]
 
@@ -105,18 +109,20 @@ class FactsFolder:
         """Remove the files not touched for ``older_than`` seconds (answers nobody took,
         questions of a stopped process); how many were removed."""
         cutoff, removed = time.time() - older_than, 0
-        for entry in os.scandir(self.folder):
-            with contextlib.suppress(FileNotFoundError):
-                if entry.stat().st_mtime < cutoff:
-                    os.unlink(entry.path)
-                    removed += 1
+        for folder in (self.asked, self.answers):
+            for entry in os.scandir(folder):
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.stat().st_mtime < cutoff:
+                        os.unlink(entry.path)
+                        removed += 1
         return removed
 
     def reopen(self) -> None:
         """When the answering (re)starts: make the folder, and ask again the questions taken
         by an answering process that stopped before it answered them."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        for entry in os.scandir(self.folder):
+        for folder in (self.asked, self.answers):
+            folder.mkdir(parents=True, exist_ok=True)
+        for entry in os.scandir(self.asked):
             if entry.name.endswith(TAKEN):
                 with contextlib.suppress(FileNotFoundError):
                     os.rename(entry.path, self._path(entry.name.removesuffix(TAKEN), ASKED))

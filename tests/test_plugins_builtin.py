@@ -405,7 +405,7 @@ def test_the_worker_asks_and_the_plugins_process_answers_many_at_once(tmp_path: 
             assert sorted(p for p, _auth in shop.requests) == sorted(
                 f"/orders/2000{n}" for n in range(12)
             ), "each asked once, by the answering process"
-            assert not list(folder.folder.iterdir()), "every question and answer taken"
+            assert not [p for p in folder.folder.rglob("*") if p.is_file()], "every file taken"
             stop_answering()
         finally:
             answering.close()
