@@ -40,17 +40,25 @@ class FactsFolder:
         """Keep the files in ``folder`` (made by :meth:`reopen`)."""
         self.folder = folder
         self.asked, self.answers = folder / "asked", folder / "answers"
+        self._made = False  # the folders exist
 
     def _path(self, spool_id: str, ending: str) -> str:
         return os.path.join(self.answers if ending == ANSWERED else self.asked, spool_id + ending)
 
     def _write(self, spool_id: str, ending: str, data: object) -> None:
         """Write ``data`` as JSON to ``<spool id><ending>``, whole or not at all."""
+        if not self._made:  # a worker may ask before the answering process has started
+            self._make()
         final = self._path(spool_id, ending)
         partial = final + PARTIAL
         with open(partial, "w", encoding="utf-8") as handle:
             json.dump(data, handle, default=json_default)
         os.replace(partial, final)
+
+    def _make(self) -> None:
+        for folder in (self.asked, self.answers):
+            folder.mkdir(parents=True, exist_ok=True)
+        self._made = True
 
     def ask(self, spool_id: str, key: LookupKey) -> None:
         """Ask for the facts of ``spool_id`` (the worker)."""
@@ -120,8 +128,7 @@ class FactsFolder:
     def reopen(self) -> None:
         """When the answering (re)starts: make the folder, and ask again the questions taken
         by an answering process that stopped before it answered them."""
-        for folder in (self.asked, self.answers):
-            folder.mkdir(parents=True, exist_ok=True)
+        self._make()
         for entry in os.scandir(self.asked):
             if entry.name.endswith(TAKEN):
                 with contextlib.suppress(FileNotFoundError):

@@ -148,8 +148,11 @@ class PluginRunner:
             return None
         key = (email.lower(), text)
         if self.asked is not None and spool_id:
-            self.asked.ask(spool_id, key)
-            return self.submit(self._answer_for(self.asked, spool_id, key))
+            try:
+                self.asked.ask(spool_id, key)
+                return self.submit(self._answer_for(self.asked, spool_id, key))
+            except OSError as error:  # a lookup is never worth failing a message for
+                log.warning("could not ask for the plugin lookups, looking up here: %s", error)
         found = self._cached(key)
         if found is None:
             return self.submit(self._lookup(key))

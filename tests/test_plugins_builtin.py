@@ -415,13 +415,12 @@ def test_the_worker_asks_and_the_plugins_process_answers_many_at_once(tmp_path: 
 def test_an_unanswered_question_is_looked_up_by_the_worker_after_the_timeout(
     tmp_path: Path,
 ) -> None:
-    """No process answers (the plugins process is down): once the lookup timeout has passed,
-    the worker looks up itself; a restarted answering process answers the question its
-    predecessor had taken."""
+    """No process answers (the plugins process is down, or has not started yet: the worker
+    asks before the folder exists): once the lookup timeout has passed, the worker looks up
+    itself; a restarted answering process answers the question its predecessor had taken."""
     from postdesk.plugins.facts import FactsFolder
 
-    folder = FactsFolder(tmp_path / "lookups")
-    folder.reopen()
+    folder = FactsFolder(tmp_path / "lookups")  # no answering process has made it yet
     with Shop() as shop:
         worker = _orders_runner(shop, folder, timeout=0.5)
         worker.look_up_elsewhere()
