@@ -308,8 +308,21 @@ def process_cpu(serve: int, database: str, admin: object) -> dict[str, float]:
     return usage
 
 
+def bytecode_env(pythonpath: str, cache: str) -> dict[str, str]:
+    """The environment of a serve under measure: bytecode kept in ``cache`` (as an installed
+    package has it), so that start-up is not every module compiled anew in every process (this
+    machine sets PYTHONDONTWRITEBYTECODE); ``pythonpath`` runs another checkout."""
+    env = {**os.environ, "PYTHONPYCACHEPREFIX": cache}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    modules = "postdesk.daemon.cli, postdesk.daemon.serve, postdesk.daemon.workerproc"
+    subprocess.run([sys.executable, "-c", f"import {modules}"], env=env, check=True)
+    return env
+
+
 def run_postgres_workers(
-    args: argparse.Namespace, workers: int, pythonpath: str = ""
+    args: argparse.Namespace, workers: int, env: dict[str, str] | None = None
 ) -> dict[str, float]:
     """``workers`` processes draining N pre-spooled mails on PostgreSQL: the rate from serve's
     start (start-up included) and from the first stored message, the seconds until it, each
@@ -323,7 +336,6 @@ def run_postgres_workers(
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     url = args.postgres.rsplit("/", 1)[0] + f"/{name}"
     commits = text("SELECT xact_commit FROM pg_stat_database WHERE datname = :name")
-    env = {**os.environ, "PYTHONPATH": pythonpath} if pythonpath else None
     try:
         with tempfile.TemporaryDirectory() as folder:
             workdir = Path(folder)
@@ -626,18 +638,24 @@ def _postgres_rounds(args: argparse.Namespace) -> None:
     """1 and 2 workers on PostgreSQL, round after round in alternating order (and the baseline
     checkout alternating with this one when given): one line per run, the 2/1 ratios per round,
     then their medians. A ratio is the rate from serve's start (start-up included), and the rate
-    from the first stored message (the drain alone); CPU per message says where the time went."""
+    from the first stored message (the drain alone); CPU per message says where the time went.
+    Bytecode is cached for all the runs (see :func:`bytecode_env`)."""
     paths = {"this checkout": ""}
     if args.baseline_pythonpath:
         paths["baseline"] = args.baseline_pythonpath
     ratios: dict[str, list[tuple[float, float, float]]] = {name: [] for name in paths}
-    print(f"PostgreSQL: {args.pg_messages} spooled mails drained by 1 and by 2 worker processes")
+    print(
+        f"PostgreSQL: {args.pg_messages} spooled mails drained by 1 and by 2 worker processes"
+        " (bytecode cached, as installed)"
+    )
+    cache = tempfile.mkdtemp(prefix="bench-pycache-")
+    envs = {name: bytecode_env(path, cache) for name, path in paths.items()}
     for number in range(args.pg_rounds):
         names = list(paths) if number % 2 == 0 else list(reversed(paths))
         for name in names:
             runs = {}
             for workers in (1, 2) if number % 2 == 0 else (2, 1):
-                runs[workers] = result = run_postgres_workers(args, workers, paths[name])
+                runs[workers] = result = run_postgres_workers(args, workers, envs[name])
                 _print_postgres_run(f"round {number} {name}", workers, result)
             one, two = runs[1], runs[2]
             cpu = [_total_cpu(run) for run in (one, two)]
@@ -649,6 +667,7 @@ def _postgres_rounds(args: argparse.Namespace) -> None:
                 f" included), {ratios[name][-1][1]:.2f} from the first stored message; CPU per"
                 f" message 2 workers / 1: {ratios[name][-1][2]:.2f}"
             )
+    shutil.rmtree(cache, ignore_errors=True)
     for name, values in ratios.items():
         print(
             f"median {name}: 2/1 ratio {statistics.median(v[0] for v in values):.2f} (start-up"
