@@ -17,6 +17,12 @@
    another checkout to compare).
 4. Outbound: M queued mails sent by the outbox sender to a bare aiosmtpd relay, against a plain
    smtplib client sending the same bytes to the same relay over one connection.
+5. PostgreSQL workers (``--postgres URL``): ``postdesk serve`` with 1, then 2 worker processes
+   draining N pre-spooled mails; the 2/1 ratio of the rate from serve's start (start-up
+   included) and of the rate from the first stored message, the seconds until it, and the CPU
+   per message of each process (workers, PostgreSQL backends, serve) with the commits per
+   message: on two cores, two workers are bound by the sum of that CPU. ``--pg-rounds`` repeats
+   it in alternating order (and alternates with ``--baseline-pythonpath``), medians printed.
 
     python bench/bench_pipeline.py --messages 5000 --connections 8 --steady-seconds 30
 
@@ -278,8 +284,49 @@ def run_outbound(args: argparse.Namespace, workdir: Path) -> tuple[float, float]
     return plain, ours
 
 
-def run_postgres_workers(args: argparse.Namespace, workers: int) -> float:
-    """Messages/s with which ``workers`` processes drain N pre-spooled mails on PostgreSQL."""
+def process_cpu(serve: int, database: str, admin: object) -> dict[str, float]:
+    """CPU seconds so far of serve (``serve``: its event loop thread, ``serve-threads``: the
+    others), of each worker process (``worker <pid>``) and of the PostgreSQL backends serving
+    ``database`` (``postgres``, added up)."""
+    usage = {"serve": cpu_seconds(serve, serve)}
+    usage["serve-threads"] = cpu_seconds(serve) - usage["serve"]
+    for child in Path(f"/proc/{serve}/task/{serve}/children").read_text().split():
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                usage[f"worker {child}"] = cpu_seconds(int(child))
+        except OSError:
+            continue
+    query = text("SELECT pid FROM pg_stat_activity WHERE datname = :name")
+    with admin.connect() as connection:  # type: ignore[attr-defined]
+        backends = connection.execute(query, {"name": database}).scalars().all()
+    usage["postgres"] = 0.0
+    for pid in backends:
+        try:
+            usage["postgres"] += cpu_seconds(pid)
+        except OSError:  # it ended meanwhile
+            continue
+    return usage
+
+
+def bytecode_env(pythonpath: str, cache: str) -> dict[str, str]:
+    """The environment of a serve under measure: bytecode kept in ``cache`` (as an installed
+    package has it), so that start-up is not every module compiled anew in every process (this
+    machine sets PYTHONDONTWRITEBYTECODE); ``pythonpath`` runs another checkout."""
+    env = {**os.environ, "PYTHONPYCACHEPREFIX": cache}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    modules = "postdesk.daemon.cli, postdesk.daemon.serve, postdesk.daemon.workerproc"
+    subprocess.run([sys.executable, "-c", f"import {modules}"], env=env, check=True)
+    return env
+
+
+def run_postgres_workers(
+    args: argparse.Namespace, workers: int, env: dict[str, str] | None = None
+) -> dict[str, float]:
+    """``workers`` processes draining N pre-spooled mails on PostgreSQL: the rate from serve's
+    start (start-up included) and from the first stored message, the seconds until it, each
+    process's CPU per message from then on, and messages per database commit meanwhile."""
     from postdesk.daemon.intake.spool import Envelope, Spool
 
     admin = create_engine(args.postgres, isolation_level="AUTOCOMMIT")
@@ -288,6 +335,7 @@ def run_postgres_workers(args: argparse.Namespace, workers: int) -> float:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     url = args.postgres.rsplit("/", 1)[0] + f"/{name}"
+    commits = text("SELECT xact_commit FROM pg_stat_database WHERE datname = :name")
     try:
         with tempfile.TemporaryDirectory() as folder:
             workdir = Path(folder)
@@ -299,15 +347,18 @@ def run_postgres_workers(args: argparse.Namespace, workers: int) -> float:
                 envelope = Envelope("customer@example.org", ("support@example.com",), "bench", 0.0)
                 spool.write(message(number, args.size).replace(b"\n", b"\r\n"), envelope)
             engine = create_engine(url)
+            started = time.time()
             serve = subprocess.Popen(
                 [sys.executable, "-m", "postdesk.daemon.cli", "--config", str(config), "serve"],
                 stdout=(workdir / "serve.log").open("wb"),
                 stderr=subprocess.STDOUT,
+                env=env,
             )
             try:
-                started = time.time()
                 query = text("SELECT count(*) FROM messages WHERE direction = 'in'")
-                stored = 0
+                stored, first, stored_first = 0, 0.0, 0
+                cpu_first: dict[str, float] = {}
+                commits_first = 0
                 while stored < args.pg_messages and time.time() - started < 1800:
                     time.sleep(0.2)
                     try:
@@ -315,7 +366,16 @@ def run_postgres_workers(args: argparse.Namespace, workers: int) -> float:
                             stored = int(connection.execute(query).scalar_one())
                     except Exception:  # the schema is still being created
                         continue
+                    if stored and not first:  # CPU and commits counted from here on
+                        first, stored_first = time.time(), stored
+                        cpu_first = process_cpu(serve.pid, name, admin)
+                        with admin.connect() as connection:
+                            commits_first = connection.execute(commits, {"name": name}).scalar()
                 elapsed = time.time() - started
+                cpu_last = process_cpu(serve.pid, name, admin)
+                with admin.connect() as connection:
+                    commits_last = connection.execute(commits, {"name": name}).scalar()
+                first_stored, last_stored = _stored_span(engine)
             finally:
                 serve.terminate()
                 serve.wait(60)
@@ -324,7 +384,31 @@ def run_postgres_workers(args: argparse.Namespace, workers: int) -> float:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-    return args.pg_messages / elapsed
+    messages = args.pg_messages
+    # from the first to the last stored message (the database's clock), start-up excluded
+    drained = (messages - 1) / max(last_stored - first_stored, 1e-6)
+    counted = messages - stored_first
+    result = {
+        "rate": messages / elapsed,
+        "startup": first_stored - started,
+        "drain_rate": drained,
+        "commits_per_message": (commits_last - commits_first) / counted,
+        "load": os.getloadavg()[0],
+    }
+    for key, seconds in cpu_last.items():
+        result[f"cpu {key}"] = (seconds - cpu_first.get(key, 0.0)) * 1000 / counted
+    return result
+
+
+def _stored_span(engine: object) -> tuple[float, float]:
+    """Epoch seconds at which the first and the last inbound message were stored."""
+    query = text("SELECT min(created_at), max(created_at) FROM messages WHERE direction = 'in'")
+    with engine.connect() as connection:  # type: ignore[attr-defined]
+        span = connection.execute(query).one()
+    moments = [datetime.fromisoformat(str(value)) for value in span]
+    return tuple(  # type: ignore[return-value]
+        (m if m.tzinfo else m.replace(tzinfo=UTC)).timestamp() for m in moments
+    )
 
 
 def run_in_process(args: argparse.Namespace, workdir: Path) -> tuple[float, float]:
@@ -380,6 +464,13 @@ def main() -> None:
         " 2 worker processes against 1 draining pre-spooled mail",
     )
     parser.add_argument("--pg-messages", type=int, default=1000)
+    parser.add_argument(
+        "--pg-rounds",
+        type=int,
+        default=1,
+        help="with --postgres: rounds of 1 and 2 workers (each round in the other order; with"
+        " --baseline-pythonpath the baseline too, alternating), medians printed",
+    )
     parser.add_argument(
         "--models",
         default="",
@@ -463,10 +554,7 @@ def main() -> None:
             f" DATA->committed p50 {p50:.0f} ms, p99 {p99:.0f} ms"
         )
     if args.postgres:
-        one = run_postgres_workers(args, 1)
-        two = run_postgres_workers(args, 2)
-        print(f"PostgreSQL drain of {args.pg_messages} spooled mails (start-up included):")
-        print(f"  1 worker {one:8.1f} msg/s, 2 workers {two:8.1f} msg/s, ratio {two / one:.2f}")
+        _postgres_rounds(args)
     if args.outbound:
         with tempfile.TemporaryDirectory() as workdir:
             plain, ours = run_outbound(args, Path(workdir))
@@ -544,6 +632,72 @@ def _intake_rounds(args: argparse.Namespace) -> None:
             f" {median['loop_cpu_ms']:.2f}), DATA->250 p50/p99 {median['p50']:.1f} /"
             f" {median['p99']:.1f} ms"
         )
+
+
+def _postgres_rounds(args: argparse.Namespace) -> None:
+    """1 and 2 workers on PostgreSQL, round after round in alternating order (and the baseline
+    checkout alternating with this one when given): one line per run, the 2/1 ratios per round,
+    then their medians. A ratio is the rate from serve's start (start-up included), and the rate
+    from the first stored message (the drain alone); CPU per message says where the time went.
+    Bytecode is cached for all the runs (see :func:`bytecode_env`)."""
+    paths = {"this checkout": ""}
+    if args.baseline_pythonpath:
+        paths["baseline"] = args.baseline_pythonpath
+    ratios: dict[str, list[tuple[float, float, float]]] = {name: [] for name in paths}
+    print(
+        f"PostgreSQL: {args.pg_messages} spooled mails drained by 1 and by 2 worker processes"
+        " (bytecode cached, as installed)"
+    )
+    cache = tempfile.mkdtemp(prefix="bench-pycache-")
+    envs = {name: bytecode_env(path, cache) for name, path in paths.items()}
+    for number in range(args.pg_rounds):
+        names = list(paths) if number % 2 == 0 else list(reversed(paths))
+        for name in names:
+            runs = {}
+            for workers in (1, 2) if number % 2 == 0 else (2, 1):
+                runs[workers] = result = run_postgres_workers(args, workers, envs[name])
+                _print_postgres_run(f"round {number} {name}", workers, result)
+            one, two = runs[1], runs[2]
+            cpu = [_total_cpu(run) for run in (one, two)]
+            ratios[name].append(
+                (two["rate"] / one["rate"], two["drain_rate"] / one["drain_rate"], cpu[1] / cpu[0])
+            )
+            print(
+                f"  round {number} {name}: 2/1 ratio {ratios[name][-1][0]:.2f} (start-up"
+                f" included), {ratios[name][-1][1]:.2f} from the first stored message; CPU per"
+                f" message 2 workers / 1: {ratios[name][-1][2]:.2f}"
+            )
+    shutil.rmtree(cache, ignore_errors=True)
+    for name, values in ratios.items():
+        print(
+            f"median {name}: 2/1 ratio {statistics.median(v[0] for v in values):.2f} (start-up"
+            f" included), {statistics.median(v[1] for v in values):.2f} from the first stored"
+            f" message; CPU per message 2/1 {statistics.median(v[2] for v in values):.2f}"
+            f" (ratios: {', '.join(f'{v[0]:.2f}' for v in values)})"
+        )
+
+
+def _total_cpu(result: dict[str, float]) -> float:
+    """CPU ms per message of all the processes measured (serve, workers, PostgreSQL)."""
+    return sum(value for key, value in result.items() if key.startswith("cpu "))
+
+
+def _print_postgres_run(label: str, workers: int, result: dict[str, float]) -> None:
+    """One PostgreSQL run: rates, start-up, CPU per message per process, commits per message."""
+    worker_cpu = " + ".join(
+        f"{value:.2f}" for key, value in result.items() if key.startswith("cpu worker")
+    )
+    print(
+        f"{label}, {workers} worker(s): {result['rate']:6.1f} msg/s from start (first stored"
+        f" after {result['startup']:.1f} s), {result['drain_rate']:6.1f} msg/s from the first"
+        f" stored; load {result['load']:.1f}"
+    )
+    print(
+        f"    CPU ms per message: workers {worker_cpu}, PostgreSQL backends"
+        f" {result['cpu postgres']:.2f}, serve loop {result['cpu serve']:.2f} + other threads"
+        f" {result['cpu serve-threads']:.2f}; total {_total_cpu(result):.2f};"
+        f" commits per message {result['commits_per_message']:.2f}"
+    )
 
 
 async def _bare(args: argparse.Namespace) -> float:

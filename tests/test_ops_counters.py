@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from postdesk.daemon.ops.counters import CountsRecorder, WorkerCounts, counts_path, read_counts
+from postdesk.daemon.workerproc import COUNTS_SECONDS, ThrottledCounts
 
 
 def _write(data_dir: Path, worker_pid: int, counts: WorkerCounts) -> None:
@@ -50,3 +51,30 @@ def test_counting_writes_nothing_until_the_counts_are_published(tmp_path: Path) 
     assert not counts_path(tmp_path, os.getpid()).exists(), "no file rewrite per message"
     recorder.publish()
     assert read_counts(tmp_path).outcomes == {"stored": 1, "held": 1}
+
+
+def test_a_busy_worker_publishes_at_most_every_interval_and_at_once_before_waiting(
+    tmp_path: Path,
+) -> None:
+    now = [1000.0]
+    recorder = CountsRecorder(tmp_path, serve_pid=100)
+    published = ThrottledCounts(recorder, clock=lambda: now[0])
+    path = counts_path(tmp_path, os.getpid())
+
+    recorder.count("stored", 0.01)
+    published.batch_done()
+    assert not path.exists(), "a batch soon after the start does not rewrite the file"
+    now[0] += COUNTS_SECONDS
+    recorder.count("stored", 0.01)
+    published.batch_done()
+    assert read_counts(tmp_path).outcomes == {"stored": 2}, "published once the interval passed"
+
+    recorder.count("held", 0.01)
+    published.batch_done()
+    assert read_counts(tmp_path).outcomes == {"stored": 2}, "not again within the interval"
+    published.idle()
+    assert read_counts(tmp_path).outcomes == {"stored": 2, "held": 1}, "at once before waiting"
+
+    path.unlink()
+    published.idle()
+    assert not path.exists(), "nothing counted since: nothing rewritten"
