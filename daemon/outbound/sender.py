@@ -7,10 +7,10 @@ are free again within a minute. They are sent over ``outbound.connections`` pers
 connections in parallel (:mod:`postdesk.daemon.outbound.relaypool`); rows claimed but not
 reached when the sender stops are released at once. A 5xx reply fails
 the row for good; a 4xx reply, a timeout or a network error retries it with exponential
-backoff until ``outbound.max_attempts``. Without a relay, claimed mail is
-written into ``<data_dir>/outbox-sent/new/`` in ``outbound.connections`` parallel groups, one
-folder sync per group (:mod:`postdesk.daemon.outbound.maildir`), under names derived from the
-row ids, so sending again after a crash overwrites a file instead of duplicating it.
+backoff until ``outbound.max_attempts``. Without a relay, each claim (``outbound.connections``
+times 32 rows) is written into ``<data_dir>/outbox-sent/new/`` as one group, its files synced
+concurrently and the folder once (:mod:`postdesk.daemon.outbound.maildir`), under names derived
+from the row ids, so sending again after a crash overwrites a file instead of duplicating it.
 """
 
 from __future__ import annotations
@@ -176,11 +176,8 @@ class OutboxSender:
                     await asyncio.gather(*(lane() for _ in range(min(lanes, len(items)))))
                 elif stop is not None and stop.is_set():
                     unreached.extend(item.id for item in items)
-                else:
-                    writers = min(lanes, len(items))
-                    groups = [items[start::writers] for start in range(writers)]
-                    for written in await asyncio.gather(*map(self._to_maildir, groups)):
-                        results.extend(written)
+                else:  # one group: its files are synced concurrently (maildir.SYNCS_IN_FLIGHT)
+                    results.extend(await self._to_maildir(items))
                     handled.extend(item.id for item in items)
         finally:
             if unreached:
