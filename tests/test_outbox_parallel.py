@@ -65,7 +65,7 @@ def test_many_mails_over_few_persistent_connections(env: Env, relay: CountingSin
 
 def test_a_backlog_goes_out_in_few_write_transactions(env: Env) -> None:
     """Each write transaction may queue behind the worker's group commit (SQLite has one
-    writer): 128 mails over 4 Maildir writers are claimed at once and recorded at once."""
+    writer): 128 mails (4 connections x 32) are claimed at once and recorded at once."""
     for number in range(1, 129):
         queue(env, number=number, to=f"c{number}@example.org")
     transactions = 0

@@ -41,6 +41,9 @@ from postdesk.models.schema import OutboxItem, utcnow
 log = logging.getLogger("postdesk.outbox")
 
 POLL_SECONDS = 1.0
+# The nap after a round that found mail: serve hears nothing of the worker's commits, so during
+# a burst the sender looks again soon instead of leaving the last tickets' mail up to a second.
+BUSY_POLL_SECONDS = 0.1
 DELIVERY_DEADLINE_SECONDS = 300.0
 MAX_BACKOFF_SECONDS = 3600.0
 JITTER = 0.1
@@ -120,15 +123,17 @@ class OutboxSender:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Send due mail every second, or when woken, until ``stop`` is set."""
+        """Send due mail every second (every BUSY_POLL_SECONDS while a round finds some), or
+        when woken, until ``stop`` is set."""
         while not stop.is_set():
+            handled = 0
             try:
-                await self._drain(stop)
+                handled = await self._drain(stop)
             except Exception as exc:  # database unavailable: the next round tries again
                 self._state.failed(" ".join(str(exc).split())[:300])
             else:
                 self._state.recovered()
-            await self._nap(stop)
+            await self._nap(stop, BUSY_POLL_SECONDS if handled else POLL_SECONDS)
         await self._close_relays()
         log.info("outbox sender stopped: %s", ", ".join(f"{v} {k}" for k, v in self.counts.items()))
 
@@ -193,10 +198,10 @@ class OutboxSender:
             log.log(level, "%s %s to %s: %s", item.message_id, item.kind, item.recipient, outcome)
         return len(handled)
 
-    async def _nap(self, stop: asyncio.Event) -> None:
+    async def _nap(self, stop: asyncio.Event, seconds: float) -> None:
         waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
         try:
-            await asyncio.wait(waiters, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
                 waiter.cancel()
