@@ -23,6 +23,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import aiosmtplib
 from sqlalchemy import or_, select, update
@@ -216,10 +217,12 @@ class OutboxSender:
     def _claim_many(self, due: datetime, limit: int) -> list[_Claimed]:
         """Lease up to ``limit`` rows due at ``due`` in one transaction, oldest first."""
         with transaction(self._factory) as session:
-            return self._claim_in(session, due, limit)
+            rows = self._claim_in(session, due, limit)
+        return _claimed(rows)
 
-    def _claim_in(self, session: Session, due: datetime, limit: int) -> list[_Claimed]:
-        """Lease up to ``limit`` rows due at ``due`` in the caller's transaction, oldest first."""
+    def _claim_in(self, session: Session, due: datetime, limit: int) -> list[Any]:
+        """Lease up to ``limit`` rows due at ``due`` in the caller's transaction, oldest first
+        (read them with :func:`_claimed` after the commit)."""
         now = utcnow()
         free = or_(OutboxItem.claimed_until.is_(None), OutboxItem.claimed_until < now)
         candidates = session.scalars(
@@ -248,20 +251,7 @@ class OutboxSender:
             .execution_options(synchronize_session=False)
         )
         order = {item_id: position for position, item_id in enumerate(candidates)}
-        rows = sorted(session.execute(claim).all(), key=lambda row: order[row.id])  # oldest first
-        return [
-            _Claimed(
-                row.id,
-                row.message_id,
-                row.kind,
-                row.recipient,
-                json.loads(row.recipients),
-                row.envelope_from,
-                row.raw,
-                row.attempts,
-            )
-            for row in rows
-        ]
+        return sorted(session.execute(claim).all(), key=lambda row: order[row.id])  # oldest first
 
     def _release(self, ids: list[int]) -> None:
         """Give up the lease of claimed rows that were not attempted (the sender is stopping)."""
@@ -361,10 +351,10 @@ class OutboxSender:
         with transaction(self._factory) as session:
             if changes:
                 session.execute(update(OutboxItem), changes)
-            claimed = self._claim_in(session, due, limit) if due is not None and limit else []
+            rows = self._claim_in(session, due, limit) if due is not None and limit else []
         for result in results:
             self.counts[result.status] += 1
-        return claimed
+        return _claimed(rows)  # after the commit: a row it cannot read undoes no outcome
 
     def _retry_later(self, item: _Claimed, error: str) -> str:
         """Reschedule with exponential backoff, or fail the row after max_attempts."""
@@ -384,6 +374,23 @@ class OutboxSender:
             row.next_attempt_at = utcnow() + timedelta(seconds=delay)
         self.counts["retried"] += 1
         return f"attempt {attempts} failed, retry in {delay:.3g}s: {error}"
+
+
+def _claimed(rows: list[Any]) -> list[_Claimed]:
+    """Plain copies of claimed rows."""
+    return [
+        _Claimed(
+            row.id,
+            row.message_id,
+            row.kind,
+            row.recipient,
+            json.loads(row.recipients),
+            row.envelope_from,
+            row.raw,
+            row.attempts,
+        )
+        for row in rows
+    ]
 
 
 def _log_results(results: list[_Result]) -> None:
