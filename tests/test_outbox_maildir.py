@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from postdesk.daemon.outbound import maildir
 from postdesk.daemon.outbound.sender import OutboxSender
-from tests.test_outbox_sender import Env, drain, env, outbox, queue
+from tests.test_outbox_sender import Env, drain, env, outbox, queue, wait_until_due
 
 __all__ = ["env"]  # the fixture, shared with the sender's tests
 
@@ -17,7 +20,7 @@ __all__ = ["env"]  # the fixture, shared with the sender's tests
 def test_a_group_syncs_every_file_then_the_folder_once_then_marks_rows_sent(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env = env.outbound(connections=1)  # one writer: the whole claimed group at once
+    env = env.outbound(connections=1)  # one claim: the whole group at once
     items = [queue(env, number=number) for number in range(1, 7)]
     new = env.settings.data_dir / "outbox-sent" / "new"
     steps: list[str] = []
@@ -31,9 +34,9 @@ def test_a_group_syncs_every_file_then_the_folder_once_then_marks_rows_sent(
             assert {row.status for row in outbox(env)} == {"pending"}
         real_fsync(descriptor)
 
-    def finish(sender: OutboxSender, results: list[object]) -> None:
+    def finish(sender: OutboxSender, *args: Any) -> object:
         steps.append("finish")
-        real_finish(sender, results)  # type: ignore[arg-type]
+        return real_finish(sender, *args)
 
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(OutboxSender, "_finish", finish)
@@ -84,3 +87,42 @@ def test_a_mail_a_reader_picked_up_is_not_written_again(tmp_path: Path) -> None:
     assert maildir.deliver(root, [(7, b"again"), (8, b"other")]) == {7: None, 8: None}
     assert sorted(p.name for p in (root / "new").iterdir()) == [maildir.file_name(8)]
     assert (root / "cur" / f"{name}:2,S").read_bytes() == b"first"
+
+
+def test_a_failed_sync_in_a_concurrent_group_keeps_only_that_mail_unsent(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The files of a group are synced by several threads at once; the one whose sync fails
+    stays out of new/ and pending, the others are delivered and marked sent."""
+    items = [queue(env, number=number) for number in range(1, 9)]
+    assert all(item is not None for item in items)
+    failing = items[3]
+    assert failing is not None
+    threads: set[str] = set()
+    real_fsync = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        name = Path(os.readlink(f"/proc/self/fd/{descriptor}")).name
+        if name.startswith(maildir.file_name(failing.id)):
+            raise OSError(errno.EIO, "Input/output error")
+        if name.endswith(f"{maildir.SUFFIX}.{os.getpid()}"):
+            threads.add(threading.current_thread().name)
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    assert drain(env) == len(items)
+    assert any(name.startswith("maildir-sync") for name in threads), "synced by the pool"
+    rows = {row.id: row for row in outbox(env)}
+    assert (
+        rows[failing.id].status == "pending" and "Input/output error" in rows[failing.id].last_error
+    )
+    assert {rows[item.id].status for item in items if item is not failing} == {"sent"}
+    new = env.settings.data_dir / "outbox-sent" / "new"
+    assert sorted(p.name for p in new.iterdir()) == [
+        maildir.file_name(item.id) for item in items if item and item is not failing
+    ]
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    wait_until_due()
+    assert drain(env) == 1, "the next round writes it"
+    assert (new / maildir.file_name(failing.id)).read_bytes() == failing.raw
+    assert {row.status for row in outbox(env)} == {"sent"}

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.daemon.agents.tokens import Token, Tokens
 from postdesk.daemon.config import HelpdeskSettings, OutboundSettings, Settings
+from postdesk.daemon.outbound import sender as sender_module
 from postdesk.daemon.outbound.outbox import enqueue
 from postdesk.daemon.outbound.sender import OutboxSender
 from postdesk.daemon.outbound.templating import CUSTOMER_ACKNOWLEDGEMENT, Templates
@@ -263,3 +264,33 @@ def test_run_wakes_on_demand_and_stops(env: Env, sink: SmtpSink) -> None:
         return elapsed
 
     assert asyncio.run(asyncio.wait_for(scenario(), timeout=10)) < 0.9
+
+
+def test_run_looks_again_soon_while_mail_keeps_coming(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a round that sent mail the sender naps BUSY_POLL_SECONDS, not POLL_SECONDS: mail
+    the worker commits during a burst goes out without a wake (serve has none from it)."""
+    monkeypatch.setattr(sender_module, "POLL_SECONDS", 3600.0)  # an idle nap outlasts the test
+    new = env.settings.data_dir / "outbox-sent" / "new"
+    queue(env, number=1)
+    real_finish = OutboxSender._finish
+
+    def finish(sender: OutboxSender, *args: Any) -> object:
+        claimed = real_finish(sender, *args)
+        if len(list(new.iterdir())) == 1:
+            queue(env, number=2)  # committed after the first round's last claim, no wake
+        return claimed
+
+    monkeypatch.setattr(OutboxSender, "_finish", finish)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(OutboxSender(env.settings, env.factory).run(stop))
+        while not (new.is_dir() and len(list(new.iterdir())) == 2):
+            await asyncio.sleep(0.01)
+        stop.set()
+        await task
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=30))
+    assert {row.status for row in outbox(env)} == {"sent"}

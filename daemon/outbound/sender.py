@@ -7,10 +7,10 @@ are free again within a minute. They are sent over ``outbound.connections`` pers
 connections in parallel (:mod:`postdesk.daemon.outbound.relaypool`); rows claimed but not
 reached when the sender stops are released at once. A 5xx reply fails
 the row for good; a 4xx reply, a timeout or a network error retries it with exponential
-backoff until ``outbound.max_attempts``. Without a relay, claimed mail is
-written into ``<data_dir>/outbox-sent/new/`` in ``outbound.connections`` parallel groups, one
-folder sync per group (:mod:`postdesk.daemon.outbound.maildir`), under names derived from the
-row ids, so sending again after a crash overwrites a file instead of duplicating it.
+backoff until ``outbound.max_attempts``. Without a relay, each claim (``outbound.connections``
+times 32 rows) is written into ``<data_dir>/outbox-sent/new/`` as one group, its files synced
+concurrently and the folder once (:mod:`postdesk.daemon.outbound.maildir`), under names derived
+from the row ids, so sending again after a crash overwrites a file instead of duplicating it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import aiosmtplib
 from sqlalchemy import or_, select, update
@@ -41,12 +42,16 @@ from postdesk.models.schema import OutboxItem, utcnow
 log = logging.getLogger("postdesk.outbox")
 
 POLL_SECONDS = 1.0
+# The nap after a round that found mail: serve hears nothing of the worker's commits, so during
+# a burst the sender looks again soon instead of leaving the last tickets' mail up to a second.
+BUSY_POLL_SECONDS = 0.1
 DELIVERY_DEADLINE_SECONDS = 300.0
 MAX_BACKOFF_SECONDS = 3600.0
 JITTER = 0.1
-# Rows claimed at once per parallel connection. Each group costs two write transactions (claim,
-# finish) and on SQLite each waits for the worker's group commit to let go of the write lock:
-# 8 per connection left the outbox 5-8 s behind the last ticket of a 3,000-mail burst, 32 ~2 s.
+# Rows claimed at once per parallel connection. Each group costs one write transaction (its
+# outcomes recorded together with the claim of the next group) and on SQLite each waits for the
+# worker's group commit to let go of the write lock: 8 per connection left the outbox 5-8 s
+# behind the last ticket of a 3,000-mail burst, 32 ~2 s.
 CLAIM_PER_CONNECTION = 32
 MAILDIR = "outbox-sent"
 PENDING, SENT, FAILED = "pending", "sent", "failed"
@@ -120,15 +125,17 @@ class OutboxSender:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Send due mail every second, or when woken, until ``stop`` is set."""
+        """Send due mail every second (every BUSY_POLL_SECONDS while a round finds some), or
+        when woken, until ``stop`` is set."""
         while not stop.is_set():
+            handled = 0
             try:
-                await self._drain(stop)
+                handled = await self._drain(stop)
             except Exception as exc:  # database unavailable: the next round tries again
                 self._state.failed(" ".join(str(exc).split())[:300])
             else:
                 self._state.recovered()
-            await self._nap(stop)
+            await self._nap(stop, BUSY_POLL_SECONDS if handled else POLL_SECONDS)
         await self._close_relays()
         log.info("outbox sender stopped: %s", ", ".join(f"{v} {k}" for k, v in self.counts.items()))
 
@@ -144,17 +151,25 @@ class OutboxSender:
         started = utcnow()
         handled = 0
         lanes = self._settings.outbound.connections
-        while stop is None or not stop.is_set():
-            items = await asyncio.to_thread(self._claim_many, started, lanes * CLAIM_PER_CONNECTION)
-            if not items:
-                break
-            handled += await self._handle_all(items, lanes, stop)
+        limit = lanes * CLAIM_PER_CONNECTION
+        items: list[_Claimed] = []
+        if stop is None or not stop.is_set():
+            items = await asyncio.to_thread(self._claim_many, started, limit)
+        while items:
+            count, results = await self._handle_all(items, lanes, stop)
+            handled += count
+            more = 0 if stop is not None and stop.is_set() else limit
+            items = []
+            if results or more:  # one transaction: this group's outcomes, the next group's claim
+                items = await asyncio.to_thread(self._finish, results, started, more)
+            _log_results(results)
         return handled
 
     async def _handle_all(
         self, items: list[_Claimed], lanes: int, stop: asyncio.Event | None
-    ) -> int:
-        """Deliver ``items`` over ``lanes`` parallel lanes; release those left when stopping."""
+    ) -> tuple[int, list[_Result]]:
+        """Deliver ``items`` over ``lanes`` parallel lanes; release those left when stopping.
+        Returns how many were handled and the outcomes still to record (sent, failed)."""
         queue = iter(items)
         results: list[_Result] = []
         handled: list[int] = []
@@ -176,30 +191,18 @@ class OutboxSender:
                     await asyncio.gather(*(lane() for _ in range(min(lanes, len(items)))))
                 elif stop is not None and stop.is_set():
                     unreached.extend(item.id for item in items)
-                else:
-                    writers = min(lanes, len(items))
-                    groups = [items[start::writers] for start in range(writers)]
-                    for written in await asyncio.gather(*map(self._to_maildir, groups)):
-                        results.extend(written)
+                else:  # one group: its files are synced concurrently (maildir.SYNCS_IN_FLIGHT)
+                    results.extend(await self._to_maildir(items))
                     handled.extend(item.id for item in items)
         finally:
             if unreached:
                 await asyncio.to_thread(self._release, unreached)
-        if results:
-            await asyncio.to_thread(self._finish, results)
-        for result in results:
-            item = result.item
-            if result.status == SENT:
-                outcome, level = (f"sent ({result.note})" if result.note else "sent"), logging.INFO
-            else:
-                outcome, level = f"failed permanently: {result.note}", logging.WARNING
-            log.log(level, "%s %s to %s: %s", item.message_id, item.kind, item.recipient, outcome)
-        return len(handled)
+        return len(handled), results
 
-    async def _nap(self, stop: asyncio.Event) -> None:
+    async def _nap(self, stop: asyncio.Event, seconds: float) -> None:
         waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
         try:
-            await asyncio.wait(waiters, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
                 waiter.cancel()
@@ -213,51 +216,42 @@ class OutboxSender:
 
     def _claim_many(self, due: datetime, limit: int) -> list[_Claimed]:
         """Lease up to ``limit`` rows due at ``due`` in one transaction, oldest first."""
+        with transaction(self._factory) as session:
+            rows = self._claim_in(session, due, limit)
+        return _claimed(rows)
+
+    def _claim_in(self, session: Session, due: datetime, limit: int) -> list[Any]:
+        """Lease up to ``limit`` rows due at ``due`` in the caller's transaction, oldest first
+        (read them with :func:`_claimed` after the commit)."""
         now = utcnow()
         free = or_(OutboxItem.claimed_until.is_(None), OutboxItem.claimed_until < now)
-        claimed: list[_Claimed] = []
-        with transaction(self._factory) as session:
-            candidates = session.scalars(
-                select(OutboxItem.id)
-                .where(OutboxItem.status == PENDING, OutboxItem.next_attempt_at <= due, free)
-                .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
-                .limit(limit)
-            ).all()
-            if not candidates:
-                return []
-            # One conditional UPDATE: a row another sender leased meanwhile is not returned.
-            claim = (
-                update(OutboxItem)
-                .where(OutboxItem.id.in_(candidates), OutboxItem.status == PENDING, free)
-                .values(claimed_until=now + self._lease, claimed_by=self._owner)
-                .returning(
-                    OutboxItem.id,
-                    OutboxItem.message_id,
-                    OutboxItem.kind,
-                    OutboxItem.recipient,
-                    OutboxItem.recipients,
-                    OutboxItem.envelope_from,
-                    OutboxItem.raw,
-                    OutboxItem.attempts,
-                )
-                .execution_options(synchronize_session=False)
+        candidates = session.scalars(
+            select(OutboxItem.id)
+            .where(OutboxItem.status == PENDING, OutboxItem.next_attempt_at <= due, free)
+            .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
+            .limit(limit)
+        ).all()
+        if not candidates:
+            return []
+        # One conditional UPDATE: a row another sender leased meanwhile is not returned.
+        claim = (
+            update(OutboxItem)
+            .where(OutboxItem.id.in_(candidates), OutboxItem.status == PENDING, free)
+            .values(claimed_until=now + self._lease, claimed_by=self._owner)
+            .returning(
+                OutboxItem.id,
+                OutboxItem.message_id,
+                OutboxItem.kind,
+                OutboxItem.recipient,
+                OutboxItem.recipients,
+                OutboxItem.envelope_from,
+                OutboxItem.raw,
+                OutboxItem.attempts,
             )
-            for row in session.execute(claim).all():
-                claimed.append(
-                    _Claimed(
-                        row.id,
-                        row.message_id,
-                        row.kind,
-                        row.recipient,
-                        json.loads(row.recipients),
-                        row.envelope_from,
-                        row.raw,
-                        row.attempts,
-                    )
-                )
+            .execution_options(synchronize_session=False)
+        )
         order = {item_id: position for position, item_id in enumerate(candidates)}
-        claimed.sort(key=lambda item: order[item.id])  # oldest first
-        return claimed
+        return sorted(session.execute(claim).all(), key=lambda row: order[row.id])  # oldest first
 
     def _release(self, ids: list[int]) -> None:
         """Give up the lease of claimed rows that were not attempted (the sender is stopping)."""
@@ -337,8 +331,11 @@ class OutboxSender:
             relays, self._relays = self._relays, None
             await relays.close()
 
-    def _finish(self, results: list[_Result]) -> None:
-        """Record the sent and permanently failed rows of a group in one transaction."""
+    def _finish(
+        self, results: list[_Result], due: datetime | None = None, limit: int = 0
+    ) -> list[_Claimed]:
+        """Record the sent and permanently failed rows of a group in one transaction and, with
+        ``limit``, claim the next group (rows due at ``due``) in it; returns the claimed rows."""
         now = utcnow()
         changes = [
             {
@@ -352,9 +349,12 @@ class OutboxSender:
             for r in results
         ]
         with transaction(self._factory) as session:
-            session.execute(update(OutboxItem), changes)
+            if changes:
+                session.execute(update(OutboxItem), changes)
+            rows = self._claim_in(session, due, limit) if due is not None and limit else []
         for result in results:
             self.counts[result.status] += 1
+        return _claimed(rows)  # after the commit: a row it cannot read undoes no outcome
 
     def _retry_later(self, item: _Claimed, error: str) -> str:
         """Reschedule with exponential backoff, or fail the row after max_attempts."""
@@ -374,6 +374,34 @@ class OutboxSender:
             row.next_attempt_at = utcnow() + timedelta(seconds=delay)
         self.counts["retried"] += 1
         return f"attempt {attempts} failed, retry in {delay:.3g}s: {error}"
+
+
+def _claimed(rows: list[Any]) -> list[_Claimed]:
+    """Plain copies of claimed rows."""
+    return [
+        _Claimed(
+            row.id,
+            row.message_id,
+            row.kind,
+            row.recipient,
+            json.loads(row.recipients),
+            row.envelope_from,
+            row.raw,
+            row.attempts,
+        )
+        for row in rows
+    ]
+
+
+def _log_results(results: list[_Result]) -> None:
+    """One line per recorded outcome."""
+    for result in results:
+        item = result.item
+        if result.status == SENT:
+            outcome, level = (f"sent ({result.note})" if result.note else "sent"), logging.INFO
+        else:
+            outcome, level = f"failed permanently: {result.note}", logging.WARNING
+        log.log(level, "%s %s to %s: %s", item.message_id, item.kind, item.recipient, outcome)
 
 
 def _describe(exc: BaseException) -> str:
