@@ -164,7 +164,7 @@ def wait_released(engine: Engine, timeout: float = 30.0) -> int:
         time.sleep(0.1)
 
 
-def run(args: argparse.Namespace, workdir: Path, extra: str) -> tuple[float, float]:
+def run(args: argparse.Namespace, workdir: Path, extra: str, servers: int) -> tuple[float, float]:
     """One daemon run: (intake msg/s, drain msg/s from first 250 to last commit)."""
     port = free_port()
     workdir.mkdir(parents=True)
@@ -187,12 +187,12 @@ def run(args: argparse.Namespace, workdir: Path, extra: str) -> tuple[float, flo
         # One message first, so that the worker process is up, as it is long before mail arrives.
         warm = asyncio.run(warm_up(port, args.messages, args.size))
         wait_all_committed(engine, 1)
-        before = cpu_seconds(daemon.pid)
+        before, stubs_before = cpu_seconds(daemon.pid), cpu_seconds(servers)
         wall, accepted, _latencies = asyncio.run(
             blast(port, args.messages, args.connections, args.size)
         )
         committed = wait_all_committed(engine, len(accepted) + 1)
-        used = cpu_seconds(daemon.pid)
+        used, stubs = cpu_seconds(daemon.pid), cpu_seconds(servers)
         committed.pop(warm)
         held = wait_released(engine)
         with engine.connect() as connection:
@@ -205,6 +205,8 @@ def run(args: argparse.Namespace, workdir: Path, extra: str) -> tuple[float, flo
             for part in sorted(used)
         )
         print(f"  CPU ms per message: {costs}")
+        stub = sum(stubs.values()) - sum(stubs_before.values())
+        print(f"  CPU ms per message of the loopback shop and receiver: {stub * 1000 / args.messages:.1f}")
     finally:
         daemon.terminate()
         daemon.wait(60)
@@ -242,7 +244,9 @@ def main() -> None:
                 with tempfile.TemporaryDirectory() as base:
                     print(f"{variant} (round {round_ + 1}): {', '.join(VARIANTS.get(variant, ()))}")
                     extra = plugin_config(http_port, variant) if variant != "none" else ""
-                    rates.setdefault(variant, []).append(run(args, Path(base) / variant, extra))
+                    rates.setdefault(variant, []).append(
+                        run(args, Path(base) / variant, extra, servers.pid)
+                    )
     finally:
         servers.terminate()
         servers.wait()

@@ -1,9 +1,10 @@
 """The plugins process: plugin hooks run here, beside the workers, never inside one.
 
 ``serve`` starts it (supervised and restarted like a worker, see ``WorkerProcess``) when a
-plugin looks contacts or orders up or hears events. It answers the lookups the workers ask
-(``PluginRunner.start_answering``), and it fires the events the workers journal in serve's
-name (``EventJournal.fire_journaled``).
+plugin looks contacts or orders up, hears events or has a long-running job. It answers the
+lookups the workers ask (``PluginRunner.start_answering``), fires the events the workers
+journal in serve's name (``EventJournal.fire_journaled``) and runs the plugins' jobs, such as
+the webhook deliveries (``PluginRunner.start_jobs``).
 So a slow shop or a busy plugin costs the workers no CPU, and a plugin that crashes its process
 takes down neither a worker nor the SMTP front: serve restarts this process, which fires the
 events still waiting again with the same ``event_id`` (R-17).
@@ -26,14 +27,16 @@ NAME = "plugins"
 
 
 def wanted(plugins: PluginRunner) -> bool:
-    """True when some plugin looks things up or hears events: the plugins process has work."""
-    return plugins.implemented(*LOOKUP_HOOKS, *EVENT_HOOKS)
+    """True when some plugin looks things up, hears events or has a long-running job: the
+    plugins process has work."""
+    return plugins.implemented(*LOOKUP_HOOKS, *EVENT_HOOKS) or plugins.has_jobs()
 
 
 def run_plugins(
     settings: Settings, secret: bytes, channel: WorkerChannel, parent: int, log_level: int
 ) -> None:
-    """Entry point of the plugins process: look ahead and fire events until told to stop."""
+    """Entry point of the plugins process: answer lookups, fire events and run the plugins'
+    jobs until told to stop."""
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     logging.basicConfig(level=log_level, format=LOG_FORMAT)
@@ -43,10 +46,12 @@ def run_plugins(
     plugins.journal.fire_elsewhere(parent)  # the events are in serve's name
     stop_answering = plugins.start_answering()  # the lookups the workers ask
     stop_firing = plugins.start_firing(runtime.factory)
+    stop_jobs = plugins.start_jobs()
     while not channel.stopping.value and os.getppid() == parent:
         channel.sleep(1.0)
     stop_answering()
     stop_firing()  # and the events of the workers' last messages
+    stop_jobs()
     plugins.drain(PLUGIN_DRAIN_SECONDS)
     plugins.journal.sweep(runtime.factory, force=True)  # forget the answered ones
     plugins.close()

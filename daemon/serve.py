@@ -127,7 +127,6 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
         tasks.append(asyncio.create_task(escalation.run(stop, runtime.services, runtime.factory)))
     if runtime.services.sla.digest is not None:
         tasks.append(asyncio.create_task(digest.run(stop, runtime.services, runtime.factory)))
-    tasks += [asyncio.create_task(job) for job in plugins.background(stop)]
     if settings.classifier.retrain_seconds:
         from postdesk.daemon.classify import schedule  # serve imports it only when it is on
 

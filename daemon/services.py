@@ -9,6 +9,7 @@ from functools import cached_property
 
 from postdesk.daemon.agents.tokens import Tokens
 from postdesk.daemon.config import Settings
+from postdesk.daemon.outbound.releases import Releases
 from postdesk.daemon.outbound.templating import Templates
 from postdesk.daemon.sla.rules import Rules, build_rules
 from postdesk.models.schema import utcnow
@@ -24,6 +25,7 @@ class Services:
     templates: Templates
     clock: Callable[[], datetime] = field(default=utcnow)
     plugins: PluginRunner = field(default_factory=PluginRunner)  # hooks, see docs/plugins.md
+    releases: Releases = field(default_factory=Releases)  # held mail completed, in groups
 
     @cached_property
     def sla(self) -> Rules:

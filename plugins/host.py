@@ -69,7 +69,8 @@ class PluginHost:
     plugins: dict[str, object]
 
     def background(self) -> list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]]:
-        """The jobs plugins run while ``postdesk serve`` runs: their ``serve(stop)`` methods."""
+        """The jobs plugins run while ``postdesk serve`` runs (in its plugins process): their
+        ``serve(stop)`` methods."""
         jobs: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
         for plugin in self.plugins.values():
             serve = getattr(plugin, "serve", None)

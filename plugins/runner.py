@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -42,6 +42,7 @@ CONTACT = "\0contact"  # cache key part: a contact is cached by address, not by 
 ANSWER_POLL_SECONDS = 0.01  # how often questions and answers are looked for
 STALE_SECONDS = 600.0  # files untouched this long are removed, every PRUNE_SECONDS
 PRUNE_SECONDS = 60.0
+JOB_STOP_SECONDS = 10.0  # how long the plugins' jobs have to end once told to stop
 
 
 class PluginRunner:
@@ -96,13 +97,29 @@ class PluginRunner:
         """Fire ``postdesk_notify`` for an alert about no ticket (relay, IMAP)."""
         self.notify(event, None, detail)
 
-    def background(self, stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
-        """The plugins' long-running jobs (``async def serve(stop)``), for ``postdesk serve``:
-        each runs on the plugins' loop thread (never on the caller's SMTP loop) and is told to
-        stop when ``stop`` is set; the coroutines returned end when the jobs do."""
-        if self.host is None:
-            return []
-        return [self._on_plugin_loop(serve, stop) for serve in self.host.background()]
+    def has_jobs(self) -> bool:
+        """True when some plugin has a long-running job (``async def serve(stop)``)."""
+        return self.host is not None and bool(self.host.background())
+
+    def start_jobs(self) -> Callable[[], None]:
+        """Start the plugins' long-running jobs (their ``async def serve(stop)``) on the
+        plugins' loop; returns the function that tells them to stop and waits up to
+        ``JOB_STOP_SECONDS`` for them to end. Run by serve's plugins process, so that a job's
+        work (webhook deliveries) never takes CPU from serve's SMTP front or a worker."""
+        jobs = self.host.background() if self.host is not None else []
+        if not jobs:
+            return lambda: None
+        loop = self._running_loop()
+        stop = asyncio.Event()
+        running = [self.submit(job(stop)) for job in jobs]
+        for future in running:
+            future.add_done_callback(_log_job_end)
+
+        def stop_jobs() -> None:
+            loop.call_soon_threadsafe(stop.set)
+            concurrent.futures.wait(running, timeout=JOB_STOP_SECONDS)
+
+        return stop_jobs
 
     def start_firing(self, factory: sessionmaker[Session]) -> Callable[[], None]:
         """Fire, on the plugins' loop, the events the workers journal in ``factory``'s
@@ -119,22 +136,6 @@ class PluginRunner:
             self.journal.fire_remaining(factory)
 
         return stop_firing
-
-    async def _on_plugin_loop(
-        self, serve: Callable[[asyncio.Event], Coroutine[Any, Any, None]], stop: asyncio.Event
-    ) -> None:
-        loop = self._running_loop()
-        there = asyncio.Event()  # set on the plugins' loop when ``stop`` is set here
-        job: asyncio.Future[None] = asyncio.wrap_future(
-            asyncio.run_coroutine_threadsafe(serve(there), loop)
-        )
-        stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait([job, stopping], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
-            loop.call_soon_threadsafe(there.set)
-        await job
 
     # --- lookups: bounded, cached, waited for with a deadline ---------------------------
 
@@ -441,3 +442,9 @@ class PluginRunner:
                 loop.close()
         if self.host is not None:
             self.host.close()
+
+
+def _log_job_end(future: concurrent.futures.Future[None]) -> None:
+    """Log a plugin's long-running job that ended by an error."""
+    if not future.cancelled() and future.exception() is not None:
+        log.error("a plugin's background job failed", exc_info=future.exception())

@@ -299,3 +299,31 @@ def test_alerts_reach_plugins_as_notify_events(
     assert by_event["alert.quarantined"] == (None, ["from", "reason", "spool_id"])
     assert by_event["alert.relay_refused"][0] is None
     assert "recipient" in by_event["alert.relay_refused"][1]
+
+
+JOBBER = """
+import asyncio, json, os
+
+async def serve(stop):
+    with open(os.environ["RECORDER_FILE"], "a") as out:
+        out.write(json.dumps(["started", os.getpid(), os.getppid()]) + "\\n")
+    await stop.wait()
+    with open(os.environ["RECORDER_FILE"], "a") as out:
+        out.write(json.dumps(["stopped", os.getpid()]) + "\\n")
+"""
+
+
+def test_a_plugins_long_running_job_runs_in_the_plugins_process_and_is_told_to_stop(
+    tmp_path: Path, sqlite_url: str, sink: SmtpSink
+) -> None:
+    """A plugin with only a job (``async def serve(stop)``, like the webhook deliveries): serve
+    starts its plugins process for it, the job runs there, not in serve, and ends at the stop."""
+    (tmp_path / "jobber.py").write_text(JOBBER)
+    recorded = tmp_path / "recorded.jsonl"
+    env = {"PYTHONPATH": str(tmp_path), "RECORDER_FILE": str(recorded)}
+    with _serve(tmp_path, sqlite_url, sink, '[plugins]\nenabled = ["jobber"]\n', env) as daemon:
+        assert daemon.process is not None
+        serve_pid = daemon.process.pid
+        [(_, job_pid, job_parent)] = wait_until(lambda: _records(recorded), what="job started")
+    assert job_pid != serve_pid and job_parent == serve_pid, "in a child of serve"
+    assert _records(recorded)[-1] == ["stopped", job_pid]

@@ -15,7 +15,8 @@ from postdesk.daemon.config import Settings
 from postdesk.models.schema import Contact, OutboxItem
 
 TOTAL_CAP = "the hourly cap on automatic mail to outside addresses is reached"
-# session.info key: (transaction, count) of automatic mail to outside addresses within the hour
+RECOUNT = timedelta(seconds=1)  # the hourly total is counted again at least this often
+# connection.info key: (when counted, count) of automatic mail to outside addresses in the hour
 _TOTAL_KEPT = "postdesk.outbox.auto_total"
 
 
@@ -54,28 +55,34 @@ def refusal(session: Session, settings: Settings, recipient: str, now: datetime)
 
 def _auto_total_reached(session: Session, settings: Settings, now: datetime) -> bool:
     """Whether outside addresses (not agents) had ``outbound.auto_total_per_hour`` automatic
-    mails queued within the last hour; reads at most that many index entries.
+    mails queued within the last hour.
 
-    Counted once per transaction: the count is kept (see :func:`count_queued`) and is
-    an upper bound for the rest of the transaction, since the hour only moves on and this
-    transaction's own mails are added to it; counted again only once that bound reaches the cap.
+    Counting reads an index entry per mail of the hour, so the count is kept on the database
+    connection, with the mails queued through it added (:func:`count_queued`), and counted again
+    after ``RECOUNT`` or once it reaches the cap. Kept, it is an upper bound of what this
+    connection's process has queued: the hour only moves on, and mails of a transaction that
+    rolled back stay counted until the next count. Mail queued by another process at the same
+    moment is seen at the next count (as two transactions counting at once never saw each other).
     """
     cap = settings.outbound.auto_total_per_hour
-    kept = session.info.get(_TOTAL_KEPT)
-    if kept is not None and kept[0] is session.get_transaction() and kept[1] < cap:
+    info = session.connection().info
+    kept = info.get(_TOTAL_KEPT)
+    if kept is not None and kept[0] <= now < kept[0] + RECOUNT and kept[1] < cap:
         return False
     counted = _count_total(session, settings, now, cap)
-    session.info[_TOTAL_KEPT] = (session.get_transaction(), counted)
+    info[_TOTAL_KEPT] = (now, counted)
     return counted >= cap
 
 
 def count_queued(session: Session, settings: Settings, auto: bool, recipient: str) -> None:
-    """Add a mail just queued to ``recipient`` to the transaction's kept count, if it is an
+    """Add a mail just queued to ``recipient`` to the connection's kept count, if it is an
     automatic mail to an outside address."""
-    kept = session.info.get(_TOTAL_KEPT)
-    if kept is None or not auto or settings.agent(recipient) is not None:
+    if not auto or settings.agent(recipient) is not None:
         return
-    session.info[_TOTAL_KEPT] = (kept[0], kept[1] + 1)
+    info = session.connection().info
+    kept = info.get(_TOTAL_KEPT)
+    if kept is not None:
+        info[_TOTAL_KEPT] = (kept[0], kept[1] + 1)
 
 
 def _count_total(session: Session, settings: Settings, now: datetime, cap: int) -> int:

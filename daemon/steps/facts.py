@@ -5,7 +5,8 @@ answered (or were answered from a cache), their facts go into this message's not
 now. If not, nothing waits for them: the acknowledgement and the ticket commit at once, the
 agent notifications are queued held (``daemon/outbound/held.py``), and after the commit
 :func:`_complete` fills the facts in and releases them once the lookups answer or time out
-(a plugin that answers late is left out). A contact card may carry a ``priority`` (the CRM
+(a plugin that answers late is left out), in a transaction shared with the other completions
+ready at that moment (``Releases`` in ``daemon/outbound/held.py``). A contact card may carry a ``priority`` (the CRM
 maps its tier to one, ``[plugins.crm] tier_priority``): a new ticket is raised to it, then or
 in :func:`_complete`.
 """
@@ -14,9 +15,9 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from postdesk.daemon.outbound.context import ticket_info
@@ -54,50 +55,53 @@ def _hold(ctx: MessageContext) -> None:
     if ctx.ticket.id is None:
         ctx.session.flush()
     ctx.held = []
-    finish = functools.partial(
-        _complete, ctx.services, ctx.session.get_bind(), ctx.ticket.id, ctx.created, ctx.held
-    )
-    plugins, pending = ctx.services.plugins, ctx.facts_pending
-    ctx.after_commit.append(lambda: plugins.later(pending, finish))
+    services, engine = ctx.services, ctx.session.get_bind()
+    complete_with = functools.partial(_complete, services, ctx.ticket.id, ctx.created, ctx.held)
+
+    def release(facts: dict[str, Any]) -> None:  # in a thread, once the lookups are done
+        services.releases.write(engine, functools.partial(complete_with, facts))
+
+    pending = ctx.facts_pending
+    ctx.after_commit.append(lambda: services.plugins.later(pending, release))
 
 
 def _complete(
     services: Services,
-    engine: Engine | Connection,
     ticket_id: int,
     created: bool,
     held: list[HeldMail],
     facts: dict[str, Any],
-) -> None:
-    """After the commit, in a thread: raise a new ticket's priority and release its held
-    notifications with the facts, in one transaction; then tell the plugins of the raise.
-    The ticket is read only when its contact asks for a priority."""
+    session: Session,
+) -> Callable[[], None]:
+    """In ``session`` (after the message's commit): raise a new ticket's priority and release
+    its held notifications with the facts; returns what tells the plugins of the raise once
+    this commits. The ticket is read only when its contact asks for a priority."""
     owed: list[OwedCall] = []
-    with Session(engine) as session, session.begin():
-        changes: dict[str, object] = {"plugin_facts": facts}
-        wanted = created and _wanted_priority(facts) is not None
-        ticket = session.get(Ticket, ticket_id) if wanted else None
-        change = _priority_change(ticket, facts) if ticket is not None else None
-        if ticket is not None and change is not None:
-            session.add(
-                Event(
-                    ticket_id=ticket_id,
-                    at=services.clock(),
-                    actor=ACTOR,
-                    kind="priority",
-                    detail=json.dumps(change),
-                )
+    changes: dict[str, object] = {"plugin_facts": facts}
+    wanted = created and _wanted_priority(facts) is not None
+    ticket = session.get(Ticket, ticket_id) if wanted else None
+    change = _priority_change(ticket, facts) if ticket is not None else None
+    if ticket is not None and change is not None:
+        session.add(
+            Event(
+                ticket_id=ticket_id,
+                at=services.clock(),
+                actor=ACTOR,
+                kind="priority",
+                detail=json.dumps(change),
             )
-            ticket.priority = str(change["to"])
-            sla = refresh(session, services.sla, ticket, services.clock())
-            changes |= {
-                "ticket": ticket_info(services.settings, ticket),
-                "sla_due": due_text(sla, ticket),
-            }
-            owed = _announce(services, session, ticket, [change["from"], change["to"]])
-        for mail in held:
-            complete(session, services, mail, changes)
-    services.plugins.journal.fire(owed)
+        )
+        ticket.priority = str(change["to"])
+        sla = refresh(session, services.sla, ticket, services.clock())
+        changes |= {
+            "ticket": ticket_info(services.settings, ticket),
+            "sla_due": due_text(sla, ticket),
+        }
+        owed = _announce(services, session, ticket, [change["from"], change["to"]])
+    for mail in held:
+        complete(session, services, mail, changes)
+    session.flush()
+    return functools.partial(services.plugins.journal.fire, owed)
 
 
 def _announce(

@@ -1,0 +1,118 @@
+"""Held mail completions are written in groups: one transaction for all that are ready."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import (
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    Table,
+    create_engine,
+    event,
+    insert,
+    select,
+)
+from sqlalchemy.orm import Session
+
+from postdesk.daemon.outbound.releases import Releases
+
+ROWS = Table("rows", MetaData(), Column("n", Integer, primary_key=True))
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    ROWS.metadata.create_all(engine)
+    return engine
+
+
+def _commits(engine: Engine) -> list[int]:
+    """A list that grows by one at every commit on ``engine``."""
+    seen: list[int] = []
+    event.listen(engine, "commit", lambda _connection: seen.append(1))
+    return seen
+
+
+def _row(n: int, after: list[int]) -> Callable[[Session], Callable[[], None]]:
+    """A completion that inserts row ``n`` and, after the commit, notes ``n`` in ``after``."""
+
+    def write(session: Session) -> Callable[[], None]:
+        session.execute(insert(ROWS).values(n=n))
+        return lambda: after.append(n)
+
+    return write
+
+
+def _stored(engine: Engine) -> list[int]:
+    with engine.connect() as connection:
+        return sorted(connection.scalars(select(ROWS.c.n)))
+
+
+def test_completions_ready_while_a_group_is_written_share_the_next_transaction(
+    engine: Engine,
+) -> None:
+    releases, after = Releases(), []
+    entered, go_on = threading.Event(), threading.Event()
+
+    def slow_first(session: Session) -> Callable[[], None]:
+        entered.set()
+        go_on.wait(10)
+        return _row(0, after)(session)
+
+    leader = threading.Thread(target=releases.write, args=(engine, slow_first))
+    leader.start()
+    assert entered.wait(10)
+    commits = _commits(engine)
+    for n in (1, 2, 3):  # each returns at once: the leader writes them
+        follower = threading.Thread(target=releases.write, args=(engine, _row(n, after)))
+        follower.start()
+        follower.join(10)
+        assert not follower.is_alive()
+    assert _stored(engine) == []
+    go_on.set()
+    leader.join(10)
+    assert _stored(engine) == [0, 1, 2, 3]
+    assert len(commits) == 2  # the leader's own group, then the three together
+    assert sorted(after) == [0, 1, 2, 3]
+
+
+def test_a_failing_completion_is_left_out_and_the_others_are_written(engine: Engine) -> None:
+    releases, after = Releases(), []
+    entered, go_on = threading.Event(), threading.Event()
+
+    def slow_first(session: Session) -> Callable[[], None]:
+        entered.set()
+        go_on.wait(10)
+        return _row(0, after)(session)
+
+    def failing(session: Session) -> Callable[[], None]:
+        session.execute(insert(ROWS).values(n=9))
+        raise RuntimeError("a template that cannot render")
+
+    leader = threading.Thread(target=releases.write, args=(engine, slow_first))
+    leader.start()
+    assert entered.wait(10)
+    for completion in (_row(1, after), failing, _row(2, after)):
+        releases.write(engine, completion)
+    go_on.set()
+    leader.join(10)
+    assert _stored(engine) == [0, 1, 2]  # the failing one's row rolled back with its savepoint
+    assert sorted(after) == [0, 1, 2]
+
+
+def test_a_group_that_cannot_be_written_is_logged_and_the_next_is_written(
+    engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    releases, after = Releases(), []
+    unreachable = create_engine(f"sqlite:///{tmp_path / 'missing' / 'db.sqlite'}")
+    releases.write(unreachable, _row(1, after))  # returns: the mail goes out when due
+    assert "goes out when due" in caplog.text
+    releases.write(engine, _row(2, after))
+    assert _stored(engine) == [2]
+    assert after == [2]
