@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_pipeline import write_config
+from bench_pipeline import queue_backlog, write_config
 from bench_smtp import free_port, message
 
 
@@ -38,34 +38,12 @@ def one_run(mails: int, size: int) -> dict[str, float]:
     from postdesk.daemon.outbound import maildir
     from postdesk.daemon.outbound.sender import OutboxSender
     from postdesk.daemon.runtime import open_runtime
-    from postdesk.models.schema import OutboxItem, Ticket, utcnow
 
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as folder:
         workdir = Path(folder)
         runtime = open_runtime(load_settings(str(write_config(workdir, free_port())), environ={}))
         raws = [message(n, size).replace(b"\n", b"\r\n") for n in range(mails)]
-        with runtime.factory() as session, session.begin():
-            ticket = Ticket(number=1, subject="bench", requester="customer@example.org")
-            session.add(ticket)
-            session.flush()
-            now = utcnow()
-            session.add_all(
-                OutboxItem(
-                    ticket_id=ticket.id,
-                    kind="acknowledgement",
-                    recipient="customer@example.org",
-                    recipients='["customer@example.org"]',
-                    envelope_from="support@example.com",
-                    message_id=f"<out-{n}@example.com>",
-                    auto=True,
-                    raw=raw,
-                    status="pending",
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
-                for n, raw in enumerate(raws)
-            )
+        queue_backlog(runtime, raws)
         os.sync()  # the queued rows' pages are not this drain's to write
         spent = {"maildir": 0.0, "claim": 0.0, "finish": 0.0}
         busy: dict[str, list[float]] = {part: [0, 0.0] for part in spent}  # calls in flight, since

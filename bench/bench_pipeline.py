@@ -43,9 +43,13 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench_smtp import BARE_SERVER, RssSampler, blast, free_port, message, pct, wait_for_port
 from sqlalchemy import create_engine, text
+
+if TYPE_CHECKING:
+    from postdesk.daemon.runtime import Runtime
 
 AGENTS = """
 [[agents]]
@@ -233,12 +237,39 @@ def run_steady(args: argparse.Namespace, workdir: Path) -> tuple[float, float, i
     return pct(lags, 50), pct(lags, 99), total
 
 
+def queue_backlog(runtime: Runtime, raws: list[bytes]) -> None:
+    """Commit ``raws`` as due acknowledgements of one ticket: the outbox sender's backlog."""
+    from postdesk.models.schema import OutboxItem, Ticket, utcnow
+
+    with runtime.factory() as session, session.begin():
+        ticket = Ticket(number=1, subject="bench", requester="customer@example.org")
+        session.add(ticket)
+        session.flush()
+        now = utcnow()
+        session.add_all(
+            OutboxItem(
+                ticket_id=ticket.id,
+                kind="acknowledgement",
+                recipient="customer@example.org",
+                recipients='["customer@example.org"]',
+                envelope_from="support@example.com",
+                message_id=f"<out-{n}@example.com>",
+                auto=True,
+                raw=raw,
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+            for n, raw in enumerate(raws)
+        )
+
+
 def run_outbound(args: argparse.Namespace, workdir: Path) -> tuple[float, float]:
     """Mails/s: a plain smtplib client, then the outbox sender, to one bare aiosmtpd relay."""
     from postdesk.daemon.config import load_settings
     from postdesk.daemon.outbound.sender import OutboxSender
     from postdesk.daemon.runtime import open_runtime
-    from postdesk.models.schema import OutboxItem, Ticket, utcnow
 
     relay_port = free_port()
     relay = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(relay_port)])
@@ -255,28 +286,7 @@ def run_outbound(args: argparse.Namespace, workdir: Path) -> tuple[float, float]
         config = write_config(workdir, free_port())
         config.write_text(config.read_text().replace("[outbound]\n", f"[outbound]\n{extra}\n"))
         runtime = open_runtime(load_settings(str(config), environ={}))
-        with runtime.factory() as session, session.begin():
-            ticket = Ticket(number=1, subject="bench", requester="customer@example.org")
-            session.add(ticket)
-            session.flush()
-            now = utcnow()
-            session.add_all(
-                OutboxItem(
-                    ticket_id=ticket.id,
-                    kind="acknowledgement",
-                    recipient="customer@example.org",
-                    recipients='["customer@example.org"]',
-                    envelope_from="support@example.com",
-                    message_id=f"<out-{n}@example.com>",
-                    auto=True,
-                    raw=raw,
-                    status="pending",
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
-                for n, raw in enumerate(raws)
-            )
+        queue_backlog(runtime, raws)
         sender = OutboxSender(runtime.settings, runtime.factory)
         started = time.perf_counter()
         handled = asyncio.run(sender.drain_once())

@@ -49,6 +49,29 @@ def _row(n: int, after: list[int]) -> Callable[[Session], Callable[[], None]]:
     return write
 
 
+class Leader:
+    """A thread writing row 0 through ``releases`` that holds its group open until
+    :meth:`finish`, so that other completions arrive while it writes."""
+
+    def __init__(self, releases: Releases, engine: Engine, after: list[int]) -> None:
+        self.entered, self.go_on = threading.Event(), threading.Event()
+
+        def slow_first(session: Session) -> Callable[[], None]:
+            self.entered.set()
+            self.go_on.wait(10)
+            return _row(0, after)(session)
+
+        self.thread = threading.Thread(target=releases.write, args=(engine, slow_first))
+        self.thread.start()
+        assert self.entered.wait(10)
+
+    def finish(self) -> None:
+        """Let the leader's group commit and wait until it has written what arrived since."""
+        self.go_on.set()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+
+
 def _stored(engine: Engine) -> list[int]:
     with engine.connect() as connection:
         return sorted(connection.scalars(select(ROWS.c.n)))
@@ -58,16 +81,7 @@ def test_completions_ready_while_a_group_is_written_share_the_next_transaction(
     engine: Engine,
 ) -> None:
     releases, after = Releases(), []
-    entered, go_on = threading.Event(), threading.Event()
-
-    def slow_first(session: Session) -> Callable[[], None]:
-        entered.set()
-        go_on.wait(10)
-        return _row(0, after)(session)
-
-    leader = threading.Thread(target=releases.write, args=(engine, slow_first))
-    leader.start()
-    assert entered.wait(10)
+    leader = Leader(releases, engine, after)
     commits = _commits(engine)
     for n in (1, 2, 3):  # each returns at once: the leader writes them
         follower = threading.Thread(target=releases.write, args=(engine, _row(n, after)))
@@ -75,8 +89,7 @@ def test_completions_ready_while_a_group_is_written_share_the_next_transaction(
         follower.join(10)
         assert not follower.is_alive()
     assert _stored(engine) == []
-    go_on.set()
-    leader.join(10)
+    leader.finish()
     assert _stored(engine) == [0, 1, 2, 3]
     assert len(commits) == 2  # the leader's own group, then the three together
     assert sorted(after) == [0, 1, 2, 3]
@@ -84,24 +97,15 @@ def test_completions_ready_while_a_group_is_written_share_the_next_transaction(
 
 def test_a_failing_completion_is_left_out_and_the_others_are_written(engine: Engine) -> None:
     releases, after = Releases(), []
-    entered, go_on = threading.Event(), threading.Event()
-
-    def slow_first(session: Session) -> Callable[[], None]:
-        entered.set()
-        go_on.wait(10)
-        return _row(0, after)(session)
 
     def failing(session: Session) -> Callable[[], None]:
         session.execute(insert(ROWS).values(n=9))
         raise RuntimeError("a template that cannot render")
 
-    leader = threading.Thread(target=releases.write, args=(engine, slow_first))
-    leader.start()
-    assert entered.wait(10)
+    leader = Leader(releases, engine, after)
     for completion in (_row(1, after), failing, _row(2, after)):
         releases.write(engine, completion)
-    go_on.set()
-    leader.join(10)
+    leader.finish()
     assert _stored(engine) == [0, 1, 2]  # the failing one's row rolled back with its savepoint
     assert sorted(after) == [0, 1, 2]
 
