@@ -106,9 +106,11 @@ def test_a_new_ticket_is_written_without_an_orm_flush(runtime: Runtime) -> None:
     end = next(i for i, s in enumerate(statements) if s.startswith("RELEASE SAVEPOINT"))
     inside = statements[start:end]
     # dedupe (with the sender's recent tickets), contact, ticket number, ticket, participant,
-    # message, events, SLA, the caps (per recipient, and the hourly total once per transaction),
-    # outbox rows, outgoing messages
-    assert len(inside) == 12
+    # message, events, SLA, the caps per recipient, outbox rows, outgoing messages; and the
+    # hourly total of automatic mail, counted at most once a second (outbound/caps.py): the
+    # first message counted it, so it runs here only when a second has passed since
+    hourly = [s for s in inside if "FROM outbox" in s and "outbox.recipient = " not in s]
+    assert len(inside) - len(hourly) == 11 and len(hourly) <= 1
 
 
 def test_a_spam_ticket_is_written_closed_with_its_verdict_in_the_same_statements(
