@@ -6,7 +6,7 @@ facade, and the plugins' background jobs, run on an event loop in a background t
 (started on first use): events are handed over and not waited for, lookups return a future
 the caller waits on with a deadline, and lookups run with bounded concurrency and a brief
 cache of their answers. Under serve the worker asks its lookups of the plugins process, which
-answers them through small files (:meth:`PluginRunner.start_answering`), so that the worker's
+answers them over a Unix socket (:meth:`PluginRunner.start_answering`), so that the worker's
 own CPU goes to the pipeline, not to contacts and orders.
 """
 
@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.plugins.facade import Hooks
-from postdesk.plugins.facts import Facts, FactsFolder, LookupKey
+from postdesk.plugins.facts import Asker, Facts, FactsFolder, LookupKey
 from postdesk.plugins.host import PluginHost
 from postdesk.plugins.journal import EVENT_HOOKS, EventJournal
 from postdesk.plugins.snapshots import Snapshot, freeze, thaw
@@ -39,9 +39,6 @@ CACHE_ENTRIES = 2048
 LOOKUP_HOOKS = ("postdesk_lookup_contact", "postdesk_lookup_orders")
 CONTACT = "\0contact"  # cache key part: a contact is cached by address, not by text
 
-ANSWER_POLL_SECONDS = 0.01  # how often questions and answers are looked for
-STALE_SECONDS = 600.0  # files untouched this long are removed, every PRUNE_SECONDS
-PRUNE_SECONDS = 60.0
 JOB_STOP_SECONDS = 10.0  # how long the plugins' jobs have to end once told to stop
 
 
@@ -53,9 +50,7 @@ class PluginRunner:
         asked of another process go through ``folder``."""
         self.host = host
         self.folder = folder
-        self.asked: FactsFolder | None = None  # where lookups are asked, when not done here
-        self._awaited: dict[str, asyncio.Future[Facts]] = {}  # spool id -> its answer's waiter
-        self._collector: asyncio.Future[None] | None = None  # hands the answers over
+        self.asker: Asker | None = None  # asks the lookups of another process, when set
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -148,12 +143,8 @@ class PluginRunner:
         if not self.implemented(*LOOKUP_HOOKS):
             return None
         key = (email.lower(), text)
-        if self.asked is not None and spool_id:
-            try:
-                self.asked.ask(spool_id, key)
-                return self.submit(self._answer_for(self.asked, spool_id, key))
-            except OSError as error:  # a lookup is never worth failing a message for
-                log.warning("could not ask for the plugin lookups, looking up here: %s", error)
+        if self.asker is not None and spool_id:
+            return self.submit(self._answer_for(self.asker, spool_id, key))
         found = self._cached(key)
         if found is None:
             return self.submit(self._lookup(key))
@@ -162,91 +153,42 @@ class PluginRunner:
         return done
 
     def look_up_elsewhere(self) -> None:
-        """Hand this process's lookups to the process answering them through :attr:`folder`
-        (serve's plugins process, see :meth:`start_answering`): the worker then spends no time
-        on contacts and orders."""
-        self.asked = self.folder
+        """Hand this process's lookups to the process answering them over :attr:`folder`'s
+        socket (serve's plugins process, see :meth:`start_answering`): the worker then spends
+        no time on contacts and orders."""
+        self.asker = self.folder.asker() if self.folder is not None else None
 
-    async def _answer_for(self, asked: FactsFolder, spool_id: str, key: LookupKey) -> Facts:
-        """The answer to the question about ``spool_id`` once it is there (one collector
-        looks for every awaited answer at once); the lookup's own when none came within the
-        lookup timeout (the answering process is down)."""
-        waiter: asyncio.Future[Facts] = asyncio.get_running_loop().create_future()
-        self._awaited[spool_id] = waiter
-        if self._collector is None or self._collector.done():
-            self._collector = asyncio.ensure_future(self._collect(asked))
+    async def _answer_for(self, asker: Asker, spool_id: str, key: LookupKey) -> Facts:
+        """The answer of the plugins process to the question about ``spool_id``; the lookup's
+        own when none came within the lookup timeout (the answering process is down)."""
         try:
-            return await asyncio.wait_for(waiter, self._waited(*LOOKUP_HOOKS))
+            return await asyncio.wait_for(asker.ask(spool_id, key), self._waited(*LOOKUP_HOOKS))
         except TimeoutError:
             log.warning("no answer to the plugin lookups of %s; looking up here", spool_id)
-            asked.withdraw(spool_id)
+            asker.withdraw(spool_id)
             return await self._lookup(key)
-        finally:
-            self._awaited.pop(spool_id, None)
-
-    async def _collect(self, asked: FactsFolder) -> None:
-        """While answers are awaited: hand each one that arrived to its waiter."""
-        while self._awaited:
-            try:
-                for spool_id in asked.answered():
-                    waiter = self._awaited.get(spool_id)
-                    found = asked.take(spool_id) if waiter is not None else None
-                    if waiter is not None and found is not None and not waiter.done():
-                        waiter.set_result(found)
-            except OSError as error:
-                log.warning("reading the plugin lookups' answers failed, will retry: %s", error)
-            await asyncio.sleep(ANSWER_POLL_SECONDS)
 
     # --- answering the lookups the workers ask for, in the plugins process -----------
 
     def start_answering(self) -> Callable[[], None]:
-        """Answer, on the plugins' loop, the lookups asked in :attr:`folder` (many at once, at
-        most LOOKUP_CONCURRENCY); returns the function that stops it. Does nothing when no
-        plugin looks anything up. Run by serve's plugins process, so that plugin lookups never
-        cost a worker its CPU."""
+        """Answer, on the plugins' loop, the lookups the workers ask over :attr:`folder`'s
+        socket (many at once, at most LOOKUP_CONCURRENCY); returns the function that stops it.
+        Does nothing when no plugin looks anything up. Run by serve's plugins process, so that
+        plugin lookups never cost a worker its CPU."""
         folder = self.folder
         if folder is None or not self.implemented(*LOOKUP_HOOKS):
             return lambda: None
-        folder.reopen()
         loop = self._running_loop()
         stop = asyncio.Event()
-        self.submit(self._answer(folder, stop))
+        answering = self.submit(folder.answer_questions(self._lookup, stop, LOOKUP_CONCURRENCY))
+        answering.add_done_callback(_log_job_end)
 
         def stop_answering() -> None:
             loop.call_soon_threadsafe(stop.set)
+            with contextlib.suppress(concurrent.futures.TimeoutError):
+                answering.result(JOB_STOP_SECONDS)
 
         return stop_answering
-
-    async def _answer(self, folder: FactsFolder, stop: asyncio.Event) -> None:
-        limit = asyncio.Semaphore(LOOKUP_CONCURRENCY)
-        pruned_at = time.monotonic()
-        while not stop.is_set():
-            try:
-                asked = await asyncio.to_thread(folder.questions)
-            except OSError as error:
-                log.warning("reading the plugin lookups asked failed, will retry: %s", error)
-                asked = []
-            for spool_id, key in asked:
-                await limit.acquire()
-                running = asyncio.ensure_future(self._answer_one(folder, spool_id, key))
-                running.add_done_callback(lambda _done: limit.release())
-            if time.monotonic() - pruned_at > PRUNE_SECONDS:
-                pruned_at = time.monotonic()
-                await asyncio.to_thread(folder.prune, STALE_SECONDS)
-            if not asked:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), ANSWER_POLL_SECONDS)
-
-    async def _answer_one(self, folder: FactsFolder, spool_id: str, key: LookupKey) -> None:
-        try:
-            facts = await self._lookup(key)
-        except Exception:
-            log.exception("plugin lookups failed; notifying without them")
-            facts = {}
-        try:
-            folder.answer(spool_id, facts)
-        except OSError as error:  # the worker then looks up itself
-            log.warning("could not leave the looked-up facts for the worker: %s", error)
 
     def facts(self, pending: concurrent.futures.Future[Facts] | None) -> Facts:
         """The facts a :meth:`lookup` gathered, or ``{}`` when none arrive within the timeout."""
@@ -431,6 +373,8 @@ class PluginRunner:
         thread and release the plugins."""
         loop, thread = self._loop, self._thread
         if loop is not None and thread is not None:
+            if self.asker is not None:
+                loop.call_soon_threadsafe(self.asker.close)
             for plugin in self.host.plugins.values() if self.host is not None else ():
                 closer = getattr(plugin, "aclose", None)
                 if callable(closer):
