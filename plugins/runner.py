@@ -69,6 +69,12 @@ class PluginRunner:
         facade = self.hooks
         return facade is not None and any(facade.implemented(h) for h in hooks)
 
+    def heard(self, calls: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+        """The event hook calls (hook, arguments) some plugin wants (see ``Hooks.hears``):
+        only those are journaled and fired."""
+        facade = self.hooks
+        return [c for c in calls if facade.hears(*c)] if facade is not None else []
+
     # --- events: handed over, never waited for ------------------------------------------
 
     def fire(self, hook: str, **kwargs: Any) -> concurrent.futures.Future[None] | None:
@@ -79,7 +85,7 @@ class PluginRunner:
         journal gives a recorded event's own, so that a re-run carries the same).
         """
         facade = self.hooks
-        if facade is None or not facade.implemented(hook):
+        if facade is None or not facade.hears(hook, kwargs):
             return None
         kwargs.setdefault("event_id", uuid.uuid4().hex)
         return self.submit(facade.fire(hook, **kwargs))
