@@ -108,39 +108,39 @@ async def _answer_one(answer: Answerer, line: bytes, writer: asyncio.StreamWrite
 
 class Asker:
     """One connection to the plugins process, opened on first use and again after it is lost
-    (the questions not answered yet are asked again); lives on the worker's plugins loop."""
+    (the questions not answered yet are asked again); lives on the worker's plugins loop and
+    is called only there."""
 
     def __init__(self, path: Path) -> None:
         """Ask the process listening on ``path``."""
         self.path = str(path)
-        self._asked: dict[str, tuple[LookupKey, asyncio.Future[Facts]]] = {}
+        self._asked: dict[str, tuple[LookupKey, Callable[[Facts], None]]] = {}
         self._writer: asyncio.StreamWriter | None = None
-        self._link: asyncio.Future[None] | None = None  # keeps the connection, reads answers
+        self.link: asyncio.Future[None] | None = None  # keeps the connection, reads answers
 
-    async def ask(self, spool_id: str, key: LookupKey) -> Facts:
-        """The answer to the question about ``spool_id`` once it is there (wait for it with a
-        timeout, then :meth:`withdraw`)."""
-        waiter: asyncio.Future[Facts] = asyncio.get_running_loop().create_future()
-        self._asked[spool_id] = (key, waiter)
+    def ask(self, spool_id: str, key: LookupKey, answered: Callable[[Facts], None]) -> None:
+        """Ask about ``spool_id``; ``answered(facts)`` is called once the answer is there
+        (never after :meth:`withdraw`)."""
+        self._asked[spool_id] = (key, answered)
         if self._writer is not None:
             self._writer.write(_line([spool_id, *key]))
-        if self._link is None or self._link.done():
-            self._link = asyncio.ensure_future(self._keep_linked())
-        return await waiter
+        if self.link is None or self.link.done():
+            self.link = asyncio.ensure_future(self._keep_linked())
+
+    def withdraw(self, spool_id: str) -> bool:
+        """Give up waiting for the answer about ``spool_id`` (a late one is ignored); False
+        when it was answered already."""
+        return self._asked.pop(spool_id, None) is not None
 
     def close(self) -> None:
         """Drop the connection and the questions (the worker stops)."""
         self._asked.clear()
-        if self._link is not None:
-            self._link.cancel()
-
-    def withdraw(self, spool_id: str) -> None:
-        """Give up waiting for the answer about ``spool_id`` (a late one is ignored)."""
-        self._asked.pop(spool_id, None)
+        if self.link is not None:
+            self.link.cancel()
 
     async def _keep_linked(self) -> None:
         """While questions are asked: connect (again), ask what is unanswered, hand each
-        answer to its waiter."""
+        answer over."""
         while self._asked:
             try:
                 reader, writer = await asyncio.open_unix_connection(self.path, limit=LINE_LIMIT)
@@ -149,17 +149,14 @@ class Asker:
                 continue
             self._writer = writer
             try:
-                writer.writelines(_line([s, *key]) for s, (key, _w) in self._asked.items())
+                writer.writelines(_line([s, *key]) for s, (key, _a) in self._asked.items())
                 while line := await reader.readline():
-                    self._answered(line)
+                    spool_id, facts = json.loads(line)
+                    _key, answered = self._asked.pop(spool_id, (None, None))
+                    if answered is not None:
+                        answered(facts)
             except (OSError, ValueError) as error:
                 log.debug("plugin lookups: the connection ended: %s", error)
             finally:
                 self._writer = None
                 writer.close()
-
-    def _answered(self, line: bytes) -> None:
-        spool_id, facts = json.loads(line)
-        _key, waiter = self._asked.pop(spool_id, (None, None))
-        if waiter is not None and not waiter.done():
-            waiter.set_result(facts)

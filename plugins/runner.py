@@ -21,6 +21,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,6 +40,7 @@ CACHE_ENTRIES = 2048
 LOOKUP_HOOKS = ("postdesk_lookup_contact", "postdesk_lookup_orders")
 CONTACT = "\0contact"  # cache key part: a contact is cached by address, not by text
 
+COMPLETERS = 4  # threads completing what waited for lookups (they write together)
 JOB_STOP_SECONDS = 10.0  # how long the plugins' jobs have to end once told to stop
 
 
@@ -57,6 +59,8 @@ class PluginRunner:
         self._cache: OrderedDict[tuple[str, str], tuple[float, Facts]] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._inflight: dict[tuple[str, str], asyncio.Future[Facts]] = {}
+        self._completions = ThreadPoolExecutor(COMPLETERS, thread_name_prefix="postdesk-facts")
+        self._laters: set[concurrent.futures.Future[None]] = set()  # completions to come
         self.journal = EventJournal(self)  # event calls recorded with their change (R-17)
 
     @property
@@ -150,7 +154,10 @@ class PluginRunner:
             return None
         key = (email.lower(), text)
         if self.asker is not None and spool_id:
-            return self.submit(self._answer_for(self.asker, spool_id, key))
+            answer: concurrent.futures.Future[Facts] = concurrent.futures.Future()
+            loop = self._running_loop()
+            loop.call_soon_threadsafe(self._ask_elsewhere, self.asker, spool_id, key, answer)
+            return answer
         found = self._cached(key)
         if found is None:
             return self.submit(self._lookup(key))
@@ -164,15 +171,31 @@ class PluginRunner:
         no time on contacts and orders."""
         self.asker = self.folder.asker() if self.folder is not None else None
 
-    async def _answer_for(self, asker: Asker, spool_id: str, key: LookupKey) -> Facts:
-        """The answer of the plugins process to the question about ``spool_id``; the lookup's
-        own when none came within the lookup timeout (the answering process is down)."""
-        try:
-            return await asyncio.wait_for(asker.ask(spool_id, key), self._waited(*LOOKUP_HOOKS))
-        except TimeoutError:
-            log.warning("no answer to the plugin lookups of %s; looking up here", spool_id)
-            asker.withdraw(spool_id)
-            return await self._lookup(key)
+    def _ask_elsewhere(
+        self,
+        asker: Asker,
+        spool_id: str,
+        key: LookupKey,
+        answer: concurrent.futures.Future[Facts],
+    ) -> None:
+        """On the plugins' loop: ask ``asker`` about ``spool_id``; ``answer`` gets the facts,
+        or the lookup's own when none came within the lookup timeout (the answering process
+        is down). Callbacks only: no task per message."""
+        loop = asyncio.get_running_loop()
+
+        def too_late() -> None:
+            if asker.withdraw(spool_id):
+                log.warning("no answer to the plugin lookups of %s; looking up here", spool_id)
+                _settle(answer, self._start(key))
+
+        timer = loop.call_later(self._waited(*LOOKUP_HOOKS), too_late)
+
+        def answered(facts: Facts) -> None:
+            timer.cancel()
+            if not answer.done():
+                answer.set_result(facts)
+
+        asker.ask(spool_id, key, answered)
 
     # --- answering the lookups the workers ask for, in the plugins process -----------
 
@@ -229,25 +252,30 @@ class PluginRunner:
         self, pending: concurrent.futures.Future[Facts], then: Callable[[Facts], None]
     ) -> None:
         """Call ``then(facts)`` in a worker thread once the lookups of ``pending`` finish, or
-        with ``{}`` when they fail or take longer than the timeout; returns at once."""
-        self.submit(self._later(pending, then))
+        with ``{}`` when they fail or take longer than the timeout; returns at once. Callbacks
+        and a timer only: no task per message."""
+        once = threading.Lock()
+        completed: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._laters.add(completed)  # drain waits for it
+        completed.add_done_callback(self._laters.discard)
 
-    async def _later(
-        self, pending: concurrent.futures.Future[Facts], then: Callable[[Facts], None]
-    ) -> None:
-        limit = self._waited(*LOOKUP_HOOKS)
-        try:
-            facts = await asyncio.wait_for(asyncio.wrap_future(pending), self.lookup_wait())
-        except TimeoutError:
-            log.warning("plugin lookups took longer than %.1f s; notifying without them", limit)
-            facts = {}
-        except Exception:
-            log.exception("plugin lookups failed; notifying without them")
-            facts = {}
-        try:
-            await asyncio.to_thread(then, facts)
-        except Exception:
-            log.exception("completing what waited for the plugin lookups failed")
+        def hand_over(facts: Facts) -> None:  # in whichever thread comes first
+            if once.acquire(blocking=False):
+                self._completions.submit(_complete, then, facts, completed)
+
+        def finished(done: concurrent.futures.Future[Facts]) -> None:
+            hand_over(self.ready(done) or {})
+
+        def too_late() -> None:
+            if not pending.done():
+                limit = self._waited(*LOOKUP_HOOKS)
+                log.warning("plugin lookups took longer than %.1f s; notifying without them", limit)
+                hand_over({})
+
+        if not pending.done():
+            loop = self._running_loop()
+            loop.call_soon_threadsafe(loop.call_later, self.lookup_wait(), too_late)
+        pending.add_done_callback(finished)
 
     async def _lookup(self, key: tuple[str, str]) -> Facts:
         """The facts for ``key`` (see :meth:`_start`)."""
@@ -357,22 +385,25 @@ class PluginRunner:
             return self._loop
 
     def drain(self, timeout: float) -> None:
-        """Wait up to ``timeout`` s for hook calls in flight (events before shutdown)."""
+        """Wait up to ``timeout`` s for hook calls in flight (events before shutdown) and for
+        what waits for lookups (:meth:`later`)."""
         loop = self._loop
         if loop is None:
             return
+        deadline = time.monotonic() + timeout
+        asker = self.asker
 
         async def pending() -> None:
-            current = asyncio.current_task()
-            deadline = loop.time() + timeout
-            while loop.time() < deadline:  # tasks may start more tasks (a batched write)
-                tasks = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+            idle = {asyncio.current_task(), asker.link if asker is not None else None}
+            while time.monotonic() < deadline:  # tasks may start more tasks (a batched write)
+                tasks = [t for t in asyncio.all_tasks() if t not in idle and not t.done()]
                 if not tasks:
                     return
-                await asyncio.wait(tasks, timeout=deadline - loop.time())
+                await asyncio.wait(tasks, timeout=deadline - time.monotonic())
 
         with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
             asyncio.run_coroutine_threadsafe(pending(), loop).result(timeout + 1)
+        concurrent.futures.wait(list(self._laters), timeout=max(0.0, deadline - time.monotonic()))
 
     def close(self) -> None:
         """Let plugins close what lives on the loop (``async def aclose()``), stop the loop
@@ -388,10 +419,38 @@ class PluginRunner:
                         asyncio.run_coroutine_threadsafe(closer(), loop).result(5)
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=5)
+            self._completions.shutdown(wait=False)
             if not thread.is_alive():
                 loop.close()
         if self.host is not None:
             self.host.close()
+
+
+def _settle(answer: concurrent.futures.Future[Facts], lookup: asyncio.Future[Facts]) -> None:
+    """Give ``answer`` the outcome of ``lookup`` once it has one."""
+
+    def copy(done: asyncio.Future[Facts]) -> None:
+        if answer.done():
+            return
+        if done.cancelled() or done.exception() is not None:
+            answer.set_exception(done.exception() or concurrent.futures.CancelledError())
+        else:
+            answer.set_result(done.result())
+
+    lookup.add_done_callback(copy)
+
+
+def _complete(
+    then: Callable[[Facts], None], facts: Facts, completed: concurrent.futures.Future[None]
+) -> None:
+    """Run ``then(facts)``, logging what goes wrong (it runs in a pool thread); then mark
+    ``completed``."""
+    try:
+        then(facts)
+    except Exception:
+        log.exception("completing what waited for the plugin lookups failed")
+    finally:
+        completed.set_result(None)
 
 
 def _log_job_end(future: concurrent.futures.Future[None]) -> None:
