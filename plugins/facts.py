@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ log = logging.getLogger("postdesk.plugins")
 
 Facts = dict[str, Any]
 LookupKey = tuple[str, str]  # (sender address, subject and new text)
-Answerer = Callable[[LookupKey], Awaitable[Facts]]
+Answerer = Callable[[LookupKey], "asyncio.Future[Facts]"]
 
 SOCKET = "answers.sock"
 LINE_LIMIT = 64 * 1024 * 1024  # the longest question or answer (a message's whole new text)
@@ -55,20 +56,46 @@ class FactsFolder:
         self, answer: Answerer, stop: asyncio.Event, concurrency: int
     ) -> None:
         """In the plugins process, until ``stop`` is set: answer every question the workers
-        ask with ``answer`` (at most ``concurrency`` at once), each on its own connection."""
+        ask with ``answer`` (a future of the facts; at most ``concurrency`` at once), each on
+        the connection that asked it."""
         self.folder.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket)  # left by a predecessor that died
-        limit = asyncio.Semaphore(concurrency)
+        running: set[asyncio.Future[Facts]] = set()
+        room = asyncio.Event()
+        room.set()
         talking: set[asyncio.StreamWriter] = set()
+
+        def reply(
+            spool_id: object, writer: asyncio.StreamWriter, done: asyncio.Future[Facts]
+        ) -> None:
+            running.discard(done)
+            room.set()
+            if done.cancelled() or done.exception() is not None:
+                log.error(
+                    "plugin lookups failed; notifying without them", exc_info=done.exception()
+                )
+                facts: Facts = {}
+            else:
+                facts = done.result()
+            if not writer.is_closing():
+                writer.write(_line([spool_id, facts]))
 
         async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             talking.add(writer)
             try:
                 while line := await reader.readline():
-                    await limit.acquire()
-                    running = asyncio.ensure_future(_answer_one(answer, line, writer))
-                    running.add_done_callback(lambda _done: limit.release())
+                    try:
+                        spool_id, email, text = json.loads(line)
+                    except ValueError:
+                        log.warning("plugin lookups: an unreadable question was ignored")
+                        continue
+                    while len(running) >= concurrency:
+                        room.clear()
+                        await room.wait()
+                    looking = answer((str(email), str(text)))
+                    running.add(looking)
+                    looking.add_done_callback(functools.partial(reply, spool_id, writer))
             except (OSError, ValueError) as error:  # a worker that went away
                 log.debug("plugin lookups: a worker's connection ended: %s", error)
             finally:
@@ -88,22 +115,6 @@ class FactsFolder:
     def asker(self) -> Asker:
         """A worker's side of the socket: its questions and the answers awaited."""
         return Asker(self.socket)
-
-
-async def _answer_one(answer: Answerer, line: bytes, writer: asyncio.StreamWriter) -> None:
-    """Answer the question in ``line`` on ``writer`` (a failed lookup answers ``{}``)."""
-    try:
-        spool_id, email, text = json.loads(line)
-    except ValueError:
-        log.warning("plugin lookups: an unreadable question was ignored")
-        return
-    try:
-        facts = await answer((str(email), str(text)))
-    except Exception:
-        log.exception("plugin lookups failed; notifying without them")
-        facts = {}
-    if not writer.is_closing():
-        writer.write(_line([spool_id, facts]))
 
 
 class Asker:

@@ -209,7 +209,7 @@ class PluginRunner:
             return lambda: None
         loop = self._running_loop()
         stop = asyncio.Event()
-        answering = self.submit(folder.answer_questions(self._lookup, stop, LOOKUP_CONCURRENCY))
+        answering = self.submit(folder.answer_questions(self._start, stop, LOOKUP_CONCURRENCY))
         answering.add_done_callback(_log_job_end)
 
         def stop_answering() -> None:
