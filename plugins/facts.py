@@ -18,7 +18,7 @@ import functools
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +32,27 @@ Answerer = Callable[[LookupKey], "asyncio.Future[Facts]"]
 
 SOCKET = "answers.sock"
 LINE_LIMIT = 64 * 1024 * 1024  # the longest question or answer (a message's whole new text)
+SHORT_ENOUGH = 100  # bytes of a socket path used as it is
 RECONNECT_SECONDS = 0.05  # how soon a worker tries again to reach the plugins process
 
 
 def lookup_text(subject: str, new_text: str) -> str:
     """The text the lookups of a message are given: its subject and new text."""
     return f"{subject}\n{new_text}"
+
+
+@contextlib.contextmanager
+def _reachable(path: Path) -> Iterator[str]:
+    """``path`` as a socket address: itself, or when longer than a socket address may be
+    (about 107 bytes on Linux) the same file reached through an open descriptor of its folder."""
+    if len(os.fsencode(path)) < SHORT_ENOUGH:
+        yield str(path)
+        return
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        yield f"/proc/self/fd/{folder}/{path.name}"
+    finally:
+        os.close(folder)
 
 
 def _line(data: object) -> bytes:
@@ -102,7 +117,8 @@ class FactsFolder:
                 talking.discard(writer)
                 writer.close()
 
-        server = await asyncio.start_unix_server(converse, path=str(self.socket), limit=LINE_LIMIT)
+        with _reachable(self.socket) as address:
+            server = await asyncio.start_unix_server(converse, path=address, limit=LINE_LIMIT)
         try:
             await stop.wait()
         finally:
@@ -124,7 +140,7 @@ class Asker:
 
     def __init__(self, path: Path) -> None:
         """Ask the process listening on ``path``."""
-        self.path = str(path)
+        self.path = path
         self._asked: dict[str, tuple[LookupKey, Callable[[Facts], None]]] = {}
         self._writer: asyncio.StreamWriter | None = None
         self.link: asyncio.Future[None] | None = None  # keeps the connection, reads answers
@@ -154,7 +170,8 @@ class Asker:
         answer over."""
         while self._asked:
             try:
-                reader, writer = await asyncio.open_unix_connection(self.path, limit=LINE_LIMIT)
+                with _reachable(self.path) as address:
+                    reader, writer = await asyncio.open_unix_connection(address, limit=LINE_LIMIT)
             except OSError:  # the plugins process is not (yet, or again) listening
                 await asyncio.sleep(RECONNECT_SECONDS)
                 continue

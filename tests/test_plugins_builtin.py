@@ -412,6 +412,30 @@ def test_the_worker_asks_and_the_plugins_process_answers_many_at_once(tmp_path: 
             worker.close()
 
 
+def test_lookups_are_answered_over_a_socket_whose_path_is_longer_than_unix_allows(
+    tmp_path: Path,
+) -> None:
+    """A data directory deep enough that ``<data_dir>/lookups/answers.sock`` is longer than a
+    Unix socket address may be still gets its lookups answered by the plugins process."""
+    from postdesk.plugins.facts import FactsFolder
+
+    folder = FactsFolder(tmp_path / ("d" * 60) / ("e" * 60) / "lookups")
+    assert len(str(folder.socket)) > 108
+    with Shop() as shop:
+        answering, worker = _orders_runner(shop, folder), _orders_runner(shop, folder, timeout=30)
+        try:
+            stop_answering = answering.start_answering()
+            worker.look_up_elsewhere()
+            started = time.monotonic()
+            pending = worker.lookup("c@example.org", "Order 10001", "s1")
+            assert [o["number"] for o in worker.facts(pending)["orders"]] == ["10001"]
+            assert time.monotonic() - started < 10, "answered, not looked up after the timeout"
+            stop_answering()
+        finally:
+            answering.close()
+            worker.close()
+
+
 def test_an_unanswered_question_is_looked_up_by_the_worker_after_the_timeout(
     tmp_path: Path,
 ) -> None:
