@@ -77,6 +77,18 @@ class Hooks:
         """True when at least one plugin implements ``hook``."""
         return bool(self.implementations(hook))
 
+    def hears(self, hook: str, kwargs: Mapping[str, Any]) -> bool:
+        """True when some implementation of ``hook`` wants this call: every one does, except
+        that a ``postdesk_notify`` implementation whose plugin object has a non-empty
+        ``notify_events`` (the events it acts on) wants only those events."""
+        implementations = self.implementations(hook)
+        if hook != "postdesk_notify":
+            return bool(implementations)
+        return any(
+            not (wanted := getattr(impl.plugin, "notify_events", None)) or kwargs["event"] in wanted
+            for impl in implementations
+        )
+
     async def fire(self, hook: str, **kwargs: Any) -> None:
         """Call every implementation of an event hook concurrently; results are ignored."""
         await self._all(hook, kwargs)

@@ -1,31 +1,39 @@
-"""Lookups asked by the worker and answered by the plugins process, through small files.
+"""Lookups asked by the worker and answered by the plugins process, over a Unix socket.
 
-The worker asks for the facts of a message (``asked/<spool id>.ask``, holding the lookup key)
-and goes on with the next message; the plugins process takes the question (renamed to
-``asked/<spool id>.wait``), looks it up and leaves the answer (``answers/<spool id>.json``,
-whole or not at all); questions and answers live apart, so that the worker, which looks for
-answers every few milliseconds, lists only the few answers waiting, not a backlog of questions;
-the worker takes it in the background and completes the held notification (see
-``PluginRunner.lookup`` and ``PluginRunner.start_answering``). The files are a hand-over, never
-the only copy of anything: a question left unanswered only means that the worker looks up
-itself once the lookup timeout has passed.
+The plugins process listens on ``<folder>/answers.sock`` (:meth:`FactsFolder.answer_questions`);
+each worker keeps one connection to it (:class:`Asker`), writes a question per message (one
+JSON line: spool id, sender, text) and goes on with the next message; the answer comes back
+on the same connection (one JSON line: spool id, facts) as soon as it is known. Nothing polls
+and nothing is written to disk: the socket is a hand-over, never the only copy of anything.
+A question in flight when the plugins process dies is asked again of its successor once the
+worker has reconnected; one left unanswered only means that the worker looks up itself once
+the lookup timeout has passed (``PluginRunner.lookup``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import json
+import logging
 import os
-import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from postdesk.plugins.snapshots import json_default
 
+log = logging.getLogger("postdesk.plugins")
+
 Facts = dict[str, Any]
 LookupKey = tuple[str, str]  # (sender address, subject and new text)
+Answerer = Callable[[LookupKey], "asyncio.Future[Facts]"]
 
-ASKED, TAKEN, ANSWERED, PARTIAL = ".ask", ".wait", ".json", ".part"  # file name endings
+SOCKET = "answers.sock"
+LINE_LIMIT = 64 * 1024 * 1024  # the longest question or answer (a message's whole new text)
+SHORT_ENOUGH = 100  # bytes of a socket path used as it is
+RECONNECT_SECONDS = 0.05  # how soon a worker tries again to reach the plugins process
 
 
 def lookup_text(subject: str, new_text: str) -> str:
@@ -33,103 +41,150 @@ def lookup_text(subject: str, new_text: str) -> str:
     return f"{subject}\n{new_text}"
 
 
+@contextlib.contextmanager
+def _reachable(path: Path) -> Iterator[str]:
+    """``path`` as a socket address: itself, or when longer than a socket address may be
+    (about 107 bytes on Linux) the same file reached through an open descriptor of its folder."""
+    if len(os.fsencode(path)) < SHORT_ENOUGH:
+        yield str(path)
+        return
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        yield f"/proc/self/fd/{folder}/{path.name}"
+    finally:
+        os.close(folder)
+
+
+def _line(data: object) -> bytes:
+    return json.dumps(data, default=json_default, separators=(",", ":")).encode() + b"\n"
+
+
 class FactsFolder:
-    """Questions and answers about the facts of spooled messages, a small file each."""
+    """The folder of the socket over which the plugins process answers the workers' lookups."""
 
     def __init__(self, folder: Path) -> None:
-        """Keep the files in ``folder`` (made by :meth:`reopen`)."""
+        """Keep the socket in ``folder`` (made when the answering starts)."""
         self.folder = folder
-        self.asked, self.answers = folder / "asked", folder / "answers"
-        self._made = False  # the folders exist
+        self.socket = folder / SOCKET
 
-    def _path(self, spool_id: str, ending: str) -> str:
-        return os.path.join(self.answers if ending == ANSWERED else self.asked, spool_id + ending)
-
-    def _write(self, spool_id: str, ending: str, data: object) -> None:
-        """Write ``data`` as JSON to ``<spool id><ending>``, whole or not at all."""
-        if not self._made:  # a worker may ask before the answering process has started
-            self._make()
-        final = self._path(spool_id, ending)
-        partial = final + PARTIAL
-        with open(partial, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, default=json_default)
-        os.replace(partial, final)
-
-    def _make(self) -> None:
-        for folder in (self.asked, self.answers):
-            folder.mkdir(parents=True, exist_ok=True)
-        self._made = True
-
-    def ask(self, spool_id: str, key: LookupKey) -> None:
-        """Ask for the facts of ``spool_id`` (the worker)."""
-        self._write(spool_id, ASKED, list(key))
-
-    def withdraw(self, spool_id: str) -> None:
-        """Take back the question about ``spool_id`` unless it is being answered already."""
+    async def answer_questions(
+        self, answer: Answerer, stop: asyncio.Event, concurrency: int
+    ) -> None:
+        """In the plugins process, until ``stop`` is set: answer every question the workers
+        ask with ``answer`` (a future of the facts; at most ``concurrency`` at once), each on
+        the connection that asked it."""
+        self.folder.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._path(spool_id, ASKED))
+            os.unlink(self.socket)  # left by a predecessor that died
+        running: set[asyncio.Future[Facts]] = set()
+        room = asyncio.Event()
+        room.set()
+        talking: set[asyncio.StreamWriter] = set()
 
-    def questions(self) -> list[tuple[str, LookupKey]]:
-        """Take the questions asked since the last call: (spool id, lookup key) each (the
-        plugins process; a question is taken once, by renaming it)."""
-        taken = []
-        for entry in os.scandir(self.asked):
-            if not entry.name.endswith(ASKED):
-                continue
-            spool_id = entry.name.removesuffix(ASKED)
-            waiting = self._path(spool_id, TAKEN)
+        def reply(
+            spool_id: object, writer: asyncio.StreamWriter, done: asyncio.Future[Facts]
+        ) -> None:
+            running.discard(done)
+            room.set()
+            if done.cancelled() or done.exception() is not None:
+                log.error(
+                    "plugin lookups failed; notifying without them", exc_info=done.exception()
+                )
+                facts: Facts = {}
+            else:
+                facts = done.result()
+            if not writer.is_closing():
+                writer.write(_line([spool_id, facts]))
+
+        async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            talking.add(writer)
             try:
-                os.rename(entry.path, waiting)
-                with open(waiting, encoding="utf-8") as handle:
-                    email, text = json.load(handle)
-            except (OSError, ValueError):
-                continue  # gone (pruned), or not a question this version wrote
-            taken.append((spool_id, (str(email), str(text))))
-        return taken
+                while line := await reader.readline():
+                    try:
+                        spool_id, email, text = json.loads(line)
+                    except ValueError:
+                        log.warning("plugin lookups: an unreadable question was ignored")
+                        continue
+                    while len(running) >= concurrency:
+                        room.clear()
+                        await room.wait()
+                    looking = answer((str(email), str(text)))
+                    running.add(looking)
+                    looking.add_done_callback(functools.partial(reply, spool_id, writer))
+            except (OSError, ValueError) as error:  # a worker that went away
+                log.debug("plugin lookups: a worker's connection ended: %s", error)
+            finally:
+                talking.discard(writer)
+                writer.close()
 
-    def answer(self, spool_id: str, facts: Facts) -> None:
-        """Leave the facts of ``spool_id`` for the worker, then drop the question."""
-        self._write(spool_id, ANSWERED, facts)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._path(spool_id, TAKEN))
-
-    def answered(self) -> list[str]:
-        """The spool ids whose answers wait to be taken (one listing of the folder)."""
-        return [
-            entry.name.removesuffix(ANSWERED)
-            for entry in os.scandir(self.answers)
-            if entry.name.endswith(ANSWERED)
-        ]
-
-    def take(self, spool_id: str) -> Facts | None:
-        """The answer for ``spool_id`` (removed from the folder), or None if there is none yet."""
-        path = self._path(spool_id, ANSWERED)
+        with _reachable(self.socket) as address:
+            server = await asyncio.start_unix_server(converse, path=address, limit=LINE_LIMIT)
         try:
-            with open(path, encoding="utf-8") as handle:
-                facts: Facts = json.load(handle)
-        except FileNotFoundError:
-            return None
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        return facts
+            await stop.wait()
+        finally:
+            server.close()
+            for writer in list(talking):  # the workers ask the next answering process
+                writer.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.socket)
 
-    def prune(self, older_than: float) -> int:
-        """Remove the files not touched for ``older_than`` seconds (answers nobody took,
-        questions of a stopped process); how many were removed."""
-        cutoff, removed = time.time() - older_than, 0
-        for folder in (self.asked, self.answers):
-            for entry in os.scandir(folder):
-                with contextlib.suppress(FileNotFoundError):
-                    if entry.stat().st_mtime < cutoff:
-                        os.unlink(entry.path)
-                        removed += 1
-        return removed
+    def asker(self) -> Asker:
+        """A worker's side of the socket: its questions and the answers awaited."""
+        return Asker(self.socket)
 
-    def reopen(self) -> None:
-        """When the answering (re)starts: make the folder, and ask again the questions taken
-        by an answering process that stopped before it answered them."""
-        self._make()
-        for entry in os.scandir(self.asked):
-            if entry.name.endswith(TAKEN):
-                with contextlib.suppress(FileNotFoundError):
-                    os.rename(entry.path, self._path(entry.name.removesuffix(TAKEN), ASKED))
+
+class Asker:
+    """One connection to the plugins process, opened on first use and again after it is lost
+    (the questions not answered yet are asked again); lives on the worker's plugins loop and
+    is called only there."""
+
+    def __init__(self, path: Path) -> None:
+        """Ask the process listening on ``path``."""
+        self.path = path
+        self._asked: dict[str, tuple[LookupKey, Callable[[Facts], None]]] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self.link: asyncio.Future[None] | None = None  # keeps the connection, reads answers
+
+    def ask(self, spool_id: str, key: LookupKey, answered: Callable[[Facts], None]) -> None:
+        """Ask about ``spool_id``; ``answered(facts)`` is called once the answer is there
+        (never after :meth:`withdraw`)."""
+        self._asked[spool_id] = (key, answered)
+        if self._writer is not None:
+            self._writer.write(_line([spool_id, *key]))
+        if self.link is None or self.link.done():
+            self.link = asyncio.ensure_future(self._keep_linked())
+
+    def withdraw(self, spool_id: str) -> bool:
+        """Give up waiting for the answer about ``spool_id`` (a late one is ignored); False
+        when it was answered already."""
+        return self._asked.pop(spool_id, None) is not None
+
+    def close(self) -> None:
+        """Drop the connection and the questions (the worker stops)."""
+        self._asked.clear()
+        if self.link is not None:
+            self.link.cancel()
+
+    async def _keep_linked(self) -> None:
+        """While questions are asked: connect (again), ask what is unanswered, hand each
+        answer over."""
+        while self._asked:
+            try:
+                with _reachable(self.path) as address:
+                    reader, writer = await asyncio.open_unix_connection(address, limit=LINE_LIMIT)
+            except OSError:  # the plugins process is not (yet, or again) listening
+                await asyncio.sleep(RECONNECT_SECONDS)
+                continue
+            self._writer = writer
+            try:
+                writer.writelines(_line([s, *key]) for s, (key, _a) in self._asked.items())
+                while line := await reader.readline():
+                    spool_id, facts = json.loads(line)
+                    _key, answered = self._asked.pop(spool_id, (None, None))
+                    if answered is not None:
+                        answered(facts)
+            except (OSError, ValueError) as error:
+                log.debug("plugin lookups: the connection ended: %s", error)
+            finally:
+                self._writer = None
+                writer.close()

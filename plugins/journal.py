@@ -91,6 +91,7 @@ class EventJournal:
         self._swept_at = 0.0
         self._firer: str | None = None  # who fires this process's rows, when not itself
         self._fired: set[str] = set()  # keys fire_journaled fired, until their rows are gone
+        self._read_all = True  # the next _owed reads every row of this process, not only new ones
         self._firing: set[asyncio.Future[None]] = set()  # its calls in flight
 
     def fire_elsewhere(self, pid: int) -> None:
@@ -174,7 +175,8 @@ class EventJournal:
                 firing = asyncio.ensure_future(self._fire_all(owed))
                 self._firing.add(firing)
                 firing.add_done_callback(self._firing.discard)
-            await asyncio.to_thread(self.sweep, factory)
+            if time.monotonic() - self._swept_at >= SWEEP_SECONDS:  # no thread hop otherwise
+                await asyncio.to_thread(self.sweep, factory)
             if not owed:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), POLL_SECONDS)
@@ -197,9 +199,15 @@ class EventJournal:
         died; past MAX_ATTEMPTS a row is dropped). The keys are read first, so that only the
         new rows are written to."""
         me = self._firer or owner_name()
-        with factory() as session:
-            keys = set(session.scalars(select(_TABLE.c.key).where(_TABLE.c.owner == me)))
-        self._fired &= keys  # the rows deleted since are gone for good
+        mine = select(_TABLE.c.key).where(_TABLE.c.owner == me)
+        if self._read_all:  # at start, and after a take-over: rows fired before, too
+            self._read_all = False
+            with factory() as session:
+                keys = set(session.scalars(mine))
+            self._fired &= keys  # the rows deleted since are gone for good
+        else:  # only the rows written since: never fired (see record)
+            with factory() as session:
+                keys = set(session.scalars(mine.where(_TABLE.c.attempts == 0)))
         new = keys - self._fired
         if not new:
             return []
@@ -257,6 +265,7 @@ class EventJournal:
             with self._lock:
                 self._answered[:0] = answered
             raise
+        self._fired.difference_update(answered)  # gone for good
 
     def _take_over(self, factory: sessionmaker[Session]) -> list[OwedCall]:
         """Claim the rows of dead owners (one conditional UPDATE each, so of several live
@@ -284,6 +293,8 @@ class EventJournal:
                     )
                     .returning(_TABLE.c.hook, _TABLE.c.arguments, _TABLE.c.attempts)
                 ).first()
+                if claimed is not None and self._firer is not None:
+                    self._read_all = True  # the plugins process fires it (see _owed)
                 if claimed is None or self._firer is not None:
                     continue  # another process took it first, or the plugins process fires it
                 if claimed.attempts > MAX_ATTEMPTS:

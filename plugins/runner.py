@@ -6,7 +6,7 @@ facade, and the plugins' background jobs, run on an event loop in a background t
 (started on first use): events are handed over and not waited for, lookups return a future
 the caller waits on with a deadline, and lookups run with bounded concurrency and a brief
 cache of their answers. Under serve the worker asks its lookups of the plugins process, which
-answers them through small files (:meth:`PluginRunner.start_answering`), so that the worker's
+answers them over a Unix socket (:meth:`PluginRunner.start_answering`), so that the worker's
 own CPU goes to the pipeline, not to contacts and orders.
 """
 
@@ -21,12 +21,13 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.plugins.facade import Hooks
-from postdesk.plugins.facts import Facts, FactsFolder, LookupKey
+from postdesk.plugins.facts import Asker, Facts, FactsFolder, LookupKey
 from postdesk.plugins.host import PluginHost
 from postdesk.plugins.journal import EVENT_HOOKS, EventJournal
 from postdesk.plugins.snapshots import Snapshot, freeze, thaw
@@ -39,9 +40,7 @@ CACHE_ENTRIES = 2048
 LOOKUP_HOOKS = ("postdesk_lookup_contact", "postdesk_lookup_orders")
 CONTACT = "\0contact"  # cache key part: a contact is cached by address, not by text
 
-ANSWER_POLL_SECONDS = 0.01  # how often questions and answers are looked for
-STALE_SECONDS = 600.0  # files untouched this long are removed, every PRUNE_SECONDS
-PRUNE_SECONDS = 60.0
+COMPLETERS = 4  # threads completing what waited for lookups (they write together)
 JOB_STOP_SECONDS = 10.0  # how long the plugins' jobs have to end once told to stop
 
 
@@ -53,15 +52,15 @@ class PluginRunner:
         asked of another process go through ``folder``."""
         self.host = host
         self.folder = folder
-        self.asked: FactsFolder | None = None  # where lookups are asked, when not done here
-        self._awaited: dict[str, asyncio.Future[Facts]] = {}  # spool id -> its answer's waiter
-        self._collector: asyncio.Future[None] | None = None  # hands the answers over
+        self.asker: Asker | None = None  # asks the lookups of another process, when set
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, str], tuple[float, Facts]] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._inflight: dict[tuple[str, str], asyncio.Future[Facts]] = {}
+        self._completions = ThreadPoolExecutor(COMPLETERS, thread_name_prefix="postdesk-facts")
+        self._laters: set[concurrent.futures.Future[None]] = set()  # completions to come
         self.journal = EventJournal(self)  # event calls recorded with their change (R-17)
 
     @property
@@ -74,6 +73,12 @@ class PluginRunner:
         facade = self.hooks
         return facade is not None and any(facade.implemented(h) for h in hooks)
 
+    def heard(self, calls: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+        """The event hook calls (hook, arguments) some plugin wants (see ``Hooks.hears``):
+        only those are journaled and fired."""
+        facade = self.hooks
+        return [c for c in calls if facade.hears(*c)] if facade is not None else []
+
     # --- events: handed over, never waited for ------------------------------------------
 
     def fire(self, hook: str, **kwargs: Any) -> concurrent.futures.Future[None] | None:
@@ -84,7 +89,7 @@ class PluginRunner:
         journal gives a recorded event's own, so that a re-run carries the same).
         """
         facade = self.hooks
-        if facade is None or not facade.implemented(hook):
+        if facade is None or not facade.hears(hook, kwargs):
             return None
         kwargs.setdefault("event_id", uuid.uuid4().hex)
         return self.submit(facade.fire(hook, **kwargs))
@@ -148,12 +153,11 @@ class PluginRunner:
         if not self.implemented(*LOOKUP_HOOKS):
             return None
         key = (email.lower(), text)
-        if self.asked is not None and spool_id:
-            try:
-                self.asked.ask(spool_id, key)
-                return self.submit(self._answer_for(self.asked, spool_id, key))
-            except OSError as error:  # a lookup is never worth failing a message for
-                log.warning("could not ask for the plugin lookups, looking up here: %s", error)
+        if self.asker is not None and spool_id:
+            answer: concurrent.futures.Future[Facts] = concurrent.futures.Future()
+            loop = self._running_loop()
+            loop.call_soon_threadsafe(self._ask_elsewhere, self.asker, spool_id, key, answer)
+            return answer
         found = self._cached(key)
         if found is None:
             return self.submit(self._lookup(key))
@@ -162,91 +166,58 @@ class PluginRunner:
         return done
 
     def look_up_elsewhere(self) -> None:
-        """Hand this process's lookups to the process answering them through :attr:`folder`
-        (serve's plugins process, see :meth:`start_answering`): the worker then spends no time
-        on contacts and orders."""
-        self.asked = self.folder
+        """Hand this process's lookups to the process answering them over :attr:`folder`'s
+        socket (serve's plugins process, see :meth:`start_answering`): the worker then spends
+        no time on contacts and orders."""
+        self.asker = self.folder.asker() if self.folder is not None else None
 
-    async def _answer_for(self, asked: FactsFolder, spool_id: str, key: LookupKey) -> Facts:
-        """The answer to the question about ``spool_id`` once it is there (one collector
-        looks for every awaited answer at once); the lookup's own when none came within the
-        lookup timeout (the answering process is down)."""
-        waiter: asyncio.Future[Facts] = asyncio.get_running_loop().create_future()
-        self._awaited[spool_id] = waiter
-        if self._collector is None or self._collector.done():
-            self._collector = asyncio.ensure_future(self._collect(asked))
-        try:
-            return await asyncio.wait_for(waiter, self._waited(*LOOKUP_HOOKS))
-        except TimeoutError:
-            log.warning("no answer to the plugin lookups of %s; looking up here", spool_id)
-            asked.withdraw(spool_id)
-            return await self._lookup(key)
-        finally:
-            self._awaited.pop(spool_id, None)
+    def _ask_elsewhere(
+        self,
+        asker: Asker,
+        spool_id: str,
+        key: LookupKey,
+        answer: concurrent.futures.Future[Facts],
+    ) -> None:
+        """On the plugins' loop: ask ``asker`` about ``spool_id``; ``answer`` gets the facts,
+        or the lookup's own when none came within the lookup timeout (the answering process
+        is down). Callbacks only: no task per message."""
+        loop = asyncio.get_running_loop()
 
-    async def _collect(self, asked: FactsFolder) -> None:
-        """While answers are awaited: hand each one that arrived to its waiter."""
-        while self._awaited:
-            try:
-                for spool_id in asked.answered():
-                    waiter = self._awaited.get(spool_id)
-                    found = asked.take(spool_id) if waiter is not None else None
-                    if waiter is not None and found is not None and not waiter.done():
-                        waiter.set_result(found)
-            except OSError as error:
-                log.warning("reading the plugin lookups' answers failed, will retry: %s", error)
-            await asyncio.sleep(ANSWER_POLL_SECONDS)
+        def too_late() -> None:
+            if asker.withdraw(spool_id):
+                log.warning("no answer to the plugin lookups of %s; looking up here", spool_id)
+                _settle(answer, self._start(key))
+
+        timer = loop.call_later(self._waited(*LOOKUP_HOOKS), too_late)
+
+        def answered(facts: Facts) -> None:
+            timer.cancel()
+            if not answer.done():
+                answer.set_result(facts)
+
+        asker.ask(spool_id, key, answered)
 
     # --- answering the lookups the workers ask for, in the plugins process -----------
 
     def start_answering(self) -> Callable[[], None]:
-        """Answer, on the plugins' loop, the lookups asked in :attr:`folder` (many at once, at
-        most LOOKUP_CONCURRENCY); returns the function that stops it. Does nothing when no
-        plugin looks anything up. Run by serve's plugins process, so that plugin lookups never
-        cost a worker its CPU."""
+        """Answer, on the plugins' loop, the lookups the workers ask over :attr:`folder`'s
+        socket (many at once, at most LOOKUP_CONCURRENCY); returns the function that stops it.
+        Does nothing when no plugin looks anything up. Run by serve's plugins process, so that
+        plugin lookups never cost a worker its CPU."""
         folder = self.folder
         if folder is None or not self.implemented(*LOOKUP_HOOKS):
             return lambda: None
-        folder.reopen()
         loop = self._running_loop()
         stop = asyncio.Event()
-        self.submit(self._answer(folder, stop))
+        answering = self.submit(folder.answer_questions(self._start, stop, LOOKUP_CONCURRENCY))
+        answering.add_done_callback(_log_job_end)
 
         def stop_answering() -> None:
             loop.call_soon_threadsafe(stop.set)
+            with contextlib.suppress(concurrent.futures.TimeoutError):
+                answering.result(JOB_STOP_SECONDS)
 
         return stop_answering
-
-    async def _answer(self, folder: FactsFolder, stop: asyncio.Event) -> None:
-        limit = asyncio.Semaphore(LOOKUP_CONCURRENCY)
-        pruned_at = time.monotonic()
-        while not stop.is_set():
-            try:
-                asked = await asyncio.to_thread(folder.questions)
-            except OSError as error:
-                log.warning("reading the plugin lookups asked failed, will retry: %s", error)
-                asked = []
-            for spool_id, key in asked:
-                await limit.acquire()
-                running = asyncio.ensure_future(self._answer_one(folder, spool_id, key))
-                running.add_done_callback(lambda _done: limit.release())
-            if time.monotonic() - pruned_at > PRUNE_SECONDS:
-                pruned_at = time.monotonic()
-                await asyncio.to_thread(folder.prune, STALE_SECONDS)
-            if not asked:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), ANSWER_POLL_SECONDS)
-
-    async def _answer_one(self, folder: FactsFolder, spool_id: str, key: LookupKey) -> None:
-        try:
-            facts = await self._lookup(key)
-        except Exception:
-            log.exception("plugin lookups failed; notifying without them")
-            facts = {}
-        try:
-            folder.answer(spool_id, facts)
-        except OSError as error:  # the worker then looks up itself
-            log.warning("could not leave the looked-up facts for the worker: %s", error)
 
     def facts(self, pending: concurrent.futures.Future[Facts] | None) -> Facts:
         """The facts a :meth:`lookup` gathered, or ``{}`` when none arrive within the timeout."""
@@ -281,25 +252,30 @@ class PluginRunner:
         self, pending: concurrent.futures.Future[Facts], then: Callable[[Facts], None]
     ) -> None:
         """Call ``then(facts)`` in a worker thread once the lookups of ``pending`` finish, or
-        with ``{}`` when they fail or take longer than the timeout; returns at once."""
-        self.submit(self._later(pending, then))
+        with ``{}`` when they fail or take longer than the timeout; returns at once. Callbacks
+        and a timer only: no task per message."""
+        once = threading.Lock()
+        completed: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._laters.add(completed)  # drain waits for it
+        completed.add_done_callback(self._laters.discard)
 
-    async def _later(
-        self, pending: concurrent.futures.Future[Facts], then: Callable[[Facts], None]
-    ) -> None:
-        limit = self._waited(*LOOKUP_HOOKS)
-        try:
-            facts = await asyncio.wait_for(asyncio.wrap_future(pending), self.lookup_wait())
-        except TimeoutError:
-            log.warning("plugin lookups took longer than %.1f s; notifying without them", limit)
-            facts = {}
-        except Exception:
-            log.exception("plugin lookups failed; notifying without them")
-            facts = {}
-        try:
-            await asyncio.to_thread(then, facts)
-        except Exception:
-            log.exception("completing what waited for the plugin lookups failed")
+        def hand_over(facts: Facts) -> None:  # in whichever thread comes first
+            if once.acquire(blocking=False):
+                self._completions.submit(_complete, then, facts, completed)
+
+        def finished(done: concurrent.futures.Future[Facts]) -> None:
+            hand_over(self.ready(done) or {})
+
+        def too_late() -> None:
+            if not pending.done():
+                limit = self._waited(*LOOKUP_HOOKS)
+                log.warning("plugin lookups took longer than %.1f s; notifying without them", limit)
+                hand_over({})
+
+        if not pending.done():
+            loop = self._running_loop()
+            loop.call_soon_threadsafe(loop.call_later, self.lookup_wait(), too_late)
+        pending.add_done_callback(finished)
 
     async def _lookup(self, key: tuple[str, str]) -> Facts:
         """The facts for ``key`` (see :meth:`_start`)."""
@@ -409,28 +385,33 @@ class PluginRunner:
             return self._loop
 
     def drain(self, timeout: float) -> None:
-        """Wait up to ``timeout`` s for hook calls in flight (events before shutdown)."""
+        """Wait up to ``timeout`` s for hook calls in flight (events before shutdown) and for
+        what waits for lookups (:meth:`later`)."""
         loop = self._loop
         if loop is None:
             return
+        deadline = time.monotonic() + timeout
+        asker = self.asker
 
         async def pending() -> None:
-            current = asyncio.current_task()
-            deadline = loop.time() + timeout
-            while loop.time() < deadline:  # tasks may start more tasks (a batched write)
-                tasks = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+            idle = {asyncio.current_task(), asker.link if asker is not None else None}
+            while time.monotonic() < deadline:  # tasks may start more tasks (a batched write)
+                tasks = [t for t in asyncio.all_tasks() if t not in idle and not t.done()]
                 if not tasks:
                     return
-                await asyncio.wait(tasks, timeout=deadline - loop.time())
+                await asyncio.wait(tasks, timeout=deadline - time.monotonic())
 
         with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
             asyncio.run_coroutine_threadsafe(pending(), loop).result(timeout + 1)
+        concurrent.futures.wait(list(self._laters), timeout=max(0.0, deadline - time.monotonic()))
 
     def close(self) -> None:
         """Let plugins close what lives on the loop (``async def aclose()``), stop the loop
         thread and release the plugins."""
         loop, thread = self._loop, self._thread
         if loop is not None and thread is not None:
+            if self.asker is not None:
+                loop.call_soon_threadsafe(self.asker.close)
             for plugin in self.host.plugins.values() if self.host is not None else ():
                 closer = getattr(plugin, "aclose", None)
                 if callable(closer):
@@ -438,10 +419,38 @@ class PluginRunner:
                         asyncio.run_coroutine_threadsafe(closer(), loop).result(5)
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=5)
+            self._completions.shutdown(wait=False)
             if not thread.is_alive():
                 loop.close()
         if self.host is not None:
             self.host.close()
+
+
+def _settle(answer: concurrent.futures.Future[Facts], lookup: asyncio.Future[Facts]) -> None:
+    """Give ``answer`` the outcome of ``lookup`` once it has one."""
+
+    def copy(done: asyncio.Future[Facts]) -> None:
+        if answer.done():
+            return
+        if done.cancelled() or done.exception() is not None:
+            answer.set_exception(done.exception() or concurrent.futures.CancelledError())
+        else:
+            answer.set_result(done.result())
+
+    lookup.add_done_callback(copy)
+
+
+def _complete(
+    then: Callable[[Facts], None], facts: Facts, completed: concurrent.futures.Future[None]
+) -> None:
+    """Run ``then(facts)``, logging what goes wrong (it runs in a pool thread); then mark
+    ``completed``."""
+    try:
+        then(facts)
+    except Exception:
+        log.exception("completing what waited for the plugin lookups failed")
+    finally:
+        completed.set_result(None)
 
 
 def _log_job_end(future: concurrent.futures.Future[None]) -> None:

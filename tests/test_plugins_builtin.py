@@ -412,6 +412,30 @@ def test_the_worker_asks_and_the_plugins_process_answers_many_at_once(tmp_path: 
             worker.close()
 
 
+def test_lookups_are_answered_over_a_socket_whose_path_is_longer_than_unix_allows(
+    tmp_path: Path,
+) -> None:
+    """A data directory deep enough that ``<data_dir>/lookups/answers.sock`` is longer than a
+    Unix socket address may be still gets its lookups answered by the plugins process."""
+    from postdesk.plugins.facts import FactsFolder
+
+    folder = FactsFolder(tmp_path / ("d" * 60) / ("e" * 60) / "lookups")
+    assert len(str(folder.socket)) > 108
+    with Shop() as shop:
+        answering, worker = _orders_runner(shop, folder), _orders_runner(shop, folder, timeout=30)
+        try:
+            stop_answering = answering.start_answering()
+            worker.look_up_elsewhere()
+            started = time.monotonic()
+            pending = worker.lookup("c@example.org", "Order 10001", "s1")
+            assert [o["number"] for o in worker.facts(pending)["orders"]] == ["10001"]
+            assert time.monotonic() - started < 10, "answered, not looked up after the timeout"
+            stop_answering()
+        finally:
+            answering.close()
+            worker.close()
+
+
 def test_an_unanswered_question_is_looked_up_by_the_worker_after_the_timeout(
     tmp_path: Path,
 ) -> None:
@@ -433,15 +457,28 @@ def test_an_unanswered_question_is_looked_up_by_the_worker_after_the_timeout(
         finally:
             worker.close()
 
-        folder.ask("s2", ("c@example.org", "Order 10002"))
-        assert [spool_id for spool_id, _key in folder.questions()] == ["s2"]  # then it died
-        successor = _orders_runner(shop, folder)
+    # A question the answering process had taken when it died is asked again of its successor.
+    with Shop(delay=1.0) as shop:
+        worker, predecessor = _orders_runner(shop, folder), _orders_runner(shop, folder)
+        worker.look_up_elsewhere()
         try:
-            stop_answering = successor.start_answering()
-            wait_until(lambda: folder.take("s2"), what="the taken question answered again")
-            stop_answering()
+            stop_predecessor = predecessor.start_answering()
+            started = time.monotonic()
+            pending = worker.lookup("c@example.org", "Order 10002", "s2")
+            wait_until(lambda: shop.requests, what="the predecessor asked the shop")
+            stop_predecessor()  # it dies before it answers
+            successor = _orders_runner(shop, folder)
+            try:
+                stop_answering = successor.start_answering()
+                assert [o["number"] for o in worker.facts(pending)["orders"]] == ["10002"]
+                assert time.monotonic() - started < 4.5, "answered before the worker's timeout"
+                assert len(shop.requests) == 2, "asked by the predecessor, then the successor"
+                stop_answering()
+            finally:
+                successor.close()
         finally:
-            successor.close()
+            predecessor.close()
+            worker.close()
 
 
 def test_later_hands_over_the_facts_or_nothing_after_the_timeout() -> None:

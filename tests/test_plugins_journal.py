@@ -197,6 +197,56 @@ def test_the_journal_stays_empty_for_events_nobody_implements(
         runner.close()
 
 
+class Pager:
+    """Acts on ``alert.*`` events only, and says so in ``notify_events``."""
+
+    notify_events = ("alert.spoofed_agent",)
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    @hookimpl
+    def postdesk_notify(self, event: str) -> None:
+        self.events.append(event)
+
+
+def test_a_notify_event_no_plugin_wants_is_neither_journaled_nor_fired(
+    factory: sessionmaker[Session],
+) -> None:
+    """A plugin that names its ``notify_events`` hears only those: the others cost no journal
+    row; a plugin without the attribute still hears every event."""
+    pager = Pager()
+    manager = pluggy.PluginManager(PROJECT)
+    manager.add_hookspecs(hookspecs)
+    manager.register(pager, name="pager")
+    runner = PluginRunner(PluginHost(manager, Hooks(manager, 5.0), {"pager": pager}))
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("postdesk_notify", {"event": event, "ticket": None, "detail": freeze({})})
+        for event in ("ticket.created", "alert.spoofed_agent", "message.added")
+    ]
+    try:
+        assert [c[1]["event"] for c in runner.heard(calls)] == ["alert.spoofed_agent"]
+        with transaction(factory) as session:
+            owed = runner.journal.record(session, runner.heard(calls))
+        assert len(_rows(factory)) == 1
+        runner.journal.fire(owed)
+        runner.alert("alert.relay_refused", {"reason": "550"})  # fired from memory: not wanted
+        wait_until(lambda: pager.events, what="the wanted event fired")
+        runner.drain(5)
+        assert pager.events == ["alert.spoofed_agent"]
+        runner.journal.sweep(factory, force=True)
+        assert _rows(factory) == []
+    finally:
+        runner.close()
+
+    everything = _runner(Recorder())
+    try:
+        created = [("postdesk_ticket_created", {"ticket": freeze({"number": 1})})]
+        assert everything.heard(created) == created
+    finally:
+        everything.close()
+
+
 def test_a_messages_events_are_fired_at_once_one_task_each(
     factory: sessionmaker[Session],
 ) -> None:

@@ -59,8 +59,7 @@ def run(ctx: MessageContext) -> None:
         ("postdesk_notify", {"event": event, "ticket": ticket, "detail": freeze(detail)})
         for event, detail in notices
     ]
-    implemented = [(hook, kwargs) for hook, kwargs in calls if runner.implemented(hook)]
-    owed = runner.journal.record(ctx.session, implemented)
+    owed = runner.journal.record(ctx.session, runner.heard(calls))
     ctx.after_commit.append(lambda: runner.journal.fire(owed))
 
 

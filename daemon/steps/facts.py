@@ -111,7 +111,7 @@ def _announce(
     runner = services.plugins
     snapshot = ticket_snapshot(session, ticket, services.settings.helpdesk.tag)
     calls = updated_calls(snapshot, {"priority": priority})
-    return runner.journal.record(session, [c for c in calls if runner.implemented(c[0])])
+    return runner.journal.record(session, runner.heard(calls))
 
 
 def _priority_change(ticket: Ticket, facts: dict[str, Any]) -> dict[str, object] | None:

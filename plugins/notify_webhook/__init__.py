@@ -87,6 +87,11 @@ class NotifyWebhook:
         self._pending: list[tuple[str, str, str]] = []  # (url, event, body) not yet written
         self._flushing: asyncio.Future[None] | None = None
 
+    @property
+    def notify_events(self) -> tuple[str, ...]:
+        """The events this plugin sends (empty: every one): postdesk journals no other."""
+        return self.settings.events
+
     @hookimpl
     async def postdesk_notify(
         self,
