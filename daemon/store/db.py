@@ -23,6 +23,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Mapper, Session, make_transient_to_detached, sessionmaker
 
+from postdesk.daemon.store.direct import Direct
+
 if TYPE_CHECKING:  # Alembic loads only when the schema is not known to be at head
     from alembic.config import Config
 
@@ -33,7 +35,7 @@ SQLITE_CACHE_KIB = 8000  # the page cache of each SQLite connection
 SQLITE_TEMP_STORE_MEMORY = 2  # PRAGMA temp_store: temporary tables and journals in memory
 TICKET_COUNTER = "ticket_number"  # SQLite's counter row of ticket numbers
 TICKET_SEQUENCE = "ticket_numbers"  # PostgreSQL's sequence of them (migration 0009)
-_NEXT_TICKET_NUMBER = text(f"SELECT nextval('{TICKET_SEQUENCE}')")
+_NEXT_TICKET_NUMBER = Direct(text(f"SELECT nextval('{TICKET_SEQUENCE}')"))
 
 
 def make_engine(url: str) -> Engine:
@@ -163,22 +165,24 @@ def ping(engine: Engine) -> None:
 
 def insert_ignore(session: Session, table: Any, values: dict[str, Any], keys: list[str]) -> None:
     """INSERT a row unless one with the same ``keys`` exists (safe against concurrent inserts)."""
-    connection = session.connection()  # a Core statement: no ORM layer between
-    connection.execute(
-        _insert_ignore_statement(connection.dialect.name, table, tuple(keys)), values
-    )
+    connection = session.connection()
+    _insert_ignore_statement(connection.dialect.name, table, tuple(keys), frozenset(values)).execute(
+        connection, values
+    ).close()
 
 
 @functools.cache
-def _insert_ignore_statement(dialect: str, table: Any, keys: tuple[str, ...]) -> Any:
-    """``INSERT ... ON CONFLICT (keys) DO NOTHING`` for ``table``, built once per table."""
+def _insert_ignore_statement(
+    dialect: str, table: Any, keys: tuple[str, ...], columns: frozenset[str]
+) -> Direct:
+    """``INSERT ... ON CONFLICT (keys) DO NOTHING`` of ``columns`` into ``table``, built once."""
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        return pg_insert(table).on_conflict_do_nothing(index_elements=list(keys))
+        return Direct(pg_insert(table).on_conflict_do_nothing(index_elements=list(keys)), columns)
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(keys))
+    return Direct(sqlite_insert(table).on_conflict_do_nothing(index_elements=list(keys)), columns)
 
 
 def add_row(session: Session, row: Any) -> None:
@@ -191,11 +195,11 @@ def add_row(session: Session, row: Any) -> None:
     one back expunges what it wrote (the worker does, per message).
     """
     table, key, values = _row_values(type(row), row)
-    connection = session.connection()  # a Core statement: no ORM layer between
+    connection = session.connection()
     if key is None:
-        connection.execute(_plain_insert(table), values)
+        _plain_insert(table).execute(connection, values).close()
     else:
-        setattr(row, key, connection.execute(_returning_insert(table, key), values).scalar_one())
+        setattr(row, key, _returning_insert(table, key).one(connection, values)[0])
     make_transient_to_detached(row)
     session.add(row)
 
@@ -243,15 +247,15 @@ def _columns(model: type) -> tuple[Table, list[tuple[str, bool, Any]]]:
 
 
 @functools.cache
-def _plain_insert(table: Table) -> Any:
-    """``INSERT INTO table``, built once."""
-    return insert(table)
+def _plain_insert(table: Table) -> Direct:
+    """``INSERT INTO table`` of every column, built once."""
+    return Direct(insert(table), table.c.keys())
 
 
 @functools.cache
-def _returning_insert(table: Table, key: str) -> Any:
-    """``INSERT INTO table ... RETURNING key``, built once."""
-    return insert(table).returning(table.c[key])
+def _returning_insert(table: Table, key: str) -> Direct:
+    """``INSERT INTO table ... RETURNING key`` of every column but ``key``, built once."""
+    return Direct(insert(table).returning(table.c[key]), [k for k in table.c.keys() if k != key])
 
 
 def next_counter_value(session: Session, name: str) -> int:
@@ -262,15 +266,15 @@ def next_counter_value(session: Session, name: str) -> int:
     """
     bump, table = _bump_counter()
     connection = session.connection()
-    value = connection.execute(bump, {"counter": name}).scalar_one_or_none()
-    if value is None:  # the first time only: create the counter, then bump it
+    row = bump.one(connection, {"counter": name})
+    if row is None:  # the first time only: create the counter, then bump it
         insert_ignore(session, table, {"name": name, "value": 0}, ["name"])
-        value = connection.execute(bump, {"counter": name}).scalar_one()
-    return int(value)
+        row = bump.one(connection, {"counter": name})
+    return int(row[0])
 
 
 @functools.cache
-def _bump_counter() -> tuple[Any, Table]:
+def _bump_counter() -> tuple[Direct, Table]:
     """``UPDATE counters SET value = value + 1 ... RETURNING value`` and the table, built once.
 
     A Core statement on the table: counters are never loaded as objects, so no ORM bookkeeping.
@@ -284,7 +288,7 @@ def _bump_counter() -> tuple[Any, Table]:
         .values(value=table.c.value + 1)
         .returning(table.c.value)
     )
-    return bump, table
+    return Direct(bump), table
 
 
 def next_ticket_number(session: Session) -> int:
@@ -294,8 +298,9 @@ def next_ticket_number(session: Session) -> int:
     so several worker processes create tickets side by side; SQLite (one writer at a time)
     bumps the ``ticket_number`` counter row.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        return int(session.execute(_NEXT_TICKET_NUMBER).scalar_one())
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        return int(_NEXT_TICKET_NUMBER.one(connection)[0])
     return next_counter_value(session, TICKET_COUNTER)
 
 
