@@ -6,7 +6,7 @@ import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import (
     Connection,
@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Mapper, Session, make_transient_to_detached, sessionmaker
 
-from postdesk.daemon.store.direct import Direct
+from postdesk.daemon.store.direct import Direct, run_plain
 
 if TYPE_CHECKING:  # Alembic loads only when the schema is not known to be at head
     from alembic.config import Config
@@ -35,6 +35,7 @@ SQLITE_CACHE_KIB = 8000  # the page cache of each SQLite connection
 SQLITE_TEMP_STORE_MEMORY = 2  # PRAGMA temp_store: temporary tables and journals in memory
 TICKET_COUNTER = "ticket_number"  # SQLite's counter row of ticket numbers
 TICKET_SEQUENCE = "ticket_numbers"  # PostgreSQL's sequence of them (migration 0009)
+_Row = TypeVar("_Row")
 _NEXT_TICKET_NUMBER = Direct(text(f"SELECT nextval('{TICKET_SEQUENCE}')"))
 
 
@@ -56,19 +57,20 @@ def _plain_savepoints(engine: Engine) -> Engine:
     """Have ``engine`` send SAVEPOINT, RELEASE SAVEPOINT and ROLLBACK TO SAVEPOINT as plain SQL.
 
     SQLAlchemy compiles its savepoint clauses anew every time (they have no cache key): two
-    thirds of a savepoint's cost, and the worker takes one per message. The names are
+    thirds of a savepoint's cost, and the worker takes one per message. They run straight on
+    the DBAPI cursor (``store.direct.run_plain``: no result is built for them). The names are
     SQLAlchemy's own (``sa_savepoint_<n>``), never outside input.
     """
     dialect = engine.dialect
 
     def savepoint(connection: Connection, name: str) -> None:
-        connection.exec_driver_sql(f"SAVEPOINT {name}")
+        run_plain(connection, f"SAVEPOINT {name}")
 
     def rollback_to(connection: Connection, name: str) -> None:
-        connection.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
+        run_plain(connection, f"ROLLBACK TO SAVEPOINT {name}")
 
     def release(connection: Connection, name: str) -> None:
-        connection.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
+        run_plain(connection, f"RELEASE SAVEPOINT {name}")
 
     dialect.do_savepoint = savepoint  # type: ignore[method-assign]
     dialect.do_rollback_to_savepoint = rollback_to  # type: ignore[method-assign]
@@ -183,6 +185,26 @@ def _insert_ignore_statement(
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     return Direct(sqlite_insert(table).on_conflict_do_nothing(index_elements=list(keys)), columns)
+
+
+def new_row(model: type[_Row], values: dict[str, Any]) -> _Row:
+    """A new ``model`` object holding ``values`` (column keys), for :func:`add_row`.
+
+    The same object ``model(**values)`` makes, without the ORM's event for every attribute
+    set (nothing is tracked on an object :func:`add_row` writes whole).
+    """
+    unknown = values.keys() - _column_keys(model)
+    if unknown:
+        raise TypeError(f"{model.__name__} has no column {sorted(unknown)[0]!r}")
+    row = inspect(model).class_manager.new_instance()
+    row.__dict__.update(values)
+    return cast(_Row, row)
+
+
+@functools.cache
+def _column_keys(model: type) -> frozenset[str]:
+    """The keys of ``model``'s columns."""
+    return frozenset(key for key, _generate, _default in _columns(model)[1])
 
 
 def add_row(session: Session, row: Any) -> None:

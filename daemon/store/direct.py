@@ -73,15 +73,7 @@ class Direct:
             return
         compiled = self._compiled(connection.dialect)
         parameters = [_parameters(compiled, row) for row in rows]
-        cursor = connection.connection.cursor()
-        try:
-            if connection._has_events or connection.engine._has_events:
-                for listen in connection.dispatch.before_cursor_execute:
-                    listen(connection, cursor, compiled.sql, parameters, None, True)
-            cursor.executemany(compiled.sql, parameters)
-        except BaseException as error:
-            connection._handle_dbapi_exception(error, compiled.sql, parameters, cursor, None)
-        cursor.close()
+        _run(connection, compiled.sql, parameters)
 
     def one(self, connection: Connection, values: Mapping[str, Any] | None = None) -> Any:
         """The one row the statement returns (a tuple); None when it returns none."""
@@ -96,6 +88,34 @@ class Direct:
         if compiled is None:
             compiled = self._by_dialect[key] = _compile(self.statement, dialect, self.keys)
         return compiled
+
+
+def run_plain(connection: Connection, sql: str) -> None:
+    """Run ``sql``, a statement without parameters (e.g. ``SAVEPOINT x``), as
+    ``Connection.exec_driver_sql`` would, without building a result for it."""
+    _run(connection, sql, None)
+
+
+def _run(connection: Connection, sql: str, parameters: list[Any] | None) -> None:
+    """Run ``sql`` once per item of ``parameters`` (None: once, without parameters) on a new
+    cursor of ``connection``, with its events and its wrapping of DBAPI errors."""
+    cursor = connection.connection.cursor()
+    many = parameters is not None
+    try:
+        if connection._has_events or connection.engine._has_events:
+            for listen in connection.dispatch.before_cursor_execute:
+                sql, parameters = listen(connection, cursor, sql, parameters, None, many)
+        if parameters is None:
+            connection.dialect.do_execute_no_params(cursor, sql)
+        else:
+            connection.dialect.do_executemany(cursor, sql, parameters)
+        if connection._has_events or connection.engine._has_events:
+            connection.dispatch.after_cursor_execute(
+                connection, cursor, sql, parameters, None, many
+            )
+    except BaseException as error:
+        connection._handle_dbapi_exception(error, sql, parameters, cursor, None)
+    cursor.close()
 
 
 def _parameters(compiled: _Compiled, values: Mapping[str, Any]) -> Any:
