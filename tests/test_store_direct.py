@@ -120,7 +120,9 @@ def test_inserts_that_ignore_conflicts_store_defaults_as_sqlalchemy_does(
             )
         participants = stored(session, "participants")
     assert direct_row == core_row and direct_row["name"] == "Carol"
-    assert participants == [{"ticket_id": ticket.id, "email": "carol@example.org", "role": "requester"}]
+    assert participants == [
+        {"ticket_id": ticket.id, "email": "carol@example.org", "role": "requester"}
+    ]
 
 
 def test_events_written_together_are_stored_as_sqlalchemy_stores_them(
@@ -159,7 +161,11 @@ def test_a_query_answers_as_sqlalchemy_answers_it(factory: sessionmaker[Session]
             ),
         )
         connection = session.connection()
-        for key, message_id in (("k", "<a@example.org>"), ("other", "<a@example.org>"), ("k", "<b>")):
+        for key, message_id in (
+            ("k", "<a@example.org>"),
+            ("other", "<a@example.org>"),
+            ("k", "<b>"),
+        ):
             values = {
                 "message_id": message_id,
                 "key": key,

@@ -21,7 +21,13 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Mapper, Session, make_transient_to_detached, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapper,
+    Session,
+    make_transient_to_detached,
+    sessionmaker,
+)
 
 from postdesk.daemon.store.direct import Direct, run_plain
 
@@ -35,7 +41,7 @@ SQLITE_CACHE_KIB = 8000  # the page cache of each SQLite connection
 SQLITE_TEMP_STORE_MEMORY = 2  # PRAGMA temp_store: temporary tables and journals in memory
 TICKET_COUNTER = "ticket_number"  # SQLite's counter row of ticket numbers
 TICKET_SEQUENCE = "ticket_numbers"  # PostgreSQL's sequence of them (migration 0009)
-_Row = TypeVar("_Row")
+_Row = TypeVar("_Row", bound=DeclarativeBase)
 _NEXT_TICKET_NUMBER = Direct(text(f"SELECT nextval('{TICKET_SEQUENCE}')"))
 
 
@@ -168,9 +174,9 @@ def ping(engine: Engine) -> None:
 def insert_ignore(session: Session, table: Any, values: dict[str, Any], keys: list[str]) -> None:
     """INSERT a row unless one with the same ``keys`` exists (safe against concurrent inserts)."""
     connection = session.connection()
-    _insert_ignore_statement(connection.dialect.name, table, tuple(keys), frozenset(values)).execute(
-        connection, values
-    ).close()
+    _insert_ignore_statement(
+        connection.dialect.name, table, tuple(keys), frozenset(values)
+    ).execute(connection, values).close()
 
 
 @functools.cache
@@ -271,13 +277,14 @@ def _columns(model: type) -> tuple[Table, list[tuple[str, bool, Any]]]:
 @functools.cache
 def _plain_insert(table: Table) -> Direct:
     """``INSERT INTO table`` of every column, built once."""
-    return Direct(insert(table), table.c.keys())
+    return Direct(insert(table), [column.key for column in table.columns])
 
 
 @functools.cache
 def _returning_insert(table: Table, key: str) -> Direct:
     """``INSERT INTO table ... RETURNING key`` of every column but ``key``, built once."""
-    return Direct(insert(table).returning(table.c[key]), [k for k in table.c.keys() if k != key])
+    columns = [column.key for column in table.columns if column.key != key]
+    return Direct(insert(table).returning(table.c[key]), columns)
 
 
 def next_counter_value(session: Session, name: str) -> int:

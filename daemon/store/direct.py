@@ -18,9 +18,9 @@ and returned columns must need no result processing (integers, text): rows are t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Connection
+from sqlalchemy import ColumnDefault, Connection
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -151,14 +151,12 @@ def _compile(statement: ClauseElement, dialect: Dialect, keys: list[str] | None)
         process = processors.get(name)
         if isinstance(process, tuple):
             raise ValueError(f"{statement}: tuple parameters are not supported")
-        binds.append(_Bind(bind.key, default, process))
+        binds.append(_Bind(bind.key, default, cast(Callable[[Any], Any] | None, process)))
     for column in compiled._result_columns:
         if column[3]._cached_result_processor(dialect, None) is not None:
             raise ValueError(f"{statement}: column {column[0]} needs result processing")
     escaped = [compiled.escaped_bind_names.get(name, name) for name in names or ()]
-    return _Compiled(
-        compiled.string, None if compiled.positional else tuple(escaped), tuple(binds)
-    )
+    return _Compiled(compiled.string, None if compiled.positional else tuple(escaped), tuple(binds))
 
 
 def _scalar_defaults(compiled: SQLCompiler, statement: ClauseElement) -> dict[str, Any]:
@@ -167,7 +165,7 @@ def _scalar_defaults(compiled: SQLCompiler, statement: ClauseElement) -> dict[st
     defaults: dict[str, Any] = {}
     for column in (*compiled.insert_prefetch, *compiled.update_prefetch):
         default = column.default if column in compiled.insert_prefetch else column.onupdate
-        if default is None or not default.is_scalar:
+        if not isinstance(default, ColumnDefault) or not default.is_scalar:
             raise ValueError(f"{statement}: {column.key} has a default computed per row")
         defaults[column.key] = default.arg
     return defaults
