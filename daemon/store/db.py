@@ -227,14 +227,15 @@ def add_row(session: Session, row: Any) -> None:
     if key is None:
         _plain_insert(table).execute(connection, values).close()
     else:
-        setattr(row, key, _returning_insert(table, key).one(connection, values)[0])
-    make_transient_to_detached(row)
+        row.__dict__[key] = _returning_insert(table, key).one(connection, values)[0]
+    make_transient_to_detached(row)  # every value written counts as loaded from now on
     session.add(row)
 
 
 def _row_values(model: type, row: Any) -> tuple[Table, str | None, dict[str, Any]]:
     """``row``'s table, the primary key attribute to generate (if unset) and its column values,
-    unset ones taking their column's scalar default (or None), set on ``row`` too."""
+    unset ones taking their column's scalar default (or None), set on ``row`` too (straight in
+    its ``__dict__``: :func:`add_row` marks them all loaded, no attribute event is needed)."""
     table, columns = _columns(model)
     state = row.__dict__
     generated: str | None = None
@@ -247,8 +248,7 @@ def _row_values(model: type, row: Any) -> tuple[Table, str | None, dict[str, Any
         elif default is _NOT_SCALAR:
             raise ValueError(f"{model.__name__}.{key} must be set")
         else:
-            setattr(row, key, default)
-            values[key] = default
+            state[key] = values[key] = default
     return table, generated, values
 
 
