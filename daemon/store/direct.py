@@ -105,6 +105,8 @@ def _run(connection: Connection, sql: str, parameters: list[Any] | None) -> None
         if connection._has_events or connection.engine._has_events:
             for listen in connection.dispatch.before_cursor_execute:
                 sql, parameters = listen(connection, cursor, sql, parameters, None, many)
+        if connection._echo:
+            connection._log_info(sql)
         if parameters is None:
             connection.dialect.do_execute_no_params(cursor, sql)
         else:
