@@ -6,9 +6,10 @@ about ten statements per message. A :class:`Direct` statement is compiled once p
 keeps SQLAlchemy's bind processors for its parameters (so stored values are exactly what
 SQLAlchemy would store: SQLite's datetime strings, booleans, JSON...), and runs on the same
 DBAPI connection, in the same transaction and savepoint, through
-``Connection._cursor_execute``: engine events (``before_cursor_execute``), echo logging and
+``Connection._cursor_execute`` (:func:`_run` takes the same steps for ``executemany`` and
+statements without parameters): engine events (``before_cursor_execute``), echo logging and
 SQLAlchemy's wrapping of DBAPI errors (``OperationalError``, invalidation on a lost
-connection) stay as they are.
+connection) stay as they are. A missing value raises ``KeyError``.
 
 Limits, checked when a statement is compiled: no expanding (``IN``) parameters, no Python
 defaults computed per row (a column left out must have a scalar default or a server one),
@@ -46,6 +47,10 @@ class _Compiled(NamedTuple):
 
 class Direct:
     """A Core statement, compiled once per dialect, run on a connection's DBAPI cursor.
+
+    "Per dialect" is per database, driver and server version: engines that differ only in
+    dialect options (a custom JSON serializer, a paramstyle) would share one compiled form;
+    the daemon's engines do not.
 
     ``keys``: for an INSERT or UPDATE, the columns the caller's values hold (the statement is
     compiled for exactly these, as SQLAlchemy compiles it for the keys of the parameters).
