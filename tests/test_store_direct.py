@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.daemon.pipeline import _INSERT_EVENT
 from postdesk.daemon.steps.dedupe import _STORED
-from postdesk.daemon.store.db import add_row, insert_ignore, next_ticket_number
+from postdesk.daemon.store.db import add_row, insert_ignore, new_row, next_ticket_number
 from postdesk.daemon.store.direct import Direct
 from postdesk.models.schema import Contact, Event, Message, Participant, Ticket
 from postdesk.models.sla import TicketSla
@@ -47,9 +47,13 @@ def test_a_ticket_written_directly_is_stored_as_sqlalchemy_stores_it(
 ) -> None:
     with factory() as session, session.begin():
         add_row(session, Ticket(**ticket_values(1)))
-        session.connection().execute(insert(Ticket.__table__), ticket_values(2))
-        direct, core = stored(session, "tickets", ("id", "number"))
-    assert direct == core
+        built = new_row(Ticket, ticket_values(2))
+        add_row(session, built)
+        session.connection().execute(insert(Ticket.__table__), ticket_values(3))
+        direct, built_row, core = stored(session, "tickets", ("id", "number"))
+        session.expire_all()  # the object reads back what was written
+        assert session.get(Ticket, built.id).spam_score == 0.125  # type: ignore[union-attr]
+    assert direct == built_row == core
     assert direct["created_at"] in ("2026-11-30 21:05:07.123456", AT)  # SQLite's text, or PG's
 
 
@@ -199,6 +203,11 @@ def test_errors_events_and_savepoints_are_sqlalchemys(factory: sessionmaker[Sess
             event.remove(engine, "before_cursor_execute", record)
     assert numbers == [1]  # the savepoint took the second ticket with it
     assert len([s for s in seen if s.startswith("INSERT INTO tickets")]) == 3
+
+
+def test_a_new_row_has_only_columns() -> None:
+    with pytest.raises(TypeError, match="no column 'numbr'"):
+        new_row(Ticket, {"numbr": 1})
 
 
 def test_a_default_computed_per_row_must_be_set() -> None:
