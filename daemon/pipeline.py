@@ -24,6 +24,7 @@ from postdesk.daemon.outbound.held import HeldMail
 from postdesk.daemon.outbound.outbox import Mail
 from postdesk.daemon.services import Services
 from postdesk.daemon.store.db import insert_ignore
+from postdesk.daemon.store.direct import Direct
 from postdesk.models.schema import Event, Message, Participant, Ticket
 from postdesk.models.sla import TicketSla
 
@@ -113,9 +114,9 @@ class MessageContext:
 
 
 Step = Callable[[MessageContext], None]
-_INSERT_EVENT = insert(
-    cast(Table, Event.__table__)
-)  # built once: each event passes only its values
+_INSERT_EVENT = Direct(  # built once: each event passes only its values
+    insert(cast(Table, Event.__table__)), ["ticket_id", "at", "actor", "kind", "detail"]
+)
 
 
 def add_participant(ctx: MessageContext, ticket: Ticket, email: str, role: str) -> None:
@@ -155,4 +156,4 @@ def log_events(ctx: MessageContext, entries: Sequence[EventEntry]) -> None:
         }
         for kind, detail, actor in entries
     ]
-    ctx.session.connection().execute(_INSERT_EVENT, rows)  # Core: no ORM layer between
+    _INSERT_EVENT.execute_many(ctx.session.connection(), rows)

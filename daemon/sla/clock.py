@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from postdesk.daemon.sla.calendar import Interval
 from postdesk.daemon.sla.rules import Policy, Rules
-from postdesk.daemon.store.db import add_row
+from postdesk.daemon.store.db import add_row, new_row
 from postdesk.daemon.store.slaview import STOPPED, aware
 from postdesk.models.crm import Organization
 from postdesk.models.schema import Contact, Ticket
@@ -78,7 +78,8 @@ def refresh(
     row = None if new else session.get(TicketSla, ticket.id)
     created = row is None
     if row is None:
-        row = TicketSla(ticket_id=ticket.id, resolution_paused="[]", timezone="UTC")
+        values = {"ticket_id": ticket.id, "resolution_paused": "[]", "timezone": "UTC"}
+        row = new_row(TicketSla, values) if new else TicketSla(**values)  # new: add_row below
         if not new:
             session.add(row)
     paused = _load(row.resolution_paused)

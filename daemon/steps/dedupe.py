@@ -19,6 +19,7 @@ from sqlalchemy import bindparam, case, literal, literal_column, select, true
 
 from postdesk.daemon.pipeline import Duplicate, MessageContext
 from postdesk.daemon.steps.flood import NEW_TICKETS
+from postdesk.daemon.store.direct import Direct
 from postdesk.models.schema import Message, Ticket
 
 _CHUNK = 1 << 20
@@ -43,11 +44,11 @@ def run(ctx: MessageContext) -> None:
         "sender": sender,
         "since": ctx.services.clock() - window,
     }
-    found = ctx.session.connection().execute(_STORED, values).one()  # Core: no ORM layer
-    if found.same:
-        raise Duplicate(f"already stored in ticket #{found.number}")
-    ctx.possible_duplicate = found.number is not None
-    ctx.recent_new_tickets = found.recent
+    recent, number, same = _STORED.one(ctx.session.connection(), values)
+    if same:
+        raise Duplicate(f"already stored in ticket #{number}")
+    ctx.possible_duplicate = number is not None
+    ctx.recent_new_tickets = recent
 
 
 _SAME = (Message.dedupe_key == bindparam("key")) | (
@@ -63,9 +64,11 @@ _FOUND = (
     .subquery()
 )
 # ... (none: NULLs) beside the number of tickets the sender opened since ``since``: one row.
-_STORED = select(
-    NEW_TICKETS.scalar_subquery().label("recent"), _FOUND.c.number, _FOUND.c.same
-).outerjoin_from(select(literal(1)).subquery(), _FOUND, true())
+_STORED = Direct(
+    select(
+        NEW_TICKETS.scalar_subquery().label("recent"), _FOUND.c.number, _FOUND.c.same
+    ).outerjoin_from(select(literal(1)).subquery(), _FOUND, true())
+)
 
 
 def dedupe_key(sender: str | None, message_id: str, raw: bytes) -> str:

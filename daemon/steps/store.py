@@ -9,7 +9,7 @@ from postdesk.daemon.pipeline import EventEntry, MessageContext, add_participant
 from postdesk.daemon.sla.labels import default_label
 from postdesk.daemon.steps import classify
 from postdesk.daemon.steps.parse import StoredAttachment
-from postdesk.daemon.store.db import add_row, insert_ignore, next_ticket_number
+from postdesk.daemon.store.db import add_row, insert_ignore, new_row, next_ticket_number
 from postdesk.daemon.store.rawfiles import store_raw
 from postdesk.models.schema import (
     Attachment,
@@ -57,17 +57,18 @@ def open_ticket(ctx: MessageContext, now: datetime) -> None:
     the classifier's verdict (the caller logs its "created" and verdict events)."""
     verdict = classify.ticket_columns(ctx)
     status = str(verdict.pop("status", "new"))
-    ticket = Ticket(
+    values = {
         **verdict,
-        number=next_ticket_number(ctx.session),
-        subject=ctx.parsed.subject or "(no subject)",
-        requester=ctx.sender,
-        status=status,
-        status_label=default_label(ctx.services.settings, status),  # as the sla step would set
-        follows=ctx.follows,
-        created_at=now,
-        updated_at=now,
-    )
+        "number": next_ticket_number(ctx.session),
+        "subject": ctx.parsed.subject or "(no subject)",
+        "requester": ctx.sender,
+        "status": status,
+        "status_label": default_label(ctx.services.settings, status),  # as the sla step would
+        "follows": ctx.follows,
+        "created_at": now,
+        "updated_at": now,
+    }
+    ticket = new_row(Ticket, values)
     add_row(ctx.session, ticket)
     add_participant(ctx, ticket, ctx.sender, "requester")
     ctx.ticket, ctx.created = ticket, True
@@ -88,23 +89,24 @@ def add_message(ctx: MessageContext) -> Message:
     assert ctx.ticket is not None
     data_dir = ctx.services.settings.data_dir
     raw_sha256 = store_raw(data_dir, ctx.spooled, len(ctx.raw))  # read by the dedupe step
-    message = Message(
-        ticket_id=ctx.ticket.id,
-        message_id=parsed.message_id,
-        dedupe_key=ctx.dedupe_key,
-        direction="in",
-        author=ctx.sender,
-        auto=ctx.is_auto,
-        subject=parsed.subject,
-        text=parsed.text,
-        new_text=parsed.new_text,
-        channel=ctx.envelope.channel,
-        possible_duplicate=ctx.possible_duplicate,
-        defects="\n".join(parsed.defects),
-        raw=b"" if raw_sha256 else ctx.raw,
-        raw_sha256=raw_sha256,
-        created_at=ctx.services.clock(),
-    )
+    values = {
+        "ticket_id": ctx.ticket.id,
+        "message_id": parsed.message_id,
+        "dedupe_key": ctx.dedupe_key,
+        "direction": "in",
+        "author": ctx.sender,
+        "auto": ctx.is_auto,
+        "subject": parsed.subject,
+        "text": parsed.text,
+        "new_text": parsed.new_text,
+        "channel": ctx.envelope.channel,
+        "possible_duplicate": ctx.possible_duplicate,
+        "defects": "\n".join(parsed.defects),
+        "raw": b"" if raw_sha256 else ctx.raw,
+        "raw_sha256": raw_sha256,
+        "created_at": ctx.services.clock(),
+    }
+    message = new_row(Message, values)
     add_row(ctx.session, message)
     if not parsed.attachments:
         return message

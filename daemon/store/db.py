@@ -6,7 +6,7 @@ import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import (
     Connection,
@@ -21,7 +21,15 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Mapper, Session, make_transient_to_detached, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapper,
+    Session,
+    make_transient_to_detached,
+    sessionmaker,
+)
+
+from postdesk.daemon.store.direct import Direct, run_plain
 
 if TYPE_CHECKING:  # Alembic loads only when the schema is not known to be at head
     from alembic.config import Config
@@ -33,7 +41,8 @@ SQLITE_CACHE_KIB = 8000  # the page cache of each SQLite connection
 SQLITE_TEMP_STORE_MEMORY = 2  # PRAGMA temp_store: temporary tables and journals in memory
 TICKET_COUNTER = "ticket_number"  # SQLite's counter row of ticket numbers
 TICKET_SEQUENCE = "ticket_numbers"  # PostgreSQL's sequence of them (migration 0009)
-_NEXT_TICKET_NUMBER = text(f"SELECT nextval('{TICKET_SEQUENCE}')")
+_Row = TypeVar("_Row", bound=DeclarativeBase)
+_NEXT_TICKET_NUMBER = Direct(text(f"SELECT nextval('{TICKET_SEQUENCE}')"))
 
 
 def make_engine(url: str) -> Engine:
@@ -54,19 +63,20 @@ def _plain_savepoints(engine: Engine) -> Engine:
     """Have ``engine`` send SAVEPOINT, RELEASE SAVEPOINT and ROLLBACK TO SAVEPOINT as plain SQL.
 
     SQLAlchemy compiles its savepoint clauses anew every time (they have no cache key): two
-    thirds of a savepoint's cost, and the worker takes one per message. The names are
+    thirds of a savepoint's cost, and the worker takes one per message. They run straight on
+    the DBAPI cursor (``store.direct.run_plain``: no result is built for them). The names are
     SQLAlchemy's own (``sa_savepoint_<n>``), never outside input.
     """
     dialect = engine.dialect
 
     def savepoint(connection: Connection, name: str) -> None:
-        connection.exec_driver_sql(f"SAVEPOINT {name}")
+        run_plain(connection, f"SAVEPOINT {name}")
 
     def rollback_to(connection: Connection, name: str) -> None:
-        connection.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
+        run_plain(connection, f"ROLLBACK TO SAVEPOINT {name}")
 
     def release(connection: Connection, name: str) -> None:
-        connection.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
+        run_plain(connection, f"RELEASE SAVEPOINT {name}")
 
     dialect.do_savepoint = savepoint  # type: ignore[method-assign]
     dialect.do_rollback_to_savepoint = rollback_to  # type: ignore[method-assign]
@@ -163,22 +173,44 @@ def ping(engine: Engine) -> None:
 
 def insert_ignore(session: Session, table: Any, values: dict[str, Any], keys: list[str]) -> None:
     """INSERT a row unless one with the same ``keys`` exists (safe against concurrent inserts)."""
-    connection = session.connection()  # a Core statement: no ORM layer between
-    connection.execute(
-        _insert_ignore_statement(connection.dialect.name, table, tuple(keys)), values
-    )
+    connection = session.connection()
+    _insert_ignore_statement(
+        connection.dialect.name, table, tuple(keys), frozenset(values)
+    ).execute(connection, values).close()
 
 
 @functools.cache
-def _insert_ignore_statement(dialect: str, table: Any, keys: tuple[str, ...]) -> Any:
-    """``INSERT ... ON CONFLICT (keys) DO NOTHING`` for ``table``, built once per table."""
+def _insert_ignore_statement(
+    dialect: str, table: Any, keys: tuple[str, ...], columns: frozenset[str]
+) -> Direct:
+    """``INSERT ... ON CONFLICT (keys) DO NOTHING`` of ``columns`` into ``table``, built once."""
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        return pg_insert(table).on_conflict_do_nothing(index_elements=list(keys))
+        return Direct(pg_insert(table).on_conflict_do_nothing(index_elements=list(keys)), columns)
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(keys))
+    return Direct(sqlite_insert(table).on_conflict_do_nothing(index_elements=list(keys)), columns)
+
+
+def new_row(model: type[_Row], values: dict[str, Any]) -> _Row:
+    """A new ``model`` object holding ``values`` (column keys), for :func:`add_row`.
+
+    The same object ``model(**values)`` makes, without the ORM's event for every attribute
+    set (nothing is tracked on an object :func:`add_row` writes whole).
+    """
+    unknown = values.keys() - _column_keys(model)
+    if unknown:
+        raise TypeError(f"{model.__name__} has no column {sorted(unknown)[0]!r}")
+    row = inspect(model).class_manager.new_instance()
+    row.__dict__.update(values)
+    return cast(_Row, row)
+
+
+@functools.cache
+def _column_keys(model: type) -> frozenset[str]:
+    """The keys of ``model``'s columns."""
+    return frozenset(key for key, _generate, _default in _columns(model)[1])
 
 
 def add_row(session: Session, row: Any) -> None:
@@ -191,18 +223,19 @@ def add_row(session: Session, row: Any) -> None:
     one back expunges what it wrote (the worker does, per message).
     """
     table, key, values = _row_values(type(row), row)
-    connection = session.connection()  # a Core statement: no ORM layer between
+    connection = session.connection()
     if key is None:
-        connection.execute(_plain_insert(table), values)
+        _plain_insert(table).execute(connection, values).close()
     else:
-        setattr(row, key, connection.execute(_returning_insert(table, key), values).scalar_one())
-    make_transient_to_detached(row)
+        row.__dict__[key] = _returning_insert(table, key).one(connection, values)[0]
+    make_transient_to_detached(row)  # every value written counts as loaded from now on
     session.add(row)
 
 
 def _row_values(model: type, row: Any) -> tuple[Table, str | None, dict[str, Any]]:
     """``row``'s table, the primary key attribute to generate (if unset) and its column values,
-    unset ones taking their column's scalar default (or None), set on ``row`` too."""
+    unset ones taking their column's scalar default (or None), set on ``row`` too (straight in
+    its ``__dict__``: :func:`add_row` marks them all loaded, no attribute event is needed)."""
     table, columns = _columns(model)
     state = row.__dict__
     generated: str | None = None
@@ -215,8 +248,7 @@ def _row_values(model: type, row: Any) -> tuple[Table, str | None, dict[str, Any
         elif default is _NOT_SCALAR:
             raise ValueError(f"{model.__name__}.{key} must be set")
         else:
-            setattr(row, key, default)
-            values[key] = default
+            state[key] = values[key] = default
     return table, generated, values
 
 
@@ -243,15 +275,16 @@ def _columns(model: type) -> tuple[Table, list[tuple[str, bool, Any]]]:
 
 
 @functools.cache
-def _plain_insert(table: Table) -> Any:
-    """``INSERT INTO table``, built once."""
-    return insert(table)
+def _plain_insert(table: Table) -> Direct:
+    """``INSERT INTO table`` of every column, built once."""
+    return Direct(insert(table), [column.key for column in table.columns])
 
 
 @functools.cache
-def _returning_insert(table: Table, key: str) -> Any:
-    """``INSERT INTO table ... RETURNING key``, built once."""
-    return insert(table).returning(table.c[key])
+def _returning_insert(table: Table, key: str) -> Direct:
+    """``INSERT INTO table ... RETURNING key`` of every column but ``key``, built once."""
+    columns = [column.key for column in table.columns if column.key != key]
+    return Direct(insert(table).returning(table.c[key]), columns)
 
 
 def next_counter_value(session: Session, name: str) -> int:
@@ -262,15 +295,15 @@ def next_counter_value(session: Session, name: str) -> int:
     """
     bump, table = _bump_counter()
     connection = session.connection()
-    value = connection.execute(bump, {"counter": name}).scalar_one_or_none()
-    if value is None:  # the first time only: create the counter, then bump it
+    row = bump.one(connection, {"counter": name})
+    if row is None:  # the first time only: create the counter, then bump it
         insert_ignore(session, table, {"name": name, "value": 0}, ["name"])
-        value = connection.execute(bump, {"counter": name}).scalar_one()
-    return int(value)
+        row = bump.one(connection, {"counter": name})
+    return int(row[0])
 
 
 @functools.cache
-def _bump_counter() -> tuple[Any, Table]:
+def _bump_counter() -> tuple[Direct, Table]:
     """``UPDATE counters SET value = value + 1 ... RETURNING value`` and the table, built once.
 
     A Core statement on the table: counters are never loaded as objects, so no ORM bookkeeping.
@@ -284,7 +317,7 @@ def _bump_counter() -> tuple[Any, Table]:
         .values(value=table.c.value + 1)
         .returning(table.c.value)
     )
-    return bump, table
+    return Direct(bump), table
 
 
 def next_ticket_number(session: Session) -> int:
@@ -294,8 +327,9 @@ def next_ticket_number(session: Session) -> int:
     so several worker processes create tickets side by side; SQLite (one writer at a time)
     bumps the ``ticket_number`` counter row.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        return int(session.execute(_NEXT_TICKET_NUMBER).scalar_one())
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        return int(_NEXT_TICKET_NUMBER.one(connection)[0])
     return next_counter_value(session, TICKET_COUNTER)
 
 

@@ -1,0 +1,178 @@
+"""Core statements run straight on the DBAPI cursor of a session's connection.
+
+SQLAlchemy's execution of a Core statement (cache lookup, execution context, parameter
+construction, result set-up) costs several times the DBAPI's own execute; the worker runs
+about ten statements per message. A :class:`Direct` statement is compiled once per dialect,
+keeps SQLAlchemy's bind processors for its parameters (so stored values are exactly what
+SQLAlchemy would store: SQLite's datetime strings, booleans, JSON...), and runs on the same
+DBAPI connection, in the same transaction and savepoint, through
+``Connection._cursor_execute`` (:func:`_run` takes the same steps for ``executemany`` and
+statements without parameters): engine events (``before_cursor_execute``), echo logging and
+SQLAlchemy's wrapping of DBAPI errors (``OperationalError``, invalidation on a lost
+connection) stay as they are. A missing value raises ``KeyError``.
+
+Limits, checked when a statement is compiled: no expanding (``IN``) parameters, no Python
+defaults computed per row (a column left out must have a scalar default or a server one),
+and returned columns must need no result processing (integers, text): rows are the DBAPI's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, cast
+
+from sqlalchemy import ColumnDefault, Connection
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+
+_REQUIRED = object()  # a parameter with no value of its own: the caller must pass one
+
+
+class _Bind(NamedTuple):
+    """One parameter of a compiled statement: where its value comes from and how it is bound."""
+
+    key: str  # the key in the caller's values
+    default: Any  # its value when the caller passes none (_REQUIRED: none allowed)
+    process: Callable[[Any], Any] | None  # SQLAlchemy's bind processor for the dialect
+
+
+class _Compiled(NamedTuple):
+    """A statement as one dialect runs it."""
+
+    sql: str
+    names: tuple[str, ...] | None  # the parameter names of a named paramstyle; None: positional
+    binds: tuple[_Bind, ...]
+
+
+class Direct:
+    """A Core statement, compiled once per dialect, run on a connection's DBAPI cursor.
+
+    "Per dialect" is per database, driver and server version: engines that differ only in
+    dialect options (a custom JSON serializer, a paramstyle) would share one compiled form;
+    the daemon's engines do not.
+
+    ``keys``: for an INSERT or UPDATE, the columns the caller's values hold (the statement is
+    compiled for exactly these, as SQLAlchemy compiles it for the keys of the parameters).
+    """
+
+    def __init__(self, statement: ClauseElement, keys: Iterable[str] | None = None) -> None:
+        self.statement = statement
+        self.keys = None if keys is None else sorted(keys)
+        self._by_dialect: dict[tuple[object, ...], _Compiled] = {}
+
+    def execute(self, connection: Connection, values: Mapping[str, Any] | None = None) -> Any:
+        """Run the statement with ``values``; returns the DBAPI cursor (rows as the DBAPI
+        gives them)."""
+        compiled = self._compiled(connection.dialect)
+        parameters = _parameters(compiled, values or {})
+        cursor = connection.connection.cursor()
+        connection._cursor_execute(cursor, compiled.sql, parameters)
+        return cursor
+
+    def execute_many(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run the statement once per row of ``rows`` (the DBAPI's ``executemany``); nothing is
+        returned."""
+        if len(rows) == 1:
+            self.execute(connection, rows[0]).close()
+            return
+        compiled = self._compiled(connection.dialect)
+        parameters = [_parameters(compiled, row) for row in rows]
+        _run(connection, compiled.sql, parameters)
+
+    def one(self, connection: Connection, values: Mapping[str, Any] | None = None) -> Any:
+        """The one row the statement returns (a tuple); None when it returns none."""
+        cursor = self.execute(connection, values)
+        row = cursor.fetchone()
+        cursor.close()
+        return row
+
+    def _compiled(self, dialect: Dialect) -> _Compiled:
+        key = (dialect.name, dialect.driver, dialect.server_version_info)
+        compiled = self._by_dialect.get(key)
+        if compiled is None:
+            compiled = self._by_dialect[key] = _compile(self.statement, dialect, self.keys)
+        return compiled
+
+
+def run_plain(connection: Connection, sql: str) -> None:
+    """Run ``sql``, a statement without parameters (e.g. ``SAVEPOINT x``), as
+    ``Connection.exec_driver_sql`` would, without building a result for it."""
+    _run(connection, sql, None)
+
+
+def _run(connection: Connection, sql: str, parameters: list[Any] | None) -> None:
+    """Run ``sql`` once per item of ``parameters`` (None: once, without parameters) on a new
+    cursor of ``connection``, with its events and its wrapping of DBAPI errors."""
+    cursor = connection.connection.cursor()
+    many = parameters is not None
+    try:
+        if connection._has_events or connection.engine._has_events:
+            for listen in connection.dispatch.before_cursor_execute:
+                sql, parameters = listen(connection, cursor, sql, parameters, None, many)
+        if connection._echo:
+            connection._log_info(sql)
+        if parameters is None:
+            connection.dialect.do_execute_no_params(cursor, sql)
+        else:
+            connection.dialect.do_executemany(cursor, sql, parameters)
+        if connection._has_events or connection.engine._has_events:
+            connection.dispatch.after_cursor_execute(
+                connection, cursor, sql, parameters, None, many
+            )
+    except BaseException as error:
+        connection._handle_dbapi_exception(error, sql, parameters, cursor, None)
+    cursor.close()
+
+
+def _parameters(compiled: _Compiled, values: Mapping[str, Any]) -> Any:
+    """The DBAPI parameters of one execution: a tuple, or a dict for a named paramstyle."""
+    bound = []
+    for key, default, process in compiled.binds:
+        value = values[key] if key in values or default is _REQUIRED else default
+        bound.append(value if process is None else process(value))
+    if compiled.names is None:
+        return tuple(bound)
+    return dict(zip(compiled.names, bound, strict=True))
+
+
+def _compile(statement: ClauseElement, dialect: Dialect, keys: list[str] | None) -> _Compiled:
+    """Compile ``statement`` for ``dialect`` and read off how each parameter is bound."""
+    compiled = statement.compile(dialect=dialect, column_keys=keys)
+    assert isinstance(compiled, SQLCompiler)
+    if compiled._render_postcompile or compiled.post_compile_params:
+        raise ValueError(f"{statement}: expanding parameters are not supported")
+    defaults = _scalar_defaults(compiled, statement)
+    by_name = {name: bind for bind, name in compiled.bind_names.items()}
+    names = compiled.positiontup if compiled.positional else list(by_name)
+    processors = compiled._bind_processors
+    binds = []
+    for name in names or ():
+        bind = by_name[name]
+        if bind.key in defaults:
+            default = defaults[bind.key]
+        elif bind.required:
+            default = _REQUIRED
+        else:
+            default = bind.effective_value if bind.callable else bind.value
+        process = processors.get(name)
+        if isinstance(process, tuple):
+            raise ValueError(f"{statement}: tuple parameters are not supported")
+        binds.append(_Bind(bind.key, default, cast(Callable[[Any], Any] | None, process)))
+    for column in compiled._result_columns:
+        if column[3]._cached_result_processor(dialect, None) is not None:
+            raise ValueError(f"{statement}: column {column[0]} needs result processing")
+    escaped = [compiled.escaped_bind_names.get(name, name) for name in names or ()]
+    return _Compiled(compiled.string, None if compiled.positional else tuple(escaped), tuple(binds))
+
+
+def _scalar_defaults(compiled: SQLCompiler, statement: ClauseElement) -> dict[str, Any]:
+    """The values of the columns an INSERT or UPDATE leaves to their defaults, by bind key;
+    refuses a default computed per execution (the caller must set that column)."""
+    defaults: dict[str, Any] = {}
+    for column in (*compiled.insert_prefetch, *compiled.update_prefetch):
+        default = column.default if column in compiled.insert_prefetch else column.onupdate
+        if not isinstance(default, ColumnDefault) or not default.is_scalar:
+            raise ValueError(f"{statement}: {column.key} has a default computed per row")
+        defaults[column.key] = default.arg
+    return defaults
