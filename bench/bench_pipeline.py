@@ -238,31 +238,33 @@ def run_steady(args: argparse.Namespace, workdir: Path) -> tuple[float, float, i
 
 
 def queue_backlog(runtime: Runtime, raws: list[bytes]) -> None:
-    """Commit ``raws`` as due acknowledgements of one ticket: the outbox sender's backlog."""
-    from postdesk.models.schema import OutboxItem, Ticket, utcnow
+    """Commit ``raws`` as due acknowledgements of one ticket, written as the worker writes a
+    ticket's mail (``outbox._record`` of the checkout that runs): the outbox sender's backlog."""
+    from postdesk.daemon.outbound.outbox import _Outgoing, _record
+    from postdesk.daemon.outbound.templating import Rendered
+    from postdesk.models.schema import Ticket, utcnow
 
     with runtime.factory() as session, session.begin():
         ticket = Ticket(number=1, subject="bench", requester="customer@example.org")
         session.add(ticket)
         session.flush()
         now = utcnow()
-        session.add_all(
-            OutboxItem(
-                ticket_id=ticket.id,
-                kind="acknowledgement",
-                recipient="customer@example.org",
-                recipients='["customer@example.org"]',
-                envelope_from="support@example.com",
-                message_id=f"<out-{n}@example.com>",
-                auto=True,
-                raw=raw,
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
+        rendered = Rendered("bench", "bench", None)
+        outs = [
+            _Outgoing(
+                "acknowledgement",
+                ["customer@example.org"],
+                f"<out-{n}@example.com>",
+                True,
+                raw,
+                rendered,
+                False,
+                now,
             )
             for n, raw in enumerate(raws)
-        )
+        ]
+        for start in range(0, len(outs), 500):
+            _record(session, runtime.settings, ticket, outs[start : start + 500], now)
 
 
 def run_outbound(args: argparse.Namespace, workdir: Path) -> tuple[float, float]:

@@ -176,7 +176,12 @@ def _erase(session: Session, plan: ErasurePlan) -> None:
     session.execute(
         update(OutboxItem)
         .where(OutboxItem.id.in_(plan.outbox))
-        .values(raw=b"", recipient=pseudonym, recipients=json.dumps([pseudonym]))
+        .values(
+            stored_raw=b"",
+            message_pk=None,  # the ticket's copy may be another's: it no longer says what was sent
+            recipient=pseudonym,
+            recipients=json.dumps([pseudonym]),
+        )
     )
     session.execute(
         update(OutboxItem)

@@ -36,10 +36,11 @@ CHANNEL = "outbox"
 AUTO_CAP = "auto_cap"  # kind of the agents' alert that automatic mail was stopped
 # Built once; each mail passes only its values (building statements per mail costs more).
 _OUTBOX = cast(Table, OutboxItem.__table__)
+_MESSAGE = cast(Table, Message.__table__)
 # Several rows go in one statement; each comes back with its (freshly minted, unique)
 # Message-ID, since the order of RETURNING rows is not that of the VALUES.
 _INSERT_ITEM = insert(_OUTBOX).returning(_OUTBOX.c.message_id, _OUTBOX.c.id)
-_INSERT_MESSAGE = insert(cast(Table, Message.__table__))
+_INSERT_MESSAGE = insert(_MESSAGE).returning(_MESSAGE.c.message_id, _MESSAGE.c.id)
 
 
 def enqueue(
@@ -274,11 +275,10 @@ class _Outgoing:
 def _record(
     session: Session, settings: Settings, ticket: Ticket, outs: list[_Outgoing], now: datetime
 ) -> list[dict[str, Any]]:
-    """Write the outbox rows and the ticket's outgoing Messages (Core inserts: no unit of
-    work), one statement per table."""
+    """Write the ticket's outgoing Messages, which keep the mails' bytes, and the outbox rows
+    naming them (Core inserts: no unit of work), one statement per table."""
     if ticket.id is None:
         session.flush()
-    items = _insert_items(session, settings, ticket.id, outs, now)
     rows = [
         {
             "ticket_id": ticket.id,
@@ -299,8 +299,9 @@ def _record(
         }
         for out in outs
     ]
-    session.connection().execute(_INSERT_MESSAGE, rows)  # Core: no ORM layer between
-    return items
+    result = session.connection().execute(_INSERT_MESSAGE, rows)  # Core: no ORM layer between
+    copies: dict[str, int] = {message_id: message_pk for message_id, message_pk in result}
+    return _insert_items(session, settings, ticket.id, outs, now, copies)
 
 
 def _insert_items(
@@ -309,9 +310,16 @@ def _insert_items(
     ticket_id: int | None,
     outs: list[_Outgoing],
     now: datetime,
+    copies: Mapping[str, int] | None = None,
 ) -> list[dict[str, Any]]:
     """Write the outbox rows of composed mails, each due at its ``due``, in one statement; returns their
-    values, ``id`` included (plain dicts: building ORM objects nobody reads costs more)."""
+    values as ``OutboxItem`` attributes, ``id`` included (plain dicts: building ORM objects
+    nobody reads costs more).
+
+    ``copies`` maps a mail's Message-ID to the id of the ticket's message row that keeps its
+    bytes: such a row is written without them (they are not stored twice).
+    """
+    copies = copies or {}
     rows: list[dict[str, Any]] = [
         {
             "ticket_id": ticket_id,
@@ -321,7 +329,8 @@ def _insert_items(
             "envelope_from": settings.helpdesk.address,
             "message_id": out.message_id,
             "auto": out.auto,
-            "raw": out.raw,
+            "raw": b"" if out.message_id in copies else out.raw,
+            "message_pk": copies.get(out.message_id),
             "status": "pending",
             "attempts": 0,
             "next_attempt_at": out.due,
@@ -340,6 +349,7 @@ def _insert_items(
         caps.count_queued(session, settings, out.auto, out.envelope[0])
     for out, values in zip(outs, rows, strict=True):
         values["id"] = ids[out.message_id]
+        values["stored_raw"], values["raw"] = values["raw"], out.raw  # as OutboxItem reads them
     return rows
 
 
