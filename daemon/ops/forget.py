@@ -178,7 +178,7 @@ def _erase(session: Session, plan: ErasurePlan) -> None:
         .where(OutboxItem.id.in_(plan.outbox))
         .values(
             stored_raw=b"",
-            message_pk=None,  # the ticket's copy may be another's: it no longer says what was sent
+            message_pk=None,  # nor read from the ticket's copy (kept if on another's ticket)
             recipient=pseudonym,
             recipients=json.dumps([pseudonym]),
         )
