@@ -238,31 +238,33 @@ def run_steady(args: argparse.Namespace, workdir: Path) -> tuple[float, float, i
 
 
 def queue_backlog(runtime: Runtime, raws: list[bytes]) -> None:
-    """Commit ``raws`` as due acknowledgements of one ticket: the outbox sender's backlog."""
-    from postdesk.models.schema import OutboxItem, Ticket, utcnow
+    """Commit ``raws`` as due acknowledgements of one ticket, written as the worker writes a
+    ticket's mail (``outbox._record`` of the checkout that runs): the outbox sender's backlog."""
+    from postdesk.daemon.outbound.outbox import _Outgoing, _record
+    from postdesk.daemon.outbound.templating import Rendered
+    from postdesk.models.schema import Ticket, utcnow
 
     with runtime.factory() as session, session.begin():
         ticket = Ticket(number=1, subject="bench", requester="customer@example.org")
         session.add(ticket)
         session.flush()
         now = utcnow()
-        session.add_all(
-            OutboxItem(
-                ticket_id=ticket.id,
-                kind="acknowledgement",
-                recipient="customer@example.org",
-                recipients='["customer@example.org"]',
-                envelope_from="support@example.com",
-                message_id=f"<out-{n}@example.com>",
-                auto=True,
-                raw=raw,
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
+        rendered = Rendered("bench", "bench", None)
+        outs = [
+            _Outgoing(
+                "acknowledgement",
+                ["customer@example.org"],
+                f"<out-{n}@example.com>",
+                True,
+                raw,
+                rendered,
+                False,
+                now,
             )
             for n, raw in enumerate(raws)
-        )
+        ]
+        for start in range(0, len(outs), 500):
+            _record(session, runtime.settings, ticket, outs[start : start + 500], now)
 
 
 def run_outbound(args: argparse.Namespace, workdir: Path) -> tuple[float, float]:
@@ -425,9 +427,10 @@ def _stored_span(engine: object) -> tuple[float, float]:
     )
 
 
-def run_in_process(args: argparse.Namespace, workdir: Path) -> tuple[float, float]:
-    """The worker alone, in this process, over N spooled new-ticket mails on SQLite: CPU ms and
-    SQL statements per message (no SMTP, no process start-up; steadier on a shared machine)."""
+def run_in_process(args: argparse.Namespace, workdir: Path) -> tuple[float, float, float]:
+    """The worker alone, in this process, over N spooled new-ticket mails on SQLite: CPU ms,
+    SQL statements and KB of statement parameters (bytes and text handed to the database) per
+    message (no SMTP, no process start-up; steadier on a shared machine)."""
     from sqlalchemy import event
 
     from postdesk.daemon.config import load_settings
@@ -442,17 +445,33 @@ def run_in_process(args: argparse.Namespace, workdir: Path) -> tuple[float, floa
     worker = Worker(runtime.services, runtime.factory, runtime.spool, DatabaseHealth())
     worker.process(runtime.spool.claim())  # type: ignore[arg-type]  # warm-up: imports, caches
     statements = 0
+    sent = 0  # bytes of the bytes and text parameters
 
-    def count(*_args: object) -> None:
-        nonlocal statements
+    def count(*args: object) -> None:
+        nonlocal statements, sent
         statements += 1
+        sent += _parameter_bytes(args[3])
 
     event.listen(runtime.engine, "before_cursor_execute", count)
     started = time.process_time()
     done = len(worker.drain())
     cpu = time.process_time() - started
     runtime.engine.dispose()
-    return cpu * 1000 / done, statements / done
+    return cpu * 1000 / done, statements / done, sent / 1024 / done
+
+
+def _parameter_bytes(parameters: object) -> int:
+    """The bytes of the bytes and text values among statement ``parameters`` (one row or
+    many, positional or named)."""
+    if isinstance(parameters, (bytes, str)):
+        return len(parameters)
+    if isinstance(parameters, memoryview):  # how the SQLite dialect binds bytes
+        return parameters.nbytes
+    if isinstance(parameters, dict):
+        return _parameter_bytes(list(parameters.values()))
+    if isinstance(parameters, (list, tuple)):
+        return sum(_parameter_bytes(value) for value in parameters)
+    return 0
 
 
 def main() -> None:
@@ -558,9 +577,12 @@ def main() -> None:
                 )
     if args.in_process:
         with tempfile.TemporaryDirectory() as workdir:
-            cpu_ms, statements = run_in_process(args, Path(workdir))
+            cpu_ms, statements, kib = run_in_process(args, Path(workdir))
         print(f"in-process worker, {args.in_process} new-ticket mails on SQLite:")
-        print(f"  CPU per message {cpu_ms:.2f} ms, SQL statements per message {statements:.1f}")
+        print(
+            f"  CPU per message {cpu_ms:.2f} ms, SQL statements per message {statements:.1f},"
+            f" parameters written per message {kib:.1f} KiB"
+        )
     if args.steady_seconds:
         with tempfile.TemporaryDirectory() as workdir:
             p50, p99, total = run_steady(args, Path(workdir))

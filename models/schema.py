@@ -19,8 +19,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    case,
+    select,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
+from sqlalchemy.orm.attributes import set_committed_value
 
 STATUSES = ("new", "open", "pending", "solved", "closed")
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -159,7 +162,14 @@ class Event(Base):
 
 
 class OutboxItem(Base):
-    """A mail to send, written in the same transaction as the change that caused it."""
+    """A mail to send, written in the same transaction as the change that caused it.
+
+    The mail's bytes are kept once: a ticket's mail in its outgoing ``Message`` row, named by
+    ``message_pk`` (``stored_raw`` then empty), other mail (notices, reports) and rows queued
+    before migration 0014 in ``stored_raw``. ``raw`` reads them wherever they are; passing
+    ``raw=`` to the constructor sets ``stored_raw``. The row itself stays small, so the
+    sender's claim and outcome UPDATEs rewrite a few hundred bytes, not the mail.
+    """
 
     __tablename__ = "outbox"
     __table_args__ = (
@@ -176,7 +186,8 @@ class OutboxItem(Base):
     envelope_from: Mapped[str] = mapped_column(String(320))
     message_id: Mapped[str] = mapped_column(String(998), index=True)
     auto: Mapped[bool] = mapped_column(Boolean, default=True)
-    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    stored_raw: Mapped[bytes] = mapped_column("raw", LargeBinary)  # empty when message_pk is set
+    message_pk: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))  # holds the bytes
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -185,6 +196,25 @@ class OutboxItem(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    raw: Mapped[bytes] = column_property(  # read-only: the mail's bytes, wherever they are kept
+        case(
+            (message_pk.is_(None), stored_raw),
+            else_=select(Message.raw)
+            .where(Message.id == message_pk)
+            .correlate_except(Message)
+            .scalar_subquery(),
+        )
+    )
+
+    def __init__(self, **values: object) -> None:
+        """A new row; ``raw=`` is what ``raw`` reads and, unless ``stored_raw=`` is given too,
+        the bytes kept in the row itself."""
+        raw = values.pop("raw", None)
+        if raw is not None:
+            values.setdefault("stored_raw", raw)
+        super().__init__(**values)
+        if raw is not None:
+            set_committed_value(self, "raw", raw)  # read, never written: not a column
 
 
 class QuarantineItem(Base):

@@ -65,9 +65,19 @@ def test_a_new_ticket_writes_its_three_mails_in_one_statement_per_table(
         kinds = session.scalars(select(OutboxItem.kind).order_by(OutboxItem.id)).all()
         recipients = session.scalars(select(OutboxItem.recipient).order_by(OutboxItem.id)).all()
         copies = session.scalars(select(Message.direction).where(Message.direction == "out")).all()
+        kept = session.execute(
+            select(OutboxItem.stored_raw, OutboxItem.raw, Message.raw).join(
+                Message, Message.id == OutboxItem.message_pk
+            )
+        ).all()
     assert kinds == ["acknowledgement", "notification", "notification"]
     assert recipients == ["carol@example.org", "alice@example.com", "bob@example.com"]
     assert len(copies) == 3
+    # each mail's bytes are written once, in the ticket's copy, and read from there
+    assert len(kept) == 3
+    assert all(
+        stored == b"" and raw == copy and b"Message-ID: " in raw for stored, raw, copy in kept
+    )
 
 
 def drain_recording(runtime: Runtime, raw: bytes, sender: str) -> tuple[list[str], int]:

@@ -176,7 +176,12 @@ def _erase(session: Session, plan: ErasurePlan) -> None:
     session.execute(
         update(OutboxItem)
         .where(OutboxItem.id.in_(plan.outbox))
-        .values(raw=b"", recipient=pseudonym, recipients=json.dumps([pseudonym]))
+        .values(
+            stored_raw=b"",
+            message_pk=None,  # nor read from the ticket's copy (kept if on another's ticket)
+            recipient=pseudonym,
+            recipients=json.dumps([pseudonym]),
+        )
     )
     session.execute(
         update(OutboxItem)

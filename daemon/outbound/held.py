@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, bindparam, update
+from sqlalchemy import CursorResult, Table, bindparam, case, update
 from sqlalchemy.orm import Session
 
 from postdesk.daemon.outbound.compose import compose
@@ -35,9 +35,12 @@ _RELEASE = (
         _OUTBOX.c.claimed_by.is_(None),
         _OUTBOX.c.next_attempt_at > bindparam("now"),  # still held
     )
-    .values(raw=bindparam("raw"), next_attempt_at=bindparam("now"))
+    .values(  # the bytes go here only for a row that keeps them itself (queued before 0014)
+        raw=case((_OUTBOX.c.message_pk.is_(None), bindparam("raw")), else_=_OUTBOX.c.raw),
+        next_attempt_at=bindparam("now"),
+    )
 )
-_COPY = (  # the ticket's copy of the mail, as released
+_COPY = (  # the ticket's copy of the mail, as released: the bytes the sender sends
     update(_MESSAGE)
     .where(_MESSAGE.c.message_id == bindparam("mid"), _MESSAGE.c.direction == "out")
     .values(

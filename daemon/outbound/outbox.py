@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from email.utils import make_msgid
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from postdesk.daemon.config import Settings
@@ -36,10 +36,24 @@ CHANNEL = "outbox"
 AUTO_CAP = "auto_cap"  # kind of the agents' alert that automatic mail was stopped
 # Built once; each mail passes only its values (building statements per mail costs more).
 _OUTBOX = cast(Table, OutboxItem.__table__)
+_MESSAGE = cast(Table, Message.__table__)
+# The ticket's outgoing message that keeps a mail's bytes, found by the Message-ID the row
+# passes as ``copy_of`` (None: the row keeps its bytes itself), so that the messages are written
+# without RETURNING (one executemany) and no id makes a round trip through Python.
+_COPY_OF = (
+    select(_MESSAGE.c.id)
+    .where(_MESSAGE.c.message_id == bindparam("copy_of"), _MESSAGE.c.direction == "out")
+    .limit(1)
+    .scalar_subquery()
+)
 # Several rows go in one statement; each comes back with its (freshly minted, unique)
 # Message-ID, since the order of RETURNING rows is not that of the VALUES.
-_INSERT_ITEM = insert(_OUTBOX).returning(_OUTBOX.c.message_id, _OUTBOX.c.id)
-_INSERT_MESSAGE = insert(cast(Table, Message.__table__))
+_INSERT_ITEM = (
+    insert(_OUTBOX)
+    .values(message_pk=_COPY_OF)
+    .returning(_OUTBOX.c.message_id, _OUTBOX.c.id, _OUTBOX.c.message_pk)
+)
+_INSERT_MESSAGE = insert(_MESSAGE)
 
 
 def enqueue(
@@ -274,11 +288,10 @@ class _Outgoing:
 def _record(
     session: Session, settings: Settings, ticket: Ticket, outs: list[_Outgoing], now: datetime
 ) -> list[dict[str, Any]]:
-    """Write the outbox rows and the ticket's outgoing Messages (Core inserts: no unit of
-    work), one statement per table."""
+    """Write the ticket's outgoing Messages, which keep the mails' bytes, and the outbox rows
+    naming them (Core inserts: no unit of work), one statement per table."""
     if ticket.id is None:
         session.flush()
-    items = _insert_items(session, settings, ticket.id, outs, now)
     rows = [
         {
             "ticket_id": ticket.id,
@@ -300,7 +313,7 @@ def _record(
         for out in outs
     ]
     session.connection().execute(_INSERT_MESSAGE, rows)  # Core: no ORM layer between
-    return items
+    return _insert_items(session, settings, ticket.id, outs, now, kept_in_copies=True)
 
 
 def _insert_items(
@@ -309,9 +322,16 @@ def _insert_items(
     ticket_id: int | None,
     outs: list[_Outgoing],
     now: datetime,
+    *,
+    kept_in_copies: bool = False,
 ) -> list[dict[str, Any]]:
     """Write the outbox rows of composed mails, each due at its ``due``, in one statement; returns their
-    values, ``id`` included (plain dicts: building ORM objects nobody reads costs more)."""
+    values as ``OutboxItem`` attributes, ``id`` included (plain dicts: building ORM objects
+    nobody reads costs more).
+
+    ``kept_in_copies``: the ticket's outgoing messages, written before in this transaction,
+    keep the mails' bytes; the rows name them (``message_pk``) and are written without them.
+    """
     rows: list[dict[str, Any]] = [
         {
             "ticket_id": ticket_id,
@@ -321,7 +341,8 @@ def _insert_items(
             "envelope_from": settings.helpdesk.address,
             "message_id": out.message_id,
             "auto": out.auto,
-            "raw": out.raw,
+            "raw": b"" if kept_in_copies else out.raw,
+            "copy_of": out.message_id if kept_in_copies else None,
             "status": "pending",
             "attempts": 0,
             "next_attempt_at": out.due,
@@ -335,11 +356,17 @@ def _insert_items(
     ]
     connection = session.connection()
     result = connection.execute(_INSERT_ITEM, rows[0] if len(rows) == 1 else rows)
-    ids: dict[str, int] = {message_id: item_id for message_id, item_id in result}
+    ids: dict[str, tuple[int, int | None]] = {
+        message_id: (item_id, message_pk) for message_id, item_id, message_pk in result
+    }
     for out in outs:
         caps.count_queued(session, settings, out.auto, out.envelope[0])
     for out, values in zip(outs, rows, strict=True):
-        values["id"] = ids[out.message_id]
+        values["id"], values["message_pk"] = ids[out.message_id]
+        if kept_in_copies and values["message_pk"] is None:  # never sent empty: roll back
+            raise RuntimeError(f"{out.message_id}: the outgoing message keeping it is missing")
+        values["stored_raw"], values["raw"] = values.pop("raw"), out.raw  # as OutboxItem reads them
+        del values["copy_of"]
     return rows
 
 

@@ -233,12 +233,21 @@ class OutboxSender:
         ).all()
         if not candidates:
             return []
-        # One conditional UPDATE: a row another sender leased meanwhile is not returned.
+        # One conditional UPDATE: a row another sender leased meanwhile is not returned. It
+        # rewrites only the small outbox rows; the mails' bytes are read after it, mostly from
+        # the tickets' message rows that keep them (OutboxItem.raw).
         claim = (
             update(OutboxItem)
             .where(OutboxItem.id.in_(candidates), OutboxItem.status == PENDING, free)
             .values(claimed_until=now + self._lease, claimed_by=self._owner)
-            .returning(
+            .returning(OutboxItem.id)
+            .execution_options(synchronize_session=False)
+        )
+        claimed = session.scalars(claim).all()
+        if not claimed:
+            return []
+        rows = session.execute(
+            select(
                 OutboxItem.id,
                 OutboxItem.message_id,
                 OutboxItem.kind,
@@ -247,11 +256,10 @@ class OutboxSender:
                 OutboxItem.envelope_from,
                 OutboxItem.raw,
                 OutboxItem.attempts,
-            )
-            .execution_options(synchronize_session=False)
-        )
+            ).where(OutboxItem.id.in_(claimed))
+        ).all()
         order = {item_id: position for position, item_id in enumerate(candidates)}
-        return sorted(session.execute(claim).all(), key=lambda row: order[row.id])  # oldest first
+        return sorted(rows, key=lambda row: order[row.id])  # oldest first
 
     def _release(self, ids: list[int]) -> None:
         """Give up the lease of claimed rows that were not attempted (the sender is stopping)."""

@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # Alembic loads only when the schema is not known to be at he
     from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "models" / "migrations"
-SCHEMA_HEAD = "0013_plugin_events"  # the newest migration (tests/test_schema_startup.py checks)
+SCHEMA_HEAD = "0014_outbox_raw_once"  # the newest migration (tests/test_schema_startup.py checks)
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_CACHE_KIB = 8000  # the page cache of each SQLite connection
 SQLITE_TEMP_STORE_MEMORY = 2  # PRAGMA temp_store: temporary tables and journals in memory
