@@ -28,6 +28,7 @@ from postdesk.daemon.outbound.compose import compose, envelope_address
 from postdesk.daemon.outbound.context import helpdesk_info
 from postdesk.daemon.outbound.templating import AGENT_AUTO_CAP, Rendered
 from postdesk.daemon.services import Services
+from postdesk.daemon.store.direct import Direct
 from postdesk.models.schema import Message, OutboxItem, Ticket
 
 log = logging.getLogger("postdesk.outbox")
@@ -53,7 +54,15 @@ _INSERT_ITEM = (
     .values(message_pk=_COPY_OF)
     .returning(_OUTBOX.c.message_id, _OUTBOX.c.id, _OUTBOX.c.message_pk)
 )
-_INSERT_MESSAGE = insert(_MESSAGE)
+# The outgoing messages' columns, all set by _record: run on the DBAPI cursor (store.direct).
+_INSERT_MESSAGE = Direct(
+    insert(_MESSAGE),
+    [
+        "ticket_id", "message_id", "dedupe_key", "direction", "author", "internal", "auto",
+        "subject", "text", "new_text", "channel", "possible_duplicate", "defects", "raw",
+        "created_at",
+    ],
+)  # fmt: skip
 
 
 def enqueue(
@@ -312,7 +321,7 @@ def _record(
         }
         for out in outs
     ]
-    session.connection().execute(_INSERT_MESSAGE, rows)  # Core: no ORM layer between
+    _INSERT_MESSAGE.execute_many(session.connection(), rows)
     return _insert_items(session, settings, ticket.id, outs, now, kept_in_copies=True)
 
 

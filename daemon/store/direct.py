@@ -25,6 +25,7 @@ from sqlalchemy import ColumnDefault, Connection
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.dml import UpdateBase
 
 _REQUIRED = object()  # a parameter with no value of its own: the caller must pass one
 
@@ -138,7 +139,10 @@ def _parameters(compiled: _Compiled, values: Mapping[str, Any]) -> Any:
 
 def _compile(statement: ClauseElement, dialect: Dialect, keys: list[str] | None) -> _Compiled:
     """Compile ``statement`` for ``dialect`` and read off how each parameter is bound."""
-    compiled = statement.compile(dialect=dialect, column_keys=keys)
+    # An INSERT without RETURNING of its own is compiled as for executemany, so that no
+    # dialect adds the implicit ``RETURNING id`` (PostgreSQL) nobody here reads.
+    plain = isinstance(statement, UpdateBase) and not statement.returning_column_descriptions
+    compiled = statement.compile(dialect=dialect, column_keys=keys, for_executemany=plain)
     assert isinstance(compiled, SQLCompiler)
     if compiled._render_postcompile or compiled.post_compile_params:
         raise ValueError(f"{statement}: expanding parameters are not supported")
