@@ -93,8 +93,9 @@ class MessageContext:
 
     @cached_property
     def raw(self) -> bytes:
-        """The raw message, read when a step first needs it whole (after parsing, which reads
-        the file in pieces, so the bytes and the parse tree are never in memory together)."""
+        """The raw message, read when a step first needs it whole (a large one after parsing,
+        which reads its file in pieces, so its bytes and parse tree are never in memory
+        together; the parse step reads a small one first, once)."""
         return self.spooled.raw
 
     def run_after_commit(self) -> None:

@@ -6,11 +6,15 @@ soon as it is decoded, so a large message's decoded files are never all in memor
 
 from __future__ import annotations
 
+import io
+import os
 from pathlib import Path
+from typing import BinaryIO
 
 from postdesk.daemon.mail.parse import Attachment, MessageRejected, ParseLimits, parse_file
 from postdesk.daemon.pipeline import Hold, MessageContext
 from postdesk.daemon.store.attachments import blob_path, store_blob
+from postdesk.daemon.store.rawfiles import IN_ROW_MAX
 
 
 class StoredAttachment(Attachment):
@@ -46,7 +50,7 @@ def run(ctx: MessageContext) -> None:
     try:
         with ctx.spooled.open_raw() as handle:
             ctx.parsed = parse_file(
-                handle,
+                _source(ctx, handle),
                 ParseLimits(
                     max_depth=limits.max_mime_depth,
                     max_parts=limits.max_parts,
@@ -59,3 +63,14 @@ def run(ctx: MessageContext) -> None:
     if ctx.parsed.from_addr is None:
         raise Hold("no single, unambiguous sender address in From")
     ctx.sender = ctx.parsed.from_addr
+
+
+def _source(ctx: MessageContext, handle: BinaryIO) -> BinaryIO:
+    """What to parse: a message small enough to keep in its row is read whole, once, into
+    ``ctx.raw`` (the dedupe and store steps read it whole anyway); a larger one is parsed from
+    ``handle`` in pieces, before its bytes are read whole (R-36)."""
+    size = os.fstat(handle.fileno()).st_size - ctx.spooled.offset
+    if size > IN_ROW_MAX:
+        return handle
+    ctx.raw = handle.read(size)
+    return io.BytesIO(ctx.raw)
