@@ -76,7 +76,7 @@ class _ReusingPolicy(email.policy.EmailPolicy):
         """The header object for ``name: value``, shared by equal short raw values."""
         if hasattr(value, "name"):
             return value
-        unfolded = "".join(_LINE_BREAK.split(value))
+        unfolded = "".join(_LINE_BREAK.split(value)) if _LINE_BREAK.search(value) else value
         if len(unfolded) > _SHARED_HEADER_MAX:
             return self.header_factory(name, unfolded)  # type: ignore[no-any-return]
         return _header_object(self.header_factory, name, unfolded)

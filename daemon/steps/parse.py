@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -47,17 +48,18 @@ def run(ctx: MessageContext) -> None:
     """Parse the message; hold it when it breaks a limit or names no usable sender."""
     limits = ctx.services.settings.processing
     data_dir = ctx.services.settings.data_dir
+    bounds = ParseLimits(
+        max_depth=limits.max_mime_depth,
+        max_parts=limits.max_parts,
+        max_header_bytes=limits.max_header_bytes,
+    )
     try:
-        with ctx.spooled.open_raw() as handle:
-            ctx.parsed = parse_file(
-                _source(ctx, handle),
-                ParseLimits(
-                    max_depth=limits.max_mime_depth,
-                    max_parts=limits.max_parts,
-                    max_header_bytes=limits.max_header_bytes,
-                ),
-                keep=lambda item: StoredAttachment(item, data_dir),
-            )
+        if ctx.spooled.data is not None:  # read whole when it was claimed
+            ctx.parsed = parse_file(io.BytesIO(ctx.raw), bounds, keep=_keeper(data_dir))
+        else:
+            with ctx.spooled.open_raw() as handle:
+                source = _source(ctx, handle)
+                ctx.parsed = parse_file(source, bounds, keep=_keeper(data_dir))
     except MessageRejected as exc:
         raise Hold(exc.reason) from None
     if ctx.parsed.from_addr is None:
@@ -65,10 +67,15 @@ def run(ctx: MessageContext) -> None:
     ctx.sender = ctx.parsed.from_addr
 
 
+def _keeper(data_dir: Path) -> Callable[[Attachment], Attachment]:
+    """What the parser hands each decoded attachment to: the blob store."""
+    return lambda item: StoredAttachment(item, data_dir)
+
+
 def _source(ctx: MessageContext, handle: BinaryIO) -> BinaryIO:
-    """What to parse: a message small enough to keep in its row is read whole, once, into
-    ``ctx.raw`` (the dedupe and store steps read it whole anyway); a larger one is parsed from
-    ``handle`` in pieces, before its bytes are read whole (R-36)."""
+    """What to parse of a message not read yet: one small enough to keep in its row is read
+    whole, once, into ``ctx.raw`` (the dedupe and store steps read it whole anyway); a larger
+    one is parsed from ``handle`` in pieces, before its bytes are read whole (R-36)."""
     size = os.fstat(handle.fileno()).st_size - ctx.spooled.offset
     if size > IN_ROW_MAX:
         return handle

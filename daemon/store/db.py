@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -28,6 +28,7 @@ from sqlalchemy.orm import (
     make_transient_to_detached,
     sessionmaker,
 )
+from sqlalchemy.orm.attributes import instance_state
 
 from postdesk.daemon.store.direct import Direct, run_plain
 
@@ -199,18 +200,22 @@ def new_row(model: type[_Row], values: dict[str, Any]) -> _Row:
     The same object ``model(**values)`` makes, without the ORM's event for every attribute
     set (nothing is tracked on an object :func:`add_row` writes whole).
     """
-    unknown = values.keys() - _column_keys(model)
-    if unknown:
+    keys, new_instance, _relations = _shape(model)
+    if not keys.issuperset(values):
+        unknown = values.keys() - keys
         raise TypeError(f"{model.__name__} has no column {sorted(unknown)[0]!r}")
-    row = inspect(model).class_manager.new_instance()
+    row = new_instance()
     row.__dict__.update(values)
     return cast(_Row, row)
 
 
 @functools.cache
-def _column_keys(model: type) -> frozenset[str]:
-    """The keys of ``model``'s columns."""
-    return frozenset(key for key, _generate, _default in _columns(model)[1])
+def _shape(model: type) -> tuple[frozenset[str], Callable[[], Any], frozenset[str]]:
+    """The keys of ``model``'s columns, the maker of its bare instances, and the keys of its
+    relationships."""
+    mapper: Mapper[Any] = inspect(model)
+    columns = frozenset(key for key, _generate, _default in _columns(model)[1])
+    return columns, mapper.class_manager.new_instance, frozenset(mapper.relationships.keys())
 
 
 def add_row(session: Session, row: Any) -> None:
@@ -229,7 +234,12 @@ def add_row(session: Session, row: Any) -> None:
     else:
         row.__dict__[key] = _returning_insert(table, key).one(connection, values)[0]
     make_transient_to_detached(row)  # every value written counts as loaded from now on
-    session.add(row)
+    if _shape(type(row))[2].isdisjoint(row.__dict__):
+        # No related object set on it: the ORM's save cascade (``session.add``) would walk every
+        # relationship to find none. The step of ``add`` that keeps it (SQLAlchemy < 2.2):
+        session._update_impl(instance_state(row))
+    else:
+        session.add(row)
 
 
 def _row_values(model: type, row: Any) -> tuple[Table, str | None, dict[str, Any]]:
