@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Connection, Table, insert
 from sqlalchemy.orm import Session
 
 from postdesk.daemon.config import Agent
@@ -98,6 +98,12 @@ class MessageContext:
         together; the parse step reads a small one first, once)."""
         return self.spooled.raw
 
+    @cached_property
+    def connection(self) -> Connection:
+        """The session's connection, asked for once: the same throughout the message's
+        transaction (the steps run several statements on it)."""
+        return self.session.connection()
+
     def run_after_commit(self) -> None:
         """Hand over what must happen once this message's transaction has committed."""
         for callback in self.after_commit:
@@ -123,7 +129,7 @@ _INSERT_EVENT = Direct(  # built once: each event passes only its values
 def add_participant(ctx: MessageContext, ticket: Ticket, email: str, role: str) -> None:
     """Make ``email`` a participant of ``ticket`` unless it is one already."""
     insert_ignore(
-        ctx.session,
+        ctx.connection,
         Participant.__table__,
         {"ticket_id": ticket.id, "email": email.lower(), "role": role},
         ["ticket_id", "email"],
@@ -157,4 +163,4 @@ def log_events(ctx: MessageContext, entries: Sequence[EventEntry]) -> None:
         }
         for kind, detail, actor in entries
     ]
-    _INSERT_EVENT.execute_many(ctx.session.connection(), rows)
+    _INSERT_EVENT.execute_many(ctx.connection, rows)

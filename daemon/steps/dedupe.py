@@ -44,7 +44,7 @@ def run(ctx: MessageContext) -> None:
         "sender": sender,
         "since": ctx.services.clock() - window,
     }
-    recent, number, same = _STORED.one(ctx.session.connection(), values)
+    recent, number, same = _STORED.one(ctx.connection, values)
     if same:
         raise Duplicate(f"already stored in ticket #{number}")
     ctx.possible_duplicate = number is not None

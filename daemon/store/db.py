@@ -172,9 +172,18 @@ def ping(engine: Engine) -> None:
         connection.execute(text("SELECT 1"))
 
 
-def insert_ignore(session: Session, table: Any, values: dict[str, Any], keys: list[str]) -> None:
-    """INSERT a row unless one with the same ``keys`` exists (safe against concurrent inserts)."""
-    connection = session.connection()
+def connection_of(target: Session | Connection) -> Connection:
+    """The connection to run a statement on: ``target`` itself, or its session's (in the
+    session's transaction). A caller running several statements asks once."""
+    return target if isinstance(target, Connection) else target.connection()
+
+
+def insert_ignore(
+    target: Session | Connection, table: Any, values: dict[str, Any], keys: list[str]
+) -> None:
+    """INSERT a row unless one with the same ``keys`` exists (safe against concurrent inserts);
+    on a session's connection, or on ``target`` itself."""
+    connection = connection_of(target)
     _insert_ignore_statement(
         connection.dialect.name, table, tuple(keys), frozenset(values)
     ).execute(connection, values).close()
@@ -218,9 +227,10 @@ def _shape(model: type) -> tuple[frozenset[str], Callable[[], Any], frozenset[st
     return columns, mapper.class_manager.new_instance, frozenset(mapper.relationships.keys())
 
 
-def add_row(session: Session, row: Any) -> None:
-    """Write the new ORM object ``row`` at once with one Core INSERT, then keep it in ``session``
-    as a loaded, persistent object (later changes to it are flushed as usual).
+def add_row(session: Session, row: Any, connection: Connection | None = None) -> None:
+    """Write the new ORM object ``row`` at once with one Core INSERT (on ``connection``, the
+    session's), then keep it in ``session`` as a loaded, persistent object (later changes to it
+    are flushed as usual).
 
     Cheaper than ``session.add`` and a flush: no unit of work for a row written once. Every
     column must be set, or have a scalar default; an unset single primary key is generated.
@@ -228,7 +238,7 @@ def add_row(session: Session, row: Any) -> None:
     one back expunges what it wrote (the worker does, per message).
     """
     table, key, values = _row_values(type(row), row)
-    connection = session.connection()
+    connection = connection or session.connection()
     if key is None:
         _plain_insert(table).execute(connection, values).close()
     else:
@@ -297,17 +307,18 @@ def _returning_insert(table: Table, key: str) -> Direct:
     return Direct(insert(table).returning(table.c[key]), columns)
 
 
-def next_counter_value(session: Session, name: str) -> int:
-    """Bump the counter ``name`` under a row lock and return its new value (1 the first time).
+def next_counter_value(target: Session | Connection, name: str) -> int:
+    """Bump the counter ``name`` under a row lock and return its new value (1 the first time);
+    in a session's transaction, or on a connection.
 
     The row lock (PostgreSQL) or write lock (SQLite) is held until commit, so concurrent
     daemons never receive the same value; a rolled-back transaction leaves a gap at most.
     """
     bump, table = _bump_counter()
-    connection = session.connection()
+    connection = connection_of(target)
     row = bump.one(connection, {"counter": name})
     if row is None:  # the first time only: create the counter, then bump it
-        insert_ignore(session, table, {"name": name, "value": 0}, ["name"])
+        insert_ignore(connection, table, {"name": name, "value": 0}, ["name"])
         row = bump.one(connection, {"counter": name})
     return int(row[0])
 
@@ -330,17 +341,18 @@ def _bump_counter() -> tuple[Direct, Table]:
     return Direct(bump), table
 
 
-def next_ticket_number(session: Session) -> int:
-    """The number of a new ticket: unique, increasing, with gaps where a transaction rolled back.
+def next_ticket_number(target: Session | Connection) -> int:
+    """The number of a new ticket: unique, increasing, with gaps where a transaction rolled back
+    (in a session's transaction, or on a connection).
 
     PostgreSQL takes it from the ``ticket_numbers`` sequence, which locks nothing until commit,
     so several worker processes create tickets side by side; SQLite (one writer at a time)
     bumps the ``ticket_number`` counter row.
     """
-    connection = session.connection()
+    connection = connection_of(target)
     if connection.dialect.name == "postgresql":
         return int(_NEXT_TICKET_NUMBER.one(connection)[0])
-    return next_counter_value(session, TICKET_COUNTER)
+    return next_counter_value(connection, TICKET_COUNTER)
 
 
 def next_shared_value(session: Session, name: str) -> int:
