@@ -237,14 +237,15 @@ def add_row(session: Session, row: Any, connection: Connection | None = None) ->
     The session does not forget ``row`` when a savepoint around this rolls back: whoever rolls
     one back expunges what it wrote (the worker does, per message).
     """
-    table, key, values = _row_values(type(row), row)
+    model: type = type(row)
+    table, key, values = _row_values(model, row)
     connection = connection or session.connection()
     if key is None:
         _plain_insert(table).execute(connection, values).close()
     else:
         row.__dict__[key] = _returning_insert(table, key).one(connection, values)[0]
     make_transient_to_detached(row)  # every value written counts as loaded from now on
-    if _shape(type(row))[2].isdisjoint(row.__dict__):
+    if _shape(model)[2].isdisjoint(row.__dict__):
         # No related object set on it: the ORM's save cascade (``session.add``) would walk every
         # relationship to find none. The step of ``add`` that keeps it (SQLAlchemy < 2.2):
         session._update_impl(instance_state(row))
