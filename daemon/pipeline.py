@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Connection, Table, insert
 from sqlalchemy.orm import Session
 
 from postdesk.daemon.config import Agent
@@ -93,9 +93,16 @@ class MessageContext:
 
     @cached_property
     def raw(self) -> bytes:
-        """The raw message, read when a step first needs it whole (after parsing, which reads
-        the file in pieces, so the bytes and the parse tree are never in memory together)."""
+        """The raw message, read when a step first needs it whole (a large one after parsing,
+        which reads its file in pieces, so its bytes and parse tree are never in memory
+        together; the parse step reads a small one first, once)."""
         return self.spooled.raw
+
+    @cached_property
+    def connection(self) -> Connection:
+        """The session's connection, asked for once: the same throughout the message's
+        transaction (the steps run several statements on it)."""
+        return self.session.connection()
 
     def run_after_commit(self) -> None:
         """Hand over what must happen once this message's transaction has committed."""
@@ -122,7 +129,7 @@ _INSERT_EVENT = Direct(  # built once: each event passes only its values
 def add_participant(ctx: MessageContext, ticket: Ticket, email: str, role: str) -> None:
     """Make ``email`` a participant of ``ticket`` unless it is one already."""
     insert_ignore(
-        ctx.session,
+        ctx.connection,
         Participant.__table__,
         {"ticket_id": ticket.id, "email": email.lower(), "role": role},
         ["ticket_id", "email"],
@@ -156,4 +163,4 @@ def log_events(ctx: MessageContext, entries: Sequence[EventEntry]) -> None:
         }
         for kind, detail, actor in entries
     ]
-    _INSERT_EVENT.execute_many(ctx.session.connection(), rows)
+    _INSERT_EVENT.execute_many(ctx.connection, rows)

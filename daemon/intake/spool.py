@@ -22,7 +22,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -33,6 +33,7 @@ log = logging.getLogger("postdesk.spool")
 SUFFIX = ".msg"
 OWNER_SEPARATOR = "~"
 IN_MEMORY = 1 << 20  # an incoming message up to this size is kept in memory, larger ones in tmp/
+READ_WHOLE = 1 << 16  # a spool file smaller than this is read whole when it is claimed
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class SpoolEntry:
     path: Path
     envelope: Envelope
     offset: int
+    data: bytes | None = field(default=None, repr=False, compare=False)  # a small message,
+    # read whole when it was claimed (None: a larger one, read from the file when asked for)
 
     def open_raw(self) -> BinaryIO:
         """The spool file, open for reading at the first byte of the raw message."""
@@ -68,7 +71,9 @@ class SpoolEntry:
 
     @property
     def raw(self) -> bytes:
-        """The raw message, read from the file in one piece."""
+        """The raw message, read from the file in one piece (unless it was read already)."""
+        if self.data is not None:
+            return self.data
         with self.open_raw() as handle:  # one exact-size read: no growing buffer copied
             return handle.read(os.fstat(handle.fileno()).st_size - self.offset)
 
@@ -316,11 +321,15 @@ def _split_name(name: str) -> tuple[str, int]:
 
 def _read_entry(path: Path) -> SpoolEntry:
     spool_id, attempts = _split_name(path.name)
-    with path.open("rb") as handle:
-        header = handle.readline()
-    fields = json.loads(header)
+    with path.open("rb", buffering=0) as handle:
+        head = handle.read(READ_WHOLE)
+        if len(head) == READ_WHOLE:
+            head += handle.readline()  # the envelope line, whole
+    end = head.find(b"\n") + 1 or len(head)
+    fields = json.loads(head[:end])
     fields["rcpt_tos"] = tuple(fields["rcpt_tos"])
-    return SpoolEntry(spool_id, attempts, path, Envelope(**fields), len(header))
+    data = head[end:] if len(head) < READ_WHOLE else None  # the whole file was read
+    return SpoolEntry(spool_id, attempts, path, Envelope(**fields), end, data)
 
 
 def fsync_dir(folder: Path) -> None:

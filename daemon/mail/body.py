@@ -47,6 +47,7 @@ class Body(Generic[_A]):
     text: str = ""
     html: str | None = None
     attachments: list[_A] = field(default_factory=list)
+    content_type: str = "text/plain"  # the message's own (top-level) content type
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,10 @@ def part_info(part: Message) -> PartInfo:
 class _Found:
     """The parts chosen while walking one message level."""
 
-    plain: Message | None = None
-    html: Message | None = None
+    plain: tuple[Message, PartInfo] | None = None
+    html: tuple[Message, PartInfo] | None = None
     forwarded: Message | None = None
+    root_type: str = "text/plain"  # the walked message's own content type
 
 
 def collect_body(
@@ -101,13 +103,14 @@ def collect_body(
     """
     body: Body[_A] = Body()
     found = _walk(message, body.attachments, make_attachment, defects)
+    body.content_type = found.root_type
     while found.plain is None and found.html is None and found.forwarded is not None:
         # a forward without a text of its own
         found = _walk(found.forwarded, None, make_attachment, defects)
     if found.html is not None:
-        body.html = _part_text(found.html, part_info(found.html), defects)
+        body.html = _part_text(*found.html, defects)
     if found.plain is not None:
-        body.text = _part_text(found.plain, part_info(found.plain), defects)
+        body.text = _part_text(*found.plain, defects)
     elif body.html is not None:
         if len(body.html) > _MAX_HTML_FOR_TEXT:
             defects.append(f"HTML body cut to {_MAX_HTML_FOR_TEXT} characters for its text")
@@ -128,6 +131,8 @@ def _walk(
         part, in_alternative = stack.pop()
         info = part_info(part)
         ctype = info.ctype
+        if part is root:
+            found.root_type = ctype
         payload = part.get_payload()
         if ctype.startswith("message/"):
             if ctype == "message/rfc822" and found.forwarded is None and payload:
@@ -155,10 +160,10 @@ def _take_body(part: Message, info: PartInfo, is_root: bool, found: _Found) -> b
     if info.filename and not is_root:
         return False
     if ctype == "text/plain" and found.plain is None:
-        found.plain = part
+        found.plain = part, info
         return True
     if ctype == "text/html" and found.html is None:
-        found.html = part
+        found.html = part, info
         return True
     return False
 

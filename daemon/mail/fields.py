@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.message
 import email.utils
+import functools
 import re
 from collections.abc import Sequence
 
@@ -127,6 +128,13 @@ def _clean_value(name: bytes, value: bytes) -> tuple[str, bytes | None] | None:
     """(type, boundary) when ``value`` is simple enough to hand to the stdlib as it is."""
     if len(value) > _MAX_CLEAN:
         return None
+    return _clean_short_value(name, value)
+
+
+@functools.lru_cache(maxsize=512)
+def _clean_short_value(name: bytes, value: bytes) -> tuple[str, bytes | None] | None:
+    """``_clean_value`` of a value of at most ``_MAX_CLEAN`` bytes, worked out once per distinct
+    field (most mail repeats a few Content-Type and Content-Transfer-Encoding values)."""
     match = _CLEAN[name].fullmatch(value)
     if match is None:
         return None

@@ -32,6 +32,7 @@ _ENCODED_WORD = re.compile(r"=\?([^?\s]{1,75})\?([bBqQ])\?([^?\r\n]*?)\?=")
 _LINEBREAKS = re.compile(r"[\r\n]")
 _SUBJECT_DROP = re.compile(r"[\r\n\x00\u2028\u2029]")
 _SPACES = re.compile(r"\s+")
+_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f]")  # what one_line drops besides _SUBJECT_DROP
 
 
 def header_text(value: str, name: str, defects: list[str], hints: tuple[str, ...] = ()) -> str:
@@ -107,7 +108,8 @@ def raw_values(message: Message, name: str) -> list[str]:
 def one_line(text: str) -> str:
     """``text`` without CR, LF, NUL, U+2028/2029 and other controls, whitespace collapsed."""
     text = _SUBJECT_DROP.sub("", text)
-    text = "".join(ch for ch in text if ch >= " " or ch == "\t")
+    if _CONTROLS.search(text):
+        text = "".join(ch for ch in text if ch >= " " or ch == "\t")
     return _SPACES.sub(" ", text).strip()
 
 

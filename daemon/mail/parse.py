@@ -14,8 +14,9 @@ from __future__ import annotations
 import email.policy
 import functools
 import hashlib
+import itertools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import BaseHeader, HeaderRegistry
@@ -29,6 +30,7 @@ from postdesk.daemon.mail.body import collect_body, part_info
 from postdesk.daemon.mail.charset import no_surrogates
 from postdesk.daemon.mail.headers import (
     decode_header_value,
+    decode_words,
     header_text,
     one_line,
     parse_addresses,
@@ -52,11 +54,13 @@ _FEED_CHUNK = 65_536  # bytes handed to the stdlib parser at a time
 _MESSAGE_ID = re.compile(r"<[^<>\s\x00-\x1f\x7f]{1,996}>")
 _BARE_ID = re.compile(r"[^<>\s\"(),;:\\]{1,996}@[^<>\s\"(),;:\\]{1,996}")
 _RECIPIENTS = ("to", "cc", "reply-to")
+_ADDRESS_HEADERS = frozenset(("from", *_RECIPIENTS))
 _SHARED_HEADER_MAX = 512  # longer header values are parsed each time, never kept
 _LINE_BREAK = re.compile(r"\n|\r")  # what the stdlib drops from a header value before parsing
 _MAX_SUBJECT = 998
 _MAX_REFERENCES = 100
 _MAX_STDLIB_DEFECTS = 20
+_NESTED_TYPES = ("multipart", "message")  # types whose body the parser must walk
 
 
 class _ReusingPolicy(email.policy.EmailPolicy):
@@ -72,7 +76,7 @@ class _ReusingPolicy(email.policy.EmailPolicy):
         """The header object for ``name: value``, shared by equal short raw values."""
         if hasattr(value, "name"):
             return value
-        unfolded = "".join(_LINE_BREAK.split(value))
+        unfolded = "".join(_LINE_BREAK.split(value)) if _LINE_BREAK.search(value) else value
         if len(unfolded) > _SHARED_HEADER_MAX:
             return self.header_factory(name, unfolded)  # type: ignore[no-any-return]
         return _header_object(self.header_factory, name, unfolded)
@@ -235,13 +239,15 @@ def _assemble(
 ) -> ParsedMessage:
     """The ParsedMessage of a parsed tree (``raw_digest`` names mail without a Message-ID)."""
     hint = _charset_hint(message)
-    headers = _headers(message, limits, hint, defects)
-    from_addr, from_name = _sender(message, limits, hint, defects)
+    headers, texts = _headers(message, limits, hint, defects)
+    from_addr, from_name = _sender(texts.get("from", []), limits, defects)
     message_id, generated = _message_id(headers, raw_digest, defects)
-    to, cc, reply_to = (_recipients(message, name, limits, hint, defects) for name in _RECIPIENTS)
+    to, cc, reply_to = (
+        _recipients(texts.get(name, []), name, limits, defects) for name in _RECIPIENTS
+    )
     date = _date(headers, defects)
     body = collect_body(message, defects, make_attachment)
-    content_type = part_info(message).ctype
+    content_type = body.content_type
     defects.extend(_stdlib_defects(message))
     return ParsedMessage(
         message_id=message_id,
@@ -269,21 +275,56 @@ def _assemble(
 def _feed(raw: bytes) -> Message:
     """The stdlib parse of ``raw``, fed in chunks: ``BytesParser.parsebytes`` would hold the
     whole message again as text (and ``StringIO`` as 4-byte characters) while it parses."""
-    parser = BytesFeedParser(policy=_POLICY)
     view = memoryview(raw)
-    for start in range(0, len(raw), _FEED_CHUNK):
-        parser.feed(bytes(view[start : start + _FEED_CHUNK]))
-    return parser.close()
+    return _parse_chunks(
+        bytes(view[start : start + _FEED_CHUNK]) for start in range(0, len(raw), _FEED_CHUNK)
+    )
 
 
 def _feed_file(handle: BinaryIO) -> Message:
     """``_feed`` reading from ``handle`` (the mbox ``From `` line skipped)."""
-    parser = BytesFeedParser(policy=_POLICY)
     head = handle.read(_FEED_CHUNK)
     if head.startswith(b"From "):
         head = _strip_mbox_from(head + handle.readline())
-    parser.feed(head)
-    while chunk := handle.read(_FEED_CHUNK):
+    return _parse_chunks(
+        itertools.chain((head,), iter(functools.partial(handle.read, _FEED_CHUNK), b""))
+    )
+
+
+def _parse_chunks(chunks: Iterator[bytes]) -> Message:
+    """The stdlib parse of the message in ``chunks``.
+
+    A message whose first chunk holds its header block and whose type is neither multipart nor
+    message/* is parsed as its header block alone, and the rest is set as its payload whole:
+    exactly what the feedparser makes of such a body (it only joins the body's lines again),
+    without splitting it into lines first. Any other message is fed to the parser throughout.
+    """
+    first = next(chunks, b"")
+    split = _header_end(first)
+    if split:
+        message = _parse_bytes((first[:split],))
+        if message.get_content_maintype() not in _NESTED_TYPES and message.get_payload() == "":
+            rest = itertools.chain((first[split:],), chunks)  # decoded as the parser does:
+            message.set_payload("".join(c.decode("ascii", "surrogateescape") for c in rest))
+            return message
+    return _parse_bytes(itertools.chain((first,), chunks))
+
+
+def _header_end(head: bytes) -> int:
+    """Where the body starts, just after the first blank line in ``head`` (0: none found, or
+    the head names a multipart or message/* type, which the parser must see whole)."""
+    ends = [found + len(sep) for sep in (b"\n\n", b"\n\r\n") if (found := head.find(sep)) >= 0]
+    if not ends:
+        return 0
+    split = min(ends)
+    lowered = head[:split].lower()
+    return 0 if b"multipart" in lowered or b"message/" in lowered else split
+
+
+def _parse_bytes(chunks: Iterable[bytes]) -> Message:
+    """The stdlib feedparser's tree of the bytes in ``chunks``."""
+    parser = BytesFeedParser(policy=_POLICY)
+    for chunk in chunks:
         parser.feed(chunk)
     return parser.close()
 
@@ -324,27 +365,29 @@ def _charset_hint(message: Message) -> tuple[str, ...]:
 
 def _headers(
     message: Message, limits: ParseLimits, hint: tuple[str, ...], defects: list[str]
-) -> dict[str, tuple[str, ...]]:
-    """Every top-level header, lower-case name -> decoded values."""
+) -> tuple[dict[str, tuple[str, ...]], dict[str, list[str]]]:
+    """Every top-level header, lower-case name -> decoded values; and the address headers'
+    values as text before their encoded words are decoded (each header is read once)."""
     collected: dict[str, list[str]] = {}
+    texts: dict[str, list[str]] = {}
     for name, value in message.raw_items():
         key = name.strip().lower()
-        decoded = decode_header_value(value, key, defects, hint)[: limits.max_header_bytes]
-        collected.setdefault(key, []).append(decoded)
-    return {key: tuple(values) for key, values in collected.items()}
+        text = header_text(value, key, defects, hint)
+        if key in _ADDRESS_HEADERS:
+            texts.setdefault(key, []).append(text)
+        decoded = decode_words(text, defects) if "=?" in text else text  # decode_header_value
+        collected.setdefault(key, []).append(decoded[: limits.max_header_bytes])
+    return {key: tuple(values) for key, values in collected.items()}, texts
 
 
-def _sender(
-    message: Message, limits: ParseLimits, hint: tuple[str, ...], defects: list[str]
-) -> tuple[str | None, str]:
-    """(address, display name) of the single unambiguous From address, else (None, "")."""
-    values = raw_values(message, "from")
-    if len(values) != 1:
-        if values:
-            defects.append(f"{len(values)} From headers: sender is ambiguous")
+def _sender(texts: list[str], limits: ParseLimits, defects: list[str]) -> tuple[str | None, str]:
+    """(address, display name) of the single unambiguous From address, else (None, "");
+    ``texts``: the From headers' values (``header_text``)."""
+    if len(texts) != 1:
+        if texts:
+            defects.append(f"{len(texts)} From headers: sender is ambiguous")
         return None, ""
-    text = header_text(values[0], "from", [], hint)
-    found = parse_addresses(text, "from", limits.max_addresses, defects)
+    found = parse_addresses(texts[0], "from", limits.max_addresses, defects)
     if len(found) != 1:
         if found:
             defects.append(f"From names {len(found)} addresses: sender is ambiguous")
@@ -354,12 +397,12 @@ def _sender(
 
 
 def _recipients(
-    message: Message, name: str, limits: ParseLimits, hint: tuple[str, ...], defects: list[str]
+    texts: list[str], name: str, limits: ParseLimits, defects: list[str]
 ) -> tuple[str, ...]:
-    """Lower-cased addresses of every header called ``name`` (duplicates removed)."""
+    """Lower-cased addresses in the values ``texts`` (``header_text``) of every header called
+    ``name`` (duplicates removed)."""
     found: dict[str, None] = {}
-    for value in raw_values(message, name):
-        text = header_text(value, name, [], hint)
+    for text in texts:
         for _display, addr in parse_addresses(text, name, limits.max_addresses, defects):
             found.setdefault(addr, None)
     return tuple(found)[: limits.max_addresses]

@@ -32,7 +32,9 @@ def run(ctx: MessageContext) -> None:
     sender's recent new tickets (``ctx.recent_new_tickets``).
 
     One query: both keys hash the Message-ID, so every stored copy has the same Message-ID;
-    rows under it that match a key come first.
+    rows under it that match a key come first. The key of older releases (``legacy``) is
+    worked out only when a row under the Message-ID matches the current key not: then the
+    query runs again with it (a new message's Message-ID has no row).
     """
     sender = ctx.sender  # the From address: the same whichever way the mail came
     ctx.dedupe_key = dedupe_key(sender, ctx.parsed.message_id, ctx.raw)
@@ -40,11 +42,14 @@ def run(ctx: MessageContext) -> None:
     values = {
         "message_id": ctx.parsed.message_id,
         "key": ctx.dedupe_key,
-        "legacy": dedupe_key(None, ctx.parsed.message_id, ctx.raw),
+        "legacy": None,  # matches no row
         "sender": sender,
         "since": ctx.services.clock() - window,
     }
-    recent, number, same = _STORED.one(ctx.session.connection(), values)
+    recent, number, same = _STORED.one(ctx.connection, values)
+    if number is not None and not same:
+        values["legacy"] = dedupe_key(None, ctx.parsed.message_id, ctx.raw)
+        recent, number, same = _STORED.one(ctx.connection, values)
     if same:
         raise Duplicate(f"already stored in ticket #{number}")
     ctx.possible_duplicate = number is not None

@@ -6,11 +6,16 @@ soon as it is decoded, so a large message's decoded files are never all in memor
 
 from __future__ import annotations
 
+import io
+import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from postdesk.daemon.mail.parse import Attachment, MessageRejected, ParseLimits, parse_file
 from postdesk.daemon.pipeline import Hold, MessageContext
 from postdesk.daemon.store.attachments import blob_path, store_blob
+from postdesk.daemon.store.rawfiles import IN_ROW_MAX
 
 
 class StoredAttachment(Attachment):
@@ -43,19 +48,36 @@ def run(ctx: MessageContext) -> None:
     """Parse the message; hold it when it breaks a limit or names no usable sender."""
     limits = ctx.services.settings.processing
     data_dir = ctx.services.settings.data_dir
+    bounds = ParseLimits(
+        max_depth=limits.max_mime_depth,
+        max_parts=limits.max_parts,
+        max_header_bytes=limits.max_header_bytes,
+    )
     try:
-        with ctx.spooled.open_raw() as handle:
-            ctx.parsed = parse_file(
-                handle,
-                ParseLimits(
-                    max_depth=limits.max_mime_depth,
-                    max_parts=limits.max_parts,
-                    max_header_bytes=limits.max_header_bytes,
-                ),
-                keep=lambda item: StoredAttachment(item, data_dir),
-            )
+        if ctx.spooled.data is not None:  # read whole when it was claimed
+            ctx.parsed = parse_file(io.BytesIO(ctx.raw), bounds, keep=_keeper(data_dir))
+        else:
+            with ctx.spooled.open_raw() as handle:
+                source = _source(ctx, handle)
+                ctx.parsed = parse_file(source, bounds, keep=_keeper(data_dir))
     except MessageRejected as exc:
         raise Hold(exc.reason) from None
     if ctx.parsed.from_addr is None:
         raise Hold("no single, unambiguous sender address in From")
     ctx.sender = ctx.parsed.from_addr
+
+
+def _keeper(data_dir: Path) -> Callable[[Attachment], Attachment]:
+    """What the parser hands each decoded attachment to: the blob store."""
+    return lambda item: StoredAttachment(item, data_dir)
+
+
+def _source(ctx: MessageContext, handle: BinaryIO) -> BinaryIO:
+    """What to parse of a message not read yet: one small enough to keep in its row is read
+    whole, once, into ``ctx.raw`` (the dedupe and store steps read it whole anyway); a larger
+    one is parsed from ``handle`` in pieces, before its bytes are read whole (R-36)."""
+    size = os.fstat(handle.fileno()).st_size - ctx.spooled.offset
+    if size > IN_ROW_MAX:
+        return handle
+    ctx.raw = handle.read(size)
+    return io.BytesIO(ctx.raw)

@@ -24,7 +24,7 @@ def run(ctx: MessageContext) -> None:
     now = ctx.services.clock()
     parsed = ctx.parsed
     insert_ignore(
-        ctx.session,
+        ctx.connection,
         Contact.__table__,
         {"email": ctx.sender, "name": parsed.from_name, "created_at": now},
         ["email"],
@@ -59,7 +59,7 @@ def open_ticket(ctx: MessageContext, now: datetime) -> None:
     status = str(verdict.pop("status", "new"))
     values = {
         **verdict,
-        "number": next_ticket_number(ctx.session),
+        "number": next_ticket_number(ctx.connection),
         "subject": ctx.parsed.subject or "(no subject)",
         "requester": ctx.sender,
         "status": status,
@@ -69,7 +69,7 @@ def open_ticket(ctx: MessageContext, now: datetime) -> None:
         "updated_at": now,
     }
     ticket = new_row(Ticket, values)
-    add_row(ctx.session, ticket)
+    add_row(ctx.session, ticket, ctx.connection)
     add_participant(ctx, ticket, ctx.sender, "requester")
     ctx.ticket, ctx.created = ticket, True
     add_collaborators(ctx, ticket)
@@ -107,7 +107,7 @@ def add_message(ctx: MessageContext) -> Message:
         "created_at": ctx.services.clock(),
     }
     message = new_row(Message, values)
-    add_row(ctx.session, message)
+    add_row(ctx.session, message, ctx.connection)
     if not parsed.attachments:
         return message
     for item in parsed.attachments:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -28,6 +28,7 @@ from sqlalchemy.orm import (
     make_transient_to_detached,
     sessionmaker,
 )
+from sqlalchemy.orm.attributes import instance_state
 
 from postdesk.daemon.store.direct import Direct, run_plain
 
@@ -171,9 +172,18 @@ def ping(engine: Engine) -> None:
         connection.execute(text("SELECT 1"))
 
 
-def insert_ignore(session: Session, table: Any, values: dict[str, Any], keys: list[str]) -> None:
-    """INSERT a row unless one with the same ``keys`` exists (safe against concurrent inserts)."""
-    connection = session.connection()
+def connection_of(target: Session | Connection) -> Connection:
+    """The connection to run a statement on: ``target`` itself, or its session's (in the
+    session's transaction). A caller running several statements asks once."""
+    return target if isinstance(target, Connection) else target.connection()
+
+
+def insert_ignore(
+    target: Session | Connection, table: Any, values: dict[str, Any], keys: list[str]
+) -> None:
+    """INSERT a row unless one with the same ``keys`` exists (safe against concurrent inserts);
+    on a session's connection, or on ``target`` itself."""
+    connection = connection_of(target)
     _insert_ignore_statement(
         connection.dialect.name, table, tuple(keys), frozenset(values)
     ).execute(connection, values).close()
@@ -199,37 +209,48 @@ def new_row(model: type[_Row], values: dict[str, Any]) -> _Row:
     The same object ``model(**values)`` makes, without the ORM's event for every attribute
     set (nothing is tracked on an object :func:`add_row` writes whole).
     """
-    unknown = values.keys() - _column_keys(model)
-    if unknown:
+    keys, new_instance, _relations = _shape(model)
+    if not keys.issuperset(values):
+        unknown = values.keys() - keys
         raise TypeError(f"{model.__name__} has no column {sorted(unknown)[0]!r}")
-    row = inspect(model).class_manager.new_instance()
+    row = new_instance()
     row.__dict__.update(values)
     return cast(_Row, row)
 
 
 @functools.cache
-def _column_keys(model: type) -> frozenset[str]:
-    """The keys of ``model``'s columns."""
-    return frozenset(key for key, _generate, _default in _columns(model)[1])
+def _shape(model: type) -> tuple[frozenset[str], Callable[[], Any], frozenset[str]]:
+    """The keys of ``model``'s columns, the maker of its bare instances, and the keys of its
+    relationships."""
+    mapper: Mapper[Any] = inspect(model)
+    columns = frozenset(key for key, _generate, _default in _columns(model)[1])
+    return columns, mapper.class_manager.new_instance, frozenset(mapper.relationships.keys())
 
 
-def add_row(session: Session, row: Any) -> None:
-    """Write the new ORM object ``row`` at once with one Core INSERT, then keep it in ``session``
-    as a loaded, persistent object (later changes to it are flushed as usual).
+def add_row(session: Session, row: Any, connection: Connection | None = None) -> None:
+    """Write the new ORM object ``row`` at once with one Core INSERT (on ``connection``, the
+    session's), then keep it in ``session`` as a loaded, persistent object (later changes to it
+    are flushed as usual).
 
     Cheaper than ``session.add`` and a flush: no unit of work for a row written once. Every
     column must be set, or have a scalar default; an unset single primary key is generated.
     The session does not forget ``row`` when a savepoint around this rolls back: whoever rolls
     one back expunges what it wrote (the worker does, per message).
     """
-    table, key, values = _row_values(type(row), row)
-    connection = session.connection()
+    model: type = type(row)
+    table, key, values = _row_values(model, row)
+    connection = connection or session.connection()
     if key is None:
         _plain_insert(table).execute(connection, values).close()
     else:
         row.__dict__[key] = _returning_insert(table, key).one(connection, values)[0]
     make_transient_to_detached(row)  # every value written counts as loaded from now on
-    session.add(row)
+    if _shape(model)[2].isdisjoint(row.__dict__):
+        # No related object set on it: the ORM's save cascade (``session.add``) would walk every
+        # relationship to find none. The step of ``add`` that keeps it (SQLAlchemy < 2.2):
+        session._update_impl(instance_state(row))
+    else:
+        session.add(row)
 
 
 def _row_values(model: type, row: Any) -> tuple[Table, str | None, dict[str, Any]]:
@@ -287,17 +308,18 @@ def _returning_insert(table: Table, key: str) -> Direct:
     return Direct(insert(table).returning(table.c[key]), columns)
 
 
-def next_counter_value(session: Session, name: str) -> int:
-    """Bump the counter ``name`` under a row lock and return its new value (1 the first time).
+def next_counter_value(target: Session | Connection, name: str) -> int:
+    """Bump the counter ``name`` under a row lock and return its new value (1 the first time);
+    in a session's transaction, or on a connection.
 
     The row lock (PostgreSQL) or write lock (SQLite) is held until commit, so concurrent
     daemons never receive the same value; a rolled-back transaction leaves a gap at most.
     """
     bump, table = _bump_counter()
-    connection = session.connection()
+    connection = connection_of(target)
     row = bump.one(connection, {"counter": name})
     if row is None:  # the first time only: create the counter, then bump it
-        insert_ignore(session, table, {"name": name, "value": 0}, ["name"])
+        insert_ignore(connection, table, {"name": name, "value": 0}, ["name"])
         row = bump.one(connection, {"counter": name})
     return int(row[0])
 
@@ -320,17 +342,18 @@ def _bump_counter() -> tuple[Direct, Table]:
     return Direct(bump), table
 
 
-def next_ticket_number(session: Session) -> int:
-    """The number of a new ticket: unique, increasing, with gaps where a transaction rolled back.
+def next_ticket_number(target: Session | Connection) -> int:
+    """The number of a new ticket: unique, increasing, with gaps where a transaction rolled back
+    (in a session's transaction, or on a connection).
 
     PostgreSQL takes it from the ``ticket_numbers`` sequence, which locks nothing until commit,
     so several worker processes create tickets side by side; SQLite (one writer at a time)
     bumps the ``ticket_number`` counter row.
     """
-    connection = session.connection()
+    connection = connection_of(target)
     if connection.dialect.name == "postgresql":
         return int(_NEXT_TICKET_NUMBER.one(connection)[0])
-    return next_counter_value(session, TICKET_COUNTER)
+    return next_counter_value(connection, TICKET_COUNTER)
 
 
 def next_shared_value(session: Session, name: str) -> int:
