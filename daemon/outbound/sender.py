@@ -44,8 +44,9 @@ from postdesk.models.schema import OutboxItem, utcnow
 log = logging.getLogger("postdesk.outbox")
 
 POLL_SECONDS = 1.0
-# The nap after a round that found mail: serve hears nothing of the worker's commits, so during
-# a burst the sender looks again soon instead of leaving the last tickets' mail up to a second.
+# The nap after a round that found mail. ``serve`` wakes the sender after each batch a worker
+# commits (daemon/workerproc.py); mail committed elsewhere (another daemon, a worker restarted
+# meanwhile) still goes out within this during a burst instead of up to a second later.
 BUSY_POLL_SECONDS = 0.1
 DELIVERY_DEADLINE_SECONDS = 300.0
 MAX_BACKOFF_SECONDS = 3600.0
