@@ -171,7 +171,6 @@ class OutboxSender:
             items = []
             if results or more:  # one transaction: this group's outcomes, the next group's claim
                 items = await asyncio.to_thread(self._finish, results, started, more)
-            _log_results(results)
         return handled
 
     async def _handle_all(
@@ -377,6 +376,7 @@ class OutboxSender:
             rows = self._claim_in(session, due, limit) if due is not None and limit else []
         for result in results:
             self.counts[result.status] += 1
+        _log_results(results)  # here, not on the event loop: a line per mail adds up in a burst
         return _claimed(rows)  # after the commit: a row it cannot read undoes no outcome
 
     def _retry_later(self, item: _Claimed, error: str) -> str:
