@@ -6,6 +6,10 @@ notifications are) are queued on SQLite, then ``OutboxSender.drain_once`` writes
 ``<data_dir>/outbox-sent/new/``. Prints wall time, the process's user and system CPU per mail,
 and the share of wall time spent in the Maildir writes (while any group is being written) versus
 the database (claim, finish; ``BENCH_TMP`` picks the file system of the data dir).
+``--burst N`` measures the sender keeping pace instead: ``serve``'s sender loop runs while a
+stand-in worker commits N batches of ``--per-batch`` mails, holding the write lock ``--hold`` s
+for each; prints how long after the last commit the last mail was written, how many mails were
+still to write then, and the sender's CPU per mail.
 Run it under another checkout's PYTHONPATH to compare (rounds alternate when
 ``--baseline-pythonpath`` is given):
 
@@ -30,6 +34,7 @@ from typing import Any
 
 from bench_pipeline import queue_backlog, write_config
 from bench_smtp import free_port, message
+from sqlalchemy import select
 
 
 def one_run(mails: int, size: int) -> dict[str, float]:
@@ -90,6 +95,83 @@ def one_run(mails: int, size: int) -> dict[str, float]:
     }
 
 
+def burst_run(batches: int, per_batch: int, hold: float, size: int) -> dict[str, float]:
+    """The sender in ``run`` mode while a stand-in worker commits ``batches`` groups of
+    ``per_batch`` mails, each in a write transaction held ``hold`` seconds (as the worker holds
+    the SQLite write lock over a batch); after each commit the sender is woken when the checkout's
+    ``serve`` does that (``WorkerChannel.committed``). Mail lag and sender CPU per mail."""
+    from postdesk.daemon import workerproc
+    from postdesk.daemon.config import load_settings
+    from postdesk.daemon.outbound.outbox import _Outgoing, _record
+    from postdesk.daemon.outbound.sender import OutboxSender
+    from postdesk.daemon.outbound.templating import Rendered
+    from postdesk.daemon.runtime import open_runtime
+    from postdesk.models.schema import Ticket, utcnow
+
+    nudges = hasattr(workerproc.WorkerChannel, "committed")
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as folder:
+        workdir = Path(folder)
+        runtime = open_runtime(load_settings(str(write_config(workdir, free_port())), environ={}))
+        new = workdir / "data" / "outbox-sent" / "new"
+        raws = [message(n, size).replace(b"\n", b"\r\n") for n in range(per_batch)]
+        rendered = Rendered("bench", "bench", None)
+        with runtime.factory() as session, session.begin():
+            session.add(Ticket(number=1, subject="bench", requester="customer@example.org"))
+        sender = OutboxSender(runtime.settings, runtime.factory)
+        total = batches * per_batch
+        marks: dict[str, float] = {}
+
+        def produce(loop: asyncio.AbstractEventLoop) -> None:
+            started = time.thread_time()
+            for batch in range(batches):
+                with runtime.factory() as session, session.begin():
+                    ticket = session.scalars(select(Ticket)).one()  # takes the write lock
+                    time.sleep(hold)
+                    now = utcnow()
+                    outs = [
+                        _Outgoing(
+                            "acknowledgement",
+                            ["customer@example.org"],
+                            f"<out-{batch}-{n}@example.com>",
+                            True,
+                            raw,
+                            rendered,
+                            False,
+                            now,
+                        )
+                        for n, raw in enumerate(raws)
+                    ]
+                    _record(session, runtime.settings, ticket, outs, now)
+                if nudges:
+                    loop.call_soon_threadsafe(sender.wake)
+                time.sleep(0.005)  # the worker settles its spool files
+            marks["committed"] = time.time()
+            marks["written_then"] = len(os.listdir(new)) if new.is_dir() else 0
+            marks["producer_cpu"] = time.thread_time() - started
+
+        async def scenario() -> None:
+            stop = asyncio.Event()
+            task = asyncio.create_task(sender.run(stop))
+            await asyncio.to_thread(produce, asyncio.get_running_loop())
+            while not new.is_dir() or len(os.listdir(new)) < total:
+                await asyncio.sleep(0.01)
+            stop.set()
+            await task
+
+        before = os.times()
+        asyncio.run(scenario())
+        after = os.times()
+        last = max(entry.stat().st_mtime for entry in os.scandir(new))
+        runtime.engine.dispose()
+    cpu = after.user - before.user + after.system - before.system - marks["producer_cpu"]
+    return {
+        "lag_s": last - marks["committed"],
+        "backlog": total - marks["written_then"],
+        "sender_cpu_ms": cpu * 1000 / total,
+        "sys_ms": (after.system - before.system) * 1000 / total,
+    }
+
+
 def main() -> None:
     """Alternate this checkout and the baseline (if given); per-run lines, then medians."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -97,10 +179,21 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=4000, help="approximate body bytes")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--baseline-pythonpath", default="")
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=0,
+        help="instead: N batches of --per-batch mails committed every --hold s while it runs",
+    )
+    parser.add_argument("--per-batch", type=int, default=120)
+    parser.add_argument("--hold", type=float, default=0.2)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(one_run(args.mails, args.size)))
+        if args.burst:
+            print(json.dumps(burst_run(args.burst, args.per_batch, args.hold, args.size)))
+        else:
+            print(json.dumps(one_run(args.mails, args.size)))
         return
     paths = {"this checkout": ""}
     if args.baseline_pythonpath:
@@ -112,8 +205,12 @@ def main() -> None:
         for name in order:
             env = {**os.environ, "PYTHONPATH": paths[name]} if paths[name] else None
             command = [sys.executable, __file__, "--child", "--mails", str(args.mails)]
+            command += ["--burst", str(args.burst), "--per-batch", str(args.per_batch)]
             output = subprocess.run(
-                [*command, "--size", str(args.size)], env=env, check=True, capture_output=True
+                [*command, "--size", str(args.size), "--hold", str(args.hold)],
+                env=env,
+                check=True,
+                capture_output=True,
             ).stdout
             result = json.loads(output.splitlines()[-1])
             runs[name].append(result)
@@ -124,6 +221,12 @@ def main() -> None:
 
 
 def _line(result: dict[str, float]) -> str:
+    if "lag_s" in result:
+        return (
+            f"last mail {result['lag_s']:5.2f} s after the last commit, {result['backlog']:5.0f}"
+            f" mails behind then; sender CPU {result['sender_cpu_ms']:.3f} ms/mail"
+            f" (sys {result['sys_ms']:.3f})"
+        )
     return (
         f"{result['wall_s']:5.2f} s ({result['rate']:6.0f} mails/s), CPU user"
         f" {result['user_ms']:.3f} + sys {result['sys_ms']:.3f} ms/mail, Maildir"

@@ -112,6 +112,12 @@ def sent_files(workdir: Path) -> int:
     return len(os.listdir(folder)) if folder.is_dir() else 0
 
 
+def last_written(workdir: Path) -> float:
+    """When the outbox wrote its last mail (epoch seconds: the newest file's mtime)."""
+    folder = workdir / "data" / "outbox-sent" / "new"
+    return max(entry.stat().st_mtime for entry in os.scandir(folder))
+
+
 def run_pipeline(
     args: argparse.Namespace, workdir: Path, pythonpath: str = "", models: str = ""
 ) -> dict[str, float]:
@@ -175,6 +181,8 @@ def run_pipeline(
             time.sleep(0.2)
         done = time.time()
         cpu = cpu_seconds(worker) - cpu_before
+        serve_all_cpu = cpu_seconds(serve.pid) - serve_before
+        mail_lag = last_written(workdir) - max(committed.values())
         engine.dispose()
     finally:
         sampler.running = False
@@ -187,6 +195,8 @@ def run_pipeline(
         "pipeline_rate": args.messages / (done - first),
         "worker_rate": args.messages / (drained - first),
         "outbox_tail": done - drained,
+        "mail_lag": mail_lag,
+        "serve_all_cpu_ms": serve_all_cpu * 1000 / args.messages,
         "outbox_backlog": backlog,
         "cpu_ms": cpu * 1000 / args.messages,
         "serve_cpu_ms": serve_cpu * 1000 / args.messages,
@@ -572,6 +582,10 @@ def main() -> None:
                     f" 250->committed p50 {old['lag50']:.0f} ms"
                 )
                 print(
+                    f"  last mail written {old['mail_lag']:.2f} s after the last ticket's"
+                    f" created_at; serve CPU over the whole run {old['serve_all_cpu_ms']:.2f} ms/msg"
+                )
+                print(
                     f"  this checkout / baseline: rate x{result['pipeline_rate'] / old['pipeline_rate']:.2f},"
                     f" worker CPU per message x{result['cpu_ms'] / old['cpu_ms']:.2f}"
                 )
@@ -631,6 +645,10 @@ def _print_pipeline(result: dict[str, float], bare: float) -> None:
         f"  until the last ticket commit  : {result['worker_rate']:8.1f} msg/s"
         f"  (then {result['outbox_tail']:.1f} s until the outbox wrote the last"
         f" {result['outbox_backlog']:.0f} mails)"
+    )
+    print(
+        f"  last mail written             : {result['mail_lag']:8.2f} s after the last ticket's"
+        f" created_at (serve CPU over the whole run {result['serve_all_cpu_ms']:.2f} ms/msg)"
     )
     print(
         f"  worker CPU per message        : {result['cpu_ms']:8.2f} ms"

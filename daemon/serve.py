@@ -38,7 +38,7 @@ from postdesk.daemon.reports.web import ReportsPage
 from postdesk.daemon.runtime import Runtime, open_runtime
 from postdesk.daemon.sla import digest, escalation
 from postdesk.daemon.store.identity import daemon_id
-from postdesk.daemon.workerproc import WorkerProcess
+from postdesk.daemon.workerproc import WorkerChannel, WorkerProcess
 from postdesk.models.schema import OutboxItem
 
 log = logging.getLogger("postdesk.serve")
@@ -118,6 +118,7 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, shutdown.set)
     tasks = [asyncio.create_task(each.supervise()) for each in workers + helpers]
+    loop.add_reader(worker.channel.committed_reader.fileno(), _on_commit, worker.channel, sender)
     tasks.append(asyncio.create_task(sender.run(stop)))
     tasks += [asyncio.create_task(poller.run(stop)) for poller in pollers]
     tasks.append(
@@ -142,6 +143,7 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
     )
     await shutdown.wait()
     log.info("stopping: refusing new mail, finishing work in hand")
+    loop.remove_reader(worker.channel.committed_reader.fileno())
     handler.closing = True
     stop.set()
     await asyncio.gather(*(each.stop(SHUTDOWN_TIMEOUT_SECONDS) for each in workers))
@@ -161,6 +163,12 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
         runtime.spool.pending(),
         await asyncio.to_thread(_outbox_pending, runtime),
     )
+
+
+def _on_commit(channel: WorkerChannel, sender: OutboxSender) -> None:
+    """A worker committed a batch: the sender claims its mail now, not at its next poll."""
+    channel.take_committed()
+    sender.wake()
 
 
 async def _let_data_finish(handler: IntakeHandler) -> None:

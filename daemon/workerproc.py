@@ -2,9 +2,10 @@
 
 ``serve`` starts ``processing.workers`` of them (one unless the database is PostgreSQL), all
 draining one spool: each claims its own files by an atomic rename. It shares a ``WorkerChannel`` with intake: a stopping
-flag, the database-health flag that intake reads to answer 451 while the database is down, and
-a wake-up pipe written after each spool write. The process dies with its parent, and the parent
-restarts it if it dies on its own.
+flag, the database-health flag that intake reads to answer 451 while the database is down, a
+wake-up pipe written after each spool write, and a pipe the worker writes after each batch it
+committed, which wakes the outbox sender in ``serve``. The process dies with its parent, and the
+parent restarts it if it dies on its own.
 """
 
 from __future__ import annotations
@@ -53,25 +54,43 @@ class WorkerChannel:
     database_ok: Flag
     wake_reader: Connection
     wake_writer: Connection
+    committed_reader: Connection
+    committed_writer: Connection
 
     @classmethod
     def create(cls, context: SpawnContext) -> WorkerChannel:
-        """New shared flags and wake-up pipe, usable from both processes."""
+        """New shared flags and pipes (wake-up, committed), usable from both processes."""
         reader, writer = context.Pipe(duplex=False)
-        os.set_blocking(writer.fileno(), False)
+        committed_reader, committed_writer = context.Pipe(duplex=False)
+        for end in (writer, committed_reader, committed_writer):
+            os.set_blocking(end.fileno(), False)
         stopping = context.Value("b", 0, lock=False)
         database_ok = context.Value("b", 1, lock=False)
-        return cls(stopping, database_ok, reader, writer)
+        return cls(stopping, database_ok, reader, writer, committed_reader, committed_writer)
 
     def wake(self) -> None:
         """Nudge the worker; never blocks (a full pipe already holds a nudge)."""
-        with contextlib.suppress(BlockingIOError, BrokenPipeError):
-            os.write(self.wake_writer.fileno(), b"!")
+        _nudge(self.wake_writer)
+
+    def committed(self) -> None:
+        """In the worker: tell serve a batch was committed; never blocks."""
+        _nudge(self.committed_writer)
+
+    def take_committed(self) -> None:
+        """In serve: consume the worker's commit nudges (the reader never blocks)."""
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.committed_reader.fileno(), 65536)
 
     def sleep(self, timeout: float) -> None:
         """In the worker: wait until nudged or ``timeout`` passes, consuming the nudges."""
         if self.wake_reader.poll(timeout):
             os.read(self.wake_reader.fileno(), 65536)
+
+
+def _nudge(writer: Connection) -> None:
+    """One byte into a non-blocking pipe; a full pipe already holds a nudge."""
+    with contextlib.suppress(BlockingIOError, BrokenPipeError):
+        os.write(writer.fileno(), b"!")
 
 
 ChildMain = Callable[[Settings, bytes, "WorkerChannel", int, int], None]
@@ -196,6 +215,7 @@ def run_worker(
             continue
         journal.sweep(runtime.factory)
         if worker.process_batch():
+            channel.committed()  # the outbox sender claims the batch's mail now
             published.batch_done()
         else:
             published.idle()
