@@ -74,9 +74,7 @@ def compose(
     own_id = clean_msgid(message_id)
     if own_id is None:
         raise ValueError(f"not a valid Message-ID: {message_id!r}")
-    from_line, reply_to_line, loop_line = _sender_headers(
-        from_name or helpdesk.name, helpdesk.address
-    )
+    from_line, reply_to_line, tail = _sender_headers(from_name or helpdesk.name, helpdesk.address)
     headers = [from_line, _address_header("To", tuple(to))]
     if cc:
         headers.append(_address_header("Cc", tuple(cc)))
@@ -90,11 +88,7 @@ def compose(
     thread = _references(references, parent)
     if thread:
         headers.append(_fold("References", thread))
-    if auto:
-        headers.append(f"Auto-Submitted: {AUTO_SUBMITTED}")
-        headers.append("X-Auto-Response-Suppress: All")
-    headers.append(loop_line)
-    headers.append("MIME-Version: 1.0")
+    headers.append(tail[auto])
     head = _CRLF.join(headers).encode("ascii")
     return head + _B_CRLF + _body(rendered, attachments)
 
@@ -168,13 +162,19 @@ def _references(references: Iterable[str], parent: str | None) -> list[str]:
 
 
 @functools.lru_cache(maxsize=64)
-def _sender_headers(name: str, address: str) -> tuple[str, str, str]:
-    """The From, Reply-To and X-Loop lines of mail from ``name`` at the helpdesk ``address``."""
+def _sender_headers(name: str, address: str) -> tuple[str, str, tuple[str, str]]:
+    """The From and Reply-To lines of mail from ``name`` at the helpdesk ``address``, and the
+    lines that end every header block, ``[auto]``: Auto-Submitted and X-Auto-Response-Suppress
+    for automatic mail, X-Loop and MIME-Version."""
     sender = (one_line(name, NAME_LIMIT), _checked(address))
+    last = _CRLF.join([_fold("X-Loop", [sender[1]]), "MIME-Version: 1.0"])
+    automatic = _CRLF.join(
+        [f"Auto-Submitted: {AUTO_SUBMITTED}", "X-Auto-Response-Suppress: All", last]
+    )
     return (
         _fold("From", _mailbox_atoms([sender])),
         _fold("Reply-To", [sender[1]]),
-        _fold("X-Loop", [sender[1]]),
+        (last, automatic),
     )
 
 
@@ -297,9 +297,9 @@ def _multipart(subtype: str, parts: Sequence[bytes]) -> bytes:
 def _text_part(subtype: str, text: str) -> bytes:
     """A text part in UTF-8, encoded as the stdlib content manager would choose."""
     lines = text.replace("\x00", "").encode("utf-8", "replace").splitlines()
-    if max((len(line) for line in lines), default=0) <= LINE:
-        cte = "7bit" if all(line.isascii() for line in lines) else "8bit"
+    if max(map(len, lines), default=0) <= LINE:
         payload = _B_CRLF.join(lines) + _B_CRLF
+        cte = "7bit" if payload.isascii() else "8bit"
     else:
         sniff = _B_CRLF.join(lines[:10]) + _B_CRLF
         sniff_qp = (
