@@ -338,12 +338,13 @@ def _quoted_printable(data: bytes, eol: str) -> str:
     body = data.decode("ascii")
     encoded: list[str] = []
     for line in body.splitlines():
+        if len(line) <= LINE and line[-1:] not in (" ", "\t"):  # kept as it is
+            encoded.append(line)
+            continue
         start, last_start = 0, len(line) - 1 - LINE
-        if "=" not in line and last_start >= 0:  # no escape to keep whole: even pieces
-            starts = range(0, last_start + 1, LINE - 1)
-            encoded += [line[piece : piece + LINE - 1] + "=" for piece in starts]
-            start = starts[-1] + LINE - 1
-        while start <= last_start:  # pieces of LINE - 1 characters, never splitting an escape
+        last_escape = line.rfind("=")
+        # pieces of LINE - 1 characters, never splitting an escape, up to the last escape
+        while start <= last_start and start <= last_escape:
             stop = start + LINE - 1
             if line[stop - 2] == "=":
                 encoded.append(line[start : stop - 1])
@@ -354,6 +355,10 @@ def _quoted_printable(data: bytes, eol: str) -> str:
             else:
                 encoded.append(line[start:stop] + "=")
                 start = stop
+        if start <= last_start:  # no escape left to keep whole: even pieces
+            starts = range(start, last_start + 1, LINE - 1)
+            encoded += [line[piece : piece + LINE - 1] + "=" for piece in starts]
+            start = starts[-1] + LINE - 1
         if line and line[-1] in " \t":  # trailing white space is escaped
             room = start - last_start
             if room >= 3:
