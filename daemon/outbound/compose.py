@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from email.header import Header
 from email.headerregistry import Address
 from email.utils import format_datetime, parseaddr
+from typing import AnyStr
 from urllib.parse import quote
 
 from postdesk.daemon.outbound.templating import Rendered, one_line
@@ -296,7 +297,7 @@ def _multipart(subtype: str, parts: Sequence[bytes]) -> bytes:
 
 def _text_part(subtype: str, text: str) -> bytes:
     """A text part in UTF-8, encoded as the stdlib content manager would choose."""
-    lines = text.replace("\x00", "").encode("utf-8", "replace").splitlines()
+    lines = _lines(text.replace("\x00", "").encode("utf-8", "replace"))
     if max(map(len, lines), default=0) <= LINE:
         payload = _B_CRLF.join(lines) + _B_CRLF
         cte = "7bit" if payload.isascii() else "8bit"
@@ -314,6 +315,18 @@ def _text_part(subtype: str, text: str) -> bytes:
             cte, payload = "quoted-printable", encoded.encode("ascii")
     head = f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: {cte}\r\n'
     return head.encode("ascii") + _B_CRLF + payload
+
+
+def _lines(data: AnyStr) -> list[AnyStr]:
+    """``data.splitlines()`` for bytes, or for text whose only line ends are CR and LF (the
+    escaped QP text): split at LF in one pass (no per-character test) when there is no CR."""
+    cr, lf = ("\r", "\n") if isinstance(data, str) else (b"\r", b"\n")
+    if cr in data:
+        return data.splitlines()
+    lines = data.split(lf)
+    if not lines[-1]:
+        lines.pop()
+    return lines
 
 
 def _surely_qp(sniff: bytes, lines: int) -> bool:
@@ -337,7 +350,7 @@ def _quoted_printable(data: bytes, eol: str) -> str:
         data = data.replace(bytes((byte,)), b"=%02X" % byte)  # "=" first: escapes add more
     body = data.decode("ascii")
     encoded: list[str] = []
-    for line in body.splitlines():
+    for line in _lines(body):
         if len(line) <= LINE and line[-1:] not in (" ", "\t"):  # kept as it is
             encoded.append(line)
             continue
