@@ -6,12 +6,14 @@ automatic mail to an outside address must not be sent now; agents are exempt.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Connection, Integer, bindparam, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from postdesk.daemon.config import Settings
+from postdesk.daemon.store.direct import Direct
 from postdesk.models.schema import Contact, OutboxItem
 
 TOTAL_CAP = "the hourly cap on automatic mail to outside addresses is reached"
@@ -36,8 +38,9 @@ def refusal(session: Session, settings: Settings, recipient: str, now: datetime)
         "recent": now - timedelta(minutes=10),
         "day": now - timedelta(days=1),
     }
-    # a Core statement (no ORM layer, no autoflush): pending rows were flushed just above
-    is_bouncing, in_10min, in_day = session.connection().execute(_CAPS, values).one()
+    # run on the DBAPI cursor (no ORM layer, no autoflush): pending rows were flushed just above
+    connection = session.connection()
+    is_bouncing, in_10min, in_day = _CAPS.one(connection, values)
     if is_bouncing:
         return "the address is bouncing"
     outbound = settings.outbound
@@ -48,12 +51,12 @@ def refusal(session: Session, settings: Settings, recipient: str, now: datetime)
     for count, limit, label in windows:
         if (count or 0) >= limit:
             return f"rate limit of {limit} automatic mails per {label} reached"
-    if _auto_total_reached(session, settings, now):
+    if _auto_total_reached(connection, settings, now):
         return TOTAL_CAP
     return None
 
 
-def _auto_total_reached(session: Session, settings: Settings, now: datetime) -> bool:
+def _auto_total_reached(connection: Connection, settings: Settings, now: datetime) -> bool:
     """Whether outside addresses (not agents) had ``outbound.auto_total_per_hour`` automatic
     mails queued within the last hour.
 
@@ -65,27 +68,29 @@ def _auto_total_reached(session: Session, settings: Settings, now: datetime) -> 
     moment is seen at the next count (as two transactions counting at once never saw each other).
     """
     cap = settings.outbound.auto_total_per_hour
-    info = session.connection().info
+    info = connection.info
     kept = info.get(_TOTAL_KEPT)
     if kept is not None and kept[0] <= now < kept[0] + RECOUNT and kept[1] < cap:
         return False
-    counted = _count_total(session, settings, now, cap)
+    counted = _count_total(connection, settings, now, cap)
     info[_TOTAL_KEPT] = (now, counted)
     return counted >= cap
 
 
-def count_queued(session: Session, settings: Settings, auto: bool, recipient: str) -> None:
-    """Add a mail just queued to ``recipient`` to the connection's kept count, if it is an
-    automatic mail to an outside address."""
-    if not auto or settings.agent(recipient) is not None:
+def count_queued(
+    connection: Connection, settings: Settings, mails: Iterable[tuple[bool, str]]
+) -> None:
+    """Add the mails just queued through ``connection``, ``(auto, recipient)`` each, to its kept
+    count: those that are automatic mails to an outside address."""
+    kept = connection.info.get(_TOTAL_KEPT)
+    if kept is None:
         return
-    info = session.connection().info
-    kept = info.get(_TOTAL_KEPT)
-    if kept is not None:
-        info[_TOTAL_KEPT] = (kept[0], kept[1] + 1)
+    added = sum(1 for auto, to in mails if auto and settings.agent(to) is None)
+    if added:
+        connection.info[_TOTAL_KEPT] = (kept[0], kept[1] + added)
 
 
-def _count_total(session: Session, settings: Settings, now: datetime, cap: int) -> int:
+def _count_total(connection: Connection, settings: Settings, now: datetime, cap: int) -> int:
     """Automatic mails to outside addresses within the hour before ``now``, at most ``cap``.
 
     Counted as every automatic mail of the hour less those to agents: both counts are answered
@@ -103,17 +108,23 @@ def _count_total(session: Session, settings: Settings, now: datetime, cap: int) 
         )
         counted = select(counted.scalar_subquery() - to_agents.scalar_subquery())
     # a Core statement (no ORM layer, no autoflush): refusal() flushed any pending outbox row
-    return min(int(session.connection().execute(counted).scalar() or 0), cap)
+    return min(int(connection.execute(counted).scalar() or 0), cap)
 
 
-# The bounce flag and both rate windows of a recipient in one statement, built once: this runs
-# for every automatic mail.
-_CAPS = select(
-    select(Contact.bouncing).where(Contact.email == bindparam("email")).scalar_subquery(),
-    func.count().filter(OutboxItem.created_at > bindparam("recent")),
-    func.count(),
-).where(
-    OutboxItem.recipient == bindparam("recipient"),
-    OutboxItem.auto.is_(True),
-    OutboxItem.created_at > bindparam("day"),
+# The bounce flag and both rate windows of a recipient in one statement, built once and run on
+# the DBAPI cursor (store.direct): this runs for every automatic mail to an outside address.
+# The flag is read as the driver returns it (SQLite: 0/1, PostgreSQL: a bool; None: no contact).
+_CAPS = Direct(
+    select(
+        type_coerce(
+            select(Contact.bouncing).where(Contact.email == bindparam("email")).scalar_subquery(),
+            Integer,
+        ),
+        func.count().filter(OutboxItem.created_at > bindparam("recent")),
+        func.count(),
+    ).where(
+        OutboxItem.recipient == bindparam("recipient"),
+        OutboxItem.auto.is_(True),
+        OutboxItem.created_at > bindparam("day"),
+    )
 )

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from email.header import Header
 from email.headerregistry import Address
 from email.utils import format_datetime, parseaddr
+from typing import AnyStr
 from urllib.parse import quote
 
 from postdesk.daemon.outbound.templating import Rendered, one_line
@@ -74,9 +75,7 @@ def compose(
     own_id = clean_msgid(message_id)
     if own_id is None:
         raise ValueError(f"not a valid Message-ID: {message_id!r}")
-    from_line, reply_to_line, loop_line = _sender_headers(
-        from_name or helpdesk.name, helpdesk.address
-    )
+    from_line, reply_to_line, tail = _sender_headers(from_name or helpdesk.name, helpdesk.address)
     headers = [from_line, _address_header("To", tuple(to))]
     if cc:
         headers.append(_address_header("Cc", tuple(cc)))
@@ -90,11 +89,7 @@ def compose(
     thread = _references(references, parent)
     if thread:
         headers.append(_fold("References", thread))
-    if auto:
-        headers.append(f"Auto-Submitted: {AUTO_SUBMITTED}")
-        headers.append("X-Auto-Response-Suppress: All")
-    headers.append(loop_line)
-    headers.append("MIME-Version: 1.0")
+    headers.append(tail[auto])
     head = _CRLF.join(headers).encode("ascii")
     return head + _B_CRLF + _body(rendered, attachments)
 
@@ -168,13 +163,19 @@ def _references(references: Iterable[str], parent: str | None) -> list[str]:
 
 
 @functools.lru_cache(maxsize=64)
-def _sender_headers(name: str, address: str) -> tuple[str, str, str]:
-    """The From, Reply-To and X-Loop lines of mail from ``name`` at the helpdesk ``address``."""
+def _sender_headers(name: str, address: str) -> tuple[str, str, tuple[str, str]]:
+    """The From and Reply-To lines of mail from ``name`` at the helpdesk ``address``, and the
+    lines that end every header block, ``[auto]``: Auto-Submitted and X-Auto-Response-Suppress
+    for automatic mail, X-Loop and MIME-Version."""
     sender = (one_line(name, NAME_LIMIT), _checked(address))
+    last = _CRLF.join([_fold("X-Loop", [sender[1]]), "MIME-Version: 1.0"])
+    automatic = _CRLF.join(
+        [f"Auto-Submitted: {AUTO_SUBMITTED}", "X-Auto-Response-Suppress: All", last]
+    )
     return (
         _fold("From", _mailbox_atoms([sender])),
         _fold("Reply-To", [sender[1]]),
-        _fold("X-Loop", [sender[1]]),
+        (last, automatic),
     )
 
 
@@ -296,10 +297,10 @@ def _multipart(subtype: str, parts: Sequence[bytes]) -> bytes:
 
 def _text_part(subtype: str, text: str) -> bytes:
     """A text part in UTF-8, encoded as the stdlib content manager would choose."""
-    lines = text.replace("\x00", "").encode("utf-8", "replace").splitlines()
-    if max((len(line) for line in lines), default=0) <= LINE:
-        cte = "7bit" if all(line.isascii() for line in lines) else "8bit"
+    lines = _lines(text.replace("\x00", "").encode("utf-8", "replace"))
+    if max(map(len, lines), default=0) <= LINE:
         payload = _B_CRLF.join(lines) + _B_CRLF
+        cte = "7bit" if payload.isascii() else "8bit"
     else:
         sniff = _B_CRLF.join(lines[:10]) + _B_CRLF
         sniff_qp = (
@@ -314,6 +315,18 @@ def _text_part(subtype: str, text: str) -> bytes:
             cte, payload = "quoted-printable", encoded.encode("ascii")
     head = f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: {cte}\r\n'
     return head.encode("ascii") + _B_CRLF + payload
+
+
+def _lines(data: AnyStr) -> list[AnyStr]:
+    """``data.splitlines()`` for bytes, or for text whose only line ends are CR and LF (the
+    escaped QP text): split at LF in one pass (no per-character test) when there is no CR."""
+    cr, lf = ("\r", "\n") if isinstance(data, str) else (b"\r", b"\n")
+    if cr in data:
+        return data.splitlines()
+    lines = data.split(lf)
+    if not lines[-1]:
+        lines.pop()
+    return lines
 
 
 def _surely_qp(sniff: bytes, lines: int) -> bool:
@@ -337,13 +350,14 @@ def _quoted_printable(data: bytes, eol: str) -> str:
         data = data.replace(bytes((byte,)), b"=%02X" % byte)  # "=" first: escapes add more
     body = data.decode("ascii")
     encoded: list[str] = []
-    for line in body.splitlines():
+    for line in _lines(body):
+        if len(line) <= LINE and line[-1:] not in (" ", "\t"):  # kept as it is
+            encoded.append(line)
+            continue
         start, last_start = 0, len(line) - 1 - LINE
-        if "=" not in line and last_start >= 0:  # no escape to keep whole: even pieces
-            starts = range(0, last_start + 1, LINE - 1)
-            encoded += [line[piece : piece + LINE - 1] + "=" for piece in starts]
-            start = starts[-1] + LINE - 1
-        while start <= last_start:  # pieces of LINE - 1 characters, never splitting an escape
+        last_escape = line.rfind("=")
+        # pieces of LINE - 1 characters, never splitting an escape, up to the last escape
+        while start <= last_start and start <= last_escape:
             stop = start + LINE - 1
             if line[stop - 2] == "=":
                 encoded.append(line[start : stop - 1])
@@ -354,6 +368,10 @@ def _quoted_printable(data: bytes, eol: str) -> str:
             else:
                 encoded.append(line[start:stop] + "=")
                 start = stop
+        if start <= last_start:  # no escape left to keep whole: even pieces
+            starts = range(start, last_start + 1, LINE - 1)
+            encoded += [line[piece : piece + LINE - 1] + "=" for piece in starts]
+            start = starts[-1] + LINE - 1
         if line and line[-1] in " \t":  # trailing white space is escaped
             room = start - last_start
             if room >= 3:

@@ -11,6 +11,7 @@ the hour (R-43, :mod:`postdesk.daemon.outbound.caps`); the agents then get one a
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -38,22 +39,46 @@ AUTO_CAP = "auto_cap"  # kind of the agents' alert that automatic mail was stopp
 # Built once; each mail passes only its values (building statements per mail costs more).
 _OUTBOX = cast(Table, OutboxItem.__table__)
 _MESSAGE = cast(Table, Message.__table__)
-# The ticket's outgoing message that keeps a mail's bytes, found by the Message-ID the row
-# passes as ``copy_of`` (None: the row keeps its bytes itself), so that the messages are written
-# without RETURNING (one executemany) and no id makes a round trip through Python.
-_COPY_OF = (
-    select(_MESSAGE.c.id)
-    .where(_MESSAGE.c.message_id == bindparam("copy_of"), _MESSAGE.c.direction == "out")
-    .limit(1)
-    .scalar_subquery()
-)
-# Several rows go in one statement; each comes back with its (freshly minted, unique)
-# Message-ID, since the order of RETURNING rows is not that of the VALUES.
-_INSERT_ITEM = (
-    insert(_OUTBOX)
-    .values(message_pk=_COPY_OF)
-    .returning(_OUTBOX.c.message_id, _OUTBOX.c.id, _OUTBOX.c.message_pk)
-)
+# The outbox rows' columns, all set by _insert_items but message_pk: that is the ticket's outgoing
+# message keeping the mail's bytes, found by the Message-ID the row passes as ``copy_of`` (None:
+# the row keeps its bytes itself), so that the messages are written without RETURNING (one
+# executemany) and no id makes a round trip through Python.
+_ITEM_COLUMNS = (
+    "ticket_id", "kind", "recipient", "recipients", "envelope_from", "message_id", "auto", "raw",
+    "status", "attempts", "next_attempt_at", "created_at", "claimed_until", "claimed_by",
+    "last_error", "sent_at",
+)  # fmt: skip
+ITEMS_PER_INSERT = 16  # rows per INSERT statement; more rows take several
+
+
+def _copy_of(key: str) -> Any:
+    """The id of the outgoing message with the Message-ID bound as ``key`` (a scalar subquery)."""
+    return (
+        select(_MESSAGE.c.id)
+        .where(_MESSAGE.c.message_id == bindparam(key), _MESSAGE.c.direction == "out")
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+@functools.cache
+def _insert_items_of(count: int) -> Direct:
+    """The INSERT of ``count`` outbox rows in one statement, run on the DBAPI cursor
+    (store.direct), row ``i``'s values bound as ``<column>_<i>`` and ``copy_of_<i>``. Each row
+    comes back with its (freshly minted, unique) Message-ID, since the order of RETURNING rows
+    is not that of the VALUES."""
+    rows = [
+        {name: bindparam(f"{name}_{i}") for name in _ITEM_COLUMNS}
+        | {"message_pk": _copy_of(f"copy_of_{i}")}
+        for i in range(count)
+    ]
+    return Direct(
+        insert(_OUTBOX)
+        .values(rows)
+        .returning(_OUTBOX.c.message_id, _OUTBOX.c.id, _OUTBOX.c.message_pk)
+    )
+
+
 # The outgoing messages' columns, all set by _record: run on the DBAPI cursor (store.direct).
 _INSERT_MESSAGE = Direct(
     insert(_MESSAGE),
@@ -364,12 +389,14 @@ def _insert_items(
         for out in outs
     ]
     connection = session.connection()
-    result = connection.execute(_INSERT_ITEM, rows[0] if len(rows) == 1 else rows)
-    ids: dict[str, tuple[int, int | None]] = {
-        message_id: (item_id, message_pk) for message_id, item_id, message_pk in result
-    }
-    for out in outs:
-        caps.count_queued(session, settings, out.auto, out.envelope[0])
+    ids: dict[str, tuple[int, int | None]] = {}
+    for start in range(0, len(rows), ITEMS_PER_INSERT):
+        chunk = rows[start : start + ITEMS_PER_INSERT]
+        bound = {f"{key}_{i}": value for i, row in enumerate(chunk) for key, value in row.items()}
+        cursor = _insert_items_of(len(chunk)).execute(connection, bound)
+        ids.update((message_id, (item_id, pk)) for message_id, item_id, pk in cursor.fetchall())
+        cursor.close()
+    caps.count_queued(connection, settings, [(out.auto, out.envelope[0]) for out in outs])
     for out, values in zip(outs, rows, strict=True):
         values["id"], values["message_pk"] = ids[out.message_id]
         if kept_in_copies and values["message_pk"] is None:  # never sent empty: roll back
