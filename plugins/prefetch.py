@@ -1,0 +1,102 @@
+"""Lookups started before a worker asks: the plugins process warms its caches from the spool.
+
+Under load a worker runs seconds behind intake, so the contact and order lookups it asks for
+a message (``steps/lookup.py``) would seldom be answered before the message commits, and its
+agent notifications would be held and composed a second time once they are
+(``daemon/outbound/held.py``). So the plugins process looks at the messages waiting in the
+spool (``spool/new``, oldest first, at most ``AHEAD`` of them) every ``POLL_SECONDS``, and for
+each one it has not seen yet starts the lookups from a cheap reading of the file: the ``From``
+address, the subject and the first ``BODY_BYTES`` of the raw body. Nothing is answered from
+that reading: it only fills the caches (the contact by address, the orders by request), so that
+the worker's own question, with the text it parsed, is answered from them at once.
+
+A file a worker has claimed meanwhile is simply skipped; reading never writes to the spool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from email.header import decode_header, make_header
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+
+from postdesk.plugins.facts import LookupKey, lookup_text
+
+log = logging.getLogger("postdesk.plugins")
+
+POLL_SECONDS = 0.05  # how often the spool's waiting messages are looked at
+AHEAD = 256  # the oldest waiting messages prefetched for; later ones wait for their turn
+CONCURRENCY = 16  # prefetches at once
+HEAD_BYTES = 64 * 1024  # read of a spool file: envelope line, header and the start of the body
+BODY_BYTES = 16 * 1024  # of the body scanned for order numbers
+_HEADERS = BytesHeaderParser(policy=compat32)
+
+Warm = Callable[[LookupKey], "asyncio.Future[Any]"]
+
+
+def spooled_key(path: Path, skip: Iterable[str] = ()) -> LookupKey | None:
+    """The lookup key a cheap reading of the spool file ``path`` gives (sender address, subject
+    and the start of the raw body); None when the file is gone (claimed), unreadable, or from
+    an address in ``skip`` (the agents: no lookups for their mail)."""
+    try:
+        with path.open("rb") as handle:
+            handle.readline()  # the envelope
+            head = handle.read(HEAD_BYTES)
+    except OSError:
+        return None
+    split = head.find(b"\r\n\r\n")
+    split, gap = (split, 4) if split >= 0 else (head.find(b"\n\n"), 2)
+    if split < 0:
+        return None
+    headers = _HEADERS.parsebytes(head[:split])
+    email = parseaddr(str(headers.get("From", "")))[1].lower()
+    if not email or email in skip:
+        return None
+    try:
+        subject = str(make_header(decode_header(str(headers.get("Subject", "")))))
+    except (ValueError, LookupError):
+        subject = str(headers.get("Subject", ""))
+    body = head[split + gap : split + gap + BODY_BYTES].decode("utf-8", "replace")
+    return email, lookup_text(subject, body)
+
+
+def _read_keys(folder: Path, names: list[str], skip: frozenset[str]) -> list[LookupKey | None]:
+    return [spooled_key(folder / name, skip) for name in names]
+
+
+async def prefetch_spooled(
+    folder: Path, warm: Warm, stop: asyncio.Event, skip: Iterable[str] = ()
+) -> None:
+    """Until ``stop`` is set: start ``warm(key)`` for each message waiting in ``folder`` (the
+    spool's ``new``) not seen yet, the oldest ``AHEAD`` at most, ``CONCURRENCY`` at once."""
+    seen: set[str] = set()
+    room = asyncio.Semaphore(CONCURRENCY)
+    skipped = frozenset(address.lower() for address in skip)
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            names = sorted(await asyncio.to_thread(os.listdir, folder))[:AHEAD]
+        except OSError as error:
+            log.debug("prefetch: cannot list %s: %s", folder, error)
+            names = []
+        seen.intersection_update(names)  # the claimed ones are gone for good
+        fresh = [name for name in names if name not in seen]
+        seen.update(fresh)
+        if fresh:
+            for key in await asyncio.to_thread(_read_keys, folder, fresh, skipped):
+                if key is None:
+                    continue
+                await room.acquire()
+                warm(key).add_done_callback(lambda _done: room.release())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                stop.wait(), max(0.0, POLL_SECONDS - (time.monotonic() - started))
+            )
