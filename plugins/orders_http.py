@@ -34,7 +34,7 @@ log = logging.getLogger("postdesk.plugins.orders_http")
 
 DEFAULT_PATTERN = r"(?i)\border\s*(?:no\.?|number|#)?\s*:?\s*#?\s*([A-Z0-9-]*\d[A-Z0-9-]{2,})"
 DEFAULT_FIELDS = {"number": "number", "status": "status", "total": "total", "url": "url"}
-SHOP_THREADS = 16  # requests to the shop at once, each thread with its own kept-alive connection
+SHOP_THREADS = 32  # requests to the shop at once (two a lookup), each with its own kept-alive connection
 
 
 @dataclass(frozen=True)
