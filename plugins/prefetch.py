@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import time
@@ -44,19 +45,26 @@ Warm = Callable[[LookupKey], "asyncio.Future[Any]"]
 
 def spooled_key(path: Path, skip: Iterable[str] = ()) -> LookupKey | None:
     """The lookup key a cheap reading of the spool file ``path`` gives (sender address, subject
-    and the start of the raw body); None when the file is gone (claimed), unreadable, or from
-    an address in ``skip`` (the agents: no lookups for their mail)."""
+    and the start of the raw body); None when the file is gone (claimed), unreadable, from an
+    address in ``skip`` (the agents) or plainly automatic (a bounce, ``Auto-Submitted``, a
+    list): no lookups are made for such mail."""
     try:
         with path.open("rb") as handle:
-            handle.readline()  # the envelope
+            envelope = handle.readline()
             head = handle.read(HEAD_BYTES)
-    except OSError:
+        bounce = json.loads(envelope).get("mail_from") in ("", "<>")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if bounce:
         return None
     split = head.find(b"\r\n\r\n")
     split, gap = (split, 4) if split >= 0 else (head.find(b"\n\n"), 2)
     if split < 0:
         return None
     headers = _HEADERS.parsebytes(head[:split])
+    automatic = str(headers.get("Auto-Submitted", "no")).split(";")[0].strip().lower() != "no"
+    if automatic or headers.get("List-Id") is not None:
+        return None
     email = parseaddr(str(headers.get("From", "")))[1].lower()
     if not email or email in skip:
         return None

@@ -62,6 +62,21 @@ def test_a_spooled_message_is_read_cheaply_for_its_sender_subject_and_body(
     assert spooled_key(path) is None
 
 
+@pytest.mark.parametrize(
+    ("envelope_from", "headers"),
+    [("", {}), ("list@example.net", {"List-Id": "<news.example.net>"}),
+     ("robot@example.net", {"Auto-Submitted": "auto-replied"})],
+)  # fmt: skip
+def test_automatic_mail_is_not_prefetched(
+    tmp_path: Path, envelope_from: str, headers: dict[str, str]
+) -> None:
+    spool = Spool(tmp_path / "spool")
+    raw = make_mail(subject="Re: order 10001", headers=headers)
+    spool.write(raw, Envelope(envelope_from, ("support@example.com",), "smtp", 0.0))
+    (path,) = spool.new.iterdir()
+    assert spooled_key(path) is None
+
+
 def test_prefetching_warms_the_caches_so_the_workers_question_asks_the_shop_nothing(
     tmp_path: Path,
 ) -> None:
