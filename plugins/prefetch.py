@@ -20,11 +20,10 @@ import contextlib
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 from email.header import decode_header, make_header
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,8 @@ AHEAD = 256  # the oldest waiting messages prefetched for; later ones wait for t
 CONCURRENCY = 16  # prefetches at once
 HEAD_BYTES = 64 * 1024  # read of a spool file: envelope line, header and the start of the body
 BODY_BYTES = 16 * 1024  # of the body scanned for order numbers
-_HEADERS = BytesHeaderParser(policy=compat32)
+_FOLD = re.compile(rb"\r?\n(?=[ \t])")  # a folded header line goes on
+_FIELD = re.compile(rb"^(from|subject|auto-submitted|list-id)[ \t]*:[ \t]*(.*?)\r?$", re.I | re.M)
 
 Warm = Callable[[LookupKey], "asyncio.Future[Any]"]
 
@@ -61,19 +61,28 @@ def spooled_key(path: Path, skip: Iterable[str] = ()) -> LookupKey | None:
     split, gap = (split, 4) if split >= 0 else (head.find(b"\n\n"), 2)
     if split < 0:
         return None
-    headers = _HEADERS.parsebytes(head[:split])
-    automatic = str(headers.get("Auto-Submitted", "no")).split(";")[0].strip().lower() != "no"
-    if automatic or headers.get("List-Id") is not None:
+    headers = _headers(head[:split])
+    automatic = headers.get("auto-submitted", "no").split(";")[0].strip().lower() != "no"
+    if automatic or "list-id" in headers:
         return None
-    email = parseaddr(str(headers.get("From", "")))[1].lower()
+    email = parseaddr(headers.get("from", ""))[1].lower()
     if not email or email in skip:
         return None
-    try:
-        subject = str(make_header(decode_header(str(headers.get("Subject", "")))))
-    except (ValueError, LookupError):
-        subject = str(headers.get("Subject", ""))
+    subject = headers.get("subject", "").strip()
+    if "=?" in subject:  # encoded words
+        with contextlib.suppress(ValueError, LookupError):
+            subject = str(make_header(decode_header(subject)))
     body = head[split + gap : split + gap + BODY_BYTES].decode("utf-8", "replace")
     return email, lookup_text(subject, body)
+
+
+def _headers(block: bytes) -> dict[str, str]:
+    """The first of each of the header fields prefetching reads (lower-cased names), unfolded:
+    a scan, not a parse (a wrong guess costs only a cache left cold)."""
+    found: dict[str, str] = {}
+    for name, value in _FIELD.findall(_FOLD.sub(b"", block)):
+        found.setdefault(name.decode("ascii").lower(), value.decode("utf-8", "replace"))
+    return found
 
 
 def _read_keys(folder: Path, names: list[str], skip: frozenset[str]) -> list[LookupKey | None]:
