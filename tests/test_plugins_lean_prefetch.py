@@ -62,6 +62,19 @@ def test_a_spooled_message_is_read_cheaply_for_its_sender_subject_and_body(
     assert spooled_key(path) is None
 
 
+def test_an_encoded_subject_and_a_folded_sender_are_read_as_the_parser_reads_them(
+    tmp_path: Path,
+) -> None:
+    subject = "Où est ma commande ? Order 10001," + " très urgent" * 8
+    raw = make_mail(sender=f"Zoë Éléonore Ünderwood-Ørsted <{CUSTOMER}>", subject=subject)
+    assert b"=?utf-8?" in raw and b"\n " in raw, "encoded words, folded lines"
+    _unused, path = _spool(tmp_path, raw)
+    key = spooled_key(path)
+    assert key is not None
+    assert key[0] == CUSTOMER
+    assert key[1].startswith(f"{subject}\n"), key[1][:120]
+
+
 @pytest.mark.parametrize(
     ("envelope_from", "headers"),
     [("", {}), ("list@example.net", {"List-Id": "<news.example.net>"}),
