@@ -14,12 +14,12 @@ interpreted (no redirects, no compression: the request asks for ``identity``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http.client
 import logging
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 log = logging.getLogger("postdesk.plugins")
@@ -36,8 +36,10 @@ class _Link:
     writer: asyncio.StreamWriter
 
     def close(self) -> None:
-        with contextlib.suppress(RuntimeError):  # its loop is closed already
+        try:
             self.writer.close()
+        except RuntimeError:  # its loop is closed (an asyncio.run that ended): close it here
+            _close_socket(self.writer.transport)
 
 
 @dataclass
@@ -191,6 +193,18 @@ class HttpPool:
             raise http.client.LineTooLong("chunk size") from None
         except ValueError as error:  # a length that is no number
             raise http.client.HTTPException(f"unreadable answer: {error}") from None
+
+
+def _close_socket(transport: asyncio.BaseTransport) -> None:
+    """Close the socket of ``transport``, whose loop is closed: the close it deferred to the
+    loop never runs (asyncio offers nothing public for it, so its socket transport's own
+    attribute is used; a transport without one is left to the garbage collector)."""
+    inner: Any = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None)
+    inner = inner or transport
+    sock = getattr(inner, "_sock", None)
+    if sock is not None:
+        sock.close()
+        inner._sock = None
 
 
 async def _chunks(reader: asyncio.StreamReader) -> bytes:

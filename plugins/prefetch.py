@@ -85,8 +85,14 @@ def _headers(block: bytes) -> dict[str, str]:
     return found
 
 
-def _read_keys(folder: Path, names: list[str], skip: frozenset[str]) -> list[LookupKey | None]:
-    return [spooled_key(folder / name, skip) for name in names]
+def _new_keys(folder: Path, seen: set[str], skip: frozenset[str]) -> list[LookupKey | None]:
+    """The keys of the oldest ``AHEAD`` messages waiting in ``folder`` that are not in
+    ``seen`` (which is brought up to date: the claimed ones leave it)."""
+    names = sorted(os.listdir(folder))[:AHEAD]
+    seen.intersection_update(names)
+    fresh = [name for name in names if name not in seen]
+    seen.update(fresh)
+    return [spooled_key(folder / name, skip) for name in fresh]
 
 
 async def prefetch_spooled(
@@ -100,17 +106,12 @@ async def prefetch_spooled(
     while not stop.is_set():
         started = time.monotonic()
         try:
-            names = sorted(await asyncio.to_thread(os.listdir, folder))[:AHEAD]
+            keys = await asyncio.to_thread(_new_keys, folder, seen, skipped)
         except OSError as error:
             log.debug("prefetch: cannot list %s: %s", folder, error)
-            names = []
-        seen.intersection_update(names)  # the claimed ones are gone for good
-        fresh = [name for name in names if name not in seen]
-        seen.update(fresh)
-        if fresh:
-            for key in await asyncio.to_thread(_read_keys, folder, fresh, skipped):
-                if key is None:
-                    continue
+            keys = []
+        for key in keys:
+            if key is not None:
                 await room.acquire()
                 warm(key).add_done_callback(lambda _done: room.release())
         with contextlib.suppress(TimeoutError):
