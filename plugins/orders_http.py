@@ -7,8 +7,9 @@ Answers are mapped to postdesk's field names with ``fields`` (dotted paths into 
 JSON) and cached for ``cache_seconds``. Every request has ``timeout_seconds``; a shop that
 fails or hangs costs at most that and the notification goes out without orders.
 
-Requests go through a :class:`~postdesk.plugins.httppool.HttpPool` on the plugins' loop, at
-most SHOP_CONNECTIONS at once, each over a connection to the shop kept alive.
+Requests go through a :class:`~postdesk.plugins.httppool.HttpPool` of SHOP_THREADS threads,
+each keeping its connection to the shop alive; the threads bound how many requests the shop
+gets at once.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ log = logging.getLogger("postdesk.plugins.orders_http")
 
 DEFAULT_PATTERN = r"(?i)\border\s*(?:no\.?|number|#)?\s*:?\s*#?\s*([A-Z0-9-]*\d[A-Z0-9-]{2,})"
 DEFAULT_FIELDS = {"number": "number", "status": "status", "total": "total", "url": "url"}
-SHOP_CONNECTIONS = 32  # requests to the shop at once (two a lookup), each on a kept-alive connection
+SHOP_THREADS = 32  # requests to the shop at once (two a lookup), each with its own kept-alive connection
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class OrdersHttp:
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
         self._cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
-        self._http = HttpPool(SHOP_CONNECTIONS, settings.timeout_seconds, "postdesk-shop")
+        self._http = HttpPool(SHOP_THREADS, settings.timeout_seconds, "postdesk-shop")
         self._inflight: dict[str, asyncio.Future[list[dict[str, Any]]]] = {}
 
     def numbers(self, text: str) -> list[str]:
@@ -173,7 +174,7 @@ class OrdersHttp:
         return [o for o in (self._mapped(i) for i in items if isinstance(i, dict)) if o]
 
     async def aclose(self) -> None:
-        """Close the connections to the shop."""
+        """Close the connections to the shop and let the request threads go."""
         self._http.close()
 
     def _mapped(self, item: dict[str, Any]) -> dict[str, Any] | None:
