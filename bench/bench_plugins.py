@@ -35,37 +35,45 @@ from sqlalchemy import Engine, create_engine, text
 
 SERVERS = textwrap.dedent(
     """
-    import json, sys, time
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import asyncio, json, sys
 
     DELAY = float(sys.argv[2])
+    BY_EMAIL = json.dumps({"orders": [{"id": "A1", "state": "shipped"}, {"id": "A2", "state": "paid"}]})
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self):  # the shop: one order per number, two per customer
-            time.sleep(DELAY)
-            number = self.path.rpartition("/")[2]
-            if "email=" in self.path:
-                data = {"orders": [{"id": "A1", "state": "shipped"}, {"id": "A2", "state": "paid"}]}
-            else:
-                data = {"id": number, "state": "processing", "total": "12.00"}
-            self._send(200, json.dumps(data).encode())
-
-        def do_POST(self):  # the webhook receiver
-            self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            self._send(204, b"")
-
-        def _send(self, status, body):
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
+    async def answer(reader, writer):  # HTTP/1.1, kept alive: one request at a time
+        try:
+            while head := await reader.readuntil(b"\\r\\n\\r\\n"):
+                method, path, _version = head.split(b"\\r\\n", 1)[0].decode().split(" ", 2)
+                length = 0
+                for line in head.split(b"\\r\\n")[1:]:
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                if length:
+                    await reader.readexactly(length)
+                if method == "GET":  # the shop: one order per number, two per customer
+                    await asyncio.sleep(DELAY)
+                    if "email=" in path:
+                        status, body = "200 OK", BY_EMAIL
+                    else:
+                        number = path.rpartition("/")[2]
+                        body = json.dumps({"id": number, "state": "processing", "total": "12.00"})
+                        status = "200 OK"
+                else:  # the webhook receiver
+                    status, body = "204 No Content", ""
+                data = body.encode()
+                writer.write(
+                    f"HTTP/1.1 {status}\\r\\nContent-Length: {len(data)}\\r\\n\\r\\n".encode() + data
+                )
+        except (asyncio.IncompleteReadError, ConnectionError):
             pass
+        finally:
+            writer.close()
 
-    ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+    async def main():
+        server = await asyncio.start_server(answer, "127.0.0.1", int(sys.argv[1]))
+        await server.serve_forever()
+
+    asyncio.run(main())
     """
 )
 

@@ -45,10 +45,13 @@ def run_plugins(
     plugins = runtime.services.plugins
     plugins.journal.fire_elsewhere(parent)  # the events are in serve's name
     stop_answering = plugins.start_answering()  # the lookups the workers ask
+    agents = [agent.email for agent in settings.agents]
+    stop_prefetching = plugins.start_prefetching(runtime.spool.new, agents)  # and will ask
     stop_firing = plugins.start_firing(runtime.factory)
     stop_jobs = plugins.start_jobs()
     while not channel.stopping.value and os.getppid() == parent:
         channel.sleep(1.0)
+    stop_prefetching()
     stop_answering()
     stop_firing()  # and the events of the workers' last messages
     stop_jobs()

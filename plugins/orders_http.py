@@ -34,7 +34,7 @@ log = logging.getLogger("postdesk.plugins.orders_http")
 
 DEFAULT_PATTERN = r"(?i)\border\s*(?:no\.?|number|#)?\s*:?\s*#?\s*([A-Z0-9-]*\d[A-Z0-9-]{2,})"
 DEFAULT_FIELDS = {"number": "number", "status": "status", "total": "total", "url": "url"}
-SHOP_THREADS = 16  # requests to the shop at once, each thread with its own kept-alive connection
+SHOP_THREADS = 32  # requests to the shop at once (two a lookup), each with its own kept-alive connection
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,7 @@ class OrdersHttp:
         """Ask the shop described by ``settings``."""
         self.settings = settings
         self.pattern = pattern
+        self._ascii = _ascii_twin(pattern)
         self.headers = {"Accept": "application/json"}
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
@@ -99,7 +100,8 @@ class OrdersHttp:
     def numbers(self, text: str) -> list[str]:
         """Distinct order numbers in ``text``, in order of appearance, at most ``max_orders``."""
         found: list[str] = []
-        for match in self.pattern.finditer(text):
+        pattern = self._ascii if self._ascii is not None and text.isascii() else self.pattern
+        for match in pattern.finditer(text):
             number = match.group(1) if self.pattern.groups else match.group(0)
             if number and number not in found:
                 found.append(number)
@@ -182,6 +184,18 @@ class OrdersHttp:
             if value is not None and not isinstance(value, dict | list):
                 order[ours] = value
         return order if order.get("number") not in (None, "") else None
+
+
+def _ascii_twin(pattern: re.Pattern[str]) -> re.Pattern[str] | None:
+    """``pattern`` compiled for ASCII text alone, when it is ASCII itself: on ASCII text it
+    finds exactly what ``pattern`` finds, in about half the time when it ignores case (as the
+    default does). None when it cannot be (a non-ASCII pattern, an explicit ``(?u)``)."""
+    if not pattern.pattern.isascii():
+        return None
+    try:
+        return re.compile(pattern.pattern, (pattern.flags & ~re.UNICODE) | re.ASCII)
+    except (re.error, ValueError):
+        return None
 
 
 def _path(data: Any, dotted: str) -> Any:

@@ -20,8 +20,9 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,6 +31,7 @@ from postdesk.plugins.facade import Hooks
 from postdesk.plugins.facts import Asker, Facts, FactsFolder, LookupKey
 from postdesk.plugins.host import PluginHost
 from postdesk.plugins.journal import EVENT_HOOKS, EventJournal
+from postdesk.plugins.prefetch import prefetch_spooled
 from postdesk.plugins.snapshots import Snapshot, freeze, thaw
 
 log = logging.getLogger("postdesk.plugins")
@@ -40,6 +42,7 @@ CACHE_ENTRIES = 2048
 LOOKUP_HOOKS = ("postdesk_lookup_contact", "postdesk_lookup_orders")
 CONTACT = "\0contact"  # cache key part: a contact is cached by address, not by text
 
+SOON_SECONDS = 0.025  # the longest soon() waits for facts on their way
 COMPLETERS = 4  # threads completing what waited for lookups (they write together)
 JOB_STOP_SECONDS = 10.0  # how long the plugins' jobs have to end once told to stop
 
@@ -61,6 +64,7 @@ class PluginRunner:
         self._inflight: dict[tuple[str, str], asyncio.Future[Facts]] = {}
         self._completions = ThreadPoolExecutor(COMPLETERS, thread_name_prefix="postdesk-facts")
         self._laters: set[concurrent.futures.Future[None]] = set()  # completions to come
+        self._soon = True  # whether soon() waits for facts on their way
         self.journal = EventJournal(self)  # event calls recorded with their change (R-17)
 
     @property
@@ -219,6 +223,25 @@ class PluginRunner:
 
         return stop_answering
 
+    def start_prefetching(self, folder: Path, skip: Iterable[str]) -> Callable[[], None]:
+        """Start, on the plugins' loop, the lookups of the messages waiting in ``folder`` (the
+        spool's ``new``) before a worker asks for them, to warm the caches
+        (:mod:`postdesk.plugins.prefetch`; mail from the addresses in ``skip`` is left out);
+        returns the function that stops it. Does nothing when no plugin looks anything up."""
+        if not self.implemented(*LOOKUP_HOOKS):
+            return lambda: None
+        loop = self._running_loop()
+        stop = asyncio.Event()
+        running = self.submit(prefetch_spooled(folder, self._warm, stop, skip))
+        running.add_done_callback(_log_job_end)
+
+        def stop_prefetching() -> None:
+            loop.call_soon_threadsafe(stop.set)
+            with contextlib.suppress(concurrent.futures.TimeoutError):
+                running.result(JOB_STOP_SECONDS)
+
+        return stop_prefetching
+
     def facts(self, pending: concurrent.futures.Future[Facts] | None) -> Facts:
         """The facts a :meth:`lookup` gathered, or ``{}`` when none arrive within the timeout."""
         if pending is None:
@@ -247,6 +270,27 @@ class PluginRunner:
             log.error("plugin lookups failed; notifying without them", exc_info=pending.exception())
             return {}
         return pending.result()
+
+    def soon(self, pending: concurrent.futures.Future[Facts] | None) -> Facts | None:
+        """Like :meth:`ready`, but waits up to ``SOON_SECONDS`` for facts that are on their
+        way: only while the lookups have lately been answered by the time they were needed (the
+        plugins process answering from caches it warmed, see :mod:`postdesk.plugins.prefetch`).
+        A wait that ends empty-handed stops the waiting until an answer is found ready again,
+        so a slow or hanging plugin costs at most one such wait per answer found ready."""
+        found = self.ready(pending)
+        if found is not None or pending is None:
+            self._soon = True
+            return found
+        if not self._soon:
+            return None
+        try:
+            pending.result(timeout=SOON_SECONDS)
+        except concurrent.futures.TimeoutError:
+            self._soon = False
+            return None
+        except Exception:
+            pass  # ready() logs it
+        return self.ready(pending)
 
     def later(
         self, pending: concurrent.futures.Future[Facts], then: Callable[[Facts], None]
@@ -290,7 +334,16 @@ class PluginRunner:
             running.add_done_callback(lambda _done: self._inflight.pop(key, None))
         return running
 
-    async def _gather(self, key: tuple[str, str]) -> Facts:
+    def _warm(self, key: tuple[str, str]) -> asyncio.Future[Facts]:
+        """The lookups of ``key`` only for the caches they fill (a prefetch, see
+        :mod:`postdesk.plugins.prefetch`): its own answer is not kept."""
+        if self._cached(key) is not None or key in self._inflight:
+            done: asyncio.Future[Facts] = asyncio.get_running_loop().create_future()
+            done.set_result({})
+            return done
+        return asyncio.ensure_future(self._gather(key, remember=False))
+
+    async def _gather(self, key: tuple[str, str], remember: bool = True) -> Facts:
         facade = self.hooks
         assert facade is not None
         email, text = key
@@ -303,7 +356,8 @@ class PluginRunner:
         joined = [thaw(order) for answer in orders for order in answer]
         if joined:
             facts["orders"] = joined
-        self._remember(key, facts)
+        if remember:
+            self._remember(key, facts)
         return facts
 
     def _contact(self, facade: Hooks, email: str) -> Any:

@@ -13,9 +13,14 @@ from typing import Any
 Snapshot = Mapping[str, Any]
 
 
+_PLAIN = (str, int, float, bool, type(None))  # most values: checked before the Mapping ABC
+
+
 def freeze(value: Any) -> Any:
     """``value`` made read-only all the way down: dicts become mapping proxies, lists tuples."""
-    if isinstance(value, Mapping):
+    if type(value) in _PLAIN:
+        return value
+    if type(value) is dict or isinstance(value, Mapping):
         return MappingProxyType({str(k): freeze(v) for k, v in value.items()})
     if isinstance(value, list | tuple):
         return tuple(freeze(v) for v in value)
@@ -24,7 +29,9 @@ def freeze(value: Any) -> Any:
 
 def thaw(value: Any) -> Any:
     """A snapshot back as plain JSON-ready data (dicts and lists)."""
-    if isinstance(value, Mapping):
+    if type(value) in _PLAIN:
+        return value
+    if type(value) is MappingProxyType or isinstance(value, Mapping):
         return {k: thaw(v) for k, v in value.items()}
     if isinstance(value, tuple):
         return [thaw(v) for v in value]
@@ -34,4 +41,6 @@ def thaw(value: Any) -> Any:
 def json_default(value: Any) -> Any:
     """``json.dumps``' ``default`` for snapshots, so they need no :func:`thaw` first: a
     mapping is written as an object (tuples are arrays already), anything else as its str."""
-    return dict(value) if isinstance(value, Mapping) else str(value)
+    if type(value) is MappingProxyType or isinstance(value, Mapping):
+        return dict(value)
+    return str(value)

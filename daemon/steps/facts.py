@@ -36,7 +36,7 @@ ACTOR = "plugins"
 def run(ctx: MessageContext) -> None:
     """Fill ``ctx.facts`` and raise a new ticket's priority to its contact's, or, while the
     lookups still run, hold the notifications and complete them after the commit."""
-    facts = ctx.services.plugins.ready(ctx.facts_pending)
+    facts = ctx.services.plugins.soon(ctx.facts_pending)
     if facts is None:
         if ctx.ticket is not None:
             _hold(ctx)

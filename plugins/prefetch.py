@@ -1,0 +1,120 @@
+"""Lookups started before a worker asks: the plugins process warms its caches from the spool.
+
+Under load a worker runs seconds behind intake, so the contact and order lookups it asks for
+a message (``steps/lookup.py``) would seldom be answered before the message commits, and its
+agent notifications would be held and composed a second time once they are
+(``daemon/outbound/held.py``). So the plugins process looks at the messages waiting in the
+spool (``spool/new``, oldest first, at most ``AHEAD`` of them) every ``POLL_SECONDS``, and for
+each one it has not seen yet starts the lookups from a cheap reading of the file: the ``From``
+address, the subject and the first ``BODY_BYTES`` of the raw body. Nothing is answered from
+that reading: it only fills the caches (the contact by address, the orders by request), so that
+the worker's own question, with the text it parsed, is answered from them at once.
+
+A file a worker has claimed meanwhile is simply skipped; reading never writes to the spool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterable
+from email.header import decode_header, make_header
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+
+from postdesk.plugins.facts import LookupKey, lookup_text
+
+log = logging.getLogger("postdesk.plugins")
+
+POLL_SECONDS = 0.05  # how often the spool's waiting messages are looked at
+AHEAD = 256  # the oldest waiting messages prefetched for; later ones wait for their turn
+CONCURRENCY = 16  # prefetches at once
+HEAD_BYTES = 64 * 1024  # read of a spool file: envelope line, header and the start of the body
+BODY_BYTES = 16 * 1024  # of the body scanned for order numbers
+_FOLD = re.compile(rb"\r?\n(?=[ \t])")  # a folded header line goes on
+_FIELD = re.compile(rb"^(from|subject|auto-submitted|list-id)[ \t]*:[ \t]*(.*?)\r?$", re.I | re.M)
+
+Warm = Callable[[LookupKey], "asyncio.Future[Any]"]
+
+
+def spooled_key(path: Path, skip: Iterable[str] = ()) -> LookupKey | None:
+    """The lookup key a cheap reading of the spool file ``path`` gives (sender address, subject
+    and the start of the raw body); None when the file is gone (claimed), unreadable, from an
+    address in ``skip`` (the agents) or plainly automatic (a bounce, ``Auto-Submitted``, a
+    list): no lookups are made for such mail."""
+    try:
+        with path.open("rb") as handle:
+            envelope = handle.readline()
+            head = handle.read(HEAD_BYTES)
+        bounce = json.loads(envelope).get("mail_from") in ("", "<>")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if bounce:
+        return None
+    split = head.find(b"\r\n\r\n")
+    split, gap = (split, 4) if split >= 0 else (head.find(b"\n\n"), 2)
+    if split < 0:
+        return None
+    headers = _headers(head[:split])
+    automatic = headers.get("auto-submitted", "no").split(";")[0].strip().lower() != "no"
+    if automatic or "list-id" in headers:
+        return None
+    email = parseaddr(headers.get("from", ""))[1].lower()
+    if not email or email in skip:
+        return None
+    subject = headers.get("subject", "").strip()
+    if "=?" in subject:  # encoded words
+        with contextlib.suppress(ValueError, LookupError):
+            subject = str(make_header(decode_header(subject)))
+    body = head[split + gap : split + gap + BODY_BYTES].decode("utf-8", "replace")
+    return email, lookup_text(subject, body)
+
+
+def _headers(block: bytes) -> dict[str, str]:
+    """The first of each of the header fields prefetching reads (lower-cased names), unfolded:
+    a scan, not a parse (a wrong guess costs only a cache left cold)."""
+    found: dict[str, str] = {}
+    for name, value in _FIELD.findall(_FOLD.sub(b"", block)):
+        found.setdefault(name.decode("ascii").lower(), value.decode("utf-8", "replace"))
+    return found
+
+
+def _new_keys(folder: Path, seen: set[str], skip: frozenset[str]) -> list[LookupKey | None]:
+    """The keys of the oldest ``AHEAD`` messages waiting in ``folder`` that are not in
+    ``seen`` (which is brought up to date: the claimed ones leave it)."""
+    names = sorted(os.listdir(folder))[:AHEAD]
+    seen.intersection_update(names)
+    fresh = [name for name in names if name not in seen]
+    seen.update(fresh)
+    return [spooled_key(folder / name, skip) for name in fresh]
+
+
+async def prefetch_spooled(
+    folder: Path, warm: Warm, stop: asyncio.Event, skip: Iterable[str] = ()
+) -> None:
+    """Until ``stop`` is set: start ``warm(key)`` for each message waiting in ``folder`` (the
+    spool's ``new``) not seen yet, the oldest ``AHEAD`` at most, ``CONCURRENCY`` at once."""
+    seen: set[str] = set()
+    room = asyncio.Semaphore(CONCURRENCY)
+    skipped = frozenset(address.lower() for address in skip)
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            keys = await asyncio.to_thread(_new_keys, folder, seen, skipped)
+        except OSError as error:
+            log.debug("prefetch: cannot list %s: %s", folder, error)
+            keys = []
+        for key in keys:
+            if key is not None:
+                await room.acquire()
+                warm(key).add_done_callback(lambda _done: room.release())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                stop.wait(), max(0.0, POLL_SECONDS - (time.monotonic() - started))
+            )

@@ -1,0 +1,157 @@
+"""Lookups started from the spool before a worker asks, and facts taken when they are on their way."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from postdesk.daemon.config import PluginSettings, Settings
+from postdesk.daemon.intake.spool import Envelope, Spool
+from postdesk.plugins import orders_http, runner
+from postdesk.plugins.facts import lookup_text
+from postdesk.plugins.host import load_plugins
+from postdesk.plugins.prefetch import spooled_key
+from postdesk.plugins.runner import PluginRunner
+from tests.httpstub import Shop
+from tests.support import make_mail, wait_until
+
+CUSTOMER = "carol@example.org"
+
+
+def _runner(shop: Shop) -> PluginRunner:
+    """A runner with the order lookup against ``shop`` (by number and by email)."""
+    options = {
+        "orders_http": {
+            "by_number_url": f"{shop.url}/orders/{{number}}",
+            "by_email_url": f"{shop.url}/orders?email={{email}}",
+            "list_field": "orders",
+            "fields": {"number": "id"},
+        }
+    }
+    plugins = PluginSettings(
+        enabled=("postdesk.plugins.orders_http",), lookup_timeout_seconds=5.0, options=options
+    )
+    return PluginRunner(load_plugins(dataclasses.replace(Settings(), plugins=plugins)))
+
+
+def _spool(tmp_path: Path, raw: bytes) -> tuple[Spool, Path]:
+    spool = Spool(tmp_path / "spool")
+    spool.write(raw, Envelope("bounce@example.net", ("support@example.com",), "test", 0.0))
+    (path,) = spool.new.iterdir()
+    return spool, path
+
+
+def test_a_spooled_message_is_read_cheaply_for_its_sender_subject_and_body(
+    tmp_path: Path,
+) -> None:
+    raw = make_mail(sender=f"Carol <{CUSTOMER.upper()}>", subject="Where is order 10001?")
+    spool, path = _spool(tmp_path, raw)
+    key = spooled_key(path)
+    assert key is not None
+    email, text = key
+    assert email == CUSTOMER, "the From address, not the envelope's"
+    assert text.startswith(lookup_text("Where is order 10001?", ""))
+    assert spooled_key(path, {CUSTOMER}) is None, "no lookups for an agent's mail"
+    spool.claim()  # a worker took it: nothing to read any more
+    assert spooled_key(path) is None
+
+
+def test_an_encoded_subject_and_a_folded_sender_are_read_as_the_parser_reads_them(
+    tmp_path: Path,
+) -> None:
+    subject = "Où est ma commande ? Order 10001," + " très urgent" * 8
+    raw = make_mail(sender=f"Zoë Éléonore Ünderwood-Ørsted <{CUSTOMER}>", subject=subject)
+    assert b"=?utf-8?" in raw and b"\n " in raw, "encoded words, folded lines"
+    _unused, path = _spool(tmp_path, raw)
+    key = spooled_key(path)
+    assert key is not None
+    assert key[0] == CUSTOMER
+    assert key[1].startswith(f"{subject}\n"), key[1][:120]
+
+
+@pytest.mark.parametrize(
+    ("envelope_from", "headers"),
+    [("", {}), ("list@example.net", {"List-Id": "<news.example.net>"}),
+     ("robot@example.net", {"Auto-Submitted": "auto-replied"})],
+)  # fmt: skip
+def test_automatic_mail_is_not_prefetched(
+    tmp_path: Path, envelope_from: str, headers: dict[str, str]
+) -> None:
+    spool = Spool(tmp_path / "spool")
+    raw = make_mail(subject="Re: order 10001", headers=headers)
+    spool.write(raw, Envelope(envelope_from, ("support@example.com",), "smtp", 0.0))
+    (path,) = spool.new.iterdir()
+    assert spooled_key(path) is None
+
+
+def test_prefetching_warms_the_caches_so_the_workers_question_asks_the_shop_nothing(
+    tmp_path: Path,
+) -> None:
+    with Shop() as shop:
+        plugins = _runner(shop)
+        try:
+            spool, _path = _spool(
+                tmp_path, make_mail(sender=CUSTOMER, subject="Where is order 10001?")
+            )
+            stop = plugins.start_prefetching(spool.new, ())
+            wait_until(lambda: len(shop.requests) == 2, what="both requests prefetched")
+            asked = sorted(path for path, _auth in shop.requests)
+            assert asked == ["/orders/10001", "/orders?email=carol@example.org"]
+            stop()
+            text = lookup_text("Where is order 10001?", "Hello,\nwhere is it?")
+            facts = plugins.facts(plugins.lookup(CUSTOMER, text))
+            assert [order["number"] for order in facts["orders"]] == ["10001", "10002"]
+            assert len(shop.requests) == 2, "the worker's lookup was answered from the caches"
+        finally:
+            plugins.close()
+
+
+def test_facts_on_their_way_are_waited_for_until_a_wait_comes_back_empty(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plugins = PluginRunner()
+    monkeypatch.setattr(runner, "SOON_SECONDS", 30.0)
+    coming: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+    threading.Thread(target=coming.set_result, args=({"contact": {"name": "C"}},)).start()
+    assert plugins.soon(coming) == {"contact": {"name": "C"}}, "waited for"
+
+    monkeypatch.setattr(runner, "SOON_SECONDS", 0.01)
+    hanging: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+    assert plugins.soon(hanging) is None, "not there within the wait: held"
+    monkeypatch.setattr(runner, "SOON_SECONDS", 30.0)
+    late: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+    assert plugins.soon(late) is None, "after an empty wait, no waiting (a hanging plugin)"
+
+    ready: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+    ready.set_result({})
+    assert plugins.soon(ready) == {}
+    threading.Thread(target=late.set_result, args=({"orders": []},)).start()
+    assert plugins.soon(late) == {"orders": []}, "an answer found ready: waiting again"
+    assert plugins.soon(None) == {}, "no lookups started"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Order #10001 and order no. 10002, again ORDER 10001",
+        "Bestellung: order 55-AB7 and Order ﬁve 12345",  # not ASCII: the pattern as it is
+        "order\n  number: 777 and orders",
+    ],
+)
+def test_order_numbers_in_ascii_text_are_found_as_the_pattern_finds_them(text: str) -> None:
+    with Shop() as shop:
+        options = {"by_number_url": f"{shop.url}/orders/{{number}}"}
+        from postdesk.plugins.host import PluginContext
+
+        plugin = orders_http.create_plugin(PluginContext("orders_http", Settings(), options, None))
+        expected = []
+        for match in re.finditer(orders_http.DEFAULT_PATTERN, text):
+            if match.group(1) not in expected:
+                expected.append(match.group(1))
+        assert plugin.numbers(text) == expected[: plugin.settings.max_orders]
