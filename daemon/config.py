@@ -110,7 +110,7 @@ class OutboundSettings:
     auto_per_recipient_day: int = 40
     auto_total_per_hour: int = 300  # automatic mail to all outside addresses together
     notify_attach_max_bytes: int = 10_485_760  # attachments copied into agent notifications
-    connections: int = 4  # relay connections used in parallel (Maildir: 32 x this rows a group)
+    connections: int = 4  # relay connections used in parallel (32 rows claimed per connection)
 
 
 @dataclass(frozen=True)
