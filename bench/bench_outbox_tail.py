@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_pipeline import queue_backlog, write_config
+from bench_pipeline import acknowledgements, queue_backlog, write_config
 from bench_smtp import free_port, message
 from sqlalchemy import select
 
@@ -102,9 +102,8 @@ def burst_run(batches: int, per_batch: int, hold: float, size: int) -> dict[str,
     ``serve`` does that (``WorkerChannel.committed``). Mail lag and sender CPU per mail."""
     from postdesk.daemon import workerproc
     from postdesk.daemon.config import load_settings
-    from postdesk.daemon.outbound.outbox import _Outgoing, _record
+    from postdesk.daemon.outbound.outbox import _record
     from postdesk.daemon.outbound.sender import OutboxSender
-    from postdesk.daemon.outbound.templating import Rendered
     from postdesk.daemon.runtime import open_runtime
     from postdesk.models.schema import Ticket, utcnow
 
@@ -114,7 +113,6 @@ def burst_run(batches: int, per_batch: int, hold: float, size: int) -> dict[str,
         runtime = open_runtime(load_settings(str(write_config(workdir, free_port())), environ={}))
         new = workdir / "data" / "outbox-sent" / "new"
         raws = [message(n, size).replace(b"\n", b"\r\n") for n in range(per_batch)]
-        rendered = Rendered("bench", "bench", None)
         with runtime.factory() as session, session.begin():
             session.add(Ticket(number=1, subject="bench", requester="customer@example.org"))
         sender = OutboxSender(runtime.settings, runtime.factory)
@@ -128,19 +126,7 @@ def burst_run(batches: int, per_batch: int, hold: float, size: int) -> dict[str,
                     ticket = session.scalars(select(Ticket)).one()  # takes the write lock
                     time.sleep(hold)
                     now = utcnow()
-                    outs = [
-                        _Outgoing(
-                            "acknowledgement",
-                            ["customer@example.org"],
-                            f"<out-{batch}-{n}@example.com>",
-                            True,
-                            raw,
-                            rendered,
-                            False,
-                            now,
-                        )
-                        for n, raw in enumerate(raws)
-                    ]
+                    outs = acknowledgements(raws, f"{batch}-", now)
                     _record(session, runtime.settings, ticket, outs, now)
                 if nudges:
                     loop.call_soon_threadsafe(sender.wake)

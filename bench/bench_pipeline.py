@@ -43,7 +43,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bench_smtp import BARE_SERVER, RssSampler, blast, free_port, message, pct, wait_for_port
 from sqlalchemy import create_engine, text
@@ -247,11 +247,33 @@ def run_steady(args: argparse.Namespace, workdir: Path) -> tuple[float, float, i
     return pct(lags, 50), pct(lags, 99), total
 
 
+def acknowledgements(raws: list[bytes], prefix: str, now: datetime) -> list[Any]:
+    """``raws`` as composed acknowledgements to one customer, due ``now``, as ``outbox._record``
+    of the checkout that runs takes them (Message-IDs ``<out-{prefix}{n}@example.com>``)."""
+    from postdesk.daemon.outbound.outbox import _Outgoing
+    from postdesk.daemon.outbound.templating import Rendered
+
+    rendered = Rendered("bench", "bench", None)
+    customer = ["customer@example.org"]
+    return [
+        _Outgoing(
+            "acknowledgement",
+            customer,
+            f"<out-{prefix}{n}@example.com>",
+            True,
+            raw,
+            rendered,
+            False,
+            now,
+        )
+        for n, raw in enumerate(raws)
+    ]
+
+
 def queue_backlog(runtime: Runtime, raws: list[bytes]) -> None:
     """Commit ``raws`` as due acknowledgements of one ticket, written as the worker writes a
     ticket's mail (``outbox._record`` of the checkout that runs): the outbox sender's backlog."""
-    from postdesk.daemon.outbound.outbox import _Outgoing, _record
-    from postdesk.daemon.outbound.templating import Rendered
+    from postdesk.daemon.outbound.outbox import _record
     from postdesk.models.schema import Ticket, utcnow
 
     with runtime.factory() as session, session.begin():
@@ -259,20 +281,7 @@ def queue_backlog(runtime: Runtime, raws: list[bytes]) -> None:
         session.add(ticket)
         session.flush()
         now = utcnow()
-        rendered = Rendered("bench", "bench", None)
-        outs = [
-            _Outgoing(
-                "acknowledgement",
-                ["customer@example.org"],
-                f"<out-{n}@example.com>",
-                True,
-                raw,
-                rendered,
-                False,
-                now,
-            )
-            for n, raw in enumerate(raws)
-        ]
+        outs = acknowledgements(raws, "", now)
         for start in range(0, len(outs), 500):
             _record(session, runtime.settings, ticket, outs[start : start + 500], now)
 

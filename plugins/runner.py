@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -116,6 +116,14 @@ class PluginRunner:
         ``JOB_STOP_SECONDS`` for them to end. Run by serve's plugins process, so that a job's
         work (webhook deliveries) never takes CPU from serve's SMTP front or a worker."""
         jobs = self.host.background() if self.host is not None else []
+        return self._until_stopped(jobs)
+
+    def _until_stopped(
+        self, jobs: Sequence[Callable[[asyncio.Event], Coroutine[Any, Any, Any]]]
+    ) -> Callable[[], None]:
+        """Run each of ``jobs`` (given one shared stop event) on the plugins' loop until told
+        to stop; returns the function that tells them and waits up to ``JOB_STOP_SECONDS`` for
+        them to end. An ending job is logged (:func:`_log_job_end`)."""
         if not jobs:
             return lambda: None
         loop = self._running_loop()
@@ -211,17 +219,9 @@ class PluginRunner:
         folder = self.folder
         if folder is None or not self.implemented(*LOOKUP_HOOKS):
             return lambda: None
-        loop = self._running_loop()
-        stop = asyncio.Event()
-        answering = self.submit(folder.answer_questions(self._start, stop, LOOKUP_CONCURRENCY))
-        answering.add_done_callback(_log_job_end)
-
-        def stop_answering() -> None:
-            loop.call_soon_threadsafe(stop.set)
-            with contextlib.suppress(concurrent.futures.TimeoutError):
-                answering.result(JOB_STOP_SECONDS)
-
-        return stop_answering
+        return self._until_stopped(
+            [lambda stop: folder.answer_questions(self._start, stop, LOOKUP_CONCURRENCY)]
+        )
 
     def start_prefetching(self, folder: Path, skip: Iterable[str]) -> Callable[[], None]:
         """Start, on the plugins' loop, the lookups of the messages waiting in ``folder`` (the
@@ -230,17 +230,7 @@ class PluginRunner:
         returns the function that stops it. Does nothing when no plugin looks anything up."""
         if not self.implemented(*LOOKUP_HOOKS):
             return lambda: None
-        loop = self._running_loop()
-        stop = asyncio.Event()
-        running = self.submit(prefetch_spooled(folder, self._warm, stop, skip))
-        running.add_done_callback(_log_job_end)
-
-        def stop_prefetching() -> None:
-            loop.call_soon_threadsafe(stop.set)
-            with contextlib.suppress(concurrent.futures.TimeoutError):
-                running.result(JOB_STOP_SECONDS)
-
-        return stop_prefetching
+        return self._until_stopped([lambda stop: prefetch_spooled(folder, self._warm, stop, skip)])
 
     def facts(self, pending: concurrent.futures.Future[Facts] | None) -> Facts:
         """The facts a :meth:`lookup` gathered, or ``{}`` when none arrive within the timeout."""
