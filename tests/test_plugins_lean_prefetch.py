@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import dataclasses
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import pytest
 
 from postdesk.daemon.config import PluginSettings, Settings
 from postdesk.daemon.intake.spool import Envelope, Spool
-from postdesk.plugins import orders_http, runner
+from postdesk.plugins import orders_http, prefetch, runner
 from postdesk.plugins.facts import lookup_text
 from postdesk.plugins.host import load_plugins
 from postdesk.plugins.prefetch import spooled_key
@@ -155,3 +157,26 @@ def test_order_numbers_in_ascii_text_are_found_as_the_pattern_finds_them(text: s
             if match.group(1) not in expected:
                 expected.append(match.group(1))
         assert plugin.numbers(text) == expected[: plugin.settings.max_orders]
+
+
+def test_a_spool_slow_to_list_is_listed_less_often(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listing a long backlog is costly: each round rests REST_FACTOR times its own duration,
+    not just the rest of POLL_SECONDS (which alone would allow about 12 rounds here)."""
+    rounds: list[float] = []
+
+    def slow_listing(*_args: Any) -> list[Any]:
+        rounds.append(time.monotonic())
+        time.sleep(0.04)  # as listing and sorting ~50,000 waiting files takes
+        return []
+
+    monkeypatch.setattr(prefetch, "_new_keys", slow_listing)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(1.0, stop.set)
+        await prefetch.prefetch_spooled(tmp_path, lambda _key: asyncio.Future(), stop)
+
+    asyncio.run(scenario())
+    assert 1 <= len(rounds) <= 4, rounds
