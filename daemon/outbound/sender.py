@@ -61,8 +61,11 @@ CLAIM_PER_CONNECTION = 32
 # the sender keeps pace, big after a long wait for the worker's commit (128 at most, with drains
 # that stopped at the mail due when they began, left 7,564 mails and 4.5 s behind the last ticket
 # of a 4,000-ticket burst). 552 mails took 0.85 s to write during a burst on a loaded machine;
-# writing them again after a crash overwrites, never duplicates.
-MAILDIR_CLAIM = 1024
+# writing them again after a crash overwrites, never duplicates. A group's mails are all in
+# memory at once: 1,024 kept the tail of a 20,000-mail burst at 0.2 s but grew the RSS of serve
+# and worker by 12% over 100,000 mails (bench/bench_soak.py, target < 10%); 256 left a 0.6 s
+# tail and 8%.
+MAILDIR_CLAIM = 256
 MAILDIR = "outbox-sent"
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 # What may appear in MAIL FROM / RCPT TO as given: no spaces, controls or brackets.
