@@ -19,6 +19,7 @@ and returned columns must need no result processing (integers, text): rows are t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import ColumnDefault, Connection
@@ -43,7 +44,9 @@ class _Compiled(NamedTuple):
 
     sql: str
     names: tuple[str, ...] | None  # the parameter names of a named paramstyle; None: positional
-    binds: tuple[_Bind, ...]
+    defaults: dict[str, Any]  # the values of binds a caller may leave out, by key
+    values_of: Callable[[Mapping[str, Any]], tuple[Any, ...]]  # every bind's value, in order
+    processed: tuple[tuple[int, Callable[[Any], Any]], ...]  # (position, processor) of binds
 
 
 class Direct:
@@ -127,14 +130,31 @@ def _run(connection: Connection, sql: str, parameters: list[Any] | None) -> None
 
 
 def _parameters(compiled: _Compiled, values: Mapping[str, Any]) -> Any:
-    """The DBAPI parameters of one execution: a tuple, or a dict for a named paramstyle."""
-    bound = []
-    for key, default, process in compiled.binds:
-        value = values[key] if key in values or default is _REQUIRED else default
-        bound.append(value if process is None else process(value))
+    """The DBAPI parameters of one execution: a tuple, or a dict for a named paramstyle.
+
+    The values are taken all at once (``operator.itemgetter``, over the defaults updated with
+    ``values`` when there are defaults), and only the binds with a processor are processed.
+    """
+    taken = compiled.values_of({**compiled.defaults, **values} if compiled.defaults else values)
+    if compiled.processed:
+        bound = list(taken)
+        for position, process in compiled.processed:
+            bound[position] = process(bound[position])
+        taken = tuple(bound)
     if compiled.names is None:
-        return tuple(bound)
-    return dict(zip(compiled.names, bound, strict=True))
+        return taken
+    return dict(zip(compiled.names, taken, strict=True))
+
+
+def values_of(keys: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """A function of a mapping returning its values of ``keys``, in order, as a tuple
+    (``KeyError`` for a missing one)."""
+    if len(keys) == 1:
+        [key] = keys
+        return lambda values: (values[key],)
+    if not keys:
+        return lambda _values: ()
+    return itemgetter(*keys)
 
 
 def _compile(statement: ClauseElement, dialect: Dialect, keys: list[str] | None) -> _Compiled:
@@ -167,7 +187,14 @@ def _compile(statement: ClauseElement, dialect: Dialect, keys: list[str] | None)
         if column[3]._cached_result_processor(dialect, None) is not None:
             raise ValueError(f"{statement}: column {column[0]} needs result processing")
     escaped = [compiled.escaped_bind_names.get(name, name) for name in names or ()]
-    return _Compiled(compiled.string, None if compiled.positional else tuple(escaped), tuple(binds))
+    processed = tuple((i, bind.process) for i, bind in enumerate(binds) if bind.process)
+    return _Compiled(
+        compiled.string,
+        None if compiled.positional else tuple(escaped),
+        {bind.key: bind.default for bind in binds if bind.default is not _REQUIRED},
+        values_of([bind.key for bind in binds]),
+        processed,
+    )
 
 
 def _scalar_defaults(compiled: SQLCompiler, statement: ClauseElement) -> dict[str, Any]:
