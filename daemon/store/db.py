@@ -330,8 +330,9 @@ def add_ticket_row(session: Session, row: Any, connection: Connection) -> None:
 
 def _keep(session: Session, row: Any) -> None:
     """Keep ``row``, just written whole, in ``session`` as a loaded, persistent object."""
+    model: type = type(row)
     make_transient_to_detached(row)  # every value written counts as loaded from now on
-    if _shape(type(row))[2].isdisjoint(row.__dict__):
+    if _shape(model)[2].isdisjoint(row.__dict__):
         # No related object set on it: the ORM's save cascade (``session.add``) would walk every
         # relationship to find none. The step of ``add`` that keeps it (SQLAlchemy < 2.2):
         session._update_impl(instance_state(row))
