@@ -228,15 +228,16 @@ ROWS_PER_INSERT = 16  # rows per multi-row INSERT statement; more rows take seve
 def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """INSERT ``rows`` (each with the same keys) into ``table``, in order, with one multi-row
     statement per ``ROWS_PER_INSERT``: the server runs one statement where ``executemany``
-    runs one per row (PostgreSQL)."""
-    columns = tuple(rows[0])
+    runs one per row (PostgreSQL). No rows: no statement."""
     for count, bound in bound_rows(rows):
-        _rows_insert(table, columns, count).execute(connection, bound).close()
+        _rows_insert(table, tuple(rows[0]), count).execute(connection, bound).close()
 
 
 def bound_rows(rows: Sequence[Mapping[str, Any]]) -> Iterator[tuple[int, dict[str, Any]]]:
     """``rows`` by ``ROWS_PER_INSERT``: the number of rows of each chunk, and their values
     bound as ``<column>_<i>`` for row ``i`` of the chunk (a multi-row statement's parameters)."""
+    if not rows:
+        return
     columns = tuple(rows[0])
     take = values_of(columns)
     for start in range(0, len(rows), ROWS_PER_INSERT):
