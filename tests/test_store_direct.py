@@ -280,6 +280,13 @@ def test_savepoints_left_open_roll_back_only_their_own_work(
     assert numbers == [1, 4]
     released = [s for s in seen if s.startswith("RELEASE SAVEPOINT")]
     assert len(released) == (0 if engine.dialect.name == "postgresql" else 3)
+    event.listen(engine, "before_cursor_execute", record)
+    try:  # the next transaction on the pooled connection releases as usual
+        with factory() as session, session.begin(), session.begin_nested():
+            add_row(session, Ticket(**ticket_values(5)))
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert seen[-1].startswith("RELEASE SAVEPOINT")
     assert len([s for s in seen if s.startswith("ROLLBACK TO SAVEPOINT")]) == 2
 
 
