@@ -221,9 +221,7 @@ class Worker:
         ctx: MessageContext | None = None
         try:
             with transaction(self.factory) as session:
-                ctx = MessageContext(
-                    self.services, session, entry.spool_id, entry.envelope, entry
-                )
+                ctx = MessageContext(self.services, session, entry.spool_id, entry.envelope, entry)
                 for step in PIPELINE:
                     step(ctx)
         except (Duplicate, Discard) as outcome:
