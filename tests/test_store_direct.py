@@ -3,11 +3,11 @@ read back the same, and keep SQLAlchemy's errors, events and savepoints."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import Table, event, exc, insert, select
+from sqlalchemy import Table, bindparam, event, exc, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.daemon.steps.dedupe import _STORED
@@ -288,6 +288,27 @@ def test_savepoints_left_open_roll_back_only_their_own_work(
         event.remove(engine, "before_cursor_execute", record)
     assert seen[-1].startswith("RELEASE SAVEPOINT")
     assert len([s for s in seen if s.startswith("ROLLBACK TO SAVEPOINT")]) == 2
+
+
+def test_sqlite_datetimes_are_bound_as_sqlalchemy_binds_them() -> None:
+    from sqlalchemy.dialects import sqlite
+
+    table: Table = Event.__table__  # type: ignore[assignment]
+    direct = Direct(select(table.c.id).where(table.c.at > bindparam("at")))
+    [(_position, fast)] = direct._compiled(sqlite.dialect()).processed
+    slow = table.c.at.type.dialect_impl(sqlite.dialect()).bind_processor(sqlite.dialect())
+    assert fast is not slow and slow is not None
+    india = timezone(timedelta(hours=5, minutes=30))
+    values = [
+        AT,
+        LATER,
+        datetime(2026, 1, 2, 3, 4, 5),  # naive, no microseconds
+        datetime(1, 1, 1, tzinfo=india),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=india),
+        date(2026, 5, 1),
+        None,
+    ]
+    assert [fast(value) for value in values] == [slow(value) for value in values]
 
 
 def test_a_new_row_has_only_columns() -> None:

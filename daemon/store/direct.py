@@ -4,7 +4,8 @@ SQLAlchemy's execution of a Core statement (cache lookup, execution context, par
 construction, result set-up) costs several times the DBAPI's own execute; the worker runs
 about ten statements per message. A :class:`Direct` statement is compiled once per dialect,
 keeps SQLAlchemy's bind processors for its parameters (so stored values are exactly what
-SQLAlchemy would store: SQLite's datetime strings, booleans, JSON...), and runs on the same
+SQLAlchemy would store: SQLite's datetime strings, booleans, JSON...; a plain datetime's SQLite
+text is made by one C call, the same text), and runs on the same
 DBAPI connection, in the same transaction and savepoint, through
 ``Connection._cursor_execute`` (:func:`_run` takes the same steps for ``executemany`` and
 statements without parameters): engine events (``before_cursor_execute``), echo logging and
@@ -19,14 +20,17 @@ and returned columns must need no result processing (integers, text): rows are t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from operator import itemgetter
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import ColumnDefault, Connection
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.types import TypeEngine
 
 _REQUIRED = object()  # a parameter with no value of its own: the caller must pass one
 
@@ -179,10 +183,13 @@ def _compile(statement: ClauseElement, dialect: Dialect, keys: list[str] | None)
             default = _REQUIRED
         else:
             default = bind.effective_value if bind.callable else bind.value
-        process = processors.get(name)
-        if isinstance(process, tuple):
+        found = processors.get(name)
+        if isinstance(found, tuple):
             raise ValueError(f"{statement}: tuple parameters are not supported")
-        binds.append(_Bind(bind.key, default, cast(Callable[[Any], Any] | None, process)))
+        process = cast(Callable[[Any], Any] | None, found)
+        if process is not None and _sqlite_datetime(bind.type.dialect_impl(dialect)):
+            process = _datetime_text(process)
+        binds.append(_Bind(bind.key, default, process))
     for column in compiled._result_columns:
         if column[3]._cached_result_processor(dialect, None) is not None:
             raise ValueError(f"{statement}: column {column[0]} needs result processing")
@@ -195,6 +202,26 @@ def _compile(statement: ClauseElement, dialect: Dialect, keys: list[str] | None)
         values_of([bind.key for bind in binds]),
         processed,
     )
+
+
+def _sqlite_datetime(type_: TypeEngine[Any]) -> bool:
+    """Whether ``type_`` is SQLite's DATETIME storing SQLAlchemy's default text
+    (``YYYY-MM-DD HH:MM:SS.ffffff``)."""
+    default = sqlite.DATETIME._storage_format
+    return isinstance(type_, sqlite.DATETIME) and type_._storage_format == default
+
+
+def _datetime_text(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """SQLite DATETIME's bind processor ``process``, a plain datetime's text made by one C call:
+    its ISO format to the microsecond without the UTC offset is the same text (a date, None or
+    anything else goes to ``process``); twice as fast, for the ~30 datetimes of a message."""
+
+    def text(value: Any) -> Any:
+        if type(value) is datetime:
+            return value.isoformat(" ", "microseconds")[:26]
+        return process(value)
+
+    return text
 
 
 def _scalar_defaults(compiled: SQLCompiler, statement: ClauseElement) -> dict[str, Any]:
