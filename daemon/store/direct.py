@@ -5,7 +5,7 @@ construction, result set-up) costs several times the DBAPI's own execute; the wo
 about ten statements per message. A :class:`Direct` statement is compiled once per dialect,
 keeps SQLAlchemy's bind processors for its parameters (so stored values are exactly what
 SQLAlchemy would store: SQLite's datetime strings, booleans, JSON...; a plain datetime's SQLite
-text is made by one C call, the same text), and runs on the same
+text is formatted from a tuple, the same text), and runs on the same
 DBAPI connection, in the same transaction and savepoint, through
 ``Connection._cursor_execute`` (:func:`_run` takes the same steps for ``executemany`` and
 statements without parameters): engine events (``before_cursor_execute``), echo logging and
@@ -211,14 +211,19 @@ def _sqlite_datetime(type_: TypeEngine[Any]) -> bool:
     return isinstance(type_, sqlite.DATETIME) and type_._storage_format == default
 
 
+_DATETIME_TEXT = "%04d-%02d-%02d %02d:%02d:%02d.%06d"  # SQLite DATETIME's default storage format
+
+
 def _datetime_text(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """SQLite DATETIME's bind processor ``process``, a plain datetime's text made by one C call:
-    its ISO format to the microsecond without the UTC offset is the same text (a date, None or
-    anything else goes to ``process``); twice as fast, for the ~30 datetimes of a message."""
+    """SQLite DATETIME's bind processor ``process``, with a plain datetime's text made from a
+    tuple of its fields, not a dict of them (a date, None or anything else goes to
+    ``process``): the same text in well under half the time, for the ~30 datetimes of a
+    message."""
 
     def text(value: Any) -> Any:
         if type(value) is datetime:
-            return value.isoformat(" ", "microseconds")[:26]
+            fields = value.year, value.month, value.day, value.hour, value.minute, value.second
+            return _DATETIME_TEXT % (*fields, value.microsecond)
         return process(value)
 
     return text
