@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import cast
 
-from sqlalchemy import Connection, Table, insert
+from sqlalchemy import Connection, Table
 from sqlalchemy.orm import Session
 
 from postdesk.daemon.config import Agent
@@ -23,8 +23,7 @@ from postdesk.daemon.mail.parse import ParsedMessage
 from postdesk.daemon.outbound.held import HeldMail
 from postdesk.daemon.outbound.outbox import Mail
 from postdesk.daemon.services import Services
-from postdesk.daemon.store.db import insert_ignore
-from postdesk.daemon.store.direct import Direct
+from postdesk.daemon.store.db import insert_ignore, insert_rows
 from postdesk.models.schema import Event, Message, Participant, Ticket
 from postdesk.models.sla import TicketSla
 
@@ -121,9 +120,7 @@ class MessageContext:
 
 
 Step = Callable[[MessageContext], None]
-_INSERT_EVENT = Direct(  # built once: each event passes only its values
-    insert(cast(Table, Event.__table__)), ["ticket_id", "at", "actor", "kind", "detail"]
-)
+_EVENTS = cast(Table, Event.__table__)
 
 
 def add_participant(ctx: MessageContext, ticket: Ticket, email: str, role: str) -> None:
@@ -163,4 +160,4 @@ def log_events(ctx: MessageContext, entries: Sequence[EventEntry]) -> None:
         }
         for kind, detail, actor in entries
     ]
-    _INSERT_EVENT.execute_many(ctx.connection, rows)
+    insert_rows(ctx.connection, _EVENTS, rows)

@@ -8,8 +8,8 @@ import dataclasses
 from sqlalchemy import select
 
 from postdesk.daemon.config import Agent
-from postdesk.daemon.outbound.outbox import ITEMS_PER_INSERT, enqueue_all
-from postdesk.daemon.store.db import transaction
+from postdesk.daemon.outbound.outbox import enqueue_all
+from postdesk.daemon.store.db import ROWS_PER_INSERT, transaction
 from postdesk.models.schema import Contact, Message, Ticket
 from tests.test_outbox_group import mail
 from tests.test_outbox_sender import CUSTOMER, Env, env, outbox
@@ -26,7 +26,7 @@ def new_ticket(env: Env, number: int, requester: str = CUSTOMER) -> Ticket:
 
 
 def test_more_mails_than_one_insert_takes_are_all_queued_with_their_bytes(env: Env) -> None:
-    agents = tuple(f"agent{i}@example.com" for i in range(ITEMS_PER_INSERT * 2 + 3))
+    agents = tuple(f"agent{i}@example.com" for i in range(ROWS_PER_INSERT * 2 + 3))
     settings = dataclasses.replace(env.settings, agents=tuple(Agent(email=e) for e in agents))
     env = dataclasses.replace(env, services=dataclasses.replace(env.services, settings=settings))
     with transaction(env.factory) as session:
@@ -44,6 +44,9 @@ def test_more_mails_than_one_insert_takes_are_all_queued_with_their_bytes(env: E
         assert row.stored_raw == b"" and row.message_pk in copies
         assert row.raw == copies[row.message_pk] and row.message_id.encode() in row.raw
         assert row.status == "pending" and row.attempts == 0 and row.auto
+    with env.factory() as session:  # as the driver has them: every row's times stored alike
+        sql = "SELECT created_at, next_attempt_at FROM outbox UNION SELECT created_at, NULL FROM messages"
+        assert len(set(session.connection().exec_driver_sql(sql).all())) == 2
 
 
 def test_a_bouncing_address_is_refused_and_others_are_not(env: Env) -> None:

@@ -3,16 +3,24 @@ read back the same, and keep SQLAlchemy's errors, events and savepoints."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import Table, event, exc, insert, select
+from sqlalchemy import Table, bindparam, event, exc, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from postdesk.daemon.pipeline import _INSERT_EVENT
 from postdesk.daemon.steps.dedupe import _STORED
-from postdesk.daemon.store.db import add_row, insert_ignore, new_row, next_ticket_number
+from postdesk.daemon.store.db import (
+    ROWS_PER_INSERT,
+    add_row,
+    add_ticket_row,
+    insert_ignore,
+    insert_rows,
+    leave_savepoints_open,
+    new_row,
+    next_ticket_number,
+)
 from postdesk.daemon.store.direct import Direct
 from postdesk.models.schema import Contact, Event, Message, Participant, Ticket
 from postdesk.models.sla import TicketSla
@@ -139,13 +147,48 @@ def test_events_written_together_are_stored_as_sqlalchemy_stores_them(
             {"ticket_id": ticket.id, "at": AT, "actor": "a", "kind": kind, "detail": '{"x": 1}'}
             for kind in ("created", "received")
         ]
-        _INSERT_EVENT.execute_many(session.connection(), rows)
-        _INSERT_EVENT.execute_many(session.connection(), rows[:1])
+        insert_rows(session.connection(), Event.__table__, rows)
+        insert_rows(session.connection(), Event.__table__, rows[:1])
         session.connection().execute(insert(Event.__table__), rows)
         session.connection().execute(insert(Event.__table__), rows[:1])
         written = stored(session, "events")
     assert written[:3] == written[3:]
     assert [row["kind"] for row in written] == ["created", "received", "created"] * 2
+
+
+def test_rows_beyond_one_statement_are_inserted_in_order(
+    factory: sessionmaker[Session],
+) -> None:
+    with factory() as session, session.begin():
+        ticket = Ticket(**ticket_values(1))
+        add_row(session, ticket)
+        kinds = [f"kind{n}" for n in range(ROWS_PER_INSERT * 2 + 1)]
+        rows = [
+            {"ticket_id": ticket.id, "at": AT, "actor": "a", "kind": kind, "detail": "{}"}
+            for kind in kinds
+        ]
+        insert_rows(session.connection(), Event.__table__, rows)
+        insert_rows(session.connection(), Event.__table__, [])  # nothing to do
+        written = stored(session, "events")
+    assert [row["kind"] for row in written] == kinds
+
+
+def test_a_new_ticket_is_numbered_as_it_is_written(factory: sessionmaker[Session]) -> None:
+    with factory() as session, session.begin():
+        before = next_ticket_number(session)
+        values = {k: v for k, v in ticket_values(0).items() if k != "number"}
+        tickets = [new_row(Ticket, values) for _ in range(2)]
+        for ticket in tickets:
+            add_ticket_row(session, ticket, session.connection())
+        numbered = [ticket.number for ticket in tickets]
+        rows = stored(session, "tickets", ())
+        after = next_ticket_number(session)
+        session.expire_all()  # read back through the ORM, as later steps do
+        assert [session.get(Ticket, t.id).number for t in tickets] == numbered  # type: ignore[union-attr]
+    assert before < numbered[0] < numbered[1] < after
+    assert [(row["id"], row["number"]) for row in rows] == [(t.id, t.number) for t in tickets]
+    with pytest.raises(ValueError), factory() as session, session.begin():
+        add_ticket_row(session, new_row(Ticket, ticket_values(9)), session.connection())
 
 
 def test_a_query_answers_as_sqlalchemy_answers_it(factory: sessionmaker[Session]) -> None:
@@ -203,6 +246,69 @@ def test_errors_events_and_savepoints_are_sqlalchemys(factory: sessionmaker[Sess
             event.remove(engine, "before_cursor_execute", record)
     assert numbers == [1]  # the savepoint took the second ticket with it
     assert len([s for s in seen if s.startswith("INSERT INTO tickets")]) == 3
+
+
+def test_savepoints_left_open_roll_back_only_their_own_work(
+    factory: sessionmaker[Session],
+) -> None:
+    seen: list[str] = []
+
+    def record(*args: object) -> None:
+        seen.append(str(args[2]))
+
+    with factory() as session, session.begin():
+        engine = session.get_bind()
+        leave_savepoints_open(session)
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            for number in (1, 2, 3, 4):  # as the worker's batch: one savepoint per message
+                try:
+                    with session.begin_nested():
+                        add_row(session, Ticket(**ticket_values(number)))
+                        if number == 2:
+                            with session.begin_nested():  # one within, left open too
+                                add_row(session, Ticket(**ticket_values(20)))
+                            raise RuntimeError("poison")
+                        if number == 3:
+                            add_row(session, Ticket(**ticket_values(1)))  # the number is unique
+                except (RuntimeError, exc.IntegrityError):
+                    session.expunge_all()
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+    with factory() as session:
+        numbers = session.scalars(select(Ticket.number).order_by(Ticket.number)).all()
+    assert numbers == [1, 4]
+    released = [s for s in seen if s.startswith("RELEASE SAVEPOINT")]
+    assert len(released) == (0 if engine.dialect.name == "postgresql" else 3)
+    event.listen(engine, "before_cursor_execute", record)
+    try:  # the next transaction on the pooled connection releases as usual
+        with factory() as session, session.begin(), session.begin_nested():
+            add_row(session, Ticket(**ticket_values(5)))
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert seen[-1].startswith("RELEASE SAVEPOINT")
+    assert len([s for s in seen if s.startswith("ROLLBACK TO SAVEPOINT")]) == 2
+
+
+def test_sqlite_datetimes_are_bound_as_sqlalchemy_binds_them() -> None:
+    from sqlalchemy.dialects import sqlite
+
+    table: Table = Event.__table__  # type: ignore[assignment]
+    direct = Direct(select(table.c.id).where(table.c.at > bindparam("at")))
+    [(_position, fast)] = direct._compiled(sqlite.dialect()).processed
+    slow = table.c.at.type.dialect_impl(sqlite.dialect()).bind_processor(sqlite.dialect())
+    assert fast is not slow and slow is not None
+    india = timezone(timedelta(hours=5, minutes=30))
+    values = [
+        AT,
+        LATER,
+        datetime(2026, 1, 2, 3, 4, 5),  # naive, no microseconds
+        datetime(1, 1, 1, tzinfo=india),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=india),
+        date(2026, 5, 1),
+        None,
+    ]
+    assert [fast(value) for value in values] == [slow(value) for value in values]
 
 
 def test_a_new_row_has_only_columns() -> None:

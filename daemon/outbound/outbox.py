@@ -29,6 +29,7 @@ from postdesk.daemon.outbound.compose import compose, envelope_address
 from postdesk.daemon.outbound.context import helpdesk_info
 from postdesk.daemon.outbound.templating import AGENT_AUTO_CAP, Rendered
 from postdesk.daemon.services import Services
+from postdesk.daemon.store.db import bound_rows, insert_rows, typed_bind
 from postdesk.daemon.store.direct import Direct
 from postdesk.models.schema import Message, OutboxItem, Ticket
 
@@ -48,7 +49,6 @@ _ITEM_COLUMNS = (
     "status", "attempts", "next_attempt_at", "created_at", "claimed_until", "claimed_by",
     "last_error", "sent_at",
 )  # fmt: skip
-ITEMS_PER_INSERT = 16  # rows per INSERT statement; more rows take several
 
 
 def _copy_of(key: str) -> Any:
@@ -68,7 +68,7 @@ def _insert_items_of(count: int) -> Direct:
     comes back with its (freshly minted, unique) Message-ID, since the order of RETURNING rows
     is not that of the VALUES."""
     rows = [
-        {name: bindparam(f"{name}_{i}") for name in _ITEM_COLUMNS}
+        {name: typed_bind(_OUTBOX, name, i) for name in _ITEM_COLUMNS}
         | {"message_pk": _copy_of(f"copy_of_{i}")}
         for i in range(count)
     ]
@@ -77,17 +77,6 @@ def _insert_items_of(count: int) -> Direct:
         .values(rows)
         .returning(_OUTBOX.c.message_id, _OUTBOX.c.id, _OUTBOX.c.message_pk)
     )
-
-
-# The outgoing messages' columns, all set by _record: run on the DBAPI cursor (store.direct).
-_INSERT_MESSAGE = Direct(
-    insert(_MESSAGE),
-    [
-        "ticket_id", "message_id", "dedupe_key", "direction", "author", "internal", "auto",
-        "subject", "text", "new_text", "channel", "possible_duplicate", "defects", "raw",
-        "created_at",
-    ],
-)  # fmt: skip
 
 
 def enqueue(
@@ -346,7 +335,7 @@ def _record(
         }
         for out in outs
     ]
-    _INSERT_MESSAGE.execute_many(session.connection(), rows)
+    insert_rows(session.connection(), _MESSAGE, rows)  # one statement for the lot
     return _insert_items(session, settings, ticket.id, outs, now, kept_in_copies=True)
 
 
@@ -390,10 +379,8 @@ def _insert_items(
     ]
     connection = session.connection()
     ids: dict[str, tuple[int, int | None]] = {}
-    for start in range(0, len(rows), ITEMS_PER_INSERT):
-        chunk = rows[start : start + ITEMS_PER_INSERT]
-        bound = {f"{key}_{i}": value for i, row in enumerate(chunk) for key, value in row.items()}
-        cursor = _insert_items_of(len(chunk)).execute(connection, bound)
+    for count, bound in bound_rows(rows):
+        cursor = _insert_items_of(count).execute(connection, bound)
         ids.update((message_id, (item_id, pk)) for message_id, item_id, pk in cursor.fetchall())
         cursor.close()
     caps.count_queued(connection, settings, [(out.auto, out.envelope[0]) for out in outs])

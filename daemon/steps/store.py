@@ -9,7 +9,7 @@ from postdesk.daemon.pipeline import EventEntry, MessageContext, add_participant
 from postdesk.daemon.sla.labels import default_label
 from postdesk.daemon.steps import classify
 from postdesk.daemon.steps.parse import StoredAttachment
-from postdesk.daemon.store.db import add_row, insert_ignore, new_row, next_ticket_number
+from postdesk.daemon.store.db import add_row, add_ticket_row, insert_ignore, new_row
 from postdesk.daemon.store.rawfiles import store_raw
 from postdesk.models.schema import (
     Attachment,
@@ -59,7 +59,6 @@ def open_ticket(ctx: MessageContext, now: datetime) -> None:
     status = str(verdict.pop("status", "new"))
     values = {
         **verdict,
-        "number": next_ticket_number(ctx.connection),
         "subject": ctx.parsed.subject or "(no subject)",
         "requester": ctx.sender,
         "status": status,
@@ -69,7 +68,7 @@ def open_ticket(ctx: MessageContext, now: datetime) -> None:
         "updated_at": now,
     }
     ticket = new_row(Ticket, values)
-    add_row(ctx.session, ticket, ctx.connection)
+    add_ticket_row(ctx.session, ticket, ctx.connection)  # numbered as it is written
     add_participant(ctx, ticket, ctx.sender, "requester")
     ctx.ticket, ctx.created = ticket, True
     add_collaborators(ctx, ticket)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -30,7 +30,7 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.orm.attributes import instance_state
 
-from postdesk.daemon.store.direct import Direct, run_plain
+from postdesk.daemon.store.direct import Direct, run_plain, values_of
 
 if TYPE_CHECKING:  # Alembic loads only when the schema is not known to be at head
     from alembic.config import Config
@@ -77,12 +77,31 @@ def _plain_savepoints(engine: Engine) -> Engine:
         run_plain(connection, f"ROLLBACK TO SAVEPOINT {name}")
 
     def release(connection: Connection, name: str) -> None:
-        run_plain(connection, f"RELEASE SAVEPOINT {name}")
+        if not connection.get_execution_options().get(_OPEN_SAVEPOINTS):
+            run_plain(connection, f"RELEASE SAVEPOINT {name}")
 
     dialect.do_savepoint = savepoint  # type: ignore[method-assign]
     dialect.do_rollback_to_savepoint = rollback_to  # type: ignore[method-assign]
     dialect.do_release_savepoint = release  # type: ignore[method-assign]
     return engine
+
+
+def leave_savepoints_open(session: Session) -> None:
+    """On PostgreSQL, have the savepoints of ``session``'s transaction (begun, no statement run
+    yet) left open where SQLAlchemy releases them: no ``RELEASE SAVEPOINT`` round trip.
+
+    Releasing only merges a savepoint into the one around it; a later rollback to an outer
+    savepoint, or of the transaction, undoes an open one all the same, so the outcome is the
+    same. The server commits the open ones with the transaction (each keeps its few bytes of
+    state until then). For the worker's group commit: one savepoint per message, up to
+    ``processing.batch_size`` deep. SQLite releases as before: there a savepoint left open keeps
+    its pages in the statement journal, which a release lets it drop.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={_OPEN_SAVEPOINTS: True})
+
+
+_OPEN_SAVEPOINTS = "postdesk_open_savepoints"  # execution option: RELEASE SAVEPOINT is not sent
 
 
 def make_reader_engine(url: str) -> Engine:
@@ -203,6 +222,53 @@ def _insert_ignore_statement(
     return Direct(sqlite_insert(table).on_conflict_do_nothing(index_elements=list(keys)), columns)
 
 
+ROWS_PER_INSERT = 16  # rows per multi-row INSERT statement; more rows take several
+
+
+def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """INSERT ``rows`` (each with the same keys) into ``table``, in order, with one multi-row
+    statement per ``ROWS_PER_INSERT``: the server runs one statement where ``executemany``
+    runs one per row (PostgreSQL). No rows: no statement."""
+    for count, bound in bound_rows(rows):
+        _rows_insert(table, tuple(rows[0]), count).execute(connection, bound).close()
+
+
+def bound_rows(rows: Sequence[Mapping[str, Any]]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``rows`` by ``ROWS_PER_INSERT``: the number of rows of each chunk, and their values
+    bound as ``<column>_<i>`` for row ``i`` of the chunk (a multi-row statement's parameters)."""
+    if not rows:
+        return
+    columns = tuple(rows[0])
+    take = values_of(columns)
+    for start in range(0, len(rows), ROWS_PER_INSERT):
+        chunk = rows[start : start + ROWS_PER_INSERT]
+        bound: dict[str, Any] = {}
+        for names, row in zip(_bind_names(columns, len(chunk)), chunk, strict=True):
+            bound.update(zip(names, take(row), strict=True))
+        yield len(chunk), bound
+
+
+@functools.cache
+def _bind_names(columns: tuple[str, ...], count: int) -> list[tuple[str, ...]]:
+    """The names ``<column>_<i>`` of the parameters of rows 0 to ``count - 1``."""
+    return [tuple(f"{column}_{i}" for column in columns) for i in range(count)]
+
+
+@functools.cache
+def _rows_insert(table: Table, columns: tuple[str, ...], count: int) -> Direct:
+    """The INSERT of ``count`` rows of ``columns`` into ``table``, bound as :func:`bound_rows`
+    binds them, built once."""
+    rows = [{name: typed_bind(table, name, i) for name in columns} for i in range(count)]
+    return Direct(insert(table).values(rows))
+
+
+def typed_bind(table: Table, column: str, row: int) -> Any:
+    """The parameter of ``column`` of row ``row`` of a multi-row INSERT into ``table``, with
+    the column's type: SQLAlchemy types only the first row's by itself, and an untyped value
+    is stored as the driver has it (SQLite: a datetime as ``str()``, offset and all)."""
+    return bindparam(f"{column}_{row}", type_=table.c[column].type)
+
+
 def new_row(model: type[_Row], values: dict[str, Any]) -> _Row:
     """A new ``model`` object holding ``values`` (column keys), for :func:`add_row`.
 
@@ -237,13 +303,35 @@ def add_row(session: Session, row: Any, connection: Connection | None = None) ->
     The session does not forget ``row`` when a savepoint around this rolls back: whoever rolls
     one back expunges what it wrote (the worker does, per message).
     """
-    model: type = type(row)
-    table, key, values = _row_values(model, row)
+    table, key, values = _row_values(type(row), row)
     connection = connection or session.connection()
     if key is None:
         _plain_insert(table).execute(connection, values).close()
     else:
         row.__dict__[key] = _returning_insert(table, key).one(connection, values)[0]
+    _keep(session, row)
+
+
+def add_ticket_row(session: Session, row: Any, connection: Connection) -> None:
+    """:func:`add_row` for a new ticket whose ``number`` is unset: it gets the next ticket
+    number (:func:`next_ticket_number`). On PostgreSQL the INSERT itself takes it from the
+    sequence and returns it: one statement and round trip fewer per new ticket."""
+    if row.__dict__.get("number") is not None:
+        raise ValueError(f"a new ticket has no number yet, not {row.number}")
+    if connection.dialect.name != "postgresql":
+        row.__dict__["number"] = next_ticket_number(connection)
+        add_row(session, row, connection)
+        return
+    table, key, values = _row_values(type(row), row)
+    del values["number"]
+    assert key is not None, "the ticket's id is the database's"
+    row.__dict__[key], row.__dict__["number"] = _numbered_insert(table, key).one(connection, values)
+    _keep(session, row)
+
+
+def _keep(session: Session, row: Any) -> None:
+    """Keep ``row``, just written whole, in ``session`` as a loaded, persistent object."""
+    model: type = type(row)
     make_transient_to_detached(row)  # every value written counts as loaded from now on
     if _shape(model)[2].isdisjoint(row.__dict__):
         # No related object set on it: the ORM's save cascade (``session.add``) would walk every
@@ -306,6 +394,15 @@ def _returning_insert(table: Table, key: str) -> Direct:
     """``INSERT INTO table ... RETURNING key`` of every column but ``key``, built once."""
     columns = [column.key for column in table.columns if column.key != key]
     return Direct(insert(table).returning(table.c[key]), columns)
+
+
+@functools.cache
+def _numbered_insert(table: Table, key: str) -> Direct:
+    """``INSERT INTO tickets ... RETURNING key, number`` of every column but ``key``, the
+    number the sequence's next value (PostgreSQL), built once."""
+    columns = [column.key for column in table.columns if column.key not in (key, "number")]
+    numbered = insert(table).values(number=text(f"nextval('{TICKET_SEQUENCE}')"))
+    return Direct(numbered.returning(table.c[key], table.c.number), columns)
 
 
 def next_counter_value(target: Session | Connection, name: str) -> int:

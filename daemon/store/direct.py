@@ -4,7 +4,8 @@ SQLAlchemy's execution of a Core statement (cache lookup, execution context, par
 construction, result set-up) costs several times the DBAPI's own execute; the worker runs
 about ten statements per message. A :class:`Direct` statement is compiled once per dialect,
 keeps SQLAlchemy's bind processors for its parameters (so stored values are exactly what
-SQLAlchemy would store: SQLite's datetime strings, booleans, JSON...), and runs on the same
+SQLAlchemy would store: SQLite's datetime strings, booleans, JSON...; a plain datetime's SQLite
+text is formatted from a tuple, the same text), and runs on the same
 DBAPI connection, in the same transaction and savepoint, through
 ``Connection._cursor_execute`` (:func:`_run` takes the same steps for ``executemany`` and
 statements without parameters): engine events (``before_cursor_execute``), echo logging and
@@ -19,13 +20,17 @@ and returned columns must need no result processing (integers, text): rows are t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from operator import itemgetter
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import ColumnDefault, Connection
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.types import TypeEngine
 
 _REQUIRED = object()  # a parameter with no value of its own: the caller must pass one
 
@@ -43,7 +48,9 @@ class _Compiled(NamedTuple):
 
     sql: str
     names: tuple[str, ...] | None  # the parameter names of a named paramstyle; None: positional
-    binds: tuple[_Bind, ...]
+    defaults: dict[str, Any]  # the values of binds a caller may leave out, by key
+    values_of: Callable[[Mapping[str, Any]], tuple[Any, ...]]  # every bind's value, in order
+    processed: tuple[tuple[int, Callable[[Any], Any]], ...]  # (position, processor) of binds
 
 
 class Direct:
@@ -127,14 +134,31 @@ def _run(connection: Connection, sql: str, parameters: list[Any] | None) -> None
 
 
 def _parameters(compiled: _Compiled, values: Mapping[str, Any]) -> Any:
-    """The DBAPI parameters of one execution: a tuple, or a dict for a named paramstyle."""
-    bound = []
-    for key, default, process in compiled.binds:
-        value = values[key] if key in values or default is _REQUIRED else default
-        bound.append(value if process is None else process(value))
+    """The DBAPI parameters of one execution: a tuple, or a dict for a named paramstyle.
+
+    The values are taken all at once (``operator.itemgetter``, over the defaults updated with
+    ``values`` when there are defaults), and only the binds with a processor are processed.
+    """
+    taken = compiled.values_of({**compiled.defaults, **values} if compiled.defaults else values)
+    if compiled.processed:
+        bound = list(taken)
+        for position, process in compiled.processed:
+            bound[position] = process(bound[position])
+        taken = tuple(bound)
     if compiled.names is None:
-        return tuple(bound)
-    return dict(zip(compiled.names, bound, strict=True))
+        return taken
+    return dict(zip(compiled.names, taken, strict=True))
+
+
+def values_of(keys: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """A function of a mapping returning its values of ``keys``, in order, as a tuple
+    (``KeyError`` for a missing one)."""
+    if len(keys) == 1:
+        [key] = keys
+        return lambda values: (values[key],)
+    if not keys:
+        return lambda _values: ()
+    return itemgetter(*keys)
 
 
 def _compile(statement: ClauseElement, dialect: Dialect, keys: list[str] | None) -> _Compiled:
@@ -159,15 +183,50 @@ def _compile(statement: ClauseElement, dialect: Dialect, keys: list[str] | None)
             default = _REQUIRED
         else:
             default = bind.effective_value if bind.callable else bind.value
-        process = processors.get(name)
-        if isinstance(process, tuple):
+        found = processors.get(name)
+        if isinstance(found, tuple):
             raise ValueError(f"{statement}: tuple parameters are not supported")
-        binds.append(_Bind(bind.key, default, cast(Callable[[Any], Any] | None, process)))
+        process = cast(Callable[[Any], Any] | None, found)
+        if process is not None and _sqlite_datetime(bind.type.dialect_impl(dialect)):
+            process = _datetime_text(process)
+        binds.append(_Bind(bind.key, default, process))
     for column in compiled._result_columns:
         if column[3]._cached_result_processor(dialect, None) is not None:
             raise ValueError(f"{statement}: column {column[0]} needs result processing")
     escaped = [compiled.escaped_bind_names.get(name, name) for name in names or ()]
-    return _Compiled(compiled.string, None if compiled.positional else tuple(escaped), tuple(binds))
+    processed = tuple((i, bind.process) for i, bind in enumerate(binds) if bind.process)
+    return _Compiled(
+        compiled.string,
+        None if compiled.positional else tuple(escaped),
+        {bind.key: bind.default for bind in binds if bind.default is not _REQUIRED},
+        values_of([bind.key for bind in binds]),
+        processed,
+    )
+
+
+def _sqlite_datetime(type_: TypeEngine[Any]) -> bool:
+    """Whether ``type_`` is SQLite's DATETIME storing SQLAlchemy's default text
+    (``YYYY-MM-DD HH:MM:SS.ffffff``)."""
+    default = sqlite.DATETIME._storage_format
+    return isinstance(type_, sqlite.DATETIME) and type_._storage_format == default
+
+
+_DATETIME_TEXT = "%04d-%02d-%02d %02d:%02d:%02d.%06d"  # SQLite DATETIME's default storage format
+
+
+def _datetime_text(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """SQLite DATETIME's bind processor ``process``, with a plain datetime's text made from a
+    tuple of its fields, not a dict of them (a date, None or anything else goes to
+    ``process``): the same text in well under half the time, for the ~30 datetimes of a
+    message."""
+
+    def text(value: Any) -> Any:
+        if type(value) is datetime:
+            fields = value.year, value.month, value.day, value.hour, value.minute, value.second
+            return _DATETIME_TEXT % (*fields, value.microsecond)
+        return process(value)
+
+    return text
 
 
 def _scalar_defaults(compiled: SQLCompiler, statement: ClauseElement) -> dict[str, Any]:
