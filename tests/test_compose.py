@@ -131,6 +131,22 @@ def test_html_alternative_and_attachment() -> None:
     assert files[1].get_content_type() == "application/octet-stream"
 
 
+def test_the_acknowledgement_goes_out_without_a_transfer_encoding() -> None:
+    """Its lines stay within 78 columns for a long helpdesk name and a long ticket tag, so
+    neither part is quoted-printable (which cost the composer ~80k instructions a mail)."""
+    services = make_services()
+    context = {
+        "helpdesk": {"name": "Example Customer Support Team", "address": HELPDESK},
+        "ticket": {"tag": "[Example #12345678]", "subject": ""},
+    }
+    rendered = services.templates.render(CUSTOMER_ACKNOWLEDGEMENT, context)
+    msg = build(services, rendered=rendered)
+    parts = [part for part in msg.walk() if not part.is_multipart()]
+    assert [part.get_content_type() for part in parts] == ["text/plain", "text/html"]
+    assert [part["Content-Transfer-Encoding"] for part in parts] == ["7bit", "7bit"]
+    assert "[Example #12345678]" in parts[0].get_content()
+
+
 def test_non_ascii_names_and_subjects_are_encoded() -> None:
     msg = build(to=["Jürgen Müller <juergen@example.org>"], subject="Grüße 🙂")
     assert msg["Subject"] == "Grüße 🙂"

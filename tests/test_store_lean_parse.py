@@ -20,6 +20,8 @@ CASES = {
     "crlf": HEAD + b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + BODY,
     "lf": (HEAD + b"\r\n" + BODY).replace(b"\r\n", b"\n"),
     "mixed separator": HEAD + b"\n" + BODY,
+    "crlf blank line, then lf ones": HEAD + b"\r\n" + BODY.replace(b"\r\n", b"\n"),
+    "lf blank line, then crlf ones": HEAD.replace(b"\r\n", b"\n") + b"\n" + BODY,
     "bare cr blank line": HEAD + b"\r\r\n" + BODY,
     "no separator": HEAD + b"this line is no header\r\n" + BODY,
     "no body": HEAD + b"\r\n",

@@ -313,10 +313,11 @@ def _parse_chunks(chunks: Iterator[bytes]) -> Message:
 def _header_end(head: bytes) -> int:
     """Where the body starts, just after the first blank line in ``head`` (0: none found, or
     the head names a multipart or message/* type, which the parser must see whole)."""
-    ends = [found + len(sep) for sep in (b"\n\n", b"\n\r\n") if (found := head.find(sep)) >= 0]
-    if not ends:
+    crlf = head.find(b"\n\r\n")  # first: a scan for LF LF is slow in CRLF text, so it stops here
+    lf = head.find(b"\n\n", 0, len(head) if crlf < 0 else crlf + 2)
+    if crlf < 0 and lf < 0:
         return 0
-    split = min(ends)
+    split = lf + 2 if lf >= 0 else crlf + 3
     lowered = head[:split].lower()
     return 0 if b"multipart" in lowered or b"message/" in lowered else split
 

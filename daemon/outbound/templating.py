@@ -38,6 +38,7 @@ SUBJECT, TEXT, HTML = "subject", "txt", "html"
 _NAME = re.compile(r"^[a-z0-9_-]+/[a-z0-9_-]+$")
 _CLEAN = {"Cc": " ", "Zl": " ", "Zp": " ", "Cf": ""}
 _ASCII_CONTROLS = re.compile("[\x00-\x1f\x7f]")  # category Cc within ASCII
+_DICT_ATTRIBUTES = frozenset(dir(dict))  # what ``getattr`` finds on any dict
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class _Environment(jinja2.Environment):
         """``obj.attribute`` as Jinja reads it (the attribute first, else the item), with the
         templates' plain dicts answered at once: a dict has no attribute of that name unless
         the dict type has one, so Jinja's try of ``getattr`` would only raise."""
-        if type(obj) is dict and attribute in obj and not hasattr(dict, attribute):
+        if type(obj) is dict and attribute in obj and attribute not in _DICT_ATTRIBUTES:
             return obj[attribute]
         return super().getattr(obj, attribute)
 
@@ -108,6 +109,7 @@ class Templates:
             autoescape=_autoescape,
             keep_trailing_newline=True,
             auto_reload=False,  # read once per process: no stat of an included file per mail
+            cache_size=-1,  # a plain dict, not an LRU with a lock (an include looks it up per mail)
         )
         self.environment.filters["oneline"] = one_line
         # mail template parts, read once per process like the configuration: file -> template
