@@ -136,7 +136,6 @@ def test_a_failed_sync_in_a_group_keeps_only_that_mail_unsent(
     assert {row.status for row in outbox(env)} == {"sent"}
 
 
-
 def test_a_failed_flush_keeps_the_whole_group_out_and_a_later_one_writes_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

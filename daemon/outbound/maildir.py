@@ -62,7 +62,8 @@ def deliver(root: Path, mails: Sequence[tuple[int, bytes]]) -> dict[int, OSError
                 outcome[row_id] = error
         flush_error = _flush(root / "tmp") if written else None
         for row_id, tmp, descriptor in written:
-            outcome[row_id] = flush_error or _check_and_move(tmp, descriptor, root / "new" / tmp.stem)
+            target = root / "new" / tmp.stem
+            outcome[row_id] = flush_error or _check_and_move(tmp, descriptor, target)
     finally:
         for _row_id, _tmp, descriptor in written:
             os.close(descriptor)
