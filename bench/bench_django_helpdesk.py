@@ -411,8 +411,16 @@ def describe(name: str, result: dict[str, float], total: int) -> str:
         f"  {name:<15} {total / result['wall']:8.1f} msg/s  {result['cpu'] * 1000 / total:7.2f} ms"
         f" CPU/msg (user {(result['cpu'] - result['system']) * 1000 / total:.2f}, system"
         f" {result['system'] * 1000 / total:.2f})  {int(result['tickets'])} tickets,"
-        f" {int(result['sent'])} mails written"
+        f" {int(result['sent'])} mails written{_split(result, total)}"
     )
+
+
+def _split(result: dict[str, float], total: int) -> str:
+    """postdesk's CPU per message split into ``ingest`` and the process writing the outbox."""
+    if "ingest_cpu" not in result:
+        return ""
+    ingest = result["ingest_cpu"] * 1000 / total
+    return f"; ingest {ingest:.2f} + outbox {result['cpu'] * 1000 / total - ingest:.2f} ms"
 
 
 def main() -> int:
