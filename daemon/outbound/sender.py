@@ -8,8 +8,8 @@ connections in parallel (:mod:`postdesk.daemon.outbound.relaypool`); rows claime
 reached when the sender stops are released at once. A 5xx reply fails
 the row for good; a 4xx reply, a timeout or a network error retries it with exponential
 backoff until ``outbound.max_attempts``. Without a relay, each claim (up to ``MAILDIR_CLAIM``
-rows) is written into ``<data_dir>/outbox-sent/new/`` as one group, its files synced
-concurrently and the folder once (:mod:`postdesk.daemon.outbound.maildir`), under names derived
+rows) is written into ``<data_dir>/outbox-sent/new/`` as one group, its files flushed with one
+``syncfs`` and the folder synced once (:mod:`postdesk.daemon.outbound.maildir`), under names derived
 from the row ids, so sending again after a crash overwrites a file instead of duplicating it.
 A drain goes on while mail never tried yet keeps being committed (a burst); mail rescheduled
 during it waits for the next one.
@@ -203,7 +203,7 @@ class OutboxSender:
                     await asyncio.gather(*(lane() for _ in range(min(lanes, len(items)))))
                 elif stop is not None and stop.is_set():
                     unreached.extend(item.id for item in items)
-                else:  # one group: its files are synced concurrently (maildir.SYNCS_IN_FLIGHT)
+                else:  # one group: its files flushed together (maildir.deliver)
                     results.extend(await self._to_maildir(items))
                     handled.extend(item.id for item in items)
         finally:
