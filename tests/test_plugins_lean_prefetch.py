@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from postdesk.daemon.config import PluginSettings, Settings
 from postdesk.daemon.intake.spool import Envelope, Spool
@@ -157,6 +159,33 @@ def test_order_numbers_in_ascii_text_are_found_as_the_pattern_finds_them(text: s
             if match.group(1) not in expected:
                 expected.append(match.group(1))
         assert plugin.numbers(text) == expected[: plugin.settings.max_orders]
+
+
+# Pieces of text around the default order pattern: its words in any case, near misses, the
+# separators it allows, digits and a non-ASCII letter (the pattern itself is searched then).
+PIECES = ("order", "ORDER", "Order", "orders", "border", "0rder", "no", "No.", "number")
+PIECES += ("x", "1", "42", "A7", "9-", "é", " ", "\n", "\t", "-", "_", "#", ":", ".")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(PIECES),
+        max_size=30,
+    ).map("".join)
+)
+def test_the_default_pattern_finds_the_same_numbers_on_any_text(text: str) -> None:
+    """numbers() searches ASCII text lower-cased with a twin of DEFAULT_PATTERN: it must find
+    exactly what the pattern itself finds."""
+    from postdesk.plugins.host import PluginContext
+
+    options = {"by_number_url": "http://shop.invalid/orders/{number}", "max_orders": 100}
+    plugin = orders_http.create_plugin(PluginContext("orders_http", Settings(), options, None))
+    expected: list[str] = []
+    for match in re.finditer(orders_http.DEFAULT_PATTERN, text):
+        if match.group(1) not in expected:
+            expected.append(match.group(1))
+    assert plugin.numbers(text) == expected
 
 
 def test_a_spool_slow_to_list_is_listed_less_often(
