@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import os
 import re
 import threading
 import time
@@ -188,6 +189,34 @@ def test_the_default_pattern_finds_the_same_numbers_on_any_text(text: str) -> No
     assert plugin.numbers(text) == expected
 
 
+def test_an_idle_spool_is_listed_again_only_once_something_comes_or_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listings: list[float] = []
+    listing = prefetch._new_keys
+
+    def counted(*args: Any) -> list[Any]:
+        listings.append(time.monotonic())
+        return listing(*args)
+
+    monkeypatch.setattr(prefetch, "_new_keys", counted)
+    monkeypatch.setattr(prefetch, "POLL_SECONDS", 0.01)
+    (tmp_path / "old").touch()
+    os.utime(tmp_path, ns=(time.time_ns() - 10**9,) * 2)  # a spool last changed a second ago
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.3, (tmp_path / "new").touch)  # a message comes
+        loop.call_later(0.6, stop.set)
+        await prefetch.prefetch_spooled(tmp_path, lambda _key: asyncio.Future(), stop)
+
+    asyncio.run(scenario())
+    assert listings[0] < listings[1] - 0.25, "nothing listed again while nothing changed"
+    settled = listings[1] + prefetch.SETTLED_NS / 1e9 + 0.1  # then only its mtime is looked at
+    assert all(at < settled for at in listings[1:]), "listed again once it changed, until settled"
+
+
 def test_a_spool_slow_to_list_is_listed_less_often(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -197,6 +226,7 @@ def test_a_spool_slow_to_list_is_listed_less_often(
 
     def slow_listing(*_args: Any) -> list[Any]:
         rounds.append(time.monotonic())
+        (tmp_path / str(len(rounds))).touch()  # a new message each time: listed again
         time.sleep(0.04)  # as listing and sorting ~50,000 waiting files takes
         return []
 
