@@ -33,8 +33,19 @@ from postdesk.plugins.httppool import HttpPool
 log = logging.getLogger("postdesk.plugins.orders_http")
 
 DEFAULT_PATTERN = r"(?i)\border\s*(?:no\.?|number|#)?\s*:?\s*#?\s*([A-Z0-9-]*\d[A-Z0-9-]{2,})"
+# DEFAULT_PATTERN spelt for lower-cased ASCII text: it starts with a literal, which the regex
+# engine looks for with a fast search instead of trying a match at every position (as it must
+# for a case-insensitive pattern, or one starting with \b; the look-behind is that \b). On
+# ASCII text, searching text.lower() with it finds the matches DEFAULT_PATTERN finds, at the
+# same places, in about half the time (a tenth without "order" in the text).
+_DEFAULT_LOWERED = re.compile(
+    r"order(?<![a-z0-9_]order)\s*(?:no\.?|number|#)?\s*:?\s*#?\s*([a-z0-9-]*\d[a-z0-9-]{2,})",
+    re.ASCII,
+)
 DEFAULT_FIELDS = {"number": "number", "status": "status", "total": "total", "url": "url"}
-SHOP_THREADS = 32  # requests to the shop at once (two a lookup), each with its own kept-alive connection
+SHOP_THREADS = (
+    32  # requests to the shop at once (two a lookup), each with its own kept-alive connection
+)
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,7 @@ class OrdersHttp:
         self.settings = settings
         self.pattern = pattern
         self._ascii = _ascii_twin(pattern)
+        self._lowered = _DEFAULT_LOWERED if pattern.pattern == DEFAULT_PATTERN else None
         self.headers = {"Accept": "application/json"}
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
@@ -100,9 +112,15 @@ class OrdersHttp:
     def numbers(self, text: str) -> list[str]:
         """Distinct order numbers in ``text``, in order of appearance, at most ``max_orders``."""
         found: list[str] = []
-        pattern = self._ascii if self._ascii is not None and text.isascii() else self.pattern
-        for match in pattern.finditer(text):
-            number = match.group(1) if self.pattern.groups else match.group(0)
+        group = 1 if self.pattern.groups else 0
+        if self._lowered is not None and text.isascii():
+            matches = self._lowered.finditer(text.lower())  # the same length: the same places
+        elif self._ascii is not None and text.isascii():
+            matches = self._ascii.finditer(text)
+        else:
+            matches = self.pattern.finditer(text)
+        for match in matches:
+            number = text[match.start(group) : match.end(group)]
             if number and number not in found:
                 found.append(number)
         return found[: self.settings.max_orders]

@@ -5,7 +5,8 @@ a message (``steps/lookup.py``) would seldom be answered before the message comm
 agent notifications would be held and composed a second time once they are
 (``daemon/outbound/held.py``). So the plugins process looks at the messages waiting in the
 spool (``spool/new``, oldest first, at most ``AHEAD`` of them) every ``POLL_SECONDS``, or less
-often when listing them takes long, and for each one it has not seen yet starts the lookups
+often when listing them takes long (and not at all while the folder's mtime says that nothing
+came or went since it was last listed), and for each one it has not seen yet starts the lookups
 from a cheap reading of the file: the ``From`` address, the subject and the first
 ``BODY_BYTES`` of the raw body. Nothing is answered from that reading: it only fills the
 caches (the contact by address, the orders by request), so that the worker's own question,
@@ -38,6 +39,10 @@ POLL_SECONDS = 0.05  # how often the spool's waiting messages are looked at
 # listing a spool of 20,000 waiting files (and sorting the names) takes ~15 ms, which every
 # 50 ms would cost a third of a core just when the machine is busiest.
 REST_FACTOR = 9
+# A folder whose mtime has not moved since a listing made this long after its last change is
+# not listed again (an idle spool costs a stat, not a listing in a thread, every POLL_SECONDS);
+# well above the granularity of file timestamps (the kernel's coarse clock, a few ms).
+SETTLED_NS = 100_000_000
 AHEAD = 256  # the oldest waiting messages prefetched for; later ones wait for their turn
 CONCURRENCY = 16  # prefetches at once
 HEAD_BYTES = 64 * 1024  # read of a spool file: envelope line, header and the start of the body
@@ -100,6 +105,13 @@ def _new_keys(folder: Path, seen: set[str], skip: frozenset[str]) -> list[Lookup
     return [spooled_key(folder / name, skip) for name in fresh]
 
 
+def _unchanged(listed: tuple[int, int] | None, changed: int) -> bool:
+    """True when the folder, last changed at ``changed`` (its mtime), is as it was when
+    ``listed`` (its mtime then, and the time of that listing): a listing made ``SETTLED_NS``
+    after its last change saw it, and any change since would have moved its mtime."""
+    return listed is not None and listed[0] == changed and listed[1] - changed > SETTLED_NS
+
+
 async def prefetch_spooled(
     folder: Path, warm: Warm, stop: asyncio.Event, skip: Iterable[str] = ()
 ) -> None:
@@ -108,19 +120,24 @@ async def prefetch_spooled(
     seen: set[str] = set()
     room = asyncio.Semaphore(CONCURRENCY)
     skipped = frozenset(address.lower() for address in skip)
+    listed: tuple[int, int] | None = None  # the folder's mtime at the last listing, and when
     while not stop.is_set():
         started = time.monotonic()
+        keys: list[LookupKey | None] = []
         try:
-            keys = await asyncio.to_thread(_new_keys, folder, seen, skipped)
+            changed = os.stat(folder).st_mtime_ns
+            if not _unchanged(listed, changed):
+                at = time.time_ns()
+                keys = await asyncio.to_thread(_new_keys, folder, seen, skipped)
+                listed = (changed, at)
         except OSError as error:
             log.debug("prefetch: cannot list %s: %s", folder, error)
-            keys = []
+            listed = None
         rest = REST_FACTOR * (time.monotonic() - started)
         for key in keys:
             if key is not None:
                 await room.acquire()
                 warm(key).add_done_callback(lambda _done: room.release())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                stop.wait(), max(rest, POLL_SECONDS - (time.monotonic() - started))
-            )
+        # A plain sleep: stopping waits for it, but it costs no task (unlike a wait_for the
+        # stop event, twenty times a second, also when idle).
+        await asyncio.sleep(max(rest, POLL_SECONDS - (time.monotonic() - started)))

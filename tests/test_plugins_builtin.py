@@ -15,7 +15,7 @@ from typing import Any
 
 import openpyxl
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from postdesk.daemon.config import ConfigError, Settings
 from postdesk.daemon.store.db import make_engine, session_factory, transaction, upgrade_schema
@@ -343,9 +343,45 @@ def test_contacts_import_xlsx_and_lookup(tmp_path: Path) -> None:
             session_factory(make_engine(f"sqlite:///{tmp_path / 'crm.db'}")),
         )
     )
-    card = plugin.postdesk_lookup_contact("anna@shop.de")
+    card = asyncio.run(plugin.postdesk_lookup_contact("anna@shop.de"))
     assert card is not None and card["organization"] == "Shop GmbH" and card["priority"] == "high"
-    assert plugin.postdesk_lookup_contact("nobody@shop.de") is None
+    assert asyncio.run(plugin.postdesk_lookup_contact("nobody@shop.de")) is None
+
+
+def test_crm_lookups_asked_together_share_one_read(tmp_path: Path) -> None:
+    path = tmp_path / "contacts.csv"
+    path.write_text(
+        "email,name,organization,tier\n"
+        "anna@shop.de,Anna,Shop GmbH,gold\n"
+        "bob@shop.de,Bob,,\n"  # no organization of his own: his domain's
+        "olga@gmail.com,Olga,,\n",
+        encoding="utf-8",
+    )
+    _import(tmp_path, path)
+    engine = make_engine(f"sqlite:///{tmp_path / 'crm.db'}")
+    plugin = crm.create_plugin(
+        PluginContext(
+            "crm", Settings(), {"tier_priority": {"gold": "high"}}, session_factory(engine)
+        )
+    )
+    statements: list[str] = []
+    event.listen(plugin.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+
+    async def ask(*emails: str) -> list[Any]:
+        return await asyncio.gather(*(plugin.postdesk_lookup_contact(e) for e in emails))
+
+    anna, bob, olga, nobody, again = asyncio.run(
+        ask("anna@shop.de", "BOB@shop.de", "olga@gmail.com", "nobody@shop.de", "Anna@Shop.de")
+    )
+    assert anna["organization"] == "Shop GmbH" and anna["priority"] == "high"
+    assert again == anna
+    assert bob["name"] == "Bob" and bob["organization"] == "Shop GmbH" and "priority" not in bob
+    assert olga["name"] == "Olga" and olga["organization"] is None
+    assert nobody is None
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 2
+    statements.clear()
+    assert asyncio.run(ask("olga@gmail.com"))[0]["name"] == "Olga"  # a new loop: a new round
+    assert len(statements) == 2  # its own round: its contact, its domain's organization
 
 
 def test_a_file_without_an_email_column_is_refused(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import os
 import re
 import threading
 import time
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from postdesk.daemon.config import PluginSettings, Settings
 from postdesk.daemon.intake.spool import Envelope, Spool
@@ -159,6 +162,61 @@ def test_order_numbers_in_ascii_text_are_found_as_the_pattern_finds_them(text: s
         assert plugin.numbers(text) == expected[: plugin.settings.max_orders]
 
 
+# Pieces of text around the default order pattern: its words in any case, near misses, the
+# separators it allows, digits and a non-ASCII letter (the pattern itself is searched then).
+PIECES = ("order", "ORDER", "Order", "orders", "border", "0rder", "no", "No.", "number")
+PIECES += ("x", "1", "42", "A7", "9-", "é", " ", "\n", "\t", "-", "_", "#", ":", ".")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(PIECES),
+        max_size=30,
+    ).map("".join)
+)
+def test_the_default_pattern_finds_the_same_numbers_on_any_text(text: str) -> None:
+    """numbers() searches ASCII text lower-cased with a twin of DEFAULT_PATTERN: it must find
+    exactly what the pattern itself finds."""
+    from postdesk.plugins.host import PluginContext
+
+    options = {"by_number_url": "http://shop.invalid/orders/{number}", "max_orders": 100}
+    plugin = orders_http.create_plugin(PluginContext("orders_http", Settings(), options, None))
+    expected: list[str] = []
+    for match in re.finditer(orders_http.DEFAULT_PATTERN, text):
+        if match.group(1) not in expected:
+            expected.append(match.group(1))
+    assert plugin.numbers(text) == expected
+
+
+def test_an_idle_spool_is_listed_again_only_once_something_comes_or_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listings: list[float] = []
+    listing = prefetch._new_keys
+
+    def counted(*args: Any) -> list[Any]:
+        listings.append(time.monotonic())
+        return listing(*args)
+
+    monkeypatch.setattr(prefetch, "_new_keys", counted)
+    monkeypatch.setattr(prefetch, "POLL_SECONDS", 0.01)
+    (tmp_path / "old").touch()
+    os.utime(tmp_path, ns=(time.time_ns() - 10**9,) * 2)  # a spool last changed a second ago
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.3, (tmp_path / "new").touch)  # a message comes
+        loop.call_later(0.6, stop.set)
+        await prefetch.prefetch_spooled(tmp_path, lambda _key: asyncio.Future(), stop)
+
+    asyncio.run(scenario())
+    assert listings[0] < listings[1] - 0.25, "nothing listed again while nothing changed"
+    settled = listings[1] + prefetch.SETTLED_NS / 1e9 + 0.1  # then only its mtime is looked at
+    assert all(at < settled for at in listings[1:]), "listed again once it changed, until settled"
+
+
 def test_a_spool_slow_to_list_is_listed_less_often(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -168,6 +226,7 @@ def test_a_spool_slow_to_list_is_listed_less_often(
 
     def slow_listing(*_args: Any) -> list[Any]:
         rounds.append(time.monotonic())
+        (tmp_path / str(len(rounds))).touch()  # a new message each time: listed again
         time.sleep(0.04)  # as listing and sorting ~50,000 waiting files takes
         return []
 

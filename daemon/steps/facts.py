@@ -25,7 +25,7 @@ from postdesk.daemon.outbound.held import HeldMail, complete
 from postdesk.daemon.pipeline import MessageContext, log_event
 from postdesk.daemon.services import Services
 from postdesk.daemon.sla.clock import refresh
-from postdesk.daemon.steps.events import ticket_snapshot, updated_calls
+from postdesk.daemon.steps.events import record_heard, updated_calls
 from postdesk.daemon.store.slaview import due_text
 from postdesk.models.schema import PRIORITIES, Event, Ticket
 from postdesk.plugins.journal import OwedCall
@@ -108,10 +108,9 @@ def _announce(
     services: Services, session: Session, ticket: Ticket, priority: list[Any]
 ) -> list[OwedCall]:
     """Record, in ``session``'s transaction, the plugin events of a priority raised late."""
-    runner = services.plugins
-    snapshot = ticket_snapshot(session, ticket, services.settings.helpdesk.tag)
-    calls = updated_calls(snapshot, {"priority": priority})
-    return runner.journal.record(session, runner.heard(calls))
+    calls = updated_calls({"priority": priority})
+    tag = services.settings.helpdesk.tag
+    return record_heard(session, services.plugins, ticket, tag, calls)
 
 
 def _priority_change(ticket: Ticket, facts: dict[str, Any]) -> dict[str, object] | None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, func, select
+from sqlalchemy import Connection, Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from postdesk.models.crm import Organization
@@ -17,11 +18,21 @@ PERSONAL_DOMAINS = (
 )  # fmt: skip  # never an organization's own domain
 
 
-def find_contact(session: Session | Connection, email: str) -> dict[str, Any] | None:
-    """The card of ``email``: name, email, organization, tier, phone; None when unknown."""
-    address = email.lower()
-    row = session.execute(_FIND, {"email": address, "domain": address.rpartition("@")[2]}).first()
-    return dict(row._mapping) if row is not None else None
+def find_contacts(
+    session: Session | Connection, emails: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    """The cards (name, email, organization, tier, phone) of the known ones of ``emails``, by
+    lower-cased address, in two queries whatever their number: the contacts with their own
+    organization, then the organizations owning the domains of those that have none."""
+    addresses = sorted({email.lower() for email in emails})
+    cards = {row.email: dict(row._mapping) for row in session.execute(_FIND, {"emails": addresses})}
+    domains = {e.rpartition("@")[2] for e, card in cards.items() if card["organization"] is None}
+    if domains:
+        owners = {d: n for d, n in session.execute(_BY_DOMAIN, {"domains": sorted(domains)})}
+        for email, card in cards.items():
+            if card["organization"] is None:
+                card["organization"] = owners.get(email.rpartition("@")[2])
+    return cards
 
 
 def card(contact: Contact, organization: Organization | None) -> dict[str, Any]:
@@ -69,21 +80,22 @@ def all_cards(session: Session) -> list[dict[str, Any]]:
     return cards
 
 
-# One statement, built once, for the lookup every new message makes: the contact with its own
-# organization, else the one owning its email domain.
+# The statements, built once, of the lookups every new message makes: the contacts with their
+# own organization, and the organizations owning email domains.
 _CONTACTS = cast(Table, Contact.__table__)
-_OWN = cast(Table, Organization.__table__).alias("own")
-_BY_DOMAIN = cast(Table, Organization.__table__).alias("by_domain")
+_ORGANIZATIONS = cast(Table, Organization.__table__)
 _FIND = (
     select(
         _CONTACTS.c.email,
         _CONTACTS.c.name,
-        func.coalesce(_OWN.c.name, _BY_DOMAIN.c.name).label("organization"),
+        _ORGANIZATIONS.c.name.label("organization"),
         _CONTACTS.c.tier,
         _CONTACTS.c.phone,
     )
     .select_from(_CONTACTS)
-    .outerjoin(_OWN, _OWN.c.id == _CONTACTS.c.organization_id)
-    .outerjoin(_BY_DOMAIN, _BY_DOMAIN.c.domain == bindparam("domain"))
-    .where(_CONTACTS.c.email == bindparam("email"))
+    .outerjoin(_ORGANIZATIONS, _ORGANIZATIONS.c.id == _CONTACTS.c.organization_id)
+    .where(_CONTACTS.c.email.in_(bindparam("emails", expanding=True)))
+)
+_BY_DOMAIN = select(_ORGANIZATIONS.c.domain, _ORGANIZATIONS.c.name).where(
+    _ORGANIZATIONS.c.domain.in_(bindparam("domains", expanding=True))
 )
