@@ -76,6 +76,8 @@ def _record_config(
         results.record(name, str(error))
     else:
         results.record(name, None, detail)
+
+
 def _tls_error(settings: Settings) -> str | None:
     try:
         server_context(settings.smtp)

@@ -20,7 +20,11 @@ def source_files() -> set[str]:
     found = set()
     for folder, package in SHIPPED.items():
         for path in (REPO / folder).rglob("*"):
-            if path.is_file() and path.suffix in SHIPPED_SUFFIXES and "__pycache__" not in path.parts:
+            if (
+                path.is_file()
+                and path.suffix in SHIPPED_SUFFIXES
+                and "__pycache__" not in path.parts
+            ):
                 found.add(f"postdesk/{package}/{path.relative_to(REPO / folder).as_posix()}")
     return found
 
@@ -39,7 +43,9 @@ def test_wheel_installs_postdesk_packages_only_and_runs(tmp_path: Path) -> None:
     assert "postdesk/templates/customer/acknowledgement.txt.j2" in names
     assert any(n.startswith("postdesk/models/migrations/versions/0001") for n in names)
     missing = source_files() - set(names)
-    assert not missing, f"not in the wheel (a package missing from pyproject's packages?): {missing}"
+    assert not missing, (
+        f"not in the wheel (a package missing from pyproject's packages?): {missing}"
+    )
 
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)

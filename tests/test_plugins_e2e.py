@@ -164,6 +164,7 @@ def test_builtin_plugins_fill_the_notification_set_priority_and_deliver_webhooks
             daemon.port,
             make_mail(subject="Re: [Example #1] Where is order 10001?", body="Still late.\n"),
         )
+
         def reopened() -> list[dict[str, Any]]:
             documents = [json.loads(b) for _h, b in receiver.received]
             return [
@@ -174,6 +175,7 @@ def test_builtin_plugins_fill_the_notification_set_priority_and_deliver_webhooks
 
         updated = wait_until(reopened, what="ticket.updated webhook")[0]
         assert updated["detail"]["changes"]["status"] == ["solved", "open"]
+
         # The event hooks themselves, after commit, with read-only snapshots. A priority the
         # contact's tier raised once the lookups answered (after the commit) is announced then.
         def created() -> list[list[object]]:
