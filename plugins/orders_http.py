@@ -37,15 +37,16 @@ DEFAULT_PATTERN = r"(?i)\border\s*(?:no\.?|number|#)?\s*:?\s*#?\s*([A-Z0-9-]*\d[
 # engine looks for with a fast search instead of trying a match at every position (as it must
 # for a case-insensitive pattern, or one starting with \b; the look-behind is that \b). On
 # ASCII text, searching text.lower() with it finds the matches DEFAULT_PATTERN finds, at the
-# same places, in about half the time (a tenth without "order" in the text).
+# same places, in about half the time (a tenth without "order" in the text). It stays a
+# Unicode pattern: its \s, like the default's, also matches the separators \x1c-\x1f.
 _DEFAULT_LOWERED = re.compile(
-    r"order(?<![a-z0-9_]order)\s*(?:no\.?|number|#)?\s*:?\s*#?\s*([a-z0-9-]*\d[a-z0-9-]{2,})",
-    re.ASCII,
+    r"order(?<![a-z0-9_]order)\s*(?:no\.?|number|#)?\s*:?\s*#?\s*([a-z0-9-]*\d[a-z0-9-]{2,})"
 )
+# The ASCII characters a Unicode \s matches and an ASCII-only one does not.
+_UNICODE_ONLY_SPACES = ("\x1c", "\x1d", "\x1e", "\x1f")
 DEFAULT_FIELDS = {"number": "number", "status": "status", "total": "total", "url": "url"}
-SHOP_THREADS = (
-    32  # requests to the shop at once (two a lookup), each with its own kept-alive connection
-)
+# Requests to the shop at once (two a lookup), each with its own kept-alive connection.
+SHOP_THREADS = 32
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ class OrdersHttp:
         group = 1 if self.pattern.groups else 0
         if self._lowered is not None and text.isascii():
             matches = self._lowered.finditer(text.lower())  # the same length: the same places
-        elif self._ascii is not None and text.isascii():
+        elif self._ascii is not None and text.isascii() and not _has_unicode_only_spaces(text):
             matches = self._ascii.finditer(text)
         else:
             matches = self.pattern.finditer(text)
@@ -205,15 +206,22 @@ class OrdersHttp:
 
 
 def _ascii_twin(pattern: re.Pattern[str]) -> re.Pattern[str] | None:
-    """``pattern`` compiled for ASCII text alone, when it is ASCII itself: on ASCII text it
-    finds exactly what ``pattern`` finds, in about half the time when it ignores case (as the
-    default does). None when it cannot be (a non-ASCII pattern, an explicit ``(?u)``)."""
+    """``pattern`` compiled for ASCII text alone, when it is ASCII itself: on ASCII text
+    without the separators ``\\x1c``-``\\x1f`` (which only a Unicode ``\\s`` matches) it finds
+    exactly what ``pattern`` finds, in about half the time when it ignores case (as the default
+    does). None when it cannot be (a non-ASCII pattern, an explicit ``(?u)``)."""
     if not pattern.pattern.isascii():
         return None
     try:
         return re.compile(pattern.pattern, (pattern.flags & ~re.UNICODE) | re.ASCII)
     except (re.error, ValueError):
         return None
+
+
+def _has_unicode_only_spaces(text: str) -> bool:
+    """Whether ``text`` holds a character that ``\\s`` matches only in a Unicode pattern, where
+    an ASCII twin (:func:`_ascii_twin`) would find something else."""
+    return any(space in text for space in _UNICODE_ONLY_SPACES)
 
 
 def _path(data: Any, dotted: str) -> Any:

@@ -147,6 +147,7 @@ def test_facts_on_their_way_are_waited_for_until_a_wait_comes_back_empty(
         "Order #10001 and order no. 10002, again ORDER 10001",
         "Bestellung: order 55-AB7 and Order ﬁve 12345",  # not ASCII: the pattern as it is
         "order\n  number: 777 and orders",
+        "order\x1c12345 and ORDER\x1f#B-456",  # separators a Unicode \s matches
     ],
 )
 def test_order_numbers_in_ascii_text_are_found_as_the_pattern_finds_them(text: str) -> None:
@@ -166,6 +167,7 @@ def test_order_numbers_in_ascii_text_are_found_as_the_pattern_finds_them(text: s
 # separators it allows, digits and a non-ASCII letter (the pattern itself is searched then).
 PIECES = ("order", "ORDER", "Order", "orders", "border", "0rder", "no", "No.", "number")
 PIECES += ("x", "1", "42", "A7", "9-", "é", " ", "\n", "\t", "-", "_", "#", ":", ".")
+PIECES += ("\x1c", "\x1f")  # spaces to a Unicode \s (the default's), not to an ASCII one
 
 
 @settings(max_examples=400, deadline=None)
@@ -187,6 +189,18 @@ def test_the_default_pattern_finds_the_same_numbers_on_any_text(text: str) -> No
         if match.group(1) not in expected:
             expected.append(match.group(1))
     assert plugin.numbers(text) == expected
+
+
+@pytest.mark.parametrize("text", ["REF\x1c4711 and ref 42", "ref\x1f 99, ref\t7"])
+def test_a_pattern_of_ones_own_finds_in_ascii_text_what_it_finds_itself(text: str) -> None:
+    """A configured pattern is searched in ASCII text by an ASCII twin, except in text with
+    the separators that only the pattern's own (Unicode) \\s matches."""
+    from postdesk.plugins.host import PluginContext
+
+    pattern = r"(?i)\bref\s*(\d+)"
+    options = {"by_number_url": "http://shop.invalid/{number}", "pattern": pattern}
+    plugin = orders_http.create_plugin(PluginContext("orders_http", Settings(), options, None))
+    assert plugin.numbers(text) == re.findall(pattern, text)
 
 
 def test_an_idle_spool_is_listed_again_only_once_something_comes_or_goes(
