@@ -48,6 +48,7 @@ LAZY_RUNTIME_ERRORS = (("postdesk.daemon.serve", "AlreadyRunning"),)
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 PLUGIN_DRAIN_SECONDS = 10.0
+OUTBOX_PATIENCE_SECONDS = 30.0  # for the relay, once ingest has processed its mail
 
 
 class UsageError(Exception):
@@ -450,13 +451,23 @@ def cmd_check(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _drain(runtime: Runtime) -> list[Outcome]:
+    """Process the spool in this process, sending its mail meanwhile, as ``serve`` would."""
+    from postdesk.daemon.outbound.beside import SenderBeside
     from postdesk.daemon.worker import DatabaseHealth, Worker
 
-    worker = Worker(runtime.services, runtime.factory, runtime.spool, DatabaseHealth())
-    journal = runtime.services.plugins.journal
+    plugins = runtime.services.plugins
+    sender = SenderBeside(runtime.settings, runtime.factory, on_alert=plugins.alert)
+    worker = Worker(
+        runtime.services, runtime.factory, runtime.spool, DatabaseHealth(), lambda *_: sender.wake()
+    )
+    journal = plugins.journal
     journal.sweep(runtime.factory, force=True)  # events a killed process left unanswered
-    outcomes = worker.drain()
-    runtime.services.plugins.drain(PLUGIN_DRAIN_SECONDS)  # events fired after the commits
+    sender.start()
+    try:
+        outcomes = worker.drain()
+    finally:
+        sender.finish(OUTBOX_PATIENCE_SECONDS)
+    plugins.drain(PLUGIN_DRAIN_SECONDS)  # events fired after the commits
     journal.sweep(runtime.factory, force=True)  # forget the answered ones before exiting
     return outcomes
 

@@ -186,7 +186,7 @@ def test_crlf_in_subject_never_reaches_outgoing_headers(offline: Daemon, tmp_pat
         b"From: carol@example.org\r\nSubject: =?utf-8?q?hi=0D=0ABcc:_victim@x.com?=\r\n\r\nbody\r\n"
     )
     offline.cli("ingest", str(write_eml(tmp_path / "crlf", "a.eml", raw)))
-    (row,) = offline.outbox()  # ingest queues the acknowledgement; serve would send it
+    (row,) = offline.outbox()  # the acknowledgement ingest sent
     head = row.raw.split(b"\r\n\r\n", 1)[0]
     assert b"\r\nBcc:" not in head
     # an unverified sender's subject is not echoed at all; the echo of a hostile subject

@@ -143,23 +143,25 @@ class OutboxSender:
         while not stop.is_set():
             handled = 0
             try:
-                handled = await self._drain(stop)
+                handled = await self.send_due(stop)
             except Exception as exc:  # database unavailable: the next round tries again
                 self._state.failed(" ".join(str(exc).split())[:300])
             else:
                 self._state.recovered()
-            await self._nap(stop, BUSY_POLL_SECONDS if handled else POLL_SECONDS)
-        await self._close_relays()
+            await self.nap(stop, BUSY_POLL_SECONDS if handled else POLL_SECONDS)
+        await self.close()
         log.info("outbox sender stopped: %s", ", ".join(f"{v} {k}" for k, v in self.counts.items()))
 
     async def drain_once(self) -> int:
         """Send everything that is due now; return how many rows were handled."""
         try:
-            return await self._drain(None)
+            return await self.send_due(None)
         finally:
-            await self._close_relays()
+            await self.close()
 
-    async def _drain(self, stop: asyncio.Event | None) -> int:
+    async def send_due(self, stop: asyncio.Event | None) -> int:
+        """Send what is due now (and what is committed meanwhile, in a burst); relay connections
+        stay open for the next call (:meth:`close`). Returns how many rows were handled."""
         # Rows rescheduled during this drain are due after ``started`` and wait for the next one.
         started = utcnow()
         handled = 0
@@ -211,7 +213,8 @@ class OutboxSender:
                 await asyncio.to_thread(self._release, unreached)
         return len(handled), results
 
-    async def _nap(self, stop: asyncio.Event, seconds: float) -> None:
+    async def nap(self, stop: asyncio.Event, seconds: float) -> None:
+        """Wait ``seconds``, or less when woken (:meth:`wake`) or stopped."""
         waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
         try:
             await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
@@ -351,8 +354,8 @@ class OutboxSender:
             raise PermanentFailure(str(exc)) from exc
         return "; ".join(f"{rcpt} refused: {r.code} {r.message}" for rcpt, r in refused.items())
 
-    async def _close_relays(self) -> None:
-        """Close the relay connections (they are opened again when needed)."""
+    async def close(self) -> None:
+        """Close the relay connections kept open between rounds (opened again when needed)."""
         if self._relays is not None:
             relays, self._relays = self._relays, None
             await relays.close()
