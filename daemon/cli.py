@@ -49,6 +49,7 @@ EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 PLUGIN_DRAIN_SECONDS = 10.0
 OUTBOX_PATIENCE_SECONDS = 30.0  # for the relay, once ingest has processed its mail
+SPOOL_FLUSH_SECONDS = 10.0
 
 
 class UsageError(Exception):
@@ -469,6 +470,7 @@ def _drain(runtime: Runtime) -> list[Outcome]:
         sender.finish(OUTBOX_PATIENCE_SECONDS)
     plugins.drain(PLUGIN_DRAIN_SECONDS)  # events fired after the commits
     journal.sweep(runtime.factory, force=True)  # forget the answered ones before exiting
+    runtime.spool.flush(SPOOL_FLUSH_SECONDS)  # the settled files deleted (or at the next start)
     return outcomes
 
 

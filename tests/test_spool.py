@@ -73,3 +73,38 @@ def test_a_file_claimed_by_another_process_is_skipped(tmp_path: Path) -> None:
     spool_id = one.write(b"m", ENVELOPE)
     assert two.claim() is not None
     assert one.claim() is None, f"{spool_id} must not be claimed twice"
+
+
+def test_a_settled_message_leaves_the_queue_at_once_and_its_file_soon(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool_ids = [spool.write(f"Subject: {n}\r\n\r\nbody".encode(), ENVELOPE) for n in range(20)]
+    for _ in spool_ids:
+        entry = spool.claim()
+        assert entry is not None
+        spool.done(entry)
+        assert spool.present({entry.spool_id}) == set()  # gone from new/ and work/ at once
+    assert spool.pending() == 0
+    assert spool.flush(10)
+    assert os.listdir(tmp_path / "done") == [] and os.listdir(tmp_path / "work") == []
+
+
+def test_files_settled_before_a_crash_are_deleted_at_the_next_start(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.write(b"Subject: 1\r\n\r\none", ENVELOPE)
+    entry = spool.claim()
+    assert entry is not None
+    os.rename(entry.path, tmp_path / "done" / entry.path.name)  # settled, then killed
+    restarted = Spool(tmp_path)
+    assert restarted.flush(10)
+    assert os.listdir(tmp_path / "done") == []
+    assert restarted.claim() is None and restarted.recover() == 0
+
+
+def test_settling_a_message_twice_is_harmless(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.write(b"Subject: 1\r\n\r\none", ENVELOPE)
+    entry = spool.claim()
+    assert entry is not None
+    spool.done(entry)
+    spool.done(entry)
+    assert spool.flush(10) and os.listdir(tmp_path / "done") == []

@@ -1,7 +1,7 @@
 """A durable file queue: the point of commitment for every message we accept.
 
 Layout under ``<data_dir>/spool``: ``tmp/`` (being written), ``new/`` (waiting), ``work/``
-(claimed by a worker). A file is ``<spool_id>.<attempts>.msg`` holding one JSON envelope line
+(claimed by a worker), ``done/`` (settled, about to be deleted). A file is ``<spool_id>.<attempts>.msg`` holding one JSON envelope line
 followed by the raw message bytes; in ``work/`` its name starts with ``<pid>~``, the claiming
 process, so the claims of a worker that died can be told from those of live ones. ``write``
 (or ``open`` ... ``IncomingFile.commit`` for a message streamed in pieces) returns only after
@@ -9,6 +9,10 @@ the bytes and the directory entry are on stable storage (write, flush, fsync, re
 directory), so a ``250`` that follows it is a promise a crash cannot break. ``write_many``
 keeps that promise for a group of messages with one sync of the file system for all of them;
 ``commit_group`` does the same for messages streamed in pieces (SMTP's group commit).
+A settled message is renamed into ``done/`` and deleted there by a thread of its own
+(:class:`_Trash`): deleting a file frees its blocks, which can wait on the disk (a discard
+request per file where the file system is mounted with ``discard``: 0.2-1.2 ms each on this
+project's machines), and the worker need not wait for that.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import shutil
+import threading
 import time
 import uuid
 from collections import deque
@@ -84,9 +90,13 @@ class Spool:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.tmp, self.new, self.work = root / "tmp", root / "new", root / "work"
-        for folder in (self.tmp, self.new, self.work):
+        self.settled = root / "done"
+        for folder in (self.tmp, self.new, self.work, self.settled):
             folder.mkdir(parents=True, exist_ok=True)
         self._batch: deque[str] = deque()
+        self._trash = _Trash()
+        for leftover in os.listdir(self.settled):  # settled before a crash: never needed again
+            self._trash.put(self.settled / leftover)
 
     def write(self, raw: bytes, envelope: Envelope) -> str:
         """Store a message durably and return its spool id; raises OSError on any failure."""
@@ -178,12 +188,23 @@ class Spool:
             return _read_entry(claimed)
 
     def done(self, entry: SpoolEntry) -> None:
-        """Forget a message whose outcome is committed to the database.
+        """Forget a message whose outcome is committed to the database: into ``done/`` at
+        once, deleted soon by the trash thread (:meth:`flush` waits for it).
 
-        No directory fsync: if a crash undoes the unlink, the message is processed again and
+        No directory fsync: if a crash undoes the rename, the message is processed again and
         the dedupe step recognises it.
         """
-        entry.path.unlink(missing_ok=True)
+        settled = self.settled / entry.path.name
+        try:
+            os.rename(entry.path, settled)
+        except FileNotFoundError:
+            return
+        self._trash.put(settled)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds until the settled messages are deleted; False if
+        some are left (the next start deletes them)."""
+        return self._trash.flush(timeout)
 
     def retry(self, entry: SpoolEntry, count_attempt: bool) -> None:
         """Put a message back in the queue, counting the attempt when the message was at fault."""
@@ -311,6 +332,47 @@ def new_spool_id() -> str:
 def _envelope_line(envelope: Envelope) -> bytes:
     """The first line of a spool file: the envelope as JSON."""
     return json.dumps(vars(envelope)).encode() + b"\n"  # asdict's deep copy is not needed
+
+
+class _Trash:
+    """Deletes files on a daemon thread, started on first use, in the order they were put."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Path | threading.Event] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def put(self, path: Path) -> None:
+        """Delete ``path`` soon."""
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="spool-trash", daemon=True
+                    )
+                    self._thread.start()
+        self._queue.put(path)
+
+    def flush(self, timeout: float | None) -> bool:
+        """Wait until every file put so far is deleted; False after ``timeout`` seconds."""
+        if self._thread is None:
+            return True
+        emptied = threading.Event()
+        self._queue.put(emptied)
+        return emptied.wait(timeout)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            try:
+                os.unlink(item)
+            except FileNotFoundError:
+                pass
+            except OSError as error:  # the next start tries again
+                log.warning("could not delete settled spool file %s: %s", item.name, error)
 
 
 def _split_name(name: str) -> tuple[str, int]:

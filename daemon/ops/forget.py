@@ -15,6 +15,7 @@ until its vacuum reuses them (see docs/deployment.md).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -134,7 +135,7 @@ def _plan(session: Session, data_dir: Path, address: str) -> ErasurePlan:
     ]
     card = select(Contact.id).where(func.lower(Contact.email) == address)
     plan.contact = session.execute(card).first() is not None
-    plan.files += [path for path in _spool_files(data_dir) if needle in path.read_bytes().lower()]
+    plan.files += [path for path in _spool_files(data_dir) if _mentions(path, needle)]
     return plan
 
 
@@ -215,12 +216,21 @@ def _rewrite_events(session: Session, plan: ErasurePlan) -> None:
         event.detail = pattern.sub(plan.pseudonym, event.detail)
 
 
-def _spool_files(data_dir: Path) -> list[Path]:
-    folder = data_dir / "spool" / "new"
+def _mentions(path: Path, needle: bytes) -> bool:
+    """Whether the file holds ``needle`` (lower case); False once a worker took it away."""
     try:
-        return [folder / name for name in sorted(os.listdir(folder))]
+        return needle in path.read_bytes().lower()
     except FileNotFoundError:
-        return []
+        return False
+
+
+def _spool_files(data_dir: Path) -> list[Path]:
+    """Waiting spool files, and settled ones not deleted yet (a crash left them in ``done/``)."""
+    files: list[Path] = []
+    for folder in (data_dir / "spool" / "new", data_dir / "spool" / "done"):
+        with contextlib.suppress(FileNotFoundError):
+            files += [folder / name for name in sorted(os.listdir(folder))]
+    return files
 
 
 def _compact(engine: Engine) -> None:
