@@ -47,11 +47,10 @@ class _Link:
 class HttpPool:
     """Requests with at most ``limit`` under way at once, each over a kept-alive connection."""
 
-    def __init__(self, limit: int, timeout: float, name: str) -> None:
-        """Every request may take ``timeout`` seconds once under way; ``name`` is for logs."""
+    def __init__(self, limit: int, timeout: float) -> None:
+        """Every request may take ``timeout`` seconds once under way."""
         self.limit = limit
         self.timeout = timeout
-        self.name = name
         self._idle: dict[tuple[str, str], list[_Link]] = {}  # (scheme, host:port) -> links
         self._busy: set[_Link] = set()
         self._room: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None

@@ -106,7 +106,7 @@ class OrdersHttp:
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
         self._cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
-        self._http = HttpPool(SHOP_REQUESTS, settings.timeout_seconds, "postdesk-shop")
+        self._http = HttpPool(SHOP_REQUESTS, settings.timeout_seconds)
         self._inflight: dict[str, asyncio.Future[list[dict[str, Any]]]] = {}
 
     def numbers(self, text: str) -> list[str]:

@@ -47,7 +47,7 @@ def test_chunked_and_sized_answers_over_one_kept_connection() -> None:
             b"HTTP/1.1 204 No Content\r\n\r\n",
         ]
         server, port = await _raw_server(answers, seen)
-        pool = HttpPool(2, 5.0, "test")
+        pool = HttpPool(2, 5.0)
         try:
             url = f"http://127.0.0.1:{port}/x?y=1"
             assert await pool.request("GET", url) == (200, b'{"a": 1}')
@@ -68,7 +68,7 @@ def test_a_connection_the_server_closed_is_opened_again() -> None:
         seen: list[bytes] = []
         close = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\n1"
         server, port = await _raw_server([close, close], seen)
-        pool = HttpPool(1, 5.0, "test")
+        pool = HttpPool(1, 5.0)
         try:
             url = f"http://127.0.0.1:{port}/"
             assert await pool.request("GET", url) == (200, b"1")
@@ -84,7 +84,7 @@ def test_a_connection_the_server_closed_is_opened_again() -> None:
 def test_http_1_0_servers_timeouts_and_refusals() -> None:
     async def run() -> None:
         with Shop() as shop, Receiver() as receiver:  # http.server: HTTP/1.0, read to close
-            pool = HttpPool(4, 1.0, "test")
+            pool = HttpPool(4, 1.0)
             status, body = await pool.request("GET", f"{shop.url}/orders/10001")
             assert status == 200 and b"10001" in body
             status, _body = await pool.request("POST", f"{receiver.url}/hook", b"{}")

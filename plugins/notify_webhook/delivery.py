@@ -78,7 +78,7 @@ class Deliverer:
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver every second until ``stop`` is set; database trouble waits for the next round."""
         purged_at = 0.0
-        senders = HttpPool(SENDERS, self.settings.timeout_seconds, "postdesk-webhook")
+        senders = HttpPool(SENDERS, self.settings.timeout_seconds)
         try:
             while not stop.is_set():
                 try:
