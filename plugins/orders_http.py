@@ -7,9 +7,8 @@ Answers are mapped to postdesk's field names with ``fields`` (dotted paths into 
 JSON) and cached for ``cache_seconds``. Every request has ``timeout_seconds``; a shop that
 fails or hangs costs at most that and the notification goes out without orders.
 
-Requests go through a :class:`~postdesk.plugins.httppool.HttpPool` of SHOP_THREADS threads,
-each keeping its connection to the shop alive; the threads bound how many requests the shop
-gets at once.
+Requests go through a :class:`~postdesk.plugins.httppool.HttpPool` on the plugins' loop, at
+most SHOP_REQUESTS at once, over connections to the shop kept alive.
 """
 
 from __future__ import annotations
@@ -45,8 +44,8 @@ _DEFAULT_LOWERED = re.compile(
 # The ASCII characters a Unicode \s matches and an ASCII-only one does not.
 _UNICODE_ONLY_SPACES = ("\x1c", "\x1d", "\x1e", "\x1f")
 DEFAULT_FIELDS = {"number": "number", "status": "status", "total": "total", "url": "url"}
-# Requests to the shop at once (two a lookup), each with its own kept-alive connection.
-SHOP_THREADS = 32
+# Requests to the shop at once (two a lookup), each over its own kept-alive connection.
+SHOP_REQUESTS = 32
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ class OrdersHttp:
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
         self._cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
-        self._http = HttpPool(SHOP_THREADS, settings.timeout_seconds, "postdesk-shop")
+        self._http = HttpPool(SHOP_REQUESTS, settings.timeout_seconds)
         self._inflight: dict[str, asyncio.Future[list[dict[str, Any]]]] = {}
 
     def numbers(self, text: str) -> list[str]:

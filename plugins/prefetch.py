@@ -49,6 +49,11 @@ HEAD_BYTES = 64 * 1024  # read of a spool file: envelope line, header and the st
 BODY_BYTES = 16 * 1024  # of the body scanned for order numbers
 _FOLD = re.compile(rb"\r?\n(?=[ \t])")  # a folded header line goes on
 _FIELD = re.compile(rb"^(from|subject|auto-submitted|list-id)[ \t]*:[ \t]*(.*?)\r?$", re.I | re.M)
+# A From field that is a bare address or a plain name and an address in angle brackets: read
+# without ``parseaddr`` (a tenth of its cost); quotes, comments or groups go to parseaddr.
+_PLAIN_FROM = re.compile(
+    r"(?:[^<>\"(),;:@\\]*<)?\s*([^<>\s\"(),;:@\\]+@[^<>\s\"(),;:@\\]+)\s*>?\s*"
+)
 
 Warm = Callable[[LookupKey], "asyncio.Future[Any]"]
 
@@ -75,7 +80,7 @@ def spooled_key(path: Path, skip: Iterable[str] = ()) -> LookupKey | None:
     automatic = headers.get("auto-submitted", "no").split(";")[0].strip().lower() != "no"
     if automatic or "list-id" in headers:
         return None
-    email = parseaddr(headers.get("from", ""))[1].lower()
+    email = _address(headers.get("from", ""))
     if not email or email in skip:
         return None
     subject = headers.get("subject", "").strip()
@@ -84,6 +89,14 @@ def spooled_key(path: Path, skip: Iterable[str] = ()) -> LookupKey | None:
             subject = str(make_header(decode_header(subject)))
     body = head[split + gap : split + gap + BODY_BYTES].decode("utf-8", "replace")
     return email, lookup_text(subject, body)
+
+
+def _address(field: str) -> str:
+    """The address of a From field, lower-cased, as ``parseaddr`` reads it."""
+    plain = _PLAIN_FROM.fullmatch(field)
+    if plain is not None and (("<" in field) == field.rstrip().endswith(">")):
+        return plain.group(1).lower()
+    return parseaddr(field)[1].lower()
 
 
 def _headers(block: bytes) -> dict[str, str]:

@@ -150,7 +150,7 @@ def _webhook(tmp_path: Path, receiver: Receiver, **extra: Any) -> notify_webhook
 
 def _deliver_until(plugin: notify_webhook.NotifyWebhook, done: Any, rounds: int = 40) -> None:
     async def loop() -> None:
-        senders = HttpPool(2, plugin.settings.timeout_seconds, "test-webhook")
+        senders = HttpPool(2, plugin.settings.timeout_seconds)
         try:
             for _ in range(rounds):
                 await plugin.deliverer.deliver_due(senders)

@@ -9,6 +9,7 @@ import os
 import re
 import threading
 import time
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
@@ -253,3 +254,18 @@ def test_a_spool_slow_to_list_is_listed_less_often(
 
     asyncio.run(scenario())
     assert 1 <= len(rounds) <= 4, rounds
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet='ab.@<> ",;:()\\\tZë', max_size=24))
+def test_the_from_address_is_read_as_parseaddr_reads_it(field: str) -> None:
+    assert prefetch._address(field) == parseaddr(field)[1].lower()
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["a@b.c", " Carol <A@B.org> ", '"Smith, C" <c@x.org>', "c@x.org (Carol)", "Carol <c@x.org",
+     "a <b@c> d", "Zoë <z@x.org>", "group: a@b.c;"],
+)  # fmt: skip
+def test_common_from_fields_give_parseaddrs_address(field: str) -> None:
+    assert prefetch._address(field) == parseaddr(field)[1].lower()

@@ -1,7 +1,7 @@
 """Delivering the webhook queue: lease due rows, POST them, record the outcome.
 
 Rows are leased with one conditional UPDATE (several daemons on one database never POST the
-same row at once) and POSTed by a few threads keeping their connections to the receivers
+same row at once) and POSTed on the plugins' loop over a few connections to the receivers kept
 alive (:mod:`postdesk.plugins.httppool`). A 2xx answer marks the row sent; anything else (an error status, a
 refused connection, a timeout) retries it with exponential backoff and jitter until
 ``max_attempts``, then marks it failed with the last error. Sent rows are deleted once
@@ -41,7 +41,7 @@ log = logging.getLogger("postdesk.plugins.notify_webhook")
 
 POLL_SECONDS = 1.0
 BATCH = 100
-SENDERS = 8  # POSTs at once, each thread with its own kept-alive connections
+SENDERS = 8  # POSTs at once, each over its own kept-alive connection
 PURGE_SECONDS = 3600.0  # sent rows older than keep_sent_days are deleted this often
 LEASE_SECONDS = 300.0
 MAX_BACKOFF_SECONDS = 3600.0
@@ -78,7 +78,7 @@ class Deliverer:
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver every second until ``stop`` is set; database trouble waits for the next round."""
         purged_at = 0.0
-        senders = HttpPool(SENDERS, self.settings.timeout_seconds, "postdesk-webhook")
+        senders = HttpPool(SENDERS, self.settings.timeout_seconds)
         try:
             while not stop.is_set():
                 try:
