@@ -15,12 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import re
 import ssl
 from collections.abc import Mapping
 from urllib.parse import SplitResult, urlsplit
 
 HEAD_LIMIT = 64 * 1024  # the longest answer header read
+BODY_LIMIT = 16 * 1024 * 1024  # the longest answer body read (a JSON API's or a receiver's)
 NO_BODY = frozenset({204, 304})
+# What may not appear in a request line or a header field: it would end the line early and let
+# a value (a token from the environment, a URL template) add lines of its own (http.client's
+# rule too). A request target may not hold spaces either.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+_UNSAFE_TARGET = re.compile(r"[\x00-\x20\x7f]")
 
 
 class _Link:
@@ -70,8 +77,12 @@ class HttpPool:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise http.client.InvalidURL(f"not an http(s) URL: {url!r}")
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}"]
-        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        if _UNSAFE_TARGET.search(target) or _UNSAFE_TARGET.search(method + parts.netloc):
+            raise http.client.InvalidURL(f"control character or space in the request: {url!r}")
+        fields = {"Host": parts.netloc, **(headers or {})}
+        if any(_UNSAFE.search(name + value) or ":" in name for name, value in fields.items()):
+            raise ValueError(f"control character in a header field of the request to {url!r}")
+        lines = [f"{method} {target} HTTP/1.1", *(f"{n}: {v}" for n, v in fields.items())]
         if body is not None or method in ("POST", "PUT", "PATCH"):
             lines.append(f"Content-Length: {len(body or b'')}")
         data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
@@ -179,14 +190,30 @@ async def _answer(reader: asyncio.StreamReader, method: str) -> tuple[int, bytes
     if chunked:
         return status, await _chunks(reader), keep
     if length is not None:
+        if length > BODY_LIMIT:
+            raise http.client.HTTPException(f"answer of {length} bytes, over {BODY_LIMIT}")
         return status, await reader.readexactly(length), keep
-    return status, await reader.read(), False  # to the end: the server closes
+    return status, await _until_closed(reader), False  # to the end: the server closes
+
+
+async def _until_closed(reader: asyncio.StreamReader) -> bytes:
+    """A body that ends when the server closes the connection, up to ``BODY_LIMIT`` bytes."""
+    body = await reader.read(BODY_LIMIT + 1)
+    while len(body) <= BODY_LIMIT and not reader.at_eof():
+        body += await reader.read(BODY_LIMIT + 1 - len(body))
+    if len(body) > BODY_LIMIT:
+        raise http.client.HTTPException(f"answer over {BODY_LIMIT} bytes")
+    return body
 
 
 async def _chunks(reader: asyncio.StreamReader) -> bytes:
     """A chunked body (trailer fields are read and ignored)."""
     parts = []
+    total = 0
     while size := int((await reader.readuntil(b"\r\n")).split(b";")[0].strip(), 16):
+        total += size
+        if total > BODY_LIMIT:
+            raise http.client.HTTPException(f"chunked answer over {BODY_LIMIT} bytes")
         parts.append((await reader.readexactly(size + 2))[:-2])
     while await reader.readuntil(b"\r\n") != b"\r\n":
         pass

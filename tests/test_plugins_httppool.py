@@ -100,3 +100,46 @@ def test_http_1_0_servers_timeouts_and_refusals() -> None:
             await pool.request("GET", "ftp://127.0.0.1/")
 
     asyncio.run(run())
+
+
+def test_a_line_break_in_a_header_or_the_target_is_refused_before_anything_is_sent() -> None:
+    async def run() -> None:
+        seen: list[bytes] = []
+        server, port = await _raw_server([b"HTTP/1.1 204 No Content\r\n\r\n"], seen)
+        pool = HttpPool(2, 2.0)
+        url = f"http://127.0.0.1:{port}/hook"
+        with pytest.raises(ValueError, match="control character"):
+            await pool.request("POST", url, b"{}", {"Authorization": "Bearer x\r\nX-Evil: 1"})
+        with pytest.raises(http.client.InvalidURL):
+            await pool.request("GET", url + "/a b HTTP/1.1\r\nX-Evil: 1")
+        status, _body = await pool.request("POST", url, b"{}", {"Authorization": "Bearer x"})
+        assert status == 204 and len(seen) == 1 and b"X-Evil" not in seen[0]
+        pool.close()
+        server.close()
+
+    asyncio.run(run())
+
+
+def test_an_answer_over_the_body_limit_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("postdesk.plugins.httppool.BODY_LIMIT", 100)
+    answers = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 101\r\n\r\n" + b"x" * 101,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n" + b"x" * 64 + b"\r\n"
+        b"40\r\n" + b"x" * 64 + b"\r\n0\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nConnection: close\r\n\r\n" + b"x" * 101,
+        b"HTTP/1.0 200 OK\r\nConnection: close\r\n\r\n" + b"x" * 100,
+    ]
+
+    async def run() -> None:
+        server, port = await _raw_server(answers, [])
+        pool = HttpPool(1, 2.0)
+        url = f"http://127.0.0.1:{port}/orders"
+        for _too_big in range(3):
+            with pytest.raises(http.client.HTTPException, match="100"):
+                await pool.request("GET", url)
+        status, body = await pool.request("GET", url)
+        assert status == 200 and body == b"x" * 100
+        pool.close()
+        server.close()
+
+    asyncio.run(run())
