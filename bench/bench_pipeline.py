@@ -14,7 +14,8 @@
    of DATA accepted -> ticket committed.
 3. In-process worker (``--in-process N``): the worker alone over N spooled new-ticket mails on
    SQLite, CPU ms and SQL statements per message (run it with ``PYTHONPATH`` pointing at
-   another checkout to compare).
+   another checkout to compare); with ``--postgres URL`` on a fresh PostgreSQL database too,
+   with the CPU of its backends per message (``--pg-messages 0`` skips the workers below).
 4. Outbound: M queued mails sent by the outbox sender to a bare aiosmtpd relay, against a plain
    smtplib client sending the same bytes to the same relay over one connection.
 5. PostgreSQL workers (``--postgres URL``): ``postdesk serve`` with 1, then 2 worker processes
@@ -41,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -446,10 +448,17 @@ def _stored_span(engine: object) -> tuple[float, float]:
     )
 
 
-def run_in_process(args: argparse.Namespace, workdir: Path) -> tuple[float, float, float]:
-    """The worker alone, in this process, over N spooled new-ticket mails on SQLite: CPU ms,
-    SQL statements and KB of statement parameters (bytes and text handed to the database) per
-    message (no SMTP, no process start-up; steadier on a shared machine)."""
+def run_in_process(
+    args: argparse.Namespace,
+    workdir: Path,
+    database: str = "",
+    server_cpu: Callable[[], float] = lambda: 0.0,
+) -> tuple[float, float, float, float]:
+    """The worker alone, in this process, over N spooled new-ticket mails on SQLite (or on the
+    PostgreSQL ``database`` URL): CPU ms, SQL statements and KB of statement parameters (bytes
+    and text handed to the database) per message (no SMTP, no process start-up; steadier on a
+    shared machine), and the ms per message of ``server_cpu`` (CPU seconds so far of the
+    database's server processes) over the same drain."""
     from sqlalchemy import event
 
     from postdesk.daemon.config import load_settings
@@ -457,7 +466,8 @@ def run_in_process(args: argparse.Namespace, workdir: Path) -> tuple[float, floa
     from postdesk.daemon.runtime import open_runtime
     from postdesk.daemon.worker import DatabaseHealth, Worker
 
-    runtime = open_runtime(load_settings(str(write_config(workdir, free_port())), environ={}))
+    config = write_config(workdir, free_port(), database=database)
+    runtime = open_runtime(load_settings(str(config), environ={}))
     for number in range(args.in_process + 1):
         envelope = Envelope("customer@example.org", ("support@example.com",), "bench", 0.0)
         runtime.spool.write(message(number, args.size).replace(b"\n", b"\r\n"), envelope)
@@ -472,11 +482,44 @@ def run_in_process(args: argparse.Namespace, workdir: Path) -> tuple[float, floa
         sent += _parameter_bytes(args[3])
 
     event.listen(runtime.engine, "before_cursor_execute", count)
+    server = server_cpu()
     started = time.process_time()
     done = len(worker.drain())
     cpu = time.process_time() - started
+    server = server_cpu() - server
     runtime.engine.dispose()
-    return cpu * 1000 / done, statements / done, sent / 1024 / done
+    return cpu * 1000 / done, statements / done, sent / 1024 / done, server * 1000 / done
+
+
+def _in_process_postgres(args: argparse.Namespace) -> None:
+    """:func:`run_in_process` on a fresh PostgreSQL database, with the CPU its backends used
+    per message meanwhile (the database is dropped after)."""
+    admin = create_engine(args.postgres, isolation_level="AUTOCOMMIT")
+    name = f"postdesk_bench_{os.getpid()}_in_process"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    backends = text("SELECT pid FROM pg_stat_activity WHERE datname = :name")
+
+    def backend_cpu() -> float:
+        with admin.connect() as connection:
+            pids = connection.execute(backends, {"name": name}).scalars().all()
+        return sum(cpu_seconds(pid) for pid in pids)
+
+    try:
+        with tempfile.TemporaryDirectory() as workdir:
+            url = args.postgres.rsplit("/", 1)[0] + f"/{name}"
+            cpu_ms, statements, kib, backend_ms = run_in_process(
+                args, Path(workdir), url, backend_cpu
+            )
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    print(f"in-process worker, {args.in_process} new-ticket mails on PostgreSQL:")
+    print(
+        f"  CPU per message {cpu_ms:.2f} ms, PostgreSQL backends {backend_ms:.2f} ms,"
+        f" SQL statements per message {statements:.1f}, parameters {kib:.1f} KiB"
+    )
 
 
 def _parameter_bytes(parameters: object) -> int:
@@ -600,12 +643,14 @@ def main() -> None:
                 )
     if args.in_process:
         with tempfile.TemporaryDirectory() as workdir:
-            cpu_ms, statements, kib = run_in_process(args, Path(workdir))
+            cpu_ms, statements, kib, _server = run_in_process(args, Path(workdir))
         print(f"in-process worker, {args.in_process} new-ticket mails on SQLite:")
         print(
             f"  CPU per message {cpu_ms:.2f} ms, SQL statements per message {statements:.1f},"
             f" parameters written per message {kib:.1f} KiB"
         )
+        if args.postgres:
+            _in_process_postgres(args)
     if args.steady_seconds:
         with tempfile.TemporaryDirectory() as workdir:
             p50, p99, total = run_steady(args, Path(workdir))
@@ -613,7 +658,7 @@ def main() -> None:
             f"steady {args.steady_rate:.0f} msg/s for {args.steady_seconds:.0f} s ({total} mails):"
             f" DATA->committed p50 {p50:.0f} ms, p99 {p99:.0f} ms"
         )
-    if args.postgres:
+    if args.postgres and args.pg_messages:
         _postgres_rounds(args)
     if args.outbound:
         with tempfile.TemporaryDirectory() as workdir:

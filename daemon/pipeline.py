@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from postdesk.daemon.config import Agent
 from postdesk.daemon.intake.spool import Envelope, SpoolEntry
 from postdesk.daemon.mail.parse import ParsedMessage
+from postdesk.daemon.outbound.caps import Counted
 from postdesk.daemon.outbound.held import HeldMail
 from postdesk.daemon.outbound.outbox import Mail
 from postdesk.daemon.services import Services
@@ -73,6 +74,7 @@ class MessageContext:
     auth_detail: str = ""  # how the agent was authenticated, or why not
     token_ticket: int | None = None  # the agent was believed on a token for this ticket only
     recent_new_tickets: int | None = None  # the sender's within the flood window (steps.dedupe)
+    counted: Counted | None = None  # the caps' figures of the sender (steps.dedupe)
     flooded: bool = False  # the sender is over the new-ticket cap (steps.flood)
     rating: int | None = None  # CSAT rating this reply records (the ticket stays solved)
     reply_text: str = ""  # what an agent's reply says to the customer (no commands, no quote)

@@ -30,7 +30,7 @@ from postdesk.daemon.services import Services
 from postdesk.daemon.statelog import StateLog
 from postdesk.daemon.steps import PIPELINE
 from postdesk.daemon.store import quarantine
-from postdesk.daemon.store.db import leave_savepoints_open, ping, transaction
+from postdesk.daemon.store.db import leave_savepoints_open, ping, send_pending, transaction
 
 log = logging.getLogger("postdesk.worker")
 
@@ -200,6 +200,7 @@ class Worker:
         """Quarantine a message in the batch's transaction; its spool file goes after commit."""
         with session.begin_nested():
             quarantine.hold(session, entry, reason)
+            send_pending(session)
         result = Outcome(entry.spool_id, "held", _message_id(ctx), detail=reason)
         return _Pending(
             entry, started, result, self.spool.done, lambda: self._alert_held(entry, reason)
@@ -319,6 +320,7 @@ def _run_in_savepoint(ctx: MessageContext) -> None:
         with ctx.session.begin_nested():
             for step in PIPELINE:
                 step(ctx)
+            send_pending(ctx.session)  # what is held back fails in this message's savepoint
     except BaseException:
         ctx.session.expunge_all()
         raise

@@ -23,8 +23,9 @@ from typing import Protocol
 
 from postdesk.daemon.mail.fields import LINEBREAK, STRUCTURAL_FIELDS, FieldEdits
 
-__all__ = ["LimitExceeded", "Limits", "Prescan", "check"]
+__all__ = ["Head", "LimitExceeded", "Limits", "Prescan", "check"]
 
+_COLON = ord(":")
 _HEADER_LINE = re.compile(rb"From |[\x21-\x39\x3b-\x7e]*:|[\t ]")  # email.feedparser.headerRE
 
 
@@ -57,6 +58,18 @@ class Prescan:
     defects: tuple[str, ...]
     parts: int
     depth: int
+    head: Head | None = None  # the top header block, when it is plain (see ``Head``)
+
+
+@dataclass(frozen=True)
+class Head:
+    """A plain top header block: its fields follow one another from the first byte (no
+    envelope ``From`` line, no continuation line before a field, no field without a name, none
+    cut or rewritten) and a blank line ends it; what the stdlib parser makes of such a block
+    is one header per field, in order."""
+
+    fields: tuple[tuple[int, int], ...]  # (start, end) of each field, its line ending included
+    body_start: int  # just after the blank line
 
 
 @dataclass
@@ -85,7 +98,9 @@ def check(raw: bytes, limits: Limits) -> Prescan:
     scan = _Scanner(raw, limits)
     scan.run()
     edits = scan.edits
-    return Prescan(edits.rewritten(), tuple(edits.defect_list()), scan.parts, scan.max_depth)
+    rewritten = edits.rewritten()
+    head = scan.head if rewritten is raw else None
+    return Prescan(rewritten, tuple(edits.defect_list()), scan.parts, scan.max_depth, head)
 
 
 class _Scanner:
@@ -98,6 +113,7 @@ class _Scanner:
         self.parts = 0
         self.max_depth = 0
         self.edits = FieldEdits(raw, limits.max_header_bytes)
+        self.head: Head | None = None  # the top header block, when plain
         self._patterns: dict[tuple[bytes, ...], re.Pattern[bytes] | None] = {}
 
     def run(self) -> None:
@@ -228,7 +244,22 @@ class _Scanner:
             raise LimitExceeded(
                 f"{where} header section larger than {self.limits.max_header_section} bytes"
             )
+        if top and delimiter is None:
+            self.head = _plain_head(self.raw, fields, body)
         return _Block(body, ctype, boundary, delimiter)
+
+
+def _plain_head(raw: bytes, fields: list[tuple[int, int]], body: int) -> Head | None:
+    """The top header block ``fields``, ending where ``body`` starts, as a ``Head`` when it
+    is plain (see there), else None."""
+    end = 0
+    for start, stop in fields:
+        if start != end or raw[start] == _COLON:
+            return None
+        end = stop
+    if not fields or LINEBREAK.fullmatch(raw, end, body) is None:
+        return None
+    return Head(tuple(fields), body)
 
 
 def _line_end(raw: bytes, pos: int) -> tuple[int, int]:

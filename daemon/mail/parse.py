@@ -23,7 +23,7 @@ from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import Message
 from email.parser import BytesFeedParser, BytesHeaderParser
 from email.utils import parsedate_to_datetime
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from postdesk.daemon.mail import limits as structure
 from postdesk.daemon.mail.body import collect_body, part_info
@@ -89,6 +89,7 @@ def _header_object(factory: HeaderRegistry, name: str, value: str) -> BaseHeader
 
 
 _POLICY = _ReusingPolicy()
+_NEW_PART = cast(Callable[..., Message], _POLICY.message_factory)  # as the feed parser makes one
 
 
 class MessageRejected(Exception):
@@ -193,7 +194,7 @@ def _rejecting(parse: Callable[[], ParsedMessage]) -> ParsedMessage:
 def _parse(raw: bytes, limits: ParseLimits) -> ParsedMessage:
     """The parse proper; may raise anything (``parse_message`` translates)."""
     prescan = structure.check(_strip_mbox_from(raw), limits)
-    message = _feed(prescan.raw)
+    message = _from_head(prescan.raw, prescan.head) or _feed(prescan.raw)
     return _assemble(
         message, list(prescan.defects), limits, lambda: hashlib.sha256(raw).hexdigest(), Attachment
     )
@@ -208,13 +209,15 @@ def _parse_file(
     prescan = structure.check(stripped, limits)
     defects = list(prescan.defects)
     rewritten = prescan.raw if prescan.raw is not stripped else None
+    message = _from_head(stripped, prescan.head)
     del stripped, prescan  # not held while the tree is built
-    if rewritten is None:
-        handle.seek(start)
-        message = _feed_file(handle)
-    else:
-        message = _feed(rewritten)
-        del rewritten
+    if message is None:
+        if rewritten is None:
+            handle.seek(start)
+            message = _feed_file(handle)
+        else:
+            message = _feed(rewritten)
+            del rewritten
 
     def digest() -> str:
         handle.seek(start)
@@ -270,6 +273,26 @@ def _assemble(
         content_type=content_type,
         report_type=_report_type(message, content_type),
     )
+
+
+def _from_head(raw: bytes, head: structure.Head | None) -> Message | None:
+    """The stdlib parser's tree of ``raw`` made from the pre-scan's ``head`` (its plain top
+    header block) without the parser, when ``raw`` is within one feed chunk and its type is
+    neither multipart nor message/*; else None (the parser must walk it).
+
+    What the feed parser does with such a message: one ``header_source_parse`` of each field's
+    lines (here the field's text in one piece: the same name and value), set in order, and the
+    rest after the blank line as the payload, decoded as it decodes bytes."""
+    if head is None or len(raw) > _FEED_CHUNK:
+        return None
+    message = _NEW_PART(policy=_POLICY)
+    parse_field = _POLICY.header_source_parse
+    for start, end in head.fields:
+        message.set_raw(*parse_field([raw[start:end].decode("ascii", "surrogateescape")]))
+    if message.get_content_maintype() in _NESTED_TYPES:
+        return None
+    message.set_payload(raw[head.body_start :].decode("ascii", "surrogateescape"))
+    return message
 
 
 def _feed(raw: bytes) -> Message:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Integer, bindparam, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from postdesk.daemon.config import Settings
+from postdesk.daemon.store.bounces import changes_seen, note_change
 from postdesk.daemon.store.direct import Direct
 from postdesk.models.schema import Contact, OutboxItem
 
@@ -22,25 +24,49 @@ RECOUNT = timedelta(seconds=1)  # the hourly total is counted again at least thi
 _TOTAL_KEPT = "postdesk.outbox.auto_total"
 
 
-def refusal(session: Session, settings: Settings, recipient: str, now: datetime) -> str | None:
+class Counted(NamedTuple):
+    """What :func:`refusal` reads of ``recipient``, read earlier in another statement (the
+    dedupe step's, :data:`RECIPIENT_COUNTS`): its bounce flag and automatic mails in the last
+    10 minutes and day, with the connection's count of outbox and bounce writes then
+    (:func:`postdesk.daemon.store.bounces.changes_seen`)."""
+
+    recipient: str
+    bouncing: Any
+    in_10min: int
+    in_day: int
+    changes: int
+
+
+def refusal(
+    session: Session,
+    settings: Settings,
+    recipient: str,
+    now: datetime,
+    counted: Counted | None = None,
+) -> str | None:
     """Why automatic mail to ``recipient`` must not be sent now, or None when it may.
 
     Agents are exempt: the caps protect outside addresses from loops and floods, and an agent
-    must never silently stop hearing about tickets on a busy day.
+    must never silently stop hearing about tickets on a busy day. ``counted``: the recipient's
+    figures read earlier in this transaction; used instead of reading them again when they
+    are about ``recipient`` and no outbox row or bounce flag was written since (the windows
+    only move on: the earlier counts are at least the current ones).
     """
     if settings.agent(recipient) is not None:
         return None
     if any(isinstance(row, (OutboxItem, Contact)) for row in [*session.new, *session.dirty]):
         session.flush()  # queued mail and contacts count; nothing else pending changes these
-    values = {
-        "email": recipient.lower(),
-        "recipient": recipient,
-        "recent": now - timedelta(minutes=10),
-        "day": now - timedelta(days=1),
-    }
+        counted = None
     # run on the DBAPI cursor (no ORM layer, no autoflush): pending rows were flushed just above
     connection = session.connection()
-    is_bouncing, in_10min, in_day = _CAPS.one(connection, values)
+    if (
+        counted is not None
+        and counted.recipient == recipient
+        and counted.changes == changes_seen(connection)
+    ):
+        is_bouncing, in_10min, in_day = counted.bouncing, counted.in_10min, counted.in_day
+    else:
+        is_bouncing, in_10min, in_day = _CAPS.one(connection, count_values(recipient, now))
     if is_bouncing:
         return "the address is bouncing"
     outbound = settings.outbound
@@ -82,6 +108,7 @@ def count_queued(
 ) -> None:
     """Add the mails just queued through ``connection``, ``(auto, recipient)`` each, to its kept
     count: those that are automatic mails to an outside address."""
+    note_change(connection)  # figures read before (Counted) are no longer current
     kept = connection.info.get(_TOTAL_KEPT)
     if kept is None:
         return
@@ -111,20 +138,32 @@ def _count_total(connection: Connection, settings: Settings, now: datetime, cap:
     return min(int(connection.execute(counted).scalar() or 0), cap)
 
 
+def count_values(recipient: str, now: datetime) -> dict[str, Any]:
+    """The parameters of :data:`RECIPIENT_COUNTS` (and of the caps' own statement) for
+    automatic mail to ``recipient`` at ``now``."""
+    return {
+        "email": recipient.lower(),
+        "recipient": recipient,
+        "recent": now - timedelta(minutes=10),
+        "day": now - timedelta(days=1),
+    }
+
+
 # The bounce flag and both rate windows of a recipient in one statement, built once and run on
-# the DBAPI cursor (store.direct): this runs for every automatic mail to an outside address.
-# The flag is read as the driver returns it (SQLite: 0/1, PostgreSQL: a bool; None: no contact).
-_CAPS = Direct(
-    select(
-        type_coerce(
-            select(Contact.bouncing).where(Contact.email == bindparam("email")).scalar_subquery(),
-            Integer,
-        ),
-        func.count().filter(OutboxItem.created_at > bindparam("recent")),
-        func.count(),
-    ).where(
-        OutboxItem.recipient == bindparam("recipient"),
-        OutboxItem.auto.is_(True),
-        OutboxItem.created_at > bindparam("day"),
-    )
+# the DBAPI cursor (store.direct): this runs for every automatic mail to an outside address
+# whose figures were not read before (``Counted``). The flag is read as the driver returns it
+# (SQLite: 0/1, PostgreSQL: a bool; None: no contact). Its parameters: ``count_values``.
+_COUNTS = select(
+    type_coerce(
+        select(Contact.bouncing).where(Contact.email == bindparam("email")).scalar_subquery(),
+        Integer,
+    ),
+    func.count().filter(OutboxItem.created_at > bindparam("recent")),
+    func.count(),
+).where(
+    OutboxItem.recipient == bindparam("recipient"),
+    OutboxItem.auto.is_(True),
+    OutboxItem.created_at > bindparam("day"),
 )
+_CAPS = Direct(_COUNTS)
+RECIPIENT_COUNTS = _COUNTS.subquery()  # the same one row, for another statement to join

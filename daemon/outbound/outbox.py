@@ -146,6 +146,7 @@ class Mail:
     internal_copy: bool = False
     rendered: Rendered | None = None
     held_until: datetime | None = None  # not sent before then unless released (outbound.held)
+    counted: caps.Counted | None = None  # the caps' figures of the recipient, read before
 
 
 class Queued(NamedTuple):
@@ -211,7 +212,11 @@ def _outgoing(
 ) -> _Outgoing | None:
     """``mail`` rendered and composed, or None when the caps refuse it or it cannot be built."""
     to_list, cc_list, envelope = recipients
-    refusal = caps.refusal(session, services.settings, envelope[0], now) if mail.auto else None
+    refusal = (
+        caps.refusal(session, services.settings, envelope[0], now, mail.counted)
+        if mail.auto
+        else None
+    )
     if refusal is not None:
         log.warning(
             "%s to %s for ticket %s not sent: %s", mail.kind, envelope[0], ticket.number, refusal

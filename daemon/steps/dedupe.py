@@ -7,7 +7,9 @@ template, a forged or sloppy Message-ID) is stored twice. A different body under
 Message-ID is stored and flagged as a possible duplicate.
 
 The same statement counts the tickets the sender opened within the flood window, for
-``steps.flood`` (one statement fewer for every message that opens a ticket).
+``steps.flood``, and reads what the caps on automatic mail read of a sender who is not an
+agent (``outbound.caps.Counted``), for the acknowledgement of a new ticket: two statements
+fewer for every message that opens a ticket.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from datetime import timedelta
 
 from sqlalchemy import bindparam, case, literal, literal_column, select, true
 
+from postdesk.daemon.outbound import caps
+from postdesk.daemon.outbound.compose import envelope_address
 from postdesk.daemon.pipeline import Duplicate, MessageContext
 from postdesk.daemon.steps.flood import NEW_TICKETS
+from postdesk.daemon.store.bounces import changes_seen
 from postdesk.daemon.store.direct import Direct
 from postdesk.models.schema import Message, Ticket
 
@@ -38,22 +43,41 @@ def run(ctx: MessageContext) -> None:
     """
     sender = ctx.sender  # the From address: the same whichever way the mail came
     ctx.dedupe_key = dedupe_key(sender, ctx.parsed.message_id, ctx.raw)
-    window = timedelta(minutes=ctx.services.settings.processing.flood_window_minutes)
+    settings = ctx.services.settings
+    window = timedelta(minutes=settings.processing.flood_window_minutes)
+    now = ctx.services.clock()
     values = {
         "message_id": ctx.parsed.message_id,
         "key": ctx.dedupe_key,
         "legacy": None,  # matches no row
         "sender": sender,
-        "since": ctx.services.clock() - window,
+        "since": now - window,
     }
-    recent, number, same = _STORED.one(ctx.connection, values)
-    if number is not None and not same:
+    recipient = _recipient(ctx) if settings.agent(sender) is None else None
+    statement = _STORED
+    if recipient is not None:  # an acknowledgement may go to the sender: the caps' figures too
+        values.update(caps.count_values(recipient, now))
+        statement = _STORED_COUNTING
+    row = statement.one(ctx.connection, values)
+    if row[1] is not None and not row[2]:
         values["legacy"] = dedupe_key(None, ctx.parsed.message_id, ctx.raw)
-        recent, number, same = _STORED.one(ctx.connection, values)
+        row = statement.one(ctx.connection, values)
+    recent, number, same = row[:3]
     if same:
         raise Duplicate(f"already stored in ticket #{number}")
     ctx.possible_duplicate = number is not None
     ctx.recent_new_tickets = recent
+    if recipient is not None:
+        changes = changes_seen(ctx.connection)
+        ctx.counted = caps.Counted(recipient, row[3], row[4], row[5], changes)
+
+
+def _recipient(ctx: MessageContext) -> str | None:
+    """The sender as the envelope recipient of mail to it (None when it cannot be one)."""
+    try:
+        return envelope_address(ctx.sender)
+    except ValueError:
+        return None
 
 
 _SAME = (Message.dedupe_key == bindparam("key")) | (
@@ -73,6 +97,17 @@ _STORED = Direct(
     select(
         NEW_TICKETS.scalar_subquery().label("recent"), _FOUND.c.number, _FOUND.c.same
     ).outerjoin_from(select(literal(1)).subquery(), _FOUND, true())
+)
+# ... and the caps' figures of the sender as a recipient (their one row joined).
+_STORED_COUNTING = Direct(
+    select(
+        NEW_TICKETS.scalar_subquery().label("recent"),
+        _FOUND.c.number,
+        _FOUND.c.same,
+        *caps.RECIPIENT_COUNTS.c,
+    ).select_from(
+        select(literal(1)).subquery().outerjoin(_FOUND, true()).join(caps.RECIPIENT_COUNTS, true())
+    )
 )
 
 

@@ -37,6 +37,7 @@ def run(ctx: MessageContext) -> None:
         in_reply_to=parsed.message_id,
         references=[*parsed.references, parsed.message_id],
         auto=True,
+        counted=ctx.counted,  # the sender's, read by the dedupe step (used if the same address)
     )
     ctx.mails.append(acknowledgement)  # queued with the agents' mails (steps.enqueue)
 

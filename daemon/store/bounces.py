@@ -7,13 +7,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.daemon.store.db import insert_ignore, transaction
 from postdesk.models.schema import Contact, Participant, Ticket, utcnow
 
 log = logging.getLogger("postdesk.bounces")
+_CHANGES = "postdesk.caps_changes"  # connection.info key: outbox and bounce writes through it
+
+
+def note_change(connection: Connection) -> None:
+    """Count a write through ``connection`` that may change what the caps on automatic mail
+    read (an outbox row, a bounce flag): figures read before it are no longer current."""
+    connection.info[_CHANGES] = connection.info.get(_CHANGES, 0) + 1
+
+
+def changes_seen(connection: Connection) -> int:
+    """How many such writes went through ``connection`` so far."""
+    return int(connection.info.get(_CHANGES, 0))
 
 
 def mark_bouncing(session: Session, addresses: Iterable[str], why: str) -> list[str]:
@@ -32,6 +44,7 @@ def mark_bouncing(session: Session, addresses: Iterable[str], why: str) -> list[
             .values(bouncing=True)
             .execution_options(synchronize_session=False)
         )
+        note_change(session.connection())
         if getattr(changed, "rowcount", 0):
             flagged.append(address)
             log.warning("%s marked bouncing: %s", address, why)
@@ -52,6 +65,7 @@ def clear_bouncing(session: Session, address: str) -> bool:
         .values(bouncing=False)
         .execution_options(synchronize_session=False)
     )
+    note_change(session.connection())
     if getattr(changed, "rowcount", 0):
         log.warning("%s no longer bouncing: it wrote to us again", address)
         return True

@@ -30,7 +30,14 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.orm.attributes import instance_state
 
-from postdesk.daemon.store.direct import Direct, run_plain, values_of
+from postdesk.daemon.store.direct import (
+    Direct,
+    defer_sends,
+    drop_queued,
+    run_plain,
+    send_queued,
+    values_of,
+)
 
 if TYPE_CHECKING:  # Alembic loads only when the schema is not known to be at head
     from alembic.config import Config
@@ -51,6 +58,8 @@ def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        if engine.dialect.driver == "psycopg" and _pipeline_supported():
+            defer_sends(engine)
         return _plain_savepoints(engine)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -58,6 +67,13 @@ def make_engine(url: str) -> Engine:
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_begin_immediate)
     return _plain_savepoints(engine)
+
+
+def _pipeline_supported() -> bool:
+    """Whether psycopg's libpq has pipeline mode (libpq 14 and later)."""
+    import psycopg
+
+    return bool(psycopg.Pipeline.is_supported())
 
 
 def _plain_savepoints(engine: Engine) -> Engine:
@@ -74,6 +90,7 @@ def _plain_savepoints(engine: Engine) -> Engine:
         run_plain(connection, f"SAVEPOINT {name}")
 
     def rollback_to(connection: Connection, name: str) -> None:
+        drop_queued(connection)  # sent after the savepoint began: undone all the same
         run_plain(connection, f"ROLLBACK TO SAVEPOINT {name}")
 
     def release(connection: Connection, name: str) -> None:
@@ -84,6 +101,13 @@ def _plain_savepoints(engine: Engine) -> Engine:
     dialect.do_rollback_to_savepoint = rollback_to  # type: ignore[method-assign]
     dialect.do_release_savepoint = release  # type: ignore[method-assign]
     return engine
+
+
+def send_pending(session: Session) -> None:
+    """Send the statements ``session``'s connection holds back for the next one (PostgreSQL:
+    ``store.direct``), raising their errors now: before a savepoint ends, so that they are
+    its own."""
+    send_queued(session.connection())
 
 
 def leave_savepoints_open(session: Session) -> None:
@@ -203,9 +227,9 @@ def insert_ignore(
     """INSERT a row unless one with the same ``keys`` exists (safe against concurrent inserts);
     on a session's connection, or on ``target`` itself."""
     connection = connection_of(target)
-    _insert_ignore_statement(
-        connection.dialect.name, table, tuple(keys), frozenset(values)
-    ).execute(connection, values).close()
+    _insert_ignore_statement(connection.dialect.name, table, tuple(keys), frozenset(values)).send(
+        connection, values
+    )
 
 
 @functools.cache
@@ -230,7 +254,7 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
     statement per ``ROWS_PER_INSERT``: the server runs one statement where ``executemany``
     runs one per row (PostgreSQL). No rows: no statement."""
     for count, bound in bound_rows(rows):
-        _rows_insert(table, tuple(rows[0]), count).execute(connection, bound).close()
+        _rows_insert(table, tuple(rows[0]), count).send(connection, bound)
 
 
 def bound_rows(rows: Sequence[Mapping[str, Any]]) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -306,7 +330,7 @@ def add_row(session: Session, row: Any, connection: Connection | None = None) ->
     table, key, values = _row_values(type(row), row)
     connection = connection or session.connection()
     if key is None:
-        _plain_insert(table).execute(connection, values).close()
+        _plain_insert(table).send(connection, values)
     else:
         row.__dict__[key] = _returning_insert(table, key).one(connection, values)[0]
     _keep(session, row)
