@@ -6,6 +6,7 @@ to the hooks (same ``event_id``); a receiver that fails gets the row again after
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from postdesk.models.webhooks import WebhookDelivery
 from postdesk.plugins import PROJECT, hookspecs, notify_webhook
 from postdesk.plugins.facade import Hooks
 from postdesk.plugins.host import PluginContext, PluginHost
+from postdesk.plugins.httppool import HttpPool
 from postdesk.plugins.journal import OwedCall
 from postdesk.plugins.runner import PluginRunner
 from postdesk.plugins.snapshots import freeze
@@ -172,3 +174,42 @@ def test_a_receiver_failure_of_a_handed_over_row_is_retried(database_url: str) -
             stop_jobs()
             runner.close()
     assert [json.loads(body)["id"] for _h, body in receiver.received] == [owed[0].key]
+
+
+def test_rows_handed_over_and_not_posted_at_stop_are_released(database_url: str) -> None:
+    """Deliveries that stop before POSTing the rows handed to them give up their leases, so
+    the next deliveries claim them at once instead of after LEASE_SECONDS."""
+    with Receiver() as receiver:
+        runner = _runner(database_url, receiver)
+        plugin = _plugin(runner)
+        factory = plugin.factory
+        _record(runner, factory, 2)
+
+        async def stop_before_a_round() -> None:
+            stop = asyncio.Event()
+            running = asyncio.ensure_future(plugin.deliverer.run(stop))
+            await asyncio.sleep(0.2)  # its first round is done: the next is a second away
+            assert await asyncio.to_thread(runner.journal._owed, factory) == []
+            await asyncio.sleep(0.05)  # the hand-over reaches the loop
+            assert len(plugin.deliverer._handed) == 2
+            stop.set()
+            await running
+
+        try:
+            asyncio.run(stop_before_a_round())
+            assert receiver.attempts == 0
+            with factory() as session:
+                leases = session.scalars(select(WebhookDelivery.claimed_until)).all()
+            assert leases == [None, None], "released"
+
+            async def deliver() -> int:
+                senders = HttpPool(2, plugin.settings.timeout_seconds)
+                try:
+                    return await plugin.deliverer.deliver_due(senders)
+                finally:
+                    senders.close()
+
+            assert asyncio.run(deliver()) == 2, "claimed and POSTed at once"
+        finally:
+            runner.close()
+    assert len(receiver.received) == 2

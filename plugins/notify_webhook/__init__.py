@@ -38,6 +38,7 @@ log = logging.getLogger("postdesk.plugins.notify_webhook")
 FLUSH_SECONDS = 1.0  # events wait at most this long to be written, together
 _TABLE = cast(Table, WebhookDelivery.__table__)
 _INSERT = insert(_TABLE).values(status="pending", attempts=0, last_error="")  # built once
+_INSERT_LEASED = _INSERT.returning(*CLAIMED_COLUMNS)  # rows handed over leased (take_journaled)
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ class NotifyWebhook:
             return None
         for row in values:
             row["claimed_until"] = lease
-        rows = connection.execute(_INSERT.returning(*CLAIMED_COLUMNS), values).all()
+        rows = connection.execute(_INSERT_LEASED, values).all()
         return functools.partial(self.deliverer.hand_over, [Claimed(*row) for row in rows])
 
     async def serve(self, stop: asyncio.Event) -> None:
