@@ -105,6 +105,7 @@ def test_journaled_events_are_queued_in_the_journals_transaction_and_posted_at_o
         finally:
             stop_firing()
             stop_jobs()
+            runner.drain(5)  # the firing loop ends (as the plugins process drains)
             runner.close()
     assert _journal(factory) == [], "deleted in the transaction that queued them"
     assert sorted(json.loads(body)["id"] for _h, body in receiver.received) == sorted(
@@ -153,6 +154,7 @@ def test_a_failed_take_rolls_back_and_the_hook_fires_the_events_with_their_ids(
         finally:
             stop_firing()
             stop_jobs()
+            runner.drain(5)  # the firing loop ends (as the plugins process drains)
             runner.close()
     assert json.loads(receiver.received[0][1])["id"] == owed[0].key
     assert receiver.attempts == 2, "the failed POST was retried after its backoff"
@@ -172,6 +174,7 @@ def test_a_receiver_failure_of_a_handed_over_row_is_retried(database_url: str) -
         finally:
             stop_firing()
             stop_jobs()
+            runner.drain(5)  # the firing loop ends (as the plugins process drains)
             runner.close()
     assert [json.loads(body)["id"] for _h, body in receiver.received] == [owed[0].key]
 
