@@ -89,6 +89,22 @@ class Hooks:
             for impl in implementations
         )
 
+    def takers(self, hook: str, kwargs: Mapping[str, Any]) -> list[Any]:
+        """The plugin objects that hear this event call, when each of them takes its events
+        into a durable queue of its own inside the event journal's transaction (a callable
+        ``take_journaled``, see ``EventJournal``): then the call needs no firing. Empty when
+        some implementation that hears it does not, or none hears it."""
+        event = kwargs.get("event") if hook == "postdesk_notify" else None
+        found = []
+        for impl in self.implementations(hook):
+            wanted = getattr(impl.plugin, "notify_events", None) if event is not None else None
+            if wanted and event not in wanted:
+                continue
+            if not callable(getattr(impl.plugin, "take_journaled", None)):
+                return []
+            found.append(impl.plugin)
+        return found
+
     async def fire(self, hook: str, **kwargs: Any) -> None:
         """Call every implementation of an event hook concurrently; results are ignored."""
         await self._all(hook, kwargs)

@@ -16,6 +16,14 @@ that plugin code costs the worker nothing and a plugin that kills its process ki
 a worker nor serve. A restarted plugins process fires the rows still waiting again, each
 counting an attempt.
 
+A plugin whose events go into a durable queue of its own (the webhook plugin's table) may take
+them there inside the plugins process's own transaction that claims the rows: its object offers
+``take_journaled(connection, calls)`` (calls: ``TakenCall``), which writes them with
+``connection`` and returns what to run once that commits (or None). A row whose every hearer
+takes it is deleted in that same transaction (its queue rows are its durable answer), so it is
+neither fired nor swept; a crash before the commit leaves the row to be claimed again, with the
+same ``event_id``.
+
 A row belongs to its owner, ``host:pid``. A sweep takes over the rows of owners on its own host
 whose process is gone at once, and anyone's rows once their lease has run out (an owner on
 another host that died). An event that has been fired ``MAX_ATTEMPTS`` times without an answer
@@ -33,7 +41,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -72,6 +80,10 @@ _INSERT = Direct(
 )
 
 
+# A call a plugin takes into its own durable queue: (event_id, hook, arguments as plain data).
+TakenCall = tuple[str, str, dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class OwedCall:
     """One recorded event hook call: its key (the hooks' ``event_id``), hook and arguments."""
@@ -99,6 +111,7 @@ class EventJournal:
         self._fired: set[str] = set()  # keys fire_journaled fired, until their rows are gone
         self._read_all = True  # the next _owed reads every row of this process, not only new ones
         self._firing: set[asyncio.Future[None]] = set()  # its calls in flight
+        self._taking = True  # whether plugins may take their calls in the journal's transaction
 
     def fire_elsewhere(self, pid: int) -> None:
         """Write this process's events in the name of process ``pid`` of this host (serve),
@@ -225,7 +238,8 @@ class EventJournal:
         new = keys - self._fired
         if not new:
             return []
-        owed = []
+        owed: list[OwedCall] = []
+        taken: dict[int, tuple[Any, list[TakenCall]]] = {}  # by plugin: what it takes
         with transaction(factory) as session:
             rows = session.execute(
                 update(_TABLE)
@@ -233,25 +247,64 @@ class EventJournal:
                 .values(attempts=_TABLE.c.attempts + 1)
                 .returning(_TABLE.c.key, _TABLE.c.hook, _TABLE.c.arguments, _TABLE.c.attempts)
             ).all()
+            gone = []  # rows done with in this transaction
             for key, hook, arguments, attempts in rows:
-                self._fired.add(key)
                 if attempts > MAX_ATTEMPTS:
                     _log_dropped(key, hook)
-                    session.execute(delete(_TABLE).where(_TABLE.c.key == key))
+                    gone.append(key)
                     continue
                 if attempts > 1:
                     log.warning("plugin event %s (%s) re-run (attempt %d)", key, hook, attempts)
                 try:
-                    loaded = {k: freeze(v) for k, v in json.loads(arguments).items()}
+                    loaded = json.loads(arguments)
+                    takers = self._takers(hook, loaded)
+                    if not takers:
+                        loaded = {k: freeze(v) for k, v in loaded.items()}
                 except (ValueError, AttributeError) as error:
                     log.error("plugin event %s dropped: unreadable arguments: %s", key, error)
-                    self._answer(key)
+                    gone.append(key)
                     continue
-                if self.runner.implemented(hook):
+                if takers:
+                    for plugin in takers:
+                        taken.setdefault(id(plugin), (plugin, []))[1].append((key, hook, loaded))
+                    gone.append(key)
+                elif self.runner.implemented(hook):
                     owed.append(OwedCall(key, hook, loaded))
                 else:
-                    self._answer(key)
+                    gone.append(key)
+            after = [self._take(session, plugin, calls) for plugin, calls in taken.values()]
+            for start in range(0, len(gone), DELETE_CHUNK):
+                chunk = gone[start : start + DELETE_CHUNK]
+                session.execute(delete(_TABLE).where(_TABLE.c.key.in_(chunk)))
+        self._fired.update(key for key, *_rest in rows)  # only once committed
+        self._fired.difference_update(gone)  # gone for good
+        for then in after:
+            if then is not None:
+                then()
         return owed
+
+    def _takers(self, hook: str, arguments: Mapping[str, Any]) -> list[Any]:
+        """The plugins that take the call ``hook(arguments)`` in the journal's transaction
+        (``Hooks.takers``); none once a take has failed in this process."""
+        facade = self.runner.hooks
+        if facade is None or not self._taking or not isinstance(arguments, dict):
+            return []
+        return facade.takers(hook, arguments)
+
+    def _take(
+        self, session: Session, plugin: Any, calls: list[TakenCall]
+    ) -> Callable[[], None] | None:
+        """Let ``plugin`` take ``calls`` into its own queue in ``session``'s transaction;
+        returns what it wants run once that commits. A take that fails rolls the transaction
+        back and makes this process fire every later call through the hooks instead."""
+        try:
+            return cast(
+                "Callable[[], None] | None", plugin.take_journaled(session.connection(), calls)
+            )
+        except Exception:
+            self._taking = False
+            log.exception("plugin events: a plugin failed to take its events; firing them")
+            raise
 
     def sweep(self, factory: sessionmaker[Session], force: bool = False) -> None:
         """Delete the rows of answered calls and re-run the calls of dead owners; at most every
@@ -408,4 +461,4 @@ def _aware(at: datetime) -> datetime:
     return at if at.tzinfo is not None else at.replace(tzinfo=utcnow().tzinfo)
 
 
-__all__ = ["EVENT_HOOKS", "EventJournal", "OwedCall", "owner_name"]
+__all__ = ["EVENT_HOOKS", "EventJournal", "OwedCall", "TakenCall", "owner_name"]

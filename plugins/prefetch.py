@@ -8,9 +8,12 @@ spool (``spool/new``, oldest first, at most ``AHEAD`` of them) every ``POLL_SECO
 often when listing them takes long (and not at all while the folder's mtime says that nothing
 came or went since it was last listed), and for each one it has not seen yet starts the lookups
 from a cheap reading of the file: the ``From`` address, the subject and the first
-``BODY_BYTES`` of the raw body. Nothing is answered from that reading: it only fills the
-caches (the contact by address, the orders by request), so that the worker's own question,
-with the text it parsed, is answered from them at once.
+``BODY_BYTES`` of the raw body. That reading fills the caches (the contact by address, the
+orders by request), so that the worker's own question, with the text it parsed, is answered
+from them at once. For a message that is one plain-text part (US-ASCII or UTF-8; 7bit, 8bit or
+quoted-printable) the reading decodes the whole body as the worker's parser does and cuts it
+with the same reply extraction: its key is then exactly the worker's question, whose answer is
+kept (``PluginRunner._warm``), so the question costs a cache hit, not a second run of the hooks.
 
 A file a worker has claimed meanwhile is simply skipped; reading never writes to the spool.
 """
@@ -22,6 +25,7 @@ import contextlib
 import json
 import logging
 import os
+import quopri
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -30,6 +34,9 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
+from postdesk.daemon.mail.charset import decode_bytes
+from postdesk.daemon.mail.headers import decode_words, one_line
+from postdesk.daemon.mail.reply import extract_new_text
 from postdesk.plugins.facts import LookupKey, lookup_text
 
 log = logging.getLogger("postdesk.plugins")
@@ -48,21 +55,31 @@ CONCURRENCY = 16  # prefetches at once
 HEAD_BYTES = 64 * 1024  # read of a spool file: envelope line, header and the start of the body
 BODY_BYTES = 16 * 1024  # of the body scanned for order numbers
 _FOLD = re.compile(rb"\r?\n(?=[ \t])")  # a folded header line goes on
-_FIELD = re.compile(rb"^(from|subject|auto-submitted|list-id)[ \t]*:[ \t]*(.*?)\r?$", re.I | re.M)
+_FIELD = re.compile(
+    rb"^(from|subject|auto-submitted|list-id|content-type|content-transfer-encoding"
+    rb"|content-disposition)[ \t]*:[ \t]*(.*?)\r?$",
+    re.I | re.M,
+)
+# A single plain-text part in a charset the parser decodes as it is (see _worker_text).
+_PLAIN_TEXT = re.compile(r'text/plain\s*(?:;\s*charset\s*=\s*"?(us-ascii|utf-8)"?\s*;?\s*)?', re.I)
+_CODINGS = frozenset(("7bit", "8bit", "quoted-printable"))  # as get_payload(decode=True) reads
+_NEWLINES = re.compile(r"\r\n?")  # the parser's line endings become "\n" (daemon/mail/body.py)
 # A From field that is a bare address or a plain name and an address in angle brackets: read
 # without ``parseaddr`` (a tenth of its cost); quotes, comments or groups go to parseaddr.
 _PLAIN_FROM = re.compile(
     r"(?:[^<>\"(),;:@\\]*<)?\s*([^<>\s\"(),;:@\\]+@[^<>\s\"(),;:@\\]+)\s*>?\s*"
 )
 
-Warm = Callable[[LookupKey], "asyncio.Future[Any]"]
+# Start the lookups of a key; the bool says whether it is the key the worker will ask with.
+Warm = Callable[[LookupKey, bool], "asyncio.Future[Any]"]
 
 
-def spooled_key(path: Path, skip: Iterable[str] = ()) -> LookupKey | None:
-    """The lookup key a cheap reading of the spool file ``path`` gives (sender address, subject
-    and the start of the raw body); None when the file is gone (claimed), unreadable, from an
-    address in ``skip`` (the agents) or plainly automatic (a bounce, ``Auto-Submitted``, a
-    list): no lookups are made for such mail."""
+def spooled_key(path: Path, skip: Iterable[str] = ()) -> tuple[LookupKey, bool] | None:
+    """The lookup key a cheap reading of the spool file ``path`` gives, and whether it is
+    exactly the key the worker will ask with (:func:`_worker_text`); else it is made of the
+    subject and the start of the raw body, good for warming the caches only. None when the
+    file is gone (claimed), unreadable, from an address in ``skip`` (the agents) or plainly
+    automatic (a bounce, ``Auto-Submitted``, a list): no lookups are made for such mail."""
     try:
         with path.open("rb") as handle:
             envelope = handle.readline()
@@ -83,12 +100,37 @@ def spooled_key(path: Path, skip: Iterable[str] = ()) -> LookupKey | None:
     email = _address(headers.get("from", ""))
     if not email or email in skip:
         return None
-    subject = headers.get("subject", "").strip()
+    raw_subject = headers.get("subject", "")
+    body = head[split + gap :]
+    exact = _worker_text(headers, body) if len(head) < HEAD_BYTES else None  # read to its end
+    if exact is not None and raw_subject.isascii():
+        return (email, lookup_text(_worker_subject(raw_subject), exact)), True
+    subject = raw_subject.strip()
     if "=?" in subject:  # encoded words
         with contextlib.suppress(ValueError, LookupError):
             subject = str(make_header(decode_header(subject)))
-    body = head[split + gap : split + gap + BODY_BYTES].decode("utf-8", "replace")
-    return email, lookup_text(subject, body)
+    return (email, lookup_text(subject, body[:BODY_BYTES].decode("utf-8", "replace"))), False
+
+
+def _worker_text(headers: dict[str, str], body: bytes) -> str | None:
+    """The new text the worker's parser finds in the whole ``body`` of a message that is one
+    plain-text part (no other ``Content-Type``, no ``Content-Disposition``) in US-ASCII or
+    UTF-8, sent as 7bit, 8bit or quoted-printable: decoded as the parser does (the payload as
+    ``get_payload(decode=True)`` gives it, its charset decoding, "\\n" line endings) and cut by
+    the same reply extraction. None for any other message, or one with a NUL."""
+    content = _PLAIN_TEXT.fullmatch(headers.get("content-type", "text/plain").strip())
+    coding = headers.get("content-transfer-encoding", "7bit").strip().lower()
+    if content is None or coding not in _CODINGS or "content-disposition" in headers:
+        return None
+    data = quopri.decodestring(body) if coding == "quoted-printable" else body
+    text = decode_bytes(data, content.group(1), [], "text part")
+    return None if "\x00" in text else extract_new_text(_NEWLINES.sub("\n", text))
+
+
+def _worker_subject(raw: str) -> str:
+    """An ASCII Subject field as the parser reads it (``daemon/mail/parse.py``): its encoded
+    words decoded, on one line, at most 998 characters."""
+    return one_line(decode_words(raw, []) if "=?" in raw else raw)[:998]
 
 
 def _address(field: str) -> str:
@@ -108,7 +150,9 @@ def _headers(block: bytes) -> dict[str, str]:
     return found
 
 
-def _new_keys(folder: Path, seen: set[str], skip: frozenset[str]) -> list[LookupKey | None]:
+def _new_keys(
+    folder: Path, seen: set[str], skip: frozenset[str]
+) -> list[tuple[LookupKey, bool] | None]:
     """The keys of the oldest ``AHEAD`` messages waiting in ``folder`` that are not in
     ``seen`` (which is brought up to date: the claimed ones leave it)."""
     names = sorted(os.listdir(folder))[:AHEAD]
@@ -136,7 +180,7 @@ async def prefetch_spooled(
     listed: tuple[int, int] | None = None  # the folder's mtime at the last listing, and when
     while not stop.is_set():
         started = time.monotonic()
-        keys: list[LookupKey | None] = []
+        keys: list[tuple[LookupKey, bool] | None] = []
         try:
             changed = os.stat(folder).st_mtime_ns
             if not _unchanged(listed, changed):
@@ -147,10 +191,10 @@ async def prefetch_spooled(
             log.debug("prefetch: cannot list %s: %s", folder, error)
             listed = None
         rest = REST_FACTOR * (time.monotonic() - started)
-        for key in keys:
-            if key is not None:
+        for found in keys:
+            if found is not None:
                 await room.acquire()
-                warm(key).add_done_callback(lambda _done: room.release())
+                warm(*found).add_done_callback(lambda _done: room.release())
         # A plain sleep: stopping waits for it, but it costs no task (unlike a wait_for the
         # stop event, twenty times a second, also when idle).
         await asyncio.sleep(max(rest, POLL_SECONDS - (time.monotonic() - started)))

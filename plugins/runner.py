@@ -317,21 +317,30 @@ class PluginRunner:
         return await asyncio.shield(self._start(key))
 
     def _start(self, key: tuple[str, str]) -> asyncio.Future[Facts]:
-        """The lookup of ``key``: the one already in flight for the same key, or a new one."""
+        """The lookup of ``key``: its cached facts (a prefetch of the same key, see
+        :meth:`_warm`, or an earlier question), the one already in flight for the same key,
+        or a new one."""
         running = self._inflight.get(key)
-        if running is None:
+        if running is None and (cached := self._cached(key)) is not None:
+            running = asyncio.get_running_loop().create_future()
+            running.set_result(cached)
+        elif running is None:
             running = asyncio.ensure_future(self._gather(key))
             self._inflight[key] = running
             running.add_done_callback(lambda _done: self._inflight.pop(key, None))
         return running
 
-    def _warm(self, key: tuple[str, str]) -> asyncio.Future[Facts]:
-        """The lookups of ``key`` only for the caches they fill (a prefetch, see
-        :mod:`postdesk.plugins.prefetch`): its own answer is not kept."""
+    def _warm(self, key: tuple[str, str], exact: bool) -> asyncio.Future[Facts]:
+        """The lookups of ``key`` started by a prefetch (see :mod:`postdesk.plugins.prefetch`):
+        when ``key`` is ``exact``ly the one the worker will ask with, its answer is kept and
+        shared like a question's (the worker's is then answered from the cache); else only the
+        caches of the contact and the plugins are filled."""
         if self._cached(key) is not None or key in self._inflight:
             done: asyncio.Future[Facts] = asyncio.get_running_loop().create_future()
             done.set_result({})
             return done
+        if exact:
+            return self._start(key)
         return asyncio.ensure_future(self._gather(key, remember=False))
 
     async def _gather(self, key: tuple[str, str], remember: bool = True) -> Facts:

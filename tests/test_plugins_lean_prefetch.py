@@ -9,6 +9,7 @@ import os
 import re
 import threading
 import time
+from email.message import EmailMessage
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from postdesk.daemon.config import PluginSettings, Settings
 from postdesk.daemon.intake.spool import Envelope, Spool
+from postdesk.daemon.mail.parse import parse_message
 from postdesk.plugins import orders_http, prefetch, runner
 from postdesk.plugins.facts import lookup_text
 from postdesk.plugins.host import load_plugins
@@ -58,9 +60,9 @@ def test_a_spooled_message_is_read_cheaply_for_its_sender_subject_and_body(
 ) -> None:
     raw = make_mail(sender=f"Carol <{CUSTOMER.upper()}>", subject="Where is order 10001?")
     spool, path = _spool(tmp_path, raw)
-    key = spooled_key(path)
-    assert key is not None
-    email, text = key
+    found = spooled_key(path)
+    assert found is not None
+    (email, text), _exact = found
     assert email == CUSTOMER, "the From address, not the envelope's"
     assert text.startswith(lookup_text("Where is order 10001?", ""))
     assert spooled_key(path, {CUSTOMER}) is None, "no lookups for an agent's mail"
@@ -75,8 +77,9 @@ def test_an_encoded_subject_and_a_folded_sender_are_read_as_the_parser_reads_the
     raw = make_mail(sender=f"Zoë Éléonore Ünderwood-Ørsted <{CUSTOMER}>", subject=subject)
     assert b"=?utf-8?" in raw and b"\n " in raw, "encoded words, folded lines"
     _unused, path = _spool(tmp_path, raw)
-    key = spooled_key(path)
-    assert key is not None
+    found = spooled_key(path)
+    assert found is not None
+    key, _exact = found
     assert key[0] == CUSTOMER
     assert key[1].startswith(f"{subject}\n"), key[1][:120]
 
@@ -116,6 +119,73 @@ def test_prefetching_warms_the_caches_so_the_workers_question_asks_the_shop_noth
             assert len(shop.requests) == 2, "the worker's lookup was answered from the caches"
         finally:
             plugins.close()
+
+
+QUOTED = "Hello,\nwhere is order 10001?\n\nOn Mon, 1 Dec 2025, Bob <bob@example.com> wrote:\n> order 999\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "cte", "charset", "exact"),
+    [
+        ("Where is it?\nCarol\n", "7bit", "us-ascii", True),
+        (QUOTED, "7bit", "utf-8", True),  # the reply extraction cuts the quote, as the worker's
+        ("Où est ma commande 10001 ? " * 40 + "\n-- \nCarol\n", "quoted-printable", "utf-8", True),
+        ("Où est ma commande 10001 ?\n", "8bit", "utf-8", True),
+        ("x" * 300 + " order 10001\n", "quoted-printable", "us-ascii", True),  # soft breaks
+        ("Where is order 10001?\n", "base64", "utf-8", False),  # left to the worker's parser
+    ],
+)
+def test_a_plain_text_message_gets_the_key_the_worker_asks_with(
+    tmp_path: Path, body: str, cte: str, charset: str, exact: bool
+) -> None:
+    """For a message that is one plain-text part (7bit, 8bit or quoted-printable; US-ASCII or
+    UTF-8) the prefetch's key is exactly (sender, subject and new text) as the worker's parser
+    finds them, so that the worker's question is answered from the prefetch's answer."""
+    message = EmailMessage()
+    message["From"] = f"Carol <{CUSTOMER}>"
+    message["To"] = "support@example.com"
+    message["Subject"] = "Re: =?utf-8?q?O=C3=B9?= is order 10001"
+    message.set_content(body, cte=cte, charset=charset)
+    raw = message.as_bytes().replace(b"\n", b"\r\n")  # as it comes over SMTP
+    _unused, path = _spool(tmp_path, raw)
+    found = spooled_key(path)
+    assert found is not None
+    parsed = parse_message(raw)
+    assert found == ((CUSTOMER, lookup_text(parsed.subject, parsed.new_text)), True) or not exact
+    assert found[1] is exact
+
+
+def test_the_workers_question_is_answered_from_the_prefetch_of_the_same_key(
+    tmp_path: Path,
+) -> None:
+    with Shop() as shop:
+        plugins = _runner(shop)
+        assert plugins.host is not None
+        (orders,) = plugins.host.plugins.values()
+        assert isinstance(orders, orders_http.OrdersHttp)
+        calls: list[str] = []
+        numbers = orders.numbers
+        orders.numbers = lambda text: calls.append("postdesk_lookup_orders") or numbers(text)  # type: ignore[method-assign]
+        try:
+            raw = make_mail(sender=CUSTOMER, subject="Where is order 10001?")
+            spool, _path = _spool(tmp_path, raw)
+            stop = plugins.start_prefetching(spool.new, ())
+            wait_until(lambda: len(shop.requests) == 2, what="both requests prefetched")
+            stop()
+            wait_until(lambda: plugins._cache, what="the prefetch's answer kept")
+            assert calls == ["postdesk_lookup_orders"]
+            parsed = parse_message(raw)
+            key = (CUSTOMER, lookup_text(parsed.subject, parsed.new_text))
+            answered = plugins.submit(_answer(plugins, key)).result(5)
+            assert [order["number"] for order in answered["orders"]] == ["10001", "10002"]
+            assert calls == ["postdesk_lookup_orders"], "no hook ran again for the question"
+        finally:
+            plugins.close()
+
+
+async def _answer(plugins: PluginRunner, key: tuple[str, str]) -> dict[str, Any]:
+    """What the plugins process answers a worker's question about ``key`` with."""
+    return await plugins._start(key)
 
 
 def test_facts_on_their_way_are_waited_for_until_a_wait_comes_back_empty(

@@ -1,8 +1,10 @@
 """Webhook notifications: every ``postdesk_notify`` event POSTed as signed JSON to your URLs.
 
 Configure under ``[plugins.notify_webhook]``. An event becomes one row per URL in the durable
-queue (table ``webhook_deliveries``) within FLUSH_SECONDS of the event, the events of many
-messages in one write (each write competes with the worker's on SQLite); ``postdesk serve``
+queue (table ``webhook_deliveries``): under ``postdesk serve`` in the plugins process's own
+transaction that takes the events from the event journal (:meth:`NotifyWebhook.take_journaled`),
+else within FLUSH_SECONDS of the event, the events of many messages in one write (each write
+competes with the worker's on SQLite); ``postdesk serve``
 delivers the rows in the background (:mod:`.delivery`), retrying with exponential backoff, so
 a receiver that is down loses nothing; sent rows are deleted after ``keep_sent_days``. Each POST carries ``X-Postdesk-Signature: sha256=<hex HMAC-SHA256 of the
 body>`` keyed with the configured secret. ``format = "slack"`` sends Slack-compatible
@@ -12,12 +14,13 @@ body>`` keyed with the configured secret. ``format = "slack"`` sends Slack-compa
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Connection, Table, insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.daemon.config import ConfigError, secret_value
@@ -26,14 +29,16 @@ from postdesk.models.schema import utcnow
 from postdesk.models.webhooks import WebhookDelivery
 from postdesk.plugins import hookimpl
 from postdesk.plugins.host import PluginContext
+from postdesk.plugins.journal import TakenCall
 from postdesk.plugins.notify_webhook.body import render_body
-from postdesk.plugins.notify_webhook.delivery import Deliverer
+from postdesk.plugins.notify_webhook.delivery import CLAIMED_COLUMNS, Claimed, Deliverer
 
 log = logging.getLogger("postdesk.plugins.notify_webhook")
 
 FLUSH_SECONDS = 1.0  # events wait at most this long to be written, together
 _TABLE = cast(Table, WebhookDelivery.__table__)
 _INSERT = insert(_TABLE).values(status="pending", attempts=0, last_error="")  # built once
+_INSERT_LEASED = _INSERT.returning(*CLAIMED_COLUMNS)  # rows handed over leased (take_journaled)
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,38 @@ class NotifyWebhook:
         ]
         with transaction(self.factory) as session:
             session.connection().execute(_INSERT, values)  # Core: no ORM layer between
+
+    def take_journaled(
+        self, connection: Connection, calls: list[TakenCall]
+    ) -> Callable[[], None] | None:
+        """Queue the journaled ``postdesk_notify`` calls (``EventJournal``, in the plugins
+        process) with ``connection``, in the journal's own transaction: one row per URL,
+        leased already to this process's deliveries when they run, which POST them in their
+        next round without reading or claiming them again. Returns what hands the rows over
+        once the transaction commits (None when nothing is handed)."""
+        now = utcnow()
+        values: list[dict[str, Any]] = []
+        for event_id, _hook, arguments in calls:
+            event = str(arguments.get("event", ""))
+            if self.settings.events and event not in self.settings.events:
+                continue
+            ticket, detail = arguments.get("ticket"), arguments.get("detail") or {}
+            body = render_body(self.settings.format, event, ticket, detail, now, event_id)
+            values.extend(
+                {"url": url, "event": event, "body": body, "next_attempt_at": now}
+                | {"created_at": now, "claimed_until": None}
+                for url in self.settings.urls
+            )
+        if not values:
+            return None
+        lease = self.deliverer.lease(now)
+        if lease is None:  # no deliveries running here: the rows wait to be claimed
+            connection.execute(_INSERT, values)
+            return None
+        for row in values:
+            row["claimed_until"] = lease
+        rows = connection.execute(_INSERT_LEASED, values).all()
+        return functools.partial(self.deliverer.hand_over, [Claimed(*row) for row in rows])
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Deliver queued events until ``stop`` is set (run by ``postdesk serve``)."""

@@ -49,12 +49,24 @@ JITTER = 0.1
 
 
 @dataclass(frozen=True)
-class _Claimed:
+class Claimed:
+    """A queue row leased to this process for a POST."""
+
     id: int
     url: str
     event: str
     body: str
     attempts: int
+
+
+# The columns of a row as Claimed holds them (RETURNING of a lease or of an insert).
+CLAIMED_COLUMNS = (
+    WebhookDelivery.id,
+    WebhookDelivery.url,
+    WebhookDelivery.event,
+    WebhookDelivery.body,
+    WebhookDelivery.attempts,
+)
 
 
 class Deliverer:
@@ -74,11 +86,28 @@ class Deliverer:
         self.factory = factory
         self.reader = reader or factory
         self.counts = {"sent": 0, "retried": 0, "failed": 0, "purged": 0}
+        self._loop: asyncio.AbstractEventLoop | None = None  # while run() runs
+        self._handed: list[Claimed] = []  # rows queued leased to us (hand_over), not POSTed yet
+
+    def lease(self, now: datetime) -> datetime | None:
+        """The lease for rows queued to be handed over to :meth:`run` at once (see
+        :meth:`hand_over`), or None when it does not run: such rows wait to be claimed."""
+        return now + timedelta(seconds=LEASE_SECONDS) if self._loop is not None else None
+
+    def hand_over(self, claimed: list[Claimed]) -> None:
+        """From any thread, once their transaction has committed: rows leased to this process
+        (:meth:`lease`), POSTed in the next round. Should :meth:`run` have stopped, they are
+        claimed again once their lease runs out."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: the leases run out
+                loop.call_soon_threadsafe(self._handed.extend, claimed)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver every second until ``stop`` is set; database trouble waits for the next round."""
         purged_at = 0.0
         senders = HttpPool(SENDERS, self.settings.timeout_seconds)
+        self._loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
                 try:
@@ -91,7 +120,9 @@ class Deliverer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), POLL_SECONDS)
         finally:
+            self._loop = None
             senders.close()
+            await self._release_handed()
         log.info(
             "webhook deliveries stopped: %s", ", ".join(f"{v} {k}" for k, v in self.counts.items())
         )
@@ -99,9 +130,9 @@ class Deliverer:
     async def deliver_due(self, senders: HttpPool) -> int:
         """POST the rows due now through ``senders`` and record the outcomes in one
         transaction (few write transactions: on SQLite each one competes with the worker's)."""
-        if not await asyncio.to_thread(self._any_due):
-            return 0
-        claimed = await asyncio.to_thread(self._claim)
+        claimed, self._handed = self._handed, []
+        if await asyncio.to_thread(self._any_due):
+            claimed = sorted([*claimed, *await asyncio.to_thread(self._claim)], key=_by_id)
         if not claimed:
             return 0
         errors = await asyncio.gather(*(self._post(senders, item) for item in claimed))
@@ -115,7 +146,7 @@ class Deliverer:
         log.info("webhook round: %d delivered, %d not", delivered, len(claimed) - delivered)
         return len(claimed)
 
-    async def _post(self, senders: HttpPool, item: _Claimed) -> str | None:
+    async def _post(self, senders: HttpPool, item: Claimed) -> str | None:
         """POST one row; None when the receiver took it (2xx), else what went wrong."""
         body = item.body.encode()
         headers = {
@@ -135,7 +166,7 @@ class Deliverer:
         with self.reader() as session:
             return bool(session.scalar(select(exists().where(*self._due(utcnow())))))
 
-    def _claim(self) -> list[_Claimed]:
+    def _claim(self) -> list[Claimed]:
         """Lease up to BATCH due rows with one UPDATE; the rows this daemon got."""
         now = utcnow()
         due = select(WebhookDelivery.id).where(*self._due(now))
@@ -144,18 +175,28 @@ class Deliverer:
             update(WebhookDelivery)
             .where(WebhookDelivery.id.in_(due.scalar_subquery()), *self._due(now))
             .values(claimed_until=now + timedelta(seconds=LEASE_SECONDS))
-            .returning(
-                WebhookDelivery.id,
-                WebhookDelivery.url,
-                WebhookDelivery.event,
-                WebhookDelivery.body,
-                WebhookDelivery.attempts,
-            )
+            .returning(*CLAIMED_COLUMNS)
             .execution_options(synchronize_session=False)
         )
         with transaction(self.factory) as session:
             rows = session.execute(lease).all()
-        return sorted((_Claimed(*row) for row in rows), key=lambda item: item.id)
+        return sorted((Claimed(*row) for row in rows), key=_by_id)
+
+    async def _release_handed(self) -> None:
+        """Give up the leases of rows handed over and not POSTed (stopping): claimable again."""
+        handed, self._handed = self._handed, []
+        if handed:
+            with contextlib.suppress(Exception):  # else their leases run out
+                await asyncio.to_thread(self._release, [item.id for item in handed])
+
+    def _release(self, ids: list[int]) -> None:
+        with transaction(self.factory) as session:
+            session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id.in_(ids), WebhookDelivery.status == "pending")
+                .values(claimed_until=None)
+                .execution_options(synchronize_session=False)
+            )
 
     @staticmethod
     def _due(now: datetime) -> tuple[Any, ...]:
@@ -181,12 +222,12 @@ class Deliverer:
         return count
 
     def _record_all(
-        self, results: list[tuple[_Claimed, str | None]]
-    ) -> list[tuple[_Claimed, str | None, str]]:
+        self, results: list[tuple[Claimed, str | None]]
+    ) -> list[tuple[Claimed, str | None, str]]:
         """Record every outcome of one round in one transaction (the successes in one UPDATE);
         describe each."""
         sent = [item.id for item, error in results if error is None]
-        described: list[tuple[_Claimed, str | None, str]] = []
+        described: list[tuple[Claimed, str | None, str]] = []
         with transaction(self.factory) as session:
             if sent:
                 session.execute(
@@ -206,7 +247,7 @@ class Deliverer:
         self.counts["sent"] += len(sent)
         return described
 
-    def _failed(self, session: Session, item: _Claimed, error: str) -> str:
+    def _failed(self, session: Session, item: Claimed, error: str) -> str:
         """Schedule the next attempt of a row whose POST failed, or fail it; say which."""
         attempts = item.attempts + 1
         row = session.get_one(WebhookDelivery, item.id)
@@ -222,6 +263,10 @@ class Deliverer:
     def _backoff(self, attempts: int) -> float:
         delay = min(self.settings.retry_base_seconds * 2**attempts, MAX_BACKOFF_SECONDS)
         return float(delay + random.uniform(0, delay * JITTER))
+
+
+def _by_id(item: Claimed) -> int:
+    return item.id
 
 
 def _hhmmss(moment: datetime) -> str:
