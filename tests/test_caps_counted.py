@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
 from postdesk.daemon.config import load_settings
 from postdesk.daemon.intake.spool import Envelope
@@ -76,14 +77,19 @@ def _caps_reads(env: Env) -> list[str]:
     return reads
 
 
+def _ticket_and_figures(session: Session) -> tuple[Ticket, caps.Counted]:
+    """A new ticket of CUSTOMER's, and the caps' figures of CUSTOMER as read at that point."""
+    ticket = Ticket(number=1, subject="Printer", requester=CUSTOMER)
+    session.add(ticket)
+    session.flush()
+    return ticket, caps.Counted(CUSTOMER, None, 0, 0, changes_seen(session.connection()))
+
+
 def test_current_figures_are_not_read_again(env: Env) -> None:
     env = env.outbound(auto_per_recipient_10min=1)
     reads = _caps_reads(env)
     with transaction(env.factory) as session:
-        ticket = Ticket(number=1, subject="Printer", requester=CUSTOMER)
-        session.add(ticket)
-        session.flush()
-        counted = caps.Counted(CUSTOMER, None, 0, 0, changes_seen(session.connection()))
+        ticket, counted = _ticket_and_figures(session)
         [queued] = enqueue_all(
             session, env.services, ticket, [dataclasses.replace(mail(CUSTOMER), counted=counted)]
         )
@@ -94,10 +100,7 @@ def test_figures_read_before_a_mail_was_queued_are_read_again(env: Env) -> None:
     env = env.outbound(auto_per_recipient_10min=1)
     reads = _caps_reads(env)
     with transaction(env.factory) as session:
-        ticket = Ticket(number=1, subject="Printer", requester=CUSTOMER)
-        session.add(ticket)
-        session.flush()
-        counted = caps.Counted(CUSTOMER, None, 0, 0, changes_seen(session.connection()))
+        ticket, counted = _ticket_and_figures(session)
         [first] = enqueue_all(session, env.services, ticket, [mail(CUSTOMER)])
         later = dataclasses.replace(mail(CUSTOMER), counted=counted)
         [second] = enqueue_all(session, env.services, ticket, [later])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from postdesk.daemon.agents.tokens import Token, Tokens
 from postdesk.daemon.config import HelpdeskSettings, OutboundSettings, Settings
 from postdesk.daemon.outbound import sender as sender_module
+from postdesk.daemon.outbound.beside import SenderBeside
 from postdesk.daemon.outbound.outbox import enqueue
 from postdesk.daemon.outbound.sender import OutboxSender
 from postdesk.daemon.outbound.templating import CUSTOMER_ACKNOWLEDGEMENT, Templates
@@ -294,3 +296,17 @@ def test_run_looks_again_soon_while_mail_keeps_coming(
 
     asyncio.run(asyncio.wait_for(scenario(), timeout=30))
     assert {row.status for row in outbox(env)} == {"sent"}
+
+
+def test_the_sender_beside_a_worker_gives_up_on_a_relay_that_never_answers(env: Env) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never greets
+        env = env.relay_to(silent.getsockname()[1])
+        queue(env)
+        sender = SenderBeside(env.settings, env.factory)
+        sender.start()
+        started = time.monotonic()
+        sender.finish(patience=1.0)
+        waited = time.monotonic() - started
+    assert 1.0 <= waited < 10  # not the relay's 30 s timeout
+    (row,) = outbox(env)
+    assert row.status == "pending" and row.attempts == 0  # the next serve sends it

@@ -1,8 +1,8 @@
 """A durable file queue: the point of commitment for every message we accept.
 
 Layout under ``<data_dir>/spool``: ``tmp/`` (being written), ``new/`` (waiting), ``work/``
-(claimed by a worker), ``done/`` (settled, about to be deleted). A file is ``<spool_id>.<attempts>.msg`` holding one JSON envelope line
-followed by the raw message bytes; in ``work/`` its name starts with ``<pid>~``, the claiming
+(claimed by a worker), ``done/`` (settled, about to be deleted). A file is
+``<spool_id>.<attempts>.msg`` holding one JSON envelope line followed by the raw message bytes; in ``work/`` its name starts with ``<pid>~``, the claiming
 process, so the claims of a worker that died can be told from those of live ones. ``write``
 (or ``open`` ... ``IncomingFile.commit`` for a message streamed in pieces) returns only after
 the bytes and the directory entry are on stable storage (write, flush, fsync, rename, fsync the

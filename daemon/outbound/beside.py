@@ -5,12 +5,14 @@ themselves; this sends the mail they commit while they do, as ``serve`` would: t
 it after each committed batch, and once the worker is done it sends everything still due, then
 stops. Mail the relay refuses for now keeps its retry schedule in the outbox for the next
 ``serve``; a relay that hangs is given ``patience`` seconds after the worker finished, then the
-sender stops and releases what it had not reached (its leases let any other sender take it).
+sender is cancelled: the rows it had claimed stay leased until their lease runs out, then the
+next ``serve`` sends them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -34,14 +36,13 @@ class SenderBeside:
         factory: sessionmaker[Session],
         *,
         on_alert: Callable[[str, dict[str, object]], None] | None = None,
-        owner: str = "",
     ) -> None:
-        """Send with ``settings.outbound`` from ``factory``; ``on_alert`` and ``owner`` as for
+        """Send with ``settings.outbound`` from ``factory``; ``on_alert`` as for
         :class:`OutboxSender`."""
-        self.sender = OutboxSender(settings, factory, on_alert=on_alert, owner=owner)
+        self.sender = OutboxSender(settings, factory, on_alert=on_alert)
         self._finishing = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
         self._woken = False
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._main, name="outbox", daemon=True)
@@ -59,12 +60,14 @@ class SenderBeside:
         self._loop.call_soon_threadsafe(self._wake_sender)
 
     def finish(self, patience: float) -> None:
-        """Send what is due now, waiting at most ``patience`` seconds, then stop the thread."""
+        """Send what is due now, waiting at most ``patience`` seconds, then cancel it (a relay
+        that does not answer) and stop the thread."""
         self._finishing.set()
         self.wake()
         self._thread.join(patience)
-        if self._thread.is_alive() and self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread.is_alive() and self._loop is not None and self._task is not None:
+            log.warning("the relay did not take the mail within %.0f s; serve sends it", patience)
+            self._loop.call_soon_threadsafe(self._task.cancel)
             self._thread.join()
 
     def _wake_sender(self) -> None:
@@ -72,17 +75,19 @@ class SenderBeside:
         self.sender.wake()
 
     def _main(self) -> None:
-        asyncio.run(self._send())
+        with contextlib.suppress(asyncio.CancelledError):
+            asyncio.run(self._send())
 
     async def _send(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+        self._task = asyncio.current_task()
         self._ready.set()
+        stop = asyncio.Event()  # never set: cancelling stops this loop
         try:
-            while not self._stop.is_set():
+            while True:
                 finishing = self._finishing.is_set()
                 try:
-                    handled = await self.sender.send_due(self._stop)
+                    handled = await self.sender.send_due(stop)
                 except Exception as error:  # the database is away: the mail stays in the outbox
                     log.warning("outbox not sent now, it waits for the next run: %s", error)
                     if finishing:
@@ -91,6 +96,6 @@ class SenderBeside:
                 if finishing and not handled:
                     return
                 if not handled:
-                    await self.sender.nap(self._stop, IDLE_POLL_SECONDS)
+                    await self.sender.nap(stop, IDLE_POLL_SECONDS)
         finally:
             await self.sender.close()
