@@ -94,6 +94,10 @@ def orders_settings(context: PluginContext) -> tuple[OrdersSettings, re.Pattern[
             raise ConfigError(
                 f"{key}.token_env: environment variable {settings.token_env} is not set"
             )
+        if not token.isprintable() or not token.isascii():
+            raise ConfigError(
+                f"{key}.token_env: {settings.token_env} holds a control or non-ASCII character"
+            )
     return settings, pattern, token
 
 

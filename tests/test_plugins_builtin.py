@@ -132,6 +132,13 @@ def test_orders_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
                 "orders_http", {"by_number_url": "http://s/{number}", "token_env": "SHOP_SECRET"}
             )
         )
+    monkeypatch.setenv("SHOP_SECRET", "abc\r\nX-Evil: 1")  # would add a header line
+    with pytest.raises(ConfigError, match="SHOP_SECRET holds a control"):
+        orders_http.create_plugin(
+            _context(
+                "orders_http", {"by_number_url": "http://s/{number}", "token_env": "SHOP_SECRET"}
+            )
+        )
     with pytest.raises(ConfigError, match=r"plugins\.orders_http\.colour"):
         orders_http.create_plugin(_context("orders_http", {"colour": "red"}))
 
