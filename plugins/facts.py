@@ -8,6 +8,10 @@ and nothing is written to disk: the socket is a hand-over, never the only copy o
 A question in flight when the plugins process dies is asked again of its successor once the
 worker has reconnected; one left unanswered only means that the worker looks up itself once
 the lookup timeout has passed (``PluginRunner.lookup``).
+
+A connection whose first line is ``LISTEN`` asks nothing: the plugins process posts on it the
+facts it prefetched before they were asked (:meth:`FactsFolder.post`, read by
+:mod:`postdesk.plugins.board`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ SOCKET = "answers.sock"
 LINE_LIMIT = 64 * 1024 * 1024  # the longest question or answer (a message's whole new text)
 SHORT_ENOUGH = 100  # bytes of a socket path used as it is
 RECONNECT_SECONDS = 0.05  # how soon a worker tries again to reach the plugins process
+LISTEN = b'"listen"\n'  # the first line of a worker's connection that reads postings
+POST_BACKLOG = 1024 * 1024  # bytes of postings a listening worker may be behind
 
 
 def lookup_text(subject: str, new_text: str) -> str:
@@ -42,7 +48,7 @@ def lookup_text(subject: str, new_text: str) -> str:
 
 
 @contextlib.contextmanager
-def _reachable(path: Path) -> Iterator[str]:
+def reachable(path: Path) -> Iterator[str]:
     """``path`` as a socket address: itself, or when longer than a socket address may be
     (about 107 bytes on Linux) the same file reached through an open descriptor of its folder."""
     if len(os.fsencode(path)) < SHORT_ENOUGH:
@@ -66,6 +72,15 @@ class FactsFolder:
         """Keep the socket in ``folder`` (made when the answering starts)."""
         self.folder = folder
         self.socket = folder / SOCKET
+        self.listeners: set[asyncio.StreamWriter] = set()  # workers reading postings
+
+    def post(self, line: bytes) -> None:
+        """In the plugins process, on its loop: write the posting ``line``
+        (``plugins/board.py``) to every worker listening, except one whose connection is
+        ``POST_BACKLOG`` bytes behind (it will ask instead)."""
+        for writer in self.listeners:
+            if not writer.is_closing() and writer.transport.get_write_buffer_size() < POST_BACKLOG:
+                writer.write(line)
 
     async def answer_questions(
         self, answer: Answerer, stop: asyncio.Event, concurrency: int
@@ -76,6 +91,7 @@ class FactsFolder:
         self.folder.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket)  # left by a predecessor that died
+        self.listeners.clear()
         running: set[asyncio.Future[Facts]] = set()
         room = asyncio.Event()
         room.set()
@@ -100,6 +116,9 @@ class FactsFolder:
             talking.add(writer)
             try:
                 while line := await reader.readline():
+                    if line == LISTEN:  # a worker reading postings (plugins/board.py)
+                        self.listeners.add(writer)
+                        continue
                     try:
                         spool_id, email, text = json.loads(line)
                     except ValueError:
@@ -115,9 +134,10 @@ class FactsFolder:
                 log.debug("plugin lookups: a worker's connection ended: %s", error)
             finally:
                 talking.discard(writer)
+                self.listeners.discard(writer)
                 writer.close()
 
-        with _reachable(self.socket) as address:
+        with reachable(self.socket) as address:
             server = await asyncio.start_unix_server(converse, path=address, limit=LINE_LIMIT)
         try:
             await stop.wait()
@@ -170,7 +190,7 @@ class Asker:
         answer over."""
         while self._asked:
             try:
-                with _reachable(self.path) as address:
+                with reachable(self.path) as address:
                     reader, writer = await asyncio.open_unix_connection(address, limit=LINE_LIMIT)
             except OSError:  # the plugins process is not (yet, or again) listening
                 await asyncio.sleep(RECONNECT_SECONDS)

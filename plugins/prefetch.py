@@ -13,7 +13,8 @@ orders by request), so that the worker's own question, with the text it parsed, 
 from them at once. For a message that is one plain-text part (US-ASCII or UTF-8; 7bit, 8bit or
 quoted-printable) the reading decodes the whole body as the worker's parser does and cuts it
 with the same reply extraction: its key is then exactly the worker's question, whose answer is
-kept (``PluginRunner._warm``), so the question costs a cache hit, not a second run of the hooks.
+kept and posted to the listening workers (``PluginRunner._warm``, :mod:`postdesk.plugins.board`),
+so the worker asks nothing, or at worst a cache hit, not a second run of the hooks.
 
 A file a worker has claimed meanwhile is simply skipped; reading never writes to the spool.
 """
@@ -70,8 +71,9 @@ _PLAIN_FROM = re.compile(
     r"(?:[^<>\"(),;:@\\]*<)?\s*([^<>\s\"(),;:@\\]+@[^<>\s\"(),;:@\\]+)\s*>?\s*"
 )
 
-# Start the lookups of a key; the bool says whether it is the key the worker will ask with.
-Warm = Callable[[LookupKey, bool], "asyncio.Future[Any]"]
+# Start the lookups of a message (its spool id) by a key; the bool says whether it is the key
+# the worker will ask with.
+Warm = Callable[[str, LookupKey, bool], "asyncio.Future[Any]"]
 
 
 def spooled_key(path: Path, skip: Iterable[str] = ()) -> tuple[LookupKey, bool] | None:
@@ -152,14 +154,15 @@ def _headers(block: bytes) -> dict[str, str]:
 
 def _new_keys(
     folder: Path, seen: set[str], skip: frozenset[str]
-) -> list[tuple[LookupKey, bool] | None]:
-    """The keys of the oldest ``AHEAD`` messages waiting in ``folder`` that are not in
-    ``seen`` (which is brought up to date: the claimed ones leave it)."""
+) -> list[tuple[str, tuple[LookupKey, bool] | None]]:
+    """The spool ids and keys of the oldest ``AHEAD`` messages waiting in ``folder`` that are
+    not in ``seen`` (which is brought up to date: the claimed ones leave it)."""
     names = sorted(os.listdir(folder))[:AHEAD]
     seen.intersection_update(names)
     fresh = [name for name in names if name not in seen]
     seen.update(fresh)
-    return [spooled_key(folder / name, skip) for name in fresh]
+    # A waiting file is named <spool id>.<attempts>.msg (daemon/intake/spool.py).
+    return [(name.partition(".")[0], spooled_key(folder / name, skip)) for name in fresh]
 
 
 def _unchanged(listed: tuple[int, int] | None, changed: int) -> bool:
@@ -172,15 +175,16 @@ def _unchanged(listed: tuple[int, int] | None, changed: int) -> bool:
 async def prefetch_spooled(
     folder: Path, warm: Warm, stop: asyncio.Event, skip: Iterable[str] = ()
 ) -> None:
-    """Until ``stop`` is set: start ``warm(key)`` for each message waiting in ``folder`` (the
-    spool's ``new``) not seen yet, the oldest ``AHEAD`` at most, ``CONCURRENCY`` at once."""
+    """Until ``stop`` is set: start ``warm(spool_id, key, exact)`` for each message waiting in
+    ``folder`` (the spool's ``new``) not seen yet, the oldest ``AHEAD`` at most,
+    ``CONCURRENCY`` at once."""
     seen: set[str] = set()
     room = asyncio.Semaphore(CONCURRENCY)
     skipped = frozenset(address.lower() for address in skip)
     listed: tuple[int, int] | None = None  # the folder's mtime at the last listing, and when
     while not stop.is_set():
         started = time.monotonic()
-        keys: list[tuple[LookupKey, bool] | None] = []
+        keys: list[tuple[str, tuple[LookupKey, bool] | None]] = []
         try:
             changed = os.stat(folder).st_mtime_ns
             if not _unchanged(listed, changed):
@@ -191,10 +195,10 @@ async def prefetch_spooled(
             log.debug("prefetch: cannot list %s: %s", folder, error)
             listed = None
         rest = REST_FACTOR * (time.monotonic() - started)
-        for found in keys:
+        for spool_id, found in keys:
             if found is not None:
                 await room.acquire()
-                warm(*found).add_done_callback(lambda _done: room.release())
+                warm(spool_id, *found).add_done_callback(lambda _done: room.release())
         # A plain sleep: stopping waits for it, but it costs no task (unlike a wait_for the
         # stop event, twenty times a second, also when idle).
         await asyncio.sleep(max(rest, POLL_SECONDS - (time.monotonic() - started)))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -28,6 +29,7 @@ from typing import Any
 import uvloop
 from sqlalchemy.orm import Session, sessionmaker
 
+from postdesk.plugins.board import FactsBoard, posting
 from postdesk.plugins.facade import Hooks
 from postdesk.plugins.facts import Asker, Facts, FactsFolder, LookupKey
 from postdesk.plugins.host import PluginHost
@@ -57,6 +59,8 @@ class PluginRunner:
         self.host = host
         self.folder = folder
         self.asker: Asker | None = None  # asks the lookups of another process, when set
+        self.board: FactsBoard | None = None  # and reads the facts it posts unasked
+        self._asked: dict[concurrent.futures.Future[Facts], tuple[str, LookupKey]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -168,6 +172,12 @@ class PluginRunner:
         key = (email.lower(), text)
         if self.asker is not None and spool_id:
             answer: concurrent.futures.Future[Facts] = concurrent.futures.Future()
+            posted = self.board.take(spool_id, key) if self.board is not None else None
+            if posted is not None:  # no question, no other thread: the answer is here
+                answer.set_result(posted)
+                return answer
+            self._asked[answer] = (spool_id, key)  # posted later perhaps: see soon()
+            answer.add_done_callback(self._forget)
             loop = self._running_loop()
             loop.call_soon_threadsafe(self._ask_elsewhere, self.asker, spool_id, key, answer)
             return answer
@@ -183,6 +193,18 @@ class PluginRunner:
         socket (serve's plugins process, see :meth:`start_answering`): the worker then spends
         no time on contacts and orders."""
         self.asker = self.folder.asker() if self.folder is not None else None
+        self.board = FactsBoard(self.folder.socket) if self.folder is not None else None
+
+    def _forget(self, answered: concurrent.futures.Future[Facts]) -> None:
+        """Forget the question of an answered lookup (see :meth:`_posted`)."""
+        self._asked.pop(answered, None)
+
+    def _posted(self, pending: concurrent.futures.Future[Facts]) -> Facts | None:
+        """The facts posted meanwhile for the question ``pending`` waits for, if any."""
+        asked = self._asked.get(pending)
+        if asked is None or self.board is None:
+            return None
+        return self.board.take(*asked)
 
     def _ask_elsewhere(
         self,
@@ -269,6 +291,8 @@ class PluginRunner:
         A wait that ends empty-handed stops the waiting until an answer is found ready again,
         so a slow or hanging plugin costs at most one such wait per answer found ready."""
         found = self.ready(pending)
+        if found is None and pending is not None:
+            found = self._posted(pending)
         if found is not None or pending is None:
             self._soon = True
             return found
@@ -330,18 +354,28 @@ class PluginRunner:
             running.add_done_callback(lambda _done: self._inflight.pop(key, None))
         return running
 
-    def _warm(self, key: tuple[str, str], exact: bool) -> asyncio.Future[Facts]:
-        """The lookups of ``key`` started by a prefetch (see :mod:`postdesk.plugins.prefetch`):
-        when ``key`` is ``exact``ly the one the worker will ask with, its answer is kept and
-        shared like a question's (the worker's is then answered from the cache); else only the
-        caches of the contact and the plugins are filled."""
+    def _warm(self, spool_id: str, key: LookupKey, exact: bool) -> asyncio.Future[Facts]:
+        """The lookups of ``key`` started by a prefetch of the message ``spool_id`` (see
+        :mod:`postdesk.plugins.prefetch`): when ``key`` is ``exact``ly the one the worker will
+        ask with, its answer is kept and shared like a question's and posted to the workers
+        (:mod:`postdesk.plugins.board`: the worker then need not ask); else only the caches of
+        the contact and the plugins are filled."""
+        if exact:
+            running = self._start(key)
+            running.add_done_callback(functools.partial(self._post, spool_id, key))
+            return running
         if self._cached(key) is not None or key in self._inflight:
             done: asyncio.Future[Facts] = asyncio.get_running_loop().create_future()
             done.set_result({})
             return done
-        if exact:
-            return self._start(key)
         return asyncio.ensure_future(self._gather(key, remember=False))
+
+    def _post(self, spool_id: str, key: LookupKey, done: asyncio.Future[Facts]) -> None:
+        """Post the facts a prefetch found for ``spool_id`` to the listening workers."""
+        folder = self.folder
+        if folder is None or not folder.listeners or done.cancelled() or done.exception():
+            return
+        folder.post(posting(spool_id, key, done.result()))
 
     async def _gather(self, key: tuple[str, str], remember: bool = True) -> Facts:
         facade = self.hooks
@@ -465,6 +499,8 @@ class PluginRunner:
         """Let plugins close what lives on the loop (``async def aclose()``), stop the loop
         thread and release the plugins."""
         loop, thread = self._loop, self._thread
+        if self.board is not None:
+            self.board.close()
         if loop is not None and thread is not None:
             if self.asker is not None:
                 loop.call_soon_threadsafe(self.asker.close)

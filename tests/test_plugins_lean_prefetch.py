@@ -294,7 +294,7 @@ def test_an_idle_spool_is_listed_again_only_once_something_comes_or_goes(
         loop = asyncio.get_running_loop()
         loop.call_later(0.3, (tmp_path / "new").touch)  # a message comes
         loop.call_later(0.6, stop.set)
-        await prefetch.prefetch_spooled(tmp_path, lambda _key: asyncio.Future(), stop)
+        await prefetch.prefetch_spooled(tmp_path, lambda *_args: asyncio.Future(), stop)
 
     asyncio.run(scenario())
     assert listings[0] < listings[1] - 0.25, "nothing listed again while nothing changed"
@@ -320,7 +320,7 @@ def test_a_spool_slow_to_list_is_listed_less_often(
     async def scenario() -> None:
         stop = asyncio.Event()
         asyncio.get_running_loop().call_later(1.0, stop.set)
-        await prefetch.prefetch_spooled(tmp_path, lambda _key: asyncio.Future(), stop)
+        await prefetch.prefetch_spooled(tmp_path, lambda *_args: asyncio.Future(), stop)
 
     asyncio.run(scenario())
     assert 1 <= len(rounds) <= 4, rounds
