@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
+import functools
 import ipaddress
 import os
 import tomllib
@@ -281,9 +282,10 @@ class Settings:
     workflow: WorkflowSettings = field(default_factory=WorkflowSettings)
     source: str = "built-in defaults"
 
-    @property
+    @functools.cached_property
     def data_dir(self) -> Path:
-        """The folder holding the spool, attachments, outgoing Maildir and SQLite file."""
+        """The folder holding the spool, attachments, outgoing Maildir and SQLite file (one
+        ``Path``, made once: the worker asks several times per message)."""
         return Path(self.helpdesk.data_dir)
 
     @property
@@ -293,8 +295,16 @@ class Settings:
 
     def agent(self, email: str | None) -> Agent | None:
         """The agent with this address, if any."""
-        wanted = (email or "").lower()
-        return next((a for a in self.agents if a.email.lower() == wanted), None)
+        return self._agents_by_address.get((email or "").lower())
+
+    @functools.cached_property
+    def _agents_by_address(self) -> dict[str, Agent]:
+        """The agents by lower-cased address, the first one listed for an address given twice
+        (built once: the worker asks about several addresses per message)."""
+        agents: dict[str, Agent] = {}
+        for agent in self.agents:
+            agents.setdefault(agent.email.lower(), agent)
+        return agents
 
 
 def split_host_port(value: str, key: str) -> tuple[str, int]:

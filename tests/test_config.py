@@ -36,6 +36,23 @@ def test_file_then_environment_override(tmp_path: Path) -> None:
     assert settings.agents[0].groups == ("L1",)
 
 
+def test_agents_are_found_by_address_in_any_case(tmp_path: Path) -> None:
+    config = tmp_path / "p.toml"
+    config.write_text(
+        f'[helpdesk]\ndata_dir = "{tmp_path / "data"}"\n'
+        '[[agents]]\nemail = "Alice@Example.com"\nname = "Alice"\n'
+        '[[agents]]\nemail = "bob@example.com"\nname = "Bob"\n'
+    )
+    settings = load_settings(str(config), environ={})
+    found = settings.agent("alice@EXAMPLE.com")
+    assert found is not None and found.name == "Alice"
+    assert settings.agent("BOB@example.com") is settings.agents[1]
+    assert settings.agent("carol@example.com") is None
+    assert settings.agent(None) is None and settings.agent("") is None
+    assert settings.data_dir == tmp_path / "data"
+    assert settings.data_dir is settings.data_dir  # one Path, made once
+
+
 def test_postdesk_config_variable_names_the_file(tmp_path: Path) -> None:
     config = tmp_path / "p.toml"
     config.write_text('[helpdesk]\ntag = "Env"\n')

@@ -215,7 +215,7 @@ def _part_text(part: Message, info: PartInfo, defects: list[str]) -> str:
     if "\x00" in text:
         defects.append("NUL characters removed from text")
         text = text.replace("\x00", "")
-    return _NEWLINES.sub("\n", text)
+    return _NEWLINES.sub("\n", text) if "\r" in text else text
 
 
 def _message_bytes(part: Message, defects: list[str]) -> bytes:

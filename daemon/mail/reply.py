@@ -80,7 +80,9 @@ _MAX_SIGNATURE_LINES = 60
 
 def extract_new_text(text: str) -> str:
     """Return only the newly written part of a message body (see the module docstring)."""
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if "\r" in text:  # the parser's text has "\n" line ends already
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
     kept = _drop_signature(_drop_history(lines))
     result = "\n".join(line.rstrip() for line in kept).strip("\n")
     if result.strip():

@@ -297,7 +297,9 @@ def _multipart(subtype: str, parts: Sequence[bytes]) -> bytes:
 
 def _text_part(subtype: str, text: str) -> bytes:
     """A text part in UTF-8, encoded as the stdlib content manager would choose."""
-    lines = _lines(text.replace("\x00", "").encode("utf-8", "replace"))
+    if "\x00" in text:  # a find, where replace would count first (a pass over the text)
+        text = text.replace("\x00", "")
+    lines = _lines(text.encode("utf-8", "replace"))
     if max(map(len, lines), default=0) <= LINE:
         payload = _B_CRLF.join(lines) + _B_CRLF
         cte = "7bit" if payload.isascii() else "8bit"
