@@ -24,7 +24,14 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from postdesk.plugins.facts import LISTEN, RECONNECT_SECONDS, Facts, LookupKey, reachable
+from postdesk.plugins.facts import (
+    FRESH_SECONDS,
+    LISTEN,
+    RECONNECT_SECONDS,
+    Facts,
+    LookupKey,
+    reachable,
+)
 
 log = logging.getLogger("postdesk.plugins")
 
@@ -54,17 +61,20 @@ class FactsBoard:
         self.path = path
         self._socket: socket.socket | None = None
         self._partial = bytearray()  # the start of a line not read to its end yet
-        self._posted: OrderedDict[str, tuple[str, Facts]] = OrderedDict()
+        # spool id -> (key digest, facts, when read): the oldest first
+        self._posted: OrderedDict[str, tuple[str, Facts, float]] = OrderedDict()
         self._next_try = 0.0  # when to try connecting again after a failure
 
     def take(self, spool_id: str, key: LookupKey) -> Facts | None:
         """The facts posted for ``spool_id`` asked with ``key``, else None (nothing posted
-        yet, or for another key): reads what has come, never waits."""
+        yet, for another key, or longer than ``FRESH_SECONDS`` ago, as an answer is cached):
+        reads what has come, never waits."""
         self._read()
         posted = self._posted.pop(spool_id, None)
         if posted is None or posted[0] != key_digest(key):
             return None
-        return posted[1]
+        _digest, facts, read_at = posted
+        return facts if time.monotonic() - read_at < FRESH_SECONDS else None
 
     def close(self) -> None:
         """Close the connection (the worker stops)."""
@@ -104,7 +114,7 @@ class FactsBoard:
         except (ValueError, TypeError):  # not JSON, or not three things
             log.warning("plugin lookups: an unreadable posting was ignored")
             return
-        self._posted[str(spool_id)] = (str(digest), _facts(facts))
+        self._posted[str(spool_id)] = (str(digest), _facts(facts), time.monotonic())
         while len(self._posted) > KEPT:
             self._posted.popitem(last=False)
 

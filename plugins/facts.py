@@ -38,6 +38,7 @@ SOCKET = "answers.sock"
 LINE_LIMIT = 64 * 1024 * 1024  # the longest question or answer (a message's whole new text)
 SHORT_ENOUGH = 100  # bytes of a socket path used as it is
 RECONNECT_SECONDS = 0.05  # how soon a worker tries again to reach the plugins process
+FRESH_SECONDS = 60.0  # how long an answer is used again (cached, or posted and not yet taken)
 LISTEN = b'"listen"\n'  # the first line of a worker's connection that reads postings
 POST_BACKLOG = 1024 * 1024  # bytes of postings a listening worker may be behind
 

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.plugins.board import FactsBoard, posting
 from postdesk.plugins.facade import Hooks
-from postdesk.plugins.facts import Asker, Facts, FactsFolder, LookupKey
+from postdesk.plugins.facts import FRESH_SECONDS, Asker, Facts, FactsFolder, LookupKey
 from postdesk.plugins.host import PluginHost
 from postdesk.plugins.journal import EVENT_HOOKS, EventJournal
 from postdesk.plugins.prefetch import prefetch_spooled
@@ -40,7 +40,6 @@ from postdesk.plugins.snapshots import Snapshot, freeze, thaw
 log = logging.getLogger("postdesk.plugins")
 
 LOOKUP_CONCURRENCY = 16
-CACHE_SECONDS = 60.0
 CACHE_ENTRIES = 2048
 LOOKUP_HOOKS = ("postdesk_lookup_contact", "postdesk_lookup_orders")
 CONTACT = "\0contact"  # cache key part: a contact is cached by address, not by text
@@ -426,7 +425,7 @@ class PluginRunner:
 
     def _remember(self, key: tuple[str, str], facts: Facts) -> None:
         with self._cache_lock:
-            self._cache[key] = (time.monotonic() + CACHE_SECONDS, facts)
+            self._cache[key] = (time.monotonic() + FRESH_SECONDS, facts)
             while len(self._cache) > CACHE_ENTRIES:
                 self._cache.popitem(last=False)
 

@@ -13,7 +13,7 @@ from postdesk.daemon.config import PluginSettings, Settings
 from postdesk.daemon.intake.spool import Envelope, Spool
 from postdesk.daemon.mail.parse import parse_message
 from postdesk.plugins import board as board_module
-from postdesk.plugins.board import FactsBoard
+from postdesk.plugins.board import FactsBoard, posting
 from postdesk.plugins.facts import FactsFolder, LookupKey, lookup_text
 from postdesk.plugins.host import load_plugins
 from postdesk.plugins.runner import PluginRunner
@@ -135,6 +135,24 @@ def test_a_worker_listens_again_to_a_restarted_plugins_process(
     for number in range(3):
         board._keep(f'["s{number}", "d", {{}}]'.encode())
     assert list(board._posted) == ["s1", "s2"], "the oldest unread posting went first"
+
+
+def test_a_posting_is_used_only_while_an_answer_would_be_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A posting read longer than FRESH_SECONDS ago (a worker stuck behind, say) is not taken:
+    the worker asks, as it would once a cached answer has expired. Nor is one for another key."""
+    board = FactsBoard(tmp_path / "nobody-listens.sock")
+    key = (CUSTOMER, "Where is order 10001?")
+    line = posting("s1", key, {"orders": [{"number": "10001"}]})
+    board._keep(line.rstrip(b"\n"))
+    assert board.take("s1", (CUSTOMER, "another text")) is None, "another key"
+    board._keep(line.rstrip(b"\n"))
+    assert board.take("s1", key) == {"orders": [{"number": "10001"}]}
+    board._keep(line.rstrip(b"\n"))
+    monkeypatch.setattr(board_module, "FRESH_SECONDS", 0.0)
+    assert board.take("s1", key) is None, "too old"
+    assert board.take("s1", key) is None, "taken (and dropped) once"
 
 
 async def _post(folder: FactsFolder, line: bytes) -> None:
