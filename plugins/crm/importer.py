@@ -1,7 +1,9 @@
 """``postdesk contacts import FILE``: contact rows from CSV or XLSX into the CRM.
 
 Columns are recognised by their common names (email, name, organization/company, phone,
-tier, first/last name). Phone numbers become E.164 with the phonenumbers library, so
+tier, first/last name) in the common languages and address book exports (``columns.py``);
+the header may follow a few title rows. A CSV file may be UTF-8, UTF-16 or a Windows code
+page. Phone numbers become E.164 with the phonenumbers library, so
 "+7 (495) 123-45-67" and "8 495 123 45 67" (default region RU) are the same number. Rows
 with the same email merge into one card (later non-empty values win); an email already in
 the database updates that card. Rows that cannot be used are reported with the reason.
@@ -9,11 +11,12 @@ the database updates that card. Rows that cannot be used are reported with the r
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email.utils import parseaddr
+from email.utils import getaddresses, parseaddr
 from pathlib import Path
 
 import openpyxl
@@ -21,20 +24,13 @@ import phonenumbers
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from postdesk.daemon.mail.charset import decode_bytes
 from postdesk.models.schema import Contact
+from postdesk.plugins.crm.columns import column_field
 from postdesk.plugins.crm.records import claim_domain, organization_named
 
-COLUMNS = {
-    "email": ("email", "e-mail", "mail", "email address", "e-mail address", "emailaddress"),
-    "name": ("name", "full name", "fullname", "contact", "contact name", "display name"),
-    "first": ("first name", "firstname", "given name"),
-    "last": ("last name", "lastname", "surname", "family name"),
-    "organization": (
-        "organization", "organisation", "company", "company name", "org", "account", "customer",
-    ),
-    "phone": ("phone", "telephone", "tel", "mobile", "phone number", "cell"),
-    "tier": ("tier", "level", "plan", "segment", "support tier"),
-}  # fmt: skip
+HEADER_ROWS = 10  # a header may follow a title or a blank row or two; it is looked for this far
+SPREADSHEETS_ELSEWHERE = (".xls", ".ods", ".numbers")  # formats to save as XLSX or CSV first
 
 
 class ImportFileError(Exception):
@@ -62,34 +58,57 @@ class ImportReport:
     problems: list[str] = field(default_factory=list)  # "row N: reason"
 
 
-def read_rows(path: Path) -> Iterator[dict[str, str]]:
-    """The rows of a CSV or XLSX file as {canonical column: text}; header row first."""
-    rows = _xlsx_rows(path) if path.suffix.lower() in (".xlsx", ".xlsm") else _csv_rows(path)
-    header = next(rows, None)
-    if header is None:
+def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """The data rows of a CSV or XLSX file, each as (its row number in the file, {field:
+    text}); the header is the first row with an email column (see ``columns.py``). Where
+    several columns hold one field (home and work phone, E-mail 1 and 2), a row's first
+    non-empty one counts."""
+    suffix = path.suffix.lower()
+    if suffix in SPREADSHEETS_ELSEWHERE:
+        raise ImportFileError(f"{path}: {suffix} files are not read; save it as XLSX or CSV")
+    rows = enumerate(_xlsx_rows(path) if suffix in (".xlsx", ".xlsm") else _csv_rows(path), 1)
+    first: list[str] | None = None  # the first row with something in it, to name in an error
+    fields: list[str] = []
+    for number, header in rows:
+        if first is None and any(cell.strip() for cell in header):
+            first = header
+        fields = [column_field(cell) for cell in header]
+        if "email" in fields or number >= HEADER_ROWS:
+            break
+    if first is None:
         raise ImportFileError(f"{path}: the file is empty")
-    names = [_canonical(h) for h in header]
-    if "email" not in names:
-        raise ImportFileError(f"{path}: no email column (header: {', '.join(header)})")
-    for row in rows:
-        yield {n: v.strip() for n, v in zip(names, row, strict=False) if n and v}
-
-
-def _canonical(header: str) -> str:
-    wanted = " ".join(header.lower().replace("_", " ").replace("-", " ").split())
-    for name, aliases in COLUMNS.items():
-        if wanted in {" ".join(a.replace("-", " ").split()) for a in aliases}:
-            return name
-    return ""
+    if "email" not in fields:
+        raise ImportFileError(f"{path}: no email column (header: {', '.join(first)})")
+    for number, row in rows:
+        values: dict[str, str] = {}
+        for name, value in zip(fields, row, strict=False):
+            value = value.strip()
+            if name and value and name not in values:
+                values[name] = value
+        yield number, values
 
 
 def _csv_rows(path: Path) -> Iterator[list[str]]:
-    text = path.read_bytes().decode("utf-8-sig", errors="replace")
+    text = _csv_text(path.read_bytes())
     try:
-        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(text[:4096], ",;\t")
+        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(text[:4096], ",;\t|")
     except csv.Error:
         dialect = csv.excel
     yield from csv.reader(io.StringIO(text), dialect)
+
+
+def _csv_text(data: bytes) -> str:
+    """A CSV file's text: UTF-16 or UTF-32 by its byte-order mark (Excel's "Unicode text"),
+    UTF-8 (with or without one), else the legacy code page it reads as (a Windows Excel
+    export: cp1252, cp1251...), as mail bodies are decoded."""
+    for mark, codec in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
+                        (codecs.BOM_UTF16_BE, "utf-16"), (codecs.BOM_UTF8, "utf-8-sig")):  # fmt: skip
+        if data.startswith(mark):
+            return data.decode(codec, "replace")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return decode_bytes(data, None, [], "contact file")
 
 
 def _xlsx_rows(path: Path) -> Iterator[list[str]]:
@@ -112,10 +131,10 @@ def _cell_text(value: object) -> str:
 
 def normalise(row: dict[str, str], region: str) -> tuple[Card | None, str | None]:
     """The row as a card, and a problem worth reporting (None when all was well)."""
-    address = parseaddr(row.get("email", ""))[1].lower()
-    local, _, domain = address.partition("@")
     if not row.get("email"):
         return None, "no email"
+    address = first_address(row["email"])
+    local, _, domain = address.partition("@")
     if not local or "." not in domain or " " in address:
         return None, f"not an email address: {row['email']!r}"
     name = row.get("name") or " ".join(p for p in (row.get("first"), row.get("last")) if p)
@@ -124,6 +143,14 @@ def normalise(row: dict[str, str], region: str) -> tuple[Card | None, str | None
     if row.get("phone"):
         card.phone, problem = e164(row["phone"], region)
     return card, problem
+
+
+def first_address(cell: str) -> str:
+    """The first address in an email cell, lower-cased: a cell may hold one address, a
+    "Name <address>", or several separated by commas, semicolons or Google's " ::: "."""
+    listed = getaddresses([cell.replace(":::", ",").replace(";", ",")])
+    found = [address for _name, address in listed if "@" in address]
+    return (found[0] if found else parseaddr(cell)[1]).lower()
 
 
 def e164(raw: str, region: str) -> tuple[str, str | None]:
@@ -147,7 +174,7 @@ def import_contacts(
     """
     report = ImportReport()
     cards: dict[str, Card] = {}
-    for number, row in enumerate(read_rows(path), start=2):
+    for number, row in read_rows(path):
         if not row:
             continue
         card, problem = normalise(row, region)
