@@ -11,8 +11,9 @@ CSV or XLSX.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import phonenumbers
 from sqlalchemy import Engine
@@ -34,19 +35,29 @@ class CrmSettings:
     personal_domains: tuple[str, ...] = PERSONAL_DOMAINS  # never an organization's domain
 
 
+S = TypeVar("S", bound=CrmSettings)
+
+
 def crm_settings(context: PluginContext) -> CrmSettings:
     """The checked ``[plugins.crm]`` table."""
-    settings = context.options_as(CrmSettings)
+    return checked(context.options_as(CrmSettings), context.name)
+
+
+def checked(settings: S, name: str) -> S:
+    """A CRM plugin's settings (``[plugins.<name>]``, read as :class:`CrmSettings` or a
+    subclass adding its own keys), checked, with the region upper-cased."""
     region = settings.default_region.upper()
     if region and region not in phonenumbers.SUPPORTED_REGIONS:
-        raise ConfigError(f"plugins.crm.default_region: unknown region {settings.default_region!r}")
+        raise ConfigError(
+            f"plugins.{name}.default_region: unknown region {settings.default_region!r}"
+        )
     for tier, priority in settings.tier_priority.items():
         if priority not in PRIORITIES:
             raise ConfigError(
-                f"plugins.crm.tier_priority.{tier}: must be one of {', '.join(PRIORITIES)}, "
+                f"plugins.{name}.tier_priority.{tier}: must be one of {', '.join(PRIORITIES)}, "
                 f"got {priority!r}"
             )
-    return CrmSettings(region, settings.tier_priority, settings.personal_domains)
+    return dataclasses.replace(settings, default_region=region)
 
 
 class Crm:
