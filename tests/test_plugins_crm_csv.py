@@ -139,3 +139,20 @@ def test_specs_example_config_fills_the_agent_notification_from_the_file(
         assert "Carol Jones" in listed.stdout
     finally:
         daemon.stop()
+
+
+def test_contacts_import_takes_the_region_of_the_crm_csv_table(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'p.db'}",
+        extra=SPEC_EXAMPLE
+        + '[plugins.crm_csv]\ndefault_region = "DE"\nlookup_timeout_seconds = 3\n',
+    )
+    other = tmp_path / "more.csv"
+    other.write_text("Email,Name,Phone\nanna@shop.de,Anna,030 1234567\n")
+    daemon = Daemon(config, tmp_path)
+    imported = daemon.cli("contacts", "import", str(other), check=False)
+    assert imported.returncode == 0, imported.stderr
+    assert "1 contact(s) created" in imported.stdout and "problem(s)" in imported.stdout
+    listed = daemon.cli("contacts", "--json")
+    assert '"phone": "+49301234567"' in listed.stdout
