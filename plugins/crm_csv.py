@@ -91,9 +91,12 @@ class CrmCsv(Crm):
     async def _import(self, version: tuple[int, int]) -> None:
         try:
             await asyncio.to_thread(self._import_file)
-        except (ImportFileError, OSError, SQLAlchemyError) as error:
+        except (OSError, SQLAlchemyError) as error:  # unreadable or busy now: the next check
+            log.warning("contacts file not imported now, will retry: %s", error)
+            return
+        except Exception as error:  # what the file holds: not read again until it changes
             log.warning("contacts file not imported (the cards imported before stay): %s", error)
-        self._imported = version  # a broken file is not read again until it changes
+        self._imported = version
 
     def _import_file(self) -> None:
         settings = self.settings
