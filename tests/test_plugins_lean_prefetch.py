@@ -219,6 +219,9 @@ def test_facts_on_their_way_are_waited_for_until_a_wait_comes_back_empty(
         "Bestellung: order 55-AB7 and Order ﬁve 12345",  # not ASCII: the pattern as it is
         "order\n  number: 777 and orders",
         "order\x1c12345 and ORDER\x1f#B-456",  # separators a Unicode \s matches
+        "Bestellnummer: 4711, Bestell-Nr. 4712 and commande no 4713",
+        "pedido 10001, ORDINE N. 10002, objednavka cislo 10003, siparis numarasi 10004",
+        "Заказ № 10001, zamówienie nr 10002, numéro de commande 10003",  # not ASCII
     ],
 )
 def test_order_numbers_in_ascii_text_are_found_as_the_pattern_finds_them(text: str) -> None:
@@ -234,18 +237,25 @@ def test_order_numbers_in_ascii_text_are_found_as_the_pattern_finds_them(text: s
         assert plugin.numbers(text) == expected[: plugin.settings.max_orders]
 
 
-# Pieces of text around the default order pattern: its words in any case, near misses, the
-# separators it allows, digits and a non-ASCII letter (the pattern itself is searched then).
+# Pieces of text around the default order pattern: its words in any case and language, near
+# misses, the markers and separators it allows, digits, and non-ASCII letters and digits (the
+# pattern itself is searched then). Texts of ASCII pieces alone, half of them, take the
+# lower-cased search.
 PIECES = ("order", "ORDER", "Order", "orders", "border", "0rder", "no", "No.", "number")
-PIECES += ("x", "1", "42", "A7", "9-", "é", " ", "\n", "\t", "-", "_", "#", ":", ".")
+PIECES += ("x", "1", "42", "A7", "9-", " ", "\n", "\t", "-", "_", "#", ":", ".")
 PIECES += ("\x1c", "\x1f")  # spaces to a Unicode \s (the default's), not to an ASCII one
+PIECES += ("Bestellung", "BESTELL", "bestelling", "Auftrags", "commande", "Pedido", "ordine")
+PIECES += ("orden", "encomenda", "zamowienia", "objednavky", "SIPARIS", "bestallnings")
+PIECES += ("reorder", "nr", "Nr.", "N.", "nummer", "numero", "ID", "cislo", "numarasi", "NUMARASI")
+NON_ASCII = ("é", "zamówienie", "objednávka", "sipariş", "İ", "numarası", "beställning")  # noqa: RUF001
+NON_ASCII += ("Заказ", "замовлення", "номер", "numéro", "№", "n°", "nº", "č.", "ſ", "٣")  # noqa: RUF001
 
 
 @settings(max_examples=400, deadline=None)
 @given(
-    st.lists(
-        st.sampled_from(PIECES),
-        max_size=30,
+    st.one_of(
+        st.lists(st.sampled_from(PIECES), max_size=30),
+        st.lists(st.sampled_from(PIECES + NON_ASCII), max_size=30),
     ).map("".join)
 )
 def test_the_default_pattern_finds_the_same_numbers_on_any_text(text: str) -> None:
@@ -262,7 +272,9 @@ def test_the_default_pattern_finds_the_same_numbers_on_any_text(text: str) -> No
     assert plugin.numbers(text) == expected
 
 
-@pytest.mark.parametrize("text", ["REF\x1c4711 and ref 42", "ref\x1f 99, ref\t7"])
+@pytest.mark.parametrize(
+    "text", ["REF\x1c4711 and ref 42", "ref\x1f 99, ref\t7", "Ref 4711, réf 42, REF\x1e7"]
+)
 def test_a_pattern_of_ones_own_finds_in_ascii_text_what_it_finds_itself(text: str) -> None:
     """A configured pattern is searched in ASCII text by an ASCII twin, except in text with
     the separators that only the pattern's own (Unicode) \\s matches."""
