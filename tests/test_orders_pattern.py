@@ -141,3 +141,28 @@ WORDS += ("замовлення", "ſiparis", "aſ", "K", "x", " ", "-", "№", 
 def test_the_look_ahead_changes_nothing_found(text: str) -> None:
     assert WITHOUT_LOOKAHEAD != orders_http.DEFAULT_PATTERN
     assert _by_pattern(orders_http.DEFAULT_PATTERN, text) == _by_pattern(WITHOUT_LOOKAHEAD, text)
+
+
+def test_a_number_is_a_whole_run_of_at_most_83_characters() -> None:
+    longest = "A" * 40 + "1" + "B" * 40 + "-"  # the run is cut nowhere: it is too long
+    assert _plugin().numbers(f"order {longest[:-1]} and order {longest}x") == [longest[:-1]]
+
+
+@pytest.mark.parametrize("unit", ["order-", "order-1-", "pedido-x1-", "заказ-"])
+def test_hostile_text_is_searched_in_one_pass(unit: str) -> None:
+    """A run of order words and hyphens 60 kB long (within what is searched): unbounded, every
+    word went back through the run after it (1.5 s per 18 kB, so about 17 s here); now about
+    as long as any text. The alarm fails the test where the search would hold the plugins'
+    loop."""
+    import signal
+
+    text = unit * (60_000 // len(unit)) + "1"
+    assert len(text) < orders_http.SCANNED_CHARS
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the search took over 5 s"))
+    signal.alarm(5)
+    try:
+        found = _plugin().numbers(text)
+        by_pattern = _by_pattern(orders_http.DEFAULT_PATTERN, text)
+    finally:
+        signal.alarm(0)
+    assert found == by_pattern[:100] and all(len(number) <= 83 for number in found)
