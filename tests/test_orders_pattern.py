@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from postdesk.daemon.config import Settings
-from postdesk.plugins import orders_http
+from postdesk.plugins import order_numbers, orders_http
 from postdesk.plugins.host import PluginContext
 
 SENTENCES = [
@@ -109,19 +109,19 @@ def _by_pattern(pattern: str, text: str) -> list[str]:
 
 @pytest.mark.parametrize(("text", "numbers"), SENTENCES)
 def test_order_numbers_are_found_in_each_language(text: str, numbers: list[str]) -> None:
-    assert _by_pattern(orders_http.DEFAULT_PATTERN, text) == numbers
+    assert _by_pattern(order_numbers.DEFAULT_PATTERN, text) == numbers
     assert _plugin().numbers(text) == numbers
 
 
 @pytest.mark.parametrize("text", NEGATIVES)
 def test_text_that_mentions_no_order_number_gives_none(text: str) -> None:
-    assert _by_pattern(orders_http.DEFAULT_PATTERN, text) == []
+    assert _by_pattern(order_numbers.DEFAULT_PATTERN, text) == []
     assert _plugin().numbers(text) == []
 
 
 def test_the_sentences_in_ascii_take_the_lower_cased_search() -> None:
     """Enough of the table is ASCII for the lower-cased twins to be tested by it."""
-    ascii_words = set(orders_http._DEFAULT_LOWERED)
+    ascii_words = set(order_numbers._DEFAULT_LOWERED)
     covered = {
         word for text, _numbers in SENTENCES if text.isascii() for word in ascii_words
         if word in text.lower()
@@ -130,7 +130,7 @@ def test_the_sentences_in_ascii_take_the_lower_cased_search() -> None:
 
 
 # The look-ahead at the words' first letters only saves time: without it, the same matches.
-WITHOUT_LOOKAHEAD = re.sub(r"\(\?=\[[^]]*\]\)", "", orders_http.DEFAULT_PATTERN, count=1)
+WITHOUT_LOOKAHEAD = re.sub(r"\(\?=\[[^]]*\]\)", "", order_numbers.DEFAULT_PATTERN, count=1)
 WORDS = ("Order", "ORDINE", "orden", "Pedido", "encomenda", "Commande", "Bestellung")
 WORDS += ("auftrags", "Beställnings", "zamówienie", "objednávky", "SİPARİŞ", "Заказа")
 WORDS += ("замовлення", "ſiparis", "aſ", "K", "x", " ", "-", "№", "n°", "12", "345")
@@ -139,8 +139,8 @@ WORDS += ("замовлення", "ſiparis", "aſ", "K", "x", " ", "-", "№", 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(WORDS), max_size=12).map("".join))
 def test_the_look_ahead_changes_nothing_found(text: str) -> None:
-    assert WITHOUT_LOOKAHEAD != orders_http.DEFAULT_PATTERN
-    assert _by_pattern(orders_http.DEFAULT_PATTERN, text) == _by_pattern(WITHOUT_LOOKAHEAD, text)
+    assert WITHOUT_LOOKAHEAD != order_numbers.DEFAULT_PATTERN
+    assert _by_pattern(order_numbers.DEFAULT_PATTERN, text) == _by_pattern(WITHOUT_LOOKAHEAD, text)
 
 
 def test_a_number_is_a_whole_run_of_at_most_83_characters() -> None:
@@ -157,12 +157,12 @@ def test_hostile_text_is_searched_in_one_pass(unit: str) -> None:
     import signal
 
     text = unit * (60_000 // len(unit)) + "1"
-    assert len(text) < orders_http.SCANNED_CHARS
+    assert len(text) < order_numbers.SCANNED_CHARS
     signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the search took over 5 s"))
     signal.alarm(5)
     try:
         found = _plugin().numbers(text)
-        by_pattern = _by_pattern(orders_http.DEFAULT_PATTERN, text)
+        by_pattern = _by_pattern(order_numbers.DEFAULT_PATTERN, text)
     finally:
         signal.alarm(0)
     assert found == by_pattern[:100] and all(len(number) <= 83 for number in found)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from postdesk.daemon.config import PluginSettings, Settings
 from postdesk.daemon.intake.spool import Envelope, Spool
 from postdesk.daemon.mail.parse import parse_message
-from postdesk.plugins import orders_http, prefetch, runner
+from postdesk.plugins import order_numbers, orders_http, prefetch, runner
 from postdesk.plugins.facts import lookup_text
 from postdesk.plugins.host import load_plugins
 from postdesk.plugins.prefetch import spooled_key
@@ -231,7 +231,7 @@ def test_order_numbers_in_ascii_text_are_found_as_the_pattern_finds_them(text: s
 
         plugin = orders_http.create_plugin(PluginContext("orders_http", Settings(), options, None))
         expected = []
-        for match in re.finditer(orders_http.DEFAULT_PATTERN, text):
+        for match in re.finditer(order_numbers.DEFAULT_PATTERN, text):
             if match.group(1) not in expected:
                 expected.append(match.group(1))
         assert plugin.numbers(text) == expected[: plugin.settings.max_orders]
@@ -266,7 +266,7 @@ def test_the_default_pattern_finds_the_same_numbers_on_any_text(text: str) -> No
     options = {"by_number_url": "http://shop.invalid/orders/{number}", "max_orders": 100}
     plugin = orders_http.create_plugin(PluginContext("orders_http", Settings(), options, None))
     expected: list[str] = []
-    for match in re.finditer(orders_http.DEFAULT_PATTERN, text):
+    for match in re.finditer(order_numbers.DEFAULT_PATTERN, text):
         if match.group(1) not in expected:
             expected.append(match.group(1))
     assert plugin.numbers(text) == expected
