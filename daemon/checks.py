@@ -14,6 +14,7 @@ from postdesk.daemon.config import ConfigError, Settings
 from postdesk.daemon.intake.imap import check_mailboxes
 from postdesk.daemon.ops.tls import server_context
 from postdesk.daemon.preflight import ensure_data_dir, ensure_smtp_listen, serve_running
+from postdesk.daemon.sla.rules import unstaffed_escalations
 from postdesk.daemon.store.db import make_engine, ping, session_factory
 from postdesk.plugins.host import load_plugins
 
@@ -35,6 +36,10 @@ class CheckResults:
         else:
             self.ok = False
             self.lines.append(f"FAIL  {name}: {error}")
+
+    def note(self, name: str, warning: str) -> None:
+        """Add a warning that does not fail the check."""
+        self.lines.append(f"note  {name}: {warning}")
 
 
 def run_all(settings: Settings) -> CheckResults:
@@ -62,6 +67,8 @@ def run_all(settings: Settings) -> CheckResults:
         results.record("smtp tls", _tls_error(settings), settings.smtp.tls_cert)
     for name, error, detail in model_status(settings):
         results.record(name, error, detail)
+    for warning in unstaffed_escalations(settings):
+        results.note("sla", warning)
     return results
 
 

@@ -37,6 +37,7 @@ from postdesk.daemon.reports.schedule import weekly_reports
 from postdesk.daemon.reports.web import ReportsPage
 from postdesk.daemon.runtime import Runtime, open_runtime
 from postdesk.daemon.sla import digest, escalation
+from postdesk.daemon.sla.rules import unstaffed_escalations
 from postdesk.daemon.store.identity import daemon_id
 from postdesk.daemon.workerproc import WorkerChannel, WorkerProcess
 from postdesk.models.schema import OutboxItem
@@ -126,6 +127,8 @@ async def _run(runtime: Runtime, tls: ssl.SSLContext | None = None) -> None:
     )
     if runtime.services.sla.policies:
         tasks.append(asyncio.create_task(escalation.run(stop, runtime.services, runtime.factory)))
+        for warning in unstaffed_escalations(settings):
+            log.warning("%s", warning)
     if runtime.services.sla.digest is not None:
         tasks.append(asyncio.create_task(digest.run(stop, runtime.services, runtime.factory)))
     if settings.classifier.retrain_seconds:

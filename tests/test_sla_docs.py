@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from postdesk.daemon.config import ConfigError, load_settings
-from postdesk.daemon.sla.rules import build_rules
+from postdesk.daemon.sla.rules import build_rules, unstaffed_escalations
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "sla.md"
 MOSCOW = ZoneInfo("Europe/Moscow")
@@ -74,10 +74,6 @@ def test_tier_policies_apply_to_premium_and_partner_requesters(tmp_path: Path) -
             r"sla\.policies\[5\]\.match\.colour",
         ),
         (
-            '\n[[sla.policies]]\nname = "x"\ncalendar = "office"\nescalate_to = "L9"\n',
-            r"sla\.policies\[5\]\.escalate_to",
-        ),
-        (
             '\n[[sla.calendars]]\nname = "mars"\ntimezone = "Mars/Olympus"\n',
             r"sla\.calendars\[2\]\.timezone",
         ),
@@ -93,3 +89,14 @@ def test_wrong_values_are_startup_errors_naming_the_key(
 ) -> None:
     with pytest.raises(ConfigError, match=f"^{key}: "):
         load_settings(str(example_config(tmp_path, extra)), environ={})
+
+
+def test_an_escalation_group_without_agents_is_a_warning_not_an_error(tmp_path: Path) -> None:
+    """SPEC's own example escalates to "L2" with only an "L1" agent: it must start."""
+    extra = '\n[[sla.policies]]\nname = "x"\ncalendar = "office"\nescalate_to = "L9"\n'
+    settings = load_settings(str(example_config(tmp_path, extra)), environ={})
+    assert build_rules(settings).policies[-1].escalate_to == "L9"
+    assert unstaffed_escalations(settings) == [
+        "sla.policies[5].escalate_to: no agent is in group 'L9' yet; its breach mail goes to"
+        " the assignee and the ticket's group only"
+    ]

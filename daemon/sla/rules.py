@@ -73,7 +73,6 @@ class Rules:
 def build_rules(full: Settings) -> Rules:
     """Parse and check ``[sla]`` against the priorities and agent groups that exist."""
     settings = full.sla
-    groups = {group for agent in full.agents for group in agent.groups}
     levels = tuple(p.lower() for p in full.workflow.priorities)
     check_interval = parse_duration(settings.check_interval, "sla.check_interval")
     if not 0 < settings.warn_at < 1:
@@ -88,15 +87,23 @@ def build_rules(full: Settings) -> Rules:
         _build_policy(item, f"sla.policies[{index}]", calendars, levels)
         for index, item in enumerate(settings.policies)
     )
-    for index, policy in enumerate(policies):
-        if policy.escalate_to and policy.escalate_to not in groups:
-            raise ConfigError(
-                f"sla.policies[{index}].escalate_to: no agent is in group {policy.escalate_to!r}"
-            )
     names = [p.name for p in policies]
     if len(set(names)) != len(names):
         raise ConfigError("sla.policies: every policy needs a distinct name")
     return Rules(policies, settings.warn_at, check_interval, _digest_time(full))
+
+
+def unstaffed_escalations(settings: Settings) -> list[str]:
+    """A warning for each policy whose ``escalate_to`` group has no agent yet: its breach mail
+    reaches the assignee and the ticket's group only. Not an error: the level above may be
+    staffed later, and SPEC's own example escalates to "L2" with only an "L1" agent."""
+    groups = {group for agent in settings.agents for group in agent.groups}
+    return [
+        f"sla.policies[{index}].escalate_to: no agent is in group {policy.escalate_to!r} yet; "
+        "its breach mail goes to the assignee and the ticket's group only"
+        for index, policy in enumerate(settings.sla.policies)
+        if policy.escalate_to and policy.escalate_to not in groups
+    ]
 
 
 def _digest_time(full: Settings) -> DigestTime | None:
