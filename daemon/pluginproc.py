@@ -18,7 +18,7 @@ import signal
 
 from postdesk.daemon.config import Settings
 from postdesk.daemon.ops.logs import LOG_FORMAT, use_log_format
-from postdesk.daemon.runtime import build_runtime
+from postdesk.daemon.runtime import build_runtime, settle_heap
 from postdesk.daemon.workerproc import PLUGIN_DRAIN_SECONDS, WorkerChannel, die_with_parent
 from postdesk.plugins.journal import EVENT_HOOKS
 from postdesk.plugins.runner import LOOKUP_HOOKS, PluginRunner
@@ -42,6 +42,7 @@ def run_plugins(
     logging.basicConfig(level=log_level, format=LOG_FORMAT)
     use_log_format(settings.log.format)
     runtime = build_runtime(settings, secret)
+    settle_heap()
     plugins = runtime.services.plugins
     plugins.journal.fire_elsewhere(parent)  # the events are in serve's name
     stop_answering = plugins.start_answering()  # the lookups the workers ask

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -69,3 +70,15 @@ def build_runtime(settings: Settings, secret: bytes, engine: Engine | None = Non
     )
     spool = Spool(settings.data_dir / "spool")
     return Runtime(settings, engine, factory, services, spool, secret)
+
+
+def settle_heap() -> None:
+    """Put everything built so far out of the garbage collector's sight (``gc.freeze``).
+
+    A long-running process calls this once it is set up: its settings, schema, compiled
+    templates, models and plugins live as long as it does, and each full collection would
+    otherwise walk them all again (in the plugins process, a fifth of its CPU under load).
+    Cycles made later are collected as before.
+    """
+    gc.collect()
+    gc.freeze()

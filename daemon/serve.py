@@ -35,7 +35,7 @@ from postdesk.daemon.preflight import SERVE_LOCK, ensure_data_dir, ensure_smtp_l
 from postdesk.daemon.reclaim import requeue_claims
 from postdesk.daemon.reports.schedule import weekly_reports
 from postdesk.daemon.reports.web import ReportsPage
-from postdesk.daemon.runtime import Runtime, open_runtime
+from postdesk.daemon.runtime import Runtime, open_runtime, settle_heap
 from postdesk.daemon.sla import digest, escalation
 from postdesk.daemon.sla.rules import unstaffed_escalations
 from postdesk.daemon.store.identity import daemon_id
@@ -63,6 +63,7 @@ def serve(settings: Settings) -> int:
     with _data_dir_lock(settings.data_dir):
         ensure_smtp_listen(settings)
         runtime = open_runtime(settings)
+        settle_heap()
         asyncio.run(_run(runtime, tls))
     return 0
 

@@ -27,7 +27,7 @@ from postdesk.daemon.classify.loader import preload as preload_models
 from postdesk.daemon.config import Settings
 from postdesk.daemon.ops.counters import CountsRecorder
 from postdesk.daemon.ops.logs import LOG_FORMAT, use_log_format
-from postdesk.daemon.runtime import build_runtime
+from postdesk.daemon.runtime import build_runtime, settle_heap
 from postdesk.daemon.worker import DatabaseHealth, Flag, Worker
 
 log = logging.getLogger("postdesk.worker")
@@ -200,6 +200,7 @@ def run_worker(
     logging.basicConfig(level=log_level, format=LOG_FORMAT)
     use_log_format(settings.log.format)
     runtime = build_runtime(settings, secret)
+    settle_heap()
     preload_models(settings.data_dir)  # scikit-learn and the models, before the first message
     health = DatabaseHealth(channel.database_ok)
     counts = CountsRecorder(settings.data_dir, parent)
