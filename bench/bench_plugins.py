@@ -8,8 +8,10 @@ posting to a loopback receiver; ``lookups``, ``webhook`` and ``webhook-idle`` (e
 event to send) help find a cost. One message warms the worker up before the load is timed.
 ``--rounds`` interleaves repeated runs (medians). Prints intake and drain rates, the loss in
 percent, and the CPU each process used per message: its main thread (the worker's is the
-pipeline, serve's the SMTP loop) and its other threads (plugins, database threads). On a
-shared machine the CPU figures are steadier than the rates.
+pipeline, serve's the SMTP loop) and its other threads (plugins, database threads), and
+all of them together with and without plugins. On a shared machine the CPU figures are
+steadier than the rates, and each round's pair of rates (run back to back) steadier than the
+medians of all rounds: both are printed.
 
     python bench/bench_plugins.py --messages 300 --variants all,lookups,webhook --rounds 3
 """
@@ -182,8 +184,11 @@ HELD_LATE = text(
 )
 
 
-def run(args: argparse.Namespace, workdir: Path, extra: str, servers: int) -> tuple[float, float]:
-    """One daemon run: (intake msg/s, drain msg/s from first 250 to last commit)."""
+def run(
+    args: argparse.Namespace, workdir: Path, extra: str, servers: int
+) -> tuple[float, float, float]:
+    """One daemon run: (intake msg/s, drain msg/s from first 250 to last commit, CPU ms per
+    message of serve and its processes together)."""
     port = free_port()
     workdir.mkdir(parents=True)
     config = workdir / "postdesk.toml"
@@ -227,6 +232,11 @@ def run(args: argparse.Namespace, workdir: Path, extra: str, servers: int) -> tu
             for part in sorted(used)
         )
         print(f"  CPU ms per message: {costs}")
+        total = sum(  # the kernel's share is counted in each process's threads already
+            seconds - before.get(part, 0.0)
+            for part, seconds in used.items()
+            if not part.endswith("in the kernel")
+        )
         stub = sum(
             seconds - stubs_before.get(part, 0.0)
             for part, seconds in stubs.items()
@@ -239,7 +249,9 @@ def run(args: argparse.Namespace, workdir: Path, extra: str, servers: int) -> tu
         daemon.terminate()
         daemon.wait(60)
     drain = max(committed.values()) - min(accepted.values())
-    return args.messages / wall, len(committed) / drain
+    rates = args.messages / wall, len(committed) / drain
+    print(f"  intake {rates[0]:.1f} msg/s, drain {rates[1]:.1f} msg/s")
+    return (*rates, total * 1000 / args.messages)
 
 
 def main() -> None:
@@ -264,7 +276,7 @@ def main() -> None:
     servers = subprocess.Popen(
         [sys.executable, "-c", SERVERS, str(http_port), str(args.shop_delay)]
     )
-    rates: dict[str, list[tuple[float, float]]] = {}
+    rates: dict[str, list[tuple[float, float, float]]] = {}
     try:
         wait_for_port(http_port)
         for round_ in range(args.rounds):  # interleaved, so a change in load hits every variant
@@ -283,14 +295,25 @@ def main() -> None:
         f"shop {args.shop_delay * 1000:.0f} ms, rounds {args.rounds} (medians), "
         f"load average {os.getloadavg()[0]:.2f}"
     )
-    plain = [statistics.median(r[i] for r in rates["none"]) for i in (0, 1)]
+    plain = [statistics.median(r[i] for r in rates["none"]) for i in (0, 1, 2)]
     for variant in variants:
         for label, index in (("intake", 0), ("drain", 1)):
             rate = statistics.median(r[index] for r in rates[variant])
+            # Each round's pair ran back to back: the median of their ratios shrugs off a
+            # machine whose speed drifts between rounds better than the ratio of the medians.
+            pairs = zip(rates[variant], rates["none"], strict=True)
+            paired = statistics.median(mine[index] / base[index] for mine, base in pairs)
             print(
                 f"{variant:<13} {label:<6} {plain[index]:7.1f} msg/s without, {rate:7.1f} msg/s "
                 f"with: ratio {rate / plain[index]:.2f}, loss {(1 - rate / plain[index]) * 100:5.1f}%"
+                f" (round by round: loss {(1 - paired) * 100:5.1f}%)"
             )
+        cpu = statistics.median(r[2] for r in rates[variant])
+        print(
+            f"{variant:<13} CPU    {plain[2]:7.2f} ms/msg without, {cpu:7.2f} ms/msg with: "
+            f"x{cpu / plain[2]:.2f} (serve and its processes; {1 - plain[2] / cpu:.1%} fewer "
+            "messages a CPU-second)"
+        )
 
 
 if __name__ == "__main__":

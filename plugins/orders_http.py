@@ -8,7 +8,7 @@ JSON) and cached for ``cache_seconds``. Every request has ``timeout_seconds``; a
 fails or hangs costs at most that and the notification goes out without orders.
 
 Requests go through a :class:`~postdesk.plugins.httppool.HttpPool` on the plugins' loop, at
-most SHOP_REQUESTS at once, over connections to the shop kept alive.
+most ``max_requests`` at once, over connections to the shop kept alive.
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ from postdesk.plugins.order_numbers import DEFAULT_PATTERN, NumberFinder
 log = logging.getLogger("postdesk.plugins.orders_http")
 
 DEFAULT_FIELDS = {"number": "number", "status": "status", "total": "total", "url": "url"}
-# Requests to the shop at once (two a lookup), each over its own kept-alive connection.
-SHOP_REQUESTS = 32
 
 
 @dataclass(frozen=True)
@@ -50,6 +48,9 @@ class OrdersSettings:
     timeout_seconds: float = 2.0
     cache_seconds: float = 300.0
     max_orders: int = 5
+    # Requests to the shop at once (two a lookup), each over its own kept-alive connection:
+    # answering R messages a second from a shop that takes L seconds needs 2 * R * L of them.
+    max_requests: int = 64
 
 
 def orders_settings(context: PluginContext) -> tuple[OrdersSettings, re.Pattern[str], str]:
@@ -70,8 +71,10 @@ def orders_settings(context: PluginContext) -> tuple[OrdersSettings, re.Pattern[
         raise ConfigError(f"{key}: set by_number_url, by_email_url or both")
     if "number" not in settings.fields:
         raise ConfigError(f"{key}.fields: must map 'number'")
-    if settings.timeout_seconds <= 0 or settings.max_orders <= 0:
-        raise ConfigError(f"{key}: timeout_seconds and max_orders must be greater than 0")
+    if min(settings.timeout_seconds, settings.max_orders, settings.max_requests) <= 0:
+        raise ConfigError(
+            f"{key}: timeout_seconds, max_orders and max_requests must be greater than 0"
+        )
     token = ""
     if settings.token_env:
         token = os.environ.get(settings.token_env, "")
@@ -98,7 +101,7 @@ class OrdersHttp:
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
         self._cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
-        self._http = HttpPool(SHOP_REQUESTS, settings.timeout_seconds)
+        self._http = HttpPool(settings.max_requests, settings.timeout_seconds)
         self._inflight: dict[str, asyncio.Future[list[dict[str, Any]]]] = {}
 
     def numbers(self, text: str) -> list[str]:

@@ -39,7 +39,9 @@ from postdesk.plugins.snapshots import Snapshot, freeze, thaw
 
 log = logging.getLogger("postdesk.plugins")
 
-LOOKUP_CONCURRENCY = 16
+# Questions from the workers looked up at once: as for the prefetch (prefetch.CONCURRENCY), a
+# slow API answers many messages in parallel.
+LOOKUP_CONCURRENCY = 64
 CACHE_ENTRIES = 2048
 LOOKUP_HOOKS = ("postdesk_lookup_contact", "postdesk_lookup_orders")
 CONTACT = "\0contact"  # cache key part: a contact is cached by address, not by text

@@ -10,11 +10,18 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 
+class _Listening(ThreadingHTTPServer):
+    """A threading HTTP server that takes a burst of connections at once, as a real one does
+    (the standard library's listens with a backlog of 5: the rest would wait for a SYN retry)."""
+
+    request_queue_size = 128
+
+
 class _Server:
     """A ThreadingHTTPServer on a free loopback port, run in a thread."""
 
     def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd = _Listening(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
         self.httpd.owner = self  # type: ignore[attr-defined]
         self.port = int(self.httpd.server_address[1])
@@ -40,6 +47,9 @@ class Shop(_Server):
         self.released = threading.Event()  # ends a hang before its 30 s
         self.token = token
         self.requests: list[tuple[str, str]] = []  # (path with query, Authorization)
+        self.at_once = 0  # requests being answered now
+        self.most_at_once = 0  # the most ever answered at once
+        self.lock = threading.Lock()
         self.orders = {
             "10001": {"id": "10001", "state": "shipped", "total": {"amount": "49.90"}},
             "10002": {"id": "10002", "state": "processing", "total": {"amount": "5.00"}},
@@ -50,6 +60,16 @@ class Shop(_Server):
 class _ShopHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         shop: Shop = self.server.owner  # type: ignore[attr-defined]
+        with shop.lock:
+            shop.at_once += 1
+            shop.most_at_once = max(shop.most_at_once, shop.at_once)
+        try:
+            self._get(shop)
+        finally:
+            with shop.lock:
+                shop.at_once -= 1
+
+    def _get(self, shop: Shop) -> None:
         shop.requests.append((self.path, self.headers.get("Authorization", "")))
         if shop.hang:
             shop.released.wait(30)
