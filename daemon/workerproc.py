@@ -200,8 +200,8 @@ def run_worker(
     logging.basicConfig(level=log_level, format=LOG_FORMAT)
     use_log_format(settings.log.format)
     runtime = build_runtime(settings, secret)
-    settle_heap()
     preload_models(settings.data_dir)  # scikit-learn and the models, before the first message
+    settle_heap()  # the models too
     health = DatabaseHealth(channel.database_ok)
     counts = CountsRecorder(settings.data_dir, parent)
     worker = Worker(runtime.services, runtime.factory, runtime.spool, health, counts.count)
