@@ -47,7 +47,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench_smtp import BARE_SERVER, RssSampler, blast, free_port, message, pct, wait_for_port
+from bench_smtp import (
+    BARE_SERVER,
+    RssSampler,
+    blast,
+    free_port,
+    message,
+    pct,
+    scratch_dir,
+    wait_for_port,
+)
 from sqlalchemy import create_engine, text
 
 if TYPE_CHECKING:
@@ -374,7 +383,7 @@ def run_postgres_workers(
     url = args.postgres.rsplit("/", 1)[0] + f"/{name}"
     commits = text("SELECT xact_commit FROM pg_stat_database WHERE datname = :name")
     try:
-        with tempfile.TemporaryDirectory() as folder:
+        with scratch_dir() as folder:
             workdir = Path(folder)
             port = free_port()
             config = write_config(workdir, port, database=url)
@@ -506,7 +515,7 @@ def _in_process_postgres(args: argparse.Namespace) -> None:
         return sum(cpu_seconds(pid) for pid in pids)
 
     try:
-        with tempfile.TemporaryDirectory() as workdir:
+        with scratch_dir() as workdir:
             url = args.postgres.rsplit("/", 1)[0] + f"/{name}"
             cpu_ms, statements, kib, backend_ms = run_in_process(
                 args, Path(workdir), url, backend_cpu
@@ -593,7 +602,7 @@ def main() -> None:
         _intake_rounds(args)
     elif args.messages:
         bare = args.messages / asyncio.run(_bare(args))
-        with tempfile.TemporaryDirectory() as workdir:
+        with scratch_dir() as workdir:
             result = run_pipeline(args, Path(workdir))
         print(
             f"pipeline: {args.messages} mails x ~{args.size} B over {args.connections} connections"
@@ -603,7 +612,7 @@ def main() -> None:
         if not args.intake_only:
             _print_pipeline(result, bare)
         if args.models and not args.intake_only:
-            with tempfile.TemporaryDirectory() as workdir:
+            with scratch_dir() as workdir:
                 judged = run_pipeline(args, Path(workdir), models=args.models)
             print(f"with the classifier's models ({args.models}), same burst:")
             print(
@@ -615,7 +624,7 @@ def main() -> None:
                 f" worker CPU per message x{judged['cpu_ms'] / result['cpu_ms']:.3f}"
             )
         if args.baseline_pythonpath:
-            with tempfile.TemporaryDirectory() as workdir:
+            with scratch_dir() as workdir:
                 old = run_pipeline(args, Path(workdir), args.baseline_pythonpath)
             print(f"baseline checkout ({args.baseline_pythonpath}), same burst:")
             _print_intake(old, bare)
@@ -642,7 +651,7 @@ def main() -> None:
                     f" worker CPU per message x{result['cpu_ms'] / old['cpu_ms']:.2f}"
                 )
     if args.in_process:
-        with tempfile.TemporaryDirectory() as workdir:
+        with scratch_dir() as workdir:
             cpu_ms, statements, kib, _server = run_in_process(args, Path(workdir))
         print(f"in-process worker, {args.in_process} new-ticket mails on SQLite:")
         print(
@@ -652,7 +661,7 @@ def main() -> None:
         if args.postgres:
             _in_process_postgres(args)
     if args.steady_seconds:
-        with tempfile.TemporaryDirectory() as workdir:
+        with scratch_dir() as workdir:
             p50, p99, total = run_steady(args, Path(workdir))
         print(
             f"steady {args.steady_rate:.0f} msg/s for {args.steady_seconds:.0f} s ({total} mails):"
@@ -661,7 +670,7 @@ def main() -> None:
     if args.postgres and args.pg_messages:
         _postgres_rounds(args)
     if args.outbound:
-        with tempfile.TemporaryDirectory() as workdir:
+        with scratch_dir() as workdir:
             plain, ours = run_outbound(args, Path(workdir))
         print(f"outbound: {args.outbound} mails to a bare aiosmtpd relay")
         print(f"  plain smtplib, one connection : {plain:8.1f} mails/s")
@@ -724,7 +733,7 @@ def _intake_rounds(args: argparse.Namespace) -> None:
         bare = args.messages / asyncio.run(_bare(args))
         order = list(runs) if number % 2 == 0 else list(reversed(runs))
         for name in order:
-            with tempfile.TemporaryDirectory() as workdir:
+            with scratch_dir() as workdir:
                 result = run_pipeline(args, Path(workdir), paths[name])
             result["ratio"] = result["intake_rate"] / bare
             runs[name].append(result)

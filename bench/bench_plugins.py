@@ -25,14 +25,13 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiosmtplib
-from bench_smtp import blast, free_port, message, wait_all_committed, wait_for_port
+from bench_smtp import blast, free_port, message, scratch_dir, wait_all_committed, wait_for_port
 from sqlalchemy import Engine, create_engine, text
 
 SERVERS = textwrap.dedent(
@@ -281,7 +280,7 @@ def main() -> None:
         wait_for_port(http_port)
         for round_ in range(args.rounds):  # interleaved, so a change in load hits every variant
             for variant in ["none", *variants]:
-                with tempfile.TemporaryDirectory() as base:
+                with scratch_dir() as base:
                     print(f"{variant} (round {round_ + 1}): {', '.join(VARIANTS.get(variant, ()))}")
                     extra = plugin_config(http_port, variant) if variant != "none" else ""
                     rates.setdefault(variant, []).append(

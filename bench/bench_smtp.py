@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
+import contextlib
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -21,6 +24,7 @@ import tempfile
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -44,6 +48,23 @@ BARE_SERVER = textwrap.dedent(
     asyncio.run(main())
     """
 )
+
+
+_SCRATCH: list[str] = []
+
+
+@contextlib.contextmanager
+def scratch_dir() -> Iterator[str]:
+    """A fresh folder for one run, removed when the bench exits, not when the run ends.
+
+    Removing a run's thousands of files just before the next run would slow that run's file
+    creation on ext4 without a journal (this project's machines): the inode allocator skips
+    every inode freed in the last half minute (see ``daemon/spares.py``).
+    """
+    if not _SCRATCH:
+        _SCRATCH.append(tempfile.mkdtemp(prefix="postdesk-bench-"))
+        atexit.register(shutil.rmtree, _SCRATCH[0], True)
+    yield tempfile.mkdtemp(dir=_SCRATCH[0])
 
 
 def free_port() -> int:
@@ -219,7 +240,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=4000, help="approximate body bytes")
     args = parser.parse_args()
     bare_rate, bare_latencies = run_bare(args)
-    with tempfile.TemporaryDirectory() as workdir:
+    with scratch_dir() as workdir:
         result = run_postdesk(args, Path(workdir))
     rate = float(result["rate"])  # type: ignore[arg-type]
     print(

@@ -84,7 +84,7 @@ def queue(
     env: Env,
     *,
     number: int = 1,
-    to: str = CUSTOMER,
+    to: str | list[str] = CUSTOMER,
     subject: str = "Printer on fire",
     auto: bool = True,
     agent: str | None = None,
@@ -94,7 +94,8 @@ def queue(
     with transaction(env.factory) as session:
         ticket = session.scalars(select(Ticket).where(Ticket.number == number)).first()
         if ticket is None:
-            ticket = Ticket(number=number, subject=subject, requester=to)
+            requester = to if isinstance(to, str) else to[0]
+            ticket = Ticket(number=number, subject=subject, requester=requester)
             session.add(ticket)
         tag = f"[Example #{number}]"
         return enqueue(
@@ -102,7 +103,7 @@ def queue(
             env.services,
             ticket=ticket,
             kind="acknowledgement",
-            to=[to],
+            to=[to] if isinstance(to, str) else to,
             template=CUSTOMER_ACKNOWLEDGEMENT,
             context={
                 "helpdesk": {"name": "Example Support", "address": HELPDESK},
@@ -151,6 +152,46 @@ def test_relay_delivery_headers_and_rows(env: Env, sink: SmtpSink) -> None:
     assert row.sent_at is not None and row.claimed_until is None
     assert json.loads(row.recipients) == [CUSTOMER] and row.envelope_from == HELPDESK
     assert drain(env) == 0
+
+
+class RefusingSink(SmtpSink):
+    """A relay that refuses one recipient for good (550 at RCPT) and takes the others."""
+
+    GONE = "gone@example.org"
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        """Refuse GONE, accept anyone else."""
+        if address == self.GONE:
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Ok"
+
+
+def test_one_group_records_sent_partly_refused_and_refused_mail(env: Env) -> None:
+    relay = RefusingSink()
+    relay.start()
+    try:
+        env = env.relay_to(relay.port)
+        clean = queue(env, number=1)
+        partly = queue(env, number=2, to=[CUSTOMER, RefusingSink.GONE])
+        refused = queue(env, number=3, to=RefusingSink.GONE)
+        assert clean is not None and partly is not None and refused is not None
+        assert drain(env) == 3
+    finally:
+        relay.stop()
+    rows = {row.id: row for row in outbox(env)}
+    assert len(relay.received) == 2
+    sent = rows[clean.id]
+    assert (sent.status, sent.attempts, sent.last_error) == ("sent", 1, "")
+    assert sent.sent_at is not None and sent.claimed_until is None
+    noted = rows[partly.id]
+    assert (noted.status, noted.attempts) == ("sent", 1) and noted.sent_at is not None
+    assert f"{RefusingSink.GONE} refused: 550" in noted.last_error
+    failed = rows[refused.id]
+    assert (failed.status, failed.attempts, failed.sent_at) == ("failed", 1, None)
+    assert "550" in failed.last_error and failed.claimed_until is None
 
 
 def test_outgoing_message_is_recorded_on_the_ticket(env: Env) -> None:

@@ -366,6 +366,9 @@ class OutboxSender:
         """Record the sent and permanently failed rows of a group in one transaction and, with
         ``limit``, claim the next group (rows due at ``due``) in it; returns the claimed rows."""
         now = utcnow()
+        # Mail sent without a note (nearly all of it) is recorded by one statement; the rest
+        # row by row (on PostgreSQL an UPDATE per mail was a quarter of all statements).
+        plain = [r.item.id for r in results if r.status == SENT and not r.note]
         changes = [
             {
                 "id": r.item.id,
@@ -376,8 +379,22 @@ class OutboxSender:
                 "sent_at": now if r.status == SENT else None,
             }
             for r in results
+            if r.status != SENT or r.note
         ]
         with transaction(self._factory) as session:
+            if plain:
+                session.execute(
+                    update(OutboxItem)
+                    .where(OutboxItem.id.in_(plain))
+                    .values(
+                        status=SENT,
+                        attempts=OutboxItem.attempts + 1,
+                        claimed_until=None,
+                        last_error="",
+                        sent_at=now,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
             if changes:
                 session.execute(update(OutboxItem), changes)
             rows = self._claim_in(session, due, limit) if due is not None and limit else []
