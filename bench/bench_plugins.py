@@ -11,9 +11,11 @@ percent, and the CPU each process used per message: its main thread (the worker'
 pipeline, serve's the SMTP loop) and its other threads (plugins, database threads), and
 all of them together with and without plugins. On a shared machine the CPU figures are
 steadier than the rates, and each round's pair of rates (run back to back) steadier than the
-medians of all rounds: both are printed.
+medians of all rounds: both are printed. ``--baseline-pythonpath`` runs another checkout's
+runs interleaved with this one's and prints both losses (compare the losses, not the rates).
 
     python bench/bench_plugins.py --messages 300 --variants all,lookups,webhook --rounds 3
+    python bench/bench_plugins.py --messages 3000 --rounds 5 --baseline-pythonpath ../old
 """
 
 from __future__ import annotations
@@ -22,15 +24,18 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiosmtplib
+from bench_pipeline import bytecode_env
 from bench_smtp import blast, free_port, message, scratch_dir, wait_all_committed, wait_for_port
 from sqlalchemy import Engine, create_engine, text
 
@@ -184,10 +189,15 @@ HELD_LATE = text(
 
 
 def run(
-    args: argparse.Namespace, workdir: Path, extra: str, servers: int
+    args: argparse.Namespace,
+    workdir: Path,
+    extra: str,
+    servers: int,
+    env: dict[str, str] | None = None,
 ) -> tuple[float, float, float]:
-    """One daemon run: (intake msg/s, drain msg/s from first 250 to last commit, CPU ms per
-    message of serve and its processes together)."""
+    """One daemon run (its environment ``env``: another checkout's, say): (intake msg/s,
+    drain msg/s from first 250 to last commit, CPU ms per message of serve and its processes
+    together)."""
     port = free_port()
     workdir.mkdir(parents=True)
     config = workdir / "postdesk.toml"
@@ -202,6 +212,7 @@ def run(
             [sys.executable, "-m", "postdesk.daemon.cli", "--config", str(config), "serve"],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env=env,
         )
     try:
         wait_for_port(port)
@@ -266,6 +277,12 @@ def main() -> None:
         help=f"comma-separated plugin sets to compare with no plugins: {', '.join(VARIANTS)}",
     )
     parser.add_argument("--rounds", type=int, default=1, help="runs of each variant (median)")
+    parser.add_argument(
+        "--baseline-pythonpath",
+        default="",
+        help="a folder holding another checkout's postdesk package: its runs interleave with"
+        " this checkout's, and both losses are printed",
+    )
     args = parser.parse_args()
     variants = args.variants.split(",")
     for variant in variants:
@@ -275,25 +292,43 @@ def main() -> None:
     servers = subprocess.Popen(
         [sys.executable, "-c", SERVERS, str(http_port), str(args.shop_delay)]
     )
-    rates: dict[str, list[tuple[float, float, float]]] = {}
+    paths = {"this checkout": ""}
+    if args.baseline_pythonpath:
+        paths["baseline"] = args.baseline_pythonpath
+    cache = tempfile.mkdtemp(prefix="bench-pycache-")
+    envs = {name: bytecode_env(path, cache) for name, path in paths.items()}
+    rates: dict[str, dict[str, list[tuple[float, float, float]]]] = {name: {} for name in paths}
     try:
         wait_for_port(http_port)
-        for round_ in range(args.rounds):  # interleaved, so a change in load hits every variant
-            for variant in ["none", *variants]:
+        for round_ in range(args.rounds):  # interleaved, so a change in load hits every run
+            names = list(paths) if round_ % 2 == 0 else list(reversed(paths))
+            for name, variant in ((n, v) for n in names for v in ["none", *variants]):
                 with scratch_dir() as base:
-                    print(f"{variant} (round {round_ + 1}): {', '.join(VARIANTS.get(variant, ()))}")
+                    label = f"{variant} (round {round_ + 1}"
+                    label += f", {name})" if len(paths) > 1 else ")"
+                    print(f"{label}: {', '.join(VARIANTS.get(variant, ()))}")
                     extra = plugin_config(http_port, variant) if variant != "none" else ""
-                    rates.setdefault(variant, []).append(
-                        run(args, Path(base) / variant, extra, servers.pid)
+                    rates[name].setdefault(variant, []).append(
+                        run(args, Path(base) / variant, extra, servers.pid, envs[name])
                     )
     finally:
         servers.terminate()
         servers.wait()
+        shutil.rmtree(cache, ignore_errors=True)
     print(
         f"messages: {args.messages} over {args.connections} connections, cpus {os.cpu_count()}, "
         f"shop {args.shop_delay * 1000:.0f} ms, rounds {args.rounds} (medians), "
         f"load average {os.getloadavg()[0]:.2f}"
     )
+    for name in paths:
+        if len(paths) > 1:
+            print(f"{name} ({paths[name] or 'as installed'}):")
+        _print_losses(rates[name], variants)
+
+
+def _print_losses(rates: dict[str, list[tuple[float, float, float]]], variants: list[str]) -> None:
+    """Each variant's intake and drain against no plugins (ratio of the medians, and the median
+    of each round's ratio), and its CPU per message."""
     plain = [statistics.median(r[i] for r in rates["none"]) for i in (0, 1, 2)]
     for variant in variants:
         for label, index in (("intake", 0), ("drain", 1)):
