@@ -285,6 +285,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     variants = args.variants.split(",")
+    baseline = Path(args.baseline_pythonpath)
+    if args.baseline_pythonpath and not (baseline / "postdesk" / "daemon" / "cli.py").is_file():
+        parser.error(f"--baseline-pythonpath: no postdesk/daemon/cli.py under {baseline}")
     for variant in variants:
         if variant not in VARIANTS:
             parser.error(f"unknown variant {variant!r}")

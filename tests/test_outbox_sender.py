@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.daemon.agents.tokens import Token, Tokens
@@ -192,6 +192,26 @@ def test_one_group_records_sent_partly_refused_and_refused_mail(env: Env) -> Non
     failed = rows[refused.id]
     assert (failed.status, failed.attempts, failed.sent_at) == ("failed", 1, None)
     assert "550" in failed.last_error and failed.claimed_until is None
+
+
+def test_a_group_of_sent_mail_is_recorded_by_one_statement(env: Env) -> None:
+    """On PostgreSQL an executemany is a statement per row: the plain outcomes take one."""
+    queued = [queue(env, number=number) for number in range(1, 6)]
+    recorded: list[tuple[bool, int]] = []  # (executemany, parameter sets) of each UPDATE
+
+    def heard(_conn: object, _cursor: object, statement: str, parameters: Any, *rest: Any) -> None:
+        if statement.startswith("UPDATE outbox SET status"):
+            recorded.append((rest[1], len(parameters) if rest[1] else 1))
+
+    event.listen(env.engine, "before_cursor_execute", heard)
+    try:
+        assert drain(env) == 5  # into the Maildir: one group
+    finally:
+        event.remove(env.engine, "before_cursor_execute", heard)
+    assert recorded == [(False, 1)]
+    rows = outbox(env)
+    assert sorted(row.id for row in rows) == sorted(item.id for item in queued if item)
+    assert all((row.status, row.attempts, row.last_error) == ("sent", 1, "") for row in rows)
 
 
 def test_outgoing_message_is_recorded_on_the_ticket(env: Env) -> None:
