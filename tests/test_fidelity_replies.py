@@ -64,6 +64,69 @@ ATTRIBUTIONS = [
         "Gmail Vietnamese",
         "Vào Th 2, 3 thg 3, 2025 vào lúc 10:00 Support <support@example.com> đã viết:",
     ),
+    (
+        "Apple Mail Dutch",
+        "Op 3 mrt. 2025 om 10:00 heeft Support <support@example.com> het volgende geschreven:",
+    ),
+    (
+        "Apple Mail Polish",
+        "Wiadomość napisana przez Support <support@example.com> w dniu 03.03.2025, o godz. 10:00:",
+    ),
+    (
+        "Gmail Catalan",
+        "El dl., 3 de març 2025 a les 10:00, Support (<support@example.com>) va escriure:",
+    ),
+    (
+        "Gmail Galician",
+        "O lun., 3 de mar. de 2025 ás 10:00, Support (<support@example.com>) escribiu:",
+    ),
+    (
+        "Gmail Indonesian",
+        "Pada tanggal Sen, 3 Mar 2025 pukul 10.00 Support <support@example.com> menulis:",
+    ),
+    (
+        "Gmail Filipino",
+        "Noong Lun, Mar 3, 2025 nang 10:00 AM, sinulat ni Support <support@example.com> na:",
+    ),
+    (
+        "Gmail Estonian",
+        "Support <support@example.com> kirjutas kuupäeval E, 3. märts 2025 kell 10:00:",
+    ),
+    ("Gmail Lithuanian", "2025-03-03, pr, 10:00, Support <support@example.com> rašė:"),
+    (
+        "Gmail Latvian",
+        "pirmd., 2025. g. 3. marts, plkst. 10:00 — lietotājs Support (<support@example.com>)"
+        " rakstīja:",
+    ),
+    ("Gmail Bulgarian", "пн, 3.03.2025 г. в 10:00 Support <support@example.com> написа:"),
+    ("Gmail Serbian", "пон, 3. мар 2025. у 10:00 Support <support@example.com> је написао/ла:"),
+    ("Gmail Croatian", "pon, 3. ožu 2025. u 10:00 Support <support@example.com> je napisao/la:"),
+    (
+        "Gmail Slovenian",
+        "Support <support@example.com> je napisal/-a dne pon., 3. mar. 2025 ob 10:00:",
+    ),
+    ("Gmail Thai", "เมื่อ จ. 3 มี.ค. 2025 เวลา 10:00 Support <support@example.com> เขียนว่า:"),
+    ("Gmail Hindi", "सोम, 3 मार्च 2025 को 10:00 am बजे Support <support@example.com> ने लिखा:"),
+    (  # the parts of right-to-left attributions come wrapped in bidirectional marks
+        "Gmail Hebrew",
+        "\u202bבתאריך יום ב׳, 3 במרץ 2025 ב-10:00 מאת \u202aSupport\u202c\u200f"
+        " <\u202asupport@example.com\u202c\u200f>:\u202c",
+    ),
+    (
+        "Gmail Arabic",
+        "\u202bفي الاثنين، 3 مارس 2025 في 10:00 ص تمت كتابة ما يلي بواسطة \u202aSupport\u202c"
+        "\u200f <\u202asupport@example.com\u202c\u200f>:\u202c",
+    ),
+    (
+        "Gmail Persian",
+        "\u202b\u202aSupport\u202c\u200f <\u202asupport@example.com\u202c\u200f> در تاریخ"
+        " دوشنبه ۳ مارس ۲۰۲۵ ساعت ۱۰:۰۰ نوشت:\u202c",
+    ),
+    ("Gmail, numeric date without a colon", "2025/3/3 Support <support@example.com>"),
+    (
+        "Gmail, numeric date, address wrapped",
+        "2025-03-03 10:00 GMT+01:00 Support <\nsupport@example.com>:",
+    ),
 ]
 
 HEADER_BLOCKS = [

@@ -74,7 +74,41 @@ def test_inline_answers_are_kept_and_quotes_dropped() -> None:
         "Hi,\nOn Tue, 1 Mar 2011 at 18:02 +0530, Abe wrote:\n> question one?\n\n"
         "answer one\n\n> question two?\n\nanswer two\n"
     )
-    assert extract_new_text(text) == "Hi,\n\nanswer one\n\n\nanswer two"
+    # Where quoted lines were dropped, one blank line at most is left between the answers.
+    assert extract_new_text(text) == "Hi,\n\nanswer one\n\nanswer two"
+
+
+def test_blank_lines_around_dropped_history_become_one() -> None:
+    text = "Fixed it.\n\nOn 3/3/2025 10:00, Bob wrote:\n\n> old\n\n\nRegards, Ann\n"
+    assert extract_new_text(text) == "Fixed it.\n\nRegards, Ann"
+    kept = "First.\n\n\nSecond, after two blank lines as written."
+    assert extract_new_text(kept) == kept
+
+
+@pytest.mark.parametrize(
+    ("line", "new"),
+    [
+        ("Works now On Tue, Mar 4, 2025 at 9:15 AM, bob@example.com wrote:", "Works now"),
+        ("Works now--- On Tue, Mar 4, 2025 at 9:15 AM, Bob wrote:", "Works now"),
+        ("Danke und Gruß Am 04.03.2025 um 09:15 schrieb Bob <b@example.com>:", "Danke und Gruß"),
+    ],
+)
+def test_attribution_sharing_a_line_with_new_text_is_cut_off(line: str, new: str) -> None:
+    assert extract_new_text(f"Hello,\n{line}\n> old text\n") == f"Hello,\n{new}"
+
+
+def test_a_line_above_a_quote_is_split_only_at_a_dated_attribution() -> None:
+    undated = "Here is what I saw on the screen:\n> error 5"
+    assert extract_new_text(undated) == "Here is what I saw on the screen:"
+    # Digits before the opening word: the whole line reads as one (localised) attribution.
+    numbered = "Hello,\nMy order 7 On Tue, Mar 4, 2025 at 9:15 AM, Bob wrote:\n> old"
+    assert extract_new_text(numbered) == "Hello,"
+
+
+def test_a_localised_attribution_with_an_opening_word_inside_is_not_split() -> None:
+    # Apple Mail in Russian: the date first, then "в" (an opening word) inside the line.
+    text = "Спасибо!\n\n17 февр. 2025 г., в 13:18, Боб <bob@example.com> написал(а):\n> old\n"  # noqa: RUF001
+    assert extract_new_text(text) == "Спасибо!"
 
 
 def test_only_quoted_text_returns_everything() -> None:

@@ -15,7 +15,11 @@ of the text:
 * a *reply header* (``On ... wrote:``, ``Am ... schrieb ...:``, ``W dniu ... pisze:`` ...) ends
   the new text, unless unquoted text follows the quote below it (an inline or bottom-posted
   answer), in which case only the header and the quoted lines are dropped. Without a date or
-  an opening word (``Bob schrieb:``) it counts only when a quoted line follows;
+  an opening word (``Bob schrieb:``) it counts only when a quoted line follows, as does Gmail's
+  numeric form without a colon (``2011/4/7 Nathan <n@example.com>``). Invisible bidirectional
+  marks (right-to-left attributions) are ignored, and an attribution that shares its line with
+  the new text above a quote (``Works now On Tue, ... wrote:``) is cut off that line;
+* where quoted history was dropped between two pieces of new text, one blank line is left;
 * a marker before any new text (bottom posting) is skipped;
 * a trailing signature after a ``-- `` line is removed.
 
@@ -48,8 +52,19 @@ def _alternatives(rows: tuple[tuple[str, ...], ...], column: int) -> str:
 
 _VERB = re.compile(_alternatives(ATTRIBUTIONS, 2))  # matched against lower-cased text
 _START_WORD = re.compile(rf"^\s*(?:{_alternatives(ATTRIBUTIONS, 1)})\s", re.I)
-# "30.09.2017, 18.30, "John Doe" <john@example.com>:" (a date and an address, no verb)
-_ADDRESS_COLON = re.compile(r"<[^<>\s]+@[^<>\s]+>\s*[:\uff1a]$")
+# "30.09.2017, 18.30, "John Doe" <john@example.com>:" (a date and an address, no verb); the
+# address may be wrapped onto the next line ("Postmaster <" / "postmaster@example.org>:").
+_ADDRESS_COLON = re.compile(r"<\s?[^<>\s]+@[^<>\s]+>\s*[:\uff1a]$")
+# Gmail's numeric form, also without the colon above a quote: "2011/4/7 Nathan <n@example.com>"
+_DATE_FIRST = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}\b")
+_ADDRESS_END = re.compile(r"<\s?[^<>\s]+@[^<>\s]+>$")
+# Bidirectional marks and other invisible format characters: Gmail wraps the parts of a Hebrew,
+# Arabic or Persian attribution in them ("...<\u202ab@example.com\u202c\u200f>:\u202c").
+_FORMAT_CHARACTERS = re.compile("[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+# An opening word inside a line: "reply On Wed, 4 Apr 2012 ..., bob wrote:" (one line).
+_INNER_START = re.compile(rf"(?<=[\s-])(?:{_alternatives(ATTRIBUTIONS, 1)})\s", re.I)
+_MAX_INNER_STARTS = 4
+_MAX_SHARED = 300  # an attribution sharing a line is looked for in its last characters
 _MAX_TAIL = 200  # text allowed between the verb and the final colon ("schrieb "Name <a@b>":")
 _DIGIT = re.compile(r"\d")
 _COLONS = (":", "\uff1a")  # ASCII and full-width colon
@@ -82,12 +97,56 @@ def extract_new_text(text: str) -> str:
     """Return only the newly written part of a message body (see the module docstring)."""
     if "\r" in text:  # the parser's text has "\n" line ends already
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    lines = text.split("\n")
+    lines = _split_shared_attributions(text.split("\n"))
     kept = _drop_signature(_drop_history(lines))
     result = "\n".join(line.rstrip() for line in kept).strip("\n")
     if result.strip():
         return result
     return "\n".join(line.rstrip() for line in lines).strip("\n")
+
+
+def _split_shared_attributions(lines: list[str]) -> list[str]:
+    """``lines`` with an attribution that shares its line with new text above a quote put on a
+    line of its own: "Thanks! On Wed, 4 Apr 2012 at 15:59, Bob wrote:" becomes "Thanks!" and
+    "On Wed, ...". The text before it carries no digit, address or opening word at its start
+    (else the whole line is one localised attribution, its date first: Apple Mail in Russian)."""
+    split: list[str] | None = None
+    for index, line in enumerate(lines):
+        stripped = line.rstrip()
+        if (
+            index + 1 < len(lines)
+            and stripped.endswith(_COLONS)
+            and _is_quoted(lines[index + 1])
+            and len(stripped) <= 1000
+            and not _is_quoted(line)
+            and not _START_WORD.match(line)
+        ):
+            parts = _shared_attribution(stripped)
+            if parts is not None:
+                split = split if split is not None else lines[:index]
+                split.extend(parts)
+                continue
+        if split is not None:
+            split.append(line)
+    return lines if split is None else split
+
+
+def _shared_attribution(line: str) -> tuple[str, str] | None:
+    """(new text, attribution) when ``line`` ends with a dated attribution that starts with an
+    opening word after some words of new text; the last such opening word wins (of the last
+    ``_MAX_INNER_STARTS``: the work per line stays bounded on hostile text)."""
+    starts = [match.start() for match in _INNER_START.finditer(line, len(line) - _MAX_SHARED)]
+    for start in reversed(starts[-_MAX_INNER_STARTS:]):
+        before, attribution = line[:start].rstrip(" \t-"), line[start:]
+        if (
+            before.strip()
+            and not _DIGIT.search(before)
+            and not any(mark in before for mark in "<>@")
+            and _DIGIT.search(attribution)
+            and _is_reply_header(attribution, lambda: True)
+        ):
+            return before, attribution
+    return None
 
 
 def _is_quoted(line: str) -> bool:
@@ -117,15 +176,20 @@ def _drop_history(lines: list[str]) -> list[str]:
         next_text[index] = index if text_here else next_text[index + 1]
     out: list[str] = []
     has_content = False
+    junction = False  # history was dropped since the last line of text kept
     index = 0
     while index < count:
         if quoted[index]:
+            junction = has_content
             index += 1
             continue
         kind, span = _marker_at(lines, index, quoted)
         if kind is None:
-            out.append(lines[index])
-            has_content = has_content or bool(lines[index].strip())
+            blank = not lines[index].strip()
+            if not (blank and junction and out and not out[-1].strip()):
+                out.append(lines[index])  # one blank line at most where history was dropped
+            has_content = has_content or not blank
+            junction = junction and blank
             index += 1
             continue
         if not has_content:  # a header above a bottom-posted answer
@@ -141,6 +205,7 @@ def _drop_history(lines: list[str]) -> list[str]:
         )
         if not inline:
             break
+        junction = True
         index = after
     while out and (not out[-1].strip() or _DECORATION.match(out[-1])):
         out.pop()  # blank lines and rules left above the cut
@@ -249,6 +314,8 @@ def _is_reply_header(text: str, quote_follows: Callable[[], bool]) -> bool:
     or carries a date; without either, a quoted line must follow (``Bob schrieb:``).
     """
     text = text.strip().lower()  # lower() may change lengths: use only this string below
+    if not text.isascii():
+        text = _FORMAT_CHARACTERS.sub("", text).strip()
     colon = text.endswith(_COLONS)
     window = max(0, len(text) - _MAX_TAIL - 40)  # the verb must be near the end
     last = None
@@ -265,7 +332,11 @@ def _is_reply_header(text: str, quote_follows: Callable[[], bool]) -> bool:
             return True
         if colon and tail.strip() in _COLONS and len(text) <= _MAX_UNDATED and quote_follows():
             return True
-    if not (colon and text[:-1].rstrip().endswith(">")):
+    if not colon:  # "2011/4/7 Nathan <n@example.com>" above a quote
+        return bool(
+            _DATE_FIRST.match(text) and _ADDRESS_END.search(text, window) and quote_follows()
+        )
+    if not text[:-1].rstrip().endswith(">"):
         return False
     return _DIGIT.search(text) is not None and bool(_ADDRESS_COLON.search(text, window))
 
