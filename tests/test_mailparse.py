@@ -258,6 +258,54 @@ def test_html_with_broken_structure_renders_like_a_browser(html: str, text: str)
     assert html_to_text(html) == text
 
 
+GMAIL_REPLY = (  # how Gmail wraps the mail answered: the attribution, then the blockquote
+    '<div dir="ltr">{answer}</div><div class="gmail_quote"><div dir="ltr" class="gmail_attr">'
+    "Am Mo., 3. März 2025 um 10:00 Uhr schrieb Bob &lt;b@example.com&gt;:<br></div>"
+    '<blockquote class="gmail_quote" style="margin:0 0 0 .8ex;border-left:1px #ccc solid">'
+    "<div>Is it fixed?</div><div><br></div><div>Bob</div></blockquote></div>{below}"
+)
+
+
+@pytest.mark.parametrize(
+    ("html", "text"),
+    [
+        (  # Apple Mail and Thunderbird mark the quote type="cite"; a nested one is "> >"
+            '<div>Yes.</div><blockquote type="cite"><div>Fixed?</div>'
+            '<blockquote type="cite">Broken.</blockquote></blockquote>',
+            "Yes.\n\n> Fixed?\n>\n> > Broken.",
+        ),
+        (GMAIL_REPLY.format(answer="Yes.", below=""), None),
+        (  # the same blockquote straight in the text is Gmail's "quote" button: the writer's own
+            'See the manual:<blockquote class="gmail_quote">Press reset.</blockquote>Thanks',
+            "See the manual:\n\nPress reset.\n\nThanks",
+        ),
+        ("<p>Rule:</p><blockquote>Be kind.</blockquote>", "Rule:\n\nBe kind."),
+        ('<blockquote type="cite">a \ue000 b\ue001</blockquote>', "> a b"),
+    ],
+)
+def test_a_blockquote_quoting_the_mail_answered_becomes_quoted_lines(
+    html: str, text: str | None
+) -> None:
+    converted = html_to_text(html)
+    if text is None:  # Gmail
+        assert converted.endswith(":\n\n> Is it fixed?\n>\n> Bob")
+        assert "\nAm Mo., 3. März 2025" in converted
+    else:
+        assert converted == text
+
+
+def test_an_html_only_inline_answer_below_the_quote_is_new_text() -> None:
+    html = GMAIL_REPLY.format(answer="Hello,", below="<div>Yes, since this morning.</div>")
+    raw = (
+        "From: ann@example.org\r\nTo: support@example.com\r\nSubject: Re: printer\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: 8bit\r\n\r\n" + html
+    ).encode()
+    parsed = parse_message(raw)
+    assert parsed.new_text == "Hello,\n\nYes, since this morning."
+    assert "> Is it fixed?" in parsed.text
+
+
 def test_header_objects_are_shared_only_for_short_values() -> None:
     """Equal short structured headers are parsed once; long distinct ones (hostile mail) are
     parsed each time and never kept, and both still give the right parts."""
