@@ -51,6 +51,14 @@ def test_latin1_labelled_utf8_and_utf8_labelled_latin1_are_read_right() -> None:
     assert as_utf8.text == "Crème brûlée für Sie\n"
 
 
+@pytest.mark.parametrize("label", ["gb2312", "shift_jis", "big5", "euc-kr"])
+def test_utf8_labelled_as_a_multibyte_charset_it_fails_in_is_read_as_utf8(label: str) -> None:
+    text = "你好！我公司可代开各类发票，电话：13662615434张经理\n"  # noqa: RUF001
+    parsed = parse_message(body_mail(label, text.encode()))
+    assert parsed.text == text
+    assert f"text part: not '{label}' but UTF-8" in parsed.defects
+
+
 def test_undeclared_cyrillic_is_detected_not_read_as_cp1252() -> None:
     parsed = parse_message(body_mail(None, RUSSIAN.encode("cp1251")))
     assert parsed.text == RUSSIAN

@@ -306,6 +306,28 @@ def test_an_html_only_inline_answer_below_the_quote_is_new_text() -> None:
     assert "> Is it fixed?" in parsed.text
 
 
+@pytest.mark.parametrize(
+    "parts",
+    [
+        # a blank plain alternative before the HTML one
+        '--b\r\nContent-Type: text/plain; charset="UTF-8"\r\n\r\n\r\n\r\n'
+        '--b\r\nContent-Type: text/html; charset="UTF-8"\r\n\r\n<p>The printer</p>\r\n--b--\r\n',
+        # the last boundary without its closing "--": the stdlib adds an empty text/plain part
+        '--b\r\nContent-Type: text/html; charset="UTF-8"\r\n\r\n<p>The printer</p>\r\n'
+        "--b\r\nContent-Type: application/zip; name=a.zip\r\nContent-Transfer-Encoding: base64"
+        "\r\n\r\nUEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==\r\n--b\r\n",
+    ],
+)
+def test_a_blank_plain_part_does_not_hide_the_html_body(parts: str) -> None:
+    raw = (
+        "From: ann@example.org\r\nTo: support@example.com\r\nSubject: printer\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n' + parts
+    ).encode()
+    parsed = parse_message(raw)
+    assert parsed.text == "The printer"
+    assert parsed.new_text == "The printer"
+
+
 def test_header_objects_are_shared_only_for_short_values() -> None:
     """Equal short structured headers are parsed once; long distinct ones (hostile mail) are
     parsed each time and never kept, and both still give the right parts."""

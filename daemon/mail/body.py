@@ -111,7 +111,9 @@ def collect_body(
         body.html = _part_text(*found.html, defects)
     if found.plain is not None:
         body.text = _part_text(*found.plain, defects)
-    elif body.html is not None:
+    # An empty plain part (a blank alternative, or the stdlib's part after a last boundary
+    # without its closing "--") does not hide the HTML body.
+    if body.html is not None and not body.text.strip():
         if len(body.html) > _MAX_HTML_FOR_TEXT:
             defects.append(f"HTML body cut to {_MAX_HTML_FOR_TEXT} characters for its text")
         body.text = html_to_text(body.html[:_MAX_HTML_FOR_TEXT])

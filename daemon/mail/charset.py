@@ -7,8 +7,9 @@ or not at all, so decoding here never fails. One function decodes bodies and enc
 * a declared charset that fails on a few bytes is still used, and only those bytes become
   U+FFFD (one bad byte must not turn a whole header into mojibake);
 * a declared charset is *plainly wrong* when it fails on more than a third of the non-ASCII
-  characters, or when it is a single-byte charset and the bytes are valid UTF-8 with non-ASCII
-  characters (UTF-8 labelled as Latin-1); then, as when nothing or something unknown is
+  characters, when it fails at all on bytes that are valid UTF-8 (UTF-8 labelled GB2312), or
+  when it is a single-byte charset and the bytes are valid UTF-8 with non-ASCII characters
+  (UTF-8 labelled as Latin-1); then, as when nothing or something unknown is
   declared: UTF-8 if the bytes are valid UTF-8, else cp1252 when it reads plausibly (by
   ``charset-normalizer``'s mess ratio), else the charset ``charset-normalizer`` detects (the
   charsets the message declares elsewhere win a tie), else cp1252 with replacement characters.
@@ -88,6 +89,8 @@ def _declared(data: bytes, codec: str, label: str, defects: list[str], where: st
         if not _single_byte(codec) or text.isascii() or not _valid_utf8(data):
             return text
         return None  # UTF-8 labelled as a single-byte charset
+    if _valid_utf8(data):
+        return None  # UTF-8 labelled as a charset it does not decode in (GB2312, Shift_JIS...)
     try:
         text = data.decode(codec, "replace")
     except Exception:  # a codec that cannot even replace
