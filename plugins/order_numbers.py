@@ -17,30 +17,36 @@ from collections.abc import Iterator
 from itertools import compress
 
 # The words for an order (English, German, French, Spanish, Italian, Portuguese, Dutch,
-# Swedish, Polish, Czech, Turkish, Russian, Ukrainian) in the forms a number follows, each
-# at a word's start ("reorder", "border" are other words), then a number's marker ("no.",
-# "Nr.", "n°", "№", "#", "ID", "number", "numéro", "номер", ...), spaced or glued on
-# ("Bestellnummer", "Bestell-Nr."), then the number: a whole run of three to 83 letters,
-# digits or hyphens, one a digit. A longer run is no order number, and the bound keeps a
-# failing try short: unbounded, it went back through the whole run from every word before
-# it (18 kB of "order-order-...-1" took 1.5 s of the plugins' loop; now 11 ms). Words said
-# before them ("numéro de commande", "номер заказа") need no spelling: the order word is the
-# one the number follows. The look-ahead at the words' first letters spares trying every
-# word at the start of every other word: a third of the time in non-ASCII text (where this
-# pattern itself is searched, at every position). Each part is a literal, a choice of
-# literals, a possessive \s run (see _DEFAULT_LOWERED) or a bounded run, so a failed try
-# never backtracks far.
+# Swedish, Danish, Norwegian, Finnish, Polish, Czech, Romanian, Turkish, Greek, Russian,
+# Ukrainian, Indonesian, Vietnamese, Japanese, Chinese, Korean) in the forms a number follows,
+# each at a word's start ("reorder", "border" are other words; the CJK words, written without
+# spaces, anywhere), then a number's marker ("no.", "Nr.", "n°", "№", "#", "ID", "number",
+# "numéro", "номер", "番号", "号", "번호", ...), spaced or glued on ("Bestellnummer",
+# "Bestell-Nr.", "注文番号"), with an "is" after it ("order number is", "Bestellnummer ist"),
+# then the number: a whole run of three to 83 letters, digits or hyphens, one a digit. A
+# longer run is no order number, and the bound keeps a failing try short: unbounded, it went
+# back through the whole run from every word before it (18 kB of "order-order-...-1" took
+# 1.5 s of the plugins' loop; now 11 ms). Words said before them ("numéro de commande",
+# "номер заказа") need no spelling: the order word is the one the number follows. The
+# look-ahead at the words' first letters spares trying every word at the start of every other
+# word: a third of the time in non-ASCII text (where this pattern itself is searched, at every
+# position). Each part is a literal, a choice of literals, a possessive \s run (see
+# _DEFAULT_LOWERED) or a bounded run, so a failed try never backtracks far.
+_IS = ("is", "ist", "est", "es", "er", "on", "jest", "je", "är", "è", "é", "là")
 DEFAULT_PATTERN = (
-    r"(?i)\b(?=[abceopszз])(?:order|ordine|orden|pedido|encomenda|commande"
-    r"|bestel(?:lung|ling|l)?|auftrags?|beställning(?:en|s)?|zamówieni[eau]"
-    r"|objednáv(?:ka|ky|ku|ce)|sipariş(?:iniz|im)?|заказ[аеу]?|замовлен(?:ня|ні))"
+    r"(?i)(?=[abceopstzзđπご注订訂주])(?:\b(?:order|ordre|ordine|orden|pedido|pesanan|encomenda"
+    r"|commande|comand[aă]|comenzii|bestel(?:lung|ling|l)?|bestilling(?:en|s)?|auftrags?"
+    r"|beställning(?:en|s)?|tilaus|tilauksen|zamówieni[eau]|objednáv(?:ka|ky|ku|ce)"
+    r"|sipariş(?:iniz|im)?|παραγγελί(?:ας|ες|α)|заказ[аеу]?|замовлен(?:ня|ні)|đơn\s++hàng)"
+    r"|ご?注文|订单|訂單|주문)"
     r"\s*+(?:-?(?:number|nummer|numéro|número|numero|numer|numarası|numaranız|номер"
-    r"|číslo|no\.?|nr\.?|n\.?[°º]|n\.|č\.|№|id|#))?"
-    r"\s*+:?\s*+#?\s*+([A-Z0-9-]{0,40}\d[A-Z0-9-]{2,40}+)(?![A-Z0-9-])"
+    r"|číslo|no\.?|nr\.?|n\.?[°º]|n\.|č\.|№|id|#|số|番号|编号|編號|號碼|号码|号|번호)"
+    rf"(?:\s++(?:{'|'.join(_IS)})(?!\w))?)?"
+    r"\s*+[:\uff1a]?\s*+#?\s*+([A-Z0-9-]{0,40}\d[A-Z0-9-]{2,40}+)(?![A-Z0-9-])"
 )
 # DEFAULT_PATTERN spelt for lower-cased ASCII text: one pattern per literal that its order
-# words in ASCII letters start with ("ord" for order, ordine and orden). The other words hold
-# a letter ASCII text lacks; one spelt without it ("zamowienie") is not looked for, as each
+# words in ASCII letters start with ("ord" for order, ordre, ordine and orden). The other words
+# hold a letter ASCII text lacks; one spelt without it ("zamowienie") is not looked for, as each
 # word looked for costs a scan of every ASCII text with a digit. The marker "numarası" does
 # match "numarasi" (a case-insensitive ı matches i and I). A pattern that starts with a
 # literal is searched by a fast scan for it instead of a try at every position (as the
@@ -52,19 +58,27 @@ DEFAULT_PATTERN = (
 # the rest unmoved), and a failing "order has ..." costs no backtracking through the four
 # runs. They stay Unicode patterns: their \s, like the default's, also matches the
 # separators \x1c-\x1f. A property test holds them to DEFAULT_PATTERN.
+_ASCII_IS = "|".join(word for word in _IS if word.isascii())
 _LOWERED_TAIL = (
-    r"\s*+(?:-?(?:number|nummer|numero|numer|numarasi|numaraniz|no\.?|nr\.?|n\.|id|#))?"
+    r"\s*+(?:-?(?:number|nummer|numero|numer|numarasi|numaraniz|no\.?|nr\.?|n\.|id|#)"
+    rf"(?:\s++(?:{_ASCII_IS})(?!\w))?)?"
     r"\s*+:?\s*+#?\s*+([a-z0-9-]{0,40}\d[a-z0-9-]{2,40}+)(?![a-z0-9-])"
 )
 _DEFAULT_LOWERED = {
     word: re.compile(f"{word}(?<![a-z0-9_]{word}){ending}{_LOWERED_TAIL}")
     for word, ending in (
-        ("ord", "(?:er|ine|en)"),
+        ("ord", "(?:er|re|ine|en)"),
         ("pedido", ""),
+        ("pesanan", ""),
         ("encomenda", ""),
         ("commande", ""),
+        ("comanda", ""),
+        ("comenzii", ""),
         ("bestel", "(?:lung|ling|l)?"),
+        ("bestilling", "(?:en|s)?"),
         ("auftrag", "s?"),
+        ("tilaus", ""),
+        ("tilauksen", ""),
     )
 }
 # A number holds a digit: a text without one mentions no order number. Looked for first, by

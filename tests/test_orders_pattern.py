@@ -73,6 +73,24 @@ SENTENCES = [
     ("Sipariş numarası: 12345", ["12345"]),
     ("SİPARİŞ NO: 12345", ["12345"]),
     ("Order numarasi 12345", ["12345"]),  # a case-insensitive ı matches i
+    # Danish, Norwegian, Finnish, Romanian, Indonesian
+    ("Ordre nr. 55123 er ikke kommet", ["55123"]),
+    ("Bestillingsnummer: 77812, bestilling 77813", ["77812", "77813"]),
+    ("Tilaus 88123 ei ole saapunut, tilauksen numero 88124", ["88123", "88124"]),
+    ("Comanda nr. 12345 nu a ajuns", ["12345"]),
+    ("numarul comenzii 12346 (typed without diacritics)", ["12346"]),
+    ("numărul comenzii 12347", ["12347"]),
+    ("Pesanan 123456 belum sampai", ["123456"]),
+    # Greek, Vietnamese, Japanese, Chinese, Korean (no space before the CJK words)
+    ("Η παραγγελία 45123 δεν ήρθε", ["45123"]),
+    ("Đơn hàng số 123456 chưa đến", ["123456"]),
+    ("ご注文番号：12345678 が届きません", ["12345678"]),
+    ("我的订单号：20240101888 还没到，訂單編號 20240101889", ["20240101888", "20240101889"]),
+    ("주문번호 12345678 배송", ["12345678"]),
+    # "is" after a marker
+    ("my order number is 5512-3321", ["5512-3321"]),
+    ("Meine Bestellnummer ist 4711-22", ["4711-22"]),
+    ("your order no. is 12345", ["12345"]),
     # Two languages: each word's own search, taken in turn; a match hides one inside it
     ("Order 12345 / Bestellung 67890 / commande 12345", ["12345", "67890"]),
     ("order 1-bestellung 234, pedido 567", ["1-bestellung", "567"]),
@@ -89,6 +107,8 @@ NEGATIVES = [
     "Bestellung vom 12.03. ist da",
     "Заказ ещё не пришёл",
     "orders 12345",  # a plural the pattern does not know
+    "order is 100% broken",  # "is" only after a marker ("order number is ...")
+    "The pesanan and the comanda were 2 days late",
     # Words spelt without their own letters: not looked for (a pattern of one's own can)
     "zamowienie numer 12345, objednavka 12345, siparis 12345, bestallning 12345",
 ]

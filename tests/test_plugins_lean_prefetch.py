@@ -246,9 +246,13 @@ PIECES += ("x", "1", "42", "A7", "9-", " ", "\n", "\t", "-", "_", "#", ":", ".")
 PIECES += ("\x1c", "\x1f")  # spaces to a Unicode \s (the default's), not to an ASCII one
 PIECES += ("Bestellung", "BESTELL", "bestelling", "Auftrags", "commande", "Pedido", "ordine")
 PIECES += ("orden", "encomenda", "zamowienia", "objednavky", "SIPARIS", "bestallnings")
+PIECES += ("ordre", "Bestilling", "tilaus", "TILAUKSEN", "comanda", "comenzii", "pesanan")
+PIECES += ("is", " IS ", "ist", "er", "on")
 PIECES += ("reorder", "nr", "Nr.", "N.", "nummer", "numero", "ID", "cislo", "numarasi", "NUMARASI")
 NON_ASCII = ("é", "zamówienie", "objednávka", "sipariş", "İ", "numarası", "beställning")  # noqa: RUF001
 NON_ASCII += ("Заказ", "замовлення", "номер", "numéro", "№", "n°", "nº", "č.", "ſ", "٣")  # noqa: RUF001
+NON_ASCII += ("注文", "番号", "订单", "号", "주문", "번호", "：", "παραγγελία", "đơn hàng", "số")  # noqa: RUF001
+NON_ASCII += ("är", "comandă")
 
 
 @settings(max_examples=400, deadline=None)
