@@ -53,6 +53,32 @@ def test_a_google_contacts_export_uses_value_columns_and_skips_labels(tmp_path: 
     assert cards["bob@stone.example"]["name"] == "Bob Stone"
 
 
+def test_a_phone_cell_with_words_or_several_numbers_gives_its_first_number(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "contacts.csv"
+    path.write_text(
+        "email,phone\n"
+        "a@shop.example,+1 202-555-0143 ::: +1 202-555-0178\n"  # Google's several values
+        "b@shop.example,Tel. 030/1234567 (Büro)\n"
+        'c@shop.example,"030 1234567, 0170 1234567"\n'
+        "d@shop.example,call me maybe\n",
+        encoding="utf-8",
+    )
+    report, cards = _import(tmp_path, path, region="DE")
+    phones = {email: card["phone"] for email, card in cards.items()}
+    assert phones == {
+        "a@shop.example": "+12025550143",
+        "b@shop.example": "+49301234567",
+        "c@shop.example": "+49301234567",
+        "d@shop.example": None,
+    }
+    assert report.problems == [
+        "row 5: phone 'call me maybe' not imported: (1) The string"
+        " supplied did not seem to be a phone number. (default region DE)"
+    ]
+
+
 def test_an_outlook_export_in_windows_1252_keeps_its_accents(tmp_path: Path) -> None:
     path = tmp_path / "outlook.csv"
     path.write_bytes(

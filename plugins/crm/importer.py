@@ -154,15 +154,28 @@ def first_address(cell: str) -> str:
 
 
 def e164(raw: str, region: str) -> tuple[str, str | None]:
-    """``raw`` as an E.164 number, or ("", why not)."""
+    """``raw`` as an E.164 number, or ("", why not). A cell with words or several numbers
+    around it ("Tel. 030/1234567 (office)", "+1 202-555-0143 ::: +1 202-555-0178", as Google
+    Contacts exports them) gives its first valid number."""
     try:
         number = phonenumbers.parse(raw, region or None)
     except phonenumbers.NumberParseException as error:
+        found = _first_in_text(raw, region)
+        if found:
+            return found, None
         where = f" (default region {region})" if region else " (no plugins.crm.default_region)"
         return "", f"phone {raw!r} not imported: {error}{where}"
     if not phonenumbers.is_valid_number(number):
-        return "", f"phone {raw!r} not imported: not a valid number"
+        found = _first_in_text(raw, region)
+        return (found, None) if found else ("", f"phone {raw!r} not imported: not a valid number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None
+
+
+def _first_in_text(raw: str, region: str) -> str:
+    """The first valid phone number phonenumbers finds inside ``raw``, as E.164, or ""."""
+    for match in phonenumbers.PhoneNumberMatcher(raw, region or None):
+        return phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
+    return ""
 
 
 def import_contacts(
