@@ -6,6 +6,7 @@ import base64
 
 import pytest
 
+from postdesk.daemon.mail import charset
 from postdesk.daemon.mail.charset import decode_bytes, no_surrogates
 from postdesk.daemon.mail.headers import decode_words
 from postdesk.daemon.mail.parse import parse_message
@@ -57,6 +58,31 @@ def test_utf8_labelled_as_a_multibyte_charset_it_fails_in_is_read_as_utf8(label:
     parsed = parse_message(body_mail(label, text.encode()))
     assert parsed.text == text
     assert f"text part: not '{label}' but UTF-8" in parsed.defects
+
+
+def test_iso2022jp_as_windows_writes_it_keeps_the_nec_characters() -> None:
+    """Outlook writes "①" and "㈱" (NEC row 13 of cp932) into ISO-2022-JP; Python's codec
+    refuses them, so the text is read as Windows does (CP50220)."""
+    body = b'\x1b$B-!#1ET#38)$N03$H!"-j\x1b(B Co.\n\x1b(I6@6E\x1b(B\n'
+    parsed = parse_message(body_mail("iso-2022-jp", body))
+    assert parsed.text == "①１都３県の鯵と、㈱ Co.\nｶﾀｶﾅ\n"
+    assert not any("invalid" in defect for defect in parsed.defects)
+
+
+def test_every_jis_x_0208_character_reads_as_pythons_iso2022jp_reads_it() -> None:
+    """The Windows reading moves each pair to Shift_JIS: for all 8,836 pairs it gives what
+    the stdlib codec gives wherever that codec reads the pair at all."""
+    compared = 0
+    for first in range(0x21, 0x7F):
+        for second in range(0x21, 0x7F):
+            data = b"\x1b$B" + bytes((first, second)) + b"\x1b(B"
+            try:
+                expected = data.decode("iso2022_jp")
+            except UnicodeDecodeError:
+                continue
+            assert charset._iso2022jp_windows(data) == expected, (hex(first), hex(second))
+            compared += 1
+    assert compared > 6800
 
 
 def test_undeclared_cyrillic_is_detected_not_read_as_cp1252() -> None:

@@ -5,9 +5,12 @@ or not at all, so decoding here never fails. One function decodes bodies and enc
 
 * a declared charset that decodes the bytes is used as it is;
 * a declared charset that fails on a few bytes is still used, and only those bytes become
-  U+FFFD (one bad byte must not turn a whole header into mojibake);
+  U+FFFD (one bad byte must not turn a whole header into mojibake); ISO-2022-JP that Python's
+  codec refuses is first read as Windows writes it, with the NEC and IBM characters ("①",
+  "㈱") of Shift_JIS;
 * a declared charset is *plainly wrong* when it fails on more than a third of the non-ASCII
-  characters, when it fails at all on bytes that are valid UTF-8 (UTF-8 labelled GB2312), or
+  characters, when it fails at all on bytes that are valid UTF-8 and not plain ASCII (UTF-8
+  labelled GB2312; ISO-2022-JP's escapes are ASCII), or
   when it is a single-byte charset and the bytes are valid UTF-8 with non-ASCII characters
   (UTF-8 labelled as Latin-1); then, as when nothing or something unknown is
   declared: UTF-8 if the bytes are valid UTF-8, else cp1252 when it reads plausibly (by
@@ -84,12 +87,15 @@ def _declared(data: bytes, codec: str, label: str, defects: list[str], where: st
     try:
         text = data.decode(codec)
     except Exception:  # UnicodeDecodeError, and odd codecs raising other errors
-        pass
+        if codec.startswith("iso2022_jp"):
+            windows = _iso2022jp_windows(data)
+            if windows is not None:
+                return windows
     else:
         if not _single_byte(codec) or text.isascii() or not _valid_utf8(data):
             return text
         return None  # UTF-8 labelled as a single-byte charset
-    if _valid_utf8(data):
+    if not data.isascii() and _valid_utf8(data):  # (7-bit ISO-2022-JP is ASCII: no UTF-8)
         return None  # UTF-8 labelled as a charset it does not decode in (GB2312, Shift_JIS...)
     try:
         text = data.decode(codec, "replace")
@@ -101,6 +107,71 @@ def _declared(data: bytes, codec: str, label: str, defects: list[str], where: st
         return None
     defects.append(f"{where}: {bad} invalid {label[:40]!r} sequence(s) replaced")
     return text
+
+
+# ISO-2022-JP's escape sequences: the character set each one switches to.
+_JIS_ESCAPES = {
+    b"\x1b(B": "ascii",
+    b"\x1b(J": "ascii",  # JIS X 0201 Roman: ASCII but for the yen sign and overline
+    b"\x1b(I": "kana",  # JIS X 0201 half-width katakana
+    b"\x1b$@": "jis",  # JIS X 0208-1978
+    b"\x1b$B": "jis",  # JIS X 0208-1983
+    b"\x1b&@": None,  # announces JIS X 0208-1990 before "ESC $ B": no switch of its own
+}
+
+
+def _iso2022jp_windows(data: bytes) -> str | None:
+    """ISO-2022-JP as Windows and Outlook write it (Microsoft's CP50220): with the NEC and IBM
+    characters of Shift_JIS (cp932) that JIS X 0208 lacks, such as "①", "㈱" and "Ⅱ", which
+    Python's iso2022_jp codecs refuse. Each JIS X 0208 pair is moved to its Shift_JIS bytes and
+    the whole is read as cp932. None when the bytes hold anything else."""
+    out = bytearray()
+    mode, index, end = "ascii", 0, len(data)
+    while index < end:
+        byte = data[index]
+        if byte == 0x1B:
+            escape = data[index : index + 3]
+            if escape not in _JIS_ESCAPES:
+                return None
+            mode = _JIS_ESCAPES[escape] or mode
+            index += 3
+        elif byte in (0x0A, 0x0D) or mode == "ascii":
+            if byte > 0x7F:
+                return None
+            out.append(byte)
+            index += 1
+        elif mode == "kana":
+            if not 0x21 <= byte <= 0x5F:
+                return None
+            out.append(byte + 0x80)
+            index += 1
+        else:
+            if index + 1 >= end or not (0x21 <= byte <= 0x7E and 0x21 <= data[index + 1] <= 0x7E):
+                return None
+            out += _shift_jis(byte, data[index + 1])
+            index += 2
+    try:
+        return out.decode("cp932").translate(_JIS_AS_PYTHON)
+    except UnicodeDecodeError:
+        return None
+
+
+# The six JIS X 0208 characters cp932 maps elsewhere than Python's iso2022_jp (the wave
+# dash, the minus sign...): read as that codec reads them, so one sender's mail reads alike
+# with or without an NEC character in it.
+_JIS_AS_PYTHON = str.maketrans(
+    {"\uff5e": "\u301c", "\u2225": "\u2016", "\uff0d": "\u2212", "\uffe0": "\u00a2"}
+    | {"\uffe1": "\u00a3", "\uffe2": "\u00ac"}
+)
+
+
+def _shift_jis(first: int, second: int) -> bytes:
+    """The Shift_JIS bytes of the JIS X 0208 row/cell pair ``first``, ``second``."""
+    lead = ((first - 0x21) >> 1) + 0x81
+    lead += 0x40 if lead > 0x9F else 0
+    # an odd row's cells go to 0x40-0x9E (skipping 0x7F), an even row's to 0x9F-0xFC
+    trail = second + 0x1F + (second >= 0x60) if first % 2 else second + 0x7E
+    return bytes((lead, trail))
 
 
 def _valid_utf8(data: bytes) -> bool:
