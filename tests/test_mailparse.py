@@ -328,6 +328,39 @@ def test_a_blank_plain_part_does_not_hide_the_html_body(parts: str) -> None:
     assert parsed.new_text == "The printer"
 
 
+def test_text_written_around_an_inline_picture_is_all_in_the_text() -> None:
+    """Apple Mail writes text, picture, text as three parts of a multipart/mixed; an HTML
+    signature part beside the text is body too. The picture stays an attachment."""
+    raw = (
+        b"From: ann@example.org\r\nTo: support@example.com\r\nSubject: printer\r\n"
+        b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe display shows this:\r\n"
+        b"--b\r\nContent-Type: image/png; name=screen.png\r\nContent-Disposition: inline;"
+        b" filename=screen.png\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n"
+        b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nand then it stops.\r\n"
+        b"--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p><b>Ann</b> | ACME</p>\r\n"
+        b"--b--\r\n"
+    )
+    parsed = parse_message(raw)
+    assert parsed.text == "The display shows this:\n\nand then it stops.\n\nAnn | ACME\n"
+    assert [attachment.filename for attachment in parsed.attachments] == ["screen.png"]
+
+
+def test_an_alternative_gives_one_text_beside_the_parts_around_it() -> None:
+    raw = (
+        b"From: ann@example.org\r\nTo: support@example.com\r\nSubject: printer\r\n"
+        b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="m"\r\n\r\n'
+        b'--m\r\nContent-Type: multipart/alternative; boundary="a"\r\n\r\n'
+        b"--a\r\nContent-Type: text/plain\r\n\r\nIt is broken.\r\n"
+        b"--a\r\nContent-Type: text/html\r\n\r\n<p>It is <i>broken</i>.</p>\r\n--a--\r\n"
+        b"--m\r\nContent-Type: text/plain\r\n\r\n-- \r\nlist footer\r\n--m--\r\n"
+    )
+    parsed = parse_message(raw)
+    assert parsed.text == "It is broken.\n\n-- \nlist footer\n"
+    assert parsed.html == "<p>It is <i>broken</i>.</p>"
+    assert parsed.new_text == "It is broken."
+
+
 def test_header_objects_are_shared_only_for_short_values() -> None:
     """Equal short structured headers are parsed once; long distinct ones (hostile mail) are
     parsed each time and never kept, and both still give the right parts."""

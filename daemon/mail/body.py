@@ -1,9 +1,13 @@
 """The body of a message: its text and HTML, and every other part as an attachment.
 
-One level of the MIME tree is walked in document order (never into attached messages): the first
-text/plain and text/html parts are the body, other leaf parts and attached messages (as .eml
-files) become attachments. A forward without a text of its own lends the forwarded message's;
-an HTML-only body gets its text from ``htmltext``. A broken part is a defect, never an error.
+One level of the MIME tree is walked in document order (never into attached messages): the
+inline text/plain and text/html parts are the body, other leaf parts and attached messages (as
+.eml files) become attachments. The text is the body's pieces in order: of a
+multipart/alternative, its plain text (its HTML when the plain part is missing or blank), and
+every inline text part beside it in a multipart/mixed (the text an Apple Mail user wrote below
+an inline picture, an HTML signature part, a list footer). The first HTML part is the HTML body.
+A forward without a text of its own lends the forwarded message's; HTML becomes text through
+``htmltext``. A broken part is a defect, never an error.
 """
 
 from __future__ import annotations
@@ -88,6 +92,8 @@ class _Found:
 
     plain: tuple[Message, PartInfo] | None = None
     html: tuple[Message, PartInfo] | None = None
+    # every body part in document order, with the multipart/alternative it belongs to (an id)
+    pieces: list[tuple[Message, PartInfo, int | None]] = field(default_factory=list)
     forwarded: Message | None = None
     root_type: str = "text/plain"  # the walked message's own content type
 
@@ -107,17 +113,54 @@ def collect_body(
     while found.plain is None and found.html is None and found.forwarded is not None:
         # a forward without a text of its own
         found = _walk(found.forwarded, None, make_attachment, defects)
+    decoded: dict[int, str] = {}  # each part's text, decoded once
     if found.html is not None:
-        body.html = _part_text(*found.html, defects)
-    if found.plain is not None:
-        body.text = _part_text(*found.plain, defects)
-    # An empty plain part (a blank alternative, or the stdlib's part after a last boundary
-    # without its closing "--") does not hide the HTML body.
-    if body.html is not None and not body.text.strip():
-        if len(body.html) > _MAX_HTML_FOR_TEXT:
-            defects.append(f"HTML body cut to {_MAX_HTML_FOR_TEXT} characters for its text")
-        body.text = html_to_text(body.html[:_MAX_HTML_FOR_TEXT])
+        body.html = decoded[id(found.html[0])] = _part_text(*found.html, defects)
+    body.text = _body_text(found.pieces, decoded, defects)
     return body
+
+
+def _body_text(
+    pieces: list[tuple[Message, PartInfo, int | None]], decoded: dict[int, str], defects: list[str]
+) -> str:
+    """The text of the body's pieces in order (see the module docstring); an empty plain part
+    (a blank alternative, or the stdlib's part after a last boundary without its closing "--")
+    does not hide the HTML beside it."""
+    chunks: list[str] = []
+    groups_done: set[int] = set()
+    for part, info, group in pieces:
+        if group is None:
+            chunk = _piece_text(part, info, decoded, defects)
+        elif group in groups_done:
+            continue
+        else:
+            groups_done.add(group)
+            members = [(p, i) for p, i, g in pieces if g == group]
+            plain = next(((p, i) for p, i in members if i.ctype == "text/plain"), None)
+            chunk = _piece_text(*plain, decoded, defects) if plain else ""
+            if not chunk.strip():  # no plain text: the alternative's HTML, all of it
+                chunk = "\n\n".join(
+                    _piece_text(p, i, decoded, defects)
+                    for p, i in members
+                    if i.ctype != "text/plain"
+                )
+        if chunk.strip():
+            chunks.append(chunk)
+    if len(chunks) == 1:
+        return chunks[0]
+    return "\n\n".join(chunk.strip("\n") for chunk in chunks) + "\n" if chunks else ""
+
+
+def _piece_text(part: Message, info: PartInfo, decoded: dict[int, str], defects: list[str]) -> str:
+    """One body part as text: a plain part as it is, an HTML part converted."""
+    text = decoded.get(id(part))
+    if text is None:
+        text = decoded[id(part)] = _part_text(part, info, defects)
+    if info.ctype != "text/html":
+        return text
+    if len(text) > _MAX_HTML_FOR_TEXT:
+        defects.append(f"HTML body cut to {_MAX_HTML_FOR_TEXT} characters for its text")
+    return html_to_text(text[:_MAX_HTML_FOR_TEXT])
 
 
 def _walk(
@@ -128,9 +171,10 @@ def _walk(
 ) -> _Found:
     """Walk one message level (not into message/* parts) in document order."""
     found = _Found()
-    stack: list[tuple[Message, bool]] = [(root, False)]
+    # (part, a child of a multipart/alternative, the alternative it is inside of, if any)
+    stack: list[tuple[Message, bool, int | None]] = [(root, False, None)]
     while stack:
-        part, in_alternative = stack.pop()
+        part, in_alternative, group = stack.pop()
         info = part_info(part)
         ctype = info.ctype
         if part is root:
@@ -142,10 +186,11 @@ def _walk(
                 found.forwarded = inner if isinstance(inner, Message) else None
         elif isinstance(payload, list):
             alternative = ctype == "multipart/alternative"
+            inside = id(part) if alternative and group is None else group
             children = [child for child in payload if isinstance(child, Message)]
-            stack.extend((child, alternative) for child in reversed(children))
+            stack.extend((child, alternative, inside) for child in reversed(children))
             continue
-        elif _take_body(part, info, part is root, found):
+        elif _take_body(part, info, part is root, found, group):
             continue
         elif in_alternative and ctype.startswith("text/") and not info.filename:
             continue  # another representation of the body (text/enriched, ...)
@@ -154,20 +199,22 @@ def _walk(
     return found
 
 
-def _take_body(part: Message, info: PartInfo, is_root: bool, found: _Found) -> bool:
-    """Record ``part`` as the text or HTML body when it is the first one; True if taken."""
+def _take_body(
+    part: Message, info: PartInfo, is_root: bool, found: _Found, group: int | None
+) -> bool:
+    """Record ``part`` as a piece of the body (and as the text or HTML body when it is the
+    first one) when it is an inline text or HTML part; True if taken."""
     ctype = info.ctype
     if ctype not in ("text/plain", "text/html") or info.disposition == "attachment":
         return False
     if info.filename and not is_root:
         return False
+    found.pieces.append((part, info, group))
     if ctype == "text/plain" and found.plain is None:
         found.plain = part, info
-        return True
-    if ctype == "text/html" and found.html is None:
+    elif ctype == "text/html" and found.html is None:
         found.html = part, info
-        return True
-    return False
+    return True
 
 
 def _add_attachment(

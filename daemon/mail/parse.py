@@ -137,7 +137,7 @@ class ParsedMessage:
     date: datetime | None  # timezone-aware or None
     in_reply_to: tuple[str, ...]  # message ids "<...>"
     references: tuple[str, ...]  # message ids "<...>" in order, the last 100
-    text: str  # first text/plain part unless blank, else the HTML converted to text, else ""
+    text: str  # the body's text parts in order, an HTML one converted (daemon/mail/body.py)
     new_text: str  # replytext.extract_new_text(text)
     html: str | None  # the HTML body if there was one (raw, NOT sanitised; never rendered by us)
     attachments: tuple[Attachment, ...]
