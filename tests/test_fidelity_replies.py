@@ -242,6 +242,20 @@ FOOTERS = [
     ("iPhone Ukrainian", "Надіслано з iPhone"),
     ("iPhone Chinese", "发自我的iPhone"),
     ("iPhone Japanese", "iPhoneから送信"),
+    ("iPhone Chinese, older", "从我的 iPhone 发送"),
+    ("iPhone Romanian", "Trimis de pe iPhone-ul meu"),
+    ("iPhone Hungarian", "iPhone-ról küldve"),
+    ("iPhone Croatian", "Poslano s mog iPhonea"),
+    ("iPhone Slovak", "Odoslané z iPhonu"),
+    ("iPhone Catalan", "Enviat des de l'iPhone"),
+    ("iPhone Greek", "Εστάλη από το iPhone μου"),
+    ("iPhone Indonesian", "Dikirim dari iPhone saya"),
+    ("Samsung Malay", "Dihantar dari telefon pintar Samsung Galaxy saya."),
+    ("iPhone Vietnamese", "Được gửi từ iPhone của tôi"),
+    ("iPhone Hebrew", "נשלח מה-iPhone שלי"),
+    ("iPhone Arabic", "أُرسلت من الـ iPhone"),
+    ("iPhone Thai", "ส่งจาก iPhone ของฉัน"),
+    ("iPhone Hindi", "मेरे iPhone से भेजा गया"),
 ]
 
 
