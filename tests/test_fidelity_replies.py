@@ -219,6 +219,23 @@ HEADER_BLOCKS = [
     ("French banner", "-------- Message d'origine --------"),
     ("Russian banner", "-------- Исходное сообщение --------"),
     ("Apple forward banner", "Begin forwarded message:"),
+    (
+        "Outlook Indonesian",
+        "Dari: Support <support@example.com>\nDikirim: Senin, 03 Maret 2025 10.00\n"
+        "Kepada: Carol <carol@example.org>\nSubjek: RE: Printer",
+    ),
+    (
+        "Outlook Vietnamese",
+        "Từ: Support <support@example.com>\nĐã gửi: Thứ Hai, 3 tháng 3, 2025 10:00\n"
+        "Đến: Carol <carol@example.org>\nChủ đề: RE: Máy in",
+    ),
+    ("Outlook Hebrew", "מאת: Support <support@example.com>\nנשלח: יום שני 3 מרץ 2025 10:00"),
+    ("Outlook Arabic", "من: Support <support@example.com>\nتم الإرسال: الاثنين، 3 مارس 2025"),
+    ("Outlook Thai", "จาก: Support <support@example.com>\nส่ง: 3 มีนาคม 2025 10:00"),
+    ("Outlook Estonian", "Saatja: Support\nSaadetud: 3. märts 2025 10:00\nAdressaat: Carol"),
+    ("Outlook Lithuanian", "Nuo: Support\nIšsiųsta: 2025 m. kovo 3 d. 10:00\nKam: Carol"),
+    ("Outlook Bulgarian", "От: Support\nИзпратено: 3 март 2025 г. 10:00\nДо: Carol"),
+    ("Outlook Catalan", "De: Support\nEnviat el: dilluns, 3 de març de 2025 10:00\nPer a: Carol"),
 ]
 
 FOOTERS = [

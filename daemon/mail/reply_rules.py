@@ -107,6 +107,17 @@ HEADER_BLOCKS: tuple[tuple[str, str, str], ...] = (
     ("Chinese (traditional)", "寄件者", r"寄件日期|日期|收件者|副本|主旨"),
     ("Japanese", "差出人", r"送信日時|日付|宛先|cc|件名"),
     ("Korean", "보낸 사람", r"보낸 날짜|날짜|받는 사람|참조|제목"),
+    ("Catalan", "de", r"enviat|enviat el|data|per a|a|cc|tema|assumpte"),
+    ("Slovenian", "od", r"poslano|datum|za|kp|zadeva"),
+    ("Lithuanian", "nuo", r"išsiųsta|data|kam|kopija|tema"),
+    ("Estonian", "saatja", r"saadetud|kuupäev|adressaat|koopia|teema"),
+    ("Bulgarian", "от", r"изпратено|дата|до|копие|относно"),
+    ("Serbian (Cyrillic)", "шаље", r"послато|датум|прима|тема"),
+    ("Indonesian / Malay", "dari", r"dikirim|tanggal|kepada|cc|subjek|perihal"),
+    ("Vietnamese", "từ", r"đã gửi|ngày|đến|cc|chủ đề"),
+    ("Hebrew", "מאת", r"נשלח|תאריך|אל|עותק|נושא"),
+    ("Arabic", "من", r"تم الإرسال|التاريخ|إلى|نسخة|الموضوع"),
+    ("Thai", "จาก", r"ส่ง|วันที่|ถึง|สำเนาถึง|เรื่อง"),
 )
 
 # Words inside a "----- Original Message -----" style banner, per language.
