@@ -218,6 +218,11 @@ HEADER_BLOCKS = [
     ("German banner", "-----Ursprüngliche Nachricht-----"),
     ("French banner", "-------- Message d'origine --------"),
     ("Russian banner", "-------- Исходное сообщение --------"),
+    ("Greek banner", "-----Αρχικό μήνυμα-----"),
+    ("Croatian banner", "-----Izvorna poruka-----"),
+    ("Indonesian banner", "-----Pesan Asli-----"),
+    ("Hebrew banner", "-----הודעה מקורית-----"),
+    ("Romanian banner", "-----Mesaj original-----"),
     ("Apple forward banner", "Begin forwarded message:"),
     (
         "Outlook Indonesian",

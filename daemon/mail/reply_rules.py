@@ -141,6 +141,13 @@ SEPARATOR_WORDS: tuple[tuple[str, str], ...] = (
     ("Chinese", r"原始邮件|原始郵件|转发的邮件|轉寄的郵件"),
     ("Japanese", r"元のメッセージ|転送されたメッセージ"),
     ("Korean", r"원본 메시지|전달된 메시지"),
+    ("Catalan / Romanian", r"missatge original|mesaj original|mesaj redirecționat"),
+    ("Greek", r"αρχικό μήνυμα|προωθημένο μήνυμα"),
+    ("Croatian / Serbian / Slovenian", r"izvorna poruka|izvirno sporočilo|originalna poruka"),
+    ("Bulgarian / Serbian (Cyrillic)", r"оригинално съобщение|оригинална порука"),
+    ("Baltic", r"algsõnum|pradinis laiškas|sākotnējais ziņojums"),
+    ("Indonesian / Malay / Vietnamese", r"pesan asli|mesej asal|thư gốc"),
+    ("Hebrew / Arabic / Thai", r"הודעה מקורית|الرسالة الأصلية|ข้อความต้นฉบับ"),
     (
         'Zoho Mail ("---- On <date> <name> wrote ----")',
         r"wrote|schrieb|a écrit|escribió|ha scritto",
