@@ -38,6 +38,9 @@ AUTO_SUBJECTS = (
     "|automatikus válasz|otomatik yanıt|otomatik cevap"  # Hungarian, Turkish  # noqa: RUF001
     "|автоматический ответ|автоответ|автоматична відповідь"  # Russian, Ukrainian
     "|αυτόματη απάντηση|自动回复|自動回覆|自動応答|자동 회신|자동 응답"  # Greek, CJK
+    "|răspuns automat|resposta automàtica|automatski odgovor|samodejni odgovor"
+    "|автоматичен отговор|аутоматски одговор|balasan otomatis|trả lời tự động"
+    "|תשובה אוטומטית|رد تلقائي|ตอบกลับอัตโนมัติ"  # Romanian ... Hebrew, Arabic, Thai
 )
 _AUTO_SUBJECT = re.compile(rf"(?:{AUTO_SUBJECTS})\s?[:\uff1a]", re.I)
 SYSTEM_LOCALPARTS = {

@@ -185,6 +185,7 @@ AUTOMATIC = [  # (header, value) or (None, system sender); each must be stored, 
     ("Subject", "Automatic reply: [Example #7] printer"),
     ("Subject", "Réponse automatique : imprimante"),
     ("Subject", "Abwesenheitsnotiz: Drucker"),
+    ("Subject", "Balasan otomatis: printer"),
     ("Subject", "自动回复：打印机"),  # noqa: RUF001
 ]
 
