@@ -1,6 +1,8 @@
-"""Step: delivery reports about our mail mark the failed addresses bouncing (R-29, R-38);
-read receipts (MDN) about our mail record when it was first displayed (its ``read_at``);
-a person's reply from a bouncing address to mail we sent clears the flag.
+"""Step: delivery reports about our mail mark the failed addresses bouncing (R-29, R-38), and so
+do bounces without a report (qmail, Exim without DSN, Lotus Notes: see ``mail/plain_bounce.py``)
+that return our mail, unless they only warn of a delay; read receipts (MDN) about our mail
+record when it was first displayed (its ``read_at``); a person's reply from a bouncing address
+to mail we sent clears the flag.
 
 A new mail from a bouncing address does not clear it (a forged or receive-dead address can
 still send); a reply referencing one of our HMAC Message-IDs proves the mailbox gets our mail.
@@ -19,7 +21,13 @@ import json
 from sqlalchemy import select, update
 
 from postdesk.daemon.mail.dsn import read_receipt, read_report
+from postdesk.daemon.mail.plain_bounce import (
+    BOUNCE_SUBJECT,
+    SYSTEM_SENDERS,
+    read_plain_bounce,
+)
 from postdesk.daemon.pipeline import MessageContext
+from postdesk.daemon.steps.screen import null_return_path
 from postdesk.daemon.store.bounces import clear_bouncing, mark_bouncing
 from postdesk.models.schema import Message, OutboxItem
 
@@ -41,6 +49,9 @@ def run(ctx: MessageContext) -> None:
     if ctx.parsed.report_type == "disposition-notification":
         _record_read(ctx)
         return
+    if ctx.parsed.report_type is None and _from_mail_system(ctx):
+        _read_plain_bounce(ctx)
+        return
     if (
         not ctx.is_auto
         and ctx.sender
@@ -48,6 +59,36 @@ def run(ctx: MessageContext) -> None:
         and clear_bouncing(ctx.session, ctx.sender)
     ):
         ctx.notes.append(f"{ctx.sender} wrote again: no longer bouncing")
+
+
+def _from_mail_system(ctx: MessageContext) -> bool:
+    """True for mail a mail system sent about mail it could not deliver: from MAILER-DAEMON or
+    postmaster, or with an empty return path and a bounce's subject."""
+    if ctx.sender.partition("@")[0] in SYSTEM_SENDERS:
+        return True
+    return null_return_path(ctx) and BOUNCE_SUBJECT.search(ctx.parsed.subject) is not None
+
+
+def _read_plain_bounce(ctx: MessageContext) -> None:
+    """A bounce without a report that returns our mail joins that mail's ticket; the
+    recipients of that mail it names are marked bouncing (the only one, when it names none),
+    unless it only warns of a delay."""
+    bounce = read_plain_bounce(ctx.raw, ctx.parsed.subject)
+    tokens = ctx.services.tokens
+    ours = [mid for mid in bounce.message_ids if tokens.is_ours(mid)] if bounce else []
+    if bounce is None or not ours:
+        return
+    original = ours[0]
+    if bounce.delay_only:
+        ctx.notes.append(f"delay warning about {original}")
+    else:
+        recipients = _recipients_of(ctx, original)
+        failed = [address for address in bounce.named if address in recipients]
+        if not failed and len(recipients) == 1:
+            failed = sorted(recipients)
+        mark_bouncing(ctx.session, failed, f"bounce {ctx.parsed.message_id}")
+        ctx.notes.append(f"bounce about {original}: failed {', '.join(failed) or '-'}")
+    ctx.parsed = dataclasses.replace(ctx.parsed, in_reply_to=(*ctx.parsed.in_reply_to, original))
 
 
 def _record_read(ctx: MessageContext) -> None:

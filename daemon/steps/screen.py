@@ -68,6 +68,14 @@ def run(ctx: MessageContext) -> None:
     ctx.auto_reason = automatic_reason(ctx)
 
 
+def null_return_path(ctx: MessageContext) -> bool:
+    """True for mail sent with an empty return path (``MAIL FROM:<>``): delivery reports and
+    other mail that must never be answered (RFC 5321 section 4.5.5)."""
+    if ctx.envelope.channel == "smtp" and ctx.envelope.mail_from in ("", "<>"):
+        return True
+    return (ctx.parsed.header("return-path") or "").strip() == "<>"
+
+
 def automatic_reason(ctx: MessageContext) -> str | None:
     """Why this message counts as automatic mail, or None for a person's mail."""
     parsed = ctx.parsed
@@ -91,9 +99,7 @@ def automatic_reason(ctx: MessageContext) -> str | None:
     suppress = (parsed.header("x-auto-response-suppress") or "").lower()
     if "all" in suppress or "oof" in suppress:
         return "X-Auto-Response-Suppress"
-    if ctx.envelope.channel == "smtp" and ctx.envelope.mail_from in ("", "<>"):
-        return "null return path"
-    if (parsed.header("return-path") or "").strip() == "<>":
+    if null_return_path(ctx):
         return "null return path"
     if ctx.sender.partition("@")[0] in SYSTEM_LOCALPARTS:
         return f"system sender {ctx.sender}"

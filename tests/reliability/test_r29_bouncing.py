@@ -113,12 +113,85 @@ def test_r29_forged_dsn_cannot_mark_strangers_bouncing(
 ) -> None:
     with running_daemon(tmp_path, database_url, relay=f"smtp://127.0.0.1:{relay.port}") as daemon:
         log = SendLog()
-        raw = make_mail(sender=GOOD, message_id="<g1@cust.test>")
-        assert log.send(daemon.port, raw, "<g1@cust.test>", GOOD) == 250
-        wait_until(lambda: relay.to(GOOD), what="ack")
-        ack_id = relay.to(GOOD)[0]["Message-ID"]
+        ack_id = _acknowledged(daemon, log, relay)
         forged = _dsn(ack_id, "victim@elsewhere.test")
         assert log.send(daemon.port, forged, "<dsn-29@mx.cust.test>", "") == 250
         assert_p1_to_p4(daemon, log)
         assert _json(daemon, 1)["bouncing"] == []
         assert len(daemon.tickets()) == 1
+
+
+def _acknowledged(daemon: Daemon, log: SendLog, relay: RefusingSink) -> str:
+    """Send GOOD's first mail; the Message-ID of its acknowledgement, once relayed."""
+    raw = make_mail(sender=GOOD, message_id="<g1@cust.test>")
+    assert log.send(daemon.port, raw, "<g1@cust.test>", GOOD) == 250
+    wait_until(lambda: relay.to(GOOD), what="ack")
+    return str(relay.to(GOOD)[0]["Message-ID"])
+
+
+def _ids(daemon: Daemon, number: int) -> list[str]:
+    return [message["message_id"] for message in daemon.ticket(number)["messages"]]
+
+
+def _plain_bounce(
+    message_id: str, subject: str, explanation: str, original_id: str, recipient: str
+) -> bytes:
+    """A bounce without a report, as qmail and Exim send them: text naming the failed address,
+    then a copy of our mail's header section."""
+    return (
+        f"From: MAILER-DAEMON@mx.cust.test\r\nTo: {HELPDESK}\r\nSubject: {subject}\r\n"
+        f"Message-ID: {message_id}\r\n\r\n{explanation}\r\n\r\n"
+        "--- Below this line is a copy of the message.\r\n\r\n"
+        f"Return-Path: <{HELPDESK}>\r\nFrom: {HELPDESK}\r\nTo: {recipient}\r\n"
+        f"Subject: [Example #1] We received your request\r\nMessage-ID: {original_id}\r\n"
+        "\r\nHello\r\n"
+    ).encode()
+
+
+def test_r29_bounce_without_a_report_joins_its_ticket_and_marks_only_for_good(
+    tmp_path: Path, database_url: str, relay: RefusingSink
+) -> None:
+    with running_daemon(tmp_path, database_url, relay=f"smtp://127.0.0.1:{relay.port}") as daemon:
+        log = SendLog()
+        ack_id = _acknowledged(daemon, log, relay)
+
+        warning = _plain_bounce(
+            "<w@mx.cust.test>",
+            "Warning: message 1tA2B3-000Xyz-Q4 delayed 24 hours",
+            "A message that you sent has not yet been delivered to one or more of its\r\n"
+            f"recipients after more than 24 hours on the queue.\r\n\r\n  {GOOD}\r\n\r\n"
+            "No action is required on your part. Delivery attempts will continue.",
+            ack_id,
+            GOOD,
+        )
+        assert log.send(daemon.port, warning, "<w@mx.cust.test>", "") == 250
+        wait_until(lambda: "<w@mx.cust.test>" in _ids(daemon, 1), what="warning joins ticket 1")
+        assert _json(daemon, 1)["bouncing"] == [], "a delay warning marks nothing"
+
+        bounce = _plain_bounce(
+            "<q@mx.cust.test>",
+            "failure notice",
+            "Hi. This is the qmail-send program at mx.cust.test.\r\n"
+            "I'm afraid I wasn't able to deliver your message to the following addresses.\r\n"
+            "This is a permanent error; I've given up. Sorry it didn't work out.\r\n\r\n"
+            f"<{GOOD}>:\r\nSorry, no mailbox here by that name. (#5.1.1)",
+            ack_id,
+            GOOD,
+        )
+        assert log.send(daemon.port, bounce, "<q@mx.cust.test>", "") == 250
+        wait_until(lambda: _json(daemon, 1)["bouncing"] == [GOOD], what="the bounce marks it")
+        assert len(daemon.tickets()) == 1, "no ticket from MAILER-DAEMON"
+        assert _ids(daemon, 1) == ["<g1@cust.test>", ack_id, "<w@mx.cust.test>", "<q@mx.cust.test>"]
+        assert [r.recipient for r in daemon.outbox()] == [GOOD], "nothing answers a bounce"
+
+        stranger = _plain_bounce(
+            "<s@mx.cust.test>",
+            "failure notice",
+            f"<{GOOD}>:\r\nSorry, no mailbox here by that name. (#5.1.1)",
+            "<not-ours@elsewhere.test>",
+            GOOD,
+        )
+        assert log.send(daemon.port, stranger, "<s@mx.cust.test>", "") == 250
+        wait_until(lambda: len(daemon.tickets()) == 2, what="a bounce of other mail is stored")
+        assert [r.recipient for r in daemon.outbox()] == [GOOD], "and not answered"
+        assert_p1_to_p4(daemon, log)
