@@ -2,10 +2,17 @@
 
 ``words``: the subject and the decoded text (HTML already converted by the mail parser), for
 word unigrams and bigrams. ``chars``: the subject and the start of the text, for character
-n-grams that survive obfuscation (``v1agra``) and languages without spaces. ``head``: header
-evidence as tokens: sender domain, mailer, MIME structure, links, Received path,
-Authentication-Results. Header *names* are not used as such: which headers a collector added
-to a corpus says nothing about mail in general.
+n-grams that survive obfuscation (``v1agra``) and languages without spaces.
+
+``head``: header evidence as tokens: the sender's and the links' domains and how they agree
+(Message-ID, Reply-To), recipients, attachments, tricks in HTML (forms, scripts, hidden
+text), where the mail entered the Internet, Authentication-Results. Header *names* are not
+used as such: which headers a collector added to a corpus says nothing about mail in general.
+Nor are the traits that tell one corpus, era or language from another rather than spam from
+ham: the subject's script, charsets and transfer encodings, the mail client, HTML styling and
+the number of Received hops. A model trained on a 2002 corpus of English mailing lists
+learnt from them that umlauts, HTML, UTF-8 and direct delivery are spam, and flagged a
+customer's "AW: Anfrage ... Präsentation" as such.
 """
 
 from __future__ import annotations
@@ -26,8 +33,6 @@ _RECEIVED_FROM = re.compile(r"(?i)^\s*from\s+(\S+)")
 _UNKNOWN = re.compile(r"(?i)\bunknown\b")
 _AUTH_RESULT = re.compile(r"(?i)\b(spf|dkim|dmarc|arc)\s*=\s*([a-z]+)")
 _IP = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
-_WORD = re.compile(r"[A-Za-z]+")
-_CHARSET = re.compile(r"(?i)charset\s*=\s*\"?([a-z0-9_\-.:]+)")
 
 
 @dataclass(frozen=True)
@@ -101,9 +106,6 @@ def _sender(parsed: ParsedMessage) -> list[str]:
         tokens.append("msgid_none")
     elif msgid_domain.split(".")[-2:] != domain.split(".")[-2:]:
         tokens.append("msgid_other_domain")
-    mailer = parsed.header("x-mailer") or parsed.header("user-agent") or ""
-    word = _WORD.search(mailer)
-    tokens.append(f"mailer:{word.group(0).lower() if word else 'none'}")
     if parsed.date is None:
         tokens.append("date_none")
     return tokens
@@ -125,25 +127,17 @@ def _recipients(parsed: ParsedMessage) -> list[str]:
 
 
 def _structure(parsed: ParsedMessage) -> list[str]:
-    tokens = [f"ct:{parsed.content_type}"]
+    tokens = []
     if parsed.html is not None:
-        tokens.append("html")
         if parsed.content_type == "text/html":
             tokens.append("html_only")
-        tokens.append(f"html_len:{_bucket(len(parsed.html) // 256)}")
         lowered = parsed.html[:50_000].lower()
-        for marker in ("<img", "<form", "<script", "<table", "<font", "bgcolor", "display:none"):
+        for marker in ("<form", "<script", "display:none"):
             if marker in lowered:
                 tokens.append(f"html_has:{marker.strip('<')}")
     tokens.append(f"text_len:{_bucket(len(parsed.text) // 64)}")
     if not parsed.text.strip():
         tokens.append("text_empty")
-    match = _CHARSET.search(parsed.header("content-type") or "")
-    if match:
-        tokens.append(f"charset:{match.group(1).lower()[:20]}")
-    encoding = (parsed.header("content-transfer-encoding") or "").strip().lower()
-    if encoding:
-        tokens.append(f"cte:{encoding[:20]}")
     tokens.append(f"attachments:{_bucket(len(parsed.attachments))}")
     for item in parsed.attachments[:10]:
         tokens.append(f"att:{item.content_type}")
@@ -193,7 +187,7 @@ def _occurrences(text: str, needles: tuple[str, ...]) -> list[int]:
 
 def _received(parsed: ParsedMessage) -> list[str]:
     hops = parsed.header_all("received")
-    tokens = [f"received:{_bucket(len(hops))}"]
+    tokens: list[str] = []
     if hops:
         origin = _RECEIVED_FROM.match(hops[-1])
         if origin:
@@ -227,6 +221,4 @@ def _subject(subject: str) -> list[str]:
         tokens.append("subject_exclamation")
     if "$" in subject or "%" in subject:
         tokens.append("subject_money")
-    if not subject.isascii():
-        tokens.append("subject_non_ascii")
     return tokens
