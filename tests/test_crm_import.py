@@ -53,6 +53,33 @@ def test_a_google_contacts_export_uses_value_columns_and_skips_labels(tmp_path: 
     assert cards["bob@stone.example"]["name"] == "Bob Stone"
 
 
+def test_crm_exports_that_name_the_record_in_each_column(tmp_path: Path) -> None:
+    pipedrive = tmp_path / "people.csv"
+    pipedrive.write_text(
+        "Person - Name,Person - Organization,Person - Email - Work,Person - Phone - Work,"
+        "Person - Label,Person - Owner\n"
+        "Eva Lind,Lind AB,eva@lind.example,+46 8 123 456 78,Hot lead,Sam Seller\n",
+        encoding="utf-8",
+    )
+    hubspot = tmp_path / "hubspot.csv"
+    hubspot.write_text(
+        "Record ID,First Name,Last Name,Email,Mobile Phone Number,Associated Company,"
+        "Contact owner\n"
+        "101,Joe,Park,joe@park.example,+1 415 555 0100,Park Labs,Sam Seller\n",
+        encoding="utf-8",
+    )
+    _, cards = _import(tmp_path, pipedrive)
+    assert cards["eva@lind.example"] == {
+        "email": "eva@lind.example", "name": "Eva Lind", "organization": "Lind AB",
+        "tier": None, "phone": "+46812345678",
+    }  # fmt: skip
+    _, cards = _import(tmp_path, hubspot)
+    assert cards["joe@park.example"] == {
+        "email": "joe@park.example", "name": "Joe Park", "organization": "Park Labs",
+        "tier": None, "phone": "+14155550100",
+    }  # fmt: skip
+
+
 def test_a_phone_cell_with_words_or_several_numbers_gives_its_first_number(
     tmp_path: Path,
 ) -> None:

@@ -5,8 +5,10 @@ CRMs (Google Contacts' "E-mail 1 - Value", Outlook's "E-mail Address" and "Busin
 Thunderbird's "Primary Email", HubSpot's "Company Name"), in the language of whoever made
 them. A header is compared after :func:`header_key` has folded case, accents and
 punctuation, dropped column numbers and a trailing "value", so one spelling here covers
-"E-Mail", "e_mail", "EMAIL" and "E-mail 2 - Value". A header that names none of these (a
-"Label", "Type" or "Notes" column) is ignored.
+"E-Mail", "e_mail", "EMAIL" and "E-mail 2 - Value". CRMs that export several records name
+the record first ("Person - Email - Work", "Person - Organization" in Pipedrive, "Contact
+Phone"): a header that is not known as it is, is looked up again without such a first word.
+A header that names none of these (a "Label", "Type" or "Notes" column) is ignored.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ _ALIASES = {
     "organization": (
         "organization", "organisation", "company", "company name", "org", "account",
         "account name", "customer", "organization name", "organisation name", "business",
+        "associated company", "primary company",
         "employer", "firma", "firmenname", "unternehmen", "societe",
         "entreprise", "nom de l entreprise", "empresa", "compania", "organizacion", "azienda",
         "societa", "organizzazione", "organizacao", "bedrijf", "bedrijfsnaam", "organisatie",
@@ -62,6 +65,7 @@ _ALIASES = {
     "phone": (
         "phone", "telephone", "tel", "mobile", "phone number", "cell", "cell phone",
         "mobile phone", "mobile number", "business phone", "work phone", "home phone",
+        "mobile phone number", "work phone number", "home phone number",
         "primary phone", "telephone number", "phone work", "phone mobile", "telefon",
         "telefonnummer", "handy", "mobil", "mobiltelefon", "portable", "numero de telephone",
         "telefono", "movil", "celular", "cellulare", "telefone", "telefoon", "telefoonnummer",
@@ -91,7 +95,16 @@ def header_key(header: str) -> str:
 _BY_KEY = {header_key(alias): field for field, aliases in _ALIASES.items() for alias in aliases}
 
 
+# The first words by which a CRM's export says whose field a column is.
+_RECORD_WORDS = frozenset({"person", "contact", "customer", "client", "lead", "user", "member"})
+
+
 def column_field(header: str) -> str:
     """The contact field (email, name, first, last, organization, phone, tier) a column with
     ``header`` holds, or "" for a column of something else."""
-    return _BY_KEY.get(header_key(header), "")
+    key = header_key(header)
+    field = _BY_KEY.get(key, "")
+    record, _, rest = key.partition(" ")
+    if not field and record in _RECORD_WORDS:
+        field = _BY_KEY.get(rest, "")
+    return field
