@@ -7,6 +7,7 @@ import json
 import mailbox
 import subprocess
 import sys
+from email import message_from_bytes
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,33 @@ def test_train_and_evaluate_category_from_csv(config: Path, tmp_path: Path) -> N
     assert metrics["confusion"] == {"Billing": {"Billing": 12}, "Shipping": {"Shipping": 12}}
     text = postdesk(config, "evaluate", "category", "--csv", str(table))
     assert "confusion (rows: true, columns: predicted):" in text.stdout
+
+
+def test_train_and_evaluate_spam_from_a_csv_table(config: Path, tmp_path: Path) -> None:
+    """A spam table as public datasets give them: one text column, the label as 1/0."""
+    table = tmp_path / "emails.csv"
+    with table.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "spam"])
+        for n in range(30):
+            ham = message_from_bytes(ham_mail(n))
+            spam = message_from_bytes(spam_mail(n))
+            writer.writerow([f"Subject: {ham['Subject']}  {ham.get_payload()}", "0"])
+            writer.writerow([f"Subject: {spam['Subject']}  act now, click here {n}", "1"])
+    args = ("--csv", str(table), "--text", "text", "--label", "spam")
+    trained = postdesk(config, "train", "spam", *args)
+    assert trained.returncode == 0, trained.stderr
+    assert "spam model: 30 ham, 30 spam" in trained.stdout
+    metrics = json.loads(postdesk(config, "evaluate", "spam", *args, "--json").stdout)
+    assert metrics["counts"]["ham"] == 30 and metrics["counts"]["spam"] == 30
+    assert metrics["f1"] == 1.0
+    again = postdesk(config, "train", "spam", "--with-feedback")  # reads the same table again
+    assert "spam model: 30 ham, 30 spam (0 from agents)" in again.stdout, again.stderr
+    with table.open("a", newline="") as handle:
+        csv.writer(handle).writerow(["Is this spam?", "maybe"])
+    refused = postdesk(config, "train", "spam", *args)
+    assert refused.returncode == 2
+    assert "column 'spam': 'maybe' is neither spam nor ham" in refused.stderr
 
 
 def test_mistakes_are_one_line_errors(config: Path, tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """``postdesk train``, ``postdesk evaluate`` and ``postdesk classify`` (called from ``cli``).
 
-``train spam`` reads ham and spam from mail folders, Maildirs or mbox files (and, with
-``--with-feedback``, the messages agents labelled ``#spam``/``#ham``); ``train category``
-reads a CSV table or the tickets agents categorised. Models are saved under
+``train spam`` reads ham and spam from mail folders, Maildirs or mbox files, or from a CSV
+table whose label column says spam or ham (and, with ``--with-feedback``, the messages agents
+labelled ``#spam``/``#ham``); ``train category`` reads a CSV table or the tickets agents
+categorised. Models are saved under
 ``data_dir/models/``, where a running daemon picks them up without a restart.
 """
 
@@ -20,7 +21,14 @@ from postdesk.daemon.classify.features import Sample
 from postdesk.daemon.classify.judge import judge
 from postdesk.daemon.classify.loader import ModelCache, model_path
 from postdesk.daemon.classify.names import DEFAULT_FLOOR, DEFAULT_TARGET_FPR, HAM, KINDS, SPAM
-from postdesk.daemon.classify.sources import SPLITS, SourceError, featurise, raw_messages, read_csv
+from postdesk.daemon.classify.sources import (
+    SPLITS,
+    SourceError,
+    featurise,
+    raw_messages,
+    read_csv,
+    spam_labels,
+)
 from postdesk.daemon.config import Settings
 from postdesk.daemon.mail.parse import MessageRejected, parse_message
 from postdesk.daemon.store.db import make_engine, session_factory, upgrade_schema
@@ -90,11 +98,14 @@ def _spam_sources(parser: argparse.ArgumentParser) -> None:
 
 
 def _csv_sources(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--csv", type=Path, metavar="FILE", help="category: a CSV table")
     parser.add_argument(
-        "--text", default="subject,body", help="category: text columns (subject,body)"
+        "--csv",
+        type=Path,
+        metavar="FILE",
+        help="a CSV table (spam: its label column says spam/ham, 1/0, true/false or yes/no)",
     )
-    parser.add_argument("--label", default="queue", help="category: the label column (queue)")
+    parser.add_argument("--text", default="subject,body", help="text columns (subject,body)")
+    parser.add_argument("--label", default="queue", help="the label column (queue)")
 
 
 # --- commands ---
@@ -120,15 +131,20 @@ def _train_spam(settings: Settings, args: argparse.Namespace) -> int:
     if not 0 <= args.target_fpr < 1:
         raise CommandError("--target-fpr: expected a rate between 0 and 1, e.g. 0.002")
     ham, spam, split = list(args.ham), list(args.spam), args.split
+    table = _table(args)
     path = model_path(settings.data_dir, "spam")
-    if args.with_feedback and not (ham or spam) and path.exists():
+    if args.with_feedback and not (ham or spam or table) and path.exists():
         sources = load(path).meta.get("sources", {})
         ham = [Path(p) for p in sources.get(HAM, [])]
         spam = [Path(p) for p in sources.get(SPAM, [])]
         split = sources.get("split", "all")
-    if not (ham and spam) and not args.with_feedback:
-        raise CommandError("give both --ham PATH... and --spam PATH... (or --with-feedback)")
-    samples, labels = _mail_samples({HAM: ham, SPAM: spam}, split)
+        table = sources.get("csv")
+    if not (ham and spam) and not table and not args.with_feedback:
+        raise CommandError(
+            "give both --ham PATH... and --spam PATH..., or --csv FILE with --text and "
+            "--label (or --with-feedback)"
+        )
+    samples, labels = _spam_samples(ham, spam, table, split)
     feedback, upto = _feedback(settings, agent_labels.SPAM_KIND) if args.with_feedback else ([], 0)
     samples += [s for s, _ in feedback]
     labels += [label for _, label in feedback]
@@ -137,6 +153,7 @@ def _train_spam(settings: Settings, args: argparse.Namespace) -> int:
         HAM: [str(p.resolve()) for p in ham],
         SPAM: [str(p.resolve()) for p in spam],
         "split": split,
+        "csv": None if table is None else {**table, "path": str(Path(table["path"]).resolve())},
         "feedback": len(feedback),
         "labels_upto": upto,
     }
@@ -193,9 +210,12 @@ def evaluate(settings: Settings, args: argparse.Namespace) -> int:
     try:
         model = load(model_path(settings.data_dir, args.what))
         if args.what == "spam":
-            if not (args.ham and args.spam):
-                raise CommandError("give both --ham PATH... and --spam PATH...")
-            samples, labels = _mail_samples({HAM: args.ham, SPAM: args.spam}, args.split)
+            if not (args.ham and args.spam) and args.csv is None:
+                raise CommandError(
+                    "give both --ham PATH... and --spam PATH..., or --csv FILE with --text "
+                    "and --label"
+                )
+            samples, labels = _spam_samples(args.ham, args.spam, _table(args), args.split)
             started = time.monotonic()
             result = spam_metrics(model.spam_scores(samples), labels, model.threshold)
         else:
@@ -270,6 +290,26 @@ def _columns(text: str) -> list[str]:
     if not columns:
         raise CommandError("--text: name one or more columns, e.g. subject,body")
     return columns
+
+
+def _table(args: argparse.Namespace) -> dict[str, str] | None:
+    """The CSV table given (its path, text columns and label column), or None."""
+    if args.csv is None:
+        return None
+    return {"path": str(args.csv), "text": args.text, "label": args.label}
+
+
+def _spam_samples(
+    ham: Sequence[Path], spam: Sequence[Path], table: dict[str, str] | None, split: str
+) -> tuple[list[Sample], list[str]]:
+    """Samples and labels of the ham and spam mail under the paths, and of the rows of a
+    spam ``table`` (its path, text columns and label column)."""
+    samples, labels = _mail_samples({HAM: ham, SPAM: spam}, split)
+    if table is not None:
+        rows = read_csv(Path(table["path"]), _columns(table["text"]), table["label"], split)
+        samples += rows.samples
+        labels += spam_labels(rows.labels, table["label"])
+    return samples, labels
 
 
 def _mail_samples(paths: dict[str, Sequence[Path]], split: str) -> tuple[list[Sample], list[str]]:

@@ -17,11 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from postdesk.daemon.classify.features import Sample, from_message, from_text
+from postdesk.daemon.classify.names import HAM, SPAM
 from postdesk.daemon.mail.parse import MessageRejected, parse_message
 
 log = logging.getLogger("postdesk.classify")
 
 SPLITS = ("all", "train", "test")
+# How spam tables label their rows ("v1": ham/spam, "spam": 1/0, "is_spam": True/False ...).
+SPAM_VALUES = {
+    **dict.fromkeys(("spam", "1", "1.0", "true", "yes", "junk"), SPAM),
+    **dict.fromkeys(("ham", "0", "0.0", "false", "no", "legit", "legitimate", "not spam"), HAM),
+}
 TEST_BYTE_BELOW = 77  # of 256: about 30% of the data is the test part
 
 
@@ -129,3 +135,18 @@ def read_csv(path: Path, text_columns: Sequence[str], label: str, split: str = "
     except csv.Error as error:
         raise SourceError(f"{path} is not a readable CSV file: {error}") from None
     return Table(samples, labels)
+
+
+def spam_labels(values: Sequence[str], column: str) -> list[str]:
+    """The values of a spam table's label ``column`` as ham or spam (``SPAM_VALUES``, any
+    case); a value that is neither is an error naming it."""
+    labels = []
+    for value in values:
+        label = SPAM_VALUES.get(value.strip().lower())
+        if label is None:
+            raise SourceError(
+                f"column {column!r}: {value[:40]!r} is neither spam nor ham "
+                "(expected spam/ham, 1/0, true/false or yes/no)"
+            )
+        labels.append(label)
+    return labels
