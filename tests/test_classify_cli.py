@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import json
 import mailbox
 import subprocess
 import sys
+import tarfile
+import zipfile
 from email import message_from_bytes
 from pathlib import Path
 
@@ -155,6 +159,40 @@ def test_train_and_evaluate_spam_from_a_csv_table(config: Path, tmp_path: Path) 
     refused = postdesk(config, "train", "spam", *args)
     assert refused.returncode == 2
     assert "column 'spam': 'maybe' is neither spam nor ham" in refused.stderr
+
+
+def test_train_from_archives_as_corpora_are_published(config: Path, tmp_path: Path) -> None:
+    """Ham as a tar.bz2 of a folder (with a hidden file) and a gzipped mbox, spam as a zip."""
+    with tarfile.open(tmp_path / "easy_ham.tar.bz2", "w:bz2") as archive:
+        for n in range(20):
+            data = ham_mail(n)
+            member = tarfile.TarInfo(f"easy_ham/{n:05d}.eml")
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+        hidden = tarfile.TarInfo("easy_ham/.DS_Store")
+        archive.addfile(hidden, io.BytesIO(b""))
+    box = mailbox.mbox(tmp_path / "more-ham.mbox", create=True)
+    for n in range(20, 30):
+        box.add(ham_mail(n))
+    box.close()
+    (tmp_path / "more-ham.mbox.gz").write_bytes(
+        gzip.compress((tmp_path / "more-ham.mbox").read_bytes())
+    )
+    with zipfile.ZipFile(tmp_path / "spam.zip", "w") as archive:
+        for n in range(30):
+            archive.writestr(f"spam/{n:05d}.eml", spam_mail(n))
+    trained = postdesk(
+        config,
+        "train",
+        "spam",
+        "--ham",
+        str(tmp_path / "easy_ham.tar.bz2"),
+        str(tmp_path / "more-ham.mbox.gz"),
+        "--spam",
+        str(tmp_path / "spam.zip"),
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert "spam model: 30 ham, 30 spam" in trained.stdout
 
 
 def test_mistakes_are_one_line_errors(config: Path, tmp_path: Path) -> None:

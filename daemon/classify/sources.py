@@ -1,4 +1,4 @@
-"""Training and evaluation data: mail folders, Maildirs, mbox files and CSV tables.
+"""Training and evaluation data: mail folders, Maildirs, mbox files, archives and CSV tables.
 
 The fixed split: a message (or CSV row) belongs to the *test* part when the first byte of the
 SHA-256 of its file name (or of its row's text) is below 77 (about 30%); everything else is
@@ -8,13 +8,17 @@ the *train* part. File names, not paths, so moving a corpus does not change the 
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import logging
 import mailbox
 import sys
+import tarfile
+import tempfile
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from postdesk.daemon.classify.features import Sample, from_message, from_text
 from postdesk.daemon.classify.names import HAM, SPAM
@@ -46,9 +50,10 @@ def in_split(key: str, split: str) -> bool:
 def raw_messages(paths: Sequence[Path], split: str = "all") -> Iterator[tuple[str, bytes]]:
     """(name, raw bytes) of every message at ``paths`` in ``split``.
 
-    A Maildir is read message by message; another folder file by file (each a message or an
-    mbox; a leading mbox ``From `` line is tolerated); hidden files are skipped. A message's
-    name in the split is its file name (Maildir: its key; ``name#N``: the N-th of an mbox).
+    A Maildir is read message by message; another folder file by file (each a message, an
+    mbox, an archive or a gzipped file, see :func:`_file_messages`; a leading mbox ``From ``
+    line is tolerated); hidden files are skipped. A message's name in the split is its file
+    name (Maildir: its key; ``name#N``: the N-th of an mbox).
     (``postdesk ingest``'s reader gives no names for the split, so it is not used here.)
     """
     for path in paths:
@@ -65,19 +70,62 @@ def raw_messages(paths: Sequence[Path], split: str = "all") -> Iterator[tuple[st
         else:
             files = [path]
         for file in files:
-            for index, raw in enumerate(_file_messages(file)):
-                name = file.name if index == 0 else f"{file.name}#{index}"
+            for name, raw in _file_messages(file):
                 if in_split(name, split):
                     yield name, raw
 
 
-def _file_messages(path: Path) -> Iterator[bytes]:
-    """The message in a file, or every message of an mbox file (closed when done)."""
-    with path.open("rb") as handle:
-        first_line = handle.readline()
-    if not first_line.startswith(b"From "):
-        yield path.read_bytes()
+def _file_messages(path: Path) -> Iterator[tuple[str, bytes]]:
+    """(name, raw bytes) of the message in a file, of every message of an mbox file, or of
+    every message in an archive (tar, tar.gz, tar.bz2, zip; each member a message or an
+    mbox, named by its file name) or a gzipped file, as corpora are published."""
+    if tarfile.is_tarfile(path):
+        with tarfile.open(path) as archive:
+            for member in archive:
+                handle = archive.extractfile(member) if member.isfile() else None
+                if handle is not None and not _hidden(member.name):
+                    yield from _named(PurePosixPath(member.name).name, handle.read())
         return
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if not info.is_dir() and not _hidden(info.filename):
+                    yield from _named(PurePosixPath(info.filename).name, archive.read(info))
+        return
+    with path.open("rb") as handle:
+        start = handle.read(5)
+    if start[:2] == b"\x1f\x8b":
+        yield from _named(path.name, gzip.decompress(path.read_bytes()))
+    elif start == b"From ":  # an mbox, read from its file
+        yield from _numbered(path.name, _mbox_messages(path))
+    else:
+        yield path.name, path.read_bytes()
+
+
+def _hidden(name: str) -> bool:
+    """True for an archive member in or named as a hidden file (``.DS_Store``, ``__MACOSX``)."""
+    return any(part.startswith((".", "__MACOSX")) for part in PurePosixPath(name).parts)
+
+
+def _named(name: str, data: bytes) -> Iterator[tuple[str, bytes]]:
+    """(name, raw bytes) of a message held in memory, or of each message of an mbox."""
+    if not data.startswith(b"From "):
+        yield name, data
+        return
+    with tempfile.TemporaryDirectory() as folder:  # the stdlib's mbox reader wants a file
+        path = Path(folder) / "mbox"
+        path.write_bytes(data)
+        yield from _numbered(name, _mbox_messages(path))
+
+
+def _numbered(name: str, messages: Iterator[bytes]) -> Iterator[tuple[str, bytes]]:
+    """The messages of the mbox ``name``: the first named so, the N-th ``name#N``."""
+    for index, raw in enumerate(messages):
+        yield (name if index == 0 else f"{name}#{index}"), raw
+
+
+def _mbox_messages(path: Path) -> Iterator[bytes]:
+    """Every message of the mbox file ``path`` (closed when done)."""
     box = mailbox.mbox(path, create=False)
     try:
         for key in box.iterkeys():
