@@ -1,10 +1,10 @@
 """``postdesk train``, ``postdesk evaluate`` and ``postdesk classify`` (called from ``cli``).
 
-``train spam`` reads ham and spam from mail folders, Maildirs or mbox files, or from a CSV
-table whose label column says spam or ham (and, with ``--with-feedback``, the messages agents
-labelled ``#spam``/``#ham``); ``train category`` reads a CSV table or the tickets agents
-categorised. Models are saved under
-``data_dir/models/``, where a running daemon picks them up without a restart.
+``train spam`` reads ham and spam from mail folders, Maildirs, mbox files and archives of
+them, or from a CSV table whose label column says spam or ham (and, with ``--with-feedback``,
+the messages agents labelled ``#spam``/``#ham``); ``train category`` reads a CSV table or the
+tickets agents categorised. Models are saved under ``data_dir/models/``, where a running
+daemon picks them up without a restart.
 """
 
 from __future__ import annotations
