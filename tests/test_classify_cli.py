@@ -196,7 +196,22 @@ def test_train_from_archives_as_corpora_are_published(config: Path, tmp_path: Pa
 
 
 def test_mistakes_are_one_line_errors(config: Path, tmp_path: Path) -> None:
+    ham = write_folder(tmp_path / "some-ham", [ham_mail(n) for n in range(3)])
+    whole = gzip.compress(b"From a@b Sat Jan  1 00:00:00 2000\n" + ham_mail(0) * 50)
+    (tmp_path / "cut.mbox.gz").write_bytes(whole[: len(whole) // 2])  # a download cut short
+    with zipfile.ZipFile(tmp_path / "spam.zip", "w") as archive:
+        archive.writestr("spam/1.eml", spam_mail(1) * 50)
+    zipped = (tmp_path / "spam.zip").read_bytes()
+    (tmp_path / "broken.zip").write_bytes(zipped[:30] + b"\0" * 40 + zipped[70:])
     cases = [
+        (
+            ("train", "spam", "--ham", str(tmp_path / "cut.mbox.gz"), "--spam", str(ham)),
+            "cut.mbox.gz",
+        ),
+        (
+            ("train", "spam", "--ham", str(ham), "--spam", str(tmp_path / "broken.zip")),
+            "broken.zip",
+        ),
         (("train", "spam", "--ham", str(tmp_path)), "give both --ham"),
         (
             ("train", "spam", "--ham", str(tmp_path / "nope"), "--spam", str(tmp_path)),

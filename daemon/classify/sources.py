@@ -16,6 +16,7 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -70,9 +71,12 @@ def raw_messages(paths: Sequence[Path], split: str = "all") -> Iterator[tuple[st
         else:
             files = [path]
         for file in files:
-            for name, raw in _file_messages(file):
-                if in_split(name, split):
-                    yield name, raw
+            try:
+                for name, raw in _file_messages(file):
+                    if in_split(name, split):
+                        yield name, raw
+            except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile, zlib.error) as error:
+                raise SourceError(f"{file}: cannot be read: {error}") from None
 
 
 def _file_messages(path: Path) -> Iterator[tuple[str, bytes]]:

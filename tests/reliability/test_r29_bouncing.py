@@ -32,6 +32,13 @@ class RefusingSink(SmtpSink):
 
 
 @pytest.fixture
+def daemon(tmp_path: Path, database_url: str, relay: RefusingSink) -> Iterator[Daemon]:
+    """The daemon, relaying through ``relay``."""
+    with running_daemon(tmp_path, database_url, relay=f"smtp://127.0.0.1:{relay.port}") as running:
+        yield running
+
+
+@pytest.fixture
 def relay() -> Iterator[RefusingSink]:
     sink = RefusingSink()
     sink.start()
@@ -63,62 +70,56 @@ def _dsn(original_id: str, recipient: str) -> bytes:
 
 
 def test_r29_r38_permanent_refusal_and_dsn_mark_bouncing_until_a_reply(
-    tmp_path: Path, database_url: str, relay: RefusingSink
+    daemon: Daemon, relay: RefusingSink
 ) -> None:
-    with running_daemon(tmp_path, database_url, relay=f"smtp://127.0.0.1:{relay.port}") as daemon:
-        log = SendLog()
-        assert (
-            log.send(
-                daemon.port,
-                make_mail(sender=BAD, message_id="<b1@cust.test>"),
-                "<b1@cust.test>",
-                BAD,
-            )
-            == 250
+    log = SendLog()
+    assert (
+        log.send(
+            daemon.port,
+            make_mail(sender=BAD, message_id="<b1@cust.test>"),
+            "<b1@cust.test>",
+            BAD,
         )
-        wait_until(lambda: any(r.status == "failed" for r in daemon.outbox()), what="ack refused")
-        wait_until(lambda: _json(daemon, 1)["bouncing"] == [BAD], what="bad marked bouncing")
+        == 250
+    )
+    wait_until(lambda: any(r.status == "failed" for r in daemon.outbox()), what="ack refused")
+    wait_until(lambda: _json(daemon, 1)["bouncing"] == [BAD], what="bad marked bouncing")
 
-        raw = make_mail(subject="Another one", sender=BAD, message_id="<b2@cust.test>")
-        assert log.send(daemon.port, raw, "<b2@cust.test>", BAD) == 250
-        wait_until(lambda: len(daemon.tickets()) == 2, what="second ticket")
-        assert [r.recipient for r in daemon.outbox()] == [BAD], (
-            "no second ack to a bouncing address"
-        )
-        assert "not sent: the address is bouncing" in daemon.log()
+    raw = make_mail(subject="Another one", sender=BAD, message_id="<b2@cust.test>")
+    assert log.send(daemon.port, raw, "<b2@cust.test>", BAD) == 250
+    wait_until(lambda: len(daemon.tickets()) == 2, what="second ticket")
+    assert [r.recipient for r in daemon.outbox()] == [BAD], "no second ack to a bouncing address"
+    assert "not sent: the address is bouncing" in daemon.log()
 
-        raw = make_mail(sender=GOOD, message_id="<g1@cust.test>")
-        assert log.send(daemon.port, raw, "<g1@cust.test>", GOOD) == 250
-        wait_until(lambda: relay.to(GOOD), what="ack to the good address")
-        ack_id = relay.to(GOOD)[0]["Message-ID"]
-        assert log.send(daemon.port, _dsn(ack_id, GOOD), "<dsn-29@mx.cust.test>", "") == 250
-        wait_until(lambda: _json(daemon, 3)["bouncing"] == [GOOD], what="DSN marks good bouncing")
-        assert len(daemon.tickets()) == 3, "the report joins the ticket of the mail it reports"
-        assert not daemon.quarantined()
+    raw = make_mail(sender=GOOD, message_id="<g1@cust.test>")
+    assert log.send(daemon.port, raw, "<g1@cust.test>", GOOD) == 250
+    wait_until(lambda: relay.to(GOOD), what="ack to the good address")
+    ack_id = relay.to(GOOD)[0]["Message-ID"]
+    assert log.send(daemon.port, _dsn(ack_id, GOOD), "<dsn-29@mx.cust.test>", "") == 250
+    wait_until(lambda: _json(daemon, 3)["bouncing"] == [GOOD], what="DSN marks good bouncing")
+    assert len(daemon.tickets()) == 3, "the report joins the ticket of the mail it reports"
+    assert not daemon.quarantined()
 
-        reply = make_mail(
-            subject="Re: your ticket",
-            sender=GOOD,
-            message_id="<g2@cust.test>",
-            headers={"In-Reply-To": ack_id},
-        )
-        assert log.send(daemon.port, reply, "<g2@cust.test>", GOOD) == 250
-        wait_until(lambda: _json(daemon, 3)["bouncing"] == [], what="a reply clears it")
-        assert _json(daemon, 1)["bouncing"] == [BAD]
-        assert_p1_to_p4(daemon, log)
+    reply = make_mail(
+        subject="Re: your ticket",
+        sender=GOOD,
+        message_id="<g2@cust.test>",
+        headers={"In-Reply-To": ack_id},
+    )
+    assert log.send(daemon.port, reply, "<g2@cust.test>", GOOD) == 250
+    wait_until(lambda: _json(daemon, 3)["bouncing"] == [], what="a reply clears it")
+    assert _json(daemon, 1)["bouncing"] == [BAD]
+    assert_p1_to_p4(daemon, log)
 
 
-def test_r29_forged_dsn_cannot_mark_strangers_bouncing(
-    tmp_path: Path, database_url: str, relay: RefusingSink
-) -> None:
-    with running_daemon(tmp_path, database_url, relay=f"smtp://127.0.0.1:{relay.port}") as daemon:
-        log = SendLog()
-        ack_id = _acknowledged(daemon, log, relay)
-        forged = _dsn(ack_id, "victim@elsewhere.test")
-        assert log.send(daemon.port, forged, "<dsn-29@mx.cust.test>", "") == 250
-        assert_p1_to_p4(daemon, log)
-        assert _json(daemon, 1)["bouncing"] == []
-        assert len(daemon.tickets()) == 1
+def test_r29_forged_dsn_cannot_mark_strangers_bouncing(daemon: Daemon, relay: RefusingSink) -> None:
+    log = SendLog()
+    ack_id = _acknowledged(daemon, log, relay)
+    forged = _dsn(ack_id, "victim@elsewhere.test")
+    assert log.send(daemon.port, forged, "<dsn-29@mx.cust.test>", "") == 250
+    assert_p1_to_p4(daemon, log)
+    assert _json(daemon, 1)["bouncing"] == []
+    assert len(daemon.tickets()) == 1
 
 
 def _acknowledged(daemon: Daemon, log: SendLog, relay: RefusingSink) -> str:
@@ -149,49 +150,48 @@ def _plain_bounce(
 
 
 def test_r29_bounce_without_a_report_joins_its_ticket_and_marks_only_for_good(
-    tmp_path: Path, database_url: str, relay: RefusingSink
+    daemon: Daemon, relay: RefusingSink
 ) -> None:
-    with running_daemon(tmp_path, database_url, relay=f"smtp://127.0.0.1:{relay.port}") as daemon:
-        log = SendLog()
-        ack_id = _acknowledged(daemon, log, relay)
+    log = SendLog()
+    ack_id = _acknowledged(daemon, log, relay)
 
-        warning = _plain_bounce(
-            "<w@mx.cust.test>",
-            "Warning: message 1tA2B3-000Xyz-Q4 delayed 24 hours",
-            "A message that you sent has not yet been delivered to one or more of its\r\n"
-            f"recipients after more than 24 hours on the queue.\r\n\r\n  {GOOD}\r\n\r\n"
-            "No action is required on your part. Delivery attempts will continue.",
-            ack_id,
-            GOOD,
-        )
-        assert log.send(daemon.port, warning, "<w@mx.cust.test>", "") == 250
-        wait_until(lambda: "<w@mx.cust.test>" in _ids(daemon, 1), what="warning joins ticket 1")
-        assert _json(daemon, 1)["bouncing"] == [], "a delay warning marks nothing"
+    warning = _plain_bounce(
+        "<w@mx.cust.test>",
+        "Warning: message 1tA2B3-000Xyz-Q4 delayed 24 hours",
+        "A message that you sent has not yet been delivered to one or more of its\r\n"
+        f"recipients after more than 24 hours on the queue.\r\n\r\n  {GOOD}\r\n\r\n"
+        "No action is required on your part. Delivery attempts will continue.",
+        ack_id,
+        GOOD,
+    )
+    assert log.send(daemon.port, warning, "<w@mx.cust.test>", "") == 250
+    wait_until(lambda: "<w@mx.cust.test>" in _ids(daemon, 1), what="warning joins ticket 1")
+    assert _json(daemon, 1)["bouncing"] == [], "a delay warning marks nothing"
 
-        bounce = _plain_bounce(
-            "<q@mx.cust.test>",
-            "failure notice",
-            "Hi. This is the qmail-send program at mx.cust.test.\r\n"
-            "I'm afraid I wasn't able to deliver your message to the following addresses.\r\n"
-            "This is a permanent error; I've given up. Sorry it didn't work out.\r\n\r\n"
-            f"<{GOOD}>:\r\nSorry, no mailbox here by that name. (#5.1.1)",
-            ack_id,
-            GOOD,
-        )
-        assert log.send(daemon.port, bounce, "<q@mx.cust.test>", "") == 250
-        wait_until(lambda: _json(daemon, 1)["bouncing"] == [GOOD], what="the bounce marks it")
-        assert len(daemon.tickets()) == 1, "no ticket from MAILER-DAEMON"
-        assert _ids(daemon, 1) == ["<g1@cust.test>", ack_id, "<w@mx.cust.test>", "<q@mx.cust.test>"]
-        assert [r.recipient for r in daemon.outbox()] == [GOOD], "nothing answers a bounce"
+    bounce = _plain_bounce(
+        "<q@mx.cust.test>",
+        "failure notice",
+        "Hi. This is the qmail-send program at mx.cust.test.\r\n"
+        "I'm afraid I wasn't able to deliver your message to the following addresses.\r\n"
+        "This is a permanent error; I've given up. Sorry it didn't work out.\r\n\r\n"
+        f"<{GOOD}>:\r\nSorry, no mailbox here by that name. (#5.1.1)",
+        ack_id,
+        GOOD,
+    )
+    assert log.send(daemon.port, bounce, "<q@mx.cust.test>", "") == 250
+    wait_until(lambda: _json(daemon, 1)["bouncing"] == [GOOD], what="the bounce marks it")
+    assert len(daemon.tickets()) == 1, "no ticket from MAILER-DAEMON"
+    assert _ids(daemon, 1) == ["<g1@cust.test>", ack_id, "<w@mx.cust.test>", "<q@mx.cust.test>"]
+    assert [r.recipient for r in daemon.outbox()] == [GOOD], "nothing answers a bounce"
 
-        stranger = _plain_bounce(
-            "<s@mx.cust.test>",
-            "failure notice",
-            f"<{GOOD}>:\r\nSorry, no mailbox here by that name. (#5.1.1)",
-            "<not-ours@elsewhere.test>",
-            GOOD,
-        )
-        assert log.send(daemon.port, stranger, "<s@mx.cust.test>", "") == 250
-        wait_until(lambda: len(daemon.tickets()) == 2, what="a bounce of other mail is stored")
-        assert [r.recipient for r in daemon.outbox()] == [GOOD], "and not answered"
-        assert_p1_to_p4(daemon, log)
+    stranger = _plain_bounce(
+        "<s@mx.cust.test>",
+        "failure notice",
+        f"<{GOOD}>:\r\nSorry, no mailbox here by that name. (#5.1.1)",
+        "<not-ours@elsewhere.test>",
+        GOOD,
+    )
+    assert log.send(daemon.port, stranger, "<s@mx.cust.test>", "") == 250
+    wait_until(lambda: len(daemon.tickets()) == 2, what="a bounce of other mail is stored")
+    assert [r.recipient for r in daemon.outbox()] == [GOOD], "and not answered"
+    assert_p1_to_p4(daemon, log)
