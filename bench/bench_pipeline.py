@@ -57,6 +57,7 @@ from bench_smtp import (
     scratch_dir,
     wait_for_port,
 )
+from loopback_plugins import loopback_shop, plugin_config
 from sqlalchemy import create_engine, text
 
 if TYPE_CHECKING:
@@ -130,15 +131,20 @@ def last_written(workdir: Path) -> float:
 
 
 def run_pipeline(
-    args: argparse.Namespace, workdir: Path, pythonpath: str = "", models: str = ""
+    args: argparse.Namespace,
+    workdir: Path,
+    pythonpath: str = "",
+    models: str = "",
+    extra: str = "",
 ) -> dict[str, float]:
     """postdesk serve under a burst of N mails: full-pipeline rate, CPU, latencies, RSS.
 
     ``pythonpath`` runs another checkout of postdesk (see ``--baseline-pythonpath``);
-    ``models`` is a folder of trained ``*.skops`` models the daemon classifies with.
+    ``models`` is a folder of trained ``*.skops`` models the daemon classifies with;
+    ``extra`` is added to its configuration (the plugins of ``--plugins``).
     """
     port = free_port()
-    config = write_config(workdir, port)
+    config = write_config(workdir, port, extra)
     if models:
         (workdir / "data" / "models").mkdir(parents=True)
         for model in Path(models).glob("*.skops"):
@@ -582,6 +588,13 @@ def main() -> None:
         " the pipeline is measured with them too, in the same run",
     )
     parser.add_argument(
+        "--plugins",
+        action="store_true",
+        help="the pipeline is measured again with the three built-in plugins (CRM, order"
+        " lookup against a loopback shop, webhook), in the same run: prints the loss",
+    )
+    parser.add_argument("--shop-delay", type=float, default=0.05, help="seconds per shop answer")
+    parser.add_argument(
         "--intake-only",
         action="store_true",
         help="stop each pipeline run at the last 250: intake rate, serve CPU, DATA->250",
@@ -623,6 +636,8 @@ def main() -> None:
                 f"  with / without: rate x{judged['pipeline_rate'] / result['pipeline_rate']:.3f},"
                 f" worker CPU per message x{judged['cpu_ms'] / result['cpu_ms']:.3f}"
             )
+        if args.plugins and not args.intake_only:
+            _with_plugins(args, result)
         if args.baseline_pythonpath:
             with scratch_dir() as workdir:
                 old = run_pipeline(args, Path(workdir), args.baseline_pythonpath)
@@ -722,6 +737,26 @@ def _print_pipeline(result: dict[str, float], bare: float) -> None:
         f"  RSS serve+worker              : first quarter {result['rss_early']:.1f} MiB,"
         f" last quarter {result['rss_late']:.1f} MiB, peak {result['rss_peak']:.1f} MiB"
     )
+
+
+def _with_plugins(args: argparse.Namespace, plain: dict[str, float]) -> None:
+    """The same burst with the three built-in plugins on; their cost against ``plain``."""
+    with loopback_shop(args.shop_delay) as (port, _pid), scratch_dir() as workdir:
+        result = run_pipeline(args, Path(workdir), extra=plugin_config(port, "all"))
+    print(
+        f"with the built-in plugins (CRM, orders from a {args.shop_delay * 1000:.0f} ms loopback"
+        " shop, webhook), same burst:"
+    )
+    print(
+        f"  full pipeline {result['pipeline_rate']:8.1f} msg/s; until the last ticket commit"
+        f" {result['worker_rate']:.1f} msg/s; worker CPU {result['cpu_ms']:.2f} ms/msg"
+    )
+    for label, key in (
+        ("full pipeline", "pipeline_rate"),
+        ("until the last commit", "worker_rate"),
+    ):
+        ratio = result[key] / plain[key]
+        print(f"  with / without, {label}: x{ratio:.3f} (loss {(1 - ratio) * 100:.1f}%)")
 
 
 def _intake_rounds(args: argparse.Namespace) -> None:

@@ -29,97 +29,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiosmtplib
 from bench_pipeline import bytecode_env
 from bench_smtp import blast, free_port, message, scratch_dir, wait_all_committed, wait_for_port
+from loopback_plugins import VARIANTS, loopback_shop, plugin_config
 from sqlalchemy import Engine, create_engine, text
-
-SERVERS = textwrap.dedent(
-    """
-    import asyncio, json, sys
-
-    DELAY = float(sys.argv[2])
-    BY_EMAIL = json.dumps({"orders": [{"id": "A1", "state": "shipped"}, {"id": "A2", "state": "paid"}]})
-
-    async def answer(reader, writer):  # HTTP/1.1, kept alive: one request at a time
-        try:
-            while head := await reader.readuntil(b"\\r\\n\\r\\n"):
-                method, path, _version = head.split(b"\\r\\n", 1)[0].decode().split(" ", 2)
-                length = 0
-                for line in head.split(b"\\r\\n")[1:]:
-                    if line[:15].lower() == b"content-length:":
-                        length = int(line[15:])
-                if length:
-                    await reader.readexactly(length)
-                if method == "GET":  # the shop: one order per number, two per customer
-                    await asyncio.sleep(DELAY)
-                    if "email=" in path:
-                        status, body = "200 OK", BY_EMAIL
-                    else:
-                        number = path.rpartition("/")[2]
-                        body = json.dumps({"id": number, "state": "processing", "total": "12.00"})
-                        status = "200 OK"
-                else:  # the webhook receiver
-                    status, body = "204 No Content", ""
-                data = body.encode()
-                writer.write(
-                    f"HTTP/1.1 {status}\\r\\nContent-Length: {len(data)}\\r\\n\\r\\n".encode() + data
-                )
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    async def main():
-        server = await asyncio.start_server(answer, "127.0.0.1", int(sys.argv[1]))
-        await server.serve_forever()
-
-    asyncio.run(main())
-    """
-)
-
-
-CRM = '[plugins.crm]\ntier_priority = { gold = "high" }\n'
-ORDERS = """[plugins.orders_http]
-by_number_url = "{url}/orders/{{number}}"
-by_email_url = "{url}/orders?email={{email}}"
-list_field = "orders"
-fields = {{ number = "id", status = "state", total = "total" }}
-"""
-WEBHOOK = (
-    '[plugins.notify_webhook]\nurls = ["{url}/hook"]\nsecret = "bench"\nevents = ["{event}"]\n'
-)
-MODULES = {
-    "crm": "postdesk.plugins.crm",
-    "orders": "postdesk.plugins.orders_http",
-    "webhook": "postdesk.plugins.notify_webhook",
-    "webhook-idle": "postdesk.plugins.notify_webhook",
-}
-VARIANTS = {  # name -> plugins enabled; "all" is the speed target, the others help find a cost
-    "all": ("crm", "orders", "webhook"),
-    "lookups": ("crm", "orders"),
-    "webhook": ("webhook",),
-    "webhook-idle": ("webhook-idle",),  # enabled, but no event it sends ever happens
-}
-
-
-def plugin_config(http_port: int, variant: str) -> str:
-    """The plugins of ``variant``, against the loopback shop and receiver."""
-    url = f"http://127.0.0.1:{http_port}"
-    parts = VARIANTS[variant]
-    enabled = ", ".join(f'"{MODULES[part]}"' for part in parts)
-    tables = {
-        "crm": CRM,
-        "orders": ORDERS.format(url=url),
-        "webhook": WEBHOOK.format(url=url, event="ticket.created"),
-        "webhook-idle": WEBHOOK.format(url=url, event="sla.breached"),
-    }
-    return f"[plugins]\nenabled = [{enabled}]\n" + "".join(tables[part] for part in parts)
 
 
 def cpu_seconds(root: int) -> dict[str, float]:
@@ -291,18 +210,13 @@ def main() -> None:
     for variant in variants:
         if variant not in VARIANTS:
             parser.error(f"unknown variant {variant!r}")
-    http_port = free_port()
-    servers = subprocess.Popen(
-        [sys.executable, "-c", SERVERS, str(http_port), str(args.shop_delay)]
-    )
     paths = {"this checkout": ""}
     if args.baseline_pythonpath:
         paths["baseline"] = args.baseline_pythonpath
     cache = tempfile.mkdtemp(prefix="bench-pycache-")
     envs = {name: bytecode_env(path, cache) for name, path in paths.items()}
     rates: dict[str, dict[str, list[tuple[float, float, float]]]] = {name: {} for name in paths}
-    try:
-        wait_for_port(http_port)
+    with loopback_shop(args.shop_delay) as (http_port, servers), _removed(cache):
         for round_ in range(args.rounds):  # interleaved, so a change in load hits every run
             names = list(paths) if round_ % 2 == 0 else list(reversed(paths))
             for name, variant in ((n, v) for n in names for v in ["none", *variants]):
@@ -312,12 +226,8 @@ def main() -> None:
                     print(f"{label}: {', '.join(VARIANTS.get(variant, ()))}")
                     extra = plugin_config(http_port, variant) if variant != "none" else ""
                     rates[name].setdefault(variant, []).append(
-                        run(args, Path(base) / variant, extra, servers.pid, envs[name])
+                        run(args, Path(base) / variant, extra, servers, envs[name])
                     )
-    finally:
-        servers.terminate()
-        servers.wait()
-        shutil.rmtree(cache, ignore_errors=True)
     print(
         f"messages: {args.messages} over {args.connections} connections, cpus {os.cpu_count()}, "
         f"shop {args.shop_delay * 1000:.0f} ms, rounds {args.rounds} (medians), "
@@ -327,6 +237,15 @@ def main() -> None:
         if len(paths) > 1:
             print(f"{name} ({paths[name] or 'as installed'}):")
         _print_losses(rates[name], variants)
+
+
+@contextlib.contextmanager
+def _removed(folder: str) -> Iterator[None]:
+    """Remove ``folder`` on exit."""
+    try:
+        yield
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _print_losses(rates: dict[str, list[tuple[float, float, float]]], variants: list[str]) -> None:
