@@ -90,12 +90,22 @@ def write_config(workdir: Path, port: int, extra: str = "", database: str = "") 
 def worker_pid(serve: int) -> int:
     """The worker process among the children of ``serve``."""
     for _ in range(100):
-        children = Path(f"/proc/{serve}/task/{serve}/children").read_text().split()
-        for child in children:
-            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                return int(child)
+        spawned = spawned_pids(serve)
+        if spawned:
+            return spawned[0]
         time.sleep(0.1)
     raise SystemExit("no worker process found")
+
+
+def spawned_pids(serve: int) -> list[int]:
+    """The processes ``serve`` spawned, in the order it started them: its worker first, then
+    its plugins process (``daemon/serve.py``)."""
+    children = Path(f"/proc/{serve}/task/{serve}/children").read_text().split()
+    return [
+        int(child)
+        for child in children
+        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
 
 
 def cpu_seconds(pid: int, thread: int = 0) -> float:
@@ -164,6 +174,8 @@ def run_pipeline(
         expected = len(list(Path(models).glob("*.skops"))) if models else 0
         while (workdir / "daemon.log").read_bytes().count(b"model loaded from") < expected:
             time.sleep(0.2)  # the worker loads the models at start: not part of the burst
+        helpers = spawned_pids(serve.pid)[1:]  # the plugins process, when plugins are on
+        helpers_before = sum(cpu_seconds(pid) for pid in helpers)
         cpu_before, serve_before = cpu_seconds(worker), cpu_seconds(serve.pid)
         loop_before = cpu_seconds(serve.pid, serve.pid)
         sampler.start()
@@ -199,6 +211,7 @@ def run_pipeline(
         done = time.time()
         cpu = cpu_seconds(worker) - cpu_before
         serve_all_cpu = cpu_seconds(serve.pid) - serve_before
+        helpers_cpu = sum(cpu_seconds(pid) for pid in helpers) - helpers_before
         mail_lag = last_written(workdir) - max(committed.values())
         engine.dispose()
     finally:
@@ -214,6 +227,7 @@ def run_pipeline(
         "outbox_tail": done - drained,
         "mail_lag": mail_lag,
         "serve_all_cpu_ms": serve_all_cpu * 1000 / args.messages,
+        "plugins_cpu_ms": helpers_cpu * 1000 / args.messages,
         "outbox_backlog": backlog,
         "cpu_ms": cpu * 1000 / args.messages,
         "serve_cpu_ms": serve_cpu * 1000 / args.messages,
@@ -749,7 +763,12 @@ def _with_plugins(args: argparse.Namespace, plain: dict[str, float]) -> None:
     )
     print(
         f"  full pipeline {result['pipeline_rate']:8.1f} msg/s; until the last ticket commit"
-        f" {result['worker_rate']:.1f} msg/s; worker CPU {result['cpu_ms']:.2f} ms/msg"
+        f" {result['worker_rate']:.1f} msg/s"
+    )
+    print(
+        f"  CPU per message: worker {result['cpu_ms']:.2f} ms (without {plain['cpu_ms']:.2f}),"
+        f" serve {result['serve_all_cpu_ms']:.2f} ms (without {plain['serve_all_cpu_ms']:.2f}),"
+        f" plugins process {result['plugins_cpu_ms']:.2f} ms"
     )
     for label, key in (
         ("full pipeline", "pipeline_rate"),

@@ -74,14 +74,23 @@ class FactsFolder:
         self.folder = folder
         self.socket = folder / SOCKET
         self.listeners: set[asyncio.StreamWriter] = set()  # workers reading postings
+        self._postings: list[bytes] = []  # posted in this round of the loop, not yet written
 
     def post(self, line: bytes) -> None:
         """In the plugins process, on its loop: write the posting ``line``
         (``plugins/board.py``) to every worker listening, except one whose connection is
-        ``POST_BACKLOG`` bytes behind (it will ask instead)."""
+        ``POST_BACKLOG`` bytes behind (it will ask instead). The postings of one round of the
+        loop (the answers of a shop arrive together) go out in one write per worker."""
+        if not self._postings:
+            asyncio.get_running_loop().call_soon(self._write_postings)
+        self._postings.append(line)
+
+    def _write_postings(self) -> None:
+        data = b"".join(self._postings)
+        self._postings.clear()
         for writer in self.listeners:
             if not writer.is_closing() and writer.transport.get_write_buffer_size() < POST_BACKLOG:
-                writer.write(line)
+                writer.write(data)
 
     async def answer_questions(
         self, answer: Answerer, stop: asyncio.Event, concurrency: int

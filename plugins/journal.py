@@ -33,7 +33,6 @@ another host that died). An event that has been fired ``MAX_ATTEMPTS`` times wit
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import os
@@ -70,7 +69,7 @@ EVENT_HOOKS = (  # the hooks whose calls are journaled
     "postdesk_ticket_updated",
     "postdesk_notify",
 )
-DELETE_CHUNK = 500
+CHUNK = 500  # keys per DELETE or UPDATE
 _TABLE = cast(Table, PluginEvent.__table__)
 # Built once, run straight on the DBAPI cursor (see store/direct.py): a worker writes a row
 # per message, and SQLAlchemy's own execution costs several times the DBAPI's.
@@ -241,11 +240,12 @@ class EventJournal:
         owed: list[OwedCall] = []
         taken: dict[int, tuple[Any, list[TakenCall]]] = {}  # by plugin: what it takes
         with transaction(factory) as session:
+            # Read with this attempt counted; written back only for the calls fired: a row
+            # taken or dropped is deleted in this same transaction.
             rows = session.execute(
-                update(_TABLE)
+                select(_TABLE.c.key, _TABLE.c.hook, _TABLE.c.arguments, _TABLE.c.attempts + 1)
                 .where(_TABLE.c.key.in_(new), _TABLE.c.owner == me)
-                .values(attempts=_TABLE.c.attempts + 1)
-                .returning(_TABLE.c.key, _TABLE.c.hook, _TABLE.c.arguments, _TABLE.c.attempts)
+                .with_for_update()
             ).all()
             gone = []  # rows done with in this transaction
             for key, hook, arguments, attempts in rows:
@@ -273,9 +273,15 @@ class EventJournal:
                 else:
                     gone.append(key)
             after = [self._take(session, plugin, calls) for plugin, calls in taken.values()]
-            for start in range(0, len(gone), DELETE_CHUNK):
-                chunk = gone[start : start + DELETE_CHUNK]
-                session.execute(delete(_TABLE).where(_TABLE.c.key.in_(chunk)))
+            fired = [call.key for call in owed]
+            for start in range(0, max(len(gone), len(fired)), CHUNK):
+                if chunk := gone[start : start + CHUNK]:
+                    session.execute(delete(_TABLE).where(_TABLE.c.key.in_(chunk)))
+                if chunk := fired[start : start + CHUNK]:
+                    counted = _TABLE.c.attempts + 1
+                    session.execute(
+                        update(_TABLE).where(_TABLE.c.key.in_(chunk)).values(attempts=counted)
+                    )
         self._fired.update(key for key, *_rest in rows)  # only once committed
         self._fired.difference_update(gone)  # gone for good
         for then in after:
@@ -325,8 +331,8 @@ class EventJournal:
             return
         try:
             with transaction(factory) as session:
-                for start in range(0, len(answered), DELETE_CHUNK):
-                    chunk = answered[start : start + DELETE_CHUNK]
+                for start in range(0, len(answered), CHUNK):
+                    chunk = answered[start : start + CHUNK]
                     session.execute(delete(_TABLE).where(_TABLE.c.key.in_(chunk)))
         except Exception:
             with self._lock:
@@ -391,15 +397,9 @@ def _read_keys(factory: sessionmaker[Session], query: Select[tuple[str]]) -> set
     never queues behind the worker's write lock (see ``make_reader_engine``)."""
     bind: Engine = factory.kw["bind"]
     if bind.dialect.name == "sqlite" and bind.url.database not in (None, "", ":memory:"):
-        bind = _reader(bind.url.render_as_string(hide_password=False))
+        bind = make_reader_engine(bind.url.render_as_string(hide_password=False))
     with bind.connect() as connection:
         return set(connection.scalars(query))
-
-
-@functools.cache
-def _reader(url: str) -> Engine:
-    """One reader engine per SQLite file (see ``make_reader_engine``)."""
-    return make_reader_engine(url)
 
 
 def _log_dropped(key: str, hook: str) -> None:

@@ -6,7 +6,8 @@ agent notifications would be held and composed a second time once they are
 (``daemon/outbound/held.py``). So the plugins process looks at the messages waiting in the
 spool (``spool/new``, oldest first, at most ``AHEAD`` of them) every ``POLL_SECONDS``, or less
 often when listing them takes long (and not at all while the folder's mtime says that nothing
-came or went since it was last listed), and for each one it has not seen yet starts the lookups
+came or went since it was last listed, nor, while more than ``AHEAD`` wait, before the workers
+have claimed about ``REFILL`` of those it found), and for each one it has not seen yet starts the lookups
 from a cheap reading of the file: the ``From`` address, the subject and the first
 ``BODY_BYTES`` of the raw body. That reading fills the caches (the contact by address, the
 orders by request), so that the worker's own question, with the text it parsed, is answered
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import json
 import logging
 import os
@@ -30,6 +32,7 @@ import quopri
 import re
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.utils import parseaddr
 from pathlib import Path
@@ -52,6 +55,12 @@ REST_FACTOR = 9
 # well above the granularity of file timestamps (the kernel's coarse clock, a few ms).
 SETTLED_NS = 100_000_000
 AHEAD = 256  # the oldest waiting messages prefetched for; later ones wait for their turn
+# While more than AHEAD wait, arrivals do not matter (they queue behind the window): the window
+# is listed again once the workers have claimed about this many of it, at the rate they claimed
+# since the last listing, at most MAX_REST later. A backlog of 10,000 files takes ~5 ms to list
+# here; at a worker's 250 a second that is a listing every quarter of a second, not twenty.
+REFILL = AHEAD // 4
+MAX_REST = 1.0
 # Prefetches at once. Each waits for its lookups (a shop's answer: tens of milliseconds), so
 # keeping pace with R messages a second takes R times that wait in flight: 64 keep up with
 # about 600 a second from a shop answering in 50 ms (16 fell behind a worker at ~300, whose
@@ -156,17 +165,40 @@ def _headers(block: bytes) -> dict[str, str]:
     return found
 
 
-def _new_keys(
-    folder: Path, seen: set[str], skip: frozenset[str]
-) -> list[tuple[str, tuple[LookupKey, bool] | None]]:
+@dataclass
+class Listing:
+    """What a listing of the spool's waiting messages found."""
+
+    keys: list[tuple[str, tuple[LookupKey, bool] | None]]  # spool id, key: of those not seen yet
+    waiting: int  # messages waiting in all
+    claimed: int  # of those seen at the last listing, how many the workers took meanwhile
+
+
+def _new_keys(folder: Path, seen: set[str], skip: frozenset[str]) -> Listing:
     """The spool ids and keys of the oldest ``AHEAD`` messages waiting in ``folder`` that are
     not in ``seen`` (which is brought up to date: the claimed ones leave it)."""
-    names = sorted(os.listdir(folder))[:AHEAD]
-    seen.intersection_update(names)
-    fresh = [name for name in names if name not in seen]
+    names = os.listdir(folder)
+    window = heapq.nsmallest(AHEAD, names)  # ids sort by arrival (daemon/intake/spool.py)
+    before = len(seen)
+    seen.intersection_update(window)
+    claimed = before - len(seen)
+    fresh = [name for name in window if name not in seen]
     seen.update(fresh)
     # A waiting file is named <spool id>.<attempts>.msg (daemon/intake/spool.py).
-    return [(name.partition(".")[0], spooled_key(folder / name, skip)) for name in fresh]
+    keys = [(name.partition(".")[0], spooled_key(folder / name, skip)) for name in fresh]
+    return Listing(keys, len(names), claimed)
+
+
+def _refill_wait(listing: Listing, since: float) -> float:
+    """How long a full window may rest before it is listed again: until the workers, at the
+    rate they claimed its messages in the ``since`` seconds before ``listing``, have taken
+    about ``REFILL`` more, or, when they took none, twice ``since`` (``MAX_REST`` at most).
+    No wait while AHEAD or fewer wait: then a new message is the next to warm."""
+    if listing.waiting <= AHEAD:
+        return 0.0
+    if listing.claimed <= 0:
+        return min(MAX_REST, 2 * since)
+    return min(MAX_REST, REFILL * since / listing.claimed)
 
 
 def _unchanged(listed: tuple[int, int] | None, changed: int) -> bool:
@@ -186,15 +218,19 @@ async def prefetch_spooled(
     room = asyncio.Semaphore(CONCURRENCY)
     skipped = frozenset(address.lower() for address in skip)
     listed: tuple[int, int] | None = None  # the folder's mtime at the last listing, and when
+    last = time.monotonic()  # when the last listing started
     while not stop.is_set():
         started = time.monotonic()
         keys: list[tuple[str, tuple[LookupKey, bool] | None]] = []
+        refill = 0.0
         try:
             changed = os.stat(folder).st_mtime_ns
             if not _unchanged(listed, changed):
                 at = time.time_ns()
-                keys = await asyncio.to_thread(_new_keys, folder, seen, skipped)
+                listing = await asyncio.to_thread(_new_keys, folder, seen, skipped)
                 listed = (changed, at)
+                keys, refill = listing.keys, _refill_wait(listing, started - last)
+                last = started
         except OSError as error:
             log.debug("prefetch: cannot list %s: %s", folder, error)
             listed = None
@@ -205,4 +241,5 @@ async def prefetch_spooled(
                 warm(spool_id, *found).add_done_callback(lambda _done: room.release())
         # A plain sleep: stopping waits for it, but it costs no task (unlike a wait_for the
         # stop event, twenty times a second, also when idle).
-        await asyncio.sleep(max(rest, POLL_SECONDS - (time.monotonic() - started)))
+        elapsed = time.monotonic() - started
+        await asyncio.sleep(max(rest, POLL_SECONDS - elapsed, refill - elapsed))

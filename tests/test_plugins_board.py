@@ -183,3 +183,40 @@ def test_a_listener_too_far_behind_gets_no_more_postings(tmp_path: Path) -> None
             stop_answering()
             board.close()
             answering.close()
+
+
+async def _post_together(folder: FactsFolder, lines: list[bytes]) -> None:
+    """Post ``lines`` in one round of the plugins loop, as a shop's answers that came together."""
+    for line in lines:
+        folder.post(line)
+
+
+def test_the_postings_of_one_round_of_the_loop_go_out_in_one_write(tmp_path: Path) -> None:
+    """Answers arrive together (a shop answers a prefetch round's requests at about the same
+    time): their postings reach the worker in one write, not a write (a system call) each."""
+    folder = FactsFolder(tmp_path / "lookups")
+    with Shop() as shop:
+        answering = _runner(shop, folder)
+        board = FactsBoard(folder.socket)
+        stop_answering = answering.start_answering()
+        try:
+            wait_until(lambda: _listening(board))
+            wait_until(lambda: len(folder.listeners) == 1)
+            listener = next(iter(folder.listeners))
+            writes: list[bytes] = []
+            write = listener.write
+
+            def counted(data: bytes) -> None:
+                writes.append(data)
+                write(data)
+
+            listener.write = counted  # type: ignore[method-assign]
+            lines = [posting(f"s{n}", (CUSTOMER, f"text {n}"), {"n": n}) for n in range(5)]
+            answering.submit(_post_together(folder, lines)).result(5)
+            wait_until(lambda: _posted(board, 5))
+            assert writes == [b"".join(lines)]
+            assert board.take("s3", (CUSTOMER, "text 3")) == {"n": 3}
+        finally:
+            stop_answering()
+            board.close()
+            answering.close()

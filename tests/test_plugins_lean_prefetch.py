@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import itertools
 import os
 import re
 import threading
@@ -325,11 +326,11 @@ def test_a_spool_slow_to_list_is_listed_less_often(
     not just the rest of POLL_SECONDS (which alone would allow about 12 rounds here)."""
     rounds: list[float] = []
 
-    def slow_listing(*_args: Any) -> list[Any]:
+    def slow_listing(*_args: Any) -> prefetch.Listing:
         rounds.append(time.monotonic())
         (tmp_path / str(len(rounds))).touch()  # a new message each time: listed again
         time.sleep(0.04)  # as listing and sorting ~50,000 waiting files takes
-        return []
+        return prefetch.Listing([], 0, 0)
 
     monkeypatch.setattr(prefetch, "_new_keys", slow_listing)
 
@@ -340,6 +341,61 @@ def test_a_spool_slow_to_list_is_listed_less_often(
 
     asyncio.run(scenario())
     assert 1 <= len(rounds) <= 4, rounds
+
+
+def test_a_backlog_beyond_the_window_is_listed_again_only_as_the_workers_take_from_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More than AHEAD messages wait and more keep coming, but no worker takes any: the
+    arrivals queue behind the window, so the listings back off (0.05, 0.1, 0.2, ... s) instead
+    of following every arrival (about 20 listings in this second at POLL_SECONDS)."""
+    monkeypatch.setattr(prefetch, "AHEAD", 4)
+    for number in range(10):
+        (tmp_path / f"{number:020d}-old.0.msg").touch()
+    listings: list[float] = []
+    listing = prefetch._new_keys
+
+    def counted(*args: Any) -> prefetch.Listing:
+        listings.append(time.monotonic())
+        return listing(*args)
+
+    monkeypatch.setattr(prefetch, "_new_keys", counted)
+    arrivals = iter(range(100, 200))
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def arrive() -> None:
+            (tmp_path / f"{next(arrivals):020d}-new.0.msg").touch()
+            if not stop.is_set():
+                loop.call_later(0.02, arrive)
+
+        arrive()
+        loop.call_later(1.0, stop.set)
+        await prefetch.prefetch_spooled(tmp_path, lambda *_args: asyncio.Future(), stop)
+
+    asyncio.run(scenario())
+    assert 3 <= len(listings) <= 7, listings
+    gaps = [later - earlier for earlier, later in itertools.pairwise(listings)]
+    assert gaps == sorted(gaps), "each rest twice the one before"
+
+
+@pytest.mark.parametrize(
+    ("waiting", "claimed", "since", "rest"),
+    [
+        (100, 0, 0.3, 0.0),  # all within the window: every arrival is the next to warm
+        (1000, 16, 0.05, prefetch.REFILL * 0.05 / 16),  # taken at 320/s: a REFILL's worth
+        (1000, 1, 0.5, prefetch.MAX_REST),  # a slow worker: at most MAX_REST
+        (1000, 0, 0.2, 0.4),  # none taken: twice as long
+        (1000, 0, 5.0, prefetch.MAX_REST),
+    ],
+)
+def test_a_full_window_rests_until_about_a_refill_of_it_was_taken(
+    waiting: int, claimed: int, since: float, rest: float
+) -> None:
+    listing = prefetch.Listing([], waiting, claimed)
+    assert prefetch._refill_wait(listing, since) == pytest.approx(rest)
 
 
 @settings(max_examples=500, deadline=None)

@@ -45,7 +45,8 @@ if TYPE_CHECKING:  # Alembic loads only when the schema is not known to be at he
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "models" / "migrations"
 SCHEMA_HEAD = "0014_outbox_raw_once"  # the newest migration (tests/test_schema_startup.py checks)
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-SQLITE_CACHE_KIB = 8000  # the page cache of each SQLite connection
+SQLITE_CACHE_KIB = 8000  # the page cache of each SQLite connection that writes
+SQLITE_READER_CACHE_KIB = 2000  # and of a reader's (make_reader_engine): SQLite's default
 SQLITE_TEMP_STORE_MEMORY = 2  # PRAGMA temp_store: temporary tables and journals in memory
 TICKET_COUNTER = "ticket_number"  # SQLite's counter row of ticket numbers
 TICKET_SEQUENCE = "ticket_numbers"  # PostgreSQL's sequence of them (migration 0009)
@@ -128,15 +129,25 @@ def leave_savepoints_open(session: Session) -> None:
 _OPEN_SAVEPOINTS = "postdesk_open_savepoints"  # execution option: RELEASE SAVEPOINT is not sent
 
 
+@functools.cache
 def make_reader_engine(url: str) -> Engine:
     """An engine for reads alongside a writer: on SQLite its transactions begin deferred, so
     a read sees the last commit at once instead of queueing behind a transaction in progress
-    (plugin lookups run while the worker holds the write lock)."""
+    (plugin lookups run while the worker holds the write lock). One per database in a
+    process: the plugins that read share its connections, each with SQLite's default page
+    cache (a lookup reads a few pages; the writer's larger cache is for a batch)."""
     if make_url(url).get_backend_name() != "sqlite":
         return make_engine(url)
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
     event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "connect", _sqlite_reader_cache)
     return engine
+
+
+def _sqlite_reader_cache(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_READER_CACHE_KIB}")
+    cursor.close()
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
