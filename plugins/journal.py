@@ -273,15 +273,13 @@ class EventJournal:
                 else:
                     gone.append(key)
             after = [self._take(session, plugin, calls) for plugin, calls in taken.values()]
-            fired = [call.key for call in owed]
-            for start in range(0, max(len(gone), len(fired)), CHUNK):
-                if chunk := gone[start : start + CHUNK]:
-                    session.execute(delete(_TABLE).where(_TABLE.c.key.in_(chunk)))
-                if chunk := fired[start : start + CHUNK]:
-                    counted = _TABLE.c.attempts + 1
-                    session.execute(
-                        update(_TABLE).where(_TABLE.c.key.in_(chunk)).values(attempts=counted)
-                    )
+            for chunk in _chunks(gone):
+                session.execute(delete(_TABLE).where(_TABLE.c.key.in_(chunk)))
+            for chunk in _chunks([call.key for call in owed]):  # fired: the attempt counts
+                counted = _TABLE.c.attempts + 1
+                session.execute(
+                    update(_TABLE).where(_TABLE.c.key.in_(chunk)).values(attempts=counted)
+                )
         self._fired.update(key for key, *_rest in rows)  # only once committed
         self._fired.difference_update(gone)  # gone for good
         for then in after:
@@ -331,8 +329,7 @@ class EventJournal:
             return
         try:
             with transaction(factory) as session:
-                for start in range(0, len(answered), CHUNK):
-                    chunk = answered[start : start + CHUNK]
+                for chunk in _chunks(answered):
                     session.execute(delete(_TABLE).where(_TABLE.c.key.in_(chunk)))
         except Exception:
             with self._lock:
@@ -400,6 +397,11 @@ def _read_keys(factory: sessionmaker[Session], query: Select[tuple[str]]) -> set
         bind = make_reader_engine(bind.url.render_as_string(hide_password=False))
     with bind.connect() as connection:
         return set(connection.scalars(query))
+
+
+def _chunks(keys: list[str]) -> list[list[str]]:
+    """``keys`` in lists of at most ``CHUNK``, one statement each."""
+    return [keys[start : start + CHUNK] for start in range(0, len(keys), CHUNK)]
 
 
 def _log_dropped(key: str, hook: str) -> None:

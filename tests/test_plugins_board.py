@@ -3,8 +3,10 @@ Unix socket between two runners, as between the plugins process and a worker."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -155,45 +157,17 @@ def test_a_posting_is_used_only_while_an_answer_would_be_cached(
     assert board.take("s1", key) is None, "taken (and dropped) once"
 
 
-async def _post(folder: FactsFolder, line: bytes) -> None:
-    """Post ``line`` as it is, on the plugins loop."""
-    folder.post(line)
-
-
-def test_a_listener_too_far_behind_gets_no_more_postings(tmp_path: Path) -> None:
-    """Postings are hints: a worker that does not read them (busy, or stuck) is not written to
-    beyond POST_BACKLOG bytes, so the plugins process never buffers without bound."""
-    folder = FactsFolder(tmp_path / "lookups")
-    with Shop() as shop:
-        answering = _runner(shop, folder)
-        board = FactsBoard(folder.socket)
-        stop_answering = answering.start_answering()
-        try:
-            wait_until(lambda: _listening(board))
-            line = b'["s", "d", {"x": "' + b"y" * 60_000 + b'"}]\n'
-            started = time.monotonic()
-            for _ in range(200):  # 12 MB, which the worker never reads
-                answering.submit(_post(folder, line)).result(5)
-            assert time.monotonic() - started < 10
-            listeners = list(folder.listeners)
-            assert len(listeners) == 1
-            buffered = listeners[0].transport.get_write_buffer_size()
-            assert buffered < 2 * 1024 * 1024, "stopped writing once too far behind"
-        finally:
-            stop_answering()
-            board.close()
-            answering.close()
-
-
-async def _post_together(folder: FactsFolder, lines: list[bytes]) -> None:
-    """Post ``lines`` in one round of the plugins loop, as a shop's answers that came together."""
+async def _post(folder: FactsFolder, *lines: bytes) -> None:
+    """Post ``lines`` as they are, in one round of the plugins loop (as a shop's answers that
+    came together)."""
     for line in lines:
         folder.post(line)
 
 
-def test_the_postings_of_one_round_of_the_loop_go_out_in_one_write(tmp_path: Path) -> None:
-    """Answers arrive together (a shop answers a prefetch round's requests at about the same
-    time): their postings reach the worker in one write, not a write (a system call) each."""
+@contextlib.contextmanager
+def _listened(tmp_path: Path) -> Iterator[tuple[FactsFolder, PluginRunner, FactsBoard]]:
+    """A plugins process's runner answering over a real socket, and a worker's board that
+    listens to its postings (connected once this yields)."""
     folder = FactsFolder(tmp_path / "lookups")
     with Shop() as shop:
         answering = _runner(shop, folder)
@@ -202,21 +176,43 @@ def test_the_postings_of_one_round_of_the_loop_go_out_in_one_write(tmp_path: Pat
         try:
             wait_until(lambda: _listening(board))
             wait_until(lambda: len(folder.listeners) == 1)
-            listener = next(iter(folder.listeners))
-            writes: list[bytes] = []
-            write = listener.write
-
-            def counted(data: bytes) -> None:
-                writes.append(data)
-                write(data)
-
-            listener.write = counted  # type: ignore[method-assign]
-            lines = [posting(f"s{n}", (CUSTOMER, f"text {n}"), {"n": n}) for n in range(5)]
-            answering.submit(_post_together(folder, lines)).result(5)
-            wait_until(lambda: _posted(board, 5))
-            assert writes == [b"".join(lines)]
-            assert board.take("s3", (CUSTOMER, "text 3")) == {"n": 3}
+            yield folder, answering, board
         finally:
             stop_answering()
             board.close()
             answering.close()
+
+
+def test_a_listener_too_far_behind_gets_no_more_postings(tmp_path: Path) -> None:
+    """Postings are hints: a worker that does not read them (busy, or stuck) is not written to
+    beyond POST_BACKLOG bytes, so the plugins process never buffers without bound."""
+    with _listened(tmp_path) as (folder, answering, _board):
+        line = b'["s", "d", {"x": "' + b"y" * 60_000 + b'"}]\n'
+        started = time.monotonic()
+        for _ in range(200):  # 12 MB, which the worker never reads
+            answering.submit(_post(folder, line)).result(5)
+        assert time.monotonic() - started < 10
+        listeners = list(folder.listeners)
+        assert len(listeners) == 1
+        buffered = listeners[0].transport.get_write_buffer_size()
+        assert buffered < 2 * 1024 * 1024, "stopped writing once too far behind"
+
+
+def test_the_postings_of_one_round_of_the_loop_go_out_in_one_write(tmp_path: Path) -> None:
+    """Answers arrive together (a shop answers a prefetch round's requests at about the same
+    time): their postings reach the worker in one write, not a write (a system call) each."""
+    with _listened(tmp_path) as (folder, answering, board):
+        listener = next(iter(folder.listeners))
+        writes: list[bytes] = []
+        write = listener.write
+
+        def counted(data: bytes) -> None:
+            writes.append(data)
+            write(data)
+
+        listener.write = counted  # type: ignore[method-assign]
+        lines = [posting(f"s{n}", (CUSTOMER, f"text {n}"), {"n": n}) for n in range(5)]
+        answering.submit(_post(folder, *lines)).result(5)
+        wait_until(lambda: _posted(board, 5))
+        assert writes == [b"".join(lines)]
+        assert board.take("s3", (CUSTOMER, "text 3")) == {"n": 3}
