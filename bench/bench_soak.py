@@ -4,13 +4,15 @@ Starts ``postdesk serve`` (SQLite, two agents, Maildir outbound) and sends N new
 (``bench_smtp.message``: each from its own sender, ~4 KB) over C SMTP connections, keeping at
 most ``--backlog`` accepted-but-unstored mails so the run is a steady flow rather than one
 burst. Every ``--interval`` seconds it samples the RSS of serve and of every descendant process
-(the worker, multiprocessing's resource tracker). Prints, per process and in total, the RSS once
+(the worker, multiprocessing's resource tracker; with ``--plugins`` also the plugins process,
+the three built-in plugins against a loopback shop as in ``bench_pipeline --plugins``). Prints, per process and in total, the RSS once
 ``--warmup`` of the mails are stored (the baseline, same run) and at the end (all stored and
 their three mails each written), the growth in percent (target < 10 %), the peak, and a trace
 at every tenth of the run. The ticket count must equal N.
 
     python bench/bench_soak.py --messages 100000
     python bench/bench_soak.py --messages 20000 --interval 2
+    python bench/bench_soak.py --messages 100000 --plugins
 
 The machine may be shared: the load average is printed. RSS does not depend on it.
 """
@@ -31,8 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiosmtplib
-from bench_pipeline import write_config
+from bench_pipeline import spawned_pids, write_config
 from bench_smtp import free_port, message, wait_for_port
+from loopback_plugins import loopback_shop, plugin_config
 
 
 @dataclass
@@ -65,13 +68,14 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def label(pid: int, root: int) -> str:
-    """A stable name for a process: serve, worker, or the child's module."""
+def label(pid: int, root: int, plugins: bool) -> str:
+    """A stable name for a process: serve, worker, plugins (serve's last spawned process when
+    ``plugins`` are on), or the child's module."""
     if pid == root:
         return "serve"
     command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     if "spawn_main" in command:
-        return f"worker {pid}"
+        return "plugins" if plugins and pid == spawned_pids(root)[-1] else f"worker {pid}"
     if "resource_tracker" in command:
         return "resource tracker"
     return f"child {pid}"
@@ -88,9 +92,10 @@ def rss_mib(pid: int) -> float:
 class Sampler(threading.Thread):
     """Samples RSS of serve and its descendants every ``interval`` seconds."""
 
-    def __init__(self, serve: int, database: Path, interval: float) -> None:
+    def __init__(self, serve: int, database: Path, interval: float, plugins: bool) -> None:
         super().__init__(daemon=True)
         self.serve, self.database, self.interval = serve, database, interval
+        self.plugins = plugins
         self.samples: list[Sample] = []
         self.stop = threading.Event()
 
@@ -99,7 +104,7 @@ class Sampler(threading.Thread):
         sample = Sample(stored_count(self.database))
         for pid in descendants(self.serve):
             try:
-                sample.rss[label(pid, self.serve)] = rss_mib(pid)
+                sample.rss[label(pid, self.serve, self.plugins)] = rss_mib(pid)
             except OSError:  # the process ended between listing and reading
                 continue
         self.samples.append(sample)
@@ -151,17 +156,20 @@ def outbox_files(workdir: Path) -> int:
     return sum(1 for _ in os.scandir(folder)) if folder.is_dir() else 0
 
 
-def soak(args: argparse.Namespace, workdir: Path) -> tuple[list[Sample], float, int]:
-    """Run serve under the flow; the samples, the seconds it took and the tickets stored."""
+def soak(
+    args: argparse.Namespace, workdir: Path, extra: str = ""
+) -> tuple[list[Sample], float, int]:
+    """Run serve under the flow, ``extra`` added to its configuration; the samples, the
+    seconds it took and the tickets stored."""
     port = free_port()
-    config = write_config(workdir, port)
+    config = write_config(workdir, port, extra)
     database = workdir / "data" / "postdesk.db"
     serve = subprocess.Popen(
         [sys.executable, "-m", "postdesk.daemon.cli", "--config", str(config), "serve"],
         stdout=(workdir / "serve.log").open("wb"),
         stderr=subprocess.STDOUT,
     )
-    sampler = Sampler(serve.pid, database, args.interval)
+    sampler = Sampler(serve.pid, database, args.interval, bool(extra))
     try:
         wait_for_port(port)
         started = time.time()
@@ -226,11 +234,25 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between samples")
     parser.add_argument("--warmup", type=float, default=0.1, help="share of mails before baseline")
     parser.add_argument("--keep", action="store_true", help="keep the data folder and log")
+    parser.add_argument(
+        "--plugins",
+        action="store_true",
+        help="enable the three built-in plugins against a loopback shop and webhook receiver",
+    )
+    parser.add_argument(
+        "--shop-delay", type=float, default=0.05, help="seconds the loopback shop takes to answer"
+    )
     args = parser.parse_args()
     print(f"cpus {os.cpu_count()}, load average at start {os.getloadavg()[0]:.1f} (shared)")
     folder = tempfile.mkdtemp(prefix="bench-soak-")
     try:
-        samples, elapsed, tickets = soak(args, Path(folder))
+        if args.plugins:
+            with loopback_shop(args.shop_delay) as (http_port, _pid):
+                samples, elapsed, tickets = soak(
+                    args, Path(folder), plugin_config(http_port, "all")
+                )
+        else:
+            samples, elapsed, tickets = soak(args, Path(folder))
     finally:
         if args.keep:
             print(f"files kept in {folder}")
