@@ -18,7 +18,7 @@ import signal
 
 from postdesk.daemon.config import Settings
 from postdesk.daemon.ops.logs import LOG_FORMAT, use_log_format
-from postdesk.daemon.runtime import build_runtime, settle_heap
+from postdesk.daemon.runtime import build_runtime, limit_malloc_arenas, settle_heap
 from postdesk.daemon.workerproc import PLUGIN_DRAIN_SECONDS, WorkerChannel, die_with_parent
 from postdesk.plugins.journal import EVENT_HOOKS
 from postdesk.plugins.runner import LOOKUP_HOOKS, PluginRunner
@@ -37,6 +37,7 @@ def run_plugins(
 ) -> None:
     """Entry point of the plugins process: answer lookups, fire events and run the plugins'
     jobs until told to stop."""
+    limit_malloc_arenas()  # before the plugins' threads start
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     logging.basicConfig(level=log_level, format=LOG_FORMAT)

@@ -35,7 +35,7 @@ from postdesk.daemon.preflight import SERVE_LOCK, ensure_data_dir, ensure_smtp_l
 from postdesk.daemon.reclaim import requeue_claims
 from postdesk.daemon.reports.schedule import weekly_reports
 from postdesk.daemon.reports.web import ReportsPage
-from postdesk.daemon.runtime import Runtime, open_runtime, settle_heap
+from postdesk.daemon.runtime import Runtime, limit_malloc_arenas, open_runtime, settle_heap
 from postdesk.daemon.sla import digest, escalation
 from postdesk.daemon.sla.rules import unstaffed_escalations
 from postdesk.daemon.store.identity import daemon_id
@@ -58,6 +58,7 @@ def serve(settings: Settings) -> int:
 
     The data dir and the SMTP address are checked before the database is touched.
     """
+    limit_malloc_arenas()
     tls = server_context(settings.smtp)  # a bad certificate stops start-up, naming the key
     ensure_data_dir(settings)
     with _data_dir_lock(settings.data_dir):

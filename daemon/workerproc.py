@@ -27,7 +27,7 @@ from postdesk.daemon.classify.loader import preload as preload_models
 from postdesk.daemon.config import Settings
 from postdesk.daemon.ops.counters import CountsRecorder
 from postdesk.daemon.ops.logs import LOG_FORMAT, use_log_format
-from postdesk.daemon.runtime import build_runtime, settle_heap
+from postdesk.daemon.runtime import build_runtime, limit_malloc_arenas, settle_heap
 from postdesk.daemon.worker import DatabaseHealth, Flag, Worker
 
 log = logging.getLogger("postdesk.worker")
@@ -193,6 +193,7 @@ def run_worker(
     Start-up touches no database (the parent migrated and loaded the secret), so the worker
     starts even during a database outage and reports it through the health flag.
     """
+    limit_malloc_arenas()
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     # Answering SMTP clients is what cannot wait; processing may lag behind under load.
