@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import Engine, Select, Table, delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from postdesk.daemon.store.db import make_reader_engine, transaction
+from postdesk.daemon.store.db import in_list, make_reader_engine, transaction
 from postdesk.daemon.store.direct import Direct
 from postdesk.models.plugin_events import PluginEvent
 from postdesk.models.schema import utcnow
@@ -69,7 +69,7 @@ EVENT_HOOKS = (  # the hooks whose calls are journaled
     "postdesk_ticket_updated",
     "postdesk_notify",
 )
-CHUNK = 500  # keys per DELETE or UPDATE
+CHUNK = 512  # keys per DELETE or UPDATE at most
 _TABLE = cast(Table, PluginEvent.__table__)
 # Built once, run straight on the DBAPI cursor (see store/direct.py): a worker writes a row
 # per message, and SQLAlchemy's own execution costs several times the DBAPI's.
@@ -244,7 +244,7 @@ class EventJournal:
             # taken or dropped is deleted in this same transaction.
             rows = session.execute(
                 select(_TABLE.c.key, _TABLE.c.hook, _TABLE.c.arguments, _TABLE.c.attempts + 1)
-                .where(_TABLE.c.key.in_(new), _TABLE.c.owner == me)
+                .where(_TABLE.c.key.in_(in_list(new)), _TABLE.c.owner == me)
                 .with_for_update()
             ).all()
             gone = []  # rows done with in this transaction
@@ -400,8 +400,8 @@ def _read_keys(factory: sessionmaker[Session], query: Select[tuple[str]]) -> set
 
 
 def _chunks(keys: list[str]) -> list[list[str]]:
-    """``keys`` in lists of at most ``CHUNK``, one statement each."""
-    return [keys[start : start + CHUNK] for start in range(0, len(keys), CHUNK)]
+    """``keys`` in lists of at most ``CHUNK``, one statement each (each an :func:`in_list`)."""
+    return [in_list(keys[start : start + CHUNK]) for start in range(0, len(keys), CHUNK)]
 
 
 def _log_dropped(key: str, hook: str) -> None:

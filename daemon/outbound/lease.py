@@ -18,7 +18,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from postdesk.daemon.store.db import transaction
+from postdesk.daemon.store.db import in_list, transaction
 from postdesk.models.schema import OutboxItem, utcnow
 
 log = logging.getLogger("postdesk.outbox")
@@ -49,7 +49,7 @@ def renew(
         session.execute(
             update(OutboxItem)
             .where(
-                OutboxItem.id.in_(item_ids),
+                OutboxItem.id.in_(in_list(item_ids)),
                 OutboxItem.claimed_by == owner,
                 OutboxItem.status == "pending",
             )

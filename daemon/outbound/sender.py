@@ -38,7 +38,7 @@ from postdesk.daemon.outbound.lease import LEASE_SECONDS, kept
 from postdesk.daemon.outbound.relaypool import RelayPool
 from postdesk.daemon.statelog import StateLog
 from postdesk.daemon.store.bounces import mark_bouncing_now
-from postdesk.daemon.store.db import transaction
+from postdesk.daemon.store.db import in_list, transaction
 from postdesk.models.schema import OutboxItem, utcnow
 
 log = logging.getLogger("postdesk.outbox")
@@ -259,7 +259,7 @@ class OutboxSender:
         # the tickets' message rows that keep them (OutboxItem.raw).
         claim = (
             update(OutboxItem)
-            .where(OutboxItem.id.in_(candidates), OutboxItem.status == PENDING, free)
+            .where(OutboxItem.id.in_(in_list(candidates)), OutboxItem.status == PENDING, free)
             .values(claimed_until=now + self._lease, claimed_by=self._owner)
             .returning(OutboxItem.id)
             .execution_options(synchronize_session=False)
@@ -277,7 +277,7 @@ class OutboxSender:
                 OutboxItem.envelope_from,
                 OutboxItem.raw,
                 OutboxItem.attempts,
-            ).where(OutboxItem.id.in_(claimed))
+            ).where(OutboxItem.id.in_(in_list(claimed)))
         ).all()
         order = {item_id: position for position, item_id in enumerate(candidates)}
         return sorted(rows, key=lambda row: order[row.id])  # oldest first
@@ -287,7 +287,7 @@ class OutboxSender:
         with transaction(self._factory) as session:
             session.execute(
                 update(OutboxItem)
-                .where(OutboxItem.id.in_(ids), OutboxItem.status == PENDING)
+                .where(OutboxItem.id.in_(in_list(ids)), OutboxItem.status == PENDING)
                 .values(claimed_until=None, claimed_by=None)
                 .execution_options(synchronize_session=False)
             )
@@ -385,7 +385,7 @@ class OutboxSender:
             if plain:
                 session.execute(
                     update(OutboxItem)
-                    .where(OutboxItem.id.in_(plain))
+                    .where(OutboxItem.id.in_(in_list(plain)))
                     .values(
                         status=SENT,
                         attempts=OutboxItem.attempts + 1,

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from postdesk.daemon.pipeline import Hold, MessageContext
+from postdesk.daemon.store.db import in_list
 from postdesk.daemon.store.tags import find_ticket_numbers
 from postdesk.models.schema import Message, Participant, Ticket
 
@@ -45,7 +46,9 @@ def by_headers(ctx: MessageContext) -> Ticket | None:
     if not wanted:
         return None
     rows = ctx.session.execute(
-        select(Message.message_id, Ticket).join(Ticket).where(Message.message_id.in_(wanted))
+        select(Message.message_id, Ticket)
+        .join(Ticket)
+        .where(Message.message_id.in_(in_list(wanted)))
     ).all()
     for message_id, ticket in rows:
         if ctx.services.tokens.verify(message_id) or _is_participant(ctx, ticket):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -51,7 +51,36 @@ SQLITE_TEMP_STORE_MEMORY = 2  # PRAGMA temp_store: temporary tables and journals
 TICKET_COUNTER = "ticket_number"  # SQLite's counter row of ticket numbers
 TICKET_SEQUENCE = "ticket_numbers"  # PostgreSQL's sequence of them (migration 0009)
 _Row = TypeVar("_Row", bound=DeclarativeBase)
+_Value = TypeVar("_Value")
 _NEXT_TICKET_NUMBER = Direct(text(f"SELECT nextval('{TICKET_SEQUENCE}')"))
+
+
+def in_list(values: Iterable[_Value]) -> list[_Value]:
+    """``values`` for an ``IN (...)``, padded to a power of two long with the last of them.
+
+    Each length of an ``IN`` list is a statement of its own, and every connection keeps the
+    last 128 statements it ran compiled (SQLite's take ~225 bytes a parameter). Padded, a query
+    meets at most ten lengths up to 512, so a long-running process keeps a few compiled copies
+    of it, not one per length it ever met, and finds them compiled again. A repeated value
+    changes nothing an ``IN`` selects.
+    """
+    listed = list(values)
+    if listed:
+        listed += [listed[-1]] * ((1 << (len(listed) - 1).bit_length()) - len(listed))
+    return listed
+
+
+def in_pages(rows: Sequence[_Value], most: int = 64) -> Iterator[Sequence[_Value]]:
+    """``rows`` in consecutive pages whose lengths are powers of two, ``most`` (a power of two)
+    at most: the pages of a multi-row INSERT that SQLAlchemy writes as one statement each
+    (``executemany`` with RETURNING, or on psycopg), in few shapes, as :func:`in_list` keeps an
+    ``IN``'s. Unpaged, each count of rows is a statement of its own (one of 500 rows of nine
+    columns compiles to ~1 MB in SQLite), kept compiled by the connection that ran it."""
+    start = 0
+    while start < len(rows):
+        size = min(most, 1 << ((len(rows) - start).bit_length() - 1))
+        yield rows[start : start + size]
+        start += size
 
 
 def make_engine(url: str) -> Engine:

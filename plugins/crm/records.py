@@ -8,6 +8,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, bindparam, select
 from sqlalchemy.orm import Session
 
+from postdesk.daemon.store.db import in_list
 from postdesk.models.crm import Organization
 from postdesk.models.schema import Contact
 
@@ -25,10 +26,15 @@ def find_contacts(
     lower-cased address, in two queries whatever their number: the contacts with their own
     organization, then the organizations owning the domains of those that have none."""
     addresses = sorted({email.lower() for email in emails})
-    cards = {row.email: dict(row._mapping) for row in session.execute(_FIND, {"emails": addresses})}
+    cards = {
+        row.email: dict(row._mapping)
+        for row in session.execute(_FIND, {"emails": in_list(addresses)})
+    }
     domains = {e.rpartition("@")[2] for e, card in cards.items() if card["organization"] is None}
     if domains:
-        owners = {d: n for d, n in session.execute(_BY_DOMAIN, {"domains": sorted(domains)})}
+        owners = {
+            d: n for d, n in session.execute(_BY_DOMAIN, {"domains": in_list(sorted(domains))})
+        }
         for email, card in cards.items():
             if card["organization"] is None:
                 card["organization"] = owners.get(email.rpartition("@")[2])

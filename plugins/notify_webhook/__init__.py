@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Table, insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.daemon.config import ConfigError, secret_value
-from postdesk.daemon.store.db import transaction
+from postdesk.daemon.store.db import in_pages, transaction
 from postdesk.models.schema import utcnow
 from postdesk.models.webhooks import WebhookDelivery
 from postdesk.plugins import hookimpl
@@ -142,7 +142,8 @@ class NotifyWebhook:
             for url, event, body in rows
         ]
         with transaction(self.factory) as session:
-            session.connection().execute(_INSERT, values)  # Core: no ORM layer between
+            for page in in_pages(values):
+                session.connection().execute(_INSERT, page)  # Core: no ORM layer between
 
     def take_journaled(
         self, connection: Connection, calls: list[TakenCall]
@@ -169,11 +170,14 @@ class NotifyWebhook:
             return None
         lease = self.deliverer.lease(now)
         if lease is None:  # no deliveries running here: the rows wait to be claimed
-            connection.execute(_INSERT, values)
+            for page in in_pages(values):
+                connection.execute(_INSERT, page)
             return None
         for row in values:
             row["claimed_until"] = lease
-        rows = connection.execute(_INSERT_LEASED, values).all()
+        rows = [
+            row for page in in_pages(values) for row in connection.execute(_INSERT_LEASED, page)
+        ]
         return functools.partial(self.deliverer.hand_over, [Claimed(*row) for row in rows])
 
     async def serve(self, stop: asyncio.Event) -> None:

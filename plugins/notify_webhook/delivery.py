@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import CursorResult, delete, exists, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from postdesk.daemon.store.db import transaction
+from postdesk.daemon.store.db import in_list, transaction
 from postdesk.models.schema import utcnow
 from postdesk.models.webhooks import WebhookDelivery
 from postdesk.plugins.httppool import HttpPool
@@ -193,7 +193,7 @@ class Deliverer:
         with transaction(self.factory) as session:
             session.execute(
                 update(WebhookDelivery)
-                .where(WebhookDelivery.id.in_(ids), WebhookDelivery.status == "pending")
+                .where(WebhookDelivery.id.in_(in_list(ids)), WebhookDelivery.status == "pending")
                 .values(claimed_until=None)
                 .execution_options(synchronize_session=False)
             )
@@ -232,7 +232,7 @@ class Deliverer:
             if sent:
                 session.execute(
                     update(WebhookDelivery)
-                    .where(WebhookDelivery.id.in_(sent))
+                    .where(WebhookDelivery.id.in_(in_list(sent)))
                     .values(
                         status="sent",
                         sent_at=utcnow(),
