@@ -14,7 +14,7 @@ from typing import Any
 
 import pluggy
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.daemon.config import Settings
@@ -216,3 +216,34 @@ def test_rows_handed_over_and_not_posted_at_stop_are_released(database_url: str)
         finally:
             runner.close()
     assert len(receiver.received) == 2
+
+
+def test_a_large_take_is_written_in_pages_of_few_shapes(database_url: str) -> None:
+    """100 events in one take: every row queued and handed over, by INSERTs of at most 64 rows
+    (``store.db.in_pages``), not one statement of 100 rows that the connection would keep
+    compiled beside one for every other count."""
+    rows: list[int] = []  # of each INSERT
+
+    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
+        if statement.startswith("INSERT INTO webhook_deliveries"):
+            columns = statement.split("(", 1)[1].split(")", 1)[0].count(",") + 1
+            rows.append(len(parameters) // columns)
+
+    with Receiver() as receiver:
+        runner = _runner(database_url, receiver)
+        plugin = _plugin(runner)
+        factory = plugin.factory
+        engine = factory.kw["bind"]
+        stop_jobs = runner.start_jobs()  # rows are handed over leased: INSERT ... RETURNING
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            wait_until(lambda: plugin.deliverer.lease(utcnow()) is not None)
+            _record(runner, factory, 100)
+            assert runner.journal._owed(factory) == []  # all taken in one transaction
+            wait_until(lambda: _queue(factory) == [("sent", 1)] * 100, what="100 sent")
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+            stop_jobs()
+            runner.close()
+    assert sorted(rows) == [4, 32, 64]
+    assert receiver.attempts == 100 and _journal(factory) == []
