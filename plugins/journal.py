@@ -242,11 +242,16 @@ class EventJournal:
         with transaction(factory) as session:
             # Read with this attempt counted; written back only for the calls fired: a row
             # taken or dropped is deleted in this same transaction.
-            rows = session.execute(
-                select(_TABLE.c.key, _TABLE.c.hook, _TABLE.c.arguments, _TABLE.c.attempts + 1)
-                .where(_TABLE.c.key.in_(in_list(new)), _TABLE.c.owner == me)
-                .with_for_update()
-            ).all()
+            columns = (_TABLE.c.key, _TABLE.c.hook, _TABLE.c.arguments, _TABLE.c.attempts + 1)
+            rows = [
+                row
+                for chunk in _chunks(list(new))  # a backlog may exceed a statement's parameters
+                for row in session.execute(
+                    select(*columns)
+                    .where(_TABLE.c.key.in_(chunk), _TABLE.c.owner == me)
+                    .with_for_update()
+                )
+            ]
             gone = []  # rows done with in this transaction
             for key, hook, arguments, attempts in rows:
                 if attempts > MAX_ATTEMPTS:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
 import pluggy
 import pytest
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from postdesk.daemon.config import Settings
@@ -247,3 +248,28 @@ def test_a_large_take_is_written_in_pages_of_few_shapes(database_url: str) -> No
             runner.close()
     assert sorted(rows) == [4, 32, 64]
     assert receiver.attempts == 100 and _journal(factory) == []
+
+
+def test_a_backlog_beyond_one_statements_parameters_is_taken_whole(database_url: str) -> None:
+    """1,100 events waiting (the plugins process was down) on an SQLite built with the old
+    default limit of 999 parameters a statement: read in chunks of at most 512, taken whole."""
+    with Receiver() as receiver:
+        runner = _runner(database_url, receiver)
+        plugin = _plugin(runner)
+        factory = plugin.factory
+        engine = factory.kw["bind"]
+        if engine.dialect.name == "sqlite":
+            engine.dispose()  # connections from now on have the lower limit
+            event.listen(engine, "connect", _old_parameter_limit)
+        try:
+            _record(runner, factory, 1_100)
+            assert runner.journal._owed(factory) == []  # taken, nothing left to fire
+            with factory() as session:
+                queued = session.scalar(select(func.count()).select_from(WebhookDelivery))
+            assert queued == 1_100 and _journal(factory) == []
+        finally:
+            runner.close()
+
+
+def _old_parameter_limit(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
