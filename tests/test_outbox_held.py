@@ -3,13 +3,17 @@ and sent as they are when nobody completes them (a worker died after its commit)
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Mapping
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 from postdesk.daemon.outbound.held import HeldMail, complete
 from postdesk.daemon.outbound.outbox import enqueue
-from postdesk.daemon.outbound.templating import CUSTOMER_ACKNOWLEDGEMENT
+from postdesk.daemon.outbound.templating import CUSTOMER_ACKNOWLEDGEMENT, Rendered
+from postdesk.daemon.steps.facts import _completion
 from postdesk.daemon.store.db import transaction
 from postdesk.models.schema import Message, OutboxItem, Ticket, utcnow
 from tests.support import SmtpSink
@@ -92,3 +96,54 @@ def test_a_held_mail_nobody_completes_goes_out_as_it_is(env: Env, sink: SmtpSink
     assert drain(env) == 0
     sent, copy = _text(env, sink)
     assert "Example Support" in sent and "Acme Care" not in sent + copy
+
+
+def _renders(env: Env, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Record each template rendering from now on: whether a write transaction was open."""
+    renders: list[bool] = []
+    render = env.services.templates.render
+
+    def recorded(name: str, context: Mapping[str, object]) -> Rendered:
+        # another writer, which SQLite refuses at once while a write transaction is open
+        probe = sqlite3.connect(str(env.engine.url.database), timeout=0, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            renders.append(False)
+        except sqlite3.OperationalError:
+            renders.append(True)
+        finally:
+            probe.close()
+        return render(name, context)
+
+    monkeypatch.setattr(env.services.templates, "render", recorded)
+    return renders
+
+
+def test_held_mail_completed_with_facts_is_rendered_before_the_transaction_that_releases_it(
+    env: Env, sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The completion of ``steps/facts.py``: the mail is rendered in the thread that hands the
+    facts over, outside any transaction, so that the release holds SQLite's one write lock
+    (which the worker needs for every batch) only for its UPDATEs. Only when the contact may
+    raise a new ticket's priority is it rendered inside, where the raised ticket is read."""
+    if not env.url.startswith("sqlite"):
+        pytest.skip("the write lock probed is SQLite's")
+    env = env.relay_to(sink.port)
+    mail = _held(env)
+    with env.factory() as session:
+        ticket_id = session.scalars(select(Ticket.id)).one()
+    renders = _renders(env, monkeypatch)
+    write = _completion(env.services, ticket_id, True, [mail], {"orders": [{"number": "A1"}]})
+    assert renders == [False], "rendered at once, outside a transaction"
+    env.services.releases.write(env.engine, write)
+    assert renders == [False], "nothing rendered while the write lock is held"
+    assert drain(env) == 1
+
+    raised = {"contact": {"name": "Carol", "tier": "gold", "priority": "high"}}
+    write = _completion(env.services, ticket_id, True, [mail], raised)
+    assert renders == [False], "to be rendered with the ticket as the transaction reads it"
+    env.services.releases.write(env.engine, write)
+    assert renders == [False, True]
+    with env.factory() as session:
+        assert session.get_one(Ticket, ticket_id).priority == "high"

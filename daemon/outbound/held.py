@@ -3,7 +3,8 @@
 An agent notification waits for the plugins' lookups (contact, orders) without holding back
 the message's transaction: it is queued with ``held_until`` (:func:`outbox.enqueue`), a due
 time past the lookups' timeout, and :func:`complete` renders it again with the facts and makes
-it due now. Nothing else is needed for a crash in between: the row, complete but for the
+it due now (:func:`render_held` then :func:`release`, the rendering outside the transaction
+where it can be). Nothing else is needed for a crash in between: the row, complete but for the
 facts, simply becomes due at ``held_until`` and is sent as it is. :func:`complete` only
 rewrites a row that is still held (due later, never claimed or tried), so a mail is released
 once and never changes while it is being sent or after.
@@ -66,11 +67,21 @@ class HeldMail:
     attachments: Sequence[tuple[str, str, bytes]]
 
 
-def complete(
-    session: Session, services: Services, mail: HeldMail, changes: Mapping[str, object]
-) -> bool:
-    """Render ``mail`` with ``changes`` to its context and release it to be sent now, with the
-    ticket's copy updated; False (nothing written) when it was released already."""
+@dataclass(frozen=True)
+class RenderedHeld:
+    """A held mail rendered again with its facts, ready to be released."""
+
+    item_id: int
+    message_id: str
+    subject: str
+    text: str
+    raw: bytes
+
+
+def render_held(services: Services, mail: HeldMail, changes: Mapping[str, object]) -> RenderedHeld:
+    """``mail`` rendered and composed again with ``changes`` to its context (no database:
+    done before the transaction that releases it, which then holds the write lock only for
+    its two UPDATEs)."""
     rendered = services.templates.render(mail.template, {**mail.context, **changes})
     raw = compose(
         services,
@@ -83,14 +94,28 @@ def complete(
         auto=True,
         attachments=mail.attachments,
     )
+    return RenderedHeld(mail.item_id, mail.message_id, rendered.subject, rendered.text, raw)
+
+
+def release(session: Session, services: Services, mail: RenderedHeld) -> bool:
+    """Release the rendered ``mail`` to be sent now, with the ticket's copy updated; False
+    (nothing written) when it was released already."""
     connection = session.connection()  # Core statements: no ORM layer between
     released = connection.execute(
-        _RELEASE, {"item": mail.item_id, "now": services.clock(), "raw": raw}
+        _RELEASE, {"item": mail.item_id, "now": services.clock(), "raw": mail.raw}
     )
     if not cast(CursorResult[Any], released).rowcount:
         return False
     connection.execute(
         _COPY,
-        {"mid": mail.message_id, "subject": rendered.subject, "text": rendered.text, "raw": raw},
+        {"mid": mail.message_id, "subject": mail.subject, "text": mail.text, "raw": mail.raw},
     )
     return True
+
+
+def complete(
+    session: Session, services: Services, mail: HeldMail, changes: Mapping[str, object]
+) -> bool:
+    """Render ``mail`` with ``changes`` to its context and release it to be sent now, with the
+    ticket's copy updated; False (nothing written) when it was released already."""
+    return release(session, services, render_held(services, mail, changes))

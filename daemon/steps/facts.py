@@ -3,12 +3,15 @@
 The lookups started in the ``lookup`` step ran while the message was stored. If they have
 answered (or were answered from a cache), their facts go into this message's notifications
 now. If not, nothing waits for them: the acknowledgement and the ticket commit at once, the
-agent notifications are queued held (``daemon/outbound/held.py``), and after the commit
-:func:`_complete` fills the facts in and releases them once the lookups answer or time out
-(a plugin that answers late is left out), in a transaction shared with the other completions
-ready at that moment (``Releases`` in ``daemon/outbound/held.py``). A contact card may carry a ``priority`` (the CRM
-maps its tier to one, ``[plugins.crm] tier_priority``): a new ticket is raised to it, then or
-in :func:`_complete`.
+agent notifications are queued held (``daemon/outbound/held.py``), and after the commit they
+are rendered again with the facts once the lookups answer or time out (a plugin that answers
+late is left out), and released in a transaction shared with the other completions ready at
+that moment (``Releases`` in ``daemon/outbound/releases.py``). They are rendered before that
+transaction, which then holds the write lock only for its UPDATEs (:func:`_completion`).
+
+A contact card may carry a ``priority`` (the CRM maps its tier to one, ``[plugins.crm]
+tier_priority``): a new ticket is raised to it, then or in :func:`_complete`, where the mails
+are rendered in the transaction that raises it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from postdesk.daemon.outbound.context import ticket_info
-from postdesk.daemon.outbound.held import HeldMail, complete
+from postdesk.daemon.outbound.held import HeldMail, complete, release, render_held
 from postdesk.daemon.pipeline import MessageContext, log_event
 from postdesk.daemon.services import Services
 from postdesk.daemon.sla.clock import refresh
@@ -56,13 +59,38 @@ def _hold(ctx: MessageContext) -> None:
         ctx.session.flush()
     ctx.held = []
     services, engine = ctx.services, ctx.session.get_bind()
-    complete_with = functools.partial(_complete, services, ctx.ticket.id, ctx.created, ctx.held)
+    completion = functools.partial(_completion, services, ctx.ticket.id, ctx.created, ctx.held)
 
-    def release(facts: dict[str, Any]) -> None:  # in a thread, once the lookups are done
-        services.releases.write(engine, functools.partial(complete_with, facts))
+    def found(facts: dict[str, Any]) -> None:  # in a thread, once the lookups are done
+        services.releases.write(engine, completion(facts))
 
     pending = ctx.facts_pending
-    ctx.after_commit.append(lambda: services.plugins.later(pending, release))
+    ctx.after_commit.append(lambda: services.plugins.later(pending, found))
+
+
+def _completion(
+    services: Services, ticket_id: int, created: bool, held: list[HeldMail], facts: dict[str, Any]
+) -> Callable[[Session], Callable[[], None]]:
+    """What releases ``held`` with ``facts`` in a transaction of ``services.releases``. The
+    mails are rendered now, in the calling thread, so that the transaction holds the database's
+    write lock (SQLite has one, shared with the worker) only for its UPDATEs; but when the
+    contact may raise a new ticket's priority, the mails show the ticket as the transaction
+    finds it, so they are rendered there (:func:`_complete`)."""
+    if created and _wanted_priority(facts) is not None:
+        return functools.partial(_complete, services, ticket_id, created, held, facts)
+    changes = {"plugin_facts": facts}
+    rendered = [render_held(services, mail, changes) for mail in held]
+
+    def write(session: Session) -> Callable[[], None]:
+        for mail in rendered:
+            release(session, services, mail)
+        return _nothing
+
+    return write
+
+
+def _nothing() -> None:
+    """Nothing to run after the commit (no plugin event to fire)."""
 
 
 def _complete(
