@@ -461,6 +461,7 @@ def _drain(runtime: Runtime) -> list[Outcome]:
     worker = Worker(
         runtime.services, runtime.factory, runtime.spool, DatabaseHealth(), lambda *_: sender.wake()
     )
+    runtime.services.releases.committed = sender.wake  # held mail released: send it now
     journal = plugins.journal
     journal.sweep(runtime.factory, force=True)  # events a killed process left unanswered
     sender.start()

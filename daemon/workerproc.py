@@ -209,6 +209,7 @@ def run_worker(
     journal = runtime.services.plugins.journal  # plugin events: re-run a dead worker's
     journal.fire_elsewhere(parent)  # the plugins process fires them (daemon/pluginproc.py)
     runtime.services.plugins.look_up_elsewhere()  # and answers the lookups
+    runtime.services.releases.committed = channel.committed  # released mail: send it now
     published = ThrottledCounts(counts)
     while not channel.stopping.value and os.getppid() == parent:
         if not health.ok and not worker.database_answers():

@@ -120,3 +120,20 @@ def test_a_group_that_cannot_be_written_is_logged_and_the_next_is_written(
     releases.write(engine, _row(2, after))
     assert _stored(engine) == [2]
     assert after == [2]
+
+
+def test_each_group_committed_is_told_and_a_group_not_written_is_not(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Under serve ``committed`` wakes the outbox sender, which sends the released mail at once
+    instead of at its next poll; after the commit, so that the sender finds the rows due."""
+    told: list[list[int]] = []
+    releases = Releases(committed=lambda: told.append(_stored(engine)))
+    after: list[int] = []
+    leader = Leader(releases, engine, after)
+    releases.write(engine, _row(1, after))
+    leader.finish()
+    assert told == [[0], [0, 1]], "once per group, each time with its rows committed"
+    unreachable = create_engine(f"sqlite:///{tmp_path / 'missing' / 'db.sqlite'}")
+    releases.write(unreachable, _row(2, after))
+    assert len(told) == 2, "nothing released: the sender is not woken"

@@ -29,6 +29,9 @@ class Releases:
     """Writes completions of held mail in groups, one transaction each (a leader writes while
     the others only leave their completion; see the module's docstring)."""
 
+    # Called after each group commits, from the writing thread: under serve it wakes the
+    # outbox sender (daemon/workerproc.py), else the released mail waits for its next poll.
+    committed: Callable[[], None] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ready: list[Write] = field(default_factory=list)
     _writing: bool = False
@@ -49,13 +52,17 @@ class Releases:
                     self._writing = False
                     return
             try:
-                _write_group(engine, group)
+                written = _write_group(engine, group)
             except Exception:
                 log.exception("releasing %d held mails failed; they go out when due", len(group))
+                continue
+            if written and self.committed is not None:
+                self.committed()
 
 
-def _write_group(engine: Engine | Connection, group: Sequence[Write]) -> None:
-    """Run the completions of ``group`` in one transaction, then what follows each commit."""
+def _write_group(engine: Engine | Connection, group: Sequence[Write]) -> int:
+    """Run the completions of ``group`` in one transaction, then what follows each commit;
+    returns how many were written."""
     follows: list[Callable[[], None]] = []
     with Session(engine) as session, session.begin():
         for completion in group:
@@ -66,3 +73,4 @@ def _write_group(engine: Engine | Connection, group: Sequence[Write]) -> None:
                 log.exception("releasing a held mail failed; it goes out when due")
     for follow in follows:
         follow()
+    return len(follows)
