@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +47,7 @@ if TYPE_CHECKING:  # Alembic loads only when the schema is not known to be at he
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "models" / "migrations"
 SCHEMA_HEAD = "0014_outbox_raw_once"  # the newest migration (tests/test_schema_startup.py checks)
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_LOCK_POLL_SECONDS = 0.0005  # how often a writer tries for the write lock while it waits
 SQLITE_CACHE_KIB = 8000  # the page cache of each SQLite connection that writes
 SQLITE_READER_CACHE_KIB = 2000  # and of a reader's (make_reader_engine): SQLite's default
 SQLITE_TEMP_STORE_MEMORY = 2  # PRAGMA temp_store: temporary tables and journals in memory
@@ -196,8 +199,33 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin_immediate(connection: Any) -> None:
-    # Take the write lock up front so two writers queue on busy_timeout instead of deadlocking.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    """Take the write lock up front (so that two writers queue instead of deadlocking),
+    trying again every ``SQLITE_LOCK_POLL_SECONDS`` while another writer holds it, for at most
+    ``SQLITE_BUSY_TIMEOUT_MS`` (then "database is locked", as SQLite's own wait ends).
+
+    SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, then 100 ms
+    between tries, so a writer that has waited a while wakes up to 100 ms after the lock is
+    free, while writers that just arrived take it first. With the worker, the releases of held
+    mail, the plugins process and the outbox sender writing at 100 mails a second, that gave
+    the ticket commit a p99 of 45 ms against 20 ms with this poll (bench_pipeline.py
+    --steady-seconds --plugins)."""
+    cursor = connection.connection.driver_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=0")  # this statement only: restored below
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    try:
+        while time.monotonic() < deadline:
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error):
+                    break
+            time.sleep(SQLITE_LOCK_POLL_SECONDS)
+        # the last try, through SQLAlchemy: its error is raised as SQLAlchemy raises any other
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    finally:
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
