@@ -48,7 +48,7 @@ def _hold_lock(engine: Engine, seconds: float) -> tuple[threading.Thread, list[f
 def test_a_waiting_writer_takes_the_lock_as_soon_as_it_is_free(engine: Engine) -> None:
     """Held for 180 ms: SQLite's own busy handler, sleeping 1, 2, 5, 10, 15, 20, 25, 25, 25,
     50, 50 ms between tries, tries at 178 ms and then not before 228 ms, 48 ms after the lock
-    is free. The writer tries every half millisecond instead."""
+    is free. The writer tries at most 2 ms apart instead."""
     thread, released = _hold_lock(engine, 0.18)
     with engine.begin() as connection:
         taken = time.monotonic()
@@ -57,6 +57,28 @@ def test_a_waiting_writer_takes_the_lock_as_soon_as_it_is_free(engine: Engine) -
     thread.join()
     assert 0 <= taken - released[0] < 0.040, "taken within a few ms of its release"
     assert timeout == db.SQLITE_BUSY_TIMEOUT_MS, "the connection's own timeout is back"
+
+
+def test_a_long_wait_tries_less_often(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pauses between tries grow from half a millisecond to the longest pause and stay
+    there: a writer waiting through a burst wakes 500 times a second, not 2,000."""
+    pauses: list[float] = []
+    real_sleep = time.sleep
+
+    def sleep(seconds: float) -> None:
+        if threading.current_thread() is threading.main_thread():  # the waiting writer's
+            pauses.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(db.time, "sleep", sleep)
+    thread, _released = _hold_lock(engine, 0.1)
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO rows VALUES (1)"))
+    thread.join()
+    assert pauses[0] == db.SQLITE_LOCK_POLL_SECONDS
+    assert pauses == sorted(pauses), "never shorter again while it waits"
+    assert max(pauses) == db.SQLITE_LOCK_POLL_LONGEST
+    assert sum(pause < db.SQLITE_LOCK_POLL_LONGEST for pause in pauses) <= 4, "a few ms to grow"
 
 
 def test_a_writer_gives_up_after_the_busy_timeout(
