@@ -71,10 +71,11 @@ def test_a_long_wait_tries_less_often(engine: Engine, monkeypatch: pytest.Monkey
         real_sleep(seconds)
 
     monkeypatch.setattr(db.time, "sleep", sleep)
-    thread, _released = _hold_lock(engine, 0.1)
+    thread, _released = _hold_lock(engine, 0.3)  # long enough for a busy machine to get here
     with engine.begin() as connection:
         connection.execute(text("INSERT INTO rows VALUES (1)"))
     thread.join()
+    assert pauses, "it waited"
     assert pauses[0] == db.SQLITE_LOCK_POLL_SECONDS
     assert pauses == sorted(pauses), "never shorter again while it waits"
     assert max(pauses) == db.SQLITE_LOCK_POLL_LONGEST
