@@ -6,7 +6,7 @@ import functools
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -232,9 +232,8 @@ def _sqlite_begin_immediate(connection: Any) -> None:
         # the last try, through SQLAlchemy: its error is raised as SQLAlchemy raises any other
         connection.exec_driver_sql("BEGIN IMMEDIATE")
     finally:
-        with suppress(sqlite3.Error):  # a broken connection: its own error stands
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.close()
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
