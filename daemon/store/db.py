@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # Alembic loads only when the schema is not known to be at he
     from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "models" / "migrations"
-SCHEMA_HEAD = "0014_outbox_raw_once"  # the newest migration (tests/test_schema_startup.py checks)
+SCHEMA_HEAD = "0015_lz4_compression"  # the newest migration (tests/test_schema_startup.py checks)
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # A writer waiting for the write lock tries again after 0.5 ms, then after pauses 1.5 times
 # longer each time, up to 2 ms: a short wait ends within half a millisecond of the lock's
