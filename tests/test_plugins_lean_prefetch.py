@@ -249,11 +249,15 @@ PIECES += ("Bestellung", "BESTELL", "bestelling", "Auftrags", "commande", "Pedid
 PIECES += ("orden", "encomenda", "zamowienia", "objednavky", "SIPARIS", "bestallnings")
 PIECES += ("ordre", "Bestilling", "tilaus", "TILAUKSEN", "comanda", "comenzii", "pesanan")
 PIECES += ("is", " IS ", "ist", "er", "on")
+PIECES += ("x" * 13, "B-" * 7)  # runs long enough to reach past a number's 40 after its digit
 PIECES += ("reorder", "nr", "Nr.", "N.", "nummer", "numero", "ID", "cislo", "numarasi", "NUMARASI")
 NON_ASCII = ("é", "zamówienie", "objednávka", "sipariş", "İ", "numarası", "beställning")  # noqa: RUF001
 NON_ASCII += ("Заказ", "замовлення", "номер", "numéro", "№", "n°", "nº", "č.", "ſ", "٣")  # noqa: RUF001
 NON_ASCII += ("注文", "番号", "订单", "号", "주문", "번호", "：", "παραγγελία", "đơn hàng", "số")  # noqa: RUF001
 NON_ASCII += ("är", "comandă")
+
+
+LONG_OPENING = "Hello, I wrote about this before. " * 40  # searched to its end: no digit
 
 
 @settings(max_examples=400, deadline=None)
@@ -270,11 +274,34 @@ def test_the_default_pattern_finds_the_same_numbers_on_any_text(text: str) -> No
 
     options = {"by_number_url": "http://shop.invalid/orders/{number}", "max_orders": 100}
     plugin = orders_http.create_plugin(PluginContext("orders_http", Settings(), options, None))
-    expected: list[str] = []
-    for match in re.finditer(order_numbers.DEFAULT_PATTERN, text):
-        if match.group(1) not in expected:
-            expected.append(match.group(1))
+    for searched in (text, LONG_OPENING + text):  # a long text is cut after its last number
+        expected: list[str] = []
+        for match in re.finditer(order_numbers.DEFAULT_PATTERN, searched):
+            if match.group(1) not in expected:
+                expected.append(match.group(1))
+        assert plugin.numbers(searched) == expected
+
+
+@pytest.mark.parametrize("tail", [37, 38, 39, 40, 41, 42])
+@pytest.mark.parametrize("after", ["", " and more text", "-and-more", "x" * 60])
+def test_a_number_at_the_end_of_its_run_is_found_as_the_pattern_finds_it(
+    tail: int, after: str
+) -> None:
+    """The search of a long ASCII text stops 41 characters after its last digit (no number
+    runs further); a run of about that length right at the end is found, or not, as the
+    pattern itself finds it."""
+    from postdesk.plugins.host import PluginContext
+
+    run_after_digit = f"{{2,{order_numbers._NUMBER_TAIL}}}+"  # what the cut is made from
+    assert run_after_digit in order_numbers.DEFAULT_PATTERN
+    assert all(run_after_digit in twin.pattern for twin in order_numbers._DEFAULT_LOWERED.values())
+    text = LONG_OPENING + "my order 1" + "B" * tail + after
+    options = {"by_number_url": "http://shop.invalid/orders/{number}"}
+    plugin = orders_http.create_plugin(PluginContext("orders_http", Settings(), options, None))
+    expected = [m.group(1) for m in re.finditer(order_numbers.DEFAULT_PATTERN, text)]
     assert plugin.numbers(text) == expected
+    run = tail + len(re.match(r"[A-Za-z0-9-]*", after).group())  # type: ignore[union-attr]
+    assert expected == (["1" + "B" * tail] if run <= 40 else [])  # the case is a boundary one
 
 
 @pytest.mark.parametrize(
