@@ -7,8 +7,9 @@ PostgreSQL compresses a value of more than about 2 kB before it stores it, with 
 column says otherwise. A new ticket stores some 28 kB of such values (the customer's raw
 message and text, the three mails written for it), and pglz compressing them was a fifth of
 the database server's CPU per message: lz4 (PostgreSQL 14 and later, when built with it, as
-the distributions build it) takes 0.5 ms less per message (bench_pipeline.py --in-process,
-2.57 -> 2.0 ms of backend CPU), which several workers on two cores share. Values already
+the distributions build it) takes 0.4 ms less per message (bench_pipeline.py --in-process:
+the backend's CPU 2.25 -> 1.87 ms, medians of five alternated runs), which several workers on
+two cores share. Values already
 stored keep their compression; SQLite is not concerned.
 """
 
